@@ -1,0 +1,357 @@
+"""Every configuration token, its default, its type and what it does: the one place.
+
+QVD's configuration is one flat namespace of dotted tokens (reference §6). A token
+marked ``per_tenant`` may be overridden for one tenant by a row of ``configs`` with
+that tenant's id; every other token reads only the global rows (tenant -1). Families
+(``Family``) accept any key under a prefix, for token sets that are open by nature
+(LDAP settings, hooks, resource limits).
+
+Where this project deliberately departs from QVD's default (faster reaction, no
+well-known secrets) the doc says so. ``docs/config.md`` is generated from this table
+by ``qvd config doc``; a test keeps it current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["FAMILIES", "TOKENS", "Family", "Kind", "Token", "find_family", "lookup", "token_names"]
+
+
+class Kind(Enum):
+    """How a token's text is read."""
+
+    STR = "string"
+    INT = "integer"
+    FLOAT = "number"
+    BOOL = "boolean (1/0, true/false, yes/no, on/off)"
+    LIST = "comma-separated list"
+    PATH = "path"
+    SECRET = "secret (never logged)"  # noqa: S105 - a type name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token:
+    """One configuration token."""
+
+    name: str
+    default: str | None
+    kind: Kind
+    doc: str
+    per_tenant: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Family:
+    """Any token whose name starts with ``prefix``."""
+
+    prefix: str
+    kind: Kind
+    doc: str
+    per_tenant: bool = False
+
+
+TXT, INT, NUM, BOOL, LST, PTH, SEC = (
+    Kind.STR,
+    Kind.INT,
+    Kind.FLOAT,
+    Kind.BOOL,
+    Kind.LIST,
+    Kind.PATH,
+    Kind.SECRET,
+)
+
+
+def _t(name: str, default: str | None, kind: Kind, doc: str, *, tenant: bool = False) -> Token:
+    return Token(name=name, default=default, kind=kind, doc=doc, per_tenant=tenant)
+
+
+TOKENS: tuple[Token, ...] = (
+    # --- node identity and database -------------------------------------------------
+    _t("nodename", None, TXT, "This node's name; must equal `hosts.name` of its row."),
+    _t(
+        "database.host",
+        "",
+        TXT,
+        "PostgreSQL host or socket directory. Empty: the node's own embedded cluster "
+        "(`qvd up`). The environment variable QVD_DATABASE_URL overrides all database.*.",
+    ),
+    _t("database.port", "5432", INT, "PostgreSQL port of an external server."),
+    _t("database.name", "qvd", TXT, "Database name."),
+    _t("database.user", "qvd", TXT, "Database role."),
+    _t("database.password", "", SEC, "Database password (empty: none, e.g. peer or trust)."),
+    _t("database.connect_timeout", "20", INT, "Seconds to wait for a database connection."),
+    _t(
+        "database.embedded.port",
+        "55432",
+        INT,
+        "Loopback TCP port of the embedded cluster (it also listens on a unix socket).",
+    ),
+    _t(
+        "database.embedded.bin",
+        "/usr/lib/postgresql/15/bin",
+        PTH,
+        "Directory with initdb and pg_ctl for the embedded cluster.",
+    ),
+    _t(
+        "database.embedded.os_user",
+        "postgres",
+        TXT,
+        "System user that owns and runs the embedded cluster (initdb refuses root).",
+    ),
+    # --- paths ------------------------------------------------------------------------
+    _t("path.run", "/var/run/qvd", PTH, "Runtime files: locks, sockets, pid files."),
+    _t("path.log", "/var/log/qvd", PTH, "Log directory."),
+    _t("path.tmp", "/var/tmp", PTH, "Temporary files."),  # noqa: S108 - QVD's default
+    _t("path.data", "/var/lib/qvd", PTH, "Persistent node data (embedded database, caches)."),
+    _t("path.database", "${path.data}/pgdata", PTH, "Data directory of the embedded cluster."),
+    _t("path.database.socket", "${path.run}/pg", PTH, "Socket directory of the embedded cluster."),
+    _t("path.storage.root", "/var/lib/qvd/storage", PTH, "Root of all VM storage (DESIGN §3)."),
+    _t("path.storage.staging", "${path.storage.root}/staging", PTH, "DIs dropped in for import."),
+    _t("path.storage.images", "${path.storage.root}/images", PTH, "Imported DI files."),
+    _t("path.storage.basefs", "${path.storage.root}/basefs", PTH, "Unpacked DIs (LXC)."),
+    _t("path.storage.overlayfs", "${path.storage.root}/overlayfs", PTH, "Per-VM upper layers."),
+    _t("path.storage.rootfs", "${path.storage.root}/rootfs", PTH, "Per-VM union mounts."),
+    _t("path.storage.homefs", "${path.storage.root}/homefs", PTH, "Persistent homes (LXC)."),
+    _t("path.storage.overlays", "${path.storage.root}/overlays", PTH, "Per-VM qcow2 overlays."),
+    _t("path.storage.homes", "${path.storage.root}/homes", PTH, "Persistent home disks (KVM)."),
+    _t("path.run.lxc", "${path.run}/lxc", PTH, "LXC path for generated container configs."),
+    _t("path.cgroup", "/sys/fs/cgroup", PTH, "cgroup mount point."),
+    _t("path.cache.di", "/var/cache/qvd/di", PTH, "Cache of built disk images, by recipe hash."),
+    _t("path.l7r.ssl.key", "${path.run}/l7r/ssl/key.pem", PTH, "L7R TLS key file."),
+    _t("path.l7r.ssl.cert", "${path.run}/l7r/ssl/cert.pem", PTH, "L7R TLS certificate file."),
+    _t("path.l7r.ssl.ca", "${path.run}/l7r/ssl/ca.pem", PTH, "CA for client certificates."),
+    _t("path.l7r.ssl.crl", "${path.run}/l7r/ssl/crl.pem", PTH, "CRL for client certificates."),
+    _t("path.api.ssl.key", "/etc/qvd/api/certs/key.pem", PTH, "API TLS key file."),
+    _t("path.api.ssl.cert", "/etc/qvd/api/certs/cert.pem", PTH, "API TLS certificate file."),
+    # --- logging ----------------------------------------------------------------------
+    _t("log.filename", "${path.log}/qvd.log", PTH, "Log file."),
+    _t("log.level", "INFO", TXT, "DEBUG, INFO, WARNING or ERROR."),
+    # --- L7R --------------------------------------------------------------------------
+    _t("l7r.address", "*", TXT, "Listen address of the L7R (`*` = all)."),
+    _t("l7r.port", "8443", INT, "Listen port of the L7R (TLS)."),
+    _t("l7r.use_ssl", "1", BOOL, "TLS on the L7R listener (kept on: security by default)."),
+    _t("l7r.client.cert.require", "0", BOOL, "Require client certificates."),
+    _t("l7r.auth.plugins", "", LST, "Authentication plugins, in order.", tenant=True),
+    _t("l7r.auth.plugins.head", "", LST, "Plugins placed before the per-tenant list."),
+    _t("l7r.auth.plugins.tail", "default", LST, "Plugins placed after the per-tenant list."),
+    _t(
+        "l7r.auth.plugin.default.separators",
+        "@#",
+        TXT,
+        "Characters that separate login and tenant in `user@tenant`.",
+        tenant=True,
+    ),
+    _t(
+        "l7r.auth.plugin.default.tenant",
+        "default",
+        TXT,
+        "Tenant of logins that name none.",
+        tenant=True,
+    ),
+    _t("l7r.auth.plugin.totp.token_size", "6", INT, "Digits of a TOTP code.", tenant=True),
+    _t("l7r.auth.plugin.totp.interval", "30", INT, "TOTP period (s).", tenant=True),
+    _t("l7r.auth.plugin.totp.t0", "0", INT, "TOTP epoch.", tenant=True),
+    _t("l7r.auth.plugin.totp.leeway", "1", INT, "TOTP periods accepted either side.", tenant=True),
+    _t(
+        "l7r.auth.rate_limit.attempts",
+        "10",
+        INT,
+        "Failed logins allowed per user and per source address in the window (new).",
+    ),
+    _t("l7r.auth.rate_limit.window", "60", INT, "Window of the failed-login limit, seconds (new)."),
+    _t("l7r.loadbalancer.plugin", "default", TXT, "Load-balancer plugin."),
+    _t("l7r.loadbalancer.plugin.default.weight.ram", "1", NUM, "Weight of free RAM."),
+    _t("l7r.loadbalancer.plugin.default.weight.cpu", "1", NUM, "Weight of idle CPU."),
+    _t("l7r.loadbalancer.plugin.default.weight.random", "1", NUM, "Weight of random jitter."),
+    _t("model.user.login.case-sensitive", "0", BOOL, "Keep the case of logins.", tenant=True),
+    _t("internal.l7r.timeout.vm_start", "270", INT, "Seconds to wait for a VM to run."),
+    _t("internal.l7r.timeout.vm_stop", "270", INT, "Seconds to wait for a VM to stop."),
+    _t("internal.l7r.timeout.x_start", "10", INT, "Seconds to wait for `listening`."),
+    _t("internal.l7r.timeout.vma", "4", INT, "Timeout of one VMA call, seconds."),
+    _t("internal.l7r.timeout.takeover", "30", INT, "Seconds to take over another session."),
+    _t("internal.l7r.retry.x_start", "20", INT, "Tries of `x_start`."),
+    _t("internal.l7r.short_session", "120", INT, "Sessions shorter than this count as short."),
+    _t(
+        "internal.l7r.timeout.request",
+        "30",
+        INT,
+        "Seconds a client may take to send one request head (slow-loris guard; new).",
+    ),
+    # --- authentication families (per tenant) -----------------------------------------
+    _t("auth.auto.osf_id", None, INT, "OSF of VMs created on first login.", tenant=True),
+    _t("auth.auto.di_tag", "default", TXT, "DI tag of VMs created on first login.", tenant=True),
+    _t("auth.auto.max_vms", "5", INT, "VM names tried (`<login>-1..n`).", tenant=True),
+    # --- HKD --------------------------------------------------------------------------
+    _t("vm.hypervisor", "lxc", TXT, "Backend: `lxc` or `kvm`."),
+    _t("vm.network.bridge", "qvdnet", TXT, "The node's VM bridge."),
+    _t("vm.network.ip.start", "10.0.0.100", TXT, "First VM address; nodes sit below it."),
+    _t("vm.network.netmask", "255.255.0.0", TXT, "Netmask (or prefix length) of the VM network."),
+    _t("vm.network.gateway", "", TXT, "Gateway given to VMs (empty: none, no route out)."),
+    _t("vm.network.domain", "", TXT, "DNS domain of VMs."),
+    _t(
+        "vm.network.use_dhcp",
+        "0",
+        BOOL,
+        "Give VMs their address by DHCP (QVD: 1; here static by default).",
+    ),
+    _t("vm.network.mac.prefix", "54:52:00", TXT, "First three octets of VM MACs."),
+    _t("internal.vm.network.device.prefix", "qvd", TXT, "Host-side veth name prefix."),
+    _t("internal.vm.network.firewall.enable", "1", BOOL, "Filter VM traffic on the node."),
+    _t("internal.vm.network.firewall.protect_host", "1", BOOL, "Drop VM→node traffic."),
+    _t("internal.vm.network.firewall.protect_vms", "1", BOOL, "Drop VM↔VM traffic."),
+    _t("internal.vm.network.firewall.allow_login_from_vm", "0", BOOL, "Let VMs reach the L7R."),
+    _t("vm.lxc.unionfs.type", "overlayfs", TXT, "Union filesystem of container roots."),
+    _t("vm.lxc.home.per.user", "0", BOOL, "Homes per user login rather than per VM."),
+    _t("vm.lxc.hooks.allow", "0", BOOL, "Run hooks shipped inside DIs."),
+    _t("vm.lxc.redirect.allow", "0", BOOL, "Accept 'redirect' DIs."),
+    _t("vm.lxc.cpu.shares", "1024", INT, "cgroup cpu.shares of each container."),
+    _t("vm.lxc.pids.max", "2048", INT, "cgroup pids.max of each container (new)."),
+    _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
+    _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
+    _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),
+    _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),
+    _t("internal.vm.port.vma", "3030", INT, "VMA port inside VMs."),
+    _t("internal.vm.port.ssh", "22", INT, "SSH port inside VMs."),
+    _t("internal.nxagent.display", "100", INT, "nxagent display; its port is display+4000."),
+    _t("internal.nxagent.timeout.initiating", "20", INT, "nxagent initiating timeout (s)."),
+    _t("internal.nxagent.timeout.listening", "10", INT, "Seconds a client has to connect."),
+    _t("internal.nxagent.timeout.suspending", "20", INT, "nxagent suspending timeout (s)."),
+    _t("internal.nxagent.timeout.stopping", "20", INT, "nxagent stopping timeout (s)."),
+    _t("osf.default.memory", "256", INT, "Memory of new OSFs, MB."),
+    _t("osf.default.overlay", "1", BOOL, "Overlay of new OSFs."),
+    _t("osf.default.is_application", "0", BOOL, "New OSFs are applications."),
+    _t("internal.hkd.max_heavy", "10", INT, "VM starts in their heavy phase at once."),
+    _t("internal.hkd.workers", "8", INT, "Reconciles running at once (new)."),
+    _t(
+        "internal.hkd.poll.delay",
+        "5",
+        INT,
+        "Resync period: every VM of the node is reconciled this often even without a "
+        "NOTIFY, seconds (QVD polled commands every 61 s).",
+    ),
+    _t("internal.hkd.agent.ticker.delay", "2", INT, "Heartbeat period, seconds (QVD: 120)."),
+    _t(
+        "internal.hkd.agent.ticker.timeout",
+        "20",
+        INT,
+        "Self-fencing: a node that cannot write its heartbeat this long stops its VMs (QVD: 450).",
+    ),
+    _t(
+        "internal.hkd.cluster.node.timeout",
+        "25",
+        INT,
+        "A node silent this long is marked lost (QVD: 600).",
+    ),
+    _t("internal.hkd.agent.cluster_monitor.delay", "5", INT, "Peer check period (QVD: 120)."),
+    _t(
+        "internal.hkd.agent.expiration_monitor.delay",
+        "60",
+        INT,
+        "Expiration check period (QVD: 3600).",
+    ),
+    _t(
+        "internal.hkd.vmhandler.vma_monitor.delay.after.ok",
+        "3",
+        INT,
+        "VMA ping period while healthy (QVD: 120).",
+    ),
+    _t(
+        "internal.hkd.vmhandler.vma_monitor.delay.after.error",
+        "1",
+        INT,
+        "VMA ping period after a failure (QVD: 10).",
+    ),
+    _t(
+        "internal.hkd.vmhandler.vma.failed.max_time.on.running",
+        "8",
+        INT,
+        "A running VM whose VMA has not answered this long is stopped (QVD: 320).",
+    ),
+    _t(
+        "internal.hkd.vmhandler.vma.failed.max_time.on.starting",
+        "60",
+        INT,
+        "A starting VM whose VMA never answered this long is stopped (QVD: 180).",
+    ),
+    _t("internal.hkd.agent.rpc.timeout", "3", INT, "Timeout of one VMA call, seconds."),
+    _t("internal.hkd.timeout.shutdown", "30", INT, "Seconds between `poweroff` and a hard stop."),
+    _t("internal.hkd.timeout.stop", "30", INT, "Seconds between TERM and KILL of a VM."),
+    _t(
+        "internal.hkd.stopping.vms",
+        "0",
+        BOOL,
+        "On SIGTERM, stop this node's VMs (else leave them).",
+    ),
+    _t("internal.hkd.lock.path", "${path.run}/hkd.lock", PTH, "HKD single-instance lock."),
+    _t("internal.vm.debug.enable", "0", BOOL, "Keep VMs whose VMA never answers (`debugging`)."),
+    # --- VMA --------------------------------------------------------------------------
+    _t("vma.user.default.name", "qvd", TXT, "User name when none is given."),
+    _t("vma.user.default.groups", "qvduser", LST, "Groups of provisioned users."),
+    _t("vma.user.home.path", "/home", PTH, "Parent of users' homes."),
+    _t("vma.user.shell", "/bin/bash", PTH, "Shell of provisioned users."),
+    _t("vma.default.lang", "en_US.UTF-8", TXT, "LANG of sessions."),
+    _t("vma.audio.enable", "0", BOOL, "PulseAudio forwarding."),
+    _t("vma.printing.enable", "0", BOOL, "Printing channel."),
+    _t("vma.slave.enable", "0", BOOL, "Slave channel."),
+    # --- API / WAT --------------------------------------------------------------------
+    _t("api.address", "127.0.0.1", TXT, "Listen address of the admin API (TLS)."),
+    _t("api.port", "8444", INT, "Listen port of the admin API (TLS)."),
+    _t("api.session.timeout", "3600", INT, "Idle lifetime of an admin session, seconds."),
+    _t("api.login.rate_limit.attempts", "10", INT, "Failed admin logins allowed per window."),
+    _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
+    # --- client defaults (sent to clients, used by qvd-client) ---------------------
+    _t("client.host.port", "8443", INT, "Default L7R port for clients."),
+    _t("client.link", "adsl", TXT, "Default NX link speed."),
+    _t("client.geometry", "1024x768", TXT, "Default session geometry."),
+)
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        prefix="auth.ldap.",
+        kind=TXT,
+        per_tenant=True,
+        doc="LDAP plugin settings (host, base, filter, scope, binddn, bindpass, "
+        "userbindpattern, deref, racf_allowregex, name.normalize, home.set).",
+    ),
+    Family(
+        prefix="vma.on_action.",
+        kind=PTH,
+        doc="VMA action hooks (pre-connect, connect, stop, suspend, poweroff, expire).",
+    ),
+    Family(
+        prefix="vma.on_state.",
+        kind=PTH,
+        doc="VMA state hooks (connected, suspended, disconnected).",
+    ),
+    Family(
+        prefix="vma.on_provisioning.",
+        kind=PTH,
+        doc="VMA provisioning hooks (mount_home, add_user, after_add_user).",
+    ),
+    Family(prefix="hkd.process.limit.", kind=INT, doc="rlimits of the HKD process."),
+    Family(prefix="api.public.", kind=TXT, doc="Values published by /api/info."),
+)
+
+_BY_NAME = {t.name: t for t in TOKENS}
+if len(_BY_NAME) != len(TOKENS):  # pragma: no cover - a programming error
+    raise RuntimeError("duplicate token in qvd.config.tokens.TOKENS")
+
+
+def find_family(name: str) -> Family | None:
+    """The family a token name belongs to, if any."""
+    for family in FAMILIES:
+        if name.startswith(family.prefix) and len(name) > len(family.prefix):
+            return family
+    return None
+
+
+def token_names() -> frozenset[str]:
+    """Names of all declared tokens."""
+    return frozenset(_BY_NAME)
+
+
+def lookup(name: str) -> Token | None:
+    """The declared token of that name."""
+    return _BY_NAME.get(name)

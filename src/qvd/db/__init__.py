@@ -1,0 +1,52 @@
+"""The QVD database: models, migrations, connection targets, the embedded cluster,
+notification channels, password hashing and effective ACLs.
+
+Daemons start with ``database_target(config)`` → ``make_engine`` →
+``require_current_schema``; they listen with ``Listener`` on the names in
+``channels``.
+"""
+
+from qvd.db.acls import administrator_acls, role_acls
+from qvd.db.bootstrap import InitResult, initialize_database, reset_admin_password
+from qvd.db.engine import make_engine, make_sessionmaker
+from qvd.db.errors import DatabaseError, DatabaseUnreachable, EmbeddedClusterError, SchemaMismatch
+from qvd.db.listener import Listener, Notification
+from qvd.db.localpg import EmbeddedCluster, embedded_cluster
+from qvd.db.migrate import (
+    SchemaStatus,
+    downgrade,
+    require_current_schema,
+    schema_status,
+    upgrade,
+)
+from qvd.db.passwords import generate_password, hash_password, verify_password
+from qvd.db.target import DATABASE_URL_ENV, DatabaseTarget, database_target
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DatabaseError",
+    "DatabaseTarget",
+    "DatabaseUnreachable",
+    "EmbeddedCluster",
+    "EmbeddedClusterError",
+    "InitResult",
+    "Listener",
+    "Notification",
+    "SchemaMismatch",
+    "SchemaStatus",
+    "administrator_acls",
+    "database_target",
+    "downgrade",
+    "embedded_cluster",
+    "generate_password",
+    "hash_password",
+    "initialize_database",
+    "make_engine",
+    "make_sessionmaker",
+    "require_current_schema",
+    "reset_admin_password",
+    "role_acls",
+    "schema_status",
+    "upgrade",
+    "verify_password",
+]

@@ -1,0 +1,74 @@
+"""LISTEN on NOTIFY channels over a dedicated psycopg connection.
+
+Daemons wake on these; a notification is a hint to re-read rows, never the only
+source of truth (every waiter also polls slowly, DESIGN §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from qvd.db.channels import parse_payload
+from qvd.db.target import DatabaseTarget
+
+__all__ = ["Listener", "Notification"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    channel: str
+    payload: dict[str, Any]
+    pid: int
+
+
+class Listener:
+    """A connection that listens on channels; ``wait`` returns what arrived."""
+
+    def __init__(self, target: DatabaseTarget, channels: Iterable[str] = ()) -> None:
+        self._conn = target.connect(autocommit=True)
+        self._channels: set[str] = set()
+        self.listen(*channels)
+
+    def listen(self, *channels: str) -> None:
+        for channel in channels:
+            if channel not in self._channels:
+                self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self._channels.add(channel)
+
+    def unlisten(self, *channels: str) -> None:
+        for channel in channels:
+            if channel in self._channels:
+                self._conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+                self._channels.discard(channel)
+
+    def wait(self, timeout: float, max_count: int | None = None) -> list[Notification]:
+        """Notifications that arrive within ``timeout`` seconds (stops early at
+        ``max_count``)."""
+        out: list[Notification] = []
+        for n in self._conn.notifies(timeout=timeout, stop_after=max_count):
+            out.append(Notification(channel=n.channel, payload=parse_payload(n.payload), pid=n.pid))
+        return out
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._conn

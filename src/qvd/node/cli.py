@@ -1,0 +1,191 @@
+"""The ``qvd`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from sqlalchemy import Engine
+
+from qvd.config import Config, ConfigError, load_config
+from qvd.db import (
+    DatabaseError,
+    DatabaseTarget,
+    database_target,
+    initialize_database,
+    make_engine,
+    reset_admin_password,
+    schema_status,
+)
+from qvd.db import downgrade as db_downgrade
+from qvd.db import upgrade as db_upgrade
+from qvd.node.configdoc import config_reference
+from qvd.node.up import run_up
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="QVD node tools.")
+db_app = typer.Typer(no_args_is_help=True, help="The QVD database: schema and administrators.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration tokens and files.")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Node configuration file (default $QVD_CONFIG or /etc/qvd/node.conf).",
+    ),
+]
+
+
+class _Failure(Exception):
+    """An error already worded for the user; exit code 1."""
+
+
+def _config(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _engine(config: Config) -> tuple[Engine, DatabaseTarget]:
+    target = database_target(config)
+    return make_engine(target), target
+
+
+def _err(message: str) -> None:
+    typer.echo(f"qvd: error: {message}", err=True)
+
+
+# ---- qvd db ------------------------------------------------------------------------------
+@db_app.command("init")
+def db_init(config: ConfigOption = None) -> None:
+    """Create the schema and seed data, and the superadmin (its password is shown once)."""
+    engine, target = _engine(_config(config))
+    result = initialize_database(engine)
+    typer.echo(f"{target.describe()}: schema {result.schema}")
+    if result.superadmin_password is None:
+        typer.echo("already initialised; the superadmin exists (its password is unchanged)")
+    else:
+        typer.echo("superadmin (tenant '*') password, shown this once:")
+        typer.echo(f"  {result.superadmin_password}")
+
+
+@db_app.command("upgrade")
+def db_upgrade_cmd(config: ConfigOption = None) -> None:
+    """Apply pending migrations."""
+    engine, target = _engine(_config(config))
+    before = schema_status(engine)
+    db_upgrade(engine)
+    after = schema_status(engine)
+    if before.current == after.current:
+        typer.echo(f"{target.describe()}: already at {after.current}")
+    else:
+        typer.echo(f"{target.describe()}: {before.current or 'empty'} -> {after.current}")
+
+
+@db_app.command("downgrade")
+def db_downgrade_cmd(
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for empty.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: data may be lost.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Undo migrations down to REVISION (data in dropped tables is lost)."""
+    if not yes:
+        raise _Failure("downgrading can drop tables and their data: add --yes to confirm")
+    engine, target = _engine(_config(config))
+    db_downgrade(engine, revision)
+    typer.echo(f"{target.describe()}: now at {schema_status(engine).current or 'empty'}")
+
+
+@db_app.command("status")
+def db_status(config: ConfigOption = None) -> None:
+    """Show the schema version and pending migrations (exit 3 if any are pending)."""
+    engine, target = _engine(_config(config))
+    status = schema_status(engine)
+    typer.echo(f"database:  {target.describe()}")
+    typer.echo(f"schema:    {status.current or '(none: run `qvd db init`)'}")
+    typer.echo(f"software:  {status.head}")
+    if not status.known:
+        typer.echo("the database is at a revision this software does not know (newer?)")
+        raise typer.Exit(4)
+    if status.pending:
+        typer.echo("pending migrations:")
+        for line in status.pending:
+            typer.echo(f"  {line}")
+        raise typer.Exit(3)
+    typer.echo("up to date")
+
+
+@db_app.command("admin-password")
+def db_admin_password(
+    name: Annotated[str, typer.Argument(help="Administrator name, e.g. superadmin or batman.")],
+    tenant_id: Annotated[int, typer.Option(help="Tenant of the administrator.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Give an administrator a new generated password (shown once)."""
+    engine, _ = _engine(_config(config))
+    try:
+        password = reset_admin_password(engine, name, tenant_id)
+    except LookupError as exc:
+        raise _Failure(str(exc)) from None
+    typer.echo(f"new password for {name!r}, shown this once:")
+    typer.echo(f"  {password}")
+
+
+# ---- qvd config --------------------------------------------------------------------------
+@config_app.command("doc")
+def config_doc() -> None:
+    """Print the reference of every token (Markdown)."""
+    typer.echo(config_reference(), nl=False)
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+) -> None:
+    """Check a configuration file: syntax, known tokens, types and references."""
+    load_config(path)
+    typer.echo(f"{path}: OK")
+
+
+@config_app.command("get")
+def config_get(
+    token: Annotated[str, typer.Argument(help="Token name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a token's value (file and defaults) and where it comes from."""
+    cfg = _config(config)
+    setting = cfg.setting(token)
+    if setting is None:
+        raise _Failure(f"{token} has no value")
+    where = setting.source + (f":{setting.line}" if setting.line else "")
+    typer.echo(f"{token} = {cfg.get(token)}    ({where})")
+
+
+# ---- qvd up ------------------------------------------------------------------------------
+@app.command("up")
+def up(config: ConfigOption = None) -> None:
+    """Run an all-in-one node in the foreground (database today; more as it lands)."""
+    run_up(_config(config), sys.stdout)
+
+
+def main() -> None:
+    """Run the command; errors the user can act on are one line on stderr, exit 1."""
+    try:
+        # standalone_mode=False: click returns an exit code instead of exiting, and
+        # lets our own errors through so they are worded here, without a traceback
+        code = app(standalone_mode=False)
+    except (ConfigError, DatabaseError, _Failure) as exc:
+        _err(str(exc))
+        sys.exit(1)
+    except click.exceptions.Abort:
+        _err("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,139 @@
+"""`qvd up` brings up a private PostgreSQL with the schema, and stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from qvd.config import load_config
+from qvd.db import embedded_cluster, verify_password
+from tests.conftest import free_port, scratch_dir
+
+READY = "QVD node is up."
+
+
+@pytest.fixture
+def node_conf() -> Iterator[Path]:
+    base = scratch_dir(f"qvd-test-up-{os.getpid()}-")
+    conf = base / "node.conf"
+    conf.write_text(
+        f"nodename = test-node\n"
+        f"path.run = {base}/run\n"
+        f"path.data = {base}/data\n"
+        f"database.embedded.port = {free_port()}\n"
+    )
+    try:
+        yield conf
+    finally:
+        embedded_cluster(load_config(conf)).stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def start_up(conf: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"QVD_CONFIG", "QVD_DATABASE_URL"}}
+    return subprocess.Popen(
+        [sys.executable, "-m", "qvd", "up", "--config", str(conf)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> list[str]:
+    """Lines of output up to and including the one with ``marker``."""
+    assert proc.stdout is not None
+    stream = proc.stdout
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+            if marker in line:
+                return
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    proc.kill()
+    raise AssertionError(f"{marker!r} never came; output:\n" + "\n".join(seen))
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
+    config = load_config(node_conf)
+    cluster = embedded_cluster(config)
+    proc = start_up(node_conf)
+    try:
+        lines = read_until(proc, "Stop with Ctrl-C")
+    except BaseException:
+        proc.kill()
+        raise
+    text = "\n".join(lines)
+    assert "created a new cluster" in text
+    assert READY in text
+    password = lines[lines.index("  superadmin (tenant '*') password, shown this once:") + 1]
+    password = password.strip()
+
+    # the database answers on its socket, with schema and seed, and the password works
+    with psycopg.connect(host=str(cluster.socket_dir), port=cluster.port, user="qvd",
+                         dbname="qvd") as conn:  # fmt: skip
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
+        stored = conn.execute(
+            "SELECT password FROM administrators WHERE name = 'superadmin'"
+        ).fetchone()
+        assert stored is not None
+        assert verify_password(stored[0], password)
+    # and on loopback TCP with the generated role password
+    role_password = cluster.password_file.read_text().strip()
+    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="qvd", dbname="qvd",
+                         password=role_password) as conn:  # fmt: skip
+        assert conn.execute("SELECT count(*) FROM acls").fetchone() == (244,)
+
+    # a second `qvd up` on the same node refuses
+    second = start_up(node_conf)
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert f"another `qvd up` (pid {proc.pid}) is running this node" in out
+
+    code, out = stop(proc)
+    assert code == 0, out
+    assert "embedded PostgreSQL stopped" in out
+    assert not cluster.is_running()
+    assert not (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists()
+
+    # again: the same cluster is reused, no new password is shown
+    proc = start_up(node_conf)
+    try:
+        lines = read_until(proc, "Stop with Ctrl-C")
+    finally:
+        code, out = stop(proc)
+    text = "\n".join(lines)
+    assert "created a new cluster" not in text
+    assert "shown this once" not in text
+    assert code == 0
+    assert not cluster.is_running()
