@@ -66,10 +66,11 @@ extra_deps() {
 }
 
 run_checks() {
-    local bin="$VENV/bin"
+    local bin="$VENV/bin" dirs=() d
+    for d in src tests bench; do [ -d "$d" ] && dirs+=("$d"); done
     say "ruff"
-    "$bin/ruff" check src tests bench
-    "$bin/ruff" format --check src tests bench
+    "$bin/ruff" check "${dirs[@]}"
+    "$bin/ruff" format --check "${dirs[@]}"
     say "mypy"
     "$bin/mypy"
     say "import contracts"
