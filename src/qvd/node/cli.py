@@ -21,6 +21,7 @@ from qvd.db import (
     schema_status,
 )
 from qvd.db import downgrade as db_downgrade
+from qvd.di.cli import app as di_app
 from qvd.db import upgrade as db_upgrade
 from qvd.node.configdoc import config_reference
 from qvd.node.up import run_up
@@ -32,6 +33,7 @@ db_app = typer.Typer(no_args_is_help=True, help="The QVD database: schema and ad
 config_app = typer.Typer(no_args_is_help=True, help="Configuration tokens and files.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(di_app, name="di", help="Disk images: build them from recipes.")
 
 ConfigOption = Annotated[
     Path | None,

@@ -1,0 +1,43 @@
+"""The face other components use: find or build an image by recipe name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qvd.di.build import build_image, image_path
+from qvd.di.progress import ProgressSink
+from qvd.di.recipe import load_recipe
+
+__all__ = ["cached_image", "default_cache_dir", "ensure_image"]
+
+
+def default_cache_dir() -> Path:
+    """``path.cache.di`` from the node configuration (default /var/cache/qvd/di)."""
+    from qvd.config import load_config
+
+    return load_config().get_path("path.cache.di")
+
+
+def cached_image(recipe_name: str, cache: Path | None = None) -> Path | None:
+    """The cached image of the recipe as it is now, or None if it was not built yet."""
+    recipe = load_recipe(recipe_name)
+    path = image_path(cache or default_cache_dir(), recipe)
+    meta = path.with_name(path.name.split(".tar")[0] + ".json")
+    return path if path.is_file() and meta.is_file() else None
+
+
+def ensure_image(
+    recipe_name: str,
+    progress: ProgressSink | None = None,
+    *,
+    cache: Path | None = None,
+    force: bool = False,
+) -> Path:
+    """The image file of a shipped recipe, built first if the cache lacks it.
+
+    Safe to call from several processes: a per-recipe lock makes one build and the
+    others wait for it and reuse the result.
+    """
+    return build_image(
+        load_recipe(recipe_name), cache or default_cache_dir(), progress=progress, force=force
+    )

@@ -1,0 +1,194 @@
+"""Recipes: declarative TOML files kept in ``qvd/di/recipes/``, and their hashes.
+
+A recipe names a Debian suite, the packages debootstrap includes, extra packages that
+apt installs inside the new root, paths to remove before packing, and the settings
+written to the image's ``/etc/qvd/vma.conf``.
+
+Two hashes key the cache: ``base_hash`` covers what the operating-system stage
+depends on (suite, variant, package lists, removals); ``recipe_hash`` covers the whole
+recipe plus the VMA's source files, so a change to the VMA rebuilds only the cheap
+final stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from qvd.di.errors import RecipeError
+
+__all__ = [
+    "BUILDER_FORMAT",
+    "Recipe",
+    "base_hash",
+    "load_recipe",
+    "parse_recipe",
+    "recipe_hash",
+    "recipe_names",
+    "vma_source_files",
+]
+
+# Bump when the builder lays out images differently (invalidates every cache entry).
+BUILDER_FORMAT = 1
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+$")
+_SUITES = ("bookworm",)
+_VARIANTS = ("minbase",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    """One image recipe, validated."""
+
+    name: str
+    description: str
+    suite: str
+    variant: str
+    packages: tuple[str, ...]
+    extra_packages: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    vma_conf: tuple[tuple[str, str], ...] = field(default=())
+
+    def as_data(self) -> dict[str, object]:
+        """A canonical, JSON-ready form (the input of the hashes)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "suite": self.suite,
+            "variant": self.variant,
+            "packages": list(self.packages),
+            "extra_packages": list(self.extra_packages),
+            "remove": list(self.remove),
+            "vma_conf": [list(kv) for kv in self.vma_conf],
+        }
+
+
+def _strings(data: dict[str, object], key: str, *, required: bool, source: str) -> list[str]:
+    value = data.get(key, None if required else [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"{source}: {key!r} must be a list of strings")
+    return [str(v) for v in value]
+
+
+def _string(data: dict[str, object], key: str, source: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"{source}: {key!r} must be a non-empty string")
+    return value
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    """Parse and validate recipe TOML; errors name the source and the field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    known = {"name", "description", "suite", "variant", "packages", "extra_packages"}
+    known |= {"remove", "vma_conf"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"{source}: unknown keys {unknown}")
+    name = _string(data, "name", source)
+    if not _NAME.match(name):
+        raise RecipeError(f"{source}: bad recipe name {name!r}")
+    suite = _string(data, "suite", source)
+    if suite not in _SUITES:
+        raise RecipeError(f"{source}: suite {suite!r} not supported (have {_SUITES})")
+    variant = _string(data, "variant", source)
+    if variant not in _VARIANTS:
+        raise RecipeError(f"{source}: variant {variant!r} not supported (have {_VARIANTS})")
+    packages = _strings(data, "packages", required=True, source=source)
+    extra = _strings(data, "extra_packages", required=False, source=source)
+    for pkg in packages + extra:
+        if not _PACKAGE.match(pkg):
+            raise RecipeError(f"{source}: bad package name {pkg!r}")
+    if "python3" not in packages:
+        raise RecipeError(f"{source}: 'python3' must be in packages (the VMA needs it)")
+    remove = _strings(data, "remove", required=False, source=source)
+    for rel in remove:
+        parts = Path(rel).parts
+        if rel.startswith("/") or ".." in parts or not parts:
+            raise RecipeError(f"{source}: remove entries are relative paths: {rel!r}")
+    conf = data.get("vma_conf", {})
+    if not isinstance(conf, dict) or not all(isinstance(v, str) for v in conf.values()):
+        raise RecipeError(f"{source}: 'vma_conf' must be a table of strings")
+    return Recipe(
+        name=name,
+        description=_string(data, "description", source),
+        suite=suite,
+        variant=variant,
+        packages=tuple(packages),
+        extra_packages=tuple(extra),
+        remove=tuple(remove),
+        vma_conf=tuple(sorted((str(k), str(v)) for k, v in conf.items())),
+    )
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in the package."""
+    folder = resources.files("qvd.di") / "recipes"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_recipe(name: str) -> Recipe:
+    """Load a shipped recipe by name."""
+    if not _NAME.match(name):
+        raise RecipeError(f"bad recipe name {name!r}")
+    entry = resources.files("qvd.di") / "recipes" / f"{name}.toml"
+    if not entry.is_file():
+        raise RecipeError(f"no recipe named {name!r} (have: {', '.join(recipe_names())})")
+    recipe = parse_recipe(entry.read_text(encoding="utf-8"), source=f"recipes/{name}.toml")
+    if recipe.name != name:
+        raise RecipeError(f"recipes/{name}.toml declares name {recipe.name!r}")
+    return recipe
+
+
+def vma_source_files() -> list[tuple[str, bytes]]:
+    """(relative path, content) of every file the image gets from ``qvd/vma``, sorted."""
+    root = resources.files("qvd.vma")
+    found: list[tuple[str, bytes]] = []
+
+    def walk(node: resources.abc.Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                if child.name != "__pycache__":
+                    walk(child, rel + "/")
+            elif child.name.endswith(".py"):
+                found.append((rel, child.read_bytes()))
+
+    walk(root, "")
+    return sorted(found)
+
+
+def _digest(payload: object) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def base_hash(recipe: Recipe) -> str:
+    """Hash of what the operating-system stage depends on."""
+    return _digest(
+        {
+            "format": BUILDER_FORMAT,
+            "suite": recipe.suite,
+            "variant": recipe.variant,
+            "packages": list(recipe.packages),
+            "extra_packages": list(recipe.extra_packages),
+            "remove": list(recipe.remove),
+        }
+    )
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Hash of the whole image: recipe, builder format and the VMA source."""
+    vma = hashlib.sha256()
+    for rel, content in vma_source_files():
+        vma.update(rel.encode() + b"\0" + hashlib.sha256(content).digest())
+    return _digest({"format": BUILDER_FORMAT, "recipe": recipe.as_data(), "vma": vma.hexdigest()})

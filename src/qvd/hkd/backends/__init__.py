@@ -1,0 +1,55 @@
+"""Hypervisor backends behind one interface; ``load_backend`` picks one by name.
+
+Outside this package nothing names a backend: the HKD asks for ``vm.hypervisor``'s
+backend here and uses the interface of ``base``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from qvd.hkd.backends.base import (
+    Backend,
+    BackendError,
+    Capabilities,
+    NetworkSpec,
+    TerminalBackendError,
+    VmSpec,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "Capabilities",
+    "NetworkSpec",
+    "TerminalBackendError",
+    "UnknownBackend",
+    "VmSpec",
+    "load_backend",
+]
+
+# name -> "module:factory"; a factory takes a mapping of settings and returns a Backend
+BACKENDS: dict[str, str] = {
+    "fake": "qvd.hkd.backends.fake:FakeBackend",
+    "lxc": "qvd.hkd.backends.lxc:LxcBackend",
+}
+
+
+class UnknownBackend(Exception):
+    """``vm.hypervisor`` names no backend this software has."""
+
+
+def load_backend(name: str, **settings: object) -> Backend:
+    """The backend called ``name``, built with ``settings``."""
+    target = BACKENDS.get(name)
+    if target is None:
+        known = ", ".join(sorted(b for b in BACKENDS if b != "fake"))
+        raise UnknownBackend(f"vm.hypervisor = {name!r} is not a known backend ({known})")
+    module_name, _, factory_name = target.partition(":")
+    factory: Callable[..., Backend] = getattr(importlib.import_module(module_name), factory_name)
+    backend = factory(**settings)
+    if not isinstance(backend, Backend):  # pragma: no cover - programming error
+        raise TypeError(f"{target} did not make a Backend")
+    return backend

@@ -1,0 +1,381 @@
+"""The HKD process: registration, single-instance lock, adoption, and the threads that
+feed the reconcile loop (NOTIFY listener, resync), write heartbeats and watch peers.
+
+Threads, not an event loop: workers block on backend commands and HTTP calls, and
+the work queue (``workqueue``) guarantees one reconcile in flight per VM.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from qvd.config import Config
+from qvd.db import (
+    DatabaseError,
+    DatabaseTarget,
+    Listener,
+    database_target,
+    make_engine,
+    require_current_schema,
+)
+from qvd.db.channels import host_cmd_channel, vm_cmd_channel
+from qvd.hkd import store
+from qvd.hkd.backends import Backend, BackendError, load_backend
+from qvd.hkd.health import HttpVmaProbe, VmaProbe
+from qvd.hkd.load import CpuSampler
+from qvd.hkd.reconcile import Reconciler
+from qvd.hkd.settings import HkdSettings
+from qvd.hkd.workqueue import WorkQueue
+
+__all__ = ["Hkd", "HkdStartError"]
+
+log = logging.getLogger("qvd.hkd")
+
+_MAX_RETRIES_WHILE_STARTING = 5
+_TRANSIENT = (DBAPIError, OperationalError, psycopg.Error, DatabaseError, BackendError, OSError)
+
+
+class HkdStartError(Exception):
+    """The HKD cannot start; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class _Lock:
+    path: Path
+    fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise HkdStartError(
+                f"another HKD (pid {holder}) holds {self.path}: one HKD per node"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Hkd:
+    """One node's daemon. ``start()`` returns once the node is ``running``;
+    ``stop()`` shuts it down; ``wait()`` blocks until it has stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backend: Backend | None = None,
+        vma: VmaProbe | None = None,
+        target: DatabaseTarget | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = HkdSettings.from_config(config)
+        self.target = target or database_target(config)
+        self.engine: Engine = make_engine(self.target, pool_size=self.settings.workers + 4)
+        self._backend = backend
+        self._vma = vma
+        self.queue: WorkQueue[int] = WorkQueue(base_delay=0.05, max_delay=60.0)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = _Lock(self.settings.lock_path)
+        self.host: store.HostRow | None = None
+        self.reconciler: Reconciler | None = None
+        self.fenced = False
+
+    # ---- start ----------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _start(self) -> None:
+        try:
+            require_current_schema(self.engine, "qvd hkd")
+        except DatabaseError as exc:
+            raise HkdStartError(str(exc)) from None
+        with self.engine.begin() as conn:
+            host = store.find_host(conn, self.settings.nodename)
+        if host is None:
+            raise HkdStartError(
+                f"no host named {self.settings.nodename!r} in the database: register this "
+                "node first (its hosts.name must equal nodename in node.conf)"
+            )
+        self.host = host
+        self._lock.acquire()
+        try:
+            backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
+            self._backend = backend
+            vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
+            self.reconciler = Reconciler(self.engine, backend, host, self.settings, vma)
+            with self.engine.begin() as conn:
+                store.set_host_state(conn, host.id, "starting", os.getpid())
+            self._adopt()
+            self._sampler = CpuSampler()
+            self._beat()
+            with self.engine.begin() as conn:
+                store.set_host_state(conn, host.id, "running", os.getpid())
+        except BaseException:
+            self._lock.release()
+            raise
+        for i in range(max(1, self.settings.workers)):
+            self._spawn(f"worker-{i}", self._worker)
+        self._spawn("listener", self._listener)
+        self._spawn("resync", self._resync)
+        self._spawn("ticker", self._ticker)
+        self._spawn("cluster", self._cluster_monitor)
+        log.info("HKD running as host %s (%s)", host.id, host.name)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"hkd-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def backend(self) -> Backend:
+        assert self._backend is not None
+        return self._backend
+
+    def _known_vm_ids(self) -> set[int]:
+        assert self.host is not None
+        with self.engine.begin() as conn:
+            ids = store.vm_ids_on_host(conn, self.host.id)
+        return ids | self.backend.list_leftovers()
+
+    def _adopt(self) -> None:
+        """Before any worker runs: one reconcile of every VM assigned here and of
+        everything the backend has, so running VMs are adopted and leftovers cleaned."""
+        assert self.reconciler is not None
+        for vm_id in sorted(self._known_vm_ids()):
+            try:
+                outcome = self.reconciler.reconcile(vm_id)
+            except _TRANSIENT as exc:
+                log.warning("adopting VM %s failed (%s); will retry", vm_id, exc)
+                self.queue.add_rate_limited(vm_id)
+                continue
+            if outcome.requeue_after is not None:
+                self.queue.add_after(vm_id, outcome.requeue_after)
+
+    # ---- threads ----------------------------------------------------------------------------
+    def _worker(self) -> None:
+        assert self.reconciler is not None
+        while not self._stop.is_set():
+            vm_id = self.queue.get(timeout=0.5)
+            if vm_id is None:
+                continue
+            try:
+                outcome = self.reconciler.reconcile(vm_id)
+            except _TRANSIENT as exc:
+                delay = self.queue.add_rate_limited(vm_id)
+                log.warning("VM %s: %s (retry in %.2f s)", vm_id, exc, delay)
+                if self.queue.failures(vm_id) >= _MAX_RETRIES_WHILE_STARTING:
+                    self._give_up_if_starting(vm_id, str(exc))
+            except Exception:
+                log.exception("VM %s: unexpected error", vm_id)
+                self.queue.add_rate_limited(vm_id)
+            else:
+                self.queue.forget(vm_id)
+                if outcome.requeue_after is not None:
+                    self.queue.add_after(vm_id, outcome.requeue_after)
+            finally:
+                self.queue.done(vm_id)
+
+    def _give_up_if_starting(self, vm_id: int, reason: str) -> None:
+        assert self.host is not None
+        try:
+            with self.engine.begin() as conn:
+                view = store.load_vm(conn, vm_id)
+                if view is not None and view.vm_state == "starting":
+                    store.set_vm_state(
+                        conn,
+                        vm_id,
+                        self.host.id,
+                        "stopping",
+                        error=f"start failed {self.queue.failures(vm_id)} times: {reason}",
+                    )
+        except _TRANSIENT:
+            pass
+
+    def _listener(self) -> None:
+        assert self.host is not None
+        channels = [vm_cmd_channel(self.host.id), host_cmd_channel(self.host.id)]
+        while not self._stop.is_set():
+            try:
+                with Listener(self.target, channels) as listener:
+                    self._resync_once()  # whatever was sent while we were not listening
+                    while not self._stop.is_set():
+                        for note in listener.wait(0.5):
+                            if note.channel == channels[1]:
+                                self._host_command()
+                            elif "vm_id" in note.payload:
+                                self.queue.add(int(note.payload["vm_id"]))
+            except _TRANSIENT as exc:
+                log.warning("listener lost the database (%s); reconnecting", exc)
+                self._stop.wait(1.0)
+
+    def _host_command(self) -> None:
+        assert self.host is not None
+        with self.engine.begin() as conn:
+            cmd = store.claim_host_cmd(conn, self.host.id)
+        if cmd == "stop":
+            log.info("host command 'stop' received")
+            threading.Thread(target=self.stop, name="hkd-stopper", daemon=True).start()
+
+    def _resync_once(self) -> None:
+        for vm_id in self._known_vm_ids() | self.backend.list_running():
+            self.queue.add(vm_id)
+
+    def _resync(self) -> None:
+        while not self._stop.wait(self.settings.poll_delay):
+            try:
+                self._resync_once()
+                self._host_command()
+            except _TRANSIENT as exc:
+                log.warning("resync failed: %s", exc)
+
+    def _beat(self) -> None:
+        assert self.host is not None
+        figures = self._sampler.sample()
+        with self.engine.begin() as conn:
+            state = store.heartbeat(
+                conn,
+                self.host.id,
+                pid=os.getpid(),
+                usable_ram=figures.usable_ram_mb,
+                usable_cpu=figures.usable_cpu,
+                free_ram_mb=figures.free_ram_mb,
+                idle_cpu=figures.idle_cpu,
+                running_vms=len(self.backend.list_running()),
+            )
+        if state == "running" and self.fenced:
+            log.info("the database answers again: leaving the fenced state")
+            self.fenced = False
+
+    def _ticker(self) -> None:
+        last_ok = time.monotonic()
+        while not self._stop.wait(self.settings.ticker_delay):
+            try:
+                self._beat()
+                last_ok = time.monotonic()
+            except _TRANSIENT as exc:
+                silent = time.monotonic() - last_ok
+                log.warning("heartbeat failed for %.1f s: %s", silent, exc)
+                if silent >= self.settings.ticker_timeout and not self.fenced:
+                    self._fence()
+
+    def _fence(self) -> None:
+        """Cannot prove we are alive: peers will release our VMs, so stop them here."""
+        log.error(
+            "no heartbeat for %.0f s: fencing (killing this node's VMs)",
+            self.settings.ticker_timeout,
+        )
+        self.fenced = True
+        for vm_id in self.backend.list_running():
+            try:
+                self.backend.kill(vm_id)
+            except BackendError as exc:
+                log.error("fencing VM %s failed: %s", vm_id, exc)
+
+    def _cluster_monitor(self) -> None:
+        assert self.host is not None
+        while not self._stop.wait(self.settings.cluster_delay):
+            if self.fenced:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    lost = store.mark_lost_peers(conn, self.host.id, self.settings.node_timeout)
+                if lost:
+                    log.warning("marked hosts %s lost and released their VMs", lost)
+            except _TRANSIENT as exc:
+                log.warning("peer check failed: %s", exc)
+
+    # ---- stop ----------------------------------------------------------------------------------
+    def stop(self, timeout: float = 60.0) -> None:
+        """Shut down: optionally stop this node's VMs, then end the threads."""
+        if self._stop.is_set():
+            self._stopped.wait(timeout)
+            return
+        try:
+            if self.host is not None:
+                with self.engine.begin() as conn:
+                    store.set_host_state(conn, self.host.id, "stopping", os.getpid())
+                if self.settings.stop_vms_on_exit:
+                    self._stop_all_vms(timeout)
+        except _TRANSIENT as exc:
+            log.warning("while stopping: %s", exc)
+        self._stop.set()
+        self.queue.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        try:
+            if self.host is not None:
+                with self.engine.begin() as conn:
+                    store.set_host_state(conn, self.host.id, "stopped", None)
+        except _TRANSIENT as exc:
+            log.warning("could not record the stop: %s", exc)
+        self._lock.release()
+        self.engine.dispose()
+        self._stopped.set()
+        log.info("HKD stopped")
+
+    def _stop_all_vms(self, timeout: float) -> None:
+        assert self.host is not None
+        with self.engine.begin() as conn:
+            ids = store.vm_ids_on_host(conn, self.host.id)
+            for vm_id in ids:
+                view = store.load_vm(conn, vm_id)
+                if view is not None and view.vm_state in ("starting", "running", "debugging"):
+                    store.set_vm_state(
+                        conn, vm_id, self.host.id, "stopping", error="its node was shut down"
+                    )
+        for vm_id in ids:
+            self.queue.add(vm_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.begin() as conn:
+                busy = [
+                    v
+                    for v in (store.load_vm(conn, i) for i in ids)
+                    if v is not None and v.host_id == self.host.id and v.vm_state != "stopped"
+                ]
+            if not busy:
+                return
+            time.sleep(0.05)
+
+    def halt(self) -> None:
+        """End the threads at once, writing nothing and leaving VMs as they are: what
+        the rest of the cluster sees when this process dies."""
+        self._stop.set()
+        self.queue.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._lock.release()
+        self.engine.dispose()
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)

@@ -1,0 +1,342 @@
+"""One reconcile step per VM: compare what the database wants with what runs, and move
+the VM one step along ``stopped → starting → running → stopping → stopped`` (plus
+``zombie`` and ``debugging``).
+
+Level-triggered and idempotent: each call re-reads the row and asks the backend what
+runs; running it twice changes nothing more. Deadlines come from ``vm_state_ts`` and
+the database's clock, so a restarted HKD carries on where the last one stopped. Waits
+return a requeue delay (a worker never sleeps); backend errors raise, and the caller
+retries them with backoff; errors no retry can fix put the VM back to ``stopped``
+with the reason in ``vm_runtimes.last_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from qvd.db.vmasecret import derive_vma_secret, master_secret
+from qvd.hkd import store
+from qvd.hkd.addressing import host_device, mac_for, prefix_length
+from qvd.hkd.backends import Backend, NetworkSpec, TerminalBackendError, VmSpec
+from qvd.hkd.health import VmaProbe
+from qvd.hkd.settings import HkdSettings
+from qvd.hkd.store import HostRow, VmView
+
+__all__ = ["Outcome", "Reconciler"]
+
+log = logging.getLogger("qvd.hkd.reconcile")
+
+# VMA readiness polling right after start: tight at first, then slower.
+_FAST_POLL = 0.02
+_FAST_POLL_WINDOW = 3.0
+_SLOW_POLL = 0.25
+_STOP_POLL = 0.05
+_SOFT_EXPIRY_REPEAT = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the caller should do next with this VM: reconcile again after
+    ``requeue_after`` seconds, or only on the next event or resync (None)."""
+
+    requeue_after: float | None = None
+    state: str | None = None
+
+
+@dataclass(slots=True)
+class _Local:
+    """What the HKD remembers of a VM between steps (lost on restart, by design only
+    used for pacing, never for correctness)."""
+
+    next_ping: float = 0.0
+    vma_failing_since: float | None = None
+    stop_sent: bool = False
+    killed: bool = False
+    soft_expiry_signalled: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Reconciler:
+    """Reconciles the VMs of one host against one backend."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        backend: Backend,
+        host: HostRow,
+        settings: HkdSettings,
+        vma: VmaProbe,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.host = host
+        self.settings = settings
+        self.vma = vma
+        self.clock = clock
+        self._local: dict[int, _Local] = {}
+        self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
+        self._prefix = prefix_length(settings.netmask)
+        self._master: bytes | None = None
+
+    def vma_secret(self, view: VmView) -> str:
+        """The secret of this run of the VM (see ``qvd.db.vmasecret``)."""
+        if self._master is None:
+            with self.engine.begin() as conn:
+                self._master = master_secret(conn)
+        return derive_vma_secret(self._master, view.vm_id, view.run_attempts)
+
+    # ---- entry point --------------------------------------------------------------------
+    def reconcile(self, vm_id: int) -> Outcome:
+        with self.engine.begin() as conn:
+            view = store.load_vm(conn, vm_id)
+            if view is not None and view.host_id == self.host.id and view.vm_cmd == "stop":
+                if store.claim_stop(conn, vm_id, self.host.id):
+                    view = store.load_vm(conn, vm_id)
+            elif (
+                view is not None
+                and view.host_id == self.host.id
+                and view.vm_cmd == "start"
+                and view.vm_state == "stopped"
+                and store.claim_start(conn, vm_id, self.host.id)
+            ):
+                view = store.load_vm(conn, vm_id)
+        if view is None or view.host_id != self.host.id:
+            return self._not_ours(vm_id)
+        step = {
+            "stopped": self._stopped,
+            "starting": self._starting,
+            "running": self._running,
+            "debugging": self._running,
+            "stopping": self._stopping,
+            "zombie": self._zombie,
+        }[view.vm_state]
+        return step(view)
+
+    def forget(self, vm_id: int) -> None:
+        self._local.pop(vm_id, None)
+
+    def _local_of(self, vm_id: int) -> _Local:
+        return self._local.setdefault(vm_id, _Local())
+
+    # ---- states -------------------------------------------------------------------------
+    def _not_ours(self, vm_id: int) -> Outcome:
+        """Not assigned here (deleted, released, or a peer marked us lost): make sure
+        nothing of it runs or stays on this node."""
+        if self.backend.is_alive(vm_id):
+            log.warning("VM %s runs here but is not assigned to this node: killing it", vm_id)
+            self.backend.kill(vm_id)
+            return Outcome(_STOP_POLL)
+        if vm_id in self.backend.list_leftovers():
+            self.backend.cleanup(vm_id)
+        self.forget(vm_id)
+        return Outcome(None)
+
+    def _stopped(self, view: VmView) -> Outcome:
+        # assigned here but stopped (a start not yet asked for, or not claimable)
+        if self.backend.is_alive(view.vm_id):
+            self.backend.kill(view.vm_id)
+            return Outcome(_STOP_POLL, "stopped")
+        if view.vm_id in self.backend.list_leftovers():
+            self.backend.cleanup(view.vm_id)
+        self.forget(view.vm_id)
+        return Outcome(None, "stopped")
+
+    def _starting(self, view: VmView) -> Outcome:
+        local = self._local_of(view.vm_id)
+        alive = self.backend.is_alive(view.vm_id)
+        if not alive:
+            spec = self._spec_for_start(view)
+            if spec is None:  # refused, and released with the reason
+                return Outcome(None, "stopped")
+            try:
+                with self._heavy:
+                    self.backend.prepare(spec)
+                    pid = self.backend.start(spec)
+            except TerminalBackendError as exc:
+                return self._fail_start(view, f"cannot start: {exc}")
+            with self.engine.begin() as conn:
+                store.set_vm_state(conn, view.vm_id, self.host.id, "starting", pid=pid)
+            local.next_ping = 0.0
+        if self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view)):
+            pid = self._pid_of(view.vm_id)
+            with self.engine.begin() as conn:
+                store.mark_running(conn, view.vm_id, self.host.id, pid)
+            local.next_ping = self.clock() + self.settings.vma_ok_delay
+            local.vma_failing_since = None
+            log.info("VM %s is running (VMA answered)", view.vm_id)
+            return Outcome(self.settings.vma_ok_delay, "running")
+        waited = view.seconds_in_state()
+        if waited > self.settings.vma_max_fail_starting:
+            reason = f"its VMA did not answer within {self.settings.vma_max_fail_starting:g} s"
+            if self.settings.debug_keep_dead_vma:
+                with self.engine.begin() as conn:
+                    store.set_vm_state(conn, view.vm_id, self.host.id, "debugging", error=reason)
+                return Outcome(self.settings.vma_error_delay, "debugging")
+            return self._to_stopping(view, reason)
+        return Outcome(_FAST_POLL if waited < _FAST_POLL_WINDOW else _SLOW_POLL, "starting")
+
+    def _running(self, view: VmView) -> Outcome:
+        local = self._local_of(view.vm_id)
+        if not self.backend.is_alive(view.vm_id):
+            return self._to_stopping(view, "the VM exited on its own")
+        if view.expiration_hard is not None and view.expiration_hard <= view.db_now:
+            return self._to_stopping(view, "hard expiration reached")
+        now = self.clock()
+        if view.expiration_soft is not None and view.expiration_soft <= view.db_now:
+            last = local.soft_expiry_signalled
+            if last is None or now - last >= _SOFT_EXPIRY_REPEAT:
+                hard = view.expiration_hard.isoformat() if view.expiration_hard else ""
+                self.vma.expire(
+                    view.ip or "",
+                    self.settings.vma_port,
+                    self.vma_secret(view),
+                    soft=view.expiration_soft.isoformat(),
+                    hard=hard,
+                )
+                local.soft_expiry_signalled = now
+        if now < local.next_ping:
+            return Outcome(local.next_ping - now, view.vm_state)
+        if self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view)):
+            if view.vm_state == "debugging":
+                with self.engine.begin() as conn:
+                    store.set_vm_state(conn, view.vm_id, self.host.id, "running")
+            local.vma_failing_since = None
+            local.next_ping = now + self.settings.vma_ok_delay
+            return Outcome(self.settings.vma_ok_delay, "running")
+        if local.vma_failing_since is None:
+            local.vma_failing_since = now
+        failing = now - local.vma_failing_since
+        if failing >= self.settings.vma_max_fail_running and view.vm_state == "running":
+            return self._to_stopping(
+                view, f"its VMA stopped answering for {self.settings.vma_max_fail_running:g} s"
+            )
+        local.next_ping = now + self.settings.vma_error_delay
+        return Outcome(self.settings.vma_error_delay, view.vm_state)
+
+    def _stopping(self, view: VmView) -> Outcome:
+        local = self._local_of(view.vm_id)
+        if self.backend.is_alive(view.vm_id):
+            elapsed = view.seconds_in_state()
+            if not local.stop_sent:
+                if self.backend.capabilities.needs_vma_poweroff and view.ip:
+                    self.vma.poweroff(view.ip, self.settings.vma_port, self.vma_secret(view))
+                self.backend.stop(view.vm_id)
+                local.stop_sent = True
+            elif elapsed >= self.settings.shutdown_timeout and not local.killed:
+                log.warning("VM %s ignored the stop for %.0f s: killing it", view.vm_id, elapsed)
+                self.backend.kill(view.vm_id)
+                local.killed = True
+            elif elapsed >= self.settings.shutdown_timeout + self.settings.stop_timeout:
+                with self.engine.begin() as conn:
+                    store.set_vm_state(
+                        conn,
+                        view.vm_id,
+                        self.host.id,
+                        "zombie",
+                        error="the VM survived SIGKILL; retrying",
+                    )
+                return Outcome(self.settings.stop_timeout, "zombie")
+            return Outcome(_STOP_POLL, "stopping")
+        self.backend.cleanup(view.vm_id)
+        with self.engine.begin() as conn:
+            store.clear_runtime(conn, view.vm_id, self.host.id)
+        self.forget(view.vm_id)
+        log.info("VM %s is stopped", view.vm_id)
+        return Outcome(None, "stopped")
+
+    def _zombie(self, view: VmView) -> Outcome:
+        if self.backend.is_alive(view.vm_id):
+            self.backend.kill(view.vm_id)
+            return Outcome(self.settings.stop_timeout, "zombie")
+        self.backend.cleanup(view.vm_id)
+        with self.engine.begin() as conn:
+            store.clear_runtime(conn, view.vm_id, self.host.id)
+        self.forget(view.vm_id)
+        return Outcome(None, "stopped")
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _pid_of(self, vm_id: int) -> int:
+        with self.engine.begin() as conn:
+            return store.vm_pid(conn, vm_id)
+
+    def _to_stopping(self, view: VmView, reason: str) -> Outcome:
+        log.warning("VM %s: %s; stopping it", view.vm_id, reason)
+        with self.engine.begin() as conn:
+            store.set_vm_state(conn, view.vm_id, self.host.id, "stopping", error=reason)
+        local = self._local_of(view.vm_id)
+        local.stop_sent = False
+        local.killed = False
+        return Outcome(0, "stopping")
+
+    def _fail_start(self, view: VmView, reason: str) -> Outcome:
+        """A start that cannot succeed: leave nothing behind, back to stopped."""
+        log.error("VM %s: %s", view.vm_id, reason)
+        if self.backend.is_alive(view.vm_id):
+            self.backend.kill(view.vm_id)
+        self.backend.cleanup(view.vm_id)
+        with self.engine.begin() as conn:
+            store.clear_runtime(conn, view.vm_id, self.host.id, error=reason)
+        self.forget(view.vm_id)
+        return Outcome(None, "stopped")
+
+    def _spec_for_start(self, view: VmView) -> VmSpec | None:
+        """Resolve the DI and address, save them with a fresh VMA secret, build the spec.
+        None when the VM cannot start (the reason is recorded)."""
+        with self.engine.begin() as conn:
+            di = (
+                store.load_di(conn, view.current_di_id)
+                if view.current_di_id is not None
+                else store.resolve_di(conn, view.osf_id, view.di_tag)
+            )
+        if di is None:
+            self._fail_start(
+                view,
+                f"no published, unblocked disk image of OSF {view.osf_id} has tag {view.di_tag!r}",
+            )
+            return None
+        if not view.ip:
+            self._fail_start(view, "the VM has no IP address (vms.ip is empty)")
+            return None
+        if view.current_di_id is None:
+            with self.engine.begin() as conn:
+                store.save_start_details(
+                    conn,
+                    view.vm_id,
+                    self.host.id,
+                    address=view.ip,
+                    vma_port=self.settings.vma_port,
+                    x_port=self.settings.x_port,
+                    ssh_port=self.settings.ssh_port,
+                    di_id=di.id,
+                    osf_id=view.osf_id,
+                )
+        home_key: str | None = None
+        if view.user_storage_mb:
+            home_key = view.login if self.settings.home_per_user else f"{view.vm_id}-fs"
+        return VmSpec(
+            vm_id=view.vm_id,
+            name=view.name,
+            di_id=di.id,
+            image=self.settings.images_dir / di.path,
+            memory_mb=view.memory_mb,
+            network=NetworkSpec(
+                bridge=self.settings.bridge,
+                address=view.ip,
+                prefix=self._prefix,
+                mac=mac_for(view.ip, self.settings.mac_prefix),
+                host_device=host_device(self.settings.device_prefix, view.vm_id),
+            ),
+            vma_secret=self.vma_secret(view),
+            home_key=home_key,
+            overlay_persistent=self.settings.overlay_persistent,
+            cpu_shares=self.settings.cpu_shares,
+            pids_max=self.settings.pids_max,
+        )

@@ -1,0 +1,108 @@
+"""The VMA's own configuration: ``/etc/qvd/vma.conf`` (Java properties) over defaults.
+
+The VMA never reads the node configuration or the database; everything it needs from
+the outside arrives as ``x_start`` parameters or in this file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qvd.vma.properties import parse_properties
+
+__all__ = ["DEFAULTS", "DEFAULT_CONFIG_FILE", "ConfigValueError", "VmaConfig", "load_vma_config"]
+
+DEFAULT_CONFIG_FILE = Path("/etc/qvd/vma.conf")
+
+DEFAULTS: dict[str, str] = {
+    "internal.vm.port.vma": "3030",
+    "vma.address": "0.0.0.0",  # noqa: S104 -- reached over the node bridge; calls need the secret
+    "vma.secret.file": "/etc/qvd/vma.secret",
+    "internal.nxagent.display": "100",
+    "internal.nxagent.timeout.initiating": "20",
+    "internal.nxagent.timeout.listening": "10",
+    "internal.nxagent.timeout.suspending": "20",
+    "internal.nxagent.timeout.stopping": "20",
+    "command.nxagent": "/usr/bin/nxagent",
+    "command.x-session": "/etc/X11/Xsession",
+    "vma.nxagent.accept": "",
+    "vma.nxagent.extra_args": "",  # extra NX options (k=v,k=v) for every session
+    "vma.nxagent.args": "",  # extra nxagent command-line arguments
+    "vma.user.default.name": "qvd",
+    "vma.user.default.groups": "qvduser",
+    "vma.user.home.path": "/home",
+    "vma.user.shell": "/bin/bash",
+    "vma.default.lang": "en_US.UTF-8",
+    "vma.poweroff.command": "",
+    "path.run": "/var/run/qvd",
+    "path.log": "/var/log/qvd",
+}
+
+
+class ConfigValueError(ValueError):
+    """A setting has a value of the wrong kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class VmaConfig:
+    """Settings by key (Java-properties names, as in QVD), with typed accessors."""
+
+    values: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key, DEFAULTS.get(key, default))
+
+    def get_int(self, key: str) -> int:
+        text = self.get(key).strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigValueError(f"{key}: {text!r} is not an integer") from None
+
+    def get_float(self, key: str) -> float:
+        text = self.get(key).strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigValueError(f"{key}: {text!r} is not a number") from None
+
+    @property
+    def port(self) -> int:
+        return self.get_int("internal.vm.port.vma")
+
+    @property
+    def display(self) -> int:
+        return self.get_int("internal.nxagent.display")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.get("path.run"))
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.get("path.log"))
+
+    def timeouts(self) -> dict[str, float]:
+        """Seconds allowed in each waiting phase of nxagent (QVD's names)."""
+        return {
+            phase: self.get_float(f"internal.nxagent.timeout.{phase}")
+            for phase in ("initiating", "listening", "suspending", "stopping")
+        }
+
+    def hook(self, kind: str, name: str) -> str | None:
+        """The executable configured for ``vma.on_<kind>.<name>``, if any."""
+        value = self.values.get(f"vma.on_{kind}.{name}", "").strip()
+        return value or None
+
+
+def load_vma_config(
+    path: Path = DEFAULT_CONFIG_FILE, overrides: dict[str, str] | None = None
+) -> VmaConfig:
+    """Defaults, then the file (a missing file means defaults), then ``overrides``."""
+    values = dict(DEFAULTS)
+    with contextlib.suppress(FileNotFoundError):
+        values.update(parse_properties(path.read_text(encoding="utf-8")))
+    values.update(overrides or {})
+    return VmaConfig(values)

@@ -1,0 +1,487 @@
+"""The session runner: carries out the ``NxMachine``'s actions with real processes.
+
+One lock guards the machine; RPC threads and observer threads feed it events through
+``submit``, which queues the resulting actions for a single worker thread. Observer
+threads read nxagent's output (each line may be an ``AgentSaid`` event) and wait for
+the agent and the X session to exit. The worker also turns deadlines into ``Tick``s.
+
+Security of the NX port (why ``accept=``): nxagent listens on ``4000+display`` on all
+the container's addresses, because the L7R reaches it over the node bridge. A client
+that presents a wrong cookie makes a *waiting* agent abort the whole session (lab
+notes §3), so the port must be usable only from the tunnel. The VMA writes
+``accept=<address of the x_start caller>`` into the agent's options (the L7R that asks
+for the session is the one that relays it; ``vma.nxagent.accept`` may name a fixed
+address instead): nxagent then refuses connections from any other address before any
+cookie is read, and keeps waiting. Other VMs on the bridge can no longer kill a
+session, and a client on the tunnel can only kill its own. The HKD's bridge firewall
+(VM↔VM drop) is a second layer, not the only one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import queue
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+from qvd.vma.agentlog import parse_agent_line
+from qvd.vma.config import VmaConfig
+from qvd.vma.hooks import HookRunner
+from qvd.vma.methods import RpcError
+from qvd.vma.nxoptions import agent_options, xauthority_entries
+from qvd.vma.nxstate import (
+    Action,
+    ActionKind,
+    AgentExited,
+    AgentSaid,
+    AgentSpawned,
+    AgentSpawnFailed,
+    Event,
+    NxMachine,
+    NxState,
+    Provisioned,
+    ProvisionFailed,
+    SessionExited,
+    StartRequested,
+    Step,
+    StopRequested,
+    SuspendRequested,
+    Tick,
+)
+from qvd.vma.provision import ProvisionError, provision, user_spec
+
+__all__ = ["SessionRunner", "user_environment"]
+
+log = logging.getLogger("qvd.vma.session")
+
+_SIGNALS = {
+    ActionKind.HUP: signal.SIGHUP,
+    ActionKind.TERM: signal.SIGTERM,
+    ActionKind.KILL: signal.SIGKILL,
+}
+_USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+
+
+def _read_environment_file(path: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return found
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        found[key.strip()] = value.strip().strip("\"'")
+    return found
+
+
+def user_environment(entry: pwd.struct_passwd, config: VmaConfig) -> dict[str, str]:
+    """The environment of the user's processes (no VMA secrets, no root PATH)."""
+    env = {"LANG": config.get("vma.default.lang"), "PATH": _USER_PATH}
+    env.update(_read_environment_file(Path("/etc/default/locale")))
+    env.update(_read_environment_file(Path("/etc/environment")))
+    env.update(
+        HOME=entry.pw_dir,
+        USER=entry.pw_name,
+        LOGNAME=entry.pw_name,
+        SHELL=entry.pw_shell or "/bin/sh",
+        XAUTHORITY=os.path.join(entry.pw_dir, ".Xauthority"),
+    )
+    return env
+
+
+def _write_private(path: Path, data: bytes, entry: pwd.struct_passwd) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, entry.pw_uid, entry.pw_gid)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class SessionRunner:
+    """Implements the RPC ``Agent`` on one display with real nxagent and X sessions."""
+
+    def __init__(
+        self,
+        config: VmaConfig,
+        *,
+        hooks: HookRunner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._hooks = hooks or HookRunner(config)
+        self._clock = clock
+        self._display = config.display
+        self._machine = NxMachine(config.timeouts())
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._actions: queue.Queue[Action | None] = queue.Queue()
+        self._cookie = ""
+        self._user: pwd.struct_passwd | None = None
+        self._agent: subprocess.Popen[bytes] | None = None
+        self._session: subprocess.Popen[bytes] | None = None
+        self._resume_ack = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="vma-session", daemon=True)
+        self.on_poweroff: Callable[[], None] = lambda: None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._config.run_dir.mkdir(parents=True, exist_ok=True)
+        self._config.log_dir.mkdir(parents=True, exist_ok=True)
+        self._write_state(NxState.STOPPED)
+        self._worker.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop any session (TERM, then KILL) and the worker."""
+        self.submit(StopRequested())
+        if not self.wait_for({"stopped"}, timeout):
+            agent = self._agent
+            if agent is not None and agent.poll() is None:
+                agent.kill()
+            self.wait_for({"stopped"}, 2.0)
+        self._actions.put(None)
+        self._worker.join(timeout)
+
+    # --- events --------------------------------------------------------------------
+
+    def submit(self, event: Event | Tick) -> Step:
+        with self._lock:
+            step = self._machine.handle(event, self._clock())
+            if step.after != step.before:
+                log.info(
+                    "session %s -> %s (%s)",
+                    step.before.value,
+                    step.after.value,
+                    type(event).__name__,
+                )
+                self._write_state(step.after)
+                self._changed.notify_all()
+            for action in step.actions:
+                self._actions.put(action)
+        return step
+
+    def wait_for(self, x_states: set[str], timeout: float) -> bool:
+        """Block until ``x_state`` is one of ``x_states`` (True) or ``timeout`` passes."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._machine.x_state not in x_states:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def _write_state(self, state: NxState) -> None:
+        path = self._config.run_dir / "nxagent.state"
+        with contextlib.suppress(OSError):
+            path.write_text(f"{state.value}:{int(time.time())}\n", encoding="utf-8")
+
+    # --- the RPC Agent -------------------------------------------------------------
+
+    def x_state(self) -> str:
+        with self._lock:
+            return self._machine.x_state
+
+    def _accept_for(self, peer: str) -> str:
+        configured = self._config.get("vma.nxagent.accept").strip()
+        if configured == "any":
+            return ""
+        return configured or peer
+
+    def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
+        if not self._hooks.action("pre-connect", params, self.x_state()):
+            raise RpcError("pre-connect hook failed")
+        with self._lock:
+            before = self._machine.state
+            fresh = before is NxState.STOPPED
+            cookie = secrets.token_hex(16) if fresh else self._cookie
+        step = self.submit(StartRequested(params=dict(params), accept=self._accept_for(peer)))
+        if step.error is not None:
+            raise RpcError(step.error)
+        with self._lock:
+            if fresh and step.after is NxState.PROVISIONING:
+                self._cookie = cookie
+            return {
+                "x_state": self._machine.x_state,
+                "cookie": self._cookie,
+                "display": self._display,
+                "port": 4000 + self._display,
+            }
+
+    def x_suspend(self) -> str:
+        with self._lock:
+            params = dict(self._machine.params)
+        if not self._hooks.action("suspend", params, self.x_state()):
+            raise RpcError("suspend hook failed")
+        return self._machine_after(SuspendRequested())
+
+    def x_stop(self) -> str:
+        with self._lock:
+            params = dict(self._machine.params)
+        if not self._hooks.action("stop", params, self.x_state()):
+            raise RpcError("stop hook failed")
+        return self._machine_after(StopRequested())
+
+    def _machine_after(self, event: Event) -> str:
+        step = self.submit(event)
+        if step.error is not None:
+            raise RpcError(step.error)
+        return step.after.value if step.after is not NxState.RESUMING else "starting"
+
+    def poweroff(self) -> Callable[[], None]:
+        with self._lock:
+            params = dict(self._machine.params)
+        if not self._hooks.action("poweroff", params, self.x_state()):
+            raise RpcError("poweroff hook failed")
+        return self.on_poweroff
+
+    def expire(self, params: Mapping[str, str]) -> None:
+        if not self._hooks.action("expire", params, self.x_state()):
+            raise RpcError("expire hook failed")
+
+    # --- the worker ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                deadline = self._machine.deadline
+            wait = 1.0 if deadline is None else min(max(deadline - self._clock(), 0.0), 1.0)
+            try:
+                action = self._actions.get(timeout=wait)
+            except queue.Empty:
+                self.submit(Tick(now=self._clock()))
+                continue
+            if action is None:
+                return
+            try:
+                self._perform(action)
+            except Exception:  # the worker must survive any single action
+                log.exception("action %s failed", action.kind.value)
+
+    def _perform(self, action: Action) -> None:
+        kind = action.kind
+        if kind is ActionKind.PROVISION:
+            self._provision(action.params)
+        elif kind is ActionKind.LAUNCH:
+            self._launch(action)
+        elif kind is ActionKind.RESUME:
+            self._resume(action)
+        elif kind in _SIGNALS:
+            agent = self._agent
+            if agent is not None and agent.poll() is None:
+                agent.send_signal(_SIGNALS[kind])
+        elif kind is ActionKind.START_SESSION:
+            if self._session is None or self._session.poll() is not None:
+                threading.Thread(target=self._start_session, daemon=True).start()
+        elif kind is ActionKind.STOP_SESSION:
+            self._stop_session()
+        elif kind is ActionKind.HOOK_CONNECTED:
+            self._hooks.state("connected")
+        elif kind is ActionKind.HOOK_SUSPENDED:
+            self._hooks.state("suspended")
+        elif kind is ActionKind.HOOK_DISCONNECTED:
+            self._hooks.state("disconnected")
+
+    def _provision(self, params: Mapping[str, str]) -> None:
+        try:
+            spec = user_spec(params, self._config)
+            self._user = provision(spec, lambda step: self._hooks.provisioning(step, params))
+        except ProvisionError as exc:
+            log.error("provisioning failed: %s", exc)
+            self.submit(ProvisionFailed(reason=str(exc)))
+            return
+        self.submit(Provisioned())
+
+    def _options_path(self) -> Path:
+        return self._config.run_dir / "nxagent.conf"
+
+    def _write_options(self, action: Action) -> None:
+        assert self._user is not None
+        line = agent_options(
+            action.params,
+            display=self._display,
+            cookie=self._cookie,
+            accept=action.accept,
+            extra=self._config.get("vma.nxagent.extra_args"),
+        )
+        _write_private(self._options_path(), (line + "\n").encode(), self._user)
+
+    def _prepare_display(self) -> None:
+        x11 = Path("/tmp/.X11-unix")  # noqa: S108 -- the X11 socket directory
+        x11.mkdir(mode=0o1777, exist_ok=True)
+        x11.chmod(0o1777)
+        lock = Path(f"/tmp/.X{self._display}-lock")  # noqa: S108 -- the X server lock file
+        for stale in (x11 / f"X{self._display}", lock):
+            stale.unlink(missing_ok=True)
+
+    def _launch(self, action: Action) -> None:
+        user = self._user
+        if user is None:
+            self.submit(AgentSpawnFailed(reason="no user"))
+            return
+        if not self._hooks.action("connect", action.params, self.x_state()):
+            self.submit(AgentSpawnFailed(reason="connect hook failed"))
+            return
+        try:
+            self._write_options(action)
+            xauth = Path(user.pw_dir) / ".Xauthority"
+            _write_private(xauth, xauthority_entries(self._display, self._cookie), user)
+            nx_root = Path(user.pw_dir) / ".nx"
+            nx_root.mkdir(mode=0o700, exist_ok=True)
+            os.chown(nx_root, user.pw_uid, user.pw_gid)
+            self._prepare_display()
+            env = user_environment(user, self._config)
+            env.update(
+                DISPLAY=f"nx/nx,options={self._options_path()}:{self._display}",
+                NX_ROOT=str(nx_root),
+                NX_CLIENT="/bin/true",
+            )
+            argv = [
+                self._config.get("command.nxagent"),
+                "-nolisten",
+                "tcp",
+                "-auth",
+                str(xauth),
+                "-name",
+                "QVD",
+                *shlex.split(self._config.get("vma.nxagent.args")),
+                f":{self._display}",
+            ]
+            agent = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=user.pw_dir,
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            log.error("cannot start nxagent: %s", exc)
+            self.submit(AgentSpawnFailed(reason=str(exc)))
+            return
+        self._agent = agent
+        (self._config.run_dir / "nxagent.pid").write_text(f"{agent.pid}\n", encoding="utf-8")
+        self.submit(AgentSpawned(pid=agent.pid))
+        assert agent.stdout is not None
+        threading.Thread(target=self._read_agent, args=(agent, agent.stdout), daemon=True).start()
+
+    def _read_agent(self, agent: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
+        log_path = self._config.log_dir / "nxagent.log"
+        with open(log_path, "ab", buffering=0) as sink:
+            for raw in stream:
+                sink.write(raw)
+                if raw.startswith(b"Session: Resuming session"):
+                    self._resume_ack.set()
+                signal_ = parse_agent_line(raw.decode("utf-8", "replace"))
+                if signal_ is not None:
+                    self.submit(AgentSaid(signal=signal_))
+        code = agent.wait()
+        with contextlib.suppress(OSError):
+            (self._config.run_dir / "nxagent.pid").unlink()
+        self.submit(AgentExited(returncode=code))
+
+    def _resume(self, action: Action) -> None:
+        agent = self._agent
+        if agent is None or agent.poll() is not None:
+            return
+        if not self._hooks.action("connect", action.params, self.x_state()):
+            log.error("connect hook failed on resume; session stays suspended")
+            return
+        self._write_options(action)
+        self._resume_ack.clear()
+        threading.Thread(target=self._hup_until_resuming, args=(agent,), daemon=True).start()
+
+    def _hup_until_resuming(self, agent: subprocess.Popen[bytes]) -> None:
+        """HUP the suspended agent until it says it resumes.
+
+        Right after "Session suspended" nxagent may miss a HUP; it is repeated every
+        half second while the agent stays silent (never after it answered, since a
+        second HUP would suspend again).
+        """
+        end = time.monotonic() + self._config.timeouts()["initiating"]
+        while time.monotonic() < end and agent.poll() is None:
+            if self.x_state() != "starting":
+                return
+            agent.send_signal(signal.SIGHUP)
+            if self._resume_ack.wait(0.5):
+                return
+
+    def _x_socket_ready(self) -> bool:
+        path = f"/tmp/.X11-unix/X{self._display}"  # noqa: S108
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                return False
+            return True
+
+    def _start_session(self) -> None:
+        user = self._user
+        if user is None:
+            return
+        end = time.monotonic() + self._config.timeouts()["initiating"]
+        while not self._x_socket_ready():
+            if time.monotonic() > end or self.x_state() not in ("connected",):
+                log.error("X display :%d never became ready", self._display)
+                return
+            time.sleep(0.01)
+        env = user_environment(user, self._config)
+        env["DISPLAY"] = f":{self._display}"
+        command = self._config.get("command.x-session")
+        try:
+            with open(self._config.log_dir / "x-session.log", "ab") as errors:
+                session = subprocess.Popen(
+                    shlex.split(command),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    env=env,
+                    cwd=user.pw_dir,
+                    user=user.pw_uid,
+                    group=user.pw_gid,
+                    extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                    start_new_session=True,
+                )
+        except (OSError, ValueError) as exc:
+            log.error("cannot start the X session %r: %s", command, exc)
+            self.submit(SessionExited(returncode=127))
+            return
+        self._session = session
+        code = session.wait()
+        if self._session is session:
+            self.submit(SessionExited(returncode=code))
+
+    def _stop_session(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(session.pid, sig)
+            try:
+                session.wait(2.0)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._session = None

@@ -1,0 +1,1 @@
+"""Tests of the disk-image builder (qvd.di)."""

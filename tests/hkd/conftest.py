@@ -1,0 +1,152 @@
+"""Fixtures for HKD tests: seeded VMs on a real database, configs with short timeouts,
+and a fake VMA (the peer of the code under test in unit tests of the reconcile loop)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from qvd.config import Config
+from qvd.hkd.store import HostRow
+from tests.conftest import scratch_dir
+
+_ips = itertools.count(100)
+
+
+@dataclass
+class FakeVma:
+    """Answers pings for the addresses in ``alive``; records every call."""
+
+    alive: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ping(self, address: str, port: int, secret: str) -> bool:
+        with self.lock:
+            self.calls.append(("ping", address))
+            return address in self.alive and len(secret) == 64
+
+    def poweroff(self, address: str, port: int, secret: str) -> bool:
+        with self.lock:
+            self.calls.append(("poweroff", address))
+        return True
+
+    def expire(self, address: str, port: int, secret: str, *, soft: str, hard: str) -> bool:
+        with self.lock:
+            self.calls.append(("expire", address))
+        return True
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    path = scratch_dir(f"qvd-test-hkd-{os.getpid()}-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def hkd_config(run_dir: Path, nodename: str = "node1", **extra: str) -> Config:
+    values = {
+        "nodename": nodename,
+        "vm.hypervisor": "fake",
+        "path.run": str(run_dir / nodename),
+        "path.storage.root": str(run_dir / nodename / "storage"),
+        "internal.hkd.workers": "4",
+        "internal.hkd.poll.delay": "0.5",
+        "internal.hkd.agent.ticker.delay": "0.2",
+        "internal.hkd.agent.ticker.timeout": "2",
+        "internal.hkd.agent.cluster_monitor.delay": "0.2",
+        "internal.hkd.cluster.node.timeout": "1.5",
+        "internal.hkd.vmhandler.vma_monitor.delay.after.ok": "0.1",
+        "internal.hkd.vmhandler.vma_monitor.delay.after.error": "0.05",
+        "internal.hkd.vmhandler.vma.failed.max_time.on.running": "0.5",
+        "internal.hkd.vmhandler.vma.failed.max_time.on.starting": "1",
+        "internal.hkd.timeout.shutdown": "0.5",
+        "internal.hkd.timeout.stop": "0.5",
+        "vm.network.ip.start": "10.231.0.100",
+        "vm.network.netmask": "16",
+    }
+    values.update(extra)
+    return Config().with_overrides(values, source="test")
+
+
+def add_host(engine: Engine, name: str = "node1", address: str = "10.231.0.2") -> HostRow:
+    with engine.begin() as conn:
+        host_id = conn.execute(
+            text("INSERT INTO hosts (name, address) VALUES (:n, :a) RETURNING id"),
+            {"n": name, "a": address},
+        ).scalar_one()
+    return HostRow(id=host_id, name=name, address=address)
+
+
+def add_vm(
+    engine: Engine,
+    *,
+    published: bool = True,
+    tag: str = "default",
+    user_storage: int = 0,
+    login: str | None = None,
+) -> tuple[int, str]:
+    """A VM of a new user, OSF and DI (published with ``tag`` unless told not to)."""
+    n = next(_ips)
+    ip = f"10.231.0.{n}"
+    login = login or f"user{n}"
+    with engine.begin() as conn:
+        user_id = conn.execute(
+            text("INSERT INTO users (tenant_id, login) VALUES (1, :l) RETURNING id"), {"l": login}
+        ).scalar_one()
+        osf_id = conn.execute(
+            text(
+                "INSERT INTO osfs (tenant_id, name, memory, user_storage_size) "
+                "VALUES (1, :n, 128, :s) RETURNING id"
+            ),
+            {"n": f"osf{n}", "s": user_storage},
+        ).scalar_one()
+        di_id = conn.execute(
+            text("INSERT INTO dis (osf_id, path, version) VALUES (:o, :p, 'v1') RETURNING id"),
+            {"o": osf_id, "p": f"img{n}.tar.zst"},
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO di_tags (di_id, tag) VALUES (:d, :t)"), {"d": di_id, "t": tag}
+        )
+        if published:
+            conn.execute(
+                text("UPDATE di_runtimes SET state = 'published' WHERE di_id = :d"), {"d": di_id}
+            )
+        vm_id = conn.execute(
+            text(
+                "INSERT INTO vms (name, user_id, osf_id, ip) VALUES (:n, :u, :o, :ip) RETURNING id"
+            ),
+            {"n": f"vm{n}", "u": user_id, "o": osf_id, "ip": ip},
+        ).scalar_one()
+    return vm_id, ip
+
+
+def command(engine: Engine, vm_id: int, cmd: str, host_id: int | None = None) -> None:
+    """Ask for a start or stop as the API and L7R do."""
+    with engine.begin() as conn:
+        if host_id is not None:
+            conn.execute(
+                text("UPDATE vm_runtimes SET host_id = :h WHERE vm_id = :v"),
+                {"h": host_id, "v": vm_id},
+            )
+        conn.execute(
+            text("UPDATE vm_runtimes SET vm_cmd = :c WHERE vm_id = :v"), {"c": cmd, "v": vm_id}
+        )
+
+
+def runtime(engine: Engine, vm_id: int) -> dict[str, object]:
+    with engine.begin() as conn:
+        row = (
+            conn.execute(text("SELECT * FROM vm_runtimes WHERE vm_id = :v"), {"v": vm_id})
+            .mappings()
+            .one()
+        )
+    return dict(row)

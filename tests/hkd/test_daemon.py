@@ -1,0 +1,277 @@
+"""The HKD process wiring with the fake backend: refusals, NOTIFY-driven claims,
+adoption after a restart, leftovers, two nodes watching each other, host commands."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
+from qvd.hkd.backends.base import NetworkSpec, VmSpec
+from qvd.hkd.backends.fake import FakeBackend
+from qvd.hkd.daemon import Hkd, HkdStartError
+from tests.conftest import free_port, scratch_dir
+from tests.hkd.conftest import FakeVma, add_host, add_vm, command, hkd_config, runtime
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_of(engine: Engine, vm_id: int) -> str:
+    return str(runtime(engine, vm_id)["vm_state"])
+
+
+def host_state(engine: Engine, host_id: int) -> str:
+    with engine.begin() as conn:
+        return str(
+            conn.execute(
+                text("SELECT state FROM host_runtimes WHERE host_id = :h"), {"h": host_id}
+            ).scalar_one()
+        )
+
+
+@pytest.fixture
+def started() -> Iterator[list[Hkd]]:
+    """HKDs a test started; stopped at the end whatever happens."""
+    daemons: list[Hkd] = []
+    yield daemons
+    for d in daemons:
+        if not d.wait(0):
+            d.halt()
+
+
+def test_refuses_without_its_host_row(db: DatabaseTarget, run_dir: Path) -> None:
+    hkd = Hkd(hkd_config(run_dir, "ghost"), backend=FakeBackend(), vma=FakeVma(), target=db)
+    with pytest.raises(HkdStartError, match="no host named 'ghost' in the database"):
+        hkd.start()
+
+
+def test_refuses_an_unmigrated_database(empty_db: DatabaseTarget, run_dir: Path) -> None:
+    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=empty_db)
+    with pytest.raises(HkdStartError, match=r"no QVD schema; run `qvd db init`"):
+        hkd.start()
+
+
+def test_one_hkd_per_node(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    add_host(engine)
+    first = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    first.start()
+    started.append(first)
+    second = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    with pytest.raises(HkdStartError, match=r"another HKD .* holds"):
+        second.start()
+
+
+def test_commands_are_claimed_on_notify_not_by_polling(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    host = add_host(engine)
+    vma = FakeVma()
+    # resync every 60 s: within the 5 s this test waits, only a NOTIFY can wake the HKD
+    config = hkd_config(run_dir, **{"internal.hkd.poll.delay": "60"})
+    hkd = Hkd(config, backend=FakeBackend(), vma=vma, target=db)
+    hkd.start()
+    started.append(hkd)
+    assert host_state(engine, host.id) == "running"
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", 5, "running")
+    command(engine, vm_id, "stop")
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 5, "stopped")
+    hkd.stop()
+    assert host_state(engine, host.id) == "stopped"
+
+
+def test_restart_adopts_running_vms_and_cleans_leftovers(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    host = add_host(engine)
+    backend, vma = FakeBackend(), FakeVma()
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    hkd = Hkd(hkd_config(run_dir), backend=backend, vma=vma, target=db)
+    hkd.start()
+    started.append(hkd)
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", what="running")
+    hkd.halt()  # the process dies; the VM keeps running
+
+    # something of a VM this node no longer has is still lying around
+    backend.prepare(
+        VmSpec(
+            vm_id=99999,
+            name="ghost",
+            di_id=1,
+            image=Path("/nonexistent"),
+            memory_mb=64,
+            network=NetworkSpec(
+                bridge="b",
+                address="10.231.9.9",
+                prefix=16,
+                mac="54:52:00:00:09:09",
+                host_device="qvd99999",
+            ),
+            vma_secret="x" * 64,
+        )
+    )
+    calls_before = len(backend.calls)
+    pid_before = backend.vms[vm_id].pid
+
+    again = Hkd(hkd_config(run_dir), backend=backend, vma=vma, target=db)
+    again.start()
+    started.append(again)
+    time.sleep(0.5)
+    after = backend.calls[calls_before:]
+    assert ("cleanup", 99999) in after
+    assert not any(
+        vm == vm_id and op != "prepare"
+        for op, vm in after
+        if op in {"start", "stop", "kill", "cleanup"}
+    )
+    assert backend.vms[vm_id].pid == pid_before
+    assert state_of(engine, vm_id) == "running"
+
+
+def test_stopping_the_hkd_can_stop_its_vms(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    host = add_host(engine)
+    backend, vma = FakeBackend(), FakeVma()
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    config = hkd_config(run_dir, **{"internal.hkd.stopping.vms": "1"})
+    hkd = Hkd(config, backend=backend, vma=vma, target=db)
+    hkd.start()
+    started.append(hkd)
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", what="running")
+    hkd.stop()
+    assert state_of(engine, vm_id) == "stopped"
+    assert "its node was shut down" in str(runtime(engine, vm_id)["last_error"])
+    assert backend.list_running() == set()
+
+
+def test_a_host_stop_command_stops_the_hkd(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    host = add_host(engine)
+    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    hkd.start()
+    started.append(hkd)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE host_runtimes SET cmd = 'stop' WHERE host_id = :h"), {"h": host.id}
+        )
+    assert hkd.wait(10)
+    assert host_state(engine, host.id) == "stopped"
+
+
+def test_a_silent_node_is_marked_lost_and_recovers(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    host_a = add_host(engine, "node-a", "10.231.0.2")
+    host_b = add_host(engine, "node-b", "10.231.0.3")
+    backend_a, vma = FakeBackend(), FakeVma()
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    node_a = Hkd(hkd_config(run_dir, "node-a"), backend=backend_a, vma=vma, target=db)
+    node_b = Hkd(hkd_config(run_dir, "node-b"), backend=FakeBackend(), vma=vma, target=db)
+    node_a.start()
+    node_b.start()
+    started.extend([node_a, node_b])
+    command(engine, vm_id, "start", host_a.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", what="running on A")
+
+    node_a.halt()  # A's heartbeat stops
+    wait_for(lambda: host_state(engine, host_a.id) == "lost", 6, "A marked lost")
+    row = runtime(engine, vm_id)
+    assert (row["vm_state"], row["host_id"]) == ("stopped", None)
+    assert "marked lost" in str(row["last_error"])
+    assert host_state(engine, host_b.id) == "running"
+
+    # A comes back: it leaves `lost`, and kills the copy of the VM it still runs
+    assert backend_a.is_alive(vm_id)
+    back = Hkd(hkd_config(run_dir, "node-a"), backend=backend_a, vma=vma, target=db)
+    back.start()
+    started.append(back)
+    wait_for(lambda: host_state(engine, host_a.id) == "running", 5, "A running again")
+    wait_for(lambda: vm_id not in backend_a.list_leftovers(), 5, "the orphan cleaned up")
+    assert not backend_a.is_alive(vm_id)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[EmbeddedCluster]:
+    """A cluster of its own, to restart under a running HKD."""
+    base = scratch_dir("qvd-test-pg-restart-")
+    cluster = EmbeddedCluster(
+        datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
+    )
+    cluster.initialize()
+    cluster.start()
+    cluster.ensure_database()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def test_the_hkd_survives_a_database_restart(
+    own_cluster: EmbeddedCluster, run_dir: Path, started: list[Hkd]
+) -> None:
+    target = own_cluster.target()
+    engine = make_engine(target)
+    upgrade(engine)
+    host = add_host(engine)
+    vma = FakeVma()
+    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=vma, target=target)
+    hkd.start()
+    started.append(hkd)
+    own_cluster.stop()
+    time.sleep(1.0)  # the HKD's threads hit the outage (shorter than the fencing timeout)
+    own_cluster.start()
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", 15, "running after the restart")
+    assert not hkd.fenced
+    hkd.stop()
+    engine.dispose()
+
+
+def test_fencing_when_the_database_stays_away(
+    own_cluster: EmbeddedCluster, run_dir: Path, started: list[Hkd]
+) -> None:
+    target = own_cluster.target()
+    engine = make_engine(target)
+    upgrade(engine)
+    host = add_host(engine)
+    backend, vma = FakeBackend(), FakeVma()
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    hkd = Hkd(hkd_config(run_dir), backend=backend, vma=vma, target=target)
+    hkd.start()
+    started.append(hkd)
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", what="running")
+    engine.dispose()
+    own_cluster.stop()
+    wait_for(lambda: hkd.fenced, 10, "fencing")
+    assert not backend.is_alive(vm_id)
+    own_cluster.start()
+    wait_for(lambda: not hkd.fenced, 10, "recovery")
+    engine = make_engine(target)
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 10, "the killed VM recorded")
+    engine.dispose()

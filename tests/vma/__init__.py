@@ -1,0 +1,1 @@
+"""Tests of the VM agent (qvd.vma)."""

@@ -1,0 +1,49 @@
+"""The VMA's Java-properties reader and its configuration defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qvd.vma.config import ConfigValueError, VmaConfig, load_vma_config
+from qvd.vma.properties import PropertiesError, parse_properties
+
+
+def test_separators_comments_and_later_lines_winning() -> None:
+    text = "# comment\n! also\na = 1\nb: two\nc three\n  d=4  \na=5\n"
+    assert parse_properties(text) == {"a": "5", "b": "two", "c": "three", "d": "4"}
+
+
+def test_continuations_and_escapes() -> None:
+    text = "long = one \\\n      two\nesc = tab\\there\\u00e9\nkey\\ with\\ space = x\n"
+    assert parse_properties(text) == {
+        "long": "one two",
+        "esc": "tab\there\u00e9",
+        "key with space": "x",
+    }
+
+
+def test_empty_values_and_errors() -> None:
+    assert parse_properties("a =\n") == {"a": ""}
+    with pytest.raises(PropertiesError, match="line 2"):
+        parse_properties("ok = 1\nbad = \\u12\n")
+    with pytest.raises(PropertiesError, match="missing key"):
+        parse_properties("= value\n")
+
+
+def test_config_file_over_defaults(tmp_path: Path) -> None:
+    conf = tmp_path / "vma.conf"
+    conf.write_text("command.x-session = xterm\ninternal.nxagent.timeout.listening = 4\n")
+    config = load_vma_config(conf)
+    assert config.get("command.x-session") == "xterm"
+    assert config.timeouts()["listening"] == 4.0
+    assert config.port == 3030
+    assert config.display == 100
+    assert config.hook("action", "connect") is None
+    assert load_vma_config(tmp_path / "missing.conf").get("vma.user.default.name") == "qvd"
+
+
+def test_bad_numbers_are_reported_with_their_key() -> None:
+    with pytest.raises(ConfigValueError, match=r"internal\.vm\.port\.vma"):
+        _ = VmaConfig({"internal.vm.port.vma": "http"}).port
