@@ -21,8 +21,8 @@ from qvd.db import (
     schema_status,
 )
 from qvd.db import downgrade as db_downgrade
-from qvd.di.cli import app as di_app
 from qvd.db import upgrade as db_upgrade
+from qvd.di.cli import app as di_app
 from qvd.node.configdoc import config_reference
 from qvd.node.up import run_up
 
