@@ -32,6 +32,8 @@ def node_conf() -> Iterator[Path]:
         f"path.run = {base}/run\n"
         f"path.data = {base}/data\n"
         f"database.embedded.port = {free_port()}\n"
+        # the suite's own small image (built once per machine, then cached)
+        f"node.demo.recipe = test\n"
     )
     try:
         yield conf
@@ -84,18 +86,22 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, out
 
 
+@pytest.mark.timeout(900)  # the first run on a new machine builds the test image
 def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     config = load_config(node_conf)
     cluster = embedded_cluster(config)
     proc = start_up(node_conf)
     try:
-        lines = read_until(proc, "Stop with Ctrl-C")
+        lines = read_until(proc, "Stop with Ctrl-C", timeout=840)
     except BaseException:
         proc.kill()
         raise
     text = "\n".join(lines)
     assert "created a new cluster" in text
     assert READY in text
+    image_line = next(line for line in lines if line.startswith("  demo disk image: "))
+    assert Path(image_line.split(": ", 1)[1]).name.startswith("test-")
+    assert Path(image_line.split(": ", 1)[1]).is_file()
     password = lines[lines.index("  superadmin (tenant '*') password, shown this once:") + 1]
     password = password.strip()
 

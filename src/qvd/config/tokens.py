@@ -125,6 +125,13 @@ TOKENS: tuple[Token, ...] = (
     _t("path.l7r.ssl.crl", "${path.run}/l7r/ssl/crl.pem", PTH, "CRL for client certificates."),
     _t("path.api.ssl.key", "/etc/qvd/api/certs/key.pem", PTH, "API TLS key file."),
     _t("path.api.ssl.cert", "/etc/qvd/api/certs/cert.pem", PTH, "API TLS certificate file."),
+    # --- the all-in-one node (qvd up) -----------------------------------------------
+    _t(
+        "node.demo.recipe",
+        "desktop",
+        TXT,
+        "Disk-image recipe `qvd up` builds (or reuses) for its demo desktop; empty: none.",
+    ),
     # --- logging ----------------------------------------------------------------------
     _t("log.filename", "${path.log}/qvd.log", PTH, "Log file."),
     _t("log.level", "INFO", TXT, "DEBUG, INFO, WARNING or ERROR."),

@@ -8,6 +8,7 @@ Daemons start with ``database_target(config)`` → ``make_engine`` →
 
 from qvd.db.acls import administrator_acls, role_acls
 from qvd.db.bootstrap import InitResult, initialize_database, reset_admin_password
+from qvd.db.dbconfig import config_with_db, read_config_rows
 from qvd.db.engine import make_engine, make_sessionmaker
 from qvd.db.errors import DatabaseError, DatabaseUnreachable, EmbeddedClusterError, SchemaMismatch
 from qvd.db.listener import Listener, Notification
@@ -35,6 +36,7 @@ __all__ = [
     "SchemaMismatch",
     "SchemaStatus",
     "administrator_acls",
+    "config_with_db",
     "database_target",
     "downgrade",
     "embedded_cluster",
@@ -43,6 +45,7 @@ __all__ = [
     "initialize_database",
     "make_engine",
     "make_sessionmaker",
+    "read_config_rows",
     "require_current_schema",
     "reset_admin_password",
     "role_acls",

@@ -27,6 +27,7 @@ from qvd.db import (
     initialize_database,
     make_engine,
 )
+from qvd.di import ensure_image
 
 __all__ = ["NodeAlreadyRunning", "UpReport", "bring_up", "run_up"]
 
@@ -43,6 +44,7 @@ class UpReport:
     database: str
     schema: str
     superadmin_password: str | None
+    demo_image: Path | None = None
 
 
 class _NodeLock:
@@ -95,12 +97,22 @@ def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
         engine.dispose()
     if result.migrated_from != result.schema:
         say(f"schema migrated from {result.migrated_from or 'empty'} to {result.schema}")
-    return UpReport(
+    report = UpReport(
         cluster=cluster,
         database=target.describe(),
         schema=result.schema,
         superadmin_password=result.superadmin_password,
     )
+    recipe = config.get("node.demo.recipe").strip()
+    if recipe:
+        say(f"disk image {recipe!r}: building it or reusing the cached one")
+        report.demo_image = ensure_image(
+            recipe,
+            progress=lambda p: say(f"  {p.render()}"),
+            cache=config.get_path("path.cache.di"),
+        )
+        say(f"  {report.demo_image}")
+    return report
 
 
 def _summary(report: UpReport, out: TextIO) -> None:
@@ -111,6 +123,8 @@ def _summary(report: UpReport, out: TextIO) -> None:
         c = report.cluster
         print(f"  psql:     psql -h {c.socket_dir} -p {c.port} -U {c.role} {c.dbname}", file=out)
         print(f"  TCP:      127.0.0.1:{c.port}, password in {c.password_file}", file=out)
+    if report.demo_image is not None:
+        print(f"  demo disk image: {report.demo_image}", file=out)
     if report.superadmin_password is not None:
         print("  superadmin (tenant '*') password, shown this once:", file=out)
         print(f"    {report.superadmin_password}", file=out)
