@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from qvd.config import Config
 from qvd.hkd.store import HostRow
 from tests.conftest import scratch_dir
+from tests.hkd.lxcnode import LxcNode
 
 _ips = itertools.count(100)
 
@@ -56,6 +57,7 @@ def hkd_config(run_dir: Path, nodename: str = "node1", **extra: str) -> Config:
     values = {
         "nodename": nodename,
         "vm.hypervisor": "fake",
+        "vm.network.bridge.manage": "0",
         "path.run": str(run_dir / nodename),
         "path.storage.root": str(run_dir / nodename / "storage"),
         "internal.hkd.workers": "4",
@@ -150,3 +152,27 @@ def runtime(engine: Engine, vm_id: int) -> dict[str, object]:
             .one()
         )
     return dict(row)
+
+
+# ---- real LXC nodes -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def test_image() -> Path:
+    """The suite's small image (built once per machine, then cached)."""
+    from qvd.di import ensure_image
+
+    return ensure_image("test")
+
+
+@pytest.fixture(scope="session")
+def lxc_storage() -> Iterator[Path]:
+    """One storage root for the session, so a DI's base is unpacked once."""
+    path = scratch_dir(f"qvd-test-storage-{os.getpid()}-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def lxc_node(run_dir: Path, lxc_storage: Path) -> Iterator[LxcNode]:
+    node = LxcNode.create(run_dir, lxc_storage)
+    yield node
+    node.clean()

@@ -193,6 +193,13 @@ TOKENS: tuple[Token, ...] = (
     # --- HKD --------------------------------------------------------------------------
     _t("vm.hypervisor", "lxc", TXT, "Backend: `lxc` or `kvm`."),
     _t("vm.network.bridge", "qvdnet", TXT, "The node's VM bridge."),
+    _t(
+        "vm.network.bridge.manage",
+        "1",
+        BOOL,
+        "The HKD creates the bridge, gives it this node's address, keeps a guard route and "
+        "the firewall (0: the admin does; QVD never did).",
+    ),
     _t("vm.network.ip.start", "10.0.0.100", TXT, "First VM address; nodes sit below it."),
     _t("vm.network.netmask", "255.255.0.0", TXT, "Netmask (or prefix length) of the VM network."),
     _t("vm.network.gateway", "", TXT, "Gateway given to VMs (empty: none, no route out)."),
@@ -260,7 +267,7 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t(
         "internal.hkd.vmhandler.vma_monitor.delay.after.ok",
-        "3",
+        "2",
         NUM,
         "VMA ping period while healthy (QVD: 120).",
     ),
@@ -272,9 +279,9 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t(
         "internal.hkd.vmhandler.vma.failed.max_time.on.running",
-        "8",
+        "6",
         NUM,
-        "A running VM whose VMA has not answered this long is stopped (QVD: 320).",
+        "A running VM whose VMA has not answered for this long is stopped (QVD: 320).",
     ),
     _t(
         "internal.hkd.vmhandler.vma.failed.max_time.on.starting",
@@ -282,7 +289,7 @@ TOKENS: tuple[Token, ...] = (
         NUM,
         "A starting VM whose VMA never answered this long is stopped (QVD: 180).",
     ),
-    _t("internal.hkd.agent.rpc.timeout", "3", NUM, "Timeout of one VMA call, seconds."),
+    _t("internal.hkd.agent.rpc.timeout", "1.5", NUM, "Timeout of one VMA call, seconds."),
     _t("internal.hkd.timeout.shutdown", "30", NUM, "Seconds between `poweroff` and a hard stop."),
     _t("internal.hkd.timeout.stop", "30", NUM, "Seconds between TERM and KILL of a VM."),
     _t(

@@ -8,6 +8,7 @@ the work queue (``workqueue``) guarantees one reconcile in flight per VM.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import threading
@@ -31,9 +32,11 @@ from qvd.db import (
 )
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
+from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import Backend, BackendError, load_backend
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.load import CpuSampler
+from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.workqueue import WorkQueue
@@ -43,7 +46,15 @@ __all__ = ["Hkd", "HkdStartError"]
 log = logging.getLogger("qvd.hkd")
 
 _MAX_RETRIES_WHILE_STARTING = 5
-_TRANSIENT = (DBAPIError, OperationalError, psycopg.Error, DatabaseError, BackendError, OSError)
+_TRANSIENT = (
+    DBAPIError,
+    OperationalError,
+    psycopg.Error,
+    DatabaseError,
+    BackendError,
+    NetworkError,
+    OSError,
+)
 
 
 class HkdStartError(Exception):
@@ -102,6 +113,7 @@ class Hkd:
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
         self.fenced = False
+        self.network: NodeNetwork | None = None
 
     # ---- start ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,6 +138,9 @@ class Hkd:
         self.host = host
         self._lock.acquire()
         try:
+            if self.settings.manage_bridge:
+                self.network = self._node_network(host)
+                self.network.ensure()
             backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
             self._backend = backend
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
@@ -147,6 +162,23 @@ class Hkd:
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
         log.info("HKD running as host %s (%s)", host.id, host.name)
+
+    def _node_network(self, host: store.HostRow) -> NodeNetwork:
+        s = self.settings
+        try:
+            node = NodeNetwork(
+                bridge=s.bridge,
+                host_address=host.address,
+                network=vm_network(s.ip_start, s.netmask),
+                ip_start=ipaddress.IPv4Address(s.ip_start),
+                vma_port=s.vma_port,
+                x_port=s.x_port,
+                firewall=s.firewall,
+            )
+            node.check()
+        except (ValueError, NetworkError) as exc:
+            raise HkdStartError(str(exc)) from None
+        return node
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"hkd-{name}", daemon=True)

@@ -55,7 +55,7 @@ class _Local:
     used for pacing, never for correctness)."""
 
     next_ping: float = 0.0
-    vma_failing_since: float | None = None
+    vma_last_ok: float | None = None
     stop_sent: bool = False
     killed: bool = False
     soft_expiry_signalled: float | None = None
@@ -170,7 +170,7 @@ class Reconciler:
             with self.engine.begin() as conn:
                 store.mark_running(conn, view.vm_id, self.host.id, pid)
             local.next_ping = self.clock() + self.settings.vma_ok_delay
-            local.vma_failing_since = None
+            local.vma_last_ok = self.clock()
             log.info("VM %s is running (VMA answered)", view.vm_id)
             return Outcome(self.settings.vma_ok_delay, "running")
         waited = view.seconds_in_state()
@@ -208,17 +208,17 @@ class Reconciler:
             if view.vm_state == "debugging":
                 with self.engine.begin() as conn:
                     store.set_vm_state(conn, view.vm_id, self.host.id, "running")
-            local.vma_failing_since = None
-            local.next_ping = now + self.settings.vma_ok_delay
+            local.vma_last_ok = self.clock()
+            local.next_ping = local.vma_last_ok + self.settings.vma_ok_delay
             return Outcome(self.settings.vma_ok_delay, "running")
-        if local.vma_failing_since is None:
-            local.vma_failing_since = now
-        failing = now - local.vma_failing_since
-        if failing >= self.settings.vma_max_fail_running and view.vm_state == "running":
+        if local.vma_last_ok is None:  # adopted after a restart: count from now
+            local.vma_last_ok = now
+        silent = self.clock() - local.vma_last_ok
+        if silent >= self.settings.vma_max_fail_running and view.vm_state == "running":
             return self._to_stopping(
                 view, f"its VMA stopped answering for {self.settings.vma_max_fail_running:g} s"
             )
-        local.next_ping = now + self.settings.vma_error_delay
+        local.next_ping = self.clock() + self.settings.vma_error_delay
         return Outcome(self.settings.vma_error_delay, view.vm_state)
 
     def _stopping(self, view: VmView) -> Outcome:

@@ -15,6 +15,8 @@ class HkdSettings:
     nodename: str
     hypervisor: str
     bridge: str
+    manage_bridge: bool
+    firewall: bool
     ip_start: str
     netmask: str
     mac_prefix: str
@@ -52,6 +54,8 @@ class HkdSettings:
             nodename=g("nodename"),
             hypervisor=g("vm.hypervisor"),
             bridge=g("vm.network.bridge"),
+            manage_bridge=b("vm.network.bridge.manage"),
+            firewall=b("internal.vm.network.firewall.enable"),
             ip_start=g("vm.network.ip.start"),
             netmask=g("vm.network.netmask"),
             mac_prefix=g("vm.network.mac.prefix"),

@@ -23,6 +23,8 @@ from qvd.db import (
 from qvd.db import downgrade as db_downgrade
 from qvd.db import upgrade as db_upgrade
 from qvd.di.cli import app as di_app
+from qvd.hkd.daemon import HkdStartError
+from qvd.hkd.service import configure_logging, run_hkd
 from qvd.node.configdoc import config_reference
 from qvd.node.up import run_up
 
@@ -166,6 +168,18 @@ def config_get(
         raise _Failure(f"{token} has no value")
     where = setting.source + (f":{setting.line}" if setting.line else "")
     typer.echo(f"{token} = {cfg.get(token)}    ({where})")
+
+
+# ---- qvd hkd ------------------------------------------------------------------------------
+@app.command("hkd")
+def hkd(config: ConfigOption = None) -> None:
+    """Run this node's House Keeping Daemon in the foreground (root)."""
+    cfg = _config(config)
+    configure_logging(cfg)
+    try:
+        run_hkd(cfg)
+    except HkdStartError as exc:
+        raise _Failure(str(exc)) from None
 
 
 # ---- qvd up ------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""Driving Debian's ``lxc-*`` tools and the cgroup v1 file system."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+from qvd.hkd.backends.base import BackendError
+
+__all__ = ["Lxc", "run"]
+
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def run(*argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, env=_ENV, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]} is not installed (apt-get install lxc)") from None
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{' '.join(argv)}: no answer after {timeout:g} s") from None
+    if check and done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
+        raise BackendError(f"{' '.join(argv)}: {reason}")
+    return done
+
+
+class Lxc:
+    """The lxc-* tools on one lxcpath, and the cgroups of its containers."""
+
+    def __init__(self, lxcpath: Path, cgroup_root: Path) -> None:
+        self.lxcpath = lxcpath
+        self.cgroup_root = cgroup_root
+
+    def _tool(self, tool: str, name: str, *args: str, **kw: object) -> str:
+        return run(tool, "-P", str(self.lxcpath), "-n", name, *args, **kw).stdout  # type: ignore[arg-type]
+
+    def start(self, name: str) -> None:
+        self._tool("lxc-start", name)
+
+    def state(self, name: str) -> str:
+        if not (self.lxcpath / name / "config").exists():
+            return "STOPPED"
+        out = run("lxc-info", "-P", str(self.lxcpath), "-n", name, "-s", check=False).stdout
+        return out.split(":", 1)[1].strip() if ":" in out else "STOPPED"
+
+    def pid(self, name: str) -> int:
+        out = run("lxc-info", "-P", str(self.lxcpath), "-n", name, "-p", "-H", check=False)
+        text = out.stdout.strip()
+        return int(text) if text.isdigit() else 0
+
+    def request_stop(self, name: str) -> None:
+        """SIGTERM to the container's init (lxc.signal.halt), without waiting."""
+        run("lxc-stop", "-P", str(self.lxcpath), "-n", name, "--nowait", check=False)
+
+    def kill(self, name: str) -> None:
+        run("lxc-stop", "-P", str(self.lxcpath), "-n", name, "--kill", check=False)
+
+    def running(self) -> list[str]:
+        if not self.lxcpath.is_dir():
+            return []
+        out = run("lxc-ls", "-P", str(self.lxcpath), "--running", "-1", check=False).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    # ---- cgroups (v1) -------------------------------------------------------------------
+    def _groups(self, name: str) -> list[Path]:
+        if not self.cgroup_root.is_dir():
+            return []
+        found: list[Path] = []
+        for controller in self.cgroup_root.iterdir():
+            for prefix in ("lxc.payload.", "lxc.monitor."):
+                found.extend(controller.glob(f"{prefix}{name}"))
+                found.extend(controller.glob(f"{prefix}{name}-[0-9]*"))
+        return found
+
+    def has_cgroups(self, name: str) -> bool:
+        return bool(self._groups(name))
+
+    def remove_cgroups(self, name: str) -> None:
+        """Remove the (empty) cgroups LXC left for a stopped container, deepest first."""
+        for group in sorted(self._groups(name), key=lambda p: len(p.parts), reverse=True):
+            for child in sorted(group.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            try:
+                group.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BackendError(f"cannot remove cgroup {group}: {exc.strerror}") from None
+
+    def limit(self, name: str, controller: str, key: str) -> str | None:
+        """A cgroup value of a running container (to read limits back)."""
+        for group in self.cgroup_root.joinpath(controller).glob(f"lxc.payload.{name}*"):
+            path = group / key
+            if path.exists():
+                return path.read_text().strip()
+        return None

@@ -1,0 +1,234 @@
+"""The HKD with the real LXC backend: containers from the `test` image, the real VMA,
+a private bridge and firewall, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from qvd.db import DatabaseTarget, Listener
+from qvd.hkd.backends.lxc import LxcBackend
+from qvd.hkd.daemon import Hkd
+from tests.hkd.conftest import add_host, command, runtime
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
+from tests.hkd.test_daemon import state_of, wait_for
+from tests.imagefile.test_tarcheck import entry_member, file_member, make_image
+
+pytestmark = pytest.mark.timeout(900)  # the first run on a machine builds the test image
+
+
+@pytest.fixture
+def node_hkd(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode
+) -> Iterator[tuple[Hkd, LxcNode]]:
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    hkd = Hkd(
+        lxc_node.config(**{
+            "internal.hkd.vmhandler.vma_monitor.delay.after.ok": "1",
+        }),
+        target=db,
+    )  # fmt: skip
+    hkd.start()
+    try:
+        yield hkd, lxc_node
+    finally:
+        if not hkd.wait(0):
+            hkd.stop()
+
+
+def wait_running(engine: Engine, *vm_ids: int) -> None:
+    for vm_id in vm_ids:
+        wait_for(lambda v=vm_id: state_of(engine, v) == "running", 60, f"VM {vm_id} running")  # type: ignore[misc]
+
+
+def attach(backend: LxcBackend, vm_id: int, script: str) -> str:
+    done = subprocess.run(
+        ["lxc-attach", "-P", str(backend.layout.lxcpath), "-n", f"qvd-{vm_id}", "--",
+         "sh", "-c", script],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_start_and_stop_a_container(
+    db: DatabaseTarget, engine: Engine, node_hkd: tuple[Hkd, LxcNode], test_image: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    vm_id, _ = add_lxc_vm(engine, node, test_image, 1)
+    seen: list[str] = []
+    with Listener(db, ["vm_changed"]) as listener:
+        command(engine, vm_id, "start", hkd.host.id)
+        deadline = time.monotonic() + 60
+        while "running" not in seen and time.monotonic() < deadline:
+            for note in listener.wait(0.5):
+                state = note.payload["vm_state"]
+                if note.payload["vm_id"] != vm_id or state in seen[-1:]:
+                    continue
+                if seen or state != "stopped":  # the command itself is announced too
+                    seen.append(state)
+        assert seen == ["starting", "running"], seen
+        row = runtime(engine, vm_id)
+        assert row["vm_address"] == node.vm_address(1)
+        assert (row["vm_vma_port"], row["vm_x_port"]) == (3030, 4100)
+        assert row["vm_pid"]
+        assert row["vma_ok_ts"] is not None
+        backend = hkd.backend
+        assert isinstance(backend, LxcBackend)
+        assert backend.limits(vm_id) == {
+            "memory": str(256 * 1024 * 1024), "cpu.shares": "1024", "pids.max": "2048",
+        }  # fmt: skip
+        route = subprocess.run(["ip", "-o", "route", "get", node.vm_address(1)],
+                               capture_output=True, text=True, check=False).stdout  # fmt: skip
+        assert f" dev {node.bridge} " in route
+
+        command(engine, vm_id, "stop")
+        while "stopped" not in seen and time.monotonic() < deadline + 60:
+            for note in listener.wait(0.5):
+                if note.payload["vm_id"] == vm_id and note.payload["vm_state"] not in seen[-1:]:
+                    seen.append(note.payload["vm_state"])
+    assert seen == ["starting", "running", "stopping", "stopped"], seen
+    row = runtime(engine, vm_id)
+    assert row["host_id"] is None
+    assert row["vm_address"] is None
+    assert leaks(backend, vm_id, node.storage) == []
+
+
+def test_shared_base_fresh_root_and_persistent_home(
+    engine: Engine, node_hkd: tuple[Hkd, LxcNode], test_image: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    backend = hkd.backend
+    assert isinstance(backend, LxcBackend)
+    first, osf_id = add_lxc_vm(engine, node, test_image, 1, user_storage=64)
+    second, _ = add_lxc_vm(engine, node, test_image, 2, osf_id=osf_id)
+    for vm_id in (first, second):
+        command(engine, vm_id, "start", hkd.host.id)
+    wait_running(engine, first, second)
+    configs = [(backend.layout.container_dir(v) / "config").read_text() for v in (first, second)]
+    lowers = {line.split(":")[1] for c in configs for line in c.splitlines()
+              if line.startswith("lxc.rootfs.path")}  # fmt: skip
+    assert len(lowers) == 1, "both VMs of one DI must share one unpacked base"
+
+    attach(backend, first, "echo root > /root/marker; echo home > /home/marker")
+    assert attach(backend, first, "cat /root/marker /home/marker").split() == ["root", "home"]
+    assert attach(backend, second, "cat /root/marker 2>/dev/null || echo none").strip() == "none"
+
+    command(engine, first, "stop")
+    wait_for(lambda: state_of(engine, first) == "stopped", 60, "stopped")
+    command(engine, first, "start", hkd.host.id)
+    wait_for(lambda: state_of(engine, first) == "running", 60, "running again")
+    after = attach(backend, first, "cat /root/marker 2>/dev/null || echo gone; cat /home/marker")
+    assert after.split() == ["gone", "home"]
+
+
+def _vma_pid(backend: LxcBackend, vm_id: int) -> int:
+    """The VMA: the child of the container's init."""
+    init = backend.lxc.pid(f"qvd-{vm_id}")
+    children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+    return int(children[0])
+
+
+def test_a_hung_vma_is_detected_within_ten_seconds(
+    engine: Engine, node_hkd: tuple[Hkd, LxcNode], test_image: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    backend = hkd.backend
+    assert isinstance(backend, LxcBackend)
+    vm_id, _ = add_lxc_vm(engine, node, test_image, 1)
+    command(engine, vm_id, "start", hkd.host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running")
+    pid = _vma_pid(backend, vm_id)
+    os.kill(pid, signal.SIGSTOP)  # alive but answering nothing
+    try:
+        wait_for(lambda: state_of(engine, vm_id) != "running", 10, "the VM to leave running")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "VMA stopped answering" in str(runtime(engine, vm_id)["last_error"])
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 60, "stopped")
+    assert leaks(backend, vm_id, node.storage) == []
+
+
+def test_a_killed_vma_ends_the_vm(
+    engine: Engine, node_hkd: tuple[Hkd, LxcNode], test_image: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    backend = hkd.backend
+    assert isinstance(backend, LxcBackend)
+    vm_id, _ = add_lxc_vm(engine, node, test_image, 1)
+    command(engine, vm_id, "start", hkd.host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running")
+    os.kill(_vma_pid(backend, vm_id), signal.SIGKILL)
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 10, "stopped")
+    assert leaks(backend, vm_id, node.storage) == []
+
+
+def test_vms_cannot_reach_each_other_or_the_node(
+    engine: Engine, node_hkd: tuple[Hkd, LxcNode], test_image: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    backend = hkd.backend
+    assert isinstance(backend, LxcBackend)
+    first, osf_id = add_lxc_vm(engine, node, test_image, 1)
+    second, _ = add_lxc_vm(engine, node, test_image, 2, osf_id=osf_id)
+    for vm_id in (first, second):
+        command(engine, vm_id, "start", hkd.host.id)
+    wait_running(engine, first, second)
+    probe = (
+        'python3 -c "import socket,sys; s=socket.socket(); s.settimeout(2)\n'
+        "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\n"
+        "except OSError as e: print('blocked', e)\" "
+    )
+    # a port that listens on the node's bridge address, to prove the drop is the firewall
+    with socket.socket() as listening:
+        listening.bind((node.host_address, 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert attach(backend, first, probe + f"{node.host_address} {port}").strip() == (
+            "blocked timed out"
+        )
+    # the other VM's agent listens, but VMs cannot reach each other
+    assert attach(backend, first, probe + f"{node.vm_address(2)} 3030").strip() == (
+        "blocked timed out"
+    )
+    destinations = attach(backend, first, "awk 'NR > 1 {print $2}' /proc/net/route").split()
+    assert destinations  # the VM network's own route
+    assert "00000000" not in destinations  # and no default route: nowhere to go out
+
+
+def test_a_malicious_disk_image_is_refused(
+    engine: Engine, node_hkd: tuple[Hkd, LxcNode], tmp_path: Path
+) -> None:
+    hkd, node = node_hkd
+    assert hkd.host is not None
+    evil = make_image(
+        tmp_path / "evil.tar.zst",
+        entry_member("./", tarfile.DIRTYPE),
+        entry_member("./etc", tarfile.SYMTYPE, link="/etc"),
+        file_member("./etc/cron.d/owned", b"* * * * * root touch /owned\n"),
+    )
+    vm_id, _ = add_lxc_vm(engine, node, evil, 1)
+    command(engine, vm_id, "start", hkd.host.id)
+    wait_for(lambda: runtime(engine, vm_id)["last_error"] is not None, 30, "the refusal")
+    row = runtime(engine, vm_id)
+    assert (row["vm_state"], row["host_id"]) == ("stopped", None)
+    assert "refused: member './etc/cron.d/owned': would be written through the symbolic" in str(
+        row["last_error"]
+    )
+    assert not Path("/etc/cron.d/owned").exists()
+    basefs = node.storage / "basefs"
+    assert not list(basefs.glob("untar-*"))
+    assert not list(basefs.glob(f"*-{evil.name.split('.')[0]}"))

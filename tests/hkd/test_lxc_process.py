@@ -1,0 +1,201 @@
+"""The HKD as a real process: killed with SIGKILL and restarted, and two nodes in
+their own network namespaces watching each other."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from qvd.db import DATABASE_URL_ENV, DatabaseTarget
+from qvd.hkd.backends.lxc import LxcBackend
+from tests.hkd.conftest import add_host, command, runtime
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
+from tests.hkd.test_daemon import host_state, state_of, wait_for
+from tests.node.test_cli import url_of
+
+pytestmark = pytest.mark.timeout(900)
+
+
+class HkdProcess:
+    """`qvd hkd` in a child process (optionally inside a network namespace)."""
+
+    def __init__(self, conf: Path, db: DatabaseTarget, log: Path, netns: str | None = None):
+        env = {**os.environ, DATABASE_URL_ENV: url_of(db)}
+        env.pop("QVD_CONFIG", None)
+        argv = [sys.executable, "-m", "qvd", "hkd", "--config", str(conf)]
+        if netns is not None:
+            argv = node_in_netns(netns, log.parent / f"sysfs-{netns}", argv)
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def wait_running(self, timeout: float = 60) -> None:
+        def up() -> bool:
+            return "HKD running as node" in self.log.read_text() or self.proc.poll() is not None
+
+        wait_for(up, timeout, "the HKD to start")
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def processes() -> Iterator[list[HkdProcess]]:
+    started: list[HkdProcess] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def _container_started(backend: LxcBackend, vm_id: int) -> bool:
+    return backend.is_alive(vm_id)
+
+
+@pytest.mark.parametrize("moment", ["claimed", "container up", "running"])
+def test_kill_9_at_any_point_leaves_nothing_behind(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path,
+    processes: list[HkdProcess], moment: str,
+) -> None:  # fmt: skip
+    host = add_host(engine, lxc_node.name, lxc_node.host_address)
+    conf = lxc_node.config_file()
+    backend = lxc_node.backend()
+    vm_id, _ = add_lxc_vm(engine, lxc_node, test_image, 1)
+    first = HkdProcess(conf, db, lxc_node.root / "hkd1.log")
+    processes.append(first)
+    first.wait_running()
+    command(engine, vm_id, "start", host.id)
+    if moment == "claimed":
+        wait_for(lambda: state_of(engine, vm_id) == "starting", 30, "the claim")
+    elif moment == "container up":
+        wait_for(lambda: backend.is_alive(vm_id), 30, "the container")
+    else:
+        wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running")
+    first.kill9()
+
+    second = HkdProcess(conf, db, lxc_node.root / "hkd2.log")
+    processes.append(second)
+    second.wait_running()
+    # adopted or cleaned: either way the VM ends up running, once
+    wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running after the restart")
+    assert backend.list_running() == {vm_id}
+    command(engine, vm_id, "stop")
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 60, "stopped")
+    assert second.stop() == 0
+    assert leaks(backend, vm_id, lxc_node.storage) == []
+    assert runtime(engine, vm_id)["host_id"] is None
+
+
+def node_in_netns(netns: str, sysfs: Path, argv: list[str]) -> list[str]:
+    """Run ``argv`` as a node inside ``netns``, with LXC working there.
+
+    ``ip netns exec`` remounts all of /sys, which hides the cgroup hierarchy LXC needs;
+    instead: a private mount namespace where only the network parts of sysfs are those
+    of the node's namespace (lab notes §2d)."""
+    sysfs.mkdir(parents=True, exist_ok=True)
+    script = (
+        f"mount -t sysfs none {sysfs} && "
+        f"mount --bind {sysfs}/class/net /sys/class/net && "
+        f"mount --bind {sysfs}/devices/virtual/net /sys/devices/virtual/net && "
+        'exec "$@"'
+    )
+    return [
+        "nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--propagation",
+        "private", "sh", "-c", script, "node", *argv,
+    ]  # fmt: skip
+
+
+def _netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+
+
+def test_two_nodes_a_silent_one_is_lost_and_recovers(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, lxc_storage: Path, test_image: Path,
+    processes: list[HkdProcess],
+) -> None:  # fmt: skip
+    nodes = [LxcNode.create(run_dir, lxc_storage, name) for name in ("node-a", "node-b")]
+    namespaces = [f"qvdt-{n.name}-{os.getpid()}" for n in nodes]
+    try:
+        for node, ns in zip(nodes, namespaces, strict=True):
+            _netns(ns)
+            add_host(engine, node.name, node.host_address)
+        hosts = {n.name: h for n, h in zip(nodes, _host_ids(engine, nodes), strict=True)}
+        procs = [
+            HkdProcess(node.config_file(), db, run_dir / f"{node.name}.log", netns=ns)
+            for node, ns in zip(nodes, namespaces, strict=True)
+        ]
+        processes.extend(procs)
+        for p in procs:
+            p.wait_running()
+        node_a = nodes[0]
+        vm_id, _ = add_lxc_vm(engine, node_a, test_image, 1)
+        command(engine, vm_id, "start", hosts["node-a"])
+        wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running on node A")
+
+        procs[0].proc.send_signal(signal.SIGSTOP)  # node A falls silent
+        wait_for(lambda: host_state(engine, hosts["node-a"]) == "lost", 10, "A marked lost")
+        row = runtime(engine, vm_id)
+        assert (row["vm_state"], row["host_id"]) == ("stopped", None)
+        assert host_state(engine, hosts["node-b"]) == "running"
+
+        procs[0].proc.send_signal(signal.SIGCONT)  # A comes back
+        wait_for(lambda: host_state(engine, hosts["node-a"]) == "running", 10, "A recovers")
+        lxcpath = node_a.root / node_a.name / "lxc"
+        wait_for(lambda: not _lxc_running_in(ns=namespaces[0], node=node_a), 30,
+                 "A to stop the VM it no longer owns")  # fmt: skip
+        wait_for(lambda: not list(lxcpath.glob("qvd-*")), 30, "A to clean up after it")
+        for p in procs:
+            assert p.stop() == 0
+    except BaseException:
+        for node in nodes:  # the daemons' own words, for the failure report
+            log = run_dir / f"{node.name}.log"
+            if log.exists():
+                print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+        raise
+    finally:
+        for node, ns in zip(nodes, namespaces, strict=True):
+            lxcpath = node.root / node.name / "lxc"
+            for entry in lxcpath.glob("qvd-*") if lxcpath.is_dir() else []:
+                subprocess.run(["ip", "netns", "exec", ns, "lxc-stop", "-k", "-P", str(lxcpath),
+                                "-n", entry.name], capture_output=True, check=False)  # fmt: skip
+            node.clean()
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _host_ids(engine: Engine, nodes: list[LxcNode]) -> list[int]:
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        return [
+            conn.execute(text("SELECT id FROM hosts WHERE name = :n"), {"n": n.name}).scalar_one()
+            for n in nodes
+        ]
+
+
+def _lxc_running_in(*, ns: str, node: LxcNode) -> bool:
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "lxc-ls", "-P", str(node.root / node.name / "lxc"),
+         "--running", "-1"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    return bool(out.strip())
