@@ -16,8 +16,9 @@ die() { printf 'qvd.sh: %s\n' "$*" >&2; exit 1; }
 [ -r /etc/debian_version ] || die "this script supports Debian 12 (bookworm)"
 
 # Packages every mode needs: Python venv for the project, PostgreSQL 15 binaries for
-# the embedded cluster (initdb/pg_ctl, run as the 'postgres' user).
-BASE_PACKAGES=(python3 python3-venv postgresql-15 postgresql-client-15 util-linux)
+# the embedded cluster (initdb/pg_ctl, run as the 'postgres' user), and what the node
+# daemon drives: LXC, iproute2 (bridge, routes) and nftables (the VM firewall).
+BASE_PACKAGES=(python3 python3-venv postgresql-15 postgresql-client-15 util-linux iproute2 nftables lxc)
 
 apt_install() {
     local missing=() p

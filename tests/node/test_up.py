@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from qvd.config import load_config
 from qvd.db import embedded_cluster, verify_password
 from tests.conftest import free_port, scratch_dir
+from tests.hkd.lxcnode import free_subnet
 
 READY = "QVD node is up."
 
@@ -26,20 +28,37 @@ READY = "QVD node is up."
 @pytest.fixture
 def node_conf() -> Iterator[Path]:
     base = scratch_dir(f"qvd-test-up-{os.getpid()}-")
+    subnet = free_subnet()
     conf = base / "node.conf"
     conf.write_text(
         f"nodename = test-node\n"
         f"path.run = {base}/run\n"
         f"path.data = {base}/data\n"
+        f"path.storage.root = {base}/storage\n"
         f"database.embedded.port = {free_port()}\n"
         # the suite's own small image (built once per machine, then cached)
         f"node.demo.recipe = test\n"
+        f"vm.network.bridge = qvdu{secrets.token_hex(3)}\n"
+        f"vm.network.ip.start = {subnet.network_address + 100}\n"
+        f"vm.network.netmask = {subnet.prefixlen}\n"
     )
     try:
         yield conf
     finally:
-        embedded_cluster(load_config(conf)).stop()
+        config = load_config(conf)
+        embedded_cluster(config).stop()
+        bridge = config.get("vm.network.bridge")
+        for family in ("bridge", "inet"):
+            subprocess.run(["nft", "delete", "table", family, f"qvd_{bridge}"],
+                           capture_output=True, check=False)  # fmt: skip
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        subprocess.run(["ip", "route", "del", "unreachable", str(subnet), "metric", "4242"],
+                       capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
 def start_up(conf: Path) -> subprocess.Popen[str]:
@@ -99,6 +118,9 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     text = "\n".join(lines)
     assert "created a new cluster" in text
     assert READY in text
+    bridge = config.get("vm.network.bridge")
+    assert f"VMs on bridge {bridge} (lxc)" in text
+    assert _link_exists(bridge)
     image_line = next(line for line in lines if line.startswith("  demo disk image: "))
     assert Path(image_line.split(": ", 1)[1]).name.startswith("test-")
     assert Path(image_line.split(": ", 1)[1]).is_file()
@@ -119,6 +141,20 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     with psycopg.connect(host="127.0.0.1", port=cluster.port, user="qvd", dbname="qvd",
                          password=role_password) as conn:  # fmt: skip
         assert conn.execute("SELECT count(*) FROM acls").fetchone() == (244,)
+        host = conn.execute(
+            "SELECT h.address, r.state FROM hosts h JOIN host_runtimes r ON r.host_id = h.id "
+            "WHERE h.name = 'test-node'"
+        ).fetchone()
+        assert host is not None
+        assert host[1] == "running"
+        demo = conn.execute(
+            "SELECT r.state, array_agg(t.tag ORDER BY t.tag) FROM osfs o "
+            "JOIN dis d ON d.osf_id = o.id JOIN di_runtimes r ON r.di_id = d.id "
+            "JOIN di_tags t ON t.di_id = d.id WHERE o.name = 'demo' GROUP BY r.state"
+        ).fetchone()
+        assert demo is not None
+        assert demo[0] == "published"
+        assert {"default", "head"} <= set(demo[1])
 
     # a second `qvd up` on the same node refuses
     second = start_up(node_conf)
@@ -128,8 +164,10 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
 
     code, out = stop(proc)
     assert code == 0, out
+    assert "node daemon stopped" in out
     assert "embedded PostgreSQL stopped" in out
     assert not cluster.is_running()
+    assert not _link_exists(bridge)
     assert not (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists()
 
     # again: the same cluster is reused, no new password is shown

@@ -64,9 +64,38 @@ class NodeNetwork:
                 f" and vm.network.ip.start {self.ip_start} (VM addresses start there)"
             )
 
+    def conflicts(self) -> list[str]:
+        """Routes of this host that overlap the VM network and are not this node's own
+        (its bridge's, or its guard route): using the network would hijack them."""
+        found: list[str] = []
+        out = _ip("-4", "-o", "route", "show", "table", "all", check=False).stdout
+        for line in out.splitlines():
+            words = line.split()
+            if not words or words[0] in ("local", "broadcast", "multicast"):
+                continue
+            dest = words[1] if words[0] in ("unreachable", "blackhole", "prohibit") else words[0]
+            if dest == "default":
+                continue
+            try:
+                net = ipaddress.IPv4Network(dest, strict=False)
+            except ValueError:
+                continue
+            ours = f"dev {self.bridge} " in f"{line} " or (
+                words[0] == "unreachable" and f"metric {GUARD_METRIC}" in line
+            )
+            if net.overlaps(self.network) and not ours:
+                found.append(line.strip())
+        return found
+
     def ensure(self) -> None:
         """Create or repair the guard route, the bridge, its address and the firewall."""
         self.check()
+        clash = self.conflicts()
+        if clash:
+            raise NetworkError(
+                f"the VM network {self.network} overlaps a route of this host ({clash[0]}): "
+                "choose another vm.network.ip.start / vm.network.netmask"
+            )
         _ip("route", "replace", "unreachable", str(self.network), "metric", str(GUARD_METRIC))
         if _ip("link", "show", self.bridge, check=False).returncode != 0:
             _ip("link", "add", self.bridge, "type", "bridge")
@@ -113,10 +142,14 @@ table inet {t} {{
         if done.returncode != 0:
             raise NetworkError(f"nft: {done.stderr.strip()}")
 
-    def remove(self) -> None:
-        """Remove the firewall tables and the bridge (the guard route stays)."""
+    def remove(self, *, guard: bool = False) -> None:
+        """Remove the firewall tables and the bridge, and the guard route if asked
+        (when the whole node is being taken down, e.g. at the end of ``qvd up``)."""
         for family in ("bridge", "inet"):
             subprocess.run(
                 ["nft", "delete", "table", family, self.table], capture_output=True, check=False
             )
         _ip("link", "del", self.bridge, check=False)
+        if guard:
+            route = ("route", "del", "unreachable", str(self.network))
+            _ip(*route, "metric", str(GUARD_METRIC), check=False)

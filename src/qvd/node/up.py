@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TextIO
 
 from qvd.config import Config
 from qvd.db import (
+    DatabaseTarget,
     EmbeddedCluster,
     EmbeddedClusterError,
     database_target,
@@ -28,12 +30,19 @@ from qvd.db import (
     make_engine,
 )
 from qvd.di import ensure_image
+from qvd.hkd.addressing import vm_network
+from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.node.demo import import_demo_image, register_host
 
-__all__ = ["NodeAlreadyRunning", "UpReport", "bring_up", "run_up"]
+__all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
 
 
 class NodeAlreadyRunning(EmbeddedClusterError):
     """Another ``qvd up`` holds this node's lock."""
+
+
+class NodeStartError(EmbeddedClusterError):
+    """A part of the node could not start; the message says which and why."""
 
 
 @dataclass(slots=True)
@@ -45,6 +54,8 @@ class UpReport:
     schema: str
     superadmin_password: str | None
     demo_image: Path | None = None
+    hkd: Hkd | None = None
+    host_address: str | None = None
 
 
 class _NodeLock:
@@ -90,6 +101,20 @@ def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
         if cluster.ensure_database():
             say(f"  created role and database {cluster.dbname!r}")
         target = cluster.target()
+    try:
+        return _bring_up_rest(config, target, cluster, say)
+    except BaseException:
+        if cluster is not None:  # leave nothing running behind a failed start
+            cluster.stop()
+        raise
+
+
+def _bring_up_rest(
+    config: Config,
+    target: DatabaseTarget,
+    cluster: EmbeddedCluster | None,
+    say: Callable[[str], None],
+) -> UpReport:
     engine = make_engine(target)
     try:
         result = initialize_database(engine)
@@ -112,7 +137,36 @@ def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
             cache=config.get_path("path.cache.di"),
         )
         say(f"  {report.demo_image}")
+    report.hkd, report.host_address = _start_node(config, target, report.demo_image, say)
     return report
+
+
+def _start_node(
+    config: Config, target: DatabaseTarget, image: Path | None, say: Callable[[str], None]
+) -> tuple[Hkd, str]:
+    """Register this node, publish the demo image and run the HKD."""
+    network = vm_network(config.get("vm.network.ip.start"), config.get("vm.network.netmask"))
+    address = str(network.network_address + 1)
+    engine = make_engine(target)
+    try:
+        host_id, created = register_host(engine, config.get("nodename"), address)
+        say(f"node {config.get('nodename')!r}: host {host_id} at {address}"
+            + (" (registered now)" if created else ""))  # fmt: skip
+        if image is not None:
+            demo = import_demo_image(
+                engine, image, config.get_path("path.storage.images"),
+                config.get_int("osf.default.memory"),
+            )  # fmt: skip
+            say(f"demo OSF {demo.osf_id}: disk image {demo.di_id} published as 'default'")
+    finally:
+        engine.dispose()
+    hkd = Hkd(config, target=target)
+    try:
+        hkd.start()
+    except HkdStartError as exc:
+        raise NodeStartError(f"the node daemon cannot start: {exc}") from None
+    say(f"node daemon running; VM bridge {config.get('vm.network.bridge')} on {network}")
+    return hkd, address
 
 
 def _summary(report: UpReport, out: TextIO) -> None:
@@ -125,6 +179,10 @@ def _summary(report: UpReport, out: TextIO) -> None:
         print(f"  TCP:      127.0.0.1:{c.port}, password in {c.password_file}", file=out)
     if report.demo_image is not None:
         print(f"  demo disk image: {report.demo_image}", file=out)
+    if report.hkd is not None:
+        settings = report.hkd.settings
+        print(f"  node:     {settings.nodename} at {report.host_address}, VMs on bridge "
+              f"{settings.bridge} ({settings.hypervisor})", file=out)  # fmt: skip
     if report.superadmin_password is not None:
         print("  superadmin (tenant '*') password, shown this once:", file=out)
         print(f"    {report.superadmin_password}", file=out)
@@ -132,8 +190,21 @@ def _summary(report: UpReport, out: TextIO) -> None:
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
 
 
+def node_defaults(config: Config) -> Config:
+    """What an all-in-one node assumes unless its file says otherwise: its name is the
+    machine's, and stopping it stops its VMs (its database stops with it)."""
+    extra: dict[str, str] = {}
+    if config.raw("nodename") is None:
+        extra["nodename"] = socket.gethostname()
+    setting = config.setting("internal.hkd.stopping.vms")
+    if setting is None or setting.source == "built-in default":
+        extra["internal.hkd.stopping.vms"] = "1"
+    return config.with_overrides(extra, source="qvd up") if extra else config
+
+
 def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = None) -> None:
     """Bring the node up, print the summary, wait for a signal, stop cleanly."""
+    config = node_defaults(config)
     stop = stop_event or threading.Event()
     lock = _NodeLock(config.get_path("path.run") / "qvd-up.lock")
     lock.acquire()
@@ -150,6 +221,11 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
             pass
         print("stopping…", file=out, flush=True)
     finally:
+        if report is not None and report.hkd is not None:
+            report.hkd.stop()
+            if report.hkd.network is not None:
+                report.hkd.network.remove(guard=True)
+            print("node daemon stopped", file=out, flush=True)
         if report is not None and report.cluster is not None:
             report.cluster.stop()
             print("embedded PostgreSQL stopped", file=out, flush=True)

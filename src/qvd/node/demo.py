@@ -1,0 +1,107 @@
+"""What the all-in-one node sets up for itself: its ``hosts`` row and a demo OSF whose
+published DI is the demo disk image. Idempotent: a second ``qvd up`` finds both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+__all__ = ["DEMO_OSF", "DemoImage", "import_demo_image", "register_host"]
+
+DEMO_OSF = "demo"
+DEFAULT_TENANT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DemoImage:
+    osf_id: int
+    di_id: int
+    path: Path
+    created: bool
+
+
+def register_host(engine: Engine, name: str, address: str) -> tuple[int, bool]:
+    """This node's ``hosts`` row (created if missing); returns (id, created)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            text("SELECT id, address FROM hosts WHERE name = :n"), {"n": name}
+        ).one_or_none()
+        if row is not None:
+            if row.address != address:
+                conn.execute(
+                    text("UPDATE hosts SET address = :a WHERE id = :i"), {"a": address, "i": row.id}
+                )
+            return int(row.id), False
+        host_id = conn.execute(
+            text(
+                "INSERT INTO hosts (name, address, description) VALUES (:n, :a, "
+                "'registered by qvd up') RETURNING id"
+            ),
+            {"n": name, "a": address},
+        ).scalar_one()
+    return int(host_id), True
+
+
+def import_demo_image(engine: Engine, image: Path, images_dir: Path, memory_mb: int) -> DemoImage:
+    """The demo OSF (tenant ``default``) with ``image`` as its published DI tagged
+    ``default`` and ``head``; a new DI only when the image file changed."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    with engine.begin() as conn:
+        osf_id = conn.execute(
+            text("SELECT id FROM osfs WHERE name = :n AND tenant_id = :t"),
+            {"n": DEMO_OSF, "t": DEFAULT_TENANT},
+        ).scalar()
+        if osf_id is None:
+            osf_id = conn.execute(
+                text(
+                    "INSERT INTO osfs (tenant_id, name, memory, user_storage_size, description) "
+                    "VALUES (:t, :n, :m, 1024, 'demo desktops made by qvd up') RETURNING id"
+                ),
+                {"t": DEFAULT_TENANT, "n": DEMO_OSF, "m": memory_mb},
+            ).scalar_one()
+        existing = conn.execute(
+            text("SELECT id, path FROM dis WHERE osf_id = :o AND path LIKE :p ORDER BY id DESC"),
+            {"o": osf_id, "p": f"%-{image.name}"},
+        ).first()
+        if existing is not None and (images_dir / existing.path).is_file():
+            return DemoImage(
+                osf_id=osf_id, di_id=existing.id, path=images_dir / existing.path, created=False
+            )
+        version = image.name.split(".")[0]
+        di_id = conn.execute(
+            text(
+                "INSERT INTO dis (osf_id, path, version, description) VALUES (:o, '', :v, "
+                "'demo disk image') ON CONFLICT (osf_id, version) DO UPDATE SET path = '' "
+                "RETURNING id"
+            ),
+            {"o": osf_id, "v": version},
+        ).scalar_one()
+        target = images_dir / f"{di_id}-{image.name}"
+        try:
+            os.link(image, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            shutil.copyfile(image, target)
+        conn.execute(text("UPDATE dis SET path = :p WHERE id = :d"), {"p": target.name, "d": di_id})
+        # tags move to the new image: one tag per OSF (the database enforces it)
+        conn.execute(
+            text("DELETE FROM di_tags WHERE osf_id = :o AND tag IN ('default', 'head')"),
+            {"o": osf_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO di_tags (di_id, tag, fixed) VALUES (:d, 'default', false), "
+                "(:d, 'head', false), (:d, :v, true) ON CONFLICT DO NOTHING"
+            ),
+            {"d": di_id, "v": version},
+        )
+        conn.execute(
+            text("UPDATE di_runtimes SET state = 'published', state_ts = now() WHERE di_id = :d"),
+            {"d": di_id},
+        )
+    return DemoImage(osf_id=osf_id, di_id=di_id, path=target, created=True)
