@@ -48,12 +48,16 @@ class Listener:
                 self._channels.discard(channel)
 
     def wait(self, timeout: float, max_count: int | None = None) -> list[Notification]:
-        """Notifications that arrive within ``timeout`` seconds (stops early at
-        ``max_count``)."""
-        out: list[Notification] = []
-        for n in self._conn.notifies(timeout=timeout, stop_after=max_count):
-            out.append(Notification(channel=n.channel, payload=parse_payload(n.payload), pid=n.pid))
-        return out
+        """Block until a notification arrives (or ``timeout`` seconds pass), then return
+        it with any others already delivered; at most ``max_count``."""
+        raw = list(self._conn.notifies(timeout=timeout, stop_after=1))
+        if raw and (max_count is None or max_count > 1):
+            more = None if max_count is None else max_count - 1
+            raw += list(self._conn.notifies(timeout=0.001, stop_after=more))
+        return [
+            Notification(channel=n.channel, payload=parse_payload(n.payload), pid=n.pid)
+            for n in raw
+        ]
 
     def close(self) -> None:
         self._conn.close()
