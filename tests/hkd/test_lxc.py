@@ -232,3 +232,24 @@ def test_a_malicious_disk_image_is_refused(
     basefs = node.storage / "basefs"
     assert not list(basefs.glob("untar-*"))
     assert not list(basefs.glob(f"*-{evil.name.split('.')[0]}"))
+
+
+def test_vm_addresses_are_unreachable_while_the_bridge_is_down(
+    node_hkd: tuple[Hkd, LxcNode],
+) -> None:
+    _, node = node_hkd
+
+    def route(address: str) -> str:
+        done = subprocess.run(["ip", "-o", "route", "get", address],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        return (done.stdout + done.stderr).strip()
+
+    address = node.vm_address(7)
+    assert f" dev {node.bridge} " in f"{route(address)} "
+    subprocess.run(["ip", "link", "set", node.bridge, "down"], check=True)
+    try:
+        down = route(address)
+        assert "unreachable" in down or "No route to host" in down, down
+        assert " dev eth0" not in down  # never out through the default gateway
+    finally:
+        subprocess.run(["ip", "link", "set", node.bridge, "up"], check=True)
