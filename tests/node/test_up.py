@@ -34,6 +34,7 @@ def node_conf() -> Iterator[Path]:
         f"nodename = test-node\n"
         f"path.run = {base}/run\n"
         f"path.data = {base}/data\n"
+        f"path.log = {base}/log\n"
         f"path.storage.root = {base}/storage\n"
         f"database.embedded.port = {free_port()}\n"
         # the suite's own small image (built once per machine, then cached)

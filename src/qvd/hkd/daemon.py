@@ -7,15 +7,12 @@ the work queue (``workqueue``) guarantees one reconcile in flight per VM.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from sqlalchemy import Engine
@@ -37,6 +34,7 @@ from qvd.hkd.backends import Backend, BackendError, load_backend
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
+from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.workqueue import WorkQueue
@@ -61,32 +59,6 @@ class HkdStartError(Exception):
     """The HKD cannot start; the message says why and what to do."""
 
 
-@dataclass(slots=True)
-class _Lock:
-    path: Path
-    fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise HkdStartError(
-                f"another HKD (pid {holder}) holds {self.path}: one HKD per node"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 class Hkd:
     """One node's daemon. ``start()`` returns once the node is ``running``;
     ``stop()`` shuts it down; ``wait()`` blocks until it has stopped."""
@@ -109,7 +81,7 @@ class Hkd:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._lock = _Lock(self.settings.lock_path)
+        self._lock = PidLock(self.settings.lock_path)
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
         self.fenced = False
@@ -136,7 +108,12 @@ class Hkd:
                 "node first (its hosts.name must equal nodename in node.conf)"
             )
         self.host = host
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except LockHeld as held:
+            raise HkdStartError(
+                f"another HKD (pid {held.holder}) holds {held.path}: one HKD per node"
+            ) from None
         try:
             if self.settings.manage_bridge:
                 self.network = self._node_network(host)

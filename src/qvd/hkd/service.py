@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from qvd.config import Config
@@ -13,13 +14,19 @@ from qvd.hkd.daemon import Hkd
 
 __all__ = ["configure_logging", "run_hkd"]
 
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-def configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.get("log.level").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+
+def configure_logging(config: Config, *, to_file: bool = False) -> Path | None:
+    """Log at ``log.level`` to stderr, or to ``log.filename`` (returned) when asked."""
+    level = config.get("log.level").upper()
+    if not to_file:
+        logging.basicConfig(level=level, stream=sys.stderr, format=_FORMAT)
+        return None
+    path = config.get_path("log.filename")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=level, filename=path, format=_FORMAT)
+    return path
 
 
 def run_hkd(config: Config, stop: threading.Event | None = None) -> None:

@@ -8,8 +8,6 @@ what it started. Later components (HKD, L7R, API, web tool, demo desktop) join h
 
 from __future__ import annotations
 
-import fcntl
-import os
 import signal
 import socket
 import threading
@@ -32,6 +30,8 @@ from qvd.db import (
 from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.hkd.pidlock import LockHeld, PidLock
+from qvd.hkd.service import configure_logging
 from qvd.node.demo import import_demo_image, register_host
 
 __all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
@@ -56,32 +56,6 @@ class UpReport:
     demo_image: Path | None = None
     hkd: Hkd | None = None
     host_address: str | None = None
-
-
-class _NodeLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise NodeAlreadyRunning(
-                f"another `qvd up` (pid {holder}) is running this node ({self.path})"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
@@ -169,7 +143,7 @@ def _start_node(
     return hkd, address
 
 
-def _summary(report: UpReport, out: TextIO) -> None:
+def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
     print("", file=out)
     print("QVD node is up.", file=out)
     print(f"  database: {report.database} (schema {report.schema})", file=out)
@@ -187,6 +161,8 @@ def _summary(report: UpReport, out: TextIO) -> None:
         print("  superadmin (tenant '*') password, shown this once:", file=out)
         print(f"    {report.superadmin_password}", file=out)
         print("  (forgot it? `qvd db admin-password superadmin` makes a new one)", file=out)
+    if log_file is not None:
+        print(f"  logs:     {log_file}", file=out)
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
 
 
@@ -205,9 +181,15 @@ def node_defaults(config: Config) -> Config:
 def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = None) -> None:
     """Bring the node up, print the summary, wait for a signal, stop cleanly."""
     config = node_defaults(config)
+    log_file = configure_logging(config, to_file=True)
     stop = stop_event or threading.Event()
-    lock = _NodeLock(config.get_path("path.run") / "qvd-up.lock")
-    lock.acquire()
+    lock = PidLock(config.get_path("path.run") / "qvd-up.lock")
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise NodeAlreadyRunning(
+            f"another `qvd up` (pid {held.holder}) is running this node ({held.path})"
+        ) from None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -216,7 +198,7 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
     report: UpReport | None = None
     try:
         report = bring_up(config, lambda line: print(line, file=out, flush=True))
-        _summary(report, out)
+        _summary(report, out, log_file)
         while not stop.wait(1.0):
             pass
         print("stopping…", file=out, flush=True)
