@@ -37,6 +37,7 @@ def node_conf() -> Iterator[Path]:
         f"path.log = {base}/log\n"
         f"path.storage.root = {base}/storage\n"
         f"database.embedded.port = {free_port()}\n"
+        f"l7r.port = {free_port()}\n"
         # the suite's own small image (built once per machine, then cached)
         f"node.demo.recipe = test\n"
         f"vm.network.bridge = qvdu{secrets.token_hex(3)}\n"
@@ -121,6 +122,10 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     assert READY in text
     bridge = config.get("vm.network.bridge")
     assert f"VMs on bridge {bridge} (lxc)" in text
+    port = config.get_int("l7r.port")
+    assert f"L7R:      TLS on port {port}" in text
+    client_line = next(line for line in lines if "qvd-client --host" in line).strip()
+    assert client_line.startswith(f"qvd-client --host 127.0.0.1 --port {port} --user demo ")
     assert _link_exists(bridge)
     image_line = next(line for line in lines if line.startswith("  demo disk image: "))
     assert Path(image_line.split(": ", 1)[1]).name.startswith("test-")

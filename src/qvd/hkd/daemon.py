@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import psycopg
 from sqlalchemy import Engine
@@ -39,7 +40,7 @@ from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.workqueue import WorkQueue
 
-__all__ = ["Hkd", "HkdStartError"]
+__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory"]
 
 log = logging.getLogger("qvd.hkd")
 
@@ -59,6 +60,18 @@ class HkdStartError(Exception):
     """The HKD cannot start; the message says why and what to do."""
 
 
+class HostedService(Protocol):
+    """Something the HKD runs while the node is up (the L7R listener)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# Made once the node knows its hosts row; the HKD itself imports no other daemon.
+ServiceFactory = Callable[[store.HostRow], HostedService]
+
+
 class Hkd:
     """One node's daemon. ``start()`` returns once the node is ``running``;
     ``stop()`` shuts it down; ``wait()`` blocks until it has stopped."""
@@ -70,8 +83,11 @@ class Hkd:
         backend: Backend | None = None,
         vma: VmaProbe | None = None,
         target: DatabaseTarget | None = None,
+        services: Sequence[ServiceFactory] = (),
     ) -> None:
         self.config = config
+        self._service_factories = list(services)
+        self.services: list[HostedService] = []
         self.settings = HkdSettings.from_config(config)
         self.target = target or database_target(config)
         self.engine: Engine = make_engine(self.target, pool_size=self.settings.workers + 4)
@@ -138,6 +154,14 @@ class Hkd:
         self._spawn("resync", self._resync)
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
+        try:
+            for make in self._service_factories:
+                service = make(host)
+                service.start()
+                self.services.append(service)
+        except BaseException:
+            self.halt()
+            raise
         log.info("HKD running as host %s (%s)", host.id, host.name)
 
     def _node_network(self, host: store.HostRow) -> NodeNetwork:
@@ -326,6 +350,7 @@ class Hkd:
         if self._stop.is_set():
             self._stopped.wait(timeout)
             return
+        self._stop_services()
         try:
             if self.host is not None:
                 with self.engine.begin() as conn:
@@ -377,6 +402,7 @@ class Hkd:
     def halt(self) -> None:
         """End the threads at once, writing nothing and leaving VMs as they are: what
         the rest of the cluster sees when this process dies."""
+        self._stop_services()
         self._stop.set()
         self.queue.close()
         for thread in self._threads:
@@ -385,6 +411,14 @@ class Hkd:
         self._lock.release()
         self.engine.dispose()
         self._stopped.set()
+
+    def _stop_services(self) -> None:
+        while self.services:
+            service = self.services.pop()
+            try:
+                service.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(service).__name__)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)

@@ -6,11 +6,12 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from qvd.config import Config
-from qvd.hkd.daemon import Hkd
+from qvd.hkd.daemon import Hkd, ServiceFactory
 
 __all__ = ["configure_logging", "run_hkd"]
 
@@ -29,15 +30,20 @@ def configure_logging(config: Config, *, to_file: bool = False) -> Path | None:
     return path
 
 
-def run_hkd(config: Config, stop: threading.Event | None = None) -> None:
-    """Start the HKD, run until SIGTERM/SIGINT (or ``stop``), then stop it."""
+def run_hkd(
+    config: Config,
+    stop: threading.Event | None = None,
+    services: Sequence[ServiceFactory] = (),
+) -> None:
+    """Start the HKD (hosting ``services``), run until SIGTERM/SIGINT (or ``stop``),
+    then stop it."""
     done = stop or threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         done.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hkd = Hkd(config)
+    hkd = Hkd(config, services=services)
     try:
         hkd.start()
         print(f"HKD running as node {hkd.settings.nodename!r}", flush=True)

@@ -26,6 +26,7 @@ from qvd.di.cli import app as di_app
 from qvd.hkd.daemon import HkdStartError
 from qvd.hkd.service import configure_logging, run_hkd
 from qvd.node.configdoc import config_reference
+from qvd.node.services import node_services
 from qvd.node.up import run_up
 
 __all__ = ["app", "main"]
@@ -177,7 +178,7 @@ def hkd(config: ConfigOption = None) -> None:
     cfg = _config(config)
     configure_logging(cfg)
     try:
-        run_hkd(cfg)
+        run_hkd(cfg, services=node_services(cfg))
     except HkdStartError as exc:
         raise _Failure(str(exc)) from None
 

@@ -3,6 +3,7 @@ published DI is the demo disk image. Idempotent: a second ``qvd up`` finds both.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from dataclasses import dataclass
@@ -10,7 +11,17 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-__all__ = ["DEMO_OSF", "DemoImage", "import_demo_image", "register_host"]
+from qvd.db import generate_password, hash_password
+
+__all__ = [
+    "DEMO_OSF",
+    "DemoDesktop",
+    "DemoImage",
+    "ensure_demo_desktop",
+    "first_free_vm_ip",
+    "import_demo_image",
+    "register_host",
+]
 
 DEMO_OSF = "demo"
 DEFAULT_TENANT = 1
@@ -105,3 +116,70 @@ def import_demo_image(engine: Engine, image: Path, images_dir: Path, memory_mb: 
             {"d": di_id},
         )
     return DemoImage(osf_id=osf_id, di_id=di_id, path=target, created=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoDesktop:
+    user: str
+    vm_id: int
+    password_file: Path
+
+
+def ensure_demo_desktop(
+    engine: Engine, osf_id: int, password_file: Path, vm_ip: str, login: str = "demo"
+) -> DemoDesktop:
+    """A demo user (tenant ``default``) with one VM in the demo OSF.
+
+    The user's password is generated and kept only in ``password_file`` (root-only);
+    if that file is lost a new password is made."""
+    with engine.begin() as conn:
+        user = conn.execute(
+            text("SELECT id FROM users WHERE login = :l AND tenant_id = :t"),
+            {"l": login, "t": DEFAULT_TENANT},
+        ).scalar()
+        if user is None or not password_file.is_file():
+            password = generate_password()
+            hashed = hash_password(password)
+            if user is None:
+                user = conn.execute(
+                    text(
+                        "INSERT INTO users (tenant_id, login, password, description) "
+                        "VALUES (:t, :l, :p, 'demo user made by qvd up') RETURNING id"
+                    ),
+                    {"t": DEFAULT_TENANT, "l": login, "p": hashed},
+                ).scalar_one()
+            else:
+                conn.execute(
+                    text("UPDATE users SET password = :p WHERE id = :u"), {"p": hashed, "u": user}
+                )
+            password_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+        vm_id = conn.execute(
+            text("SELECT id FROM vms WHERE user_id = :u AND osf_id = :o ORDER BY id LIMIT 1"),
+            {"u": user, "o": osf_id},
+        ).scalar()
+        if vm_id is None:
+            vm_id = conn.execute(
+                text(
+                    "INSERT INTO vms (name, user_id, osf_id, ip, description) VALUES "
+                    "('demo-desktop', :u, :o, :ip, 'demo desktop made by qvd up') RETURNING id"
+                ),
+                {"u": user, "o": osf_id, "ip": vm_ip},
+            ).scalar_one()
+    return DemoDesktop(user=login, vm_id=int(vm_id), password_file=password_file)
+
+
+def first_free_vm_ip(
+    engine: Engine, first: ipaddress.IPv4Address, last: ipaddress.IPv4Address
+) -> str:
+    """The lowest address from ``first`` that no VM has (QVD took the highest)."""
+    with engine.connect() as conn:
+        used = {r[0] for r in conn.execute(text("SELECT ip FROM vms WHERE ip IS NOT NULL"))}
+    address = first
+    while address <= last:
+        if str(address) not in used:
+            return str(address)
+        address += 1
+    raise RuntimeError(f"no free VM address between {first} and {last}")

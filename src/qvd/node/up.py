@@ -8,6 +8,7 @@ what it started. Later components (HKD, L7R, API, web tool, demo desktop) join h
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import threading
@@ -32,7 +33,14 @@ from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.service import configure_logging
-from qvd.node.demo import import_demo_image, register_host
+from qvd.node.demo import (
+    DemoDesktop,
+    ensure_demo_desktop,
+    first_free_vm_ip,
+    import_demo_image,
+    register_host,
+)
+from qvd.node.services import node_services
 
 __all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
 
@@ -56,6 +64,7 @@ class UpReport:
     demo_image: Path | None = None
     hkd: Hkd | None = None
     host_address: str | None = None
+    desktop: DemoDesktop | None = None
 
 
 def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
@@ -111,17 +120,20 @@ def _bring_up_rest(
             cache=config.get_path("path.cache.di"),
         )
         say(f"  {report.demo_image}")
-    report.hkd, report.host_address = _start_node(config, target, report.demo_image, say)
+    report.hkd, report.host_address, report.desktop = _start_node(
+        config, target, report.demo_image, say
+    )
     return report
 
 
 def _start_node(
     config: Config, target: DatabaseTarget, image: Path | None, say: Callable[[str], None]
-) -> tuple[Hkd, str]:
+) -> tuple[Hkd, str, DemoDesktop | None]:
     """Register this node, publish the demo image and run the HKD."""
     network = vm_network(config.get("vm.network.ip.start"), config.get("vm.network.netmask"))
     address = str(network.network_address + 1)
     engine = make_engine(target)
+    desktop: DemoDesktop | None = None
     try:
         host_id, created = register_host(engine, config.get("nodename"), address)
         say(f"node {config.get('nodename')!r}: host {host_id} at {address}"
@@ -132,15 +144,22 @@ def _start_node(
                 config.get_int("osf.default.memory"),
             )  # fmt: skip
             say(f"demo OSF {demo.osf_id}: disk image {demo.di_id} published as 'default'")
+            free_ip = first_free_vm_ip(
+                engine, ipaddress.IPv4Address(config.get("vm.network.ip.start")),
+                network.broadcast_address - 1,
+            )  # fmt: skip
+            desktop = ensure_demo_desktop(
+                engine, demo.osf_id, config.get_path("path.data") / "demo-user.password", free_ip
+            )
     finally:
         engine.dispose()
-    hkd = Hkd(config, target=target)
+    hkd = Hkd(config, target=target, services=node_services(config, target))
     try:
         hkd.start()
     except HkdStartError as exc:
         raise NodeStartError(f"the node daemon cannot start: {exc}") from None
     say(f"node daemon running; VM bridge {config.get('vm.network.bridge')} on {network}")
-    return hkd, address
+    return hkd, address, desktop
 
 
 def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
@@ -161,6 +180,17 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
         print("  superadmin (tenant '*') password, shown this once:", file=out)
         print(f"    {report.superadmin_password}", file=out)
         print("  (forgot it? `qvd db admin-password superadmin` makes a new one)", file=out)
+    if report.hkd is not None and report.hkd.services:
+        port = getattr(report.hkd.services[0], "port", None)
+        print(f"  L7R:      TLS on port {port} (QVD clients connect here)", file=out)
+        if report.desktop is not None:
+            d = report.desktop
+            print("  your desktop (run it as root on this machine, with a display):", file=out)
+            command = (
+                f"qvd-client --host 127.0.0.1 --port {port} --user {d.user} "
+                f"--password-file {d.password_file} --vm {d.vm_id} --insecure"
+            )
+            print(f"    {command}", file=out)
     if log_file is not None:
         print(f"  logs:     {log_file}", file=out)
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)

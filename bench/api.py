@@ -1,0 +1,262 @@
+"""Admin API benchmark: a 10,000-VM list with filters (p50/p95), simple reads per
+second, and the delay from a VM start request to its ``vm_cmd`` NOTIFY.
+
+It makes its own throwaway PostgreSQL cluster (fsync off) in a temporary directory,
+fills it with 10,000 VMs, runs the API over TLS in a separate process (as ``qvd up``
+does) and talks to it over loopback, then removes everything. Run as root:
+
+    .venv/bin/python bench/api.py [--quick]
+
+The last line printed is ``list10k_p50_ms=… reads_per_s=… start_to_cmd_ms=…``.
+Targets: the filtered page < 200 ms; >= 500 simple reads/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from qvd.config import Config
+from qvd.db import DATABASE_URL_ENV, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
+from qvd.db.channels import vm_cmd_channel
+
+VMS = 10_000
+USERS = 1_000
+PASSWORD = "bench-password"  # noqa: S105 - a throwaway cluster's admin
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def populate(url_target: Any) -> int:
+    """10,000 VMs of 1,000 users in tenant 1; two running hosts; an admin. Returns
+    the first host id."""
+    engine = make_engine(url_target)
+    upgrade(engine)
+    pw = hash_password(PASSWORD)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO administrators (tenant_id, name, password) "
+                          "VALUES (0, 'bench', :pw)"), {"pw": pw})  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO role_administrator_relations (role_id, administrator_id) "
+            "SELECT r.id, a.id FROM roles r, administrators a "
+            "WHERE r.name = 'Root' AND a.name = 'bench'"))  # fmt: skip
+        conn.execute(text("INSERT INTO osfs (tenant_id, name, memory) VALUES (1, 'desk', 256)"))
+        conn.execute(
+            text("INSERT INTO dis (osf_id, path, version) SELECT id, 'desk.tar', 'v1' FROM osfs")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO di_tags (di_id, tag, fixed) SELECT id, t, t = 'v1' FROM dis, "
+                "unnest(ARRAY['v1', 'head', 'default']) t"
+            )
+        )
+        conn.execute(text("UPDATE di_runtimes SET state = 'published'"))
+        conn.execute(
+            text(
+                "INSERT INTO hosts (name, address) "
+                "VALUES ('node1', '10.9.0.1'), ('node2', '10.9.0.2')"
+            )
+        )
+        conn.execute(
+            text(
+                "UPDATE host_runtimes SET state = 'running', ok_ts = now() + interval '1 day', "
+                "free_ram_mb = 64000, idle_cpu = 0.9, running_vms = 0"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, login, password) "
+                "SELECT 1, 'user' || g, :pw FROM generate_series(1, :n) g"
+            ),
+            {"pw": pw, "n": USERS},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO vms (name, user_id, osf_id, ip) "
+                "SELECT 'vm-' || g, u.id, o.id, '10.1.' || (g / 250) || '.' || (g % 250 + 1) "
+                "FROM generate_series(1, :n) g "
+                "JOIN users u ON u.login = 'user' || (g % :users + 1) CROSS JOIN osfs o"
+            ),
+            {"n": VMS, "users": USERS},
+        )
+        conn.execute(
+            text(
+                "UPDATE vm_runtimes SET vm_state = 'running', host_id = "
+                "(SELECT min(id) FROM hosts), user_state = 'connected' WHERE vm_id % 3 = 0"
+            )
+        )
+        conn.execute(text("ANALYZE"))
+        host = conn.execute(text("SELECT min(id) FROM hosts")).scalar_one()
+    engine.dispose()
+    return int(host)
+
+
+def _serve(overrides: dict[str, str], url: str) -> None:
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
+    os.environ[DATABASE_URL_ENV] = url
+    from qvd.api import serve
+
+    serve(Config().with_overrides(overrides, source="bench"))
+
+
+def wait_listening(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the API did not listen on port {port}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_list(client: httpx.Client, sid: str, rounds: int) -> tuple[float, float, int]:
+    body = {
+        "action": "vm_get_list", "sid": sid, "block": 100, "offset": 3,
+        "filters": {"state": "running", "name": {"~": "vm-1%"}, "blocked": 0},
+        "order_by": {"field": ["name"], "order": "-asc"},
+    }  # fmt: skip
+    times: list[float] = []
+    total = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        reply = client.post("/api", json=body).json()
+        times.append((time.perf_counter() - t0) * 1000)
+        assert reply["status"] == 0, reply
+        total = reply["total"]
+    return statistics.median(times), percentile(times, 0.95), total
+
+
+def _reader(port: int, ca: str, sid: str, seconds: float, offset: int, out: Any) -> None:
+    """One client process: keep-alive TLS connection, GET one VM after another."""
+    import http.client
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context)
+    headers = {"X-QVD-Sid": sid}
+    stop = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < stop:
+        vm = 10_000 + (n * 7919 + offset) % VMS
+        conn.request("GET", f"/api/v1/vms/{vm}?fields=id,name,state", headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            out.put(f"error {response.status}: {body[:200]!r}")
+            return
+        n += 1
+    out.put(n)
+
+
+def bench_reads(port: int, ca: str, sid: str, seconds: float, workers: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_reader, args=(port, ca, sid, seconds, i, queue))
+             for i in range(workers)]  # fmt: skip
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 60) for _ in procs]
+    elapsed = time.monotonic() - t0
+    for p in procs:
+        p.join()
+    errors = [r for r in results if not isinstance(r, int)]
+    if errors:
+        raise RuntimeError(f"reads failed: {errors[0]}")
+    return sum(int(r) for r in results) / elapsed
+
+
+def bench_start(client: httpx.Client, sid: str, target: Any, host: int, rounds: int) -> float:
+    times: list[float] = []
+    with Listener(target, [vm_cmd_channel(host), vm_cmd_channel(host + 1)]) as listener:
+        for i in range(rounds):
+            vm = 10_001 + 3 * i  # vm_id % 3 != 0: stopped
+            t0 = time.perf_counter()
+            reply = client.post("/api", json={"action": "vm_start", "sid": sid,
+                                              "filters": {"id": vm}}).json()  # fmt: skip
+            notes = listener.wait(5, max_count=1)
+            elapsed = (time.perf_counter() - t0) * 1000
+            assert reply["status"] == 0, reply
+            if not notes or notes[0].payload["vm_id"] != vm:
+                raise RuntimeError(f"no NOTIFY for VM {vm}: {notes}")
+            times.append(elapsed)
+            client.post("/api", json={"action": "vm_stop", "sid": sid, "filters": {"id": vm}})
+            listener.wait(0.05)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (under a minute)")
+    args = parser.parse_args()
+    rounds, seconds, starts = (30, 5.0, 10) if args.quick else (200, 20.0, 50)
+    base = Path(tempfile.mkdtemp(prefix="qvd-bench-api-"))
+    base.chmod(0o755)
+    cluster = EmbeddedCluster(datadir=base / "data", socket_dir=base / "sock", port=free_port(),
+                              unsafe_fast=True)  # fmt: skip
+    server: multiprocessing.Process | None = None
+    try:
+        cluster.initialize()
+        cluster.start()
+        cluster.ensure_database()
+        target = cluster.target()
+        t0 = time.monotonic()
+        host = populate(target)
+        print(f"populated {VMS} VMs in {time.monotonic() - t0:.1f} s", flush=True)
+        port = free_port()
+        overrides = {
+            "api.port": str(port), "path.api.ssl.cert": str(base / "cert.pem"),
+            "path.api.ssl.key": str(base / "key.pem"), "path.storage.root": str(base / "st"),
+        }  # fmt: skip
+        url = (f"postgresql:///{cluster.dbname}?host={cluster.socket_dir}&port={cluster.port}"
+               f"&user={cluster.role}")  # fmt: skip
+        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(overrides, url))
+        server.start()
+        wait_listening(port)
+        api = f"https://127.0.0.1:{port}/"
+        ca = str(base / "cert.pem")
+        with httpx.Client(base_url=api, verify=ca, timeout=30) as client:
+            login = client.post("/api/v1/sessions", json={"login": "bench", "password": PASSWORD})
+            sid = login.json()["sid"]
+            client.post("/api", json={"action": "vm_get_list", "sid": sid, "block": 1})  # warm up
+            p50, p95, total = bench_list(client, sid, rounds)
+            print(f"list of {VMS} VMs, filtered ({total} match), page of 100: "
+                  f"p50 {p50:.1f} ms, p95 {p95:.1f} ms", flush=True)  # fmt: skip
+            reads = bench_reads(port, ca, sid, seconds, workers=4)
+            print(f"simple reads (GET /api/v1/vms/<id>, 4 clients): {reads:.0f}/s", flush=True)
+            start = bench_start(client, sid, target, host, starts)
+            print(f"vm_start request to vm_cmd NOTIFY: p50 {start:.1f} ms", flush=True)
+        print(f"list10k_p50_ms={p50:.1f} reads_per_s={reads:.0f} start_to_cmd_ms={start:.1f}")
+        return 0
+    finally:
+        if server is not None:
+            server.terminate()
+            server.join(10)
+        cluster.remove()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The admin API (FastAPI): a REST face under ``/api/v1`` and QVD's action face
+``POST /api``, over one service layer with sessions, ACLs and tenants.
+
+``create_app(config, engine)`` builds the ASGI app; ``serve(config, ready=, stop=)``
+runs it over TLS (``qvd up`` and ``qvd api``); ``api_endpoint(config)`` says where
+it listens and which certificate clients should trust.
+"""
+
+from qvd.api.app import create_app
+from qvd.api.errors import ServeError
+from qvd.api.server import ApiEndpoint, api_endpoint, login_instructions, serve
+
+__all__ = ["ApiEndpoint", "ServeError", "api_endpoint", "create_app", "login_instructions", "serve"]

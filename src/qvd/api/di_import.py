@@ -1,0 +1,103 @@
+"""Importing an image file as a new DI: check it, create the DI (audited like any
+``di_create``), move the file into ``images/<id>-<name>``, mark it ready and publish
+it. A publish that is refused (a tag fixed elsewhere) leaves the DI ``ready`` with
+the reason in ``status_message``; the error is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from qvd.api.audit import AuditEntry, write_audit
+from qvd.api.core import ActionRequest, Ctx
+from qvd.api.dispatch import run_action
+from qvd.api.errors import ApiError, Status
+from qvd.api.images import (
+    check_image,
+    check_name,
+    copy_into,
+    discard,
+    images_dir,
+    install,
+    staged_file,
+)
+from qvd.api.principal import Principal
+from qvd.api.services.dis import publish
+from qvd.api.state import AppState
+from qvd.db.models import Di, DiRuntime
+
+__all__ = ["import_from_staging", "import_upload"]
+
+
+def _import(state: AppState, principal: Principal, arguments: dict[str, Any], tmp: Path,
+            name: str) -> int:  # fmt: skip
+    try:
+        check_image(tmp, name)
+        args = dict(arguments)
+        args.setdefault("disk_image", name)
+        result = run_action(
+            state.runner, principal, ActionRequest(action="di_create", arguments=args)
+        )
+    except BaseException:
+        discard(tmp)
+        raise
+    di_id = int(result.rows[0]["id"])
+    final = f"{di_id}-{name}"
+    install(tmp, images_dir(state.config.get_path("path.storage.images")) / final)
+    with Session(state.engine) as session, session.begin():
+        session.execute(update(Di).where(Di.id == di_id).values(path=final))
+        session.execute(
+            update(DiRuntime).where(DiRuntime.di_id == di_id).values(state="ready", percentage=100)
+        )
+    status = Status.OK
+    try:
+        with Session(state.engine) as session, session.begin():
+            ctx = Ctx(session=session, principal=principal, config=state.config,
+                      engine=state.engine)  # fmt: skip
+            publish(ctx, di_id)
+    except ApiError as exc:
+        status = exc.code
+        with Session(state.engine) as session, session.begin():
+            session.execute(
+                update(DiRuntime)
+                .where(DiRuntime.di_id == di_id)
+                .values(status_message=f"not published: {exc.message}")
+            )
+        raise
+    finally:
+        write_audit(
+            state.engine, principal=principal, action="di_publish", type_of_action="exec",
+            qvd_object="di", arguments=None, entries=[AuditEntry(di_id, final, status)],
+            source=principal.source, address=principal.address,
+        )  # fmt: skip
+    return di_id
+
+
+def import_upload(
+    state: AppState,
+    principal: Principal,
+    arguments: dict[str, Any],
+    stream: IO[bytes],
+    filename: str,
+    size: int | None,
+) -> int:
+    """A DI from an uploaded file (streamed to disk, never held in memory)."""
+    name = check_name(str(arguments.get("disk_image") or filename))
+    principal.require("di.create.", what="uploading a DI")
+    folder = images_dir(state.config.get_path("path.storage.images"))
+    tmp = copy_into(stream, folder, size)
+    return _import(state, principal, arguments, tmp, name)
+
+
+def import_from_staging(state: AppState, principal: Principal, arguments: dict[str, Any]) -> int:
+    """A DI from a file in ``path.storage.staging`` (copied, the original stays)."""
+    principal.require("di.create.", what="importing a DI")
+    name = str(arguments.get("disk_image") or "")
+    source = staged_file(state.config.get_path("path.storage.staging"), name)
+    folder = images_dir(state.config.get_path("path.storage.images"))
+    with open(source, "rb") as f:
+        tmp = copy_into(f, folder, source.stat().st_size)
+    return _import(state, principal, arguments, tmp, check_name(name))

@@ -1,0 +1,103 @@
+"""Prometheus metrics at ``/metrics``: request counts and latency per route, and the
+number of VMs, users and hosts by state, read from the database at each scrape."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from qvd.db.models import HostRuntime, VmRuntime
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _StateCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        vms = GaugeMetricFamily("qvd_vms", "VMs by state", labels=["state"])
+        users = GaugeMetricFamily("qvd_user_sessions", "VM user states", labels=["state"])
+        hosts = GaugeMetricFamily("qvd_hosts", "Hosts by state", labels=["state"])
+        with Session(self.engine) as session:
+            for state, n in session.execute(
+                select(VmRuntime.vm_state, func.count()).group_by(VmRuntime.vm_state)
+            ):
+                vms.add_metric([state], n)
+            for state, n in session.execute(
+                select(VmRuntime.user_state, func.count()).group_by(VmRuntime.user_state)
+            ):
+                users.add_metric([state], n)
+            for state, n in session.execute(
+                select(HostRuntime.state, func.count()).group_by(HostRuntime.state)
+            ):
+                hosts.add_metric([state], n)
+        yield vms
+        yield users
+        yield hosts
+
+
+class Metrics:
+    """One registry per app (tests build many apps in one process)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "qvd_api_requests", "API requests", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "qvd_api_request_seconds", "API request latency", ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.registry.register(_StateCollector(engine))
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (not its raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        return str(path) if path else "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict[str, object]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)  # type: ignore[arg-type]
+        finally:
+            route = self._route(scope)
+            method = Request(scope).method
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

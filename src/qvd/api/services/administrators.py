@@ -1,0 +1,245 @@
+"""Administrators: who may use the API, with which roles; and ``current_admin_setup``."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Integer, String, column, delete, func, literal, literal_column, select, table
+
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
+from qvd.api.listing import Field, ListSpec
+from qvd.api.principal import GLOBAL_TENANT_ID, RECOVERY_ADMIN_ID, Principal
+from qvd.api.services.common import created_fields, in_scope, language_arg, list_action
+from qvd.api.services.roles import acl_scope, resolve_roles
+from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
+from qvd.db.passwords import hash_password
+
+__all__ = ["ACTIONS", "SPEC"]
+
+_roles = (
+    select(func.coalesce(func.array_agg(Role.name), literal_column("'{}'::varchar[]")))
+    .select_from(RoleAdministratorRelation)
+    .join(Role, Role.id == RoleAdministratorRelation.role_id)
+    .where(RoleAdministratorRelation.administrator_id == Administrator.id)
+    .correlate(Administrator)
+    .scalar_subquery()
+)
+
+_FIELDS: dict[str, Field] = {
+    "id": Field(expr=Administrator.id, kind=int, see="administrator.see.id"),
+    "name": Field(expr=Administrator.name),
+    "description": Field(expr=Administrator.description, see="administrator.see.description"),
+    "language": Field(expr=Administrator.language, see="administrator.see.language"),
+    "block": Field(expr=Administrator.block, kind=int),
+    "roles": Field(expr=_roles, kind=list, see="administrator.see.roles", filterable=False),
+    **created_fields("administrator", Administrator),
+    "tenant_id": Field(expr=Administrator.tenant_id, kind=int, superadmin_only=True),
+    "tenant_name": Field(expr=Tenant.name, kind=str, superadmin_only=True),
+}
+
+
+@cache
+def _base() -> Any:
+    """FROM and JOINs of the list (built once; statements are immutable)."""
+    return (
+        select(literal(1))
+        .select_from(Administrator)
+        .join(Tenant, Tenant.id == Administrator.tenant_id)
+    )
+
+
+SPEC = ListSpec(
+    object="administrator",
+    fields=_FIELDS,
+    base=_base,
+    id_expr=Administrator.id,
+    scope=in_scope(Administrator.tenant_id),
+)
+
+
+def _tenant(ctx: Ctx, args: Args) -> int:
+    if not ctx.principal.superadmin:
+        if args.has("tenant_id"):
+            args.take("tenant_id", int, superadmin=True)
+        return ctx.principal.tenant_id
+    tenant_id: int | None = args.take("tenant_id", int)
+    if tenant_id is None:
+        return ctx.principal.tenant_id
+    if tenant_id == GLOBAL_TENANT_ID or ctx.session.get(Tenant, tenant_id) is None:
+        raise NotFound(f"administrator: there is no tenant {tenant_id}", 7110)
+    return tenant_id
+
+
+def _set_roles(ctx: Ctx, admin: Administrator, refs: list[Any], add: bool) -> None:
+    for role in resolve_roles(ctx.session, ctx.principal, refs, admin.tenant_id):
+        ctx.session.execute(
+            delete(RoleAdministratorRelation).where(
+                RoleAdministratorRelation.administrator_id == admin.id,
+                RoleAdministratorRelation.role_id == role.id,
+            )
+        )
+        if add:
+            ctx.session.add(RoleAdministratorRelation(role_id=role.id, administrator_id=admin.id))
+        ctx.session.flush()
+
+
+def _block(args: Args) -> int | None:
+    block: int | None = args.take("block", int)
+    if block is not None and not 1 <= block <= 10000:
+        raise InvalidRequest(f"administrator: block must be 1..10000, not {block}", 6320)
+    return block
+
+
+def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    args = Args(req.arguments, "administrator", ctx.principal)
+    tenant_id = _tenant(ctx, args)
+    admin = Administrator(
+        tenant_id=tenant_id,
+        name=args.name(required=True),
+        password=hash_password(args.take("password", str, required=True)),
+        description=args.text("description", max_len=32768, nullable=True),
+        language=language_arg(args, "administrator.create.language") or "auto",
+        block=_block(args) or 10,
+        creation_admin_id=ctx.principal.admin_id,
+    )
+    roles = args.take("__roles__", list, acl="administrator.update.assign-role") or []
+    args.finish()
+    ctx.session.add(admin)
+    ctx.session.flush()
+    _set_roles(ctx, admin, roles, True)
+    return ActionResult(rows=[{"id": admin.id}], affected=[(admin.id, admin.name)])
+
+
+def _apply(ctx: Ctx, admin: Administrator, args: Args, *, own: bool) -> None:
+    acl = None if own else "administrator.update.password"
+    if (password := args.take("password", str, acl=acl)) is not None:
+        admin.password = hash_password(password)
+    if language := language_arg(args, None if own else "administrator.update.language"):
+        admin.language = language
+    if (block := _block(args)) is not None:
+        admin.block = block
+    if own:
+        return
+    if (name := args.name()) is not None:
+        admin.name = name
+    if args.has("description"):
+        admin.description = args.text(
+            "description", max_len=32768, acl="administrator.update.description", nullable=True
+        )
+    changes = args.take("__roles_changes__", dict, acl="administrator.update.assign-role") or {}
+    assign = changes.pop("assign_roles", None) or []
+    unassign = changes.pop("unassign_roles", None) or []
+    if changes:
+        raise InvalidRequest("__roles_changes__ takes assign_roles and unassign_roles", 6230)
+    _set_roles(ctx, admin, assign, True)
+    _set_roles(ctx, admin, unassign, False)
+
+
+def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(admin_id: int) -> str | None:
+        args = Args(req.arguments, "administrator", ctx.principal)
+        admin = ctx.session.get_one(Administrator, admin_id)
+        _apply(ctx, admin, args, own=False)
+        args.finish()
+        return admin.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def _myadmin_update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    args = Args(req.arguments, "administrator", ctx.principal)
+    admin = ctx.session.get_one(Administrator, ctx.principal.admin_id)
+    _apply(ctx, admin, args, own=True)
+    args.finish()
+    return ActionResult(affected=[(admin.id, admin.name)])
+
+
+def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(admin_id: int) -> str | None:
+        admin = ctx.session.get_one(Administrator, admin_id)
+        if admin_id == ctx.principal.admin_id:
+            raise Conflict("an administrator cannot delete itself", Status.DELETE_SELF)
+        if admin_id == RECOVERY_ADMIN_ID:
+            raise Conflict("the recovery administrator cannot be deleted", 7120)
+        ctx.session.delete(admin)
+        return admin.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def _setup(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    p: Principal = ctx.principal
+    tenant = ctx.session.get_one(Tenant, p.tenant_id)
+    row = {
+        "admin_id": p.admin_id,
+        "admin_name": p.admin_name,
+        "tenant_id": p.tenant_id,
+        "tenant_name": p.tenant_name,
+        "admin_language": p.language,
+        "tenant_language": tenant.language,
+        "admin_block": p.block,
+        "tenant_block": tenant.block,
+        "acls": sorted(p.acls),
+        "superadmin": p.superadmin,
+    }
+    return ActionResult(rows=[row], total=1)
+
+
+admin_effective = table(
+    "administrator_effective_acls",
+    column("administrator_id", Integer),
+    column("acl_id", Integer),
+    column("acl_name", String),
+)
+
+
+def _acls_in_admins(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    if not isinstance(req.filters, dict) or "admin_id" not in req.filters:
+        raise InvalidRequest("get_acls_in_admins needs an admin_id filter", Status.MISSING_FILTER)
+    admins_seen = select(Administrator.id)
+    scope = SPEC.scope(ctx.principal)
+    if scope is not None:
+        admins_seen = admins_seen.where(scope)
+
+    def _scope(p: Principal) -> Any:
+        ok = admin_effective.c.administrator_id.in_(admins_seen)
+        acl = acl_scope(p)
+        return ok if acl is None else ok & acl
+
+    spec = ListSpec(
+        object="acl",
+        fields={
+            "id": Field(expr=Acl.id, kind=int),
+            "name": Field(expr=Acl.name),
+            "description": Field(expr=Acl.description),
+            "admin_id": Field(expr=admin_effective.c.administrator_id, kind=int),
+        },
+        base=lambda: (
+            select(literal(1))
+            .select_from(admin_effective)
+            .join(Acl, Acl.id == admin_effective.c.acl_id)
+        ),
+        id_expr=Acl.id,
+        scope=_scope,
+    )
+    return list_action(spec)(ctx, req)
+
+
+ACTIONS = (
+    Action(name="administrator_get_list", qvd_object="administrator", type_of_action="see",
+           acls=("administrator.see-main.",), handler=list_action(SPEC)),
+    Action(name="administrator_create", qvd_object="administrator", type_of_action="create",
+           acls=("administrator.create.",), handler=_create),
+    Action(name="administrator_update", qvd_object="administrator", type_of_action="update",
+           acls=(r"^administrator\.update\.",), handler=_update),
+    Action(name="administrator_delete", qvd_object="administrator", type_of_action="delete",
+           acls=("administrator.delete.",), handler=_delete),
+    Action(name="myadmin_update", qvd_object="administrator", type_of_action="update",
+           acls=(), handler=_myadmin_update),
+    Action(name="current_admin_setup", qvd_object="administrator", type_of_action="see",
+           acls=(), handler=_setup),
+    Action(name="get_acls_in_admins", qvd_object="acl", type_of_action="see",
+           acls=(r"^administrator\.see\.acl-list",), handler=_acls_in_admins),
+)  # fmt: skip

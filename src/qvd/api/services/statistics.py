@@ -1,0 +1,125 @@
+"""``qvd_objects_statistics``: counts for the dashboard, each only with its ACL, all
+within the caller's tenant scope (reference §5.3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select, true
+
+from qvd.api.core import Action, ActionRequest, ActionResult, Ctx
+from qvd.db.models import Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
+
+__all__ = ["ACTIONS", "statistics"]
+
+
+def _tenant(ctx: Ctx, col: Any) -> Any:
+    p = ctx.principal
+    return col != -1 if p.superadmin else col == p.tenant_id
+
+
+def _count(ctx: Ctx, stmt: Any) -> int:
+    return int(ctx.session.scalar(stmt) or 0)
+
+
+def _users(ctx: Ctx, *where: Any) -> int:
+    return _count(
+        ctx, select(func.count()).select_from(User).where(_tenant(ctx, User.tenant_id), *where)
+    )
+
+
+def _vms(ctx: Ctx, *where: Any) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Vm)
+        .join(User, User.id == Vm.user_id)
+        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
+        .where(_tenant(ctx, User.tenant_id), *where)
+    )
+    return _count(ctx, stmt)
+
+
+def _hosts(ctx: Ctx, *where: Any) -> int:
+    stmt = select(func.count()).select_from(Host).join(HostRuntime, HostRuntime.host_id == Host.id)
+    return _count(ctx, stmt.where(true(), *where))
+
+
+def _dis(ctx: Ctx, *where: Any) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Di)
+        .join(Osf, Osf.id == Di.osf_id)
+        .join(DiRuntime, DiRuntime.di_id == Di.id)
+        .where(_tenant(ctx, Osf.tenant_id), *where)
+    )
+    return _count(ctx, stmt)
+
+
+def _top_hosts(ctx: Ctx) -> list[dict[str, Any]]:
+    running = func.count(VmRuntime.vm_id)
+    rows = ctx.session.execute(
+        select(Host.id, Host.name, running)
+        .join(VmRuntime, VmRuntime.host_id == Host.id)
+        .where(VmRuntime.vm_state != "stopped")
+        .group_by(Host.id, Host.name)
+        .order_by(running.desc())
+        .limit(5)
+    )
+    return [{"id": r[0], "name": r[1], "number_of_vms": int(r[2])} for r in rows]
+
+
+def _soon(ctx: Ctx) -> int:
+    horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+    return _vms(
+        ctx, (VmRuntime.vm_expiration_hard < horizon) | (VmRuntime.vm_expiration_soft < horizon)
+    )
+
+
+_STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
+    "users_count": ("user.stats.summary", lambda c: _users(c)),
+    "blocked_users_count": ("user.stats.blocked", lambda c: _users(c, User.blocked.is_(True))),
+    "connected_users_count": (
+        "user.stats.connected-users",
+        lambda c: _vms(c, VmRuntime.user_state == "connected"),
+    ),
+    "vms_count": ("vm.stats.summary", lambda c: _vms(c)),
+    "blocked_vms_count": ("vm.stats.blocked", lambda c: _vms(c, VmRuntime.blocked.is_(True))),
+    "running_vms_count": (
+        "vm.stats.running-vms",
+        lambda c: _vms(c, VmRuntime.vm_state == "running"),
+    ),
+    "vms_with_expiration_date": ("vm.stats.close-to-expire", _soon),
+    "hosts_count": ("host.stats.summary", lambda c: _hosts(c)),
+    "blocked_hosts_count": (
+        "host.stats.blocked",
+        lambda c: _hosts(c, HostRuntime.blocked.is_(True)),
+    ),
+    "running_hosts_count": (
+        "host.stats.running-hosts",
+        lambda c: _hosts(c, HostRuntime.state == "running"),
+    ),
+    "top_populated_hosts": ("host.stats.top-hosts-most-vms", _top_hosts),
+    "osfs_count": (
+        "osf.stats.summary",
+        lambda c: _count(c, select(func.count()).select_from(Osf).where(_tenant(c, Osf.tenant_id))),
+    ),
+    "dis_count": ("di.stats.summary", lambda c: _dis(c)),
+    "blocked_dis_count": ("di.stats.blocked", lambda c: _dis(c, Di.blocked.is_(True))),
+}
+
+
+def statistics(ctx: Ctx) -> dict[str, Any]:
+    """Every statistic the caller's ACLs allow."""
+    return {name: fn(ctx) for name, (acl, fn) in _STATS.items() if ctx.principal.can(acl)}
+
+
+def _handler(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    return ActionResult(rows=[statistics(ctx)], total=1)
+
+
+ACTIONS = (
+    Action(name="qvd_objects_statistics", qvd_object=None, type_of_action="see",
+           acls=(r"^[a-z]+\.stats\.",), handler=_handler),
+)  # fmt: skip

@@ -1,0 +1,130 @@
+"""Tenants: managed by superadmins only (tenant administrators never hold ``tenant.*``
+ACLs and never learn that other tenants exist). Tenants -1 (global) and 0 (the
+supertenant) are not listed and cannot be changed."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import func, literal, select
+
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.errors import Conflict, InvalidRequest, Status
+from qvd.api.listing import Field, ListSpec
+from qvd.api.principal import Principal
+from qvd.api.services.common import created_fields, language_arg, list_action
+from qvd.db.models import Administrator, Osf, Role, Tenant, User
+
+__all__ = ["ACTIONS", "SPEC"]
+
+_FIELDS: dict[str, Field] = {
+    "id": Field(expr=Tenant.id, kind=int, see="tenant.see.id"),
+    "name": Field(expr=Tenant.name),
+    "description": Field(expr=Tenant.description, see="tenant.see.description"),
+    "language": Field(expr=Tenant.language, see="tenant.see.language"),
+    "block": Field(expr=Tenant.block, kind=int, see="tenant.see.blocksize"),
+    "blocked": Field(expr=Tenant.blocked, kind=bool, see="tenant.see.block"),
+    **created_fields("tenant", Tenant),
+}
+
+
+@cache
+def _base() -> Any:
+    """FROM and JOINs of the list (built once; statements are immutable)."""
+    return select(literal(1)).select_from(Tenant)
+
+
+def _scope(p: Principal) -> Any:
+    return Tenant.id > 0 if p.superadmin else Tenant.id == p.tenant_id
+
+
+SPEC = ListSpec(object="tenant", fields=_FIELDS, base=_base, id_expr=Tenant.id, scope=_scope)
+
+
+def _block(args: Args, acl: str | None) -> int | None:
+    block: int | None = args.take("block", int, acl=acl)
+    if block is not None and not 1 <= block <= 10000:
+        raise InvalidRequest(f"tenant: block (page size) must be 1..10000, not {block}", 6320)
+    return block
+
+
+def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    args = Args(req.arguments, "tenant", ctx.principal)
+    name = args.name(required=True, max_len=80)
+    if name in ("*", "-"):
+        raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
+    tenant = Tenant(
+        name=name,
+        description=args.text("description", max_len=32768, nullable=True),
+        language=language_arg(args) or "auto",
+        block=_block(args, None) or 10,
+        blocked=args.take("blocked", bool) or False,
+        creation_admin_id=ctx.principal.admin_id,
+    )
+    args.finish()
+    ctx.session.add(tenant)
+    ctx.session.flush()
+    return ActionResult(rows=[{"id": tenant.id}], affected=[(tenant.id, name)])
+
+
+def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(tenant_id: int) -> str | None:
+        args = Args(req.arguments, "tenant", ctx.principal)
+        tenant = ctx.session.get_one(Tenant, tenant_id)
+        if (name := args.name(acl="tenant.update.name", max_len=80)) is not None:
+            if name in ("*", "-"):
+                raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
+            tenant.name = name
+        if (language := language_arg(args, "tenant.update.language")) is not None:
+            tenant.language = language
+        if (block := _block(args, "tenant.update.blocksize")) is not None:
+            tenant.block = block
+        if (blocked := args.take("blocked", bool, acl="tenant.update.block")) is not None:
+            tenant.blocked = blocked
+        if args.has("description"):
+            tenant.description = args.text(
+                "description", max_len=32768, acl="tenant.update.description", nullable=True
+            )
+        args.finish()
+        return tenant.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(tenant_id: int) -> str | None:
+        tenant = ctx.session.get_one(Tenant, tenant_id)
+        counts = {
+            label: ctx.session.scalar(
+                select(func.count()).select_from(model).where(model.tenant_id == tenant_id)
+            )
+            for label, model in (
+                ("users", User),
+                ("OSFs", Osf),
+                ("administrators", Administrator),
+                ("roles", Role),
+            )
+        }
+        left = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
+        if left:
+            raise Conflict(
+                f"tenant {tenant.name!r} still has {left}; delete them first",
+                Status.HAS_DEPENDENTS,
+            )
+        ctx.session.delete(tenant)
+        return tenant.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+ACTIONS = (
+    Action(name="tenant_get_list", qvd_object="tenant", type_of_action="see",
+           acls=("tenant.see-main.",), handler=list_action(SPEC)),
+    Action(name="tenant_create", qvd_object="tenant", type_of_action="create",
+           acls=("tenant.create.",), handler=_create),
+    Action(name="tenant_update", qvd_object="tenant", type_of_action="update",
+           acls=(r"^tenant\.update\.",), handler=_update),
+    Action(name="tenant_delete", qvd_object="tenant", type_of_action="delete",
+           acls=("tenant.delete.",), handler=_delete),
+)  # fmt: skip

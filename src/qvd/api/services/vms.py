@@ -1,0 +1,302 @@
+"""VMs: list, create, update, delete, start, stop, disconnect the user.
+
+Start assigns a host with the shared load balancer (``qvd.db.loadbalancer``) and sets
+``vm_cmd``; stop and disconnect set ``vm_cmd`` / ``user_cmd``. The database triggers
+send the NOTIFY for each (QVD's API forgot it for disconnect).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from functools import cache
+from typing import Any
+
+from sqlalchemy import and_, literal, select
+from sqlalchemy.orm import aliased
+
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
+from qvd.api.listing import Field, ListSpec
+from qvd.api.services.common import (
+    apply_properties,
+    created_fields,
+    in_scope,
+    list_action,
+    properties_field,
+    property_args,
+    tenant_fields,
+)
+from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
+from qvd.db.models import Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
+
+__all__ = ["ACTIONS", "SPEC", "start_vm", "stop_vm"]
+
+_tag = aliased(DiTag)
+_published = aliased(DiRuntime)
+_di = aliased(Di)
+_di_use = aliased(Di)
+
+
+@cache
+def _base() -> Any:
+    """FROM and JOINs of the list (built once; statements are immutable)."""
+    return (
+        select(literal(1))
+        .select_from(Vm)
+        .join(User, User.id == Vm.user_id)
+        .join(Osf, Osf.id == Vm.osf_id)
+        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
+        .outerjoin(Host, Host.id == VmRuntime.host_id)
+        .outerjoin(_tag, and_(_tag.osf_id == Vm.osf_id, _tag.tag == Vm.di_tag))
+        .outerjoin(
+            _published, and_(_published.di_id == _tag.di_id, _published.state == "published")
+        )
+        .outerjoin(_di, _di.id == _published.di_id)
+        .outerjoin(_di_use, _di_use.id == VmRuntime.current_di_id)
+    )
+
+
+def _f(expr: Any, kind: type = str, see: str | None = None, **kw: Any) -> Field:
+    return Field(expr=expr, kind=kind, see=see, **kw)
+
+
+_FIELDS: dict[str, Field] = {
+    "id": _f(Vm.id, int, "vm.see.id"),
+    "name": _f(Vm.name),
+    "description": _f(Vm.description, see="vm.see.description"),
+    "user_id": _f(Vm.user_id, int, "vm.see.user"),
+    "user_name": _f(User.login, see="vm.see.user"),
+    "osf_id": _f(Vm.osf_id, int, "vm.see.osf"),
+    "osf_name": _f(Osf.name, see="vm.see.osf"),
+    "di_tag": _f(Vm.di_tag, see="vm.see.di-tag"),
+    "blocked": _f(VmRuntime.blocked, bool, "vm.see.block"),
+    "expiration_soft": _f(VmRuntime.vm_expiration_soft, dt.datetime, "vm.see.expiration"),
+    "expiration_hard": _f(VmRuntime.vm_expiration_hard, dt.datetime, "vm.see.expiration"),
+    "state": _f(VmRuntime.vm_state, see="vm.see.state"),
+    "vm_cmd": _f(VmRuntime.vm_cmd, see="vm.see.state"),
+    "last_error": _f(VmRuntime.last_error, see="vm.see.state", default=False),
+    "host_id": _f(VmRuntime.host_id, int, "vm.see.host"),
+    "host_name": _f(Host.name, see="vm.see.host"),
+    "di_id": _f(_di.id, int, "vm.see.di"),
+    "di_name": _f(_di.path, see="vm.see.di"),
+    "di_version": _f(_di.version, see="vm.see.di-version"),
+    "user_state": _f(VmRuntime.user_state, see="vm.see.user-state"),
+    "ip": _f(Vm.ip, see="vm.see.ip"),
+    "ip_in_use": _f(VmRuntime.vm_address, see="vm.see.ip"),
+    "ssh_port": _f(VmRuntime.vm_ssh_port, int, "vm.see.port-ssh"),
+    "vnc_port": _f(VmRuntime.vm_vnc_port, int, "vm.see.port-vnc"),
+    "serial_port": _f(VmRuntime.vm_serial_port, int, "vm.see.port-serial"),
+    "di_id_in_use": _f(_di_use.id, int, "vm.see.di"),
+    "di_name_in_use": _f(_di_use.path, see="vm.see.di"),
+    "di_version_in_use": _f(_di_use.version, see="vm.see.di-version"),
+    "storage": _f(Vm.storage, default=False),
+    "properties": properties_field("vm", Vm.id),
+    **created_fields("vm", Vm),
+    **tenant_fields(User.tenant_id),
+}
+
+SPEC = ListSpec(
+    object="vm", fields=_FIELDS, base=_base, id_expr=Vm.id, scope=in_scope(User.tenant_id)
+)
+
+
+def _next_ip(ctx: Ctx) -> str:
+    start = ipaddress.IPv4Address(ctx.config.get("vm.network.ip.start"))
+    mask = ctx.config.get("vm.network.netmask")
+    network = ipaddress.IPv4Network(f"{start}/{mask}", strict=False)
+    used = {ip for ip in ctx.session.scalars(select(Vm.ip).where(Vm.ip.is_not(None)))}
+    candidate = start
+    while candidate in network and candidate != network.broadcast_address:
+        if str(candidate) not in used:
+            return str(candidate)
+        candidate += 1
+    raise Conflict(f"no free VM address left in {network} from {start}", Status.ALREADY_EXISTS)
+
+
+def _lookup(ctx: Ctx, model: Any, name_col: Any, value_id: Any, value_name: Any, what: str) -> Any:
+    stmt = select(model)
+    if value_id is not None:
+        stmt = stmt.where(model.id == value_id)
+    elif value_name is not None:
+        stmt = stmt.where(name_col == value_name)
+    else:
+        raise InvalidRequest(f"vm: give {what}_id (or {what} by name)", Status.MISSING_ARGUMENT)
+    if not ctx.principal.superadmin:
+        stmt = stmt.where(model.tenant_id == ctx.principal.tenant_id)
+    found = list(ctx.session.scalars(stmt.limit(2)))
+    label = value_id if value_id is not None else repr(value_name)
+    if not found:
+        raise NotFound(f"vm: there is no {what} {label}", Status.MISSING_REFERENCE_ARG)
+    if len(found) > 1:
+        raise InvalidRequest(
+            f"vm: {what} {label} exists in several tenants: give {what}_id", Status.BAD_ARGUMENT
+        )
+    return found[0]
+
+
+def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    args = Args(req.arguments, "vm", ctx.principal)
+    name = args.name(required=True)
+    user = _lookup(ctx, User, User.login, args.take("user_id", int), args.take("user", str), "user")
+    osf = _lookup(ctx, Osf, Osf.name, args.take("osf_id", int), args.take("osf", str), "osf")
+    if user.tenant_id != osf.tenant_id:
+        raise Conflict(
+            f"vm: user {user.login!r} and OSF {osf.name!r} belong to different tenants",
+            Status.TENANT_MISMATCH,
+        )
+    di_tag = args.text("di_tag", max_len=128, acl="vm.create.di-tag") or "default"
+    ip = args.text("ip", max_len=45)
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise InvalidRequest(f"vm: {ip!r} is not an IP address", 6320) from None
+    description = args.text("description", max_len=32768, nullable=True)
+    storage = args.text("storage", max_len=4096, nullable=True)
+    props, _ = property_args(args, "vm", create=True)
+    args.finish()
+    vm = Vm(
+        name=name,
+        user_id=user.id,
+        osf_id=osf.id,
+        di_tag=di_tag,
+        ip=ip or _next_ip(ctx),
+        description=description,
+        storage=storage,
+        creation_admin_id=ctx.principal.admin_id,
+    )
+    ctx.session.add(vm)
+    ctx.session.flush()
+    apply_properties(ctx.session, "vm", vm.id, user.tenant_id, props, [])
+    return ActionResult(rows=[{"id": vm.id}], affected=[(vm.id, name)])
+
+
+def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(vm_id: int) -> str | None:
+        args = Args(req.arguments, "vm", ctx.principal)
+        vm = ctx.session.get_one(Vm, vm_id)
+        rt = ctx.session.get_one(VmRuntime, vm_id)
+        tenant = ctx.session.scalar(select(User.tenant_id).where(User.id == vm.user_id))
+        if (name := args.name(acl="vm.update.name")) is not None:
+            vm.name = name
+        if (tag := args.text("di_tag", max_len=128, acl="vm.update.di-tag")) is not None:
+            vm.di_tag = tag
+        if args.has("description"):
+            vm.description = args.text(
+                "description", max_len=32768, acl="vm.update.description", nullable=True
+            )
+        if args.has("storage"):
+            vm.storage = args.text("storage", max_len=4096, nullable=True)
+        if args.has("ip"):
+            vm.ip = args.text("ip", max_len=45, nullable=True)
+        if (blocked := args.take("blocked", bool, acl="vm.update.block")) is not None:
+            rt.blocked = blocked
+        for key, col in (("expiration_soft", "vm_expiration_soft"),
+                         ("expiration_hard", "vm_expiration_hard")):  # fmt: skip
+            if args.has(key):
+                value = args.take(key, dt.datetime, acl="vm.update.expiration", nullable=True)
+                setattr(rt, col, value)
+        props, deleted = property_args(args, "vm", create=False)
+        args.finish()
+        apply_properties(ctx.session, "vm", vm_id, tenant, props, deleted)
+        return vm.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(vm_id: int) -> str | None:
+        vm = ctx.session.get_one(Vm, vm_id)
+        rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
+        if rt.vm_state != "stopped" or rt.vm_cmd is not None:
+            raise Conflict(
+                f"VM {vm_id} is {rt.vm_state}; stop it before deleting it", Status.VM_RUNNING
+            )
+        ctx.session.delete(vm)
+        return vm.name
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def start_vm(ctx: Ctx, vm_id: int) -> int:
+    """Assign a host and ask it to start the VM; returns the host id."""
+    rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
+    if rt.vm_state != "stopped" or rt.vm_cmd is not None:
+        pending = f" (command {rt.vm_cmd!r} pending)" if rt.vm_cmd else ""
+        raise StateError(
+            f"VM {vm_id} is {rt.vm_state}{pending}; only a stopped VM can be started",
+            Status.CANNOT_START,
+        )
+    try:
+        host_id = pick_host_for_vm(ctx.session, vm_id, Weights.from_config(ctx.config))
+    except NoHostAvailable as exc:
+        raise StateError(f"VM {vm_id}: {exc}", Status.NO_HOST) from None
+    rt.host_id = host_id
+    rt.vm_cmd = "start"
+    rt.last_error = None
+    return host_id
+
+
+def _start(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(vm_id: int) -> str | None:
+        start_vm(ctx, vm_id)
+        return None
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def stop_vm(ctx: Ctx, vm_id: int) -> None:
+    rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
+    if rt.vm_state == "stopped" and rt.vm_cmd == "start":
+        rt.vm_cmd = None  # not claimed by its node yet: cancel the start
+        rt.host_id = None
+        return
+    if rt.vm_cmd == "stop":
+        return
+    if rt.vm_state not in ("starting", "running", "zombie", "debugging"):
+        raise StateError(
+            f"VM {vm_id} is {rt.vm_state}; only a starting or running VM can be stopped",
+            Status.CANNOT_STOP,
+        )
+    rt.vm_cmd = "stop"
+
+
+def _stop(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(vm_id: int) -> str | None:
+        stop_vm(ctx, vm_id)
+        return None
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+def _disconnect(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    def work(vm_id: int) -> str | None:
+        rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
+        if rt.user_state not in ("connected", "connecting"):
+            raise StateError(
+                f"VM {vm_id}: its user is {rt.user_state}, nobody to disconnect",
+                Status.CANNOT_DISCONNECT,
+            )
+        rt.user_cmd = "abort"
+        return None
+
+    return for_each(ctx, SPEC, req.filters, work)
+
+
+ACTIONS = (
+    Action(name="vm_get_list", qvd_object="vm", type_of_action="see",
+           acls=("vm.see-main.", r"^[a-z]+\.see\.vm-list$"), handler=list_action(SPEC)),
+    Action(name="vm_create", qvd_object="vm", type_of_action="create",
+           acls=("vm.create.",), handler=_create),
+    Action(name="vm_update", qvd_object="vm", type_of_action="update",
+           acls=(r"^vm\.update\.",), handler=_update),
+    Action(name="vm_delete", qvd_object="vm", type_of_action="delete",
+           acls=("vm.delete.",), handler=_delete),
+    Action(name="vm_start", qvd_object="vm", type_of_action="exec",
+           acls=("vm.update.state",), handler=_start),
+    Action(name="vm_stop", qvd_object="vm", type_of_action="exec",
+           acls=("vm.update.state", "host.update.stop-vms"), handler=_stop),
+    Action(name="vm_user_disconnect", qvd_object="vm", type_of_action="exec",
+           acls=("vm.update.disconnect-user",), handler=_disconnect),
+)  # fmt: skip

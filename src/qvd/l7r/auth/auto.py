@@ -1,0 +1,74 @@
+"""``auto``: after another plugin authenticated a login, create the ``users`` row (no
+password) and, if the user has no VM in OSF ``auth.auto.osf_id``, a VM
+``<login>-<n>`` (first free n up to ``auth.auto.max_vms``) with ``auth.auto.di_tag``.
+List it before the plugin that checks the password, e.g. ``auto,ldap``."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from sqlalchemy import text
+
+from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
+from qvd.l7r.errors import Unauthorized
+
+__all__ = ["AutoPlugin", "next_free_ip"]
+
+
+def next_free_ip(start: str, netmask: str, used: set[str]) -> str | None:
+    first = ipaddress.IPv4Address(start)
+    network = ipaddress.IPv4Network(f"{start}/{netmask}", strict=False)
+    candidate = first
+    while candidate in network and candidate != network.broadcast_address:
+        if str(candidate) not in used:
+            return str(candidate)
+        candidate += 1
+    return None
+
+
+class AutoPlugin(AuthPlugin):
+    name = "auto"
+
+    def after_authenticate(self, ctx: AuthContext, attempt: Attempt) -> None:
+        conn, tenant = ctx.conn, attempt.tenant_id
+        user_id = conn.execute(
+            text(
+                "INSERT INTO users (tenant_id, login) VALUES (:t, :l) "
+                "ON CONFLICT (login, tenant_id) DO UPDATE SET login = EXCLUDED.login "
+                "RETURNING id"
+            ),
+            {"t": tenant, "l": attempt.login},
+        ).scalar_one()
+        osf = ctx.config.raw("auth.auto.osf_id", tenant)
+        if not osf:
+            raise Unauthorized("auto-provisioning needs auth.auto.osf_id for this tenant")
+        osf_id = int(osf)
+        has_vm = conn.execute(
+            text("SELECT 1 FROM vms WHERE user_id = :u AND osf_id = :o"),
+            {"u": user_id, "o": osf_id},
+        ).first()
+        if has_vm is not None:
+            return
+        names = set(
+            conn.execute(text("SELECT name FROM vms WHERE user_id = :u"), {"u": user_id}).scalars()
+        )
+        max_vms = ctx.config.get_int("auth.auto.max_vms", tenant)
+        name = next(
+            (f"{attempt.login}-{n}" for n in range(1, max_vms + 1)
+             if f"{attempt.login}-{n}" not in names),
+            None,
+        )  # fmt: skip
+        if name is None:
+            raise Unauthorized(f"auto-provisioning: {attempt.login} already has {max_vms} VMs")
+        conn.execute(text("LOCK TABLE vms IN SHARE ROW EXCLUSIVE MODE"))
+        used = set(conn.execute(text("SELECT ip FROM vms WHERE ip IS NOT NULL")).scalars())
+        ip = next_free_ip(
+            ctx.config.get("vm.network.ip.start"), ctx.config.get("vm.network.netmask"), used
+        )
+        conn.execute(
+            text(
+                "INSERT INTO vms (name, user_id, osf_id, di_tag, ip) VALUES (:n, :u, :o, :t, :ip)"
+            ),
+            {"n": name, "u": user_id, "o": osf_id, "ip": ip,
+             "t": ctx.config.get("auth.auto.di_tag", tenant)},
+        )  # fmt: skip

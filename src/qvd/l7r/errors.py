@@ -1,0 +1,109 @@
+"""What the L7R answers when it cannot do what was asked.
+
+Each error carries the status code existing QVD clients expect for that condition
+(reference §3.4b) and a message that says the real reason; the message is the
+``text/plain`` body (QVD collapsed most of these into a bare 503).
+
+    L7rError
+    ├── ProtocolError      the bytes are not an acceptable request: the connection closes
+    │   ├── BadRequest (400), HeadTooLarge (431), VersionNotSupported (505)
+    │   └── RequestTimeout (408)
+    └── RequestError       a well-formed request that cannot be served: keep-alive goes on
+        ├── Unauthorized (401), Forbidden (403), NotFound (404),
+        ├── MethodNotAllowed (405), Unprocessable (422), UpgradeRequired (426)
+        ├── TooManyAttempts (401, saying so), Internal (500)
+        └── Unavailable (503)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Forbidden",
+    "HeadTooLarge",
+    "Internal",
+    "L7rError",
+    "MethodNotAllowed",
+    "NotFound",
+    "ProtocolError",
+    "RequestError",
+    "RequestTimeout",
+    "TooManyAttempts",
+    "Unauthorized",
+    "Unavailable",
+    "Unprocessable",
+    "UpgradeRequired",
+    "VersionNotSupported",
+]
+
+
+class L7rError(Exception):
+    """An answer other than success: ``status`` for the client, ``message`` for people."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(L7rError):
+    """The request itself is broken; after the answer the connection is closed."""
+
+    status = 400
+
+
+class BadRequest(ProtocolError):
+    status = 400
+
+
+class HeadTooLarge(ProtocolError):
+    status = 431
+
+
+class VersionNotSupported(ProtocolError):
+    status = 505
+
+
+class RequestTimeout(ProtocolError):
+    status = 408
+
+
+class RequestError(L7rError):
+    """A well-formed request that cannot be served; the connection stays usable."""
+
+
+class Unauthorized(RequestError):
+    status = 401
+
+
+class TooManyAttempts(Unauthorized):
+    """Too many failed logins: still 401 (what clients understand), saying so."""
+
+
+class Forbidden(RequestError):
+    status = 403
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+
+
+class Unprocessable(RequestError):
+    status = 422
+
+
+class UpgradeRequired(RequestError):
+    status = 426
+
+
+class Internal(RequestError):
+    status = 500
+
+
+class Unavailable(RequestError):
+    status = 503

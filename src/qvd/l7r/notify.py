@@ -1,0 +1,77 @@
+"""One LISTEN connection per L7R that wakes waiting connects and aborts sessions.
+
+``vm_changed`` bumps a per-VM counter that connect flows wait on (``wait_change``),
+so a flow wakes as soon as the HKD moves its VM or another L7R lets a session go;
+waits still time out after ``poll`` seconds, the fallback for a lost notification.
+``qvd_cmd_for_user_on_host<this host>`` with ``abort`` calls ``on_abort(vm_id)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+from qvd.db import DatabaseTarget, Listener
+from qvd.db.channels import VM_CHANGED, user_cmd_channel
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(
+        self, target: DatabaseTarget, host_id: int, on_abort: Callable[[int], None]
+    ) -> None:
+        self._target = target
+        self._abort_channel = user_cmd_channel(host_id)
+        self._on_abort = on_abort
+        self._versions: dict[int, int] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="l7r-notifier", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def version(self, vm_id: int) -> int:
+        with self._cond:
+            return self._versions.get(vm_id, 0)
+
+    def wait_change(self, vm_id: int, seen: int, timeout: float) -> int:
+        """Block until the VM's counter passes ``seen`` or ``timeout``; the new counter."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions.get(vm_id, 0) != seen, timeout)
+            return self._versions.get(vm_id, 0)
+
+    def _bump(self, vm_id: int) -> None:
+        with self._cond:
+            self._versions[vm_id] = self._versions.get(vm_id, 0) + 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with Listener(self._target, [VM_CHANGED, self._abort_channel]) as listener:
+                    self._ready.set()
+                    while not self._stop.is_set():
+                        for note in listener.wait(0.25):
+                            vm_id = note.payload.get("vm_id")
+                            if not isinstance(vm_id, int):
+                                continue
+                            if note.channel == self._abort_channel:
+                                with contextlib.suppress(Exception):
+                                    self._on_abort(vm_id)
+                            self._bump(vm_id)
+            except Exception:  # the database went away: retry, waits fall back to polling
+                log.exception("L7R notification listener failed; reconnecting")
+                self._ready.set()
+                self._stop.wait(1.0)

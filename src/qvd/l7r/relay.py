@@ -1,0 +1,96 @@
+"""After the 101: the route check, the connection to nxagent, and the byte relay.
+
+The client's first bytes go through ``GreetingRewriter`` (the NX cookie, see
+``nxcookie``); the rest is copied both ways in 256 KiB reads until either side
+closes, or the session is cancelled (takeover, shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+
+from qvd.l7r.errors import Unavailable
+from qvd.l7r.nxcookie import GreetingRewriter, NotNx
+from qvd.l7r.routes import route_problem
+
+__all__ = ["check_route", "open_agent", "relay"]
+
+CHUNK = 256 * 1024
+
+
+def check_route(address: str) -> None:
+    """Refuse addresses that are not on a link of this machine (blocking)."""
+    done = subprocess.run(
+        ["ip", "-o", "route", "get", address], capture_output=True, text=True, check=False
+    )
+    problem = route_problem(address, done.stdout if done.returncode == 0 else done.stderr)
+    if problem is not None:
+        raise Unavailable(f"refusing to relay to the VM: {problem}")
+
+
+async def open_agent(
+    address: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, limit=CHUNK), timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        raise Unavailable(f"cannot reach the X session at {address}:{port}: {exc}") from None
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return reader, writer
+
+
+async def _pump(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    rewriter: GreetingRewriter | None = None,
+) -> None:
+    while True:
+        data = await reader.read(CHUNK)
+        if not data:
+            break
+        if rewriter is not None and not rewriter.done:
+            data = rewriter.feed(data)
+            if not data:
+                continue
+        writer.write(data)
+        await writer.drain()
+    with contextlib.suppress(OSError, RuntimeError):
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+async def relay(
+    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    agent: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    *,
+    cookie: str,
+    trailing: bytes,
+) -> None:
+    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any)."""
+    rewriter = GreetingRewriter(cookie) if cookie else None
+    if trailing:
+        first = rewriter.feed(trailing) if rewriter is not None else trailing
+        if first:
+            agent[1].write(first)
+    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter))
+    down = asyncio.ensure_future(_pump(agent[0], client[1]))
+    try:
+        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, OSError | NotNx):
+                raise exc
+    finally:
+        for task in (up, down):
+            task.cancel()
+        for task in (up, down):
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,434 @@
+"""The L7R listener: TLS, the request loop over ``ServerConnection``, 102s, 101, relay.
+
+``L7rServer(config, target, host_id, host_address)`` runs its own asyncio loop in a
+thread (the HKD hosts it): ``start()`` returns once it listens, ``stop()`` closes the
+listener and every session. Database work and VMA calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from qvd.config import Config
+from qvd.db import DatabaseTarget, make_engine
+from qvd.l7r.auth import Principal
+from qvd.l7r.errors import (
+    Internal,
+    L7rError,
+    MethodNotAllowed,
+    NotFound,
+    ProtocolError,
+    RequestTimeout,
+    UpgradeRequired,
+)
+from qvd.l7r.flow import ConnectFlow, Target
+from qvd.l7r.notify import Notifier
+from qvd.l7r.params import client_params, vm_id_of
+from qvd.l7r.relay import CHUNK, check_route, open_agent, relay
+from qvd.l7r.service import Node, Reply, unauthorized_headers
+from qvd.l7r.tls import ensure_certificate, server_context
+from qvd.l7r.wire import CLOSED, NEED_DATA, Request, ServerConnection
+
+__all__ = ["L7rServer"]
+
+log = logging.getLogger(__name__)
+
+_AUTH_PATHS = {
+    "/qvd/list_of_vm",
+    "/qvd/list_of_applications",
+    "/qvd/connect_to_vm",
+    "/qvd/stop_vm",
+    "/qvd/authenticate_user",
+    "/qvd/create_auth_token",
+}
+
+
+class _Sessions:
+    """Sessions relaying on this L7R, by VM (for takeover aborts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_vm: dict[int, Callable[[], None]] = {}
+
+    def add(self, vm_id: int, abort: Callable[[], None]) -> None:
+        with self._lock:
+            self._by_vm[vm_id] = abort
+
+    def remove(self, vm_id: int, abort: Callable[[], None]) -> None:
+        with self._lock:
+            if self._by_vm.get(vm_id) is abort:
+                del self._by_vm[vm_id]
+
+    def holds(self, vm_id: int) -> bool:
+        with self._lock:
+            return vm_id in self._by_vm
+
+    def abort(self, vm_id: int) -> None:
+        with self._lock:
+            abort = self._by_vm.get(vm_id)
+        if abort is not None:
+            abort()
+
+    def abort_all(self) -> None:
+        with self._lock:
+            aborts = list(self._by_vm.values())
+        for abort in aborts:
+            abort()
+
+
+class L7rServer:
+    def __init__(
+        self,
+        config: Config,
+        target: DatabaseTarget,
+        host_id: int,
+        host_address: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._config = config
+        self._target = target
+        self.host_id = host_id
+        self.host_address = host_address
+        self._ssl = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._sessions = _Sessions()
+        self._engine: Engine | None = None
+        self._notifier: Notifier | None = None
+        self.port = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._engine = make_engine(self._target, pool_size=10, max_overflow=40)
+        if self._ssl is None and self._config.get_bool("l7r.use_ssl"):
+            cert, key = ensure_certificate(
+                self._config, self._engine, host_address=self.host_address
+            )
+            self._ssl = server_context(cert, key)
+        self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
+        self._notifier.start()
+        self._node = Node(self._config, self._engine, self.host_id)
+        self._flow = ConnectFlow(
+            self._engine,
+            self._config,
+            host_id=self.host_id,
+            host_address=self.host_address,
+            notifier=self._notifier,
+            holds_session=self._sessions.holds,
+        )
+        self._thread = threading.Thread(target=self._run, name="l7r", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._failure is not None:
+            self.stop()
+            raise RuntimeError(f"the L7R could not listen: {self._failure}") from self._failure
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is not None and self._thread is not None and self._thread.is_alive():
+            loop.call_soon_threadsafe(self._shutdown)
+            self._thread.join(15)
+        if self._notifier is not None:
+            self._notifier.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._sessions.abort_all()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        assert self._loop is not None
+        self._loop.call_later(0.2, self._loop.stop)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            self._failure = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _listen(self) -> None:
+        address = self._config.get("l7r.address").strip()
+        host = None if address in ("*", "") else address
+        self._server = await asyncio.start_server(
+            self._handle,
+            host,
+            self._config.get_int("l7r.port"),
+            ssl=self._ssl,
+            limit=CHUNK,
+            reuse_address=True,
+            ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.request")),
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    # ---- one connection ----------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if peer else "unknown"
+        conn = ServerConnection()
+        cached: dict[str, Principal] = {}
+        timeout = float(self._config.get_int("internal.l7r.timeout.request"))
+        try:
+            while True:
+                deadline = time.monotonic() + timeout
+                try:
+                    request = await self._next_request(conn, reader, deadline)
+                except ProtocolError as exc:
+                    writer.write(conn.fail(exc))
+                    await writer.drain()
+                    return
+                if request is None:
+                    return
+                switched = await self._serve(request, conn, cached, address, reader, writer)
+                if switched or not conn.keep_alive:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+    async def _next_request(
+        self, conn: ServerConnection, reader: asyncio.StreamReader, deadline: float
+    ) -> Request | None:
+        while True:
+            event = conn.next_event()
+            if isinstance(event, Request):
+                return event
+            if event is CLOSED:
+                return None
+            if event is not NEED_DATA:
+                return None
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                data = await asyncio.wait_for(reader.read(CHUNK), left)
+            except TimeoutError:
+                if conn.has_partial_head:
+                    raise RequestTimeout("the request head did not arrive in time") from None
+                return None
+            conn.receive_data(data)
+
+    async def _serve(
+        self,
+        request: Request,
+        conn: ServerConnection,
+        cached: dict[str, Principal],
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Answer one request; True when the connection was switched to a relay."""
+        try:
+            if request.method != "GET":
+                raise MethodNotAllowed(f"method {request.method} is not served (GET only)")
+            if request.path == "/qvd/ping":
+                reply = await asyncio.to_thread(self._node.ping)
+            elif request.path in _AUTH_PATHS:
+                return await self._authenticated(request, conn, cached, address, reader, writer)
+            else:
+                raise NotFound(f"no such resource: {request.path}")
+        except L7rError as exc:
+            reply = _error_reply(exc)
+        except Exception as exc:
+            log.exception("L7R request %s failed", request.path)
+            reply = _error_reply(Internal(f"internal error: {exc}"))
+        writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
+        await writer.drain()
+        return False
+
+    async def _principal(
+        self, request: Request, cached: dict[str, Principal], address: str
+    ) -> Principal:
+        key = request.headers.get("authorization", "")
+        found = cached.get(key)
+        if found is None:
+            found = await asyncio.to_thread(self._node.login, request.headers, address)
+            if key:
+                cached.clear()
+                cached[key] = found
+        return found
+
+    async def _authenticated(
+        self,
+        request: Request,
+        conn: ServerConnection,
+        cached: dict[str, Principal],
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        path = request.path
+        listing = path in ("/qvd/list_of_vm", "/qvd/list_of_applications")
+        try:
+            principal = await self._principal(request, cached, address)
+            if path in ("/qvd/list_of_vm", "/qvd/list_of_applications", "/qvd/connect_to_vm",
+                        "/qvd/stop_vm"):  # fmt: skip
+                await asyncio.to_thread(self._node.check_node, need_running=listing)
+            if listing:
+                reply = await asyncio.to_thread(
+                    self._node.list_of_vm,
+                    principal,
+                    applications=path == "/qvd/list_of_applications",
+                )
+            elif path == "/qvd/authenticate_user":
+                reply = await asyncio.to_thread(
+                    self._node.authenticate_user, principal, request.param("store_auth") == "1"
+                )
+            elif path == "/qvd/create_auth_token":
+                reply = await asyncio.to_thread(self._node.create_auth_token, principal)
+            elif path == "/qvd/stop_vm":
+                vm_id = vm_id_of(request.query)
+                reply = await self._with_progress(
+                    conn, writer, lambda progress: self._stop(principal, vm_id, progress)
+                )
+            else:
+                return await self._connect(request, principal, conn, address, reader, writer)
+        except L7rError as exc:
+            reply = _error_reply(exc)
+        except Exception as exc:
+            log.exception("L7R request %s failed", path)
+            reply = _error_reply(Internal(f"internal error: {exc}"))
+        writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
+        await writer.drain()
+        return False
+
+    def _stop(self, principal: Principal, vm_id: int, progress: Callable[[str], None]) -> Reply:
+        return Reply(body=self._flow.stop_vm(principal, vm_id, progress).encode())
+
+    async def _with_progress(
+        self,
+        conn: ServerConnection,
+        writer: asyncio.StreamWriter,
+        work: Callable[[Callable[[str], None]], Any],
+    ) -> Any:
+        """Run ``work(progress)`` in a thread, writing each progress text as a 102."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        def progress(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        task = asyncio.ensure_future(asyncio.to_thread(work, progress))
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                writer.write(conn.inform(getter.result()))
+                await writer.drain()
+                continue
+            getter.cancel()
+            while not queue.empty():
+                writer.write(conn.inform(queue.get_nowait()))
+            return await task
+
+    async def _connect(
+        self,
+        request: Request,
+        principal: Principal,
+        conn: ServerConnection,
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        if not request.wants_upgrade:
+            raise UpgradeRequired(
+                "connect_to_vm needs the headers 'Connection: Upgrade' and 'Upgrade: QVD/1.0'"
+            )
+        vm_id = vm_id_of(request.query)
+        params = client_params(request.query)
+        await asyncio.to_thread(self._flow.check_vm, principal, vm_id)
+        loop = asyncio.get_running_loop()
+        session = asyncio.current_task()
+        cancelled = threading.Event()
+        relaying = threading.Event()
+
+        def abort() -> None:
+            cancelled.set()
+            if relaying.is_set() and session is not None:
+                loop.call_soon_threadsafe(session.cancel)
+
+        try:
+            target: Target = await self._with_progress(
+                conn,
+                writer,
+                lambda progress: self._flow.connect(
+                    principal, vm_id, params, user_ip=address, progress=progress,
+                    cancelled=cancelled, on_acquired=lambda: self._sessions.add(vm_id, abort),
+                ),
+            )  # fmt: skip
+            return await self._switch(target, conn, reader, writer, relaying)
+        finally:
+            cancelled.set()
+            self._sessions.remove(vm_id, abort)
+
+    async def _switch(
+        self,
+        target: Target,
+        conn: ServerConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        relaying: threading.Event,
+    ) -> bool:
+        vm_id = target.vm_id
+        agent: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            await asyncio.to_thread(check_route, target.address)
+            agent = await open_agent(
+                target.address,
+                target.port,
+                float(self._config.get_int("internal.l7r.timeout.vma")),
+            )
+            await asyncio.to_thread(self._flow.finish, vm_id)
+            writer.write(conn.inform("Connection established"))
+            writer.write(conn.switch(target.slave_key))
+            await writer.drain()
+            relaying.set()
+            await relay((reader, writer), agent, cookie=target.cookie, trailing=conn.trailing_data)
+            return True
+        except L7rError as exc:
+            writer.write(conn.respond(exc.status, (exc.message + "\n").encode()))
+            await writer.drain()
+            return False
+        finally:
+            if agent is not None:
+                agent[1].close()
+            await asyncio.shield(asyncio.to_thread(self._flow.release, vm_id))
+
+
+def _error_reply(exc: L7rError) -> Reply:
+    return Reply(
+        status=exc.status,
+        body=(exc.message + "\n").encode("utf-8"),
+        headers=unauthorized_headers(exc),
+    )

@@ -1,0 +1,118 @@
+"""What each L7R endpoint does, apart from the bytes (blocking; the server runs these
+in worker threads). Every function returns a ``Reply`` or raises an ``L7rError``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from qvd.config import Config
+from qvd.db import config_with_db
+from qvd.l7r import store
+from qvd.l7r.auth import Authenticator, Principal, issue_token, store_auth_params
+from qvd.l7r.errors import Unauthorized, Unavailable
+
+__all__ = ["CONFIG_REFRESH", "Node", "Reply", "json_body"]
+
+CONFIG_REFRESH = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def json_body(value: object) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
+
+class Node:
+    """This node's L7R state: config (refreshed from the database), the authenticator."""
+
+    def __init__(self, config: Config, engine: Engine, host_id: int) -> None:
+        self.engine = engine
+        self.host_id = host_id
+        self._file_config = config
+        self._config = config
+        self._loaded = 0.0
+        self._lock = threading.Lock()
+        self.authenticator = Authenticator(config)
+
+    @property
+    def config(self) -> Config:
+        with self._lock:
+            if time.monotonic() - self._loaded > CONFIG_REFRESH:
+                self._config = config_with_db(self._file_config, self.engine)
+                self._loaded = time.monotonic()
+            return self._config
+
+    # ---- node checks ----------------------------------------------------------------------
+    def ping(self) -> Reply:
+        with self.engine.connect() as conn:
+            status = store.host_status(conn, self.host_id)
+        if status is None:
+            raise Unavailable("Host is not registered in the database")
+        state, blocked = status
+        if blocked:
+            raise Unavailable("Server is blocked")
+        if state != "running":
+            raise Unavailable(f"Server is {state}")
+        return Reply(body=b"I am alive!")
+
+    def check_node(self, *, need_running: bool) -> None:
+        with self.engine.begin() as conn:
+            status = store.host_status(conn, self.host_id)
+            store.bump_counter(conn, self.host_id, "http_requests")
+        if status is None:
+            raise Unavailable("Host is not registered in the database")
+        if status[1]:
+            raise Unavailable("Server is blocked")
+        if need_running and status[0] != "running":
+            raise Unavailable(f"Server is {status[0]}")
+
+    # ---- authentication --------------------------------------------------------------------
+    def login(self, headers: Mapping[str, str], address: str) -> Principal:
+        config = self.config
+        with self.engine.connect() as conn:
+            store.bump_counter(conn, self.host_id, "auth_attempts")
+            conn.commit()
+            principal = self.authenticator.login(conn, config, headers, address)
+            store.bump_counter(conn, self.host_id, "auth_ok")
+            conn.commit()
+        return principal
+
+    # ---- endpoints ------------------------------------------------------------------------
+    def list_of_vm(self, principal: Principal, *, applications: bool = False) -> Reply:
+        with self.engine.connect() as conn:
+            vms = store.list_vms(conn, principal.user_id, applications=applications)
+        return Reply(body=json_body(vms), content_type="application/json")
+
+    def authenticate_user(self, principal: Principal, store_auth: bool) -> Reply:
+        if not store_auth:
+            return Reply(body=json_body({}), content_type="application/json")
+        with self.engine.begin() as conn:
+            params_id = store_auth_params(conn, principal.params)
+        return Reply(body=json_body({"auth_params_id": params_id}), content_type="application/json")
+
+    def create_auth_token(self, principal: Principal) -> Reply:
+        with self.engine.begin() as conn:
+            params_id = store_auth_params(conn, principal.params)
+            token = issue_token(conn, principal.user_id, multi_use=True, auth_params_id=params_id)
+        return Reply(
+            body=json_body({"auth_params_id": params_id, "auth_token": token}),
+            content_type="application/json",
+        )
+
+
+def unauthorized_headers(exc: Exception) -> list[tuple[str, str]]:
+    if isinstance(exc, Unauthorized):
+        return [("WWW-Authenticate", 'Basic realm="QVD"')]
+    return []

@@ -1,0 +1,290 @@
+"""Tenant isolation, generated over the whole action catalogue: an administrator of
+tenant A (with the Root role) calls every action aimed at tenant B's objects, and
+neither sees nor changes anything of B, nor learns that B exists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from qvd.api.dispatch import CATALOGUE
+from tests.api.conftest import Api, World
+
+# The object kind an action's filters select, to aim it at tenant B's object.
+_TARGET = {
+    "vm": "vms",
+    "user": "users",
+    "osf": "osfs",
+    "di": "dis",
+    "role": "roles",
+    "administrator": "admins",
+    "tenant": "tenants",
+    "property": "props",
+}
+
+# Arguments that would change an object if the action reached it.
+_ARGS: dict[str, dict[str, Any]] = {
+    "vm_update": {"name": "stolen", "blocked": True},
+    "user_update": {"blocked": True, "password": "x"},
+    "osf_update": {"memory": 999},
+    "di_update": {"blocked": True, "__tags_changes__": {"create": ["stolen"]}},
+    "role_update": {"name": "stolen"},
+    "administrator_update": {"password": "stolen"},
+    "tenant_update": {"name": "stolen"},
+    "host_update": {"blocked": True},
+    "property_update": {"description": "stolen"},
+    "config_set": {"key": "l7r.auth.plugins", "value": "ldap", "tenant_id": 0},
+    "myadmin_update": {"language": "es"},
+    "vm_create": {"name": "x", "user_id": 0, "osf_id": 0},
+    "user_create": {"name": "x", "password": "x", "tenant_id": 0},
+    "osf_create": {"name": "x", "tenant_id": 0},
+    "di_create": {"disk_image": "x.tar", "osf_id": 0},
+    "role_create": {"name": "x", "tenant_id": 0},
+    "administrator_create": {"name": "x", "password": "x", "tenant_id": 0},
+    "tenant_create": {"name": "x"},
+    "host_create": {"name": "x", "address": "10.1.1.1"},
+    "property_create": {"key": "x", "tenant_id": 0},
+}
+
+_B_TABLES = {
+    "vms": "SELECT v.*, r.* FROM vms v JOIN vm_runtimes r ON r.vm_id = v.id "
+    "JOIN users u ON u.id = v.user_id WHERE u.tenant_id = :t",
+    "users": "SELECT * FROM users WHERE tenant_id = :t",
+    "osfs": "SELECT * FROM osfs WHERE tenant_id = :t",
+    "dis": "SELECT d.*, r.* FROM dis d JOIN di_runtimes r ON r.di_id = d.id "
+    "JOIN osfs o ON o.id = d.osf_id WHERE o.tenant_id = :t",
+    "di_tags": "SELECT t.* FROM di_tags t JOIN osfs o ON o.id = t.osf_id WHERE o.tenant_id = :t",
+    "admins": "SELECT * FROM administrators WHERE tenant_id = :t",
+    "roles": "SELECT * FROM roles WHERE tenant_id = :t",
+    "props": "SELECT * FROM properties_list WHERE tenant_id = :t",
+    "tenant": "SELECT * FROM tenants WHERE id = :t",
+    "configs": "SELECT * FROM configs WHERE tenant_id IN (:t, -1, 0)",
+    "hosts": "SELECT h.*, r.blocked, r.cmd FROM hosts h JOIN host_runtimes r ON r.host_id = h.id",
+    "vm_cmds": "SELECT vm_id, vm_cmd, user_cmd, host_id FROM vm_runtimes",
+}
+
+
+def _snapshot(engine: Engine, tenant_id: int) -> str:
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for name, sql in sorted(_B_TABLES.items()):
+            rows = conn.execute(text(sql + " ORDER BY 1"), {"t": tenant_id}).mappings().all()
+            digest.update(name.encode())
+            digest.update(json.dumps([dict(r) for r in rows], default=str).encode())
+    return digest.hexdigest()
+
+
+def _b_ids(world: World) -> dict[str, int]:
+    return {kind: getattr(world, kind)["B"] for kind in set(_TARGET.values())}
+
+
+def _request(name: str, world: World) -> dict[str, Any]:
+    action = CATALOGUE[name]
+    b = _b_ids(world)
+    body: dict[str, Any] = {}
+    target = _TARGET.get(action.qvd_object or "")
+    if action.type_of_action != "create" and target is not None:
+        body["filters"] = {"id": b[target]}
+    if name == "get_acls_in_roles":
+        body["filters"] = {"role_id": b["roles"]}
+    if name == "get_acls_in_admins":
+        body["filters"] = {"admin_id": b["admins"]}
+    if name in ("host_update", "host_delete", "host_stop_vms"):
+        body["filters"] = {"id": world.host}
+    if name == "config_delete":
+        body["filters"] = {"key": "l7r.auth.plugins", "tenant_id": world.tenants["B"]}
+    args = json.loads(json.dumps(_ARGS.get(name, {})))
+    for key, value in list(args.items()):
+        if key == "tenant_id":
+            args[key] = world.tenants["B"]
+        elif key == "user_id":
+            args[key] = world.users["B"]
+        elif key == "osf_id":
+            args[key] = world.osfs["B"]
+        del value
+    if args:
+        body["arguments"] = args
+    return body
+
+
+def _mentions_b(payload: Any, world: World) -> list[str]:
+    text_ = json.dumps(payload)
+    return [
+        word
+        for word in ("tenantB", "userb", "osfB", "vmB", "adminB", "roleB", "imageB.tar")
+        if word in text_
+    ]
+
+
+@pytest.fixture(scope="module")
+def seeded(shared: tuple[Api, World, Engine]) -> tuple[Api, World, Engine]:
+    """The module's world, with a configuration row of tenant B to protect."""
+    api, world, _ = shared
+    r = api.act(
+        "config_set",
+        sid=api.login("root"),
+        arguments={"key": "l7r.auth.plugins", "value": "default", "tenant_id": world.tenants["B"]},
+    )
+    assert r["status"] == 0, r
+    return shared
+
+
+@pytest.mark.parametrize("action", sorted(CATALOGUE))
+def test_tenant_a_cannot_see_or_touch_tenant_b(
+    action: str, seeded: tuple[Api, World, Engine]
+) -> None:
+    api, world, api_engine = seeded
+    before = _snapshot(api_engine, world.tenants["B"])
+    sid = api.login("adminA", "tenantA")
+    response = api.act(action, sid=sid, **_request(action, world))
+    after = _snapshot(api_engine, world.tenants["B"])
+    assert after == before, f"{action} changed tenant B: {response}"
+    assert not _mentions_b(response, world), f"{action} revealed tenant B: {response}"
+    if CATALOGUE[action].mutating and action != "myadmin_update":
+        assert response["status"] != 0, response
+
+
+def test_every_action_is_covered() -> None:
+    """A new action joins the generated test by existing in the catalogue; this keeps
+    the aim table honest (every filter-taking object kind has a target)."""
+    for action in CATALOGUE.values():
+        if action.qvd_object in (None, "config", "log", "acl", "host"):
+            continue
+        assert action.qvd_object in _TARGET, action.name
+
+
+def test_a_tenant_admin_lists_only_its_own_tenant(api: Api, world: World) -> None:
+    sid = api.login("adminA", "tenantA")
+    for action in (
+        "vm_get_list",
+        "user_get_list",
+        "osf_get_list",
+        "di_get_list",
+        "administrator_get_list",
+        "tag_get_list",
+        "log_get_list",
+    ):
+        r = api.act(action, sid=sid)
+        assert r["status"] == 0, r
+        assert not _mentions_b(r, world), action
+    roles = api.act("role_get_list", sid=sid, fields=["name"])
+    names = {row["name"] for row in roles["rows"]}
+    assert "roleA" in names
+    assert "roleB" not in names
+    assert "Root" in names
+
+
+def test_filtering_on_tenant_fields_is_refused_to_tenant_admins(api: Api, world: World) -> None:
+    sid = api.login("adminA", "tenantA")
+    r = api.act("vm_get_list", sid=sid, filters={"tenant_id": world.tenants["B"]})
+    assert r["status"] == 4220
+    r = api.act("user_get_list", sid=sid, fields=["tenant_name"])
+    assert r["status"] == 4250
+
+
+def test_superadmins_see_and_filter_across_tenants(api: Api, world: World) -> None:
+    sid = api.login("root")
+    r = api.act(
+        "vm_get_list",
+        sid=sid,
+        filters={"tenant_id": world.tenants["B"]},
+        fields=["name", "tenant_name"],
+    )
+    assert r["rows"] == [{"name": "vmB", "tenant_name": "tenantB"}]
+
+
+def test_a_tenant_admin_cannot_create_in_another_tenant(api: Api, world: World) -> None:
+    sid = api.login("adminA", "tenantA")
+    r = api.act(
+        "user_create",
+        sid=sid,
+        arguments={"name": "eve", "password": "x", "tenant_id": world.tenants["B"]},
+    )
+    assert r["status"] == 4230
+    r = api.act(
+        "vm_create",
+        sid=sid,
+        arguments={"name": "x", "user_id": world.users["B"], "osf_id": world.osfs["A"]},
+    )
+    assert r["status"] == 7110
+    assert "userb" not in r["message"]
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "vm_update",
+        "user_update",
+        "osf_update",
+        "di_update",
+        "role_update",
+        "administrator_update",
+        "vm_start",
+        "vm_delete",
+        "user_delete",
+        "config_delete",
+    ],
+)
+def test_the_same_request_from_a_superadmin_does_reach_tenant_b(
+    action: str, api: Api, world: World, api_engine: Engine
+) -> None:
+    """The generated test aims true: the requests it sends do change B when allowed."""
+    sid = api.login("root")
+    if action == "config_delete":
+        api.act(
+            "config_set",
+            sid=sid,
+            arguments={"key": "l7r.auth.plugins", "value": "x", "tenant_id": world.tenants["B"]},
+        )
+    if action == "user_delete":
+        api.act("vm_delete", sid=sid, filters={"id": world.vms["B"]})
+    before = _snapshot(api_engine, world.tenants["B"])
+    body = _request(action, world)
+    if action == "role_update":
+        body["filters"] = {"id": world.roles["B"]}
+    response = api.act(action, sid=sid, **body)
+    assert response["status"] == 0, response
+    assert _snapshot(api_engine, world.tenants["B"]) != before
+
+
+def _object_routes() -> list[tuple[str, str]]:
+    """Every REST route that acts on one object: (method, path template)."""
+    from fastapi.routing import APIRoute
+
+    from qvd.api.routes import ROUTERS
+
+    out = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and "{object_id}" in route.path:
+                out.extend((m, route.path) for m in sorted(route.methods))
+    return sorted(out)
+
+
+_NOUN_KIND: dict[str, str] = {
+    "vms": "vms", "users": "users", "osfs": "osfs", "dis": "dis", "roles": "roles",
+    "administrators": "admins", "tenants": "tenants", "hosts": "host", "properties": "props",
+}  # fmt: skip
+_BODIES = {"PATCH": {"description": "stolen"}}
+
+
+@pytest.mark.parametrize(("method", "path"), _object_routes())
+def test_rest_routes_on_tenant_b_objects_answer_404_or_403(
+    method: str, path: str, seeded: tuple[Api, World, Engine]
+) -> None:
+    api, world, engine = seeded
+    noun = path.split("/")[3]
+    kind = _NOUN_KIND[noun]
+    target = world.host if kind == "host" else getattr(world, kind)["B"]
+    before = _snapshot(engine, world.tenants["B"])
+    response = api.client.request(
+        method, path.replace("{object_id}", str(target)),
+        headers=api.headers("adminA", "tenantA"), json=_BODIES.get(method),
+    )  # fmt: skip
+    assert response.status_code in (403, 404), (method, path, response.text)
+    assert _snapshot(engine, world.tenants["B"]) == before
+    assert not _mentions_b(response.json(), world)
