@@ -32,9 +32,7 @@ def node_hkd(
 ) -> Iterator[tuple[Hkd, LxcNode]]:
     add_host(engine, lxc_node.name, lxc_node.host_address)
     hkd = Hkd(
-        lxc_node.config(**{
-            "internal.hkd.vmhandler.vma_monitor.delay.after.ok": "1",
-        }),
+        lxc_node.config(),
         target=db,
     )  # fmt: skip
     hkd.start()

@@ -7,6 +7,7 @@ import queue
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -38,6 +40,9 @@ def node_conf() -> Iterator[Path]:
         f"path.storage.root = {base}/storage\n"
         f"database.embedded.port = {free_port()}\n"
         f"l7r.port = {free_port()}\n"
+        f"api.port = {free_port()}\n"
+        f"path.api.ssl.cert = {base}/api/cert.pem\n"
+        f"path.api.ssl.key = {base}/api/key.pem\n"
         # the suite's own small image (built once per machine, then cached)
         f"node.demo.recipe = test\n"
         f"vm.network.bridge = qvdu{secrets.token_hex(3)}\n"
@@ -63,12 +68,34 @@ def _link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_started_processes() -> Iterator[None]:
+    """Whatever a test asserts, no `qvd up` it started outlives it."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+        elif proc.stdout is not None:
+            proc.stdout.close()
+
+
 def start_up(conf: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"QVD_CONFIG", "QVD_DATABASE_URL"}}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "qvd", "up", "--config", str(conf)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
+    _started.append(proc)
+    return proc
 
 
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> list[str]:
@@ -125,6 +152,12 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     port = config.get_int("l7r.port")
     assert f"L7R:      TLS on port {port}" in text
     client_line = next(line for line in lines if "qvd-client --host" in line).strip()
+    api_port = config.get_int("api.port")
+    assert f"  API:      https://127.0.0.1:{api_port}/" in text
+    trust = ssl.create_default_context(cafile=str(config.get_path("path.api.ssl.cert")))
+    info = httpx.post(f"https://127.0.0.1:{api_port}/api/info", json={}, verify=trust, timeout=10)
+    assert info.status_code == 200
+    assert info.json()["status"] == 0
     assert client_line.startswith(f"qvd-client --host 127.0.0.1 --port {port} --user demo ")
     assert _link_exists(bridge)
     image_line = next(line for line in lines if line.startswith("  demo disk image: "))
@@ -170,6 +203,7 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
 
     code, out = stop(proc)
     assert code == 0, out
+    assert "admin API stopped" in out
     assert "node daemon stopped" in out
     assert "embedded PostgreSQL stopped" in out
     assert not cluster.is_running()

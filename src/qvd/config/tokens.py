@@ -267,7 +267,7 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t(
         "internal.hkd.vmhandler.vma_monitor.delay.after.ok",
-        "2",
+        "1",
         NUM,
         "VMA ping period while healthy (QVD: 120).",
     ),
@@ -279,7 +279,7 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t(
         "internal.hkd.vmhandler.vma.failed.max_time.on.running",
-        "6",
+        "8",
         NUM,
         "A running VM whose VMA has not answered for this long is stopped (QVD: 320).",
     ),
@@ -289,7 +289,7 @@ TOKENS: tuple[Token, ...] = (
         NUM,
         "A starting VM whose VMA never answered this long is stopped (QVD: 180).",
     ),
-    _t("internal.hkd.agent.rpc.timeout", "1.5", NUM, "Timeout of one VMA call, seconds."),
+    _t("internal.hkd.agent.rpc.timeout", "3", NUM, "Timeout of one VMA call, seconds."),
     _t("internal.hkd.timeout.shutdown", "30", NUM, "Seconds between `poweroff` and a hard stop."),
     _t("internal.hkd.timeout.stop", "30", NUM, "Seconds between TERM and KILL of a VM."),
     _t(

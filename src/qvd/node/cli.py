@@ -10,6 +10,7 @@ import click
 import typer
 from sqlalchemy import Engine
 
+from qvd.api import ServeError, api_endpoint, login_instructions, serve
 from qvd.config import Config, ConfigError, load_config
 from qvd.db import (
     DatabaseError,
@@ -180,6 +181,21 @@ def hkd(config: ConfigOption = None) -> None:
     try:
         run_hkd(cfg, services=node_services(cfg))
     except HkdStartError as exc:
+        raise _Failure(str(exc)) from None
+
+
+# ---- qvd api ------------------------------------------------------------------------------
+@app.command("api")
+def api(config: ConfigOption = None) -> None:
+    """Serve the admin API (TLS) in the foreground."""
+    cfg = _config(config)
+    configure_logging(cfg)
+    endpoint = api_endpoint(cfg)
+    for line in login_instructions(endpoint):
+        typer.echo(line)
+    try:
+        serve(cfg)
+    except ServeError as exc:
         raise _Failure(str(exc)) from None
 
 

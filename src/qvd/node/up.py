@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from qvd.api import api_endpoint, login_instructions, serve
 from qvd.config import Config
 from qvd.db import (
     DatabaseTarget,
@@ -65,6 +66,7 @@ class UpReport:
     hkd: Hkd | None = None
     host_address: str | None = None
     desktop: DemoDesktop | None = None
+    api: ApiThread | None = None
 
 
 def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
@@ -123,7 +125,44 @@ def _bring_up_rest(
     report.hkd, report.host_address, report.desktop = _start_node(
         config, target, report.demo_image, say
     )
+    try:
+        report.api = ApiThread(config)
+        report.api.start()
+    except BaseException:
+        report.hkd.stop()
+        raise
+    say(f"admin API listening on {report.api.endpoint.url}")
     return report
+
+
+class ApiThread:
+    """The admin API served from a thread of ``qvd up``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.endpoint = api_endpoint(config)
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="qvd-api", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            serve(self.config, ready=self._ready, stop=self._stop)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(60) or self._error is not None:
+            self.stop()
+            reason = self._error or "it did not start within 60 s"
+            raise NodeStartError(f"the admin API cannot start: {reason}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
 
 
 def _start_node(
@@ -191,6 +230,9 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
                 f"--password-file {d.password_file} --vm {d.vm_id} --insecure"
             )
             print(f"    {command}", file=out)
+    if report.api is not None:
+        for line in login_instructions(report.api.endpoint):
+            print(line, file=out)
     if log_file is not None:
         print(f"  logs:     {log_file}", file=out)
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
@@ -233,6 +275,9 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
             pass
         print("stopping…", file=out, flush=True)
     finally:
+        if report is not None and report.api is not None:
+            report.api.stop()
+            print("admin API stopped", file=out, flush=True)
         if report is not None and report.hkd is not None:
             report.hkd.stop()
             if report.hkd.network is not None:
