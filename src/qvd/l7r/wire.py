@@ -120,6 +120,8 @@ def _with_host(head: bytes) -> bytes:
         raise VersionNotSupported(
             f"only HTTP/1.1 is served, not HTTP/{match.group(3).decode()}.{match.group(4).decode()}"
         )
+    if len(lines) > 1 and lines[1][:1] in (b" ", b"\t"):
+        raise BadRequest("the first header line starts with whitespace (obsolete line folding)")
     for line in lines[1:]:
         if line[:5].lower() == b"host:":
             return head

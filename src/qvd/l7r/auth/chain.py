@@ -102,6 +102,8 @@ class Authenticator:
             login = login.lower()
         user_key = f"user:{tenant_id}:{login}"
         self._check_limit(user_key, address_key)
+        if not login:
+            raise Unauthorized("an empty login is not accepted")
         if not credentials.password:
             raise Unauthorized("an empty password is not accepted")
         attempt = Attempt(

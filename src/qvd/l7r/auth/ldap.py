@@ -2,18 +2,21 @@
 
 Settings (family ``auth.ldap.*``, per tenant): ``host`` (URI, e.g.
 ``ldap://10.0.0.5:389``), either ``userbindpattern`` (direct bind as the pattern
-with ``%u`` = the login, escaped as a DN value) or search-then-bind: ``base``, ``filter`` (``(uid=%u)``),
-``scope`` (``base`` as in QVD, or ``one``/``sub``), ``deref`` (``never``), with an
-optional ``binddn``/``bindpass`` for the search (anonymous otherwise); exactly one
-entry must match. Sets ``qvd.vm.user.uid``/``gid`` (uidNumber/gidNumber),
+with ``%u`` = the login escaped as a DN value) or search-then-bind: ``base``,
+``filter`` (``(uid=%u)``, the login escaped as a filter value), ``scope`` (``base``
+as in QVD, or ``one``/``sub``), ``deref`` (``never``), with an optional
+``binddn``/``bindpass`` for the search (anonymous otherwise); exactly one entry must
+match. Sets ``qvd.vm.user.uid``/``gid`` (uidNumber/gidNumber),
 ``qvd.vm.user.ldap.name``/``.home``; ``name.normalize=1`` makes the login the LDAP
 uid, ``home.set=1`` sets ``qvd.vm.user.home``. ``timeout`` bounds each operation.
+Every connection is closed whatever happens (failed binds and connects included).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import socket
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +43,8 @@ _ATTRS = ["uid", "uidNumber", "gidNumber", "homeDirectory"]
 def _connection(
     server: ldap3.Server, user: str | None, password: str | None, timeout: float
 ) -> Iterator[ldap3.Connection]:
-    """A connection that is closed however the block ends (a failed bind included)."""
+    """A connection that is closed however the block ends: a failed bind included, and a
+    failed connect (ldap3 leaves that socket open)."""
     conn = ldap3.Connection(
         server, user=user, password=password, receive_timeout=max(1, math.ceil(timeout))
     )
@@ -49,6 +53,9 @@ def _connection(
     finally:
         with contextlib.suppress(LDAPException, OSError):
             conn.unbind()
+        sock = getattr(conn, "socket", None)
+        if isinstance(sock, socket.socket):
+            sock.close()
 
 
 def _first(entry: dict[str, Any], name: str) -> str | None:
@@ -107,9 +114,7 @@ class LdapPlugin(AuthPlugin):
         deref = _DEREF.get(str(setting("deref", "never")), ldap3.DEREF_NEVER)
         with _connection(server, setting("binddn"), setting("bindpass"), timeout) as searcher:
             if not searcher.bind():
-                raise Unauthorized(
-                    f"LDAP search bind failed: {searcher.result.get('description')}"
-                )
+                raise Unauthorized(f"LDAP search bind failed: {searcher.result.get('description')}")
             searcher.search(base, query, scope, dereference_aliases=deref, attributes=_ATTRS)
             found = [e for e in searcher.response or [] if e.get("type") == "searchResEntry"]
         if len(found) != 1:

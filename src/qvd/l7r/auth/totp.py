@@ -1,9 +1,10 @@
-"""``totp``: the password ends with an N-digit RFC 6238 code; the user's secret is the
-user property ``l7r.auth.plugin.totp.secret32`` (base32)."""
+"""``totp``: the password ends with an N-digit RFC 6238 code (ASCII digits only); the
+user's secret is the user property ``l7r.auth.plugin.totp.secret32`` (base32)."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import struct
@@ -38,7 +39,8 @@ class TotpPlugin(AuthPlugin):
 
     def split_password(self, ctx: AuthContext, attempt: Attempt) -> None:
         size = ctx.config.get_int("l7r.auth.plugin.totp.token_size", attempt.tenant_id)
-        if len(attempt.password) <= size or not attempt.password[-size:].isdigit():
+        code = attempt.password[-size:]
+        if len(attempt.password) <= size or not (code.isascii() and code.isdigit()):
             raise Unauthorized(f"the password must end with the {size}-digit one-time code")
         attempt.password, attempt.otp = attempt.password[:-size], attempt.password[-size:]
 
@@ -61,6 +63,11 @@ class TotpPlugin(AuthPlugin):
         leeway = ctx.config.get_int("l7r.auth.plugin.totp.leeway", tenant)
         digits = ctx.config.get_int("l7r.auth.plugin.totp.token_size", tenant)
         now = int((self._clock() - t0) // interval)
-        codes = {totp_code(str(secret), now + d, digits) for d in range(-leeway, leeway + 1)}
+        try:
+            codes = {totp_code(str(secret), now + d, digits) for d in range(-leeway, leeway + 1)}
+        except (binascii.Error, ValueError):
+            raise Unauthorized(
+                "the one-time-code secret of this user is not valid base32"
+            ) from None
         if attempt.otp is None or not any(hmac.compare_digest(attempt.otp, c) for c in codes):
             raise Unauthorized("wrong one-time code")

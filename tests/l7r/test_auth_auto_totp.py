@@ -1,0 +1,263 @@
+"""The ``auto`` plugin (users and VMs made on first LDAP login) and the ``totp`` plugin
+(password followed by an RFC 6238 code) through the real L7R."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.l7r.conftest import PASSWORD, Lab
+from tests.l7r.ldap_fixture import (
+    Directory,
+    Reply,
+    add_osf,
+    add_tenant,
+    add_user,
+    add_vm,
+    basic,
+    get,
+    ldap_settings,
+    set_config,
+    slapd,
+)
+
+__all__ = ["slapd"]  # the fixture, imported for pytest
+
+SECRET32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+# ---- an RFC 6238 reference, written apart from qvd.l7r.auth.totp ----------------------------
+def rfc6238(secret32: str, at: float, *, step: int = 30, digits: int = 6) -> str:
+    key = base64.b32decode(secret32 + "=" * (-len(secret32) % 8))
+    mac = hmac.new(key, int(at // step).to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    number = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return str(number % 10**digits).rjust(digits, "0")
+
+
+def test_reference_matches_rfc6238_vectors() -> None:
+    secret = base64.b32encode(b"12345678901234567890").decode()  # RFC 6238 appendix B, SHA-1
+    assert rfc6238(secret, 59, digits=8) == "94287082"
+    assert rfc6238(secret, 1111111109, digits=8) == "07081804"
+    assert rfc6238(secret, 1234567890, digits=8) == "89005924"
+    assert rfc6238(secret, 20000000000, digits=8) == "65353130"
+
+
+def current_codes(secret32: str) -> tuple[str, str, str]:
+    """(code now, code of the previous step, a code no step within the leeway accepts);
+    waits out the last 1.5 s of a step so the L7R sees the same step as the test."""
+    left = 30 - time.time() % 30
+    if left < 1.5:
+        time.sleep(left + 0.05)
+    now = time.time()
+    near = {rfc6238(secret32, now + d * 30) for d in (-2, -1, 0, 1, 2)}
+    wrong = next(c for c in (f"{n:06d}" for n in range(1000, 10**6, 7919)) if c not in near)
+    return rfc6238(secret32, now), rfc6238(secret32, now - 30), wrong
+
+
+def set_totp_secret(engine: Engine, tenant_id: int, user_id: int, secret32: str) -> None:
+    with engine.begin() as conn:
+        prop = conn.execute(
+            text(
+                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
+                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
+            ),
+            {"k": "l7r.auth.plugin.totp.secret32", "t": tenant_id},
+        ).scalar_one()
+        assignment = conn.execute(
+            text(
+                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
+                "VALUES (:p, 'user') ON CONFLICT (property_id, qvd_object) "
+                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
+            ),
+            {"p": prop},
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO user_properties (user_id, property_id, value) VALUES (:u, :p, :v)"),
+            {"u": user_id, "p": assignment, "v": secret32},
+        )
+
+
+def refused(reply: Reply, reason: bytes) -> None:
+    assert reply.status == 401, reply
+    assert reply.header("WWW-Authenticate") == 'Basic realm="QVD"'
+    assert reason in reply.body, reply.body
+
+
+def row_version(engine: Engine, user_id: int) -> str:
+    """The transaction that last wrote the users row (changes with every UPDATE)."""
+    with engine.begin() as conn:
+        return str(
+            conn.execute(text("SELECT xmin FROM users WHERE id = :u"), {"u": user_id}).scalar()
+        )
+
+
+# ---- auto ------------------------------------------------------------------------------------
+@dataclass
+class AutoTenant:
+    lab: Lab
+    tenant_id: int
+    osf_id: int
+
+    def counts(self) -> tuple[int, int]:
+        """(users, VMs) of the tenant."""
+        with self.lab.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM users WHERE tenant_id = :t), "
+                    "(SELECT count(*) FROM vms v JOIN users u ON u.id = v.user_id "
+                    "  WHERE u.tenant_id = :t)"
+                ),
+                {"t": self.tenant_id},
+            ).one()
+        return int(row[0]), int(row[1])
+
+
+@pytest.fixture
+def auto(lab: Lab, slapd: Directory) -> AutoTenant:
+    tenant_id = add_tenant(lab.engine, "acme")
+    osf_id = add_osf(lab.engine, tenant_id, "auto-desk")
+    set_config(
+        lab.engine,
+        tenant_id,
+        {
+            "l7r.auth.plugins": "auto,ldap",
+            **ldap_settings(slapd, "search"),
+            "auth.auto.osf_id": str(osf_id),
+            "auth.auto.di_tag": "beta",
+        },
+    )
+    return AutoTenant(lab=lab, tenant_id=tenant_id, osf_id=osf_id)
+
+
+def test_auto_first_login_makes_user_and_vm_once(auto: AutoTenant) -> None:
+    lab = auto.lab
+    assert auto.counts() == (0, 0)
+    refused(get(lab, "/qvd/list_of_vm", basic("carol@acme", "wrong")), b"wrong login")
+    refused(get(lab, "/qvd/list_of_vm", basic("bob@acme", "carolpw")), b"found 0 entries")
+    assert auto.counts() == (0, 0), "a refused login creates nothing"
+
+    first = get(lab, "/qvd/list_of_vm", basic("carol@acme", "carolpw"))
+    assert first.status == 200, first
+    listed = json.loads(first.body)
+    assert [(vm["name"], vm["state"]) for vm in listed] == [("carol-1", "stopped")]
+    with lab.engine.begin() as conn:
+        user = conn.execute(
+            text("SELECT id, password FROM users WHERE tenant_id = :t AND login = 'carol'"),
+            {"t": auto.tenant_id},
+        ).one()
+        vm = conn.execute(
+            text("SELECT id, name, osf_id, di_tag, ip FROM vms WHERE user_id = :u"),
+            {"u": user[0]},
+        ).one()
+    assert user[1] is None, "an auto-created user has no local password"
+    version = row_version(lab.engine, user[0])
+    assert tuple(vm) == (listed[0]["id"], "carol-1", auto.osf_id, "beta", "10.0.0.100")
+    assert auto.counts() == (1, 1)
+
+    again = get(lab, "/qvd/list_of_vm", basic("carol@acme", "carolpw"))
+    assert again.status == 200
+    assert json.loads(again.body) == listed
+    assert auto.counts() == (1, 1), "the second login creates nothing"
+    assert row_version(lab.engine, user[0]) == version, "nor rewrites the user (user_changed)"
+
+
+def test_auto_takes_the_first_free_name_and_address(auto: AutoTenant) -> None:
+    """alice already has ``alice-1`` in another OSF; an address is taken by another VM."""
+    lab = auto.lab
+    alice = add_user(lab.engine, auto.tenant_id, "alice")
+    other_osf = add_osf(lab.engine, auto.tenant_id, "other")
+    add_vm(lab.engine, alice, other_osf, "alice-1")
+    with lab.engine.begin() as conn:
+        conn.execute(text("UPDATE vms SET ip = '10.0.0.100' WHERE name = 'alice-1'"))
+    reply = get(lab, "/qvd/list_of_vm", basic("alice@acme", "alicepw"))
+    assert reply.status == 200, reply
+    with lab.engine.begin() as conn:
+        rows = conn.execute(
+            text("SELECT name, osf_id, ip FROM vms WHERE user_id = :u ORDER BY name"),
+            {"u": alice},
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("alice-1", other_osf, "10.0.0.100"),
+        ("alice-2", auto.osf_id, "10.0.0.101"),
+    ]
+
+
+def test_concurrent_first_logins_make_one_vm(auto: AutoTenant) -> None:
+    lab = auto.lab
+    gate = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def login() -> None:
+        gate.wait(5)
+        statuses.append(get(lab, "/qvd/list_of_vm", basic("carol@acme", "carolpw")).status)
+
+    threads = [threading.Thread(target=login) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 6
+    assert auto.counts() == (1, 1)
+
+
+def test_auto_needs_an_osf_of_the_tenant(auto: AutoTenant, slapd: Directory) -> None:
+    lab = auto.lab
+    cases = {"noosf": None, "foreign": str(auto.osf_id)}
+    for name, osf in cases.items():
+        tenant_id = add_tenant(lab.engine, name)
+        values = {"l7r.auth.plugins": "auto,ldap", **ldap_settings(slapd, "search")}
+        if osf is not None:
+            values["auth.auto.osf_id"] = osf
+        set_config(lab.engine, tenant_id, values)
+    refused(get(lab, "/qvd/list_of_vm", basic("carol@noosf", "carolpw")), b"auth.auto.osf_id")
+    refused(
+        get(lab, "/qvd/list_of_vm", basic("carol@foreign", "carolpw")),
+        f"auth.auto.osf_id {auto.osf_id} is not an OSF of tenant 'foreign'".encode(),
+    )
+    with lab.engine.begin() as conn:
+        made = conn.execute(text("SELECT count(*) FROM users WHERE login = 'carol'")).scalar()
+    assert made == 0
+
+
+# ---- totp ------------------------------------------------------------------------------------
+def test_totp_code_after_the_password(lab: Lab) -> None:
+    set_config(lab.engine, 1, {"l7r.auth.plugins": "totp"})
+    set_totp_secret(lab.engine, 1, lab.seed.user_id, SECRET32)
+    now, previous, wrong = current_codes(SECRET32)
+    assert get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + now)).status == 200
+    assert get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + previous)).status == 200
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + wrong)), b"wrong one-time code")
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD)), b"6-digit one-time code")
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", "nope" + now)), b"wrong login")
+    # non-ASCII digits pass str.isdigit but are no code (and broke hmac.compare_digest)
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + "١٢٣٤٥٦")), b"6-digit")
+    # bob has no secret: the right password and any code are not enough
+    refused(get(lab, "/qvd/list_of_vm", basic("bob", PASSWORD + now)), b"no one-time-code")
+
+
+def test_totp_bad_secret_is_a_401(lab: Lab) -> None:
+    set_config(lab.engine, 1, {"l7r.auth.plugins": "totp"})
+    set_totp_secret(lab.engine, 1, lab.seed.user_id, "not base32!")
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + "123456")), b"not valid base32")
+
+
+def test_totp_with_ldap(lab: Lab, slapd: Directory) -> None:
+    tenant_id = add_tenant(lab.engine, "acme")
+    alice = add_user(lab.engine, tenant_id, "alice")
+    set_config(
+        lab.engine, tenant_id, {"l7r.auth.plugins": "totp,ldap", **ldap_settings(slapd, "direct")}
+    )
+    set_totp_secret(lab.engine, tenant_id, alice, SECRET32)
+    now, _, wrong = current_codes(SECRET32)
+    assert get(lab, "/qvd/list_of_vm", basic("alice@acme", "alicepw" + now)).status == 200
+    refused(get(lab, "/qvd/list_of_vm", basic("alice@acme", "alicepw" + wrong)), b"wrong one")
+    refused(get(lab, "/qvd/list_of_vm", basic("alice@acme", "alicepw")), b"one-time code")
