@@ -28,6 +28,15 @@ def run(*argv: str, timeout: float = 60, check: bool = True) -> subprocess.Compl
     return done
 
 
+def _has_tasks(group: Path) -> bool:
+    for path in [group, *group.rglob("*")]:
+        procs = path / "cgroup.procs"
+        with contextlib.suppress(OSError):
+            if procs.is_file() and procs.read_text().strip():
+                return True
+    return False
+
+
 class Lxc:
     """The lxc-* tools on one lxcpath, and the cgroups of its containers."""
 
@@ -91,6 +100,10 @@ class Lxc:
             except FileNotFoundError:
                 continue
             except OSError as exc:
+                if _has_tasks(group):
+                    # a live container's group (one of the same name started by another
+                    # node on this machine): never ours to remove
+                    continue
                 raise BackendError(f"cannot remove cgroup {group}: {exc.strerror}") from None
 
     def limit(self, name: str, controller: str, key: str) -> str | None:

@@ -1,0 +1,5 @@
+"""End-to-end fixtures: the real-node fixtures of the HKD tests."""
+
+from tests.hkd.conftest import lxc_node, lxc_storage, run_dir, test_image
+
+__all__ = ["lxc_node", "lxc_storage", "run_dir", "test_image"]

@@ -1,0 +1,203 @@
+"""The whole product, end to end: `qvd-client` → L7R (TLS) → the HKD starts an LXC
+container → VMA → nxagent → the client's nxproxy draws the session into an Xvfb,
+where a screenshot must show the xterm. Then reconnecting, a takeover by a second
+client, and `user_state` following every step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from qvd.db import DatabaseTarget, hash_password
+from qvd.di.screenshot import Screenshot, take_screenshot
+from qvd.di.testbed import Xvfb
+from qvd.hkd.daemon import Hkd
+from qvd.node.services import node_services
+from tests.hkd.conftest import add_host, runtime
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm
+from tests.hkd.test_daemon import wait_for
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def xterm_visible(shot: Screenshot) -> bool:
+    """The session's white xterm with dark text, on the agent's black root window."""
+    box = shot.bright_box()
+    if box is None:
+        return False
+    x0, y0, x1, y1 = box
+    return (x1 - x0) > 300 and (y1 - y0) > 200 and shot.count_in_box(box) > 50
+
+
+def wait_for_xterm(display: str, timeout: float) -> Screenshot:
+    end = time.monotonic() + timeout
+    shot = take_screenshot(display)
+    while not xterm_visible(shot) and time.monotonic() < end:
+        time.sleep(0.2)
+        shot = take_screenshot(display)
+    return shot
+
+
+class Client:
+    """A `qvd-client` process, its output collected line by line."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._reader.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[tuple[Hkd, LxcNode]]:
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    config = lxc_node.config(**{"l7r.address": "127.0.0.1", "l7r.port": "0"})
+    hkd = Hkd(config, target=db, services=node_services(config, db))
+    hkd.start()
+    try:
+        yield hkd, lxc_node
+    finally:
+        hkd.stop()
+
+
+def user_state(engine: Engine, vm_id: int) -> str:
+    return str(runtime(engine, vm_id)["user_state"])
+
+
+def xterm_pids(node: LxcNode, vm_id: int) -> list[int]:
+    done = subprocess.run(
+        ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}", "--",
+         "ps", "-C", "xterm", "-o", "pid="],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return sorted(int(w) for w in done.stdout.split())
+
+
+def diagnose(client: Client, home: Path, node: LxcNode, vm_id: int) -> str:
+    """Everything that tells why no desktop came: client, nxproxy, VMA and nxagent logs."""
+    parts = [f"client:\n{client.output()}"]
+    nxlog = home / "nx" / "nxproxy.log"
+    parts.append(f"nxproxy.log:\n{nxlog.read_text()[-2000:] if nxlog.exists() else '-'}")
+    for name in ("vma.log", "nxagent.log", "x-session.log"):
+        done = subprocess.run(
+            ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}",
+             "--", "tail", "-n", "30", f"/var/log/qvd/{name}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        parts.append(f"{name}:\n{done.stdout}{done.stderr}")
+    return "\n".join(parts)
+
+
+def test_log_in_see_the_desktop_reconnect_and_take_over(
+    engine: Engine, node: tuple[Hkd, LxcNode], test_image: Path, tmp_path: Path
+) -> None:
+    hkd, lxc = node
+    vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
+    with engine.begin() as conn:
+        login = conn.execute(
+            text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id WHERE v.id = :v"),
+            {"v": vm_id},
+        ).scalar_one()
+        conn.execute(
+            text("UPDATE users SET password = :p WHERE login = :l"),
+            {"p": hash_password("s3cret!"), "l": login},
+        )
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret!\n")
+    port = hkd.services[0].port  # type: ignore[attr-defined]
+    output_dir = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    xvfb = Xvfb()
+    clients: list[Client] = []
+
+    def connect(home: str) -> Client:
+        env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(tmp_path / home),
+               "NX_ROOT": str(tmp_path / home / "nx")}  # fmt: skip
+        argv = [sys.executable, "-m", "qvd.client.main", "--host", "127.0.0.1", "--port",
+                str(port), "--user", login, "--password-file", str(password_file),
+                "--vm", str(vm_id), "--insecure", "--link", "lan"]  # fmt: skip
+        client = Client(argv, env)
+        clients.append(client)
+        return client
+
+    try:
+        # the list works and shows the VM
+        listing = subprocess.run(
+            [sys.executable, "-m", "qvd.client.main", "--host", "127.0.0.1", "--port", str(port),
+             "--user", login, "--password-file", str(password_file), "--list", "--insecure"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "HOME": str(tmp_path / "lister")},
+        )  # fmt: skip
+        assert listing.returncode == 0, listing.stdout + listing.stderr
+        assert str(vm_id) in listing.stdout
+
+        # cold: the VM is stopped; the client's connect starts it
+        first = connect("one")
+        shot = wait_for_xterm(xvfb.display, 90)
+        shot.save_png(output_dir / "e2e-desktop.png")
+        assert xterm_visible(shot), diagnose(first, tmp_path / "one", lxc, vm_id)
+        wait_for(lambda: user_state(engine, vm_id) == "connected", 10, "user_state connected")
+        assert runtime(engine, vm_id)["vm_state"] == "running"
+        session = xterm_pids(lxc, vm_id)
+        assert len(session) == 1
+
+        # the client goes away: the session is suspended, the user disconnected
+        first.close()
+        wait_for(lambda: user_state(engine, vm_id) == "disconnected", 15, "disconnected")
+
+        # reconnect: the same X session comes back
+        assert not xterm_visible(take_screenshot(xvfb.display))  # the client's window is gone
+        second = connect("two")
+        wait_for(lambda: user_state(engine, vm_id) == "connected", 60, "connected again")
+        assert xterm_visible(wait_for_xterm(xvfb.display, 60)), diagnose(
+            second, tmp_path / "two", lxc, vm_id
+        )
+        assert xterm_pids(lxc, vm_id) == session
+
+        # takeover: a second client for the same VM ends the first one's session
+        third = connect("three")
+        wait_for(lambda: second.proc.poll() is not None, 60, "the first client cut off")
+        wait_for(lambda: user_state(engine, vm_id) == "connected", 60, "taken over")
+        assert xterm_visible(wait_for_xterm(xvfb.display, 60)), diagnose(
+            third, tmp_path / "three", lxc, vm_id
+        )
+        assert xterm_pids(lxc, vm_id) == session
+        third.close()
+        wait_for(lambda: user_state(engine, vm_id) == "disconnected", 15, "disconnected")
+    finally:
+        for client in clients:
+            client.close()
+        xvfb.close()
