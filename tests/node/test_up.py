@@ -158,7 +158,8 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
     info = httpx.post(f"https://127.0.0.1:{api_port}/api/info", json={}, verify=trust, timeout=10)
     assert info.status_code == 200
     assert info.json()["status"] == 0
-    assert client_line.startswith(f"qvd-client --host 127.0.0.1 --port {port} --user demo ")
+    assert f"qvd-client --host 127.0.0.1 --port {port} --user demo " in client_line
+    assert Path(client_line.split()[0]).name == "qvd-client"
     assert _link_exists(bridge)
     image_line = next(line for line in lines if line.startswith("  demo disk image: "))
     assert Path(image_line.split(": ", 1)[1]).name.startswith("test-")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -225,9 +226,10 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
         if report.desktop is not None:
             d = report.desktop
             print("  your desktop (run it as root on this machine, with a display):", file=out)
+            client = Path(sys.executable).with_name("qvd-client")
             command = (
-                f"qvd-client --host 127.0.0.1 --port {port} --user {d.user} "
-                f"--password-file {d.password_file} --vm {d.vm_id} --insecure"
+                f"{client if client.exists() else 'qvd-client'} --host 127.0.0.1 --port {port} "
+                f"--user {d.user} --password-file {d.password_file} --vm {d.vm_id} --insecure"
             )
             print(f"    {command}", file=out)
     if report.api is not None:
