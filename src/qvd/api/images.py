@@ -5,8 +5,9 @@ never held in memory), checked, then renamed to ``images/<di_id>-<name>`` and th
 DI published. Checks: the name says a known format (``.tar``, ``.tar.gz``/``.tgz``,
 ``.tar.xz``, ``.tar.zst`` for LXC; ``.qcow2`` for KVM), the size is within
 :data:`MAX_IMAGE_BYTES` and the disk has room, a qcow2 file starts with its magic, and
-every member of a tarball stays inside the root (no absolute path, no ``..``, no
-hard link out of it) and is a file, directory, link, device node or FIFO.
+every member of a tarball passes ``qvd.imagefile.check_tar`` (the same check the node
+daemon makes before it unpacks: nothing outside the root, no link escaping it, nothing
+written through a link, no device node outside ``dev/``).
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
-import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from qvd.api.errors import ApiError, InvalidRequest, NotFound, Status
+from qvd.imagefile import ImageRejected, check_tar
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -92,37 +90,6 @@ def copy_into(source: IO[bytes], folder: Path, declared_size: int | None = None)
     return tmp
 
 
-@contextmanager
-def _tar_stream(path: Path, name: str) -> Iterator[tarfile.TarFile]:
-    if name.endswith(".tar.zst"):
-        proc = subprocess.Popen(["zstd", "-dc", "--", str(path)], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                yield tar
-        finally:
-            proc.stdout.close()
-            proc.kill()
-            proc.wait()
-    else:
-        with tarfile.open(path, mode="r|*") as tar:
-            yield tar
-
-
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    parts = PurePosixPath(member.name).parts
-    if member.name.startswith("/") or ".." in parts:
-        return "leaves the image root"
-    if member.islnk():
-        link = PurePosixPath(member.linkname)
-        if member.linkname.startswith("/") or ".." in link.parts:
-            return f"is a hard link out of the root ({member.linkname})"
-    ok = member.isreg() or member.isdir() or member.issym() or member.islnk()
-    if not (ok or member.ischr() or member.isblk() or member.isfifo()):
-        return "is of an unsupported type"
-    return None
-
-
 def check_image(path: Path, name: str) -> int:
     """Validate an image file; returns the number of tar members (0 for qcow2)."""
     if name.endswith(".qcow2"):
@@ -130,23 +97,11 @@ def check_image(path: Path, name: str) -> int:
             if f.read(4) != _QCOW2_MAGIC:
                 raise InvalidRequest(f"{name}: not a qcow2 image (bad magic)", Status.UPLOAD_FAILED)
         return 0
-    count = 0
     try:
-        with _tar_stream(path, name) as tar:
-            for member in tar:
-                problem = _member_problem(member)
-                if problem:
-                    raise InvalidRequest(
-                        f"{name}: unsafe member {member.name!r}: {problem}", Status.UPLOAD_FAILED
-                    )
-                count += 1
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise InvalidRequest(
-            f"{name}: not a readable tarball: {exc}", Status.UPLOAD_FAILED
-        ) from None
-    if count == 0:
-        raise InvalidRequest(f"{name}: the tarball is empty", Status.UPLOAD_FAILED)
-    return count
+        return check_tar(path, name=name).members
+    except ImageRejected as exc:
+        reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
+        raise InvalidRequest(reason, Status.UPLOAD_FAILED) from None
 
 
 def staged_file(staging: Path, name: str) -> Path:

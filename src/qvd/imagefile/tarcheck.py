@@ -57,9 +57,10 @@ def decompressor_for(path: Path) -> list[str] | None:
 
 
 @contextmanager
-def tar_stream(path: Path) -> Iterator[IO[bytes]]:
-    """A readable plain-tar byte stream of the image file."""
-    command = decompressor_for(path)
+def tar_stream(path: Path, name: str | None = None) -> Iterator[IO[bytes]]:
+    """A readable plain-tar byte stream of the image file (its format from ``name``,
+    default the file's own name)."""
+    command = decompressor_for(Path(name) if name else path)
     if command is None:
         with open(path, "rb") as f:
             yield f
@@ -76,7 +77,8 @@ def tar_stream(path: Path) -> Iterator[IO[bytes]]:
             _, err = proc.communicate()
             if proc.returncode not in (0, -13):  # -13: we stopped reading early (SIGPIPE)
                 raise ImageRejected(
-                    f"{path.name}: cannot decompress ({err.decode(errors='replace').strip()})"
+                    f"{name or path.name}: cannot decompress "
+                    f"({err.decode(errors='replace').strip()})"
                 )
 
 
@@ -138,14 +140,16 @@ def check_member(member: tarfile.TarInfo, symlinks: set[str], seen: set[str]) ->
     seen.add(name)
 
 
-def check_tar(path: Path, *, max_bytes: int | None = None) -> TarReport:
+def check_tar(path: Path, *, name: str | None = None, max_bytes: int | None = None) -> TarReport:
     """Read the whole image and check every member; raise ImageRejected on the first
-    unsafe one."""
+    unsafe one. ``name`` gives the format when the file's own name does not (an
+    upload in a temporary file)."""
+    label = name or path.name
     symlinks: set[str] = set()
     seen: set[str] = set()
     count = total = skipped = 0
     try:
-        with tar_stream(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tar_stream(path, name) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 check_member(member, symlinks, seen)
                 count += 1
@@ -154,7 +158,7 @@ def check_tar(path: Path, *, max_bytes: int | None = None) -> TarReport:
                 if max_bytes is not None and total > max_bytes:
                     raise ImageRejected(f"{path.name}: unpacks to more than {max_bytes} bytes")
     except tarfile.TarError as exc:
-        raise ImageRejected(f"{path.name}: not a readable tar archive ({exc})") from None
+        raise ImageRejected(f"{label}: not a readable tar archive ({exc})") from None
     if count == 0:
-        raise ImageRejected(f"{path.name}: the archive is empty")
+        raise ImageRejected(f"{label}: the archive is empty")
     return TarReport(members=count, bytes=total, skipped_dev=skipped)
