@@ -7,7 +7,9 @@ firewall (reference §2.7, without NAT and without a route out).
   default gateway.
 - The bridge carries the node's address (in the host range, below ``ip.start``).
 - nftables: VMs cannot talk to each other, cannot open connections to any node, and
-  only answer on the VMA and nxagent ports; nothing from VMs is routed.
+  only answer on the VMA and nxagent ports; nothing from VMs is routed. The inet
+  forward chain repeats the bridge rules because, where ``br_netfilter`` is loaded,
+  bridged frames (a VM answering another node's L7R) pass through it too.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ table inet {t} {{
   }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
+    iifname "{br}" ip saddr {vms} tcp sport {ports} accept
     iifname "{br}" ip saddr {vms} drop
   }}
 }}
