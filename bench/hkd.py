@@ -39,7 +39,7 @@ from qvd.db import EmbeddedCluster, Listener, make_engine, upgrade
 from qvd.di import ensure_image
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
-from qvd.hkd.network import GUARD_METRIC
+from qvd.hkd.network import NodeNetwork
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,6 +141,29 @@ def wait_states(
     raise RuntimeError(f"VMs {missing} never reached {until}: {seen}")
 
 
+def teardown(
+    root: Path, bridge: str, subnet: ipaddress.IPv4Network, cluster: EmbeddedCluster
+) -> None:
+    """Remove what a bench node left: containers, bridge, firewall, guard route, database
+    and files (also used by bench/l7r.py)."""
+    paths = {"path.run": str(root / "run"), "path.storage.root": str(root / "storage")}
+    backend = LxcBackend(Config().with_overrides(paths))
+    for vm in backend.list_leftovers():
+        with contextlib.suppress(Exception):
+            backend.kill(vm)
+            backend.cleanup(vm)
+    NodeNetwork(
+        bridge=bridge,
+        host_address=str(subnet.network_address + 2),
+        network=subnet,
+        ip_start=subnet.network_address + 100,
+        vma_port=3030,
+        x_port=4100,
+    ).remove(guard=True)
+    cluster.remove()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (under a minute)")
@@ -239,26 +262,7 @@ def main() -> int:
     finally:
         if hkd is not None:
             hkd.halt()
-        paths = {"path.run": str(root / "run"), "path.storage.root": str(root / "storage")}
-        backend2 = LxcBackend(Config().with_overrides(paths))
-        for vm in backend2.list_leftovers():
-            with contextlib.suppress(Exception):
-                backend2.kill(vm)
-                backend2.cleanup(vm)
-        for family in ("bridge", "inet"):
-            subprocess.run(
-                ["nft", "delete", "table", family, f"qvd_{bridge}"],
-                capture_output=True,
-                check=False,
-            )
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        subprocess.run(
-            ["ip", "route", "del", "unreachable", str(subnet), "metric", str(GUARD_METRIC)],
-            capture_output=True,
-            check=False,
-        )
-        cluster.remove()
-        shutil.rmtree(root, ignore_errors=True)
+        teardown(root, bridge, subnet, cluster)
 
 
 if __name__ == "__main__":

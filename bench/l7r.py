@@ -43,7 +43,6 @@ import multiprocessing.pool
 import os
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import statistics
@@ -59,7 +58,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hkd import command, free_subnet, percentile, seed
+from hkd import command, free_subnet, percentile, seed, teardown
 from qvd.client.protocol import (
     ClientError,
     ClientProtocol,
@@ -72,9 +71,7 @@ from qvd.config import Config
 from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.di import ensure_image
-from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
-from qvd.hkd.network import GUARD_METRIC
 from qvd.node.services import node_services
 from qvd.vma.auth import SecretStore
 from qvd.vma.client import VmaClient
@@ -653,26 +650,7 @@ def main() -> int:
             sink.join(5)
         if hkd is not None:
             hkd.halt()
-        paths = {"path.run": str(root / "run"), "path.storage.root": str(root / "storage")}
-        backend = LxcBackend(Config().with_overrides(paths))
-        for leftover in backend.list_leftovers():
-            with contextlib.suppress(Exception):
-                backend.kill(leftover)
-                backend.cleanup(leftover)
-        for family in ("bridge", "inet"):
-            subprocess.run(
-                ["nft", "delete", "table", family, f"qvd_{bridge}"],
-                capture_output=True,
-                check=False,
-            )
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        subprocess.run(
-            ["ip", "route", "del", "unreachable", str(subnet), "metric", str(GUARD_METRIC)],
-            capture_output=True,
-            check=False,
-        )
-        cluster.remove()
-        shutil.rmtree(root, ignore_errors=True)
+        teardown(root, bridge, subnet, cluster)
 
 
 if __name__ == "__main__":
