@@ -242,6 +242,37 @@ def test_stopped_vm_gets_a_host_and_a_start_command(lab: Lab) -> None:
         assert head.startswith(b"HTTP/1.1 101")
 
 
+def test_a_vm_caught_stopping_is_started_again_once_stopped(lab: Lab) -> None:
+    vm = lab.seed.vm_id
+    with lab.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE vm_runtimes SET host_id = :h, vm_state = 'stopping' WHERE vm_id = :v"),
+            {"h": lab.seed.host_id, "v": vm},
+        )
+    with lab.connect() as s:
+        buf = bytearray()
+        s.sendall(swap_ids(A2, vm))
+        head, _ = read_response(s, buf)  # "Session acquired"; then it waits for the stop
+        assert head.startswith(b"HTTP/1.1 102")
+        with lab.engine.begin() as conn:  # what the HKD does at the end of a stop
+            conn.execute(
+                text(
+                    "UPDATE vm_runtimes SET vm_state = 'stopped', host_id = NULL WHERE vm_id = :v"
+                ),
+                {"v": vm},
+            )
+        infos = []
+        head, _ = read_response(s, buf)
+        while head.startswith(b"HTTP/1.1 102") and b"Waiting for VM" not in head:
+            infos.append(head.split(b": ", 1)[1].strip())
+            head, _ = read_response(s, buf)
+        assert infos == [f"Assigning VM {vm} to host".encode(), b"Starting virtual machine"]
+        lab.run_vm(vm)
+        while head.startswith(b"HTTP/1.1 102"):
+            head, _ = read_response(s, buf)
+        assert head.startswith(b"HTTP/1.1 101")
+
+
 def test_bearer_tokens_single_and_multi_use(lab: Lab) -> None:
     from qvd.l7r.auth import issue_token
 

@@ -172,6 +172,10 @@ class ConnectFlow:
             rt = self._check_abort(conn, vm_id)
         if rt.vm_state == "running" and rt.vm_address:
             return rt
+        if rt.vm_state == "stopping":
+            rt = self._wait_stopped(vm_id, cancelled)
+            if rt.vm_state == "running" and rt.vm_address:
+                return rt
         if rt.host_id is None and rt.vm_state == "stopped":
             progress(hs.move(S.ASSIGNING))
             with Session(self._engine) as session, session.begin():
@@ -208,6 +212,20 @@ class ConnectFlow:
                     f"VM {vm_id} did not reach state 'running' within {timeout} s "
                     f"(it is {rt.vm_state})"
                 )
+            seen = self._wait(vm_id, seen, deadline, cancelled)
+
+    def _wait_stopped(self, vm_id: int, cancelled: threading.Event) -> store.Runtime:
+        """A VM caught while stopping is started again once it has stopped."""
+        timeout = self._config.get_int("internal.l7r.timeout.vm_stop")
+        deadline = time.monotonic() + timeout
+        seen = self._notifier.version(vm_id)
+        while True:
+            with self._engine.begin() as conn:
+                rt = self._check_abort(conn, vm_id)
+            if rt.vm_state != "stopping":
+                return rt
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"VM {vm_id} is still stopping after {timeout} s")
             seen = self._wait(vm_id, seen, deadline, cancelled)
 
     def _vma_params(
