@@ -11,7 +11,13 @@ from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_eac
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import GLOBAL_TENANT_ID, RECOVERY_ADMIN_ID, Principal
-from qvd.api.services.common import created_fields, in_scope, language_arg, list_action
+from qvd.api.services.common import (
+    created_fields,
+    crud_actions,
+    in_scope,
+    language_arg,
+    list_action,
+)
 from qvd.api.services.roles import acl_scope, resolve_roles
 from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
 from qvd.db.passwords import hash_password
@@ -228,14 +234,10 @@ def _acls_in_admins(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="administrator_get_list", qvd_object="administrator", type_of_action="see",
-           acls=("administrator.see-main.",), handler=list_action(SPEC)),
-    Action(name="administrator_create", qvd_object="administrator", type_of_action="create",
-           acls=("administrator.create.",), handler=_create),
-    Action(name="administrator_update", qvd_object="administrator", type_of_action="update",
-           acls=(r"^administrator\.update\.",), handler=_update),
-    Action(name="administrator_delete", qvd_object="administrator", type_of_action="delete",
-           acls=("administrator.delete.",), handler=_delete),
+    *crud_actions(
+        "administrator", SPEC, see=("administrator.see-main.",),
+        create=_create, update=_update, delete=_delete,
+    ),
     Action(name="myadmin_update", qvd_object="administrator", type_of_action="update",
            acls=(), handler=_myadmin_update),
     Action(name="current_admin_setup", qvd_object="administrator", type_of_action="see",

@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
 from qvd.api.errors import Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.listing import Expr, Field, ListQuery, ListSpec, run_list
 from qvd.api.principal import GLOBAL_TENANT_ID, Principal
@@ -32,6 +32,7 @@ __all__ = [
     "PROPERTY_TABLES",
     "apply_properties",
     "created_fields",
+    "crud_actions",
     "in_scope",
     "language_arg",
     "list_action",
@@ -201,6 +202,31 @@ def property_args(args: Args, obj: str, *, create: bool) -> tuple[dict[str, Any]
             Status.BAD_ARGUMENT_VALUE,
         )
     return set_values, deleted
+
+
+def crud_actions(
+    obj: str,
+    spec: ListSpec,
+    *,
+    see: tuple[str, ...],
+    create: Handler,
+    update: Handler,
+    delete: Handler,
+) -> tuple[Action, ...]:
+    """The four catalogue entries every object has: ``<obj>_get_list`` (ACLs ``see``),
+    ``<obj>_create`` (``<obj>.create.``), ``<obj>_update`` (any ``<obj>.update.*``) and
+    ``<obj>_delete`` (``<obj>.delete.``)."""
+
+    def entry(verb: str, kind: str, acls: tuple[str, ...], handler: Handler) -> Action:
+        return Action(name=f"{obj}_{verb}", qvd_object=obj, type_of_action=kind, acls=acls,
+                      handler=handler)  # fmt: skip
+
+    return (
+        entry("get_list", "see", see, list_action(spec)),
+        entry("create", "create", (f"{obj}.create.",), create),
+        entry("update", "update", (rf"^{obj}\.update\.",), update),
+        entry("delete", "delete", (f"{obj}.delete.",), delete),
+    )
 
 
 def list_action(spec: ListSpec) -> Handler:

@@ -34,6 +34,7 @@ from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
+    crud_actions,
     in_scope,
     list_action,
     properties_field,
@@ -396,14 +397,10 @@ def _unlink_image(ctx: Ctx, di_id: int, path: str) -> None:
 
 
 ACTIONS = (
-    Action(name="di_get_list", qvd_object="di", type_of_action="see",
-           acls=("di.see-main.", r"^[a-z]+\.see\.di-list$"), handler=list_action(SPEC)),
-    Action(name="di_create", qvd_object="di", type_of_action="create",
-           acls=("di.create.",), handler=_create),
-    Action(name="di_update", qvd_object="di", type_of_action="update",
-           acls=(r"^di\.update\.",), handler=_update),
-    Action(name="di_delete", qvd_object="di", type_of_action="delete",
-           acls=("di.delete.",), handler=_delete),
+    *crud_actions(
+        "di", SPEC, see=("di.see-main.", r"^[a-z]+\.see\.di-list$"),
+        create=_create, update=_update, delete=_delete,
+    ),
     Action(name="di_publish", qvd_object="di", type_of_action="exec",
            acls=("di.update.publish",), handler=_publish),
     Action(name="tag_get_list", qvd_object="di", type_of_action="see",

@@ -15,7 +15,7 @@ from qvd.api.principal import Principal
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
-    list_action,
+    crud_actions,
     properties_field,
     property_args,
 )
@@ -155,14 +155,10 @@ def _stop_vms(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="host_get_list", qvd_object="host", type_of_action="see",
-           acls=("host.see-main.",), handler=list_action(SPEC)),
-    Action(name="host_create", qvd_object="host", type_of_action="create",
-           acls=("host.create.",), handler=_create),
-    Action(name="host_update", qvd_object="host", type_of_action="update",
-           acls=(r"^host\.update\.",), handler=_update),
-    Action(name="host_delete", qvd_object="host", type_of_action="delete",
-           acls=("host.delete.",), handler=_delete),
+    *crud_actions(
+        "host", SPEC, see=("host.see-main.",),
+        create=_create, update=_update, delete=_delete,
+    ),
     Action(name="host_stop_vms", qvd_object="host", type_of_action="exec",
            acls=("host.update.stop-vms",), handler=_stop_vms),
 )  # fmt: skip

@@ -7,14 +7,14 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
 from qvd.api.errors import Conflict, InvalidRequest, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
+    crud_actions,
     in_scope,
-    list_action,
     properties_field,
     property_args,
     tenant_arg,
@@ -153,12 +153,8 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="osf_get_list", qvd_object="osf", type_of_action="see",
-           acls=("osf.see-main.", r"^[a-z]+\.see\.osf-list$"), handler=list_action(SPEC)),
-    Action(name="osf_create", qvd_object="osf", type_of_action="create",
-           acls=("osf.create.",), handler=_create),
-    Action(name="osf_update", qvd_object="osf", type_of_action="update",
-           acls=(r"^osf\.update\.",), handler=_update),
-    Action(name="osf_delete", qvd_object="osf", type_of_action="delete",
-           acls=("osf.delete.",), handler=_delete),
+    *crud_actions(
+        "osf", SPEC, see=("osf.see-main.", r"^[a-z]+\.see\.osf-list$"),
+        create=_create, update=_update, delete=_delete,
+    ),
 )  # fmt: skip

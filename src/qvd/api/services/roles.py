@@ -14,7 +14,13 @@ from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_eac
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import GLOBAL_TENANT_ID, Principal
-from qvd.api.services.common import created_fields, list_action, tenant_arg, tenant_fields
+from qvd.api.services.common import (
+    created_fields,
+    crud_actions,
+    list_action,
+    tenant_arg,
+    tenant_fields,
+)
 from qvd.db.acls import role_acls
 from qvd.db.models import Acl, AclRoleRelation, Role, RoleRoleRelation
 
@@ -283,14 +289,10 @@ def _acls_in_roles(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="role_get_list", qvd_object="role", type_of_action="see",
-           acls=("role.see-main.", r"^administrator\.see\.roles$"), handler=list_action(SPEC)),
-    Action(name="role_create", qvd_object="role", type_of_action="create",
-           acls=("role.create.",), handler=_create),
-    Action(name="role_update", qvd_object="role", type_of_action="update",
-           acls=(r"^role\.update\.",), handler=_update),
-    Action(name="role_delete", qvd_object="role", type_of_action="delete",
-           acls=("role.delete.",), handler=_delete),
+    *crud_actions(
+        "role", SPEC, see=("role.see-main.", r"^administrator\.see\.roles$"),
+        create=_create, update=_update, delete=_delete,
+    ),
     Action(name="acl_get_list", qvd_object="acl", type_of_action="see",
            acls=(r"^(role|administrator)\.see\.acl-list$",), handler=list_action(ACL_SPEC)),
     Action(name="get_acls_in_roles", qvd_object="acl", type_of_action="see",

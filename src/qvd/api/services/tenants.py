@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
 from qvd.api.errors import Conflict, InvalidRequest, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import Principal
-from qvd.api.services.common import created_fields, language_arg, list_action
+from qvd.api.services.common import created_fields, crud_actions, language_arg
 from qvd.db.models import Administrator, Osf, Role, Tenant, User
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -119,12 +119,8 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="tenant_get_list", qvd_object="tenant", type_of_action="see",
-           acls=("tenant.see-main.",), handler=list_action(SPEC)),
-    Action(name="tenant_create", qvd_object="tenant", type_of_action="create",
-           acls=("tenant.create.",), handler=_create),
-    Action(name="tenant_update", qvd_object="tenant", type_of_action="update",
-           acls=(r"^tenant\.update\.",), handler=_update),
-    Action(name="tenant_delete", qvd_object="tenant", type_of_action="delete",
-           acls=("tenant.delete.",), handler=_delete),
+    *crud_actions(
+        "tenant", SPEC, see=("tenant.see-main.",),
+        create=_create, update=_update, delete=_delete,
+    ),
 )  # fmt: skip

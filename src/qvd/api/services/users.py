@@ -7,15 +7,15 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
 from qvd.api.errors import Conflict, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
+    crud_actions,
     in_scope,
     language_arg,
-    list_action,
     properties_field,
     property_args,
     tenant_arg,
@@ -139,12 +139,8 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="user_get_list", qvd_object="user", type_of_action="see",
-           acls=("user.see-main.", r"^[a-z]+\.see\.user-list$"), handler=list_action(SPEC)),
-    Action(name="user_create", qvd_object="user", type_of_action="create",
-           acls=("user.create.",), handler=_create),
-    Action(name="user_update", qvd_object="user", type_of_action="update",
-           acls=(r"^user\.update\.",), handler=_update),
-    Action(name="user_delete", qvd_object="user", type_of_action="delete",
-           acls=("user.delete.",), handler=_delete),
+    *crud_actions(
+        "user", SPEC, see=("user.see-main.", r"^[a-z]+\.see\.user-list$"),
+        create=_create, update=_update, delete=_delete,
+    ),
 )  # fmt: skip

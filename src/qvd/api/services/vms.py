@@ -21,8 +21,8 @@ from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
+    crud_actions,
     in_scope,
-    list_action,
     properties_field,
     property_args,
     tenant_fields,
@@ -285,14 +285,10 @@ def _disconnect(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 ACTIONS = (
-    Action(name="vm_get_list", qvd_object="vm", type_of_action="see",
-           acls=("vm.see-main.", r"^[a-z]+\.see\.vm-list$"), handler=list_action(SPEC)),
-    Action(name="vm_create", qvd_object="vm", type_of_action="create",
-           acls=("vm.create.",), handler=_create),
-    Action(name="vm_update", qvd_object="vm", type_of_action="update",
-           acls=(r"^vm\.update\.",), handler=_update),
-    Action(name="vm_delete", qvd_object="vm", type_of_action="delete",
-           acls=("vm.delete.",), handler=_delete),
+    *crud_actions(
+        "vm", SPEC, see=("vm.see-main.", r"^[a-z]+\.see\.vm-list$"),
+        create=_create, update=_update, delete=_delete,
+    ),
     Action(name="vm_start", qvd_object="vm", type_of_action="exec",
            acls=("vm.update.state",), handler=_start),
     Action(name="vm_stop", qvd_object="vm", type_of_action="exec",
