@@ -40,6 +40,15 @@ def drive(rec: Reconciler, vm_id: int, until: str, limit: float = 5.0) -> list[s
     raise AssertionError(f"never reached {until}: {states}")
 
 
+def running_vm(engine: Engine, rec: Reconciler, vma: FakeVma) -> tuple[int, str]:
+    """A VM started on this host, its VMA answering."""
+    vm_id, ip = add_vm(engine)
+    vma.alive.add(ip)
+    command(engine, vm_id, "start", rec.host.id)
+    drive(rec, vm_id, "running")
+    return vm_id, ip
+
+
 def test_start_then_stop(engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]) -> None:
     rec, backend, vma = parts
     vm_id, ip = add_vm(engine)
@@ -146,10 +155,7 @@ def test_a_dead_vma_while_running_stops_the_vm(
     engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
 ) -> None:
     rec, _, vma = parts
-    vm_id, ip = add_vm(engine)
-    vma.alive.add(ip)
-    command(engine, vm_id, "start", rec.host.id)
-    drive(rec, vm_id, "running")
+    vm_id, ip = running_vm(engine, rec, vma)
     vma.alive.discard(ip)
     started = time.monotonic()
     drive(rec, vm_id, "stopped")
@@ -161,10 +167,7 @@ def test_a_crashed_vm_is_cleaned_up(
     engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
 ) -> None:
     rec, backend, vma = parts
-    vm_id, ip = add_vm(engine)
-    vma.alive.add(ip)
-    command(engine, vm_id, "start", rec.host.id)
-    drive(rec, vm_id, "running")
+    vm_id, _ip = running_vm(engine, rec, vma)
     backend.crash(vm_id)
     drive(rec, vm_id, "stopped")
     assert runtime(engine, vm_id)["last_error"] == "the VM exited on its own"
@@ -175,10 +178,7 @@ def test_a_vm_that_ignores_sigterm_is_killed(
     engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
 ) -> None:
     rec, backend, vma = parts
-    vm_id, ip = add_vm(engine)
-    vma.alive.add(ip)
-    command(engine, vm_id, "start", rec.host.id)
-    drive(rec, vm_id, "running")
+    vm_id, _ip = running_vm(engine, rec, vma)
     backend.vms[vm_id].ignores_sigterm = True
     command(engine, vm_id, "stop")
     drive(rec, vm_id, "stopped")
@@ -190,10 +190,7 @@ def test_a_vm_not_assigned_here_is_killed_and_cleaned(
     engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
 ) -> None:
     rec, backend, vma = parts
-    vm_id, ip = add_vm(engine)
-    vma.alive.add(ip)
-    command(engine, vm_id, "start", rec.host.id)
-    drive(rec, vm_id, "running")
+    vm_id, _ip = running_vm(engine, rec, vma)
     with engine.begin() as conn:  # a peer released it (this node was marked lost)
         conn.execute(
             text("UPDATE vm_runtimes SET host_id = NULL, vm_state = 'stopped' WHERE vm_id = :v"),
@@ -208,10 +205,7 @@ def test_a_vm_not_assigned_here_is_killed_and_cleaned(
 
 def test_expirations(engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]) -> None:
     rec, _, vma = parts
-    vm_id, ip = add_vm(engine)
-    vma.alive.add(ip)
-    command(engine, vm_id, "start", rec.host.id)
-    drive(rec, vm_id, "running")
+    vm_id, ip = running_vm(engine, rec, vma)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     with engine.begin() as conn:
         conn.execute(

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -59,7 +59,6 @@ class _Local:
     stop_sent: bool = False
     killed: bool = False
     soft_expiry_signalled: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Reconciler:

@@ -32,7 +32,6 @@ __all__ = [
     "save_start_details",
     "set_host_state",
     "set_vm_state",
-    "touch_vma_ok",
     "vm_ids_on_host",
     "vm_pid",
 ]
@@ -273,13 +272,6 @@ def vm_pid(conn: Connection, vm_id: int) -> int:
         text("SELECT vm_pid FROM vm_runtimes WHERE vm_id = :id"), {"id": vm_id}
     ).scalar()
     return int(pid or 0)
-
-
-def touch_vma_ok(conn: Connection, vm_id: int, host_id: int) -> None:
-    conn.execute(
-        text("UPDATE vm_runtimes SET vma_ok_ts = now() WHERE vm_id = :id AND host_id = :h"),
-        {"id": vm_id, "h": host_id},
-    )
 
 
 def clear_runtime(conn: Connection, vm_id: int, host_id: int, *, error: str | None = None) -> bool:
