@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from qvd.config import Config
 from qvd.hkd.backends.lxc import LxcBackend
-from qvd.hkd.network import GUARD_METRIC
+from qvd.hkd.network import NodeNetwork
 
 __all__ = ["LxcNode", "add_lxc_vm", "free_subnet", "leaks", "node_config"]
 
@@ -126,6 +126,12 @@ class LxcNode:
         path.write_text("".join(f"{k} = {config.get(k)}\n" for k in sorted(_written(config))))
         return path
 
+    def network(self) -> NodeNetwork:
+        return NodeNetwork(
+            bridge=self.bridge, host_address=self.host_address, network=self.subnet,
+            ip_start=self.subnet.network_address + 100, vma_port=3030, x_port=4100,
+        )  # fmt: skip
+
     def backend(self) -> LxcBackend:
         return LxcBackend(self.config())
 
@@ -169,14 +175,7 @@ class LxcNode:
                 backend.kill(vm_id)
             with contextlib.suppress(Exception):
                 backend.cleanup(vm_id)
-        for family in ("bridge", "inet"):
-            subprocess.run(["nft", "delete", "table", family, f"qvd_{self.bridge}"],
-                           capture_output=True, check=False)  # fmt: skip
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
-        subprocess.run(
-            ["ip", "route", "del", "unreachable", str(self.subnet), "metric", str(GUARD_METRIC)],
-            capture_output=True, check=False,
-        )  # fmt: skip
+        self.network().remove(guard=True)
         shutil.rmtree(self.root / self.name, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from qvd.config import load_config
 from qvd.db import embedded_cluster, verify_password
+from qvd.hkd.network import NodeNetwork
 from tests.conftest import free_port, scratch_dir
 from tests.hkd.lxcnode import free_subnet
 
@@ -54,13 +55,14 @@ def node_conf() -> Iterator[Path]:
     finally:
         config = load_config(conf)
         embedded_cluster(config).stop()
-        bridge = config.get("vm.network.bridge")
-        for family in ("bridge", "inet"):
-            subprocess.run(["nft", "delete", "table", family, f"qvd_{bridge}"],
-                           capture_output=True, check=False)  # fmt: skip
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        subprocess.run(["ip", "route", "del", "unreachable", str(subnet), "metric", "4242"],
-                       capture_output=True, check=False)  # fmt: skip
+        NodeNetwork(
+            bridge=config.get("vm.network.bridge"),
+            host_address=str(subnet.network_address + 1),
+            network=subnet,
+            ip_start=subnet.network_address + 100,
+            vma_port=3030,
+            x_port=4100,
+        ).remove(guard=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
