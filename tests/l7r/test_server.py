@@ -321,3 +321,43 @@ def test_slow_loris_is_cut_off(lab: Lab) -> None:
         assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
         assert s.recv(1000) == b""
     assert time.monotonic() - started < 5
+
+
+def test_a_client_leaving_right_after_the_101_never_reaches_the_agent(lab: Lab) -> None:
+    """nxagent ends its X session when a connection closes before the NX greeting, so
+    the L7R dials it only once the client has spoken; the next connect works."""
+    vm = lab.seed.vm_id
+    lab.run_vm(vm)
+    with lab.connect() as s:
+        buf = bytearray()
+        s.sendall(swap_ids(A2, vm))
+        head, _ = read_response(s, buf)
+        while head.startswith(b"HTTP/1.1 102"):
+            head, _ = read_response(s, buf)
+        assert head.startswith(b"HTTP/1.1 101")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with lab.engine.begin() as conn:
+            state = conn.execute(
+                text("SELECT user_state FROM vm_runtimes WHERE vm_id = :v"), {"v": vm}
+            ).scalar()
+        if state == "disconnected":
+            break
+        time.sleep(0.05)
+    assert state == "disconnected"
+    assert lab.nx.received == [], "the agent was dialled for a client that said nothing"
+    with lab.connect() as s:
+        buf = bytearray()
+        s.sendall(swap_ids(A2, vm))
+        head, _ = read_response(s, buf)
+        while head.startswith(b"HTTP/1.1 102"):
+            head, _ = read_response(s, buf)
+        assert head.startswith(b"HTTP/1.1 101")
+        s.sendall(GREETING + b"ECHO-again")
+        got = b""
+        while b"ECHO-again" not in got:
+            chunk = s.recv(100)
+            assert chunk
+            got += chunk
+    assert lab.nx.closed.wait(5)
+    assert len(lab.nx.received) == 1

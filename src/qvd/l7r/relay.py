@@ -1,8 +1,11 @@
 """After the 101: the route check, the connection to nxagent, and the byte relay.
 
-The client's first bytes go through ``GreetingRewriter`` (the NX cookie, see
-``nxcookie``); the rest is copied both ways in 256 KiB reads until either side
-closes, or the session is cancelled (takeover, shutdown).
+nxagent is dialled only after the client's first bytes have arrived: an agent whose
+connection closes before the NX greeting ends its X session, so a client that leaves
+right after the 101 must not cost the user their desktop. Those first bytes go
+through ``GreetingRewriter`` (the NX cookie, see ``nxcookie``); the rest is copied
+both ways in 256 KiB reads until either side closes, or the session is cancelled
+(takeover, shutdown).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from qvd.l7r.errors import Unavailable
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx
 from qvd.l7r.routes import route_problem
 
-__all__ = ["check_route", "open_agent", "relay"]
+__all__ = ["GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
 
 CHUNK = 256 * 1024
+GREETING_TIMEOUT = 30.0  # seconds from the 101 to the client's first NX bytes
 
 
 def check_route(address: str) -> None:
@@ -29,6 +33,17 @@ def check_route(address: str) -> None:
     problem = route_problem(address, done.stdout if done.returncode == 0 else done.stderr)
     if problem is not None:
         raise Unavailable(f"refusing to relay to the VM: {problem}")
+
+
+async def first_bytes(reader: asyncio.StreamReader, trailing: bytes, timeout: float) -> bytes:
+    """The client's first bytes after the 101 (``trailing`` if it sent them along with
+    its request); empty if it closed or stayed silent for ``timeout`` seconds."""
+    if trailing:
+        return trailing
+    try:
+        return await asyncio.wait_for(reader.read(CHUNK), timeout)
+    except (OSError, TimeoutError):
+        return b""
 
 
 async def open_agent(

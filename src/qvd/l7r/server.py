@@ -28,12 +28,13 @@ from qvd.l7r.errors import (
     NotFound,
     ProtocolError,
     RequestTimeout,
+    Unavailable,
     UpgradeRequired,
 )
 from qvd.l7r.flow import ConnectFlow, Target
 from qvd.l7r.notify import Notifier
 from qvd.l7r.params import client_params, vm_id_of
-from qvd.l7r.relay import CHUNK, check_route, open_agent, relay
+from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
 from qvd.l7r.service import Node, Reply, unauthorized_headers
 from qvd.l7r.tls import ensure_certificate, server_context
 from qvd.l7r.wire import CLOSED, NEED_DATA, Request, ServerConnection
@@ -404,17 +405,27 @@ class L7rServer:
         agent: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             await asyncio.to_thread(check_route, target.address)
-            agent = await open_agent(
-                target.address,
-                target.port,
-                float(self._config.get_int("internal.l7r.timeout.vma")),
-            )
             await asyncio.to_thread(self._flow.finish, vm_id)
             writer.write(conn.inform("Connection established"))
             writer.write(conn.switch(target.slave_key))
             await writer.drain()
             relaying.set()
-            await relay((reader, writer), agent, cookie=target.cookie, trailing=conn.trailing_data)
+            # nxagent ends its session when a connection closes before the NX greeting,
+            # so the agent is dialled only once the client has spoken
+            first = await first_bytes(reader, conn.trailing_data, GREETING_TIMEOUT)
+            if not first:
+                log.info("VM %s: the client left before its NX greeting", vm_id)
+                return True
+            try:
+                agent = await open_agent(
+                    target.address,
+                    target.port,
+                    float(self._config.get_int("internal.l7r.timeout.vma")),
+                )
+            except Unavailable as exc:
+                log.warning("VM %s: %s", vm_id, exc.message)
+                return True
+            await relay((reader, writer), agent, cookie=target.cookie, trailing=first)
             return True
         except L7rError as exc:
             writer.write(conn.respond(exc.status, (exc.message + "\n").encode()))
