@@ -4,7 +4,9 @@ of two tenants (A and B) with their admins, users, OSFs, DIs and VMs plus a host
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from qvd.api import create_app
+from qvd.api import create_app, serve
 from qvd.config import Config
 from qvd.db import hash_password, make_engine
 from qvd.db.models import (
@@ -33,7 +35,7 @@ from qvd.db.models import (
     Vm,
 )
 from tests.api.asgi import asgi_client
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, free_port
 
 PASSWORD = "pw-for-tests"
 _HASH = hash_password(PASSWORD)
@@ -46,6 +48,40 @@ def api_config(tmp: Path, **extra: str) -> Config:
         **extra,
     }
     return Config().with_overrides(values, source="test")
+
+
+@dataclass
+class RunningApi:
+    """A real API server (TLS, uvicorn) in a thread; ``stop`` ends it."""
+
+    config: Config
+    port: int
+    stop: threading.Event
+    thread: threading.Thread
+
+
+@contextmanager
+def running_api(tmp: Path, engine: Engine, certs: Path | None = None) -> Iterator[RunningApi]:
+    """``qvd.api.serve`` on a free loopback port, its certificate under ``certs``;
+    stopped (and checked to have ended) on exit."""
+    port = free_port()
+    certs = certs or tmp
+    config = api_config(tmp, **{
+        "api.port": str(port), "path.api.ssl.cert": str(certs / "cert.pem"),
+        "path.api.ssl.key": str(certs / "key.pem"),
+    })  # fmt: skip
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=serve, args=(config,), kwargs={"engine": engine, "ready": ready, "stop": stop}
+    )
+    thread.start()
+    try:
+        assert ready.wait(20)
+        yield RunningApi(config, port, stop, thread)
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
 
 
 class Api:

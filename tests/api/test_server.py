@@ -4,7 +4,6 @@ none is configured, started and stopped by events (as ``qvd up`` does)."""
 from __future__ import annotations
 
 import ssl
-import threading
 from pathlib import Path
 
 import httpx
@@ -13,30 +12,13 @@ from cryptography import x509
 from sqlalchemy import Engine
 
 from qvd.api import api_endpoint, serve
-from qvd.config import Config
-from tests.api.conftest import World, api_config
-from tests.conftest import free_port
+from tests.api.conftest import World, api_config, running_api
 
 
 def test_serve_over_tls_until_stopped(tmp_path: Path, api_engine: Engine, world: World) -> None:
-    port = free_port()
-    config: Config = api_config(
-        tmp_path,
-        **{
-            "api.port": str(port),
-            "path.api.ssl.cert": str(tmp_path / "c" / "cert.pem"),
-            "path.api.ssl.key": str(tmp_path / "c" / "key.pem"),
-        },
-    )
-    ready, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=serve, args=(config,), kwargs={"engine": api_engine, "ready": ready, "stop": stop}
-    )
-    thread.start()
-    try:
-        assert ready.wait(20)
-        endpoint = api_endpoint(config)
-        assert endpoint.url == f"https://127.0.0.1:{port}/"
+    with running_api(tmp_path, api_engine, tmp_path / "c") as server:
+        endpoint = api_endpoint(server.config)
+        assert endpoint.url == f"https://127.0.0.1:{server.port}/"
         assert not endpoint.certificate_created  # made by serve, reused now
         assert oct((tmp_path / "c" / "key.pem").stat().st_mode & 0o777) == "0o600"
         cert = x509.load_pem_x509_certificate((tmp_path / "c" / "cert.pem").read_bytes())
@@ -48,10 +30,6 @@ def test_serve_over_tls_until_stopped(tmp_path: Path, api_engine: Engine, world:
             assert info["status"] == 0
             r = client.post("/api", json={"action": "vm_get_list"})
             assert r.json()["status"] == 3100
-    finally:
-        stop.set()
-        thread.join(20)
-    assert not thread.is_alive()
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path, api_engine: Engine) -> None:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from qvd.api import action
+from qvd.api import action, ws
 from qvd.api.errors import ApiError, RateLimited, http_status
 from qvd.api.metrics import Metrics, MetricsMiddleware
 from qvd.api.routes import ROUTERS
@@ -29,7 +29,9 @@ Two faces over one service layer:
   expects.
 
 Log in with `POST /api/v1/sessions`; send the token as `Authorization: Bearer <sid>`,
-`X-QVD-Sid: <sid>` or the `sid` cookie. Session tokens are never accepted in a URL.
+`X-QVD-Sid: <sid>` or the `sid` cookie. Session tokens are never accepted in a URL,
+except by the `/api/ws` WebSocket (browsers cannot set its headers), which pushes the
+result of a read-only action again whenever it changes.
 """
 
 
@@ -55,6 +57,7 @@ def create_app(config: Config, engine: Engine) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.include_router(action.router)
     app.include_router(di_action_router)
+    ws.install(app, engine)
     for router in ROUTERS:
         app.include_router(router)
 

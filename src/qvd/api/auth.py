@@ -8,8 +8,9 @@
   a URL: clients send it in ``Authorization: Bearer``, the ``X-QVD-Sid`` header, the
   ``sid`` cookie (Secure, HttpOnly, SameSite=Strict) or, for qa4, as ``sid`` in the
   JSON body of ``POST /api``.
-- ``api.login.rate_limit.attempts`` failed logins per minute from one address, or
-  for one login name, lock further tries until the minute has passed.
+- ``api.login.rate_limit.attempts`` failed logins within ``api.login.rate_limit.window``
+  seconds from one address, or for one login name, lock further tries until the
+  oldest of them is older than the window.
 - ``wat.multitenant`` (database first, then file): in multitenant mode the tenant
   name is part of the login (superadmins use ``*``, which is also the default); in
   monotenant mode it is ignored and superadmins cannot log in, except the recovery
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from qvd.api.errors import AuthError, RateLimited, Status
 from qvd.api.principal import RECOVERY_ADMIN_ID, SUPERTENANT_ID, Principal, effective_acls
-from qvd.config import Config
+from qvd.config import Config, ConfigValueError
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
 from qvd.db.models import Config as ConfigRow
@@ -72,10 +73,23 @@ class LoginLimiter:
     """Failed logins per key in a sliding window (in this process)."""
 
     def __init__(self, attempts: int, window: float = 60.0) -> None:
+        if attempts < 1 or window <= 0:
+            raise ConfigValueError(
+                f"the login rate limit needs at least 1 attempt in a positive window, not "
+                f"{attempts} in {window} s (api.login.rate_limit.attempts / .window)"
+            )
         self.attempts = attempts
         self.window = window
         self._fails: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config) -> LoginLimiter:
+        """The limiter ``api.login.rate_limit.attempts`` and ``.window`` describe."""
+        return cls(
+            config.get_int("api.login.rate_limit.attempts"),
+            config.get_int("api.login.rate_limit.window"),
+        )
 
     def _recent(self, key: str, now: float) -> deque[float]:
         q = self._fails.setdefault(key, deque())
@@ -250,9 +264,11 @@ def create_session(
     return token, expires
 
 
-def resolve_session(session: Session, token: str, timeout: int) -> int:
-    """The administrator of a live session. Its expiry is pushed forward when it was
-    last pushed more than a minute ago (so a burst of reads writes nothing)."""
+def resolve_session(session: Session, token: str, timeout: int, *, touch: bool = True) -> int:
+    """The administrator of a live session. With ``touch`` (a request of the admin's),
+    its expiry is pushed forward when it was last pushed more than a minute ago (so a
+    burst of reads writes nothing); the re-runs of ``/api/ws`` do not touch it, so an
+    unattended live page still times out."""
     digest = hash_token(token)
     now = dt.datetime.now(dt.UTC)
     row = session.execute(
@@ -262,7 +278,7 @@ def resolve_session(session: Session, token: str, timeout: int) -> int:
     ).first()
     if row is None:
         raise AuthError("the session has expired or does not exist; log in again", 3300)
-    if row.last_used < now - dt.timedelta(seconds=_TOUCH_EVERY):
+    if touch and row.last_used < now - dt.timedelta(seconds=_TOUCH_EVERY):
         session.execute(
             update(ApiSession)
             .where(ApiSession.token_sha256 == digest)

@@ -29,7 +29,12 @@ from qvd.api.services.dis import publish
 from qvd.api.state import AppState
 from qvd.db.models import Di, DiRuntime
 
-__all__ = ["import_from_staging", "import_upload"]
+__all__ = ["import_from_staging", "import_upload", "max_image_size"]
+
+
+def max_image_size(state: AppState) -> int:
+    """The largest image file an upload or staging import accepts, in bytes."""
+    return state.config.get_int("api.di.upload.max_size")
 
 
 def _import(state: AppState, principal: Principal, arguments: dict[str, Any], tmp: Path,
@@ -88,7 +93,7 @@ def import_upload(
     name = check_name(str(arguments.get("disk_image") or filename))
     principal.require("di.create.", what="uploading a DI")
     folder = images_dir(state.config.get_path("path.storage.images"))
-    tmp = copy_into(stream, folder, size)
+    tmp = copy_into(stream, folder, max_bytes=max_image_size(state), declared_size=size)
     return _import(state, principal, arguments, tmp, name)
 
 
@@ -99,5 +104,7 @@ def import_from_staging(state: AppState, principal: Principal, arguments: dict[s
     source = staged_file(state.config.get_path("path.storage.staging"), name)
     folder = images_dir(state.config.get_path("path.storage.images"))
     with open(source, "rb") as f:
-        tmp = copy_into(f, folder, source.stat().st_size)
+        tmp = copy_into(
+            f, folder, max_bytes=max_image_size(state), declared_size=source.stat().st_size
+        )
     return _import(state, principal, arguments, tmp, check_name(name))

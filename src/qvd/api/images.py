@@ -4,7 +4,7 @@ An upload is streamed to a temporary file next to the images (the request body i
 never held in memory), checked, then renamed to ``images/<di_id>-<name>`` and the
 DI published. Checks: the name says a known format (``.tar``, ``.tar.gz``/``.tgz``,
 ``.tar.xz``, ``.tar.zst`` for LXC; ``.qcow2`` for KVM), the size is within
-:data:`MAX_IMAGE_BYTES` and the disk has room, a qcow2 file starts with its magic, and
+``api.di.upload.max_size`` and the disk has room, a qcow2 file starts with its magic, and
 every member of a tarball passes ``qvd.imagefile.check_tar`` (the same check the node
 daemon makes before it unpacks: nothing outside the root, no link escaping it, nothing
 written through a link, no device node outside ``dev/``).
@@ -23,7 +23,6 @@ from qvd.imagefile import ImageRejected, check_tar
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "MAX_IMAGE_BYTES",
     "check_image",
     "check_name",
     "copy_into",
@@ -31,10 +30,10 @@ __all__ = [
     "images_dir",
     "install",
     "staged_file",
+    "too_large",
 ]
 
 IMAGE_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz", ".tar.xz", ".tar", ".qcow2")
-MAX_IMAGE_BYTES = 64 * 2**30
 _CHUNK = 1 << 20
 _QCOW2_MAGIC = b"QFI\xfb"
 
@@ -60,26 +59,38 @@ def images_dir(path: Path) -> Path:
     return path
 
 
-def copy_into(source: IO[bytes], folder: Path, declared_size: int | None = None) -> Path:
-    """Stream ``source`` into a new temporary file in ``folder`` (size and disk space
-    checked); the caller renames or removes it."""
-    free = shutil.disk_usage(folder).free
-    if declared_size is not None and declared_size > min(MAX_IMAGE_BYTES, free):
-        raise InvalidRequest(
-            f"the image ({declared_size} bytes) is larger than the limit or the free space "
-            f"({min(MAX_IMAGE_BYTES, free)} bytes)",
-            Status.UPLOAD_FAILED,
-        )
+def too_large(size: int, max_bytes: int, what: str = "the image") -> InvalidRequest:
+    """The 2250 refusal of an image over ``api.di.upload.max_size``."""
+    return InvalidRequest(
+        f"{what} ({size} bytes) is larger than the limit of {max_bytes} bytes "
+        "(api.di.upload.max_size)",
+        Status.UPLOAD_FAILED,
+    )
+
+
+def copy_into(
+    source: IO[bytes], folder: Path, *, max_bytes: int, declared_size: int | None = None
+) -> Path:
+    """Stream ``source`` into a new temporary file in ``folder`` (at most ``max_bytes``,
+    and only while the disk has room); the caller renames or removes it."""
+    if declared_size is not None:
+        if declared_size > max_bytes:
+            raise too_large(declared_size, max_bytes)
+        free = shutil.disk_usage(folder).free
+        if declared_size > free:
+            raise InvalidRequest(
+                f"the image ({declared_size} bytes) does not fit in the {free} bytes free "
+                f"in {folder}",
+                Status.UPLOAD_FAILED,
+            )
     tmp = folder / f".upload-{secrets.token_hex(8)}"
     written = 0
     try:
         with open(tmp, "xb") as out:
             while chunk := source.read(_CHUNK):
                 written += len(chunk)
-                if written > MAX_IMAGE_BYTES:
-                    raise InvalidRequest(
-                        f"the image is larger than {MAX_IMAGE_BYTES} bytes", Status.UPLOAD_FAILED
-                    )
+                if written > max_bytes:
+                    raise too_large(written, max_bytes)
                 out.write(chunk)
     except BaseException:
         tmp.unlink(missing_ok=True)

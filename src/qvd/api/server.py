@@ -92,6 +92,7 @@ def serve(
         ssl_certfile=str(endpoint.cert),
         ssl_keyfile=str(endpoint.key),
         http="h11",
+        ws="wsproto",
         lifespan="off",
         log_level="warning",
         access_log=False,

@@ -107,7 +107,7 @@ class AppState:
         return cls(
             engine=engine,
             config=config,
-            limiter=LoginLimiter(config.get_int("api.login.rate_limit.attempts")),
+            limiter=LoginLimiter.from_config(config),
             acl_cache=cache,
             runner=Runner(engine=engine, config=config, acl_cache=cache),
             principals=principals,
@@ -117,9 +117,12 @@ class AppState:
     def session_timeout(self) -> int:
         return self.config.get_int("api.session.timeout")
 
-    def authenticate(self, creds: Credentials, *, new_session: bool = False) -> Principal:
+    def authenticate(
+        self, creds: Credentials, *, new_session: bool = False, touch: bool = True
+    ) -> Principal:
         """The administrator behind ``creds``; with ``new_session`` (and a password) a
-        session is opened and its token is in ``principal.session_token``.
+        session is opened and its token is in ``principal.session_token``; without
+        ``touch`` a session's expiry is not pushed forward (see ``resolve_session``).
 
         A session's principal is kept for :data:`PRINCIPAL_TTL` seconds, so a burst of
         requests reads the database once; logging out forgets it at once, and other
@@ -129,7 +132,7 @@ class AppState:
             if hit is not None:
                 return dataclasses.replace(hit, source=creds.source, address=creds.address)
         try:
-            principal = self._authenticate(creds, new_session)
+            principal = self._authenticate(creds, new_session, touch)
         except ApiError as exc:
             if creds.token is None:
                 write_audit(
@@ -153,11 +156,11 @@ class AppState:
     def forget(self, token: str) -> None:
         self.principals.drop(token)
 
-    def _authenticate(self, creds: Credentials, new_session: bool) -> Principal:
+    def _authenticate(self, creds: Credentials, new_session: bool, touch: bool) -> Principal:
         with Session(self.engine) as session, session.begin():
             token = creds.token
             if token is not None:
-                admin_id = resolve_session(session, token, self.session_timeout)
+                admin_id = resolve_session(session, token, self.session_timeout, touch=touch)
             elif creds.login is not None or creds.password is not None:
                 admin_id = login(
                     session, self.config, self.limiter, name=creds.login or "",

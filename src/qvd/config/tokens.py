@@ -314,6 +314,21 @@ TOKENS: tuple[Token, ...] = (
     _t("api.port", "8444", INT, "Listen port of the admin API (TLS)."),
     _t("api.session.timeout", "3600", INT, "Idle lifetime of an admin session, seconds."),
     _t("api.login.rate_limit.attempts", "10", INT, "Failed admin logins allowed per window."),
+    _t(
+        "api.login.rate_limit.window",
+        "60",
+        INT,
+        "Window of the failed admin-login limit, seconds: after `api.login.rate_limit.attempts` "
+        "failures from one address or for one login name, further tries are refused (3200, "
+        "HTTP 429 on /api/v1) until the oldest failure is this old.",
+    ),
+    _t(
+        "api.di.upload.max_size",
+        "68719476736",
+        INT,
+        "Largest image file a DI upload or staging import accepts, bytes (default 64 GiB). "
+        "A larger file is refused with 2250 before it reaches the images directory.",
+    ),
     _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
     # --- client defaults (sent to clients, used by qvd-client) ---------------------
     _t("client.host.port", "8443", INT, "Default L7R port for clients."),

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "DEVICE_TYPES",
     "DI_STATES",
     "HOST_CMDS",
     "HOST_STATES",
@@ -48,11 +49,14 @@ __all__ = [
     "PROPERTY_OBJECTS",
     "USER_CMDS",
     "USER_STATES",
+    "VIEW_OBJECTS",
+    "VIEW_TYPES",
     "VM_CMDS",
     "VM_STATES",
     "Acl",
     "AclRoleRelation",
     "Administrator",
+    "AdministratorView",
     "ApiSession",
     "AuditLog",
     "Base",
@@ -74,6 +78,7 @@ __all__ = [
     "RoleRoleRelation",
     "SslConfig",
     "Tenant",
+    "TenantView",
     "User",
     "UserAuthParameters",
     "UserProperty",
@@ -103,6 +108,9 @@ LOG_OBJECTS = (
     "config", "tenant_view", "admin_view", "property",
 )  # fmt: skip
 PROPERTY_OBJECTS = ("user", "vm", "host", "osf", "di")
+VIEW_OBJECTS = ("user", "vm", "log", "host", "osf", "di", "role", "administrator", "tenant")
+VIEW_TYPES = ("list_column", "filter")
+DEVICE_TYPES = ("desktop", "mobile")
 
 _naming = {
     "ix": "ix_%(column_0_label)s",
@@ -117,6 +125,9 @@ di_state_enum = Enum(*DI_STATES, name="di_state_enum")
 log_action_enum = Enum(*LOG_ACTION_TYPES, name="log_type_of_action_enum")
 log_object_enum = Enum(*LOG_OBJECTS, name="log_qvd_object_enum")
 property_object_enum = Enum(*PROPERTY_OBJECTS, name="property_object_enum")
+view_object_enum = Enum(*VIEW_OBJECTS, name="view_qvd_object_enum")
+view_type_enum = Enum(*VIEW_TYPES, name="view_type_enum")
+device_type_enum = Enum(*DEVICE_TYPES, name="view_device_type_enum")
 
 TS = DateTime(timezone=True)
 
@@ -536,6 +547,49 @@ class DiProperty(Base):
     di_id: Mapped[int] = mapped_column(ForeignKey("dis.id", ondelete="CASCADE"), primary_key=True)
     property_id: Mapped[int] = _property_fk()
     value: Mapped[str] = mapped_column(Text)
+
+
+# ---- WAT views: which list columns and filters the web admin shows ---------------------------
+class _ViewSetup:
+    """One column or filter of a WAT list: ``field`` is a list field of ``qvd_object``
+    or, when ``is_property``, a custom property key."""
+
+    qvd_object: Mapped[str] = mapped_column(view_object_enum)
+    view_type: Mapped[str] = mapped_column(view_type_enum)
+    device_type: Mapped[str] = mapped_column(device_type_enum)
+    field: Mapped[str] = mapped_column(String(1024))
+    is_property: Mapped[bool] = mapped_column("property", Boolean, server_default=text("false"))
+    visible: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class TenantView(_ViewSetup, Base):
+    """A tenant's default view (the WAT's ``#views``)."""
+
+    __tablename__ = "tenant_views"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "qvd_object", "view_type", "device_type", "field", "property",
+            name="uq_tenant_views_setup",
+        ),
+    )  # fmt: skip
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+
+
+class AdministratorView(_ViewSetup, Base):
+    """An administrator's own view (the WAT's ``#myviews``), over the tenant's."""
+
+    __tablename__ = "administrator_views"
+    __table_args__ = (
+        UniqueConstraint(
+            "administrator_id", "qvd_object", "view_type", "device_type", "field", "property",
+            name="uq_administrator_views_setup",
+        ),
+    )  # fmt: skip
+    id: Mapped[int] = _id()
+    administrator_id: Mapped[int] = mapped_column(
+        ForeignKey("administrators.id", ondelete="CASCADE")
+    )
 
 
 # ---- audit log, sessions, tokens -----------------------------------------------------------

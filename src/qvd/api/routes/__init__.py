@@ -15,9 +15,11 @@ from qvd.api.routes import (
     properties,
     roles,
     sessions,
+    settings,
     statistics,
     tenants,
     users,
+    views,
     vms,
 )
 
@@ -36,6 +38,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     dis.router,
     dis.tags_router,
     configs.router,
+    settings.router,
+    views.router,
+    views.mine_router,
     properties.router,
     logs.router,
     statistics.router,

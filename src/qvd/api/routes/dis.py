@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from qvd.api.action import OK_MESSAGE, body_credentials, read_body
-from qvd.api.di_import import import_from_staging, import_upload
+from qvd.api.di_import import import_from_staging, import_upload, max_image_size
 from qvd.api.errors import ApiError, InvalidRequest, Status
+from qvd.api.images import too_large
 from qvd.api.principal import Principal
 from qvd.api.rest import (
     ERRORS,
@@ -45,7 +46,24 @@ def list_tags(request: Request, principal: Auth, params: Params) -> Page:
     return Page(total=result.total or 0, rows=result.rows)
 
 
+# room for the form's other fields and the multipart framing around the file
+_FORM_OVERHEAD = 1 << 20
+
+
+def _refuse_oversized(request: Request, max_bytes: int) -> None:
+    """Refuse an upload whose declared length cannot fit, before any of it is read
+    (the form parser would otherwise spool all of it to a temporary file first)."""
+    try:
+        length = int(request.headers.get("content-length", ""))
+    except ValueError:
+        return
+    if length > max_bytes + _FORM_OVERHEAD:
+        raise too_large(length, max_bytes, "the upload")
+
+
 async def _upload(request: Request, principal: Principal | None) -> int:
+    state = app_state(request)
+    _refuse_oversized(request, max_image_size(state))
     form = await request.form(max_files=1, max_fields=20)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
@@ -58,7 +76,6 @@ async def _upload(request: Request, principal: Principal | None) -> int:
     if not isinstance(args, dict):
         raise InvalidRequest("'arguments' must be a JSON object", Status.BAD_JSON)
     args = {NESTED.get(k, k): v for k, v in args.items()}
-    state = app_state(request)
     if principal is None:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         creds = Credentials(

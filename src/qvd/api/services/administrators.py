@@ -1,4 +1,11 @@
-"""Administrators: who may use the API, with which roles; and ``current_admin_setup``."""
+"""Administrators: who may use the API, with which roles (``current_admin_setup``, which
+also carries the WAT views, is in ``views``).
+
+``number_of_acls_in_admin`` counts an administrator's ACLs by name pattern, with the
+filters and rows of ``number_of_acls_in_role`` (see ``roles``) keyed by ``admin_id``;
+``effective`` counts what the administrator may really use (its roles' ACLs, plus the
+recovery administrator's own, minus ``tenant.``/``host.`` for tenant administrators).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,13 @@ from sqlalchemy import Integer, String, column, delete, func, literal, literal_c
 from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import GLOBAL_TENANT_ID, RECOVERY_ADMIN_ID, Principal
+from qvd.api.principal import (
+    GLOBAL_TENANT_ID,
+    RECOVERY_ADMIN_ID,
+    SUPERTENANT_ID,
+    Principal,
+    effective_acls,
+)
 from qvd.api.services.common import (
     created_fields,
     crud_actions,
@@ -18,7 +31,8 @@ from qvd.api.services.common import (
     language_arg,
     list_action,
 )
-from qvd.api.services.roles import acl_scope, resolve_roles
+from qvd.api.services.roles import acl_counts, acl_scope, count_filters, resolve_roles
+from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
 from qvd.db.passwords import hash_password
 
@@ -175,24 +189,6 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return for_each(ctx, SPEC, req.filters, work)
 
 
-def _setup(ctx: Ctx, req: ActionRequest) -> ActionResult:
-    p: Principal = ctx.principal
-    tenant = ctx.session.get_one(Tenant, p.tenant_id)
-    row = {
-        "admin_id": p.admin_id,
-        "admin_name": p.admin_name,
-        "tenant_id": p.tenant_id,
-        "tenant_name": p.tenant_name,
-        "admin_language": p.language,
-        "tenant_language": tenant.language,
-        "admin_block": p.block,
-        "tenant_block": tenant.block,
-        "acls": sorted(p.acls),
-        "superadmin": p.superadmin,
-    }
-    return ActionResult(rows=[row], total=1)
-
-
 admin_effective = table(
     "administrator_effective_acls",
     column("administrator_id", Integer),
@@ -233,6 +229,31 @@ def _acls_in_admins(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return list_action(spec)(ctx, req)
 
 
+def _number_of_acls(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    admin_ids, patterns = count_filters(req.filters, "admin_id")
+    stmt = select(Administrator.id, Administrator.tenant_id).where(Administrator.id.in_(admin_ids))
+    scope = SPEC.scope(ctx.principal)
+    if scope is not None:
+        stmt = stmt.where(scope)
+    found = ctx.session.execute(stmt.order_by(Administrator.id)).tuples().all()
+    if not found:
+        raise NotFound("no administrator matches the filters", Status.ZERO_SELECTED)
+    every_acl = frozenset(ctx.session.scalars(select(Acl.name)))
+    rows = []
+    for admin_id, tenant_id in found:
+        held = effective_acls(
+            administrator_acls(ctx.session, admin_id),
+            every_acl,
+            admin_id=admin_id,
+            superadmin=tenant_id == SUPERTENANT_ID,
+        )
+        rows += [
+            {"admin_id": admin_id, "acl_pattern": pattern, "total": total, "effective": effective}
+            for pattern, total, effective in acl_counts(ctx.session, ctx.principal, held, patterns)
+        ]
+    return ActionResult(rows=rows, total=len(rows))
+
+
 ACTIONS = (
     *crud_actions(
         "administrator", SPEC, see=("administrator.see-main.",),
@@ -240,8 +261,8 @@ ACTIONS = (
     ),
     Action(name="myadmin_update", qvd_object="administrator", type_of_action="update",
            acls=(), handler=_myadmin_update),
-    Action(name="current_admin_setup", qvd_object="administrator", type_of_action="see",
-           acls=(), handler=_setup),
     Action(name="get_acls_in_admins", qvd_object="acl", type_of_action="see",
            acls=(r"^administrator\.see\.acl-list",), handler=_acls_in_admins),
+    Action(name="number_of_acls_in_admin", qvd_object="acl", type_of_action="see",
+           acls=(r"^administrator\.see\.acl-list",), handler=_number_of_acls),
 )  # fmt: skip

@@ -112,9 +112,11 @@ def in_scope(
     return scope
 
 
-def tenant_arg(args: Args, session: Session, principal: Principal, obj: str) -> int:
+def tenant_arg(
+    args: Args, session: Session, principal: Principal, obj: str, *, supertenant: bool = False
+) -> int:
     """The tenant a new object goes to: the caller's, or ``tenant_id`` for superadmins
-    (who must say which)."""
+    (who must say which; the supertenant 0 only where ``supertenant`` allows it)."""
     if not principal.superadmin:
         if args.has("tenant_id"):
             raise Forbidden(
@@ -127,7 +129,8 @@ def tenant_arg(args: Args, session: Session, principal: Principal, obj: str) -> 
             f"{obj}: superadmins must say which tenant ('tenant_id') the {obj} belongs to",
             Status.MISSING_ARGUMENT,
         )
-    if tenant_id <= 0 or session.get(Tenant, tenant_id) is None:
+    lowest = 0 if supertenant else 1
+    if tenant_id < lowest or session.get(Tenant, tenant_id) is None:
         raise NotFound(f"{obj}: there is no tenant {tenant_id}", Status.MISSING_REFERENCE_ARG)
     return tenant_id
 
@@ -144,22 +147,25 @@ def apply_properties(
     registered for the tenant (or globally) and assigned to this kind of object."""
     table = PROPERTY_TABLES[obj]
     id_col = getattr(table, f"{obj}_id")
-    tenants = [GLOBAL_TENANT_ID] if tenant_id is None else [tenant_id, GLOBAL_TENANT_ID]
 
     def assignment(key: Any) -> int:
         if not isinstance(key, str) or not key:
             raise InvalidRequest(f"{obj}: a property key must be text", Status.BAD_PROPERTY)
-        found = session.scalar(
+        stmt = (
             select(PropertyAssignment.id)
             .join(PropertyDefinition, PropertyDefinition.id == PropertyAssignment.property_id)
-            .where(
-                PropertyDefinition.key == key,
-                PropertyDefinition.tenant_id.in_(tenants),
-                PropertyAssignment.qvd_object == obj,
-            )
-            .order_by(PropertyDefinition.tenant_id.desc())
+            .where(PropertyDefinition.key == key, PropertyAssignment.qvd_object == obj)
             .limit(1)
         )
+        if tenant_id is None:
+            # objects of no tenant (hosts): any key a superadmin assigned to them, the
+            # supertenant's first (only superadmins assign keys to hosts)
+            stmt = stmt.order_by(PropertyDefinition.tenant_id)
+        else:
+            stmt = stmt.where(
+                PropertyDefinition.tenant_id.in_([tenant_id, GLOBAL_TENANT_ID])
+            ).order_by(PropertyDefinition.tenant_id.desc())
+        found = session.scalar(stmt)
         if found is None:
             raise InvalidRequest(
                 f"{obj}: property {key!r} is not registered for {obj}s in this tenant "

@@ -9,26 +9,35 @@
   administrators may set only per-tenant tokens, for their tenant (4230). Turning
   ``wat.multitenant`` off with more than one tenant is refused (7373).
 - ``config_delete`` resets a token to its default (7390 if it already is).
+- ``config_wat_get_list`` / ``config_wat_update`` (ACL ``config.wat.``): the WAT
+  settings of a tenant, its ``language`` and ``block`` (page size). Everybody reads
+  and changes their own tenant's; superadmins may name others (``tenant_id`` filter or
+  argument; others get 4220 / 4230).
+- ``config_ssl`` (superadmins with ``config.qvd.``): the L7R's TLS certificate, key,
+  CA and CRL, stored in ``ssl_configs`` (see :mod:`qvd.api.services.ssl_material`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Boolean, String, and_, column, delete, func, literal, select, values
+from sqlalchemy import Boolean, String, and_, cast, column, delete, func, literal, select, values
 from sqlalchemy.dialects.postgresql import insert
 
 from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListQuery, ListSpec, run_list
-from qvd.api.principal import GLOBAL_TENANT_ID, Principal
+from qvd.api.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
+from qvd.api.services.common import language_arg
+from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS
 from qvd.config.tokens import find_family, lookup
 from qvd.config.values import check_value
 from qvd.db.models import Config as ConfigRow
-from qvd.db.models import Tenant
+from qvd.db.models import SslConfig, Tenant
 
-__all__ = ["ACTIONS"]
+__all__ = ["ACTIONS", "AUDIT_REDACTIONS", "WAT_SPEC"]
 
 _NODE_LOCAL = ("nodename", "database.", "path.database")
 _tokens = values(
@@ -168,6 +177,102 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return ActionResult(affected=[(None, f"{key}@{tenant_id}")])
 
 
+# ---- WAT settings of a tenant ---------------------------------------------------------------
+def _wat_scope(p: Principal) -> Any:
+    return Tenant.id >= SUPERTENANT_ID if p.superadmin else Tenant.id == p.tenant_id
+
+
+WAT_SPEC = ListSpec(
+    object="wat config",
+    fields={
+        "tenant_id": Field(expr=Tenant.id, kind=int),
+        "language": Field(expr=cast(Tenant.language, String)),
+        "block": Field(expr=Tenant.block, kind=int),
+    },
+    base=lambda: select(literal(1)).select_from(Tenant),
+    id_expr=Tenant.id,
+    scope=_wat_scope,
+)
+
+
+def _mentions(filters: Any, name: str) -> bool:
+    """True if a filter object uses ``name`` anywhere (nested ``-and`` etc. too)."""
+    if isinstance(filters, list):
+        return any(_mentions(f, name) for f in filters)
+    if isinstance(filters, dict):
+        return any(k == name or _mentions(v, name) for k, v in filters.items())
+    return False
+
+
+def _wat_get(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    p = ctx.principal
+    named = _mentions(req.filters, "tenant_id")
+    if named and not p.superadmin:
+        raise Forbidden("only superadmins may filter WAT settings by tenant_id", 4220)
+    query = ListQuery(
+        filters=req.filters, fields=req.fields, order_by=req.order_by, limit=req.limit,
+        offset=req.offset, count=req.count, extra=[] if named else [Tenant.id == p.tenant_id],
+    )  # fmt: skip
+    total, rows = run_list(ctx.session, WAT_SPEC, p, query)
+    return ActionResult(rows=rows, total=total)
+
+
+def _wat_update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    p = ctx.principal
+    args = Args(req.arguments, "config_wat", p)
+    tenant_id: int | None = args.take("tenant_id", int, superadmin=True)
+    language = language_arg(args)
+    block: int | None = args.take("block", int)
+    args.finish()
+    if block is not None and not 1 <= block <= 10000:
+        raise InvalidRequest(f"config_wat: block (page size) must be 1..10000, not {block}", 6320)
+    if language is None and block is None:
+        raise InvalidRequest(
+            "config_wat: nothing to change (give 'language' and/or 'block')",
+            Status.MISSING_ARGUMENT,
+        )
+    target = p.tenant_id if tenant_id is None else tenant_id
+    tenant = ctx.session.get(Tenant, target) if target >= SUPERTENANT_ID else None
+    if tenant is None:
+        raise NotFound(f"config_wat: there is no tenant {target}", Status.MISSING_REFERENCE_ARG)
+    if language is not None:
+        tenant.language = language
+    if block is not None:
+        tenant.block = block
+    return ActionResult(affected=[(tenant.id, tenant.name)])
+
+
+# ---- the L7R's TLS material -----------------------------------------------------------------
+def _ssl(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    if not ctx.principal.superadmin:
+        raise Forbidden(
+            "config_ssl: only superadmins may set the L7R certificate (it serves every tenant)",
+            Status.FORBIDDEN_ACTION,
+        )
+    check_types(req.arguments if isinstance(req.arguments, dict) else {})
+    args = Args(req.arguments, "config_ssl", ctx.principal)
+    cert: str = args.take("cert", str, required=True)
+    key: str = args.take("key", str, required=True)
+    ca: str | None = args.take("ca", str, nullable=True)
+    crl: str | None = args.take("crl", str, nullable=True)
+    args.finish()
+    material = check_material(cert, key, ca, crl)
+    for name, value in material.rows().items():
+        if value is None:
+            ctx.session.execute(delete(SslConfig).where(SslConfig.key == name))
+            continue
+        stmt = insert(SslConfig).values(key=name, value=value)
+        ctx.session.execute(
+            stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        )
+    return ActionResult(affected=[(None, "l7r.ssl")])
+
+
+# action name -> what the audit log keeps of its arguments
+AUDIT_REDACTIONS: Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "config_ssl": audit_arguments,
+}
+
 ACTIONS = (
     Action(name="config_get", qvd_object="config", type_of_action="see",
            acls=("config.qvd.",), handler=_get),
@@ -175,4 +280,10 @@ ACTIONS = (
            acls=("config.qvd.",), handler=_set),
     Action(name="config_delete", qvd_object="config", type_of_action="delete",
            acls=("config.qvd.",), handler=_delete),
+    Action(name="config_wat_get_list", qvd_object="config", type_of_action="see",
+           acls=("config.wat.",), handler=_wat_get),
+    Action(name="config_wat_update", qvd_object="config", type_of_action="update",
+           acls=("config.wat.",), handler=_wat_update),
+    Action(name="config_ssl", qvd_object="config", type_of_action="create_or_update",
+           acls=("config.qvd.",), handler=_ssl),
 )  # fmt: skip

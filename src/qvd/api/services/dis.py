@@ -14,6 +14,10 @@ Tag rules:
 - one tag per OSF is a database constraint; a move is one atomic
   ``INSERT … ON CONFLICT (osf_id, tag) DO UPDATE … WHERE NOT fixed``, so concurrent
   moves serialise on the row and never leave a tag on two DIs.
+
+``dis_in_staging`` lists the files of ``path.storage.staging`` that a staging import
+would take (plain names with an image suffix), as rows ``{"name": …}`` sorted by
+name; 2230 when the directory does not exist.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from sqlalchemy import and_, delete, exists, func, literal, literal_column, sele
 from sqlalchemy.dialects.postgresql import insert
 
 from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
+from qvd.api.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound, Status
+from qvd.api.images import check_name
 from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
@@ -396,6 +401,33 @@ def _unlink_image(ctx: Ctx, di_id: int, path: str) -> None:
         os.unlink(image)
 
 
+def _staged_name(entry: os.DirEntry[str]) -> str | None:
+    """The entry's name if a staging import would take it."""
+    try:
+        name = check_name(entry.name)
+        regular = entry.is_file()  # follows a link, as the import does
+    except (InvalidRequest, OSError):
+        return None
+    return name if regular else None
+
+
+def _in_staging(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    if req.filters not in (None, {}, []) or req.arguments:
+        raise InvalidRequest("dis_in_staging takes no filters or arguments", Status.BAD_FILTER)
+    staging = ctx.config.get_path("path.storage.staging")
+    try:
+        with os.scandir(staging) as entries:
+            names = sorted(n for e in entries if (n := _staged_name(e)) is not None)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(
+            f"the staging directory {staging} does not exist", Status.NO_STAGING_DIR
+        ) from None
+    except OSError as exc:
+        raise ApiError(f"cannot read the staging directory {staging}: {exc}", 2270) from None
+    rows = [{"name": n} for n in names]
+    return ActionResult(rows=rows, total=len(rows))
+
+
 ACTIONS = (
     *crud_actions(
         "di", SPEC, see=("di.see-main.", r"^[a-z]+\.see\.di-list$"),
@@ -405,4 +437,6 @@ ACTIONS = (
            acls=("di.update.publish",), handler=_publish),
     Action(name="tag_get_list", qvd_object="di", type_of_action="see",
            acls=("di.see-main.", "di.see.tags"), handler=list_action(TAG_SPEC)),
+    Action(name="dis_in_staging", qvd_object="di", type_of_action="see",
+           acls=("di.create.",), handler=_in_staging),
 )  # fmt: skip

@@ -1,5 +1,9 @@
 """Hosts (nodes): global objects that only superadmins see (their ``host.*`` ACLs are
-withheld from tenant administrators)."""
+withheld from tenant administrators).
+
+``host_get_state`` answers the HKD state (``host_runtimes.state``: stopped, starting,
+running, stopping, lost) of each host its filters select.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from typing import Any
 from sqlalchemy import func, literal, select
 
 from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, Status
-from qvd.api.listing import Field, ListSpec
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
+from qvd.api.listing import Field, ListSpec, select_ids
 from qvd.api.principal import Principal
 from qvd.api.services.common import (
     apply_properties,
@@ -154,6 +158,23 @@ def _stop_vms(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return for_each(ctx, SPEC, req.filters, work)
 
 
+def _state(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    if req.filters in (None, {}, []):
+        raise InvalidRequest("host_get_state needs filters (e.g. an id)", Status.MISSING_FILTER)
+    ids = select_ids(ctx.session, SPEC, ctx.principal, req.filters)
+    if not ids:
+        raise NotFound("no host matches the filters", Status.ZERO_SELECTED)
+    states = dict(
+        ctx.session.execute(
+            select(HostRuntime.host_id, HostRuntime.state).where(HostRuntime.host_id.in_(ids))
+        )
+        .tuples()
+        .all()
+    )
+    rows = [{"id": i, "state": states[i]} for i in ids]
+    return ActionResult(rows=rows, total=len(rows))
+
+
 ACTIONS = (
     *crud_actions(
         "host", SPEC, see=("host.see-main.",),
@@ -161,4 +182,6 @@ ACTIONS = (
     ),
     Action(name="host_stop_vms", qvd_object="host", type_of_action="exec",
            acls=("host.update.stop-vms",), handler=_stop_vms),
+    Action(name="host_get_state", qvd_object="host", type_of_action="see",
+           acls=("host.see.state", "host.see.vm-list-state"), handler=_state),
 )  # fmt: skip

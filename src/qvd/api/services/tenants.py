@@ -1,6 +1,13 @@
 """Tenants: managed by superadmins only (tenant administrators never hold ``tenant.*``
 ACLs and never learn that other tenants exist). Tenants -1 (global) and 0 (the
-supertenant) are not listed and cannot be changed."""
+supertenant) are not listed and cannot be changed through ``tenant_update``.
+
+``mytenant_update`` lets an administrator change their own tenant's WAT defaults:
+``language``, ``block`` (page size) and ``description``. It needs ``config.wat.``
+(as in QVD; tenant administrators never hold ``tenant.*``), or for each argument the
+matching ``tenant.update.*`` ACL. It takes no filters but ``{"id": <own tenant>}``:
+any other filter is refused (6210) the same way whether that tenant exists or not.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, InvalidRequest, Status
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.errors import Conflict, Forbidden, InvalidRequest, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import Principal
 from qvd.api.services.common import created_fields, crud_actions, language_arg
@@ -118,9 +125,49 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return for_each(ctx, SPEC, req.filters, work)
 
 
+# what each mytenant_update argument needs besides config.wat.
+_MYTENANT_ACLS = {
+    "language": "tenant.update.language",
+    "block": "tenant.update.blocksize",
+    "description": "tenant.update.description",
+}
+
+
+def _mytenant_update(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    own = ctx.principal.tenant_id
+    if req.filters not in (None, {}, [], {"id": own}):
+        raise InvalidRequest(
+            "mytenant_update changes the caller's own tenant and takes no filters",
+            Status.BAD_FILTER,
+        )
+    args = Args(req.arguments, "tenant", ctx.principal)
+    if args.empty:
+        raise InvalidRequest(
+            "mytenant_update: give language, block or description", Status.MISSING_ARGUMENT
+        )
+    for name, acl in _MYTENANT_ACLS.items():
+        if args.has(name) and not ctx.principal.can_any("config.wat.", acl):
+            raise Forbidden(
+                f"tenant: the argument {name!r} needs the ACL 'config.wat.' or {acl!r}",
+                Status.FORBIDDEN_ARGUMENT,
+            )
+    tenant = ctx.session.get_one(Tenant, own)
+    if (language := language_arg(args)) is not None:
+        tenant.language = language
+    if (block := _block(args, None)) is not None:
+        tenant.block = block
+    if args.has("description"):
+        tenant.description = args.text("description", max_len=32768, nullable=True)
+    args.finish()
+    return ActionResult(affected=[(tenant.id, tenant.name)])
+
+
 ACTIONS = (
     *crud_actions(
         "tenant", SPEC, see=("tenant.see-main.",),
         create=_create, update=_update, delete=_delete,
     ),
+    Action(name="mytenant_update", qvd_object="tenant", type_of_action="update",
+           acls=("config.wat.", r"^tenant\.update\.(language|blocksize|description)$"),
+           handler=_mytenant_update),
 )  # fmt: skip

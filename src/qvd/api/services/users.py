@@ -1,4 +1,8 @@
-"""Users (the people who connect to desktops)."""
+"""Users (the people who connect to desktops).
+
+``user_get_state`` answers, for each user its filters select, ``connected`` when one
+of the user's VMs has a connected user session and ``disconnected`` otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, Status
-from qvd.api.listing import Field, ListSpec
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
+from qvd.api.listing import Field, ListSpec, select_ids
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -138,9 +142,28 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return for_each(ctx, SPEC, req.filters, work)
 
 
+def _state(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    if req.filters in (None, {}, []):
+        raise InvalidRequest("user_get_state needs filters (e.g. an id)", Status.MISSING_FILTER)
+    ids = select_ids(ctx.session, SPEC, ctx.principal, req.filters)
+    if not ids:
+        raise NotFound("no user matches the filters", Status.ZERO_SELECTED)
+    connected = set(
+        ctx.session.scalars(
+            select(Vm.user_id)
+            .join(VmRuntime, VmRuntime.vm_id == Vm.id)
+            .where(Vm.user_id.in_(ids), VmRuntime.user_state == "connected")
+        )
+    )
+    rows = [{"id": i, "state": "connected" if i in connected else "disconnected"} for i in ids]
+    return ActionResult(rows=rows, total=len(rows))
+
+
 ACTIONS = (
     *crud_actions(
         "user", SPEC, see=("user.see-main.", r"^[a-z]+\.see\.user-list$"),
         create=_create, update=_update, delete=_delete,
     ),
+    Action(name="user_get_state", qvd_object="user", type_of_action="see",
+           acls=("user.see.vm-list-state", "user.see.vms-info"), handler=_state),
 )  # fmt: skip

@@ -3,6 +3,12 @@
 Start assigns a host with the shared load balancer (``qvd.db.loadbalancer``) and sets
 ``vm_cmd``; stop and disconnect set ``vm_cmd`` / ``user_cmd``. The database triggers
 send the NOTIFY for each (QVD's API forgot it for disconnect).
+
+Addresses are global: every VM of every tenant sits on the nodes' VM network, from
+``vm.network.ip.start`` to the end of its ``vm.network.netmask``. An address given to
+``vm_create`` or ``vm_update`` must be a free one of that range; any other (outside
+the range, or held by any VM, whichever tenant it belongs to) gets one and the same
+7200 answer, so a tenant administrator learns nothing of other tenants' VMs from it.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, literal, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
@@ -101,10 +108,14 @@ SPEC = ListSpec(
 )
 
 
-def _next_ip(ctx: Ctx) -> str:
+def _vm_range(ctx: Ctx) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Network]:
     start = ipaddress.IPv4Address(ctx.config.get("vm.network.ip.start"))
     mask = ctx.config.get("vm.network.netmask")
-    network = ipaddress.IPv4Network(f"{start}/{mask}", strict=False)
+    return start, ipaddress.IPv4Network(f"{start}/{mask}", strict=False)
+
+
+def _next_ip(ctx: Ctx) -> str:
+    start, network = _vm_range(ctx)
     used = {ip for ip in ctx.session.scalars(select(Vm.ip).where(Vm.ip.is_not(None)))}
     candidate = start
     while candidate in network and candidate != network.broadcast_address:
@@ -112,6 +123,54 @@ def _next_ip(ctx: Ctx) -> str:
             return str(candidate)
         candidate += 1
     raise Conflict(f"no free VM address left in {network} from {start}", Status.ALREADY_EXISTS)
+
+
+def _unavailable(ctx: Ctx, ip: str) -> Conflict:
+    """The one refusal of an address that cannot be given, whatever the reason."""
+    start, network = _vm_range(ctx)
+    last = network.broadcast_address - 1
+    return Conflict(
+        f"vm: the address {ip} is not available: give a free address from {start} to {last}, "
+        "or none to get the next free one",
+        Status.ALREADY_EXISTS,
+    )
+
+
+def _ip_arg(ctx: Ctx, args: Args, vm: Vm | None, **kwargs: Any) -> str | None:
+    """A usable address from the ``ip`` argument (see the module docstring); ``vm``
+    may keep the address it has."""
+    raw = args.text("ip", max_len=45, **kwargs)
+    if raw is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        raise InvalidRequest(f"vm: {raw!r} is not an IP address", 6320) from None
+    if vm is not None and str(ip) == vm.ip:
+        return vm.ip
+    start, network = _vm_range(ctx)
+    taken = select(Vm.id).where(Vm.ip == str(ip))
+    if (
+        not isinstance(ip, ipaddress.IPv4Address)
+        or ip not in network
+        or not start <= ip < network.broadcast_address
+        or ctx.session.scalar(taken.limit(1)) is not None
+    ):
+        raise _unavailable(ctx, str(ip))
+    return str(ip)
+
+
+def _flush(ctx: Ctx, ip: str | None) -> None:
+    """Flush; an address claimed meanwhile by a concurrent request reads as the same
+    refusal as one already taken."""
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if ip is not None and constraint == "uq_vms_ip":
+            raise _unavailable(ctx, ip) from None
+        raise db_error(exc, "vm") from None
 
 
 def _lookup(ctx: Ctx, model: Any, name_col: Any, value_id: Any, value_name: Any, what: str) -> Any:
@@ -146,12 +205,7 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
             Status.TENANT_MISMATCH,
         )
     di_tag = args.text("di_tag", max_len=128, acl="vm.create.di-tag") or "default"
-    ip = args.text("ip", max_len=45)
-    if ip is not None:
-        try:
-            ip = str(ipaddress.ip_address(ip))
-        except ValueError:
-            raise InvalidRequest(f"vm: {ip!r} is not an IP address", 6320) from None
+    ip = _ip_arg(ctx, args, None)
     description = args.text("description", max_len=32768, nullable=True)
     storage = args.text("storage", max_len=4096, nullable=True)
     props, _ = property_args(args, "vm", create=True)
@@ -167,7 +221,7 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
         creation_admin_id=ctx.principal.admin_id,
     )
     ctx.session.add(vm)
-    ctx.session.flush()
+    _flush(ctx, vm.ip)
     apply_properties(ctx.session, "vm", vm.id, user.tenant_id, props, [])
     return ActionResult(rows=[{"id": vm.id}], affected=[(vm.id, name)])
 
@@ -189,7 +243,8 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
         if args.has("storage"):
             vm.storage = args.text("storage", max_len=4096, nullable=True)
         if args.has("ip"):
-            vm.ip = args.text("ip", max_len=45, nullable=True)
+            vm.ip = _ip_arg(ctx, args, vm, nullable=True)
+            _flush(ctx, vm.ip)
         if (blocked := args.take("blocked", bool, acl="vm.update.block")) is not None:
             rt.blocked = blocked
         for key, col in (("expiration_soft", "vm_expiration_soft"),

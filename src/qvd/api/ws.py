@@ -1,0 +1,589 @@
+"""``/api/ws``: the live result of a read-only action over a WebSocket (reference §5.1).
+
+The socket is authenticated like ``POST /api``, from the session token in the
+``Authorization: Bearer`` or ``X-QVD-Sid`` header, the ``sid`` cookie or, because a
+browser cannot set headers on a WebSocket, the ``sid`` query parameter (the only URL
+that accepts it; the uvicorn log lines are scrubbed of it). Credentials are never
+read from messages.
+
+The action comes from the query string (``action``, and ``filters``, ``fields``,
+``order_by``, ``block``, ``offset``, ``arguments`` JSON-encoded as for ``GET /api``)
+or, when the query names none, from the first message (a JSON object of the same
+keys). Only read-only actions (``type_of_action == "see"``) run; anything else is
+refused with 4210.
+
+The server pushes the action's result (the body ``POST /api`` would answer, as one
+JSON text message), then runs the action again whenever a NOTIFY arrives on a
+channel that concerns the action's object in the admin's tenant (see
+:data:`CHANNELS_BY_OBJECT`) and pushes the result again when it differs from the
+last one pushed. Every socket also re-runs its action on a timer, pushing only a
+changed result: every :data:`POLL` seconds (QVD's 2 s) when no channel covers the
+object or the LISTEN connection is down, every :data:`SAFETY_POLL` seconds otherwise
+(for changes in tables without triggers, such as custom properties). Each run
+authenticates the session again and goes through ``run_action``, so a logout, a
+blocked tenant or a revoked ACL applies to the next push and tenant isolation is
+exactly that of ``POST /api``.
+
+Any text from the client counts as a keep-alive; after :data:`KEEPALIVE` seconds
+without one the server sends ``AKN`` (as QVD did), and again after each further
+such period.
+
+Refusals are sent as a QVD error body (``{"status", "message"}``) and the socket is
+then closed with: 4401 (no, bad or expired session, status 3xxx), 4403 (a mutating
+or forbidden action, 42xx), 4400 (a malformed request: no or unknown action, bad
+JSON, filter, field or order), 1011 (the first run failed on the server's side). An
+error in a later run is pushed like a result; an authentication error then closes
+the socket with 4401.
+
+One LISTEN connection per API process serves every socket: :class:`NotifyHub`, an
+asyncio task started with the first socket and stopped :data:`LINGER` seconds after
+the last one closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, FastAPI
+from psycopg import sql
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from qvd.api.action import OK_MESSAGE, parse_action
+from qvd.api.core import Action
+from qvd.api.dispatch import lookup_action, run_action
+from qvd.api.errors import (
+    ActionError,
+    ApiError,
+    AuthError,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    Status,
+)
+from qvd.api.state import AppState, Credentials, app_state, client_address, token_from_headers
+from qvd.db.channels import (
+    CONFIG_CHANGED,
+    DI_RUNTIMES_CHANGED,
+    DI_TAGS_CHANGED,
+    USER_BLOCKED,
+    VM_BLOCKED,
+    parse_payload,
+)
+
+__all__ = [
+    "ALL_CHANNELS",
+    "CHANNELS_BY_ACTION",
+    "CHANNELS_BY_OBJECT",
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_UNAUTHENTICATED",
+    "KEEPALIVE",
+    "POLL",
+    "SAFETY_POLL",
+    "WS_PATH",
+    "NotifyHub",
+    "Subscription",
+    "channels_for",
+    "install",
+    "router",
+]
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/api/ws"
+KEEPALIVE = 25.0  # seconds of client silence before the server says AKN
+POLL = 2.0  # re-run period without a covering channel (QVD checked every 2 s)
+SAFETY_POLL = 10.0  # re-run period with channels: tables without triggers, lost NOTIFYs
+DEBOUNCE = 0.05  # a burst of notifications (one per row) makes one re-run
+FIRST_MESSAGE_WAIT = 30.0  # seconds to wait for the request when the query has none
+LISTEN_WAIT = 5.0  # seconds a new socket waits for LISTEN before it falls back to polling
+LINGER = 10.0  # seconds the LISTEN connection outlives the last socket
+RETRY_MIN, RETRY_MAX = 0.5, 10.0  # reconnection backoff of the LISTEN connection
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_INTERNAL = 1011
+_AKN = "AKN"
+_INTERNAL = InternalError("the server could not run the action (the API log says why)")
+_QUERY_JSON_KEYS = ("filters", "arguments", "fields", "order_by", "parameters")
+_REQUEST_KEYS = ("action", "block", "offset", *_QUERY_JSON_KEYS)
+
+
+def _crud(noun: str, *verbs: str) -> frozenset[str]:
+    """``<noun>_created`` / ``_changed`` / ``_deleted`` (the ``qvd_notify_object``
+    trigger; ``vm_changed`` and ``host_changed`` also come from the runtime rows)."""
+    return frozenset(f"{noun}_{verb}" for verb in verbs or ("created", "changed", "deleted"))
+
+
+# What each object's list shows, and so which channels can change it (the channels
+# are those the triggers of migration 0002 send; see ``qvd.db.channels``).
+CHANNELS_BY_OBJECT: Mapping[str, frozenset[str]] = {
+    # state, user state, host, expirations (vm_changed), blocked, the user's, OSF's
+    # and host's names, and the DI the VM's tag resolves to
+    "vm": _crud("vm")
+    | {VM_BLOCKED}
+    | _crud("user", "changed")
+    | _crud("osf", "changed")
+    | _crud("host", "changed")
+    | _crud("di", "changed", "deleted")
+    | {DI_TAGS_CHANGED},
+    # number_of_vms, number_of_vms_connected
+    "user": _crud("user") | {USER_BLOCKED} | _crud("vm"),
+    # state and blocked (host runtimes), number_of_vms_connected
+    "host": _crud("host") | _crud("vm", "changed"),
+    # number_of_vms, number_of_dis
+    "osf": _crud("osf") | _crud("vm", "created", "deleted") | _crud("di", "created", "deleted"),
+    # state and progress, tags, the OSF's name
+    "di": _crud("di") | {DI_RUNTIMES_CHANGED, DI_TAGS_CHANGED} | _crud("osf", "changed"),
+    "tenant": _crud("tenant"),
+    # roles by name; current_admin_setup shows the tenant's name and block
+    "administrator": _crud("administrator") | _crud("role") | _crud("tenant", "changed"),
+    "role": _crud("role"),
+    "acl": _crud("role") | _crud("administrator"),
+    "config": frozenset({CONFIG_CHANGED}),
+    # "log", "property" (and property lists), "tenant_view", "admin_view": no trigger on
+    # their tables, so polled every POLL seconds
+}
+
+# Actions whose result does not follow their object's tables.
+CHANNELS_BY_ACTION: Mapping[str, frozenset[str]] = {
+    "config_wat_get_list": _crud("tenant"),  # the tenants' language and block
+    "dis_in_staging": frozenset(),  # files in the staging directory: polled
+    "qvd_objects_statistics": (
+        _crud("user")
+        | _crud("vm")
+        | _crud("host")
+        | _crud("osf")
+        | _crud("di")
+        | {USER_BLOCKED, VM_BLOCKED, DI_RUNTIMES_CHANGED}
+    ),
+}
+
+ALL_CHANNELS: frozenset[str] = frozenset().union(
+    *CHANNELS_BY_OBJECT.values(), *CHANNELS_BY_ACTION.values()
+)
+
+
+def channels_for(action: Action) -> frozenset[str]:
+    """The channels whose notifications can change ``action``'s result (empty: poll)."""
+    by_action = CHANNELS_BY_ACTION.get(action.name)
+    if by_action is not None:
+        return by_action
+    return CHANNELS_BY_OBJECT.get(action.qvd_object or "", frozenset())
+
+
+# ------------------------------------------------------------------ the fan-out
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One socket's interest: channels, and the tenant whose changes concern it."""
+
+    channels: frozenset[str]
+    tenant_id: int | None  # None: every tenant (a superadmin)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dirty: bool = False  # a relevant notification arrived since the last run
+
+    def concerns(self, channel: str, payload: str) -> bool:
+        if channel not in self.channels:
+            return False
+        if self.tenant_id is None:
+            return True
+        try:
+            tenant = parse_payload(payload).get("tenant_id")
+        except ValueError:
+            return True
+        # hosts, tags and the global tenant (-1) concern everybody
+        return tenant is None or tenant in (-1, self.tenant_id)
+
+    def notify(self) -> None:
+        self.dirty = True
+        self.wake.set()
+
+
+Connector = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+
+
+class NotifyHub:
+    """One LISTEN connection for every socket of this process, run by an asyncio task
+    that starts with the first subscriber and ends :data:`LINGER` seconds after the
+    last. A lost connection is re-made with backoff; meanwhile sockets poll every
+    :data:`POLL` seconds, and once it is back every socket re-runs its action."""
+
+    def __init__(self, connect: Connector, channels: Iterable[str] = ALL_CHANNELS) -> None:
+        self._connect = connect
+        self._channels = sorted(set(channels))
+        self._subs: set[Subscription] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._linger: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> NotifyHub:
+        """A hub that connects where ``engine`` does (same parameters, own connection)."""
+
+        def conninfo() -> tuple[str, str]:
+            with engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                if not isinstance(raw, psycopg.Connection):  # pragma: no cover
+                    raise TypeError("the API engine does not use psycopg")
+                return raw.info.dsn, raw.info.password
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            dsn, password = await run_in_threadpool(conninfo)
+            extra: dict[str, Any] = {"password": password} if password else {}
+            return await psycopg.AsyncConnection.connect(
+                dsn, autocommit=True, application_name="qvd-api-listen", **extra
+            )
+
+        return cls(connect)
+
+    @property
+    def listening(self) -> bool:
+        return self._ready.is_set()
+
+    async def subscribe(self, sub: Subscription) -> bool:
+        """Add ``sub`` (starting the listener if needed). True once LISTEN is active;
+        False if it is not within :data:`LISTEN_WAIT` seconds (the socket polls)."""
+        self._adopt_loop()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if not sub.channels:  # nothing to listen for: the socket polls
+            return False
+        self._subs.add(sub)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="qvd-api-listen")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), LISTEN_WAIT)
+        return self.listening
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+        if not self._subs and self._task is not None and self._loop is not None:
+            if self._linger is not None:
+                self._linger.cancel()
+            self._linger = self._loop.call_later(LINGER, self._stop_if_idle)
+
+    def _adopt_loop(self) -> None:
+        """Bind to the running loop (an app may outlive one loop, in tests)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._task, self._linger = loop, None, None
+            self._subs.clear()
+            self._ready = asyncio.Event()
+
+    def _stop_if_idle(self) -> None:
+        self._linger = None
+        if not self._subs and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        for sub in self._subs:
+            if sub.concerns(channel, payload):
+                sub.notify()
+
+    async def _run(self) -> None:
+        delay, lost = RETRY_MIN, False
+        while True:
+            try:
+                conn = await self._connect()
+            except Exception as exc:  # any failure to connect is retried
+                log.warning("the API cannot LISTEN (retrying in %.1f s): %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                lost = True
+                continue
+            try:
+                await conn.execute(
+                    sql.SQL("; ").join(
+                        sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in self._channels
+                    )
+                )
+                self._ready.set()
+                delay = RETRY_MIN
+                if lost:  # notifications sent meanwhile are gone: everybody re-runs
+                    for sub in self._subs:
+                        sub.notify()
+                async for note in conn.notifies():
+                    self._dispatch(note.channel, note.payload)
+            except Exception as exc:  # the sockets poll until it is back
+                log.warning("the API's LISTEN connection failed (reconnecting): %s", exc)
+                lost = True
+            finally:
+                self._ready.clear()
+                await conn.close()
+            await asyncio.sleep(delay)
+
+
+def install(app: FastAPI, engine: Engine) -> None:
+    """Mount ``/api/ws`` on ``app`` with a hub over ``engine``'s database."""
+    app.state.qvd_notify_hub = NotifyHub.for_engine(engine)
+    app.include_router(router)
+    _scrub_uvicorn_logs()
+
+
+def _hub(websocket: WebSocket) -> NotifyHub:
+    hub: Any = websocket.app.state.qvd_notify_hub
+    assert isinstance(hub, NotifyHub)
+    return hub
+
+
+# ------------------------------------------------------------------ one socket
+
+router = APIRouter(include_in_schema=False)
+
+
+class _Close(Exception):
+    """End the socket with ``code`` after sending ``body``."""
+
+    def __init__(self, body: dict[str, Any], code: int) -> None:
+        super().__init__(body.get("message"))
+        self.body = body
+        self.code = code
+
+
+def _close_code(error: ApiError) -> int:
+    if isinstance(error, AuthError):
+        return CLOSE_UNAUTHENTICATED
+    if isinstance(error, Forbidden):
+        return CLOSE_FORBIDDEN
+    if isinstance(error, InternalError) or error.code == Status.INTERNAL:
+        return CLOSE_INTERNAL
+    return CLOSE_BAD_REQUEST
+
+
+def _token(websocket: WebSocket) -> str:
+    token = token_from_headers(websocket) or websocket.query_params.get("sid")
+    if not token:
+        raise AuthError(
+            "no session: send the token in the 'sid' cookie, an 'Authorization: Bearer' "
+            "header or the 'sid' query parameter (log in with POST /api first)",
+            Status.NO_CREDENTIALS,
+        )
+    return token
+
+
+def _decoded(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k in _REQUEST_KEYS}
+    for key in _QUERY_JSON_KEYS:
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                raise InvalidRequest(f"{key!r} is not JSON", Status.BAD_JSON) from None
+    return out
+
+
+async def _request_data(websocket: WebSocket) -> dict[str, Any]:
+    """The action call, from the query string or else the first message."""
+    query = dict(websocket.query_params)
+    if query.get("action"):
+        return _decoded(query)
+    try:
+        message = await asyncio.wait_for(websocket.receive(), FIRST_MESSAGE_WAIT)
+    except TimeoutError:
+        raise ActionError(
+            f"no action: name it in the query string or send it as the first message "
+            f"within {FIRST_MESSAGE_WAIT:.0f} s",
+            Status.EMPTY_ACTION,
+        ) from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        text = (message.get("bytes") or b"").decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"the first message is not JSON: {exc}", Status.BAD_JSON) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the first message must be a JSON object", Status.BAD_JSON)
+    return _decoded(data)
+
+
+def _read_only_action(name: Any) -> Action:
+    action = lookup_action(name)
+    if action.type_of_action != "see":
+        raise Forbidden(
+            f"{name!r} changes data ({action.type_of_action}); {WS_PATH} runs only read-only "
+            "actions: send it with POST /api",
+            Status.FORBIDDEN_ACTION,
+        )
+    return action
+
+
+def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> dict[str, Any]:
+    """One run of the action: the body ``POST /api`` would answer (errors raise). A
+    run is not the admin's doing: it does not keep the session alive."""
+    principal = state.authenticate(creds, touch=False)
+    result = run_action(state.runner, principal, parse_action(copy.deepcopy(data)))
+    body: dict[str, Any] = {"status": Status.OK, "message": OK_MESSAGE}
+    body["total"] = result.total if result.total is not None else len(result.rows)
+    body["rows"] = result.rows
+    body.update(result.extra)
+    return body
+
+
+def _encode(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class _Socket:
+    """What the loop of one socket keeps between runs."""
+
+    websocket: WebSocket
+    sub: Subscription
+    heard: float  # loop time of the last client message (or of the last AKN)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed
+    last_pushed: str | None = None
+
+    async def push(self, body: dict[str, Any]) -> None:
+        text = _encode(body)
+        if text != self.last_pushed:
+            await self.websocket.send_text(text)
+            self.last_pushed = text
+
+    async def listen_to_client(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                self.heard = loop.time()
+        finally:
+            self.gone.set()
+            self.sub.wake.set()
+
+
+async def _serve(websocket: WebSocket, state: AppState, hub: NotifyHub, creds: Credentials) -> None:
+    principal = await run_in_threadpool(state.authenticate, creds)
+    data = await _request_data(websocket)
+    action = _read_only_action(data.get("action"))
+    parse_action(copy.deepcopy(data))  # a malformed order or field list fails now
+    loop = asyncio.get_running_loop()
+    sub = Subscription(channels=channels_for(action), tenant_id=principal.tenant_scope())
+    sock = _Socket(websocket=websocket, sub=sub, heard=loop.time())
+    try:
+        await hub.subscribe(sub)  # before the first run: no change slips in between
+        try:
+            await sock.push(await run_in_threadpool(_run, state, creds, data))
+        except ApiError as exc:
+            raise _Close(exc.body(), _close_code(exc)) from None
+        receiver = asyncio.create_task(sock.listen_to_client())
+        try:
+            await _follow(sock, state, hub, creds, data)
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await receiver
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def _follow(
+    sock: _Socket, state: AppState, hub: NotifyHub, creds: Credentials, data: dict[str, Any]
+) -> None:
+    """Re-run on notifications and timers, push what changed, say AKN when due."""
+    loop = asyncio.get_running_loop()
+    sub = sock.sub
+
+    def period() -> float:
+        return SAFETY_POLL if sub.channels and hub.listening else POLL
+
+    next_run = loop.time() + period()
+    while not sock.gone.is_set():
+        deadline = min(next_run, sock.heard + KEEPALIVE)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sub.wake.wait(), max(0.0, deadline - loop.time()))
+        sub.wake.clear()
+        if sock.gone.is_set():
+            return
+        if sub.dirty or loop.time() >= next_run:
+            await asyncio.sleep(DEBOUNCE)
+            sub.dirty = False
+            try:
+                await sock.push(await run_in_threadpool(_run, state, creds, data))
+            except AuthError as exc:
+                raise _Close(exc.body(), CLOSE_UNAUTHENTICATED) from None
+            except ApiError as exc:
+                await sock.push(exc.body())
+            except Exception:  # the database may be back for the next run
+                log.exception("%s: running %r failed", WS_PATH, data.get("action"))
+                await sock.push(_INTERNAL.body())
+            next_run = loop.time() + period()
+        if loop.time() >= sock.heard + KEEPALIVE:
+            await sock.websocket.send_text(_AKN)
+            sock.heard = loop.time()
+
+
+@router.websocket(WS_PATH)
+async def ws_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    state = app_state(websocket)
+    try:
+        creds = Credentials(token=_token(websocket), source="API",
+                            address=client_address(websocket))  # fmt: skip
+        await _serve(websocket, state, _hub(websocket), creds)
+    except WebSocketDisconnect:
+        return
+    except ApiError as exc:
+        await _close(websocket, exc.body(), _close_code(exc))
+    except _Close as close:
+        await _close(websocket, close.body, close.code)
+    except Exception:
+        log.exception("%s failed", WS_PATH)
+        await _close(websocket, _INTERNAL.body(), CLOSE_INTERNAL)
+
+
+async def _close(websocket: WebSocket, body: dict[str, Any], code: int) -> None:
+    """Send the refusal, then close with ``code`` (the reason is the message, cut to
+    the 123 bytes a close frame holds)."""
+    if websocket.client_state is not WebSocketState.CONNECTED:
+        return
+    reason = str(body.get("message", "")).encode()[:120].decode("utf-8", "ignore")
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.send_text(_encode(body))
+        await websocket.close(code, reason)
+
+
+# ------------------------------------------------------------------ log hygiene
+
+_SID = re.compile(r"((?:^|[?&])sid=)[^&\s\"']*")
+
+
+class _ScrubSid(logging.Filter):
+    """Blank ``sid=`` query values in uvicorn's log lines (they carry WebSocket paths)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SID.sub(r"\1***", a) if isinstance(a, str) and "sid=" in a else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and "sid=" in record.msg:
+            record.msg = _SID.sub(r"\1***", record.msg)
+        return True
+
+
+def _scrub_uvicorn_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ScrubSid) for f in logger.filters):
+            logger.addFilter(_ScrubSid())
