@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OBJECTS", "VERBS", "Command", "GrammarError", "parse", "tokenize"]
+__all__ = ["OBJECTS", "VERBS", "VERBS_OF", "Command", "GrammarError", "parse", "tokenize"]
 
 OBJECTS = (
     "vm", "user", "host", "osf", "di", "tenant", "config", "admin", "role", "acl", "log",
@@ -22,8 +22,23 @@ OBJECTS = (
 )  # fmt: skip
 VERBS = (
     "get", "new", "set", "del", "block", "unblock", "start", "stop", "disconnect", "tag",
-    "untag", "assign", "unassign", "can", "default",
+    "untag", "assign", "unassign", "can", "default", "ssl",
 )  # fmt: skip
+VERBS_OF: dict[str, tuple[str, ...]] = {
+    "vm": ("get", "new", "set", "del", "block", "unblock", "start", "stop", "disconnect"),
+    "user": ("get", "new", "set", "del", "block", "unblock"),
+    "host": ("get", "new", "set", "del", "block", "unblock"),
+    "osf": ("get", "new", "set", "del"),
+    "di": ("get", "new", "set", "del", "block", "unblock", "tag", "untag"),
+    "tenant": ("get", "new", "set", "del", "block", "unblock"),
+    "config": ("get", "set", "default", "ssl"),
+    "admin": ("get", "new", "set", "del", "assign", "unassign", "can"),
+    "role": ("get", "new", "set", "del", "assign", "unassign", "can"),
+    "acl": ("get",),
+    "log": ("get",),
+    "property": ("get", "new", "set", "del", "assign", "unassign"),
+}
+_WITH_ASSIGNMENTS = ("new", "set", "ssl")
 _OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
 _ALIASES: dict[str, dict[str, str]] = {
     "vm": {"user": "user_name", "osf": "osf_name", "tag": "di_tag", "host": "host_name",
@@ -35,7 +50,8 @@ _ALIASES: dict[str, dict[str, str]] = {
     "osf": {"tenant": "tenant_name"},
     "admin": {"tenant": "tenant_name"},
     "role": {"tenant": "tenant_name"},
-    "log": {"admin": "administrator_name", "object": "qvd_object"},
+    "log": {"admin": "administrator_name", "admin_name": "administrator_name",
+            "object": "qvd_object"},
     "property": {"name": "key"},
 }  # fmt: skip
 _DEFAULT_NAME = {"config": "key", "property": "key", "di": "disk_image", "log": "object_name"}
@@ -196,6 +212,16 @@ class _Parser:
             out.append(self.word())
         return out
 
+    def name_list(self) -> list[str]:
+        """Names separated by ``,``; the words of one name are joined by a blank
+        (``assign role VMs Reader, Users Reader``)."""
+        out: list[str] = []
+        while self.peek() is not None:
+            out.append(self.item())
+            if (t := self.peek()) is not None and t.text == "," and not t.quoted:
+                self.take()
+        return out
+
     def assignments(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         while self.peek() is not None:
@@ -220,15 +246,25 @@ class _Parser:
             raise GrammarError("'order' needs at least one field")
 
 
-def _verb_at(tokens: list[Token]) -> int:
+def _verb_at(obj: str, tokens: list[Token]) -> int:
+    """Where the verb is: the first of the object's verbs that is not a value (a VM
+    named ``get`` is ``name=get``); a word that is another object's verb is named in
+    the error."""
+    other: str | None = None
     for i, tok in enumerate(tokens):
         if tok.quoted or tok.text not in VERBS:
             continue
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         prev = tokens[i - 1] if i > 0 else None
-        if (nxt is None or nxt.text not in _OPS) and (prev is None or prev.text not in _OPS):
+        if (nxt is not None and nxt.text in _OPS) or (prev is not None and prev.text in _OPS):
+            continue
+        if tok.text in VERBS_OF[obj]:
             return i
-    raise GrammarError(f"no verb found (one of: {', '.join(VERBS)})")
+        other = other or tok.text
+    verbs = ", ".join(VERBS_OF[obj])
+    if other is not None:
+        raise GrammarError(f"'{other}' is not a verb of {obj} (its verbs: {verbs})")
+    raise GrammarError(f"no verb found (the verbs of {obj}: {verbs})")
 
 
 def parse(obj: str, words: list[str]) -> Command:
@@ -236,7 +272,7 @@ def parse(obj: str, words: list[str]) -> Command:
     if obj not in OBJECTS:
         raise GrammarError(f"unknown object {obj!r} (one of: {', '.join(OBJECTS)})")
     tokens = tokenize(" ".join(_quote(w) for w in words))
-    at = _verb_at(tokens)
+    at = _verb_at(obj, tokens)
     head = _Parser(obj, tokens[:at])
     filters = head.or_expr() if tokens[:at] else None
     if head.peek() is not None:
@@ -246,8 +282,13 @@ def parse(obj: str, words: list[str]) -> Command:
     if command.verb == "get":
         command.fields = [alias(obj, f) for f in tail.word_list()]
         tail.order(command)
-    elif command.verb in ("new", "set"):
+    elif command.verb in _WITH_ASSIGNMENTS:
         command.arguments = tail.assignments()
+    elif command.verb in ("assign", "unassign"):
+        kind = tail.peek()
+        if obj != "property" and kind is not None and kind.text in ("role", "acl"):
+            command.words.append(tail.take().text)
+        command.words += tail.name_list()
     else:
         command.words = tail.word_list()
         tail.order(command)

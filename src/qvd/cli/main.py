@@ -1,8 +1,12 @@
-"""``qa``: the admin command line, a client of the API only."""
+"""``qa``: the admin command line, a client of the API only.
+
+``qa <object> … <verb> …`` runs one command; ``qa`` alone (or ``qa shell``) reads
+commands line by line (:mod:`qvd.cli.shell`)."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -10,12 +14,13 @@ from typing import TextIO
 
 import httpx
 
-from qvd.cli.client import ApiClient, ClientError
-from qvd.cli.commands import run_command
-from qvd.cli.grammar import OBJECTS, GrammarError, parse
+from qvd.cli.client import ApiClient
 from qvd.cli.help import help_text
-from qvd.cli.output import FORMATS, render, render_error
+from qvd.cli.output import FORMATS
+from qvd.cli.session import CliSession
 from qvd.cli.settings import QaSettings, load_settings
+from qvd.cli.shell import run_shell
+from qvd.cli.terminal import Terminal
 
 __all__ = ["main", "run"]
 
@@ -29,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--format", type=str.lower, choices=FORMATS)
     p.add_argument("--ca")
     p.add_argument("--insecure", action="store_const", const="1")
+    p.add_argument("--force", action="store_const", const="1")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
@@ -51,21 +57,21 @@ def run(
     *,
     out: TextIO,
     err: TextIO,
+    inp: TextIO | None = None,
     transport: httpx.BaseTransport | None = None,
     environ: dict[str, str] | None = None,
 ) -> int:
-    """Run one ``qa`` command line; returns the exit status."""
+    """Run ``qa`` with these arguments; returns the exit status. ``inp`` is where
+    interactive commands, confirmations and passwords come from (none: empty)."""
     env = dict(os.environ) if environ is None else environ
     try:
         opts = _parser().parse_args(list(argv))
     except SystemExit:
         return 2
-    words = [w for w in opts.command if w not in ("-h", "--help")]
-    if opts.help or len(words) < len(opts.command) or not words:
-        out.write(help_text(words[0] if words else None, words[1] if len(words) > 1 else None))
-        return 0 if (opts.help or len(words) < len(opts.command)) else 2
-    if words[0] == "version":
-        words = ["__version__"]
+    words: list[str] = list(opts.command)
+    if opts.help and not words:
+        out.write(help_text())
+        return 0
     settings = load_settings(
         {
             "url": opts.url,
@@ -75,32 +81,40 @@ def run(
             "format": opts.format,
             "ca": opts.ca,
             "insecure": opts.insecure,
+            "force": opts.force,
         },
         env,
     )
-    try:
-        with _client(settings, transport) as client:
-            if words[0] == "__version__":
-                info = client.info()
-                out.write(f"database schema {info.get('version', {}).get('database')}\n")
-                return 0
-            if words[0] not in OBJECTS:
-                err.write(f"qa: unknown object {words[0]!r}; try 'qa --help'\n")
-                return 2
-            command = parse(words[0], words[1:])
-            outcome = run_command(client, command, block=settings.block)
-    except GrammarError as exc:
-        err.write(f"qa: {exc}\n")
+    if settings.format not in FORMATS:
+        err.write(f"qa: qa.format is one of {', '.join(FORMATS)}, not {settings.format!r}\n")
         return 2
-    except ClientError as exc:
-        err.write(f"qa: {exc}\n")
-        return 1
-    if not outcome.reply.ok:
-        render_error(outcome.reply, err)
-        return 1
-    render(outcome.reply, outcome.columns, settings.format, out, listing=outcome.listing)
-    return 0
+    term = Terminal(inp if inp is not None else io.StringIO(""), out)
+    interactive = not words or words == ["shell"]
+    with _client(settings, transport) as client:
+        session = CliSession(
+            client,
+            term,
+            out=out,
+            err=err,
+            fmt=settings.format,
+            block=settings.block,
+            force=settings.force,
+            interactive=interactive,
+        )
+        if term.tty:
+            client.ask = session.ask_credentials
+        if interactive:
+            return run_shell(session, term, settings.url, err)
+        try:
+            return session.execute(words + (["--help"] if opts.help else []))
+        finally:
+            session.close()
 
 
 def main() -> None:
-    sys.exit(run(sys.argv[1:], out=sys.stdout, err=sys.stderr))
+    try:
+        status = run(sys.argv[1:], out=sys.stdout, err=sys.stderr, inp=sys.stdin)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nqa: interrupted\n")
+        status = 130
+    sys.exit(status)

@@ -26,8 +26,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render(reply: ApiReply, columns: list[str], fmt: str, out: TextIO, *, listing: bool) -> None:
-    """Print a successful reply."""
+def render(
+    reply: ApiReply,
+    columns: list[str],
+    fmt: str,
+    out: TextIO,
+    *,
+    listing: bool,
+    footer: str | None = None,
+) -> None:
+    """Print a successful reply (a table ends with ``footer``, by default the total)."""
     if fmt == "json":
         body = {
             "status": reply.status,
@@ -61,7 +69,7 @@ def render(reply: ApiReply, columns: list[str], fmt: str, out: TextIO, *, listin
         out.write("|" + "|".join(f" {v:<{w}} " for v, w in zip(r, widths, strict=True)) + "|\n")
     out.write(line + "\n")
     total = reply.total if reply.total is not None else len(reply.rows)
-    out.write(f"Total: {total}\n")
+    out.write(f"{footer or f'Total: {total}'}\n")
 
 
 def render_error(reply: ApiReply, err: TextIO) -> None:

@@ -2,7 +2,8 @@
 ``~/.config/qvd/qa.conf``, ``~/.qvd/qa.conf``, ``/etc/qvd/qa.conf`` (first found),
 then defaults. The files use ``key = value`` lines: ``qa.url``, ``qa.login``,
 ``qa.password``, ``qa.tenant``, ``qa.format`` (table, csv, json), ``qa.insecure``
-(1 skips certificate checks), ``qa.ca`` (a CA or certificate file), ``qa.block``."""
+(1 skips certificate checks), ``qa.ca`` (a CA or certificate file), ``qa.block`` (rows
+per page), ``qa.force`` (1: never ask before deleting or changing every object)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class QaSettings:
     insecure: bool = False
     ca: str | None = None
     block: int = 25
+    force: bool = False
 
 
 def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
@@ -67,7 +69,12 @@ def load_settings(
         password=values.get("password") or None,
         tenant=values.get("tenant") or None,
         format=(values.get("format") or "table").lower(),
-        insecure=values.get("insecure", "0").lower() in {"1", "true", "yes", "on"},
+        insecure=_true(values.get("insecure")),
         ca=values.get("ca") or None,
         block=int(values.get("block") or 25),
+        force=_true(values.get("force")),
     )
+
+
+def _true(value: str | None) -> bool:
+    return (value or "0").strip().lower() in {"1", "true", "yes", "on"}
