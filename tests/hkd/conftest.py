@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.config import Config
+from qvd.hkd.health import Liveness
 from qvd.hkd.store import HostRow
 from tests.conftest import scratch_dir
 from tests.hkd.lxcnode import LxcNode
@@ -24,16 +25,20 @@ _ips = itertools.count(100)
 
 @dataclass
 class FakeVma:
-    """Answers pings for the addresses in ``alive``; records every call."""
+    """Answers pings for the addresses in ``alive``, times out for those in ``silent``,
+    refuses the others; records every call."""
 
     alive: set[str] = field(default_factory=set)
+    silent: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def ping(self, address: str, port: int, secret: str) -> bool:
+    def ping(self, address: str, port: int, secret: str) -> Liveness:
         with self.lock:
             self.calls.append(("ping", address))
-            return address in self.alive and len(secret) == 64
+            if address in self.alive and len(secret) == 64:
+                return Liveness.ANSWERED
+            return Liveness.SILENT if address in self.silent else Liveness.DEAD
 
     def poweroff(self, address: str, port: int, secret: str) -> bool:
         with self.lock:
@@ -69,6 +74,7 @@ def hkd_config(run_dir: Path, nodename: str = "node1", **extra: str) -> Config:
         "internal.hkd.vmhandler.vma_monitor.delay.after.ok": "0.1",
         "internal.hkd.vmhandler.vma_monitor.delay.after.error": "0.05",
         "internal.hkd.vmhandler.vma.failed.max_time.on.running": "0.5",
+        "internal.hkd.vmhandler.vma.silent.max_time.on.running": "2",
         "internal.hkd.vmhandler.vma.failed.max_time.on.starting": "1",
         "internal.hkd.timeout.shutdown": "0.5",
         "internal.hkd.timeout.stop": "0.5",

@@ -163,6 +163,38 @@ def test_a_dead_vma_while_running_stops_the_vm(
     assert "VMA stopped answering" in str(runtime(engine, vm_id)["last_error"])
 
 
+def test_a_silent_vma_gets_the_longer_patience(
+    engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
+) -> None:
+    """Timeouts (a VM starved of CPU) are not a dead agent: the VM keeps running past
+    the dead-agent limit (0.5 s here) and is stopped after the silent limit (2 s)."""
+    rec, _, vma = parts
+    vm_id, ip = running_vm(engine, rec, vma)
+    vma.alive.discard(ip)
+    vma.silent.add(ip)
+    started = time.monotonic()
+    drive(rec, vm_id, "stopped")
+    waited = time.monotonic() - started
+    assert 2 <= waited < 5, waited
+    assert "VMA timed out for 2 s" in str(runtime(engine, vm_id)["last_error"])
+
+
+def test_a_slow_vma_that_answers_again_keeps_its_vm(
+    engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
+) -> None:
+    rec, _, vma = parts
+    vm_id, ip = running_vm(engine, rec, vma)
+    vma.alive.discard(ip)
+    vma.silent.add(ip)
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:
+        rec.reconcile(vm_id)
+        time.sleep(0.05)
+    vma.alive.add(ip)
+    rec.reconcile(vm_id)
+    assert runtime(engine, vm_id)["vm_state"] == "running"
+
+
 def test_a_crashed_vm_is_cleaned_up(
     engine: Engine, parts: tuple[Reconciler, FakeBackend, FakeVma]
 ) -> None:

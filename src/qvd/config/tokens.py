@@ -281,7 +281,15 @@ TOKENS: tuple[Token, ...] = (
         "internal.hkd.vmhandler.vma.failed.max_time.on.running",
         "8",
         NUM,
-        "A running VM whose VMA has not answered for this long is stopped (QVD: 320).",
+        "A running VM whose VMA refuses connections (dead agent) for this long is "
+        "stopped (QVD: 320).",
+    ),
+    _t(
+        "internal.hkd.vmhandler.vma.silent.max_time.on.running",
+        "60",
+        NUM,
+        "A running VM whose VMA pings time out (a frozen or CPU-starved VM) for this "
+        "long is stopped.",
     ),
     _t(
         "internal.hkd.vmhandler.vma.failed.max_time.on.starting",

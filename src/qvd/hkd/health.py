@@ -7,12 +7,23 @@ this node's bridge (the network rule), and tests of the loop give it a fake.
 
 from __future__ import annotations
 
+import enum
 import subprocess
 from typing import Protocol
 
-from qvd.vma.client import VmaClient, VmaError
+from qvd.vma.client import VmaClient, VmaError, VmaUnavailable
 
-__all__ = ["HttpVmaProbe", "RouteError", "VmaProbe", "check_route"]
+__all__ = ["HttpVmaProbe", "Liveness", "RouteError", "VmaProbe", "check_route"]
+
+
+class Liveness(enum.Enum):
+    """What a ping found: an answer; nobody there (refused, reset, unreachable, a
+    wrong answer: the agent is dead); or silence (a timeout: the VM may only be slow,
+    e.g. starved of CPU, and deserves a longer patience)."""
+
+    ANSWERED = "answered"
+    DEAD = "dead"
+    SILENT = "silent"
 
 
 class RouteError(Exception):
@@ -20,7 +31,7 @@ class RouteError(Exception):
 
 
 class VmaProbe(Protocol):
-    def ping(self, address: str, port: int, secret: str) -> bool: ...
+    def ping(self, address: str, port: int, secret: str) -> Liveness: ...
 
     def poweroff(self, address: str, port: int, secret: str) -> bool: ...
 
@@ -52,12 +63,14 @@ class HttpVmaProbe:
             self._routed.add(address)
         return VmaClient(address, port=port, secret=secret.encode(), timeout=self._timeout)
 
-    def ping(self, address: str, port: int, secret: str) -> bool:
+    def ping(self, address: str, port: int, secret: str) -> Liveness:
         try:
             self._client(address, port, secret).ping()
+        except VmaUnavailable as exc:
+            return Liveness.DEAD if exc.refused else Liveness.SILENT
         except (VmaError, RouteError):
-            return False
-        return True
+            return Liveness.DEAD
+        return Liveness.ANSWERED
 
     def poweroff(self, address: str, port: int, secret: str) -> bool:
         try:

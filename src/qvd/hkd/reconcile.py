@@ -24,7 +24,7 @@ from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
 from qvd.hkd.backends import Backend, NetworkSpec, TerminalBackendError, VmSpec
-from qvd.hkd.health import VmaProbe
+from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import HostRow, VmView
 
@@ -164,7 +164,8 @@ class Reconciler:
             with self.engine.begin() as conn:
                 store.set_vm_state(conn, view.vm_id, self.host.id, "starting", pid=pid)
             local.next_ping = 0.0
-        if self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view)):
+        liveness = self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view))
+        if liveness is Liveness.ANSWERED:
             pid = self._pid_of(view.vm_id)
             with self.engine.begin() as conn:
                 store.mark_running(conn, view.vm_id, self.host.id, pid)
@@ -203,7 +204,8 @@ class Reconciler:
                 local.soft_expiry_signalled = now
         if now < local.next_ping:
             return Outcome(local.next_ping - now, view.vm_state)
-        if self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view)):
+        liveness = self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view))
+        if liveness is Liveness.ANSWERED:
             if view.vm_state == "debugging":
                 with self.engine.begin() as conn:
                     store.set_vm_state(conn, view.vm_id, self.host.id, "running")
@@ -212,11 +214,15 @@ class Reconciler:
             return Outcome(self.settings.vma_ok_delay, "running")
         if local.vma_last_ok is None:  # adopted after a restart: count from now
             local.vma_last_ok = now
-        silent = self.clock() - local.vma_last_ok
-        if silent >= self.settings.vma_max_fail_running and view.vm_state == "running":
-            return self._to_stopping(
-                view, f"its VMA stopped answering for {self.settings.vma_max_fail_running:g} s"
-            )
+        quiet = self.clock() - local.vma_last_ok
+        # a dead agent (refused) is given up on soon; a silent one (timeouts: maybe a
+        # VM starved of CPU) gets the longer patience
+        if liveness is Liveness.DEAD:
+            limit, how = self.settings.vma_max_fail_running, "stopped answering"
+        else:
+            limit, how = self.settings.vma_max_silent_running, "timed out"
+        if quiet >= limit and view.vm_state == "running":
+            return self._to_stopping(view, f"its VMA {how} for {limit:g} s")
         local.next_ping = self.clock() + self.settings.vma_error_delay
         return Outcome(self.settings.vma_error_delay, view.vm_state)
 

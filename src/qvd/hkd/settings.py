@@ -35,6 +35,7 @@ class HkdSettings:
     vma_ok_delay: float
     vma_error_delay: float
     vma_max_fail_running: float
+    vma_max_silent_running: float
     vma_max_fail_starting: float
     rpc_timeout: float
     shutdown_timeout: float
@@ -74,6 +75,7 @@ class HkdSettings:
             vma_ok_delay=f("internal.hkd.vmhandler.vma_monitor.delay.after.ok"),
             vma_error_delay=f("internal.hkd.vmhandler.vma_monitor.delay.after.error"),
             vma_max_fail_running=f("internal.hkd.vmhandler.vma.failed.max_time.on.running"),
+            vma_max_silent_running=f("internal.hkd.vmhandler.vma.silent.max_time.on.running"),
             vma_max_fail_starting=f("internal.hkd.vmhandler.vma.failed.max_time.on.starting"),
             rpc_timeout=f("internal.hkd.agent.rpc.timeout"),
             shutdown_timeout=f("internal.hkd.timeout.shutdown"),

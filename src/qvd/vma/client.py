@@ -40,7 +40,12 @@ class VmaError(Exception):
 
 
 class VmaUnavailable(VmaError):
-    """No answer: connection refused or reset, or timeout."""
+    """No answer: connection refused or reset (``refused``: nothing is serving there),
+    or a timeout (``refused`` false: something may be there, too slow to answer)."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class VmaHttpError(VmaError):
@@ -104,8 +109,10 @@ def call_vma(
         )
         response = conn.getresponse()
         data = response.read()
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise VmaUnavailable(f"{host}:{port} {method}: {exc}") from None
+    except TimeoutError as exc:
+        raise VmaUnavailable(f"{host}:{port} {method}: {exc}", refused=False) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise VmaUnavailable(f"{host}:{port} {method}: {exc}", refused=True) from None
     finally:
         conn.close()
     if response.status == 401:
