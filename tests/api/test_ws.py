@@ -36,7 +36,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from qvd.api import api_endpoint, create_app, ws
+from qvd.api import api_endpoint, create_app, notifyhub, ws
 from tests.api.conftest import PASSWORD, Api, World, api_config, running_api
 
 
@@ -397,7 +397,7 @@ def test_akn_after_client_silence(server: Server, monkeypatch: pytest.MonkeyPatc
 def test_the_listen_connection_ends_after_the_last_socket(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ws, "LINGER", 0.2)
+    monkeypatch.setattr(notifyhub, "LINGER", 0.2)
     sock = server.connect(server.admin("A"), query=VM_QUERY)
     sock.recv_json()
     assert server.listen_connections() == 1
@@ -478,14 +478,14 @@ def test_session_ids_are_scrubbed_from_uvicorn_log_lines(
 
 
 def test_a_subscription_hears_its_tenant_and_global_changes_only() -> None:
-    sub = ws.Subscription(channels=frozenset({"vm_changed", "host_changed"}), tenant_id=7)
+    sub = notifyhub.Subscription(channels=frozenset({"vm_changed", "host_changed"}), tenant_id=7)
     assert sub.concerns("vm_changed", '{"vm_id": 1, "tenant_id": 7}')
     assert not sub.concerns("vm_changed", '{"vm_id": 2, "tenant_id": 8}')
     assert sub.concerns("vm_changed", '{"vm_id": 3, "tenant_id": -1}')
     assert sub.concerns("host_changed", '{"host_id": 4, "state": "running"}')  # hosts: global
     assert not sub.concerns("user_changed", '{"id": 5, "tenant_id": 7}')
     assert sub.concerns("vm_changed", "not json")  # when in doubt, run again
-    superadmin = ws.Subscription(channels=frozenset({"vm_changed"}), tenant_id=None)
+    superadmin = notifyhub.Subscription(channels=frozenset({"vm_changed"}), tenant_id=None)
     assert superadmin.concerns("vm_changed", '{"vm_id": 2, "tenant_id": 8}')
 
 
@@ -498,13 +498,13 @@ def test_channels_are_those_the_triggers_send() -> None:
         channels.VM_CHANGED, channels.VM_BLOCKED, channels.USER_BLOCKED, channels.HOST_CHANGED,
         channels.CONFIG_CHANGED, channels.DI_RUNTIMES_CHANGED, channels.DI_TAGS_CHANGED,
     }  # fmt: skip
-    assert not ws.ALL_CHANNELS - sent
+    assert not notifyhub.ALL_CHANNELS - sent
     followed = [
         "vm_get_list", "user_get_list", "host_get_list", "osf_get_list", "di_get_list",
         "tag_get_list", "tenant_get_list", "administrator_get_list", "role_get_list",
         "acl_get_list", "config_get", "current_admin_setup", "qvd_objects_statistics",
     ]  # fmt: skip
     for name in followed:
-        assert ws.channels_for(CATALOGUE[name]), name
+        assert notifyhub.channels_for(CATALOGUE[name]), name
     for name in ("log_get_list", "property_get_list", "dis_in_staging"):  # polled every 2 s
-        assert not ws.channels_for(CATALOGUE[name]), name
+        assert not notifyhub.channels_for(CATALOGUE[name]), name
