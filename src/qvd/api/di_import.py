@@ -6,7 +6,7 @@ the reason in ``status_message``; the error is reported."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -29,7 +29,13 @@ from qvd.api.services.dis import publish
 from qvd.api.state import AppState
 from qvd.db.models import Di, DiRuntime
 
-__all__ = ["import_from_staging", "import_upload", "max_image_size"]
+__all__ = [
+    "import_from_staging",
+    "import_upload",
+    "max_image_size",
+    "upload_folder",
+    "upload_name",
+]
 
 
 def max_image_size(state: AppState) -> int:
@@ -81,20 +87,31 @@ def _import(state: AppState, principal: Principal, arguments: dict[str, Any], tm
     return di_id
 
 
-def import_upload(
-    state: AppState,
-    principal: Principal,
-    arguments: dict[str, Any],
-    stream: IO[bytes],
-    filename: str,
-    size: int | None,
-) -> int:
-    """A DI from an uploaded file (streamed to disk, never held in memory)."""
+def upload_name(principal: Principal, arguments: dict[str, Any], filename: str) -> str:
+    """The name an upload is imported under (``disk_image``, else the uploaded file's
+    name), checked, once ``principal`` may create DIs. Cheap: the upload route asks it
+    before it streams the file when it can, and ``import_upload`` asks again."""
     name = check_name(str(arguments.get("disk_image") or filename))
     principal.require("di.create.", what="uploading a DI")
-    folder = images_dir(state.config.get_path("path.storage.images"))
-    tmp = copy_into(stream, folder, max_bytes=max_image_size(state), declared_size=size)
+    return name
+
+
+def import_upload(
+    state: AppState, principal: Principal, arguments: dict[str, Any], tmp: Path, filename: str
+) -> int:
+    """A DI from an uploaded file already streamed to ``tmp`` (a temporary file in the
+    images directory, see ``qvd.api.form_stream``); ``tmp`` is removed if it fails."""
+    try:
+        name = upload_name(principal, arguments, filename)
+    except BaseException:
+        discard(tmp)
+        raise
     return _import(state, principal, arguments, tmp, name)
+
+
+def upload_folder(state: AppState) -> Path:
+    """The images directory (made if missing): where an upload is streamed to."""
+    return images_dir(state.config.get_path("path.storage.images"))
 
 
 def import_from_staging(state: AppState, principal: Principal, arguments: dict[str, Any]) -> int:
@@ -102,7 +119,7 @@ def import_from_staging(state: AppState, principal: Principal, arguments: dict[s
     principal.require("di.create.", what="importing a DI")
     name = str(arguments.get("disk_image") or "")
     source = staged_file(state.config.get_path("path.storage.staging"), name)
-    folder = images_dir(state.config.get_path("path.storage.images"))
+    folder = upload_folder(state)
     with open(source, "rb") as f:
         tmp = copy_into(
             f, folder, max_bytes=max_image_size(state), declared_size=source.stat().st_size

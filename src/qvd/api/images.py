@@ -1,34 +1,37 @@
 """Checking and importing DI image files (upload and staging).
 
-An upload is streamed to a temporary file next to the images (the request body is
-never held in memory), checked, then renamed to ``images/<di_id>-<name>`` and the
-DI published. Checks: the name says a known format (``.tar``, ``.tar.gz``/``.tgz``,
-``.tar.xz``, ``.tar.zst`` for LXC; ``.qcow2`` for KVM), the size is within
-``api.di.upload.max_size`` and the disk has room, a qcow2 file starts with its magic, and
-every member of a tarball passes ``qvd.imagefile.check_tar`` (the same check the node
-daemon makes before it unpacks: nothing outside the root, no link escaping it, nothing
-written through a link, no device node outside ``dev/``).
+An upload is streamed, as it arrives, to a temporary file next to the images
+(:class:`ImageSpool`: written once, never held in memory whole), checked, then renamed
+to ``images/<di_id>-<name>`` and the DI published. Checks: the name says a known format
+(``.tar``, ``.tar.gz``/``.tgz``, ``.tar.xz``, ``.tar.zst`` for LXC; ``.qcow2`` for KVM),
+the size is within ``api.di.upload.max_size`` and the disk has room, a qcow2 file starts
+with its magic, and every member of a tarball passes ``qvd.imagefile.check_tar`` (the
+same check the node daemon makes before it unpacks: nothing outside the root, no link
+escaping it, nothing written through a link, no device node outside ``dev/``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from qvd.api.errors import ApiError, InvalidRequest, NotFound, Status
 from qvd.imagefile import ImageRejected, check_tar
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ImageSpool",
     "check_image",
     "check_name",
     "copy_into",
     "discard",
     "images_dir",
     "install",
+    "no_room",
     "staged_file",
     "too_large",
 ]
@@ -68,37 +71,114 @@ def too_large(size: int, max_bytes: int, what: str = "the image") -> InvalidRequ
     )
 
 
+def no_room(
+    size: int, free: int, folder: Path, *, so_far: bool = False, what: str = "the image"
+) -> InvalidRequest:
+    """The 2250 refusal of an image the disk has no room for."""
+    amount = f"at least {size}" if so_far else str(size)
+    return InvalidRequest(
+        f"{what} ({amount} bytes) does not fit in the {free} bytes free in {folder}",
+        Status.UPLOAD_FAILED,
+    )
+
+
+class ImageSpool:
+    """A new temporary file ``.upload-<random>`` in ``folder`` that takes an image
+    chunk by chunk, so it is written once, where it will stay.
+
+    ``add`` counts a chunk against ``max_bytes`` and the room the disk had when the
+    file was made, refusing (2250) before a byte too many is kept; ``flush`` writes
+    what was added (blocking: async code calls it from a thread); ``finish`` closes the
+    file and gives its path for the caller to rename or remove; ``discard`` removes it
+    (every failure path calls it)."""
+
+    def __init__(self, folder: Path, *, max_bytes: int, declared_size: int | None = None) -> None:
+        if declared_size is not None and declared_size > max_bytes:
+            raise too_large(declared_size, max_bytes)
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.free = shutil.disk_usage(folder).free
+        if declared_size is not None and declared_size > self.free:
+            raise no_room(declared_size, self.free, folder)
+        self.path = folder / f".upload-{secrets.token_hex(8)}"
+        self.size = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        try:
+            self._out: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 (finish closes it)
+        except OSError as exc:
+            raise ApiError(
+                f"cannot write in the images directory {folder}: {exc.strerror or exc}",
+                Status.NO_IMAGES_DIR,
+            ) from None
+
+    def add(self, chunk: bytes) -> bool:
+        """Take ``chunk`` (kept in memory until ``flush``); True when enough is
+        pending that it is time to flush."""
+        size = self.size + len(chunk)
+        if size > self.max_bytes:
+            raise too_large(size, self.max_bytes)
+        if size > self.free:
+            raise no_room(size, self.free, self.folder, so_far=True)
+        self.size = size
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        return self._pending_size >= _CHUNK
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        assert self._out is not None, "the spool is closed"
+        data, self._pending, self._pending_size = b"".join(self._pending), [], 0
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def finish(self) -> Path:
+        """The complete file (closed), or 2250 if it is empty."""
+        self.flush()
+        try:
+            self._close()
+        except OSError as exc:
+            raise self._write_error(exc) from None
+        if self.size == 0:
+            self.discard()
+            raise InvalidRequest("the image file is empty", Status.UPLOAD_FAILED)
+        return self.path
+
+    def discard(self) -> None:
+        self._pending, self._pending_size = [], 0
+        with contextlib.suppress(OSError):
+            self._close()
+        self.path.unlink(missing_ok=True)
+
+    def _write_error(self, exc: OSError) -> InvalidRequest:
+        return InvalidRequest(
+            f"cannot write the image in {self.folder}: {exc.strerror or exc}",
+            Status.UPLOAD_FAILED,
+        )
+
+    def _close(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            out.close()
+
+
 def copy_into(
     source: IO[bytes], folder: Path, *, max_bytes: int, declared_size: int | None = None
 ) -> Path:
     """Stream ``source`` into a new temporary file in ``folder`` (at most ``max_bytes``,
     and only while the disk has room); the caller renames or removes it."""
-    if declared_size is not None:
-        if declared_size > max_bytes:
-            raise too_large(declared_size, max_bytes)
-        free = shutil.disk_usage(folder).free
-        if declared_size > free:
-            raise InvalidRequest(
-                f"the image ({declared_size} bytes) does not fit in the {free} bytes free "
-                f"in {folder}",
-                Status.UPLOAD_FAILED,
-            )
-    tmp = folder / f".upload-{secrets.token_hex(8)}"
-    written = 0
+    spool = ImageSpool(folder, max_bytes=max_bytes, declared_size=declared_size)
     try:
-        with open(tmp, "xb") as out:
-            while chunk := source.read(_CHUNK):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise too_large(written, max_bytes)
-                out.write(chunk)
+        while chunk := source.read(_CHUNK):
+            spool.add(chunk)
+            spool.flush()
+        return spool.finish()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        spool.discard()
         raise
-    if written == 0:
-        tmp.unlink(missing_ok=True)
-        raise InvalidRequest("the image file is empty", Status.UPLOAD_FAILED)
-    return tmp
 
 
 def check_image(path: Path, name: str) -> int:

@@ -335,7 +335,8 @@ TOKENS: tuple[Token, ...] = (
         "68719476736",
         INT,
         "Largest image file a DI upload or staging import accepts, bytes (default 64 GiB). "
-        "A larger file is refused with 2250 before it reaches the images directory.",
+        "An upload is stopped with 2250 as soon as it goes over (it streams into a "
+        "temporary file in the images directory, removed on refusal).",
     ),
     _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
     # --- client defaults (sent to clients, used by qvd-client) ---------------------

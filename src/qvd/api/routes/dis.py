@@ -4,17 +4,24 @@ The action face's ``/api/di/upload`` and ``/api/di/staging`` live here too."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from qvd.api.action import OK_MESSAGE, body_credentials, read_body
-from qvd.api.di_import import import_from_staging, import_upload, max_image_size
+from qvd.api.di_import import (
+    import_from_staging,
+    import_upload,
+    max_image_size,
+    upload_folder,
+    upload_name,
+)
 from qvd.api.errors import ApiError, InvalidRequest, Status
-from qvd.api.images import too_large
+from qvd.api.form_stream import receive_upload
+from qvd.api.images import discard
 from qvd.api.principal import Principal
 from qvd.api.rest import (
     ERRORS,
@@ -46,59 +53,86 @@ def list_tags(request: Request, principal: Auth, params: Params) -> Page:
     return Page(total=result.total or 0, rows=result.rows)
 
 
-# room for the form's other fields and the multipart framing around the file
-_FORM_OVERHEAD = 1 << 20
-
-
-def _refuse_oversized(request: Request, max_bytes: int) -> None:
-    """Refuse an upload whose declared length cannot fit, before any of it is read
-    (the form parser would otherwise spool all of it to a temporary file first)."""
+def _arguments(fields: Mapping[str, str]) -> dict[str, Any]:
     try:
-        length = int(request.headers.get("content-length", ""))
-    except ValueError:
-        return
-    if length > max_bytes + _FORM_OVERHEAD:
-        raise too_large(length, max_bytes, "the upload")
-
-
-async def _upload(request: Request, principal: Principal | None) -> int:
-    state = app_state(request)
-    _refuse_oversized(request, max_image_size(state))
-    form = await request.form(max_files=1, max_fields=20)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequest("the form has no 'file' part", Status.MISSING_ARGUMENT)
-    raw = form.get("arguments") or "{}"
-    try:
-        args = json.loads(raw) if isinstance(raw, str) else None
+        args = json.loads(fields.get("arguments") or "{}")
     except ValueError:
         args = None
     if not isinstance(args, dict):
         raise InvalidRequest("'arguments' must be a JSON object", Status.BAD_JSON)
-    args = {NESTED.get(k, k): v for k, v in args.items()}
-    if principal is None:
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        creds = Credentials(
-            token=fields.get("sid") or token_from_headers(request),
-            login=fields.get("login"), password=fields.get("password"),
-            tenant=fields.get("tenant"), source="API", address=client_address(request),
-        )  # fmt: skip
-        if creds.login is not None:
-            creds = Credentials(login=creds.login, password=creds.password, tenant=creds.tenant,
-                                source="API", address=creds.address)  # fmt: skip
-        principal = await run_in_threadpool(state.authenticate, creds)
-    try:
+    return {NESTED.get(str(k), str(k)): v for k, v in args.items()}
+
+
+def _credentials(request: Request, fields: Mapping[str, str]) -> Credentials:
+    """The action face's credentials: the form's ``login`` (+ ``password``,
+    ``tenant``), else its ``sid``, else a token in the headers."""
+    address = client_address(request)
+    if fields.get("login") is not None:
+        return Credentials(login=fields.get("login"), password=fields.get("password"),
+                           tenant=fields.get("tenant"), source="API", address=address)  # fmt: skip
+    return Credentials(token=fields.get("sid") or token_from_headers(request), source="API",
+                       address=address)  # fmt: skip
+
+
+def _complete(fields: Mapping[str, str]) -> bool:
+    """Whether the fields before the file part hold a whole set of credentials, so the
+    sender is known before the file is written (should a credentials field come again
+    after the file, the last one wins, as in any form: the upload is authenticated
+    again with it)."""
+    return bool(fields.get("sid")) or all(k in fields for k in ("login", "password", "tenant"))
+
+
+class _Upload:
+    """One upload: who sends it, learnt before its file part is written when the form
+    allows (a REST caller's header, or the action face's fields that come before the
+    file), else once the whole form is in."""
+
+    def __init__(self, request: Request, principal: Principal | None) -> None:
+        self.request = request
+        self.state = app_state(request)
+        self.principal = principal
+        self.early: Credentials | None = None  # what authenticated the action face early
+
+    async def before_file(self, fields: Mapping[str, str], filename: str) -> None:
+        """Refuse before the file is streamed what will be refused anyway."""
+        args = _arguments(fields) if "arguments" in fields else None
+        if self.principal is None and _complete(fields):
+            self.early = _credentials(self.request, fields)
+            self.principal = await run_in_threadpool(self.state.authenticate, self.early)
+        if self.principal is not None and args is not None:
+            upload_name(self.principal, args, filename)
+
+    async def run(self) -> int:
+        state = self.state
+        folder, limit = upload_folder(state), max_image_size(state)
+        form = await receive_upload(self.request, folder, max_bytes=limit, on_file=self.before_file)
+        try:
+            args = _arguments(form.fields)
+            principal = self.principal
+            if principal is None or self.early is not None:
+                creds = _credentials(self.request, form.fields)
+                if principal is None or creds != self.early:
+                    principal = await run_in_threadpool(state.authenticate, creds)
+        except BaseException:
+            discard(form.file)
+            raise
         return await run_in_threadpool(
-            import_upload, state, principal, args, upload.file, upload.filename or "", upload.size
+            import_upload, state, principal, args, form.file, form.filename
         )
-    finally:
-        await upload.close()
+
+
+async def _upload(request: Request, principal: Principal | None) -> int:
+    """Stream the form's file into the images directory, authenticate (the REST face
+    has, from its headers), then check and import it."""
+    return await _Upload(request, principal).run()
 
 
 @router.post("/upload", status_code=201, response_model=Created, summary="Upload an image file")
 async def upload_di(request: Request, principal: Auth) -> Created:
     """Multipart form: ``file`` (the image) and ``arguments`` (JSON: osf_id, version,
-    tags, … as for creating a DI). The file is checked, imported and published."""
+    tags, … as for creating a DI). The file is streamed into the images directory as it
+    arrives (``api.di.upload.max_size`` applies as it streams), checked, imported and
+    published."""
     return Created(id=await _upload(request, await run_in_threadpool(principal.principal)))
 
 
