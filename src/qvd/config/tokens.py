@@ -286,10 +286,11 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t(
         "internal.hkd.vmhandler.vma.silent.max_time.on.running",
-        "60",
+        "8",
         NUM,
-        "A running VM whose VMA pings time out (a frozen or CPU-starved VM) for this "
-        "long is stopped.",
+        "A running VM whose VMA pings time out (a hung agent, or a VM starved of CPU) "
+        "for this long is stopped; raise it on nodes so loaded that busy desktops "
+        "time out, without delaying the end of dead ones.",
     ),
     _t(
         "internal.hkd.vmhandler.vma.failed.max_time.on.starting",

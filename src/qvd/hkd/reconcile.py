@@ -215,14 +215,14 @@ class Reconciler:
         if local.vma_last_ok is None:  # adopted after a restart: count from now
             local.vma_last_ok = now
         quiet = self.clock() - local.vma_last_ok
-        # a dead agent (refused) is given up on soon; a silent one (timeouts: maybe a
-        # VM starved of CPU) gets the longer patience
+        # a refused agent is dead; a silent one (timeouts) is hung, or its VM starved
+        # of CPU: each has its own patience
         if liveness is Liveness.DEAD:
-            limit, how = self.settings.vma_max_fail_running, "stopped answering"
+            limit, how = self.settings.vma_max_fail_running, "connection refused"
         else:
-            limit, how = self.settings.vma_max_silent_running, "timed out"
+            limit, how = self.settings.vma_max_silent_running, "timeouts"
         if quiet >= limit and view.vm_state == "running":
-            return self._to_stopping(view, f"its VMA {how} for {limit:g} s")
+            return self._to_stopping(view, f"its VMA stopped answering ({how}) for {limit:g} s")
         local.next_ping = self.clock() + self.settings.vma_error_delay
         return Outcome(self.settings.vma_error_delay, view.vm_state)
 
