@@ -96,12 +96,9 @@ class ApiClient:
         self._source = source
         self.ask = ask
         self._info: dict[str, Any] | None = None
-        verify_arg: bool | ssl.SSLContext = verify if isinstance(verify, bool) else True
-        if isinstance(verify, str):
-            verify_arg = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(
             base_url=url.rstrip("/") + "/",
-            verify=verify_arg,
+            verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify,
             timeout=timeout,
             transport=transport,
             headers={"User-Agent": "qvd-qa/1"},
@@ -182,12 +179,14 @@ class ApiClient:
     def action(self, action: str, **fields: Any) -> ApiReply:
         """Run one action: ``filters``, ``arguments``, ``fields``, ``order_by``,
         ``block``, ``offset`` as in the QVD contract."""
-        return self._with_session(lambda auth: self._action(action, auth, fields))
+        return self._with_session(lambda auth: self._action("api", action, auth, fields))
 
-    def _action(self, action: str, auth: dict[str, Any], fields: dict[str, Any]) -> ApiReply:
+    def _action(
+        self, path: str, action: str, auth: dict[str, Any], fields: dict[str, Any]
+    ) -> ApiReply:
         body = {"action": action, "parameters": {"source": self._source}, **auth}
         body.update({k: v for k, v in fields.items() if v is not None})
-        return self._post("api", body)
+        return self._post(path, body)
 
     def _with_session(self, call: Callable[[dict[str, Any]], ApiReply]) -> ApiReply:
         auth = self._session()
@@ -248,13 +247,7 @@ class ApiClient:
     def create_di_from(self, route: str, arguments: dict[str, Any]) -> ApiReply:
         """``di new`` from the API server's staging folder: ``/api/di/<route>``."""
         return self._with_session(
-            lambda auth: self._post(
-                f"api/di/{route}",
-                {
-                    "action": "di_create",
-                    "arguments": arguments,
-                    "parameters": {"source": self._source},
-                    **auth,
-                },
+            lambda auth: self._action(
+                f"api/di/{route}", "di_create", auth, {"arguments": arguments}
             )
         )

@@ -123,21 +123,6 @@ def _args(command: Command) -> dict[str, Any]:
     return args
 
 
-def _equalities(filters: Any) -> dict[str, Any] | None:
-    """``{field: value}`` when the filters are only ``field=value`` joined by ``,``."""
-    parts = filters.get("-and") if isinstance(filters, dict) and len(filters) == 1 else None
-    items = parts if isinstance(parts, list) else [filters]
-    out: dict[str, Any] = {}
-    for item in items:
-        if not isinstance(item, dict) or len(item) != 1:
-            return None
-        ((key, cmp),) = item.items()
-        if key.startswith("-") or key in out or not isinstance(cmp, dict) or list(cmp) != ["="]:
-            return None
-        out[key] = cmp["="]
-    return out
-
-
 def _flat(filters: Any) -> Any:
     """``{"-and": [{a: …}, {b: …}]}`` as ``{a: …, b: …}`` when the fields differ: the
     config actions look for ``key`` and ``tenant_id`` at the top level."""
@@ -153,6 +138,17 @@ def _flat(filters: Any) -> Any:
             return filters
         flat[key] = value
     return flat
+
+
+def _equalities(filters: Any) -> dict[str, Any] | None:
+    """``{field: value}`` when the filters are only ``field=value`` joined by ``,``."""
+    flat = _flat(filters)
+    if not isinstance(flat, dict) or not flat:
+        return None
+    for key, cmp in flat.items():
+        if key.startswith("-") or not isinstance(cmp, dict) or list(cmp) != ["="]:
+            return None
+    return {key: cmp["="] for key, cmp in flat.items()}
 
 
 def _int_if_digits(value: Any) -> Any:

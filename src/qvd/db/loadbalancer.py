@@ -60,7 +60,7 @@ class Weights:
             ram=config.get_float(prefix + "ram"),
             cpu=config.get_float(prefix + "cpu"),
             random=config.get_float(prefix + "random"),
-            heartbeat_timeout=float(config.get_int("internal.hkd.cluster.node.timeout")),
+            heartbeat_timeout=config.get_float("internal.hkd.cluster.node.timeout"),
         )
 
 

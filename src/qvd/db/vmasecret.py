@@ -20,15 +20,21 @@ __all__ = ["MASTER_KEY", "derive_vma_secret", "master_secret"]
 MASTER_KEY = "vma.secret.master"
 
 
+_SELECT = text("SELECT value FROM ssl_configs WHERE key = :k")
+
+
 def master_secret(conn: Connection) -> bytes:
-    """The cluster's master secret, created on first use."""
-    conn.execute(
-        text("INSERT INTO ssl_configs (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"),
-        {"k": MASTER_KEY, "v": secrets.token_hex(32)},
-    )
-    value = conn.execute(
-        text("SELECT value FROM ssl_configs WHERE key = :k"), {"k": MASTER_KEY}
-    ).scalar_one()
+    """The cluster's master secret, created on first use (read only, after that: the
+    L7R asks for it on every connection)."""
+    value = conn.execute(_SELECT, {"k": MASTER_KEY}).scalar()
+    if value is None:
+        conn.execute(
+            text(
+                "INSERT INTO ssl_configs (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"
+            ),
+            {"k": MASTER_KEY, "v": secrets.token_hex(32)},
+        )
+        value = conn.execute(_SELECT, {"k": MASTER_KEY}).scalar_one()
     return str(value).encode()
 
 

@@ -3,7 +3,6 @@ published DI is the demo disk image. Idempotent: a second ``qvd up`` finds both.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,13 +11,13 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from qvd.db import generate_password, hash_password
+from qvd.db.vmaddress import free_vm_ip
 
 __all__ = [
     "DEMO_OSF",
     "DemoDesktop",
     "DemoImage",
     "ensure_demo_desktop",
-    "first_free_vm_ip",
     "import_demo_image",
     "register_host",
 ]
@@ -126,9 +125,16 @@ class DemoDesktop:
 
 
 def ensure_demo_desktop(
-    engine: Engine, osf_id: int, password_file: Path, vm_ip: str, login: str = "demo"
+    engine: Engine,
+    osf_id: int,
+    password_file: Path,
+    *,
+    ip_start: str,
+    netmask: str,
+    login: str = "demo",
 ) -> DemoDesktop:
-    """A demo user (tenant ``default``) with one VM in the demo OSF.
+    """A demo user (tenant ``default``) with one VM in the demo OSF, given the first
+    free VM address when it is made.
 
     The user's password is generated and kept only in ``password_file`` (root-only);
     if that file is lost a new password is made."""
@@ -161,6 +167,9 @@ def ensure_demo_desktop(
             {"u": user, "o": osf_id},
         ).scalar()
         if vm_id is None:
+            vm_ip = free_vm_ip(conn, ip_start, netmask)
+            if vm_ip is None:
+                raise RuntimeError(f"no free VM address from {ip_start} (netmask {netmask})")
             vm_id = conn.execute(
                 text(
                     "INSERT INTO vms (name, user_id, osf_id, ip, description) VALUES "
@@ -169,17 +178,3 @@ def ensure_demo_desktop(
                 {"u": user, "o": osf_id, "ip": vm_ip},
             ).scalar_one()
     return DemoDesktop(user=login, vm_id=int(vm_id), password_file=password_file)
-
-
-def first_free_vm_ip(
-    engine: Engine, first: ipaddress.IPv4Address, last: ipaddress.IPv4Address
-) -> str:
-    """The lowest address from ``first`` that no VM has (QVD took the highest)."""
-    with engine.connect() as conn:
-        used = {r[0] for r in conn.execute(text("SELECT ip FROM vms WHERE ip IS NOT NULL"))}
-    address = first
-    while address <= last:
-        if str(address) not in used:
-            return str(address)
-        address += 1
-    raise RuntimeError(f"no free VM address between {first} and {last}")

@@ -8,7 +8,6 @@ what it started. Later components (HKD, L7R, API, web tool, demo desktop) join h
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import sys
@@ -38,7 +37,6 @@ from qvd.hkd.service import configure_logging
 from qvd.node.demo import (
     DemoDesktop,
     ensure_demo_desktop,
-    first_free_vm_ip,
     import_demo_image,
     register_host,
 )
@@ -184,13 +182,11 @@ def _start_node(
                 config.get_int("osf.default.memory"),
             )  # fmt: skip
             say(f"demo OSF {demo.osf_id}: disk image {demo.di_id} published as 'default'")
-            free_ip = first_free_vm_ip(
-                engine, ipaddress.IPv4Address(config.get("vm.network.ip.start")),
-                network.broadcast_address - 1,
-            )  # fmt: skip
             desktop = ensure_demo_desktop(
-                engine, demo.osf_id, config.get_path("path.data") / "demo-user.password", free_ip
-            )
+                engine, demo.osf_id, config.get_path("path.data") / "demo-user.password",
+                ip_start=config.get("vm.network.ip.start"),
+                netmask=config.get("vm.network.netmask"),
+            )  # fmt: skip
     finally:
         engine.dispose()
     hkd = Hkd(config, target=target, services=node_services(config, target))
