@@ -179,6 +179,8 @@ def test_monotenant_mode_needs_no_tenant_and_hides_superadmins(
     sid = api.login("root")
     r = api.act("config_set", sid=sid, arguments={"key": "wat.multitenant", "value": "0"})
     assert r["status"] == 7373  # two tenants besides 'default'
+    r = api.act("config_set", sid=sid, arguments={"key": "wat.multitenant", "value": " "})
+    assert r["status"] == 7373  # blank reads as false too
     with Session(api_engine) as s, s.begin():
         add_admin(s, "solo", 1)
     r = api.act("tenant_delete", sid=sid, filters={"id": [world.tenants["A"], world.tenants["B"]]})

@@ -139,17 +139,9 @@ def _request(name: str, world: World) -> dict[str, Any]:
         body["filters"] = {"key": "l7r.auth.plugins", "tenant_id": world.tenants["B"]}
     if name in ("tenant_view_get_list", "tenant_view_reset", "config_wat_get_list"):
         body["filters"] = {"tenant_id": world.tenants["B"]}
-    args = json.loads(json.dumps(_ARGS.get(name, {})))
-    for key, value in list(args.items()):
-        if key == "tenant_id":
-            args[key] = world.tenants["B"]
-        elif key == "user_id":
-            args[key] = world.users["B"]
-        elif key == "osf_id":
-            args[key] = world.osfs["B"]
-        elif key == "property_id":
-            args[key] = world.props["B"]
-        del value
+    aimed = {"tenant_id": world.tenants["B"], "user_id": world.users["B"],
+             "osf_id": world.osfs["B"], "property_id": world.props["B"]}  # fmt: skip
+    args = {key: aimed.get(key, value) for key, value in _ARGS.get(name, {}).items()}
     if args:
         body["arguments"] = args
     return body

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import secrets
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 from qvd.api.errors import AuthError, RateLimited, Status
 from qvd.api.principal import RECOVERY_ADMIN_ID, SUPERTENANT_ID, Principal, effective_acls
 from qvd.config import Config, ConfigValueError
+from qvd.config.values import parse_bool
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
 from qvd.db.models import Config as ConfigRow
@@ -65,7 +67,8 @@ def is_multitenant(session: Session, config: Config) -> bool:
         select(ConfigRow.value).where(ConfigRow.tenant_id == -1, ConfigRow.key == "wat.multitenant")
     )
     if row is not None:
-        return row.strip().lower() in {"1", "true", "yes", "on"}
+        with contextlib.suppress(ValueError):  # config_set checks; a hand-written row may not
+            return parse_bool(row)
     return config.get_bool("wat.multitenant")
 
 
@@ -192,7 +195,9 @@ def load_principal(
 ) -> Principal:
     rows = _admin_rows(session, Administrator.id == admin_id)
     if not rows:
-        raise AuthError("the administrator of this session no longer exists", 3300)
+        raise AuthError(
+            "the administrator of this session no longer exists", Status.SESSION_EXPIRED
+        )
     a = rows[0]
     if a.tenant_blocked:
         raise AuthError(f"tenant {a.tenant_name!r} is blocked", Status.TENANT_RESTRICTED)
@@ -277,7 +282,9 @@ def resolve_session(session: Session, token: str, timeout: int, *, touch: bool =
         )
     ).first()
     if row is None:
-        raise AuthError("the session has expired or does not exist; log in again", 3300)
+        raise AuthError(
+            "the session has expired or does not exist; log in again", Status.SESSION_EXPIRED
+        )
     if touch and row.last_used < now - dt.timedelta(seconds=_TOUCH_EVERY):
         session.execute(
             update(ApiSession)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from qvd.api.errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "db_error",
     "for_each",
     "savepoint",
+    "selected_ids",
 ]
 
 
@@ -114,7 +115,7 @@ def db_error(exc: DBAPIError, what: str) -> ApiError:
     if sqlstate == "23505":
         return Conflict(f"{what}: already exists{detail} [{constraint}]", Status.ALREADY_EXISTS)
     if sqlstate == "23503":
-        if "still referenced" in text or "is still referenced" in (detail or ""):
+        if "still referenced" in text + detail:
             return Conflict(f"{what}: other objects depend on it{detail}", Status.HAS_DEPENDENTS)
         return NotFound(f"{what}: a referenced object does not exist{detail}", 7110)
     if sqlstate == "23502":
@@ -138,7 +139,7 @@ def savepoint(session: Session, what: str) -> Iterator[None]:
     except ApiError:
         nested.rollback()
         raise
-    except (IntegrityError, DBAPIError) as exc:
+    except DBAPIError as exc:
         nested.rollback()
         raise db_error(exc, what) from None
     else:
@@ -153,14 +154,7 @@ def for_each(
 ) -> ActionResult:
     """Run ``work(id)`` for every object the filters select in the caller's scope, each
     in its own savepoint; collect per-object failures (reference: status 1200)."""
-    if filters in (None, {}, []):
-        raise InvalidRequest(
-            f"this action needs filters that select the {spec.object}s to act on",
-            Status.MISSING_FILTER,
-        )
-    ids = select_ids(ctx.session, spec, ctx.principal, filters)
-    if not ids:
-        raise NotFound(f"no {spec.object} matches the filters", Status.ZERO_SELECTED)
+    ids = selected_ids(ctx, spec, filters)
     result = ActionResult(selected=len(ids))
     for object_id in ids:
         try:
@@ -170,6 +164,20 @@ def for_each(
         except ApiError as exc:
             result.failures[object_id] = exc
     return result
+
+
+def selected_ids(ctx: Ctx, spec: ListSpec, filters: Any) -> list[int]:
+    """Ids of the objects the filters select in the caller's scope: 6220 without
+    filters, 1300 when they select nothing."""
+    if filters in (None, {}, []):
+        raise InvalidRequest(
+            f"this action needs filters that select the {spec.object}s to act on",
+            Status.MISSING_FILTER,
+        )
+    ids = select_ids(ctx.session, spec, ctx.principal, filters)
+    if not ids:
+        raise NotFound(f"no {spec.object} matches the filters", Status.ZERO_SELECTED)
+    return ids
 
 
 class Args:

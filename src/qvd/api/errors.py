@@ -193,7 +193,7 @@ def http_status(error: ApiError) -> int:
     code = error.code
     if isinstance(error, RateLimited):
         return 429
-    if code in (Status.NO_HOST,):
+    if code == Status.NO_HOST:
         return 503
     if 3000 <= code < 3500:
         return 401

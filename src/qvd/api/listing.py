@@ -206,16 +206,14 @@ def compile_filters(filters: Any, spec: ListSpec, principal: Principal) -> Colum
             if not value:
                 raise InvalidRequest(f"filter on {key!r} has no operator", Status.BAD_FILTER)
             parts.extend(_compare(f, key, str(op), v) for op, v in value.items())
-        elif isinstance(value, list):
-            parts.append(_compare(f, key, "=", value))
-        else:
+        else:  # a value or a list of them
             parts.append(_compare(f, key, "=", value))
     return and_(true(), *parts)
 
 
-def _where(session_spec: ListSpec, principal: Principal, query: ListQuery) -> ColumnElement[bool]:
-    clause = compile_filters(query.filters, session_spec, principal)
-    scope = session_spec.scope(principal)
+def _where(spec: ListSpec, principal: Principal, query: ListQuery) -> ColumnElement[bool]:
+    clause = compile_filters(query.filters, spec, principal)
+    scope = spec.scope(principal)
     extra = [*query.extra, *([scope] if scope is not None else [])]
     return and_(clause, *extra)
 

@@ -11,7 +11,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -98,6 +97,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)  # type: ignore[arg-type]
         finally:
             route = self._route(scope)
-            method = Request(scope).method
+            method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from qvd.api.errors import Forbidden, Status
 
 __all__ = [
+    "GLOBAL_TENANT_ID",
     "RECOVERY_ADMIN_ID",
     "SUPERTENANT_ID",
     "Principal",

@@ -18,20 +18,27 @@ from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_eac
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import (
-    GLOBAL_TENANT_ID,
     RECOVERY_ADMIN_ID,
     SUPERTENANT_ID,
     Principal,
     effective_acls,
 )
 from qvd.api.services.common import (
+    block_arg,
     created_fields,
     crud_actions,
     in_scope,
     language_arg,
     list_action,
+    tenant_arg,
 )
-from qvd.api.services.roles import acl_counts, acl_scope, count_filters, resolve_roles
+from qvd.api.services.roles import (
+    ACL_SPEC,
+    acl_counts,
+    acl_scope,
+    count_filters,
+    resolve_roles,
+)
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
 from qvd.db.passwords import hash_password
@@ -79,19 +86,6 @@ SPEC = ListSpec(
 )
 
 
-def _tenant(ctx: Ctx, args: Args) -> int:
-    if not ctx.principal.superadmin:
-        if args.has("tenant_id"):
-            args.take("tenant_id", int, superadmin=True)
-        return ctx.principal.tenant_id
-    tenant_id: int | None = args.take("tenant_id", int)
-    if tenant_id is None:
-        return ctx.principal.tenant_id
-    if tenant_id == GLOBAL_TENANT_ID or ctx.session.get(Tenant, tenant_id) is None:
-        raise NotFound(f"administrator: there is no tenant {tenant_id}", 7110)
-    return tenant_id
-
-
 def _set_roles(ctx: Ctx, admin: Administrator, refs: list[Any], add: bool) -> None:
     for role in resolve_roles(ctx.session, ctx.principal, refs, admin.tenant_id):
         ctx.session.execute(
@@ -105,23 +99,18 @@ def _set_roles(ctx: Ctx, admin: Administrator, refs: list[Any], add: bool) -> No
         ctx.session.flush()
 
 
-def _block(args: Args) -> int | None:
-    block: int | None = args.take("block", int)
-    if block is not None and not 1 <= block <= 10000:
-        raise InvalidRequest(f"administrator: block must be 1..10000, not {block}", 6320)
-    return block
-
-
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "administrator", ctx.principal)
-    tenant_id = _tenant(ctx, args)
+    tenant_id = tenant_arg(
+        args, ctx.session, ctx.principal, "administrator", supertenant=True, default_own=True
+    )
     admin = Administrator(
         tenant_id=tenant_id,
         name=args.name(required=True),
         password=hash_password(args.take("password", str, required=True)),
         description=args.text("description", max_len=32768, nullable=True),
         language=language_arg(args, "administrator.create.language") or "auto",
-        block=_block(args) or 10,
+        block=block_arg(args, "administrator") or 10,
         creation_admin_id=ctx.principal.admin_id,
     )
     roles = args.take("__roles__", list, acl="administrator.update.assign-role") or []
@@ -138,7 +127,7 @@ def _apply(ctx: Ctx, admin: Administrator, args: Args, *, own: bool) -> None:
         admin.password = hash_password(password)
     if language := language_arg(args, None if own else "administrator.update.language"):
         admin.language = language
-    if (block := _block(args)) is not None:
+    if (block := block_arg(args, "administrator")) is not None:
         admin.block = block
     if own:
         return
@@ -197,36 +186,36 @@ admin_effective = table(
 )
 
 
+def _in_admins_scope(p: Principal) -> Any:
+    admins_seen = select(Administrator.id)
+    scope = SPEC.scope(p)
+    if scope is not None:
+        admins_seen = admins_seen.where(scope)
+    acl = acl_scope(p)
+    admin_ok = admin_effective.c.administrator_id.in_(admins_seen)
+    return admin_ok if acl is None else admin_ok & acl
+
+
+_ACLS_IN_ADMINS_SPEC = ListSpec(
+    object="acl",
+    fields={
+        **ACL_SPEC.fields,
+        "admin_id": Field(expr=admin_effective.c.administrator_id, kind=int),
+    },
+    base=lambda: (
+        select(literal(1))
+        .select_from(admin_effective)
+        .join(Acl, Acl.id == admin_effective.c.acl_id)
+    ),
+    id_expr=Acl.id,
+    scope=_in_admins_scope,
+)
+
+
 def _acls_in_admins(ctx: Ctx, req: ActionRequest) -> ActionResult:
     if not isinstance(req.filters, dict) or "admin_id" not in req.filters:
         raise InvalidRequest("get_acls_in_admins needs an admin_id filter", Status.MISSING_FILTER)
-    admins_seen = select(Administrator.id)
-    scope = SPEC.scope(ctx.principal)
-    if scope is not None:
-        admins_seen = admins_seen.where(scope)
-
-    def _scope(p: Principal) -> Any:
-        ok = admin_effective.c.administrator_id.in_(admins_seen)
-        acl = acl_scope(p)
-        return ok if acl is None else ok & acl
-
-    spec = ListSpec(
-        object="acl",
-        fields={
-            "id": Field(expr=Acl.id, kind=int),
-            "name": Field(expr=Acl.name),
-            "description": Field(expr=Acl.description),
-            "admin_id": Field(expr=admin_effective.c.administrator_id, kind=int),
-        },
-        base=lambda: (
-            select(literal(1))
-            .select_from(admin_effective)
-            .join(Acl, Acl.id == admin_effective.c.acl_id)
-        ),
-        id_expr=Acl.id,
-        scope=_scope,
-    )
-    return list_action(spec)(ctx, req)
+    return list_action(_ACLS_IN_ADMINS_SPEC)(ctx, req)
 
 
 def _number_of_acls(ctx: Ctx, req: ActionRequest) -> ActionResult:

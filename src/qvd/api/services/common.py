@@ -31,6 +31,7 @@ from qvd.db.models import (
 __all__ = [
     "PROPERTY_TABLES",
     "apply_properties",
+    "block_arg",
     "created_fields",
     "crud_actions",
     "in_scope",
@@ -113,10 +114,17 @@ def in_scope(
 
 
 def tenant_arg(
-    args: Args, session: Session, principal: Principal, obj: str, *, supertenant: bool = False
+    args: Args,
+    session: Session,
+    principal: Principal,
+    obj: str,
+    *,
+    supertenant: bool = False,
+    default_own: bool = False,
 ) -> int:
     """The tenant a new object goes to: the caller's, or ``tenant_id`` for superadmins
-    (who must say which; the supertenant 0 only where ``supertenant`` allows it)."""
+    (who must say which unless ``default_own`` lets them mean their own; the
+    supertenant 0 only where ``supertenant`` allows it)."""
     if not principal.superadmin:
         if args.has("tenant_id"):
             raise Forbidden(
@@ -125,6 +133,8 @@ def tenant_arg(
         return principal.tenant_id
     tenant_id: int | None = args.take("tenant_id", int)
     if tenant_id is None:
+        if default_own:
+            return principal.tenant_id
         raise InvalidRequest(
             f"{obj}: superadmins must say which tenant ('tenant_id') the {obj} belongs to",
             Status.MISSING_ARGUMENT,
@@ -133,6 +143,14 @@ def tenant_arg(
     if tenant_id < lowest or session.get(Tenant, tenant_id) is None:
         raise NotFound(f"{obj}: there is no tenant {tenant_id}", Status.MISSING_REFERENCE_ARG)
     return tenant_id
+
+
+def block_arg(args: Args, obj: str, acl: str | None = None) -> int | None:
+    """The ``block`` argument (a WAT page size, 1..10000), if given."""
+    block: int | None = args.take("block", int, acl=acl)
+    if block is not None and not 1 <= block <= 10000:
+        raise InvalidRequest(f"{obj}: block (page size) must be 1..10000, not {block}", 6320)
+    return block
 
 
 def apply_properties(

@@ -29,11 +29,11 @@ from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.listing import Field, ListQuery, ListSpec, run_list
 from qvd.api.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
-from qvd.api.services.common import language_arg
+from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS
 from qvd.config.tokens import find_family, lookup
-from qvd.config.values import check_value
+from qvd.config.values import check_value, parse_bool
 from qvd.db.models import Config as ConfigRow
 from qvd.db.models import SslConfig, Tenant
 
@@ -143,7 +143,7 @@ def _set(ctx: Ctx, req: ActionRequest) -> ActionResult:
             check_value(kind, value)
         except ValueError as exc:
             raise InvalidRequest(f"{key}: {exc}", 6320) from None
-    if key == "wat.multitenant" and value.strip().lower() in {"0", "false", "no", "off"}:
+    if key == "wat.multitenant" and not parse_bool(value):
         tenants = ctx.session.scalar(select(func.count()).select_from(Tenant).where(Tenant.id > 0))
         if (tenants or 0) > 1:
             raise Conflict(
@@ -222,10 +222,8 @@ def _wat_update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "config_wat", p)
     tenant_id: int | None = args.take("tenant_id", int, superadmin=True)
     language = language_arg(args)
-    block: int | None = args.take("block", int)
+    block = block_arg(args, "config_wat")
     args.finish()
-    if block is not None and not 1 <= block <= 10000:
-        raise InvalidRequest(f"config_wat: block (page size) must be 1..10000, not {block}", 6320)
     if language is None and block is None:
         raise InvalidRequest(
             "config_wat: nothing to change (give 'language' and/or 'block')",

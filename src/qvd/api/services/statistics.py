@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy import func, select, true
 
 from qvd.api.core import Action, ActionRequest, ActionResult, Ctx
+from qvd.api.services.common import in_scope
 from qvd.db.models import Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "statistics"]
 
 
 def _tenant(ctx: Ctx, col: Any) -> Any:
-    p = ctx.principal
-    return col != -1 if p.superadmin else col == p.tenant_id
+    return in_scope(col)(ctx.principal)
 
 
 def _count(ctx: Ctx, stmt: Any) -> int:

@@ -20,7 +20,7 @@ from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_eac
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, Status
 from qvd.api.listing import Field, ListSpec
 from qvd.api.principal import Principal
-from qvd.api.services.common import created_fields, crud_actions, language_arg
+from qvd.api.services.common import block_arg, created_fields, crud_actions, language_arg
 from qvd.db.models import Administrator, Osf, Role, Tenant, User
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -49,23 +49,21 @@ def _scope(p: Principal) -> Any:
 SPEC = ListSpec(object="tenant", fields=_FIELDS, base=_base, id_expr=Tenant.id, scope=_scope)
 
 
-def _block(args: Args, acl: str | None) -> int | None:
-    block: int | None = args.take("block", int, acl=acl)
-    if block is not None and not 1 <= block <= 10000:
-        raise InvalidRequest(f"tenant: block (page size) must be 1..10000, not {block}", 6320)
-    return block
+def _name(args: Args, **kwargs: Any) -> str | None:
+    name = args.name(max_len=80, **kwargs)
+    if name in ("*", "-"):
+        raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
+    return name
 
 
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "tenant", ctx.principal)
-    name = args.name(required=True, max_len=80)
-    if name in ("*", "-"):
-        raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
+    name = _name(args, required=True)
     tenant = Tenant(
         name=name,
         description=args.text("description", max_len=32768, nullable=True),
         language=language_arg(args) or "auto",
-        block=_block(args, None) or 10,
+        block=block_arg(args, "tenant") or 10,
         blocked=args.take("blocked", bool) or False,
         creation_admin_id=ctx.principal.admin_id,
     )
@@ -79,13 +77,11 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     def work(tenant_id: int) -> str | None:
         args = Args(req.arguments, "tenant", ctx.principal)
         tenant = ctx.session.get_one(Tenant, tenant_id)
-        if (name := args.name(acl="tenant.update.name", max_len=80)) is not None:
-            if name in ("*", "-"):
-                raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
+        if (name := _name(args, acl="tenant.update.name")) is not None:
             tenant.name = name
         if (language := language_arg(args, "tenant.update.language")) is not None:
             tenant.language = language
-        if (block := _block(args, "tenant.update.blocksize")) is not None:
+        if (block := block_arg(args, "tenant", "tenant.update.blocksize")) is not None:
             tenant.block = block
         if (blocked := args.take("blocked", bool, acl="tenant.update.block")) is not None:
             tenant.blocked = blocked
@@ -154,7 +150,7 @@ def _mytenant_update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     tenant = ctx.session.get_one(Tenant, own)
     if (language := language_arg(args)) is not None:
         tenant.language = language
-    if (block := _block(args, None)) is not None:
+    if (block := block_arg(args, "tenant")) is not None:
         tenant.block = block
     if args.has("description"):
         tenant.description = args.text("description", max_len=32768, nullable=True)

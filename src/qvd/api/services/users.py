@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec, select_ids
+from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each, selected_ids
+from qvd.api.errors import Conflict, Status
+from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -143,11 +143,7 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 def _state(ctx: Ctx, req: ActionRequest) -> ActionResult:
-    if req.filters in (None, {}, []):
-        raise InvalidRequest("user_get_state needs filters (e.g. an id)", Status.MISSING_FILTER)
-    ids = select_ids(ctx.session, SPEC, ctx.principal, req.filters)
-    if not ids:
-        raise NotFound("no user matches the filters", Status.ZERO_SELECTED)
+    ids = selected_ids(ctx, SPEC, req.filters)
     connected = set(
         ctx.session.scalars(
             select(Vm.user_id)
