@@ -129,25 +129,21 @@ def test_qcow2_upload_through_the_action_face(api: Api, osf: int) -> None:
 
 def test_staging_import(api: Api, osf: int, config: Config) -> None:
     staging = config.get_path("path.storage.staging")
-    r = api.client.post(
-        "/api/di/staging",
-        json={
-            "action": "di_create",
-            "sid": api.login("root"),
-            "arguments": {"disk_image": "staged.tar.gz", "osf_id": osf},
-        },
-    )
-    assert r.json()["status"] in (2230, 2240)
+
+    def import_staged() -> Any:
+        return api.client.post(
+            "/api/di/staging",
+            json={
+                "action": "di_create",
+                "sid": api.login("root"),
+                "arguments": {"disk_image": "staged.tar.gz", "osf_id": osf},
+            },
+        )
+
+    assert import_staged().json()["status"] in (2230, 2240)
     staging.mkdir(parents=True)
     (staging / "staged.tar.gz").write_bytes(tarball())
-    r = api.client.post(
-        "/api/di/staging",
-        json={
-            "action": "di_create",
-            "sid": api.login("root"),
-            "arguments": {"disk_image": "staged.tar.gz", "osf_id": osf},
-        },
-    )
+    r = import_staged()
     assert r.json()["status"] == 0, r.text
     assert (staging / "staged.tar.gz").exists()
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")

@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +16,9 @@ from qvd.api import create_app
 from qvd.config import Config
 from tests.api.asgi import asgi_client
 from tests.api.conftest import PASSWORD, Api, World, api_config
+from tests.api.test_upload_stream import tarball
 
 LIMIT = 16384  # a tarball is at least 10240 bytes
-
-
-def _tarball(size: int) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("etc/blob")
-        info.size = size
-        tar.addfile(info, io.BytesIO(b"x" * size))
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -71,7 +61,7 @@ def test_an_upload_over_the_limit_fails_and_leaves_nothing(
             "arguments": json.dumps({"osf_id": osf, "version": "big"}),
             "sid": api.login("root"),
         },
-        files={"file": ("big.tar", _tarball(size), "application/octet-stream")},
+        files={"file": ("big.tar", tarball(size), "application/octet-stream")},
     )
     body = r.json()
     assert body["status"] == 2250, body
@@ -85,7 +75,7 @@ def test_an_upload_over_the_limit_fails_and_leaves_nothing(
         "/api/v1/dis/upload",
         headers=api.headers("root"),
         data={"arguments": json.dumps({"osf_id": osf, "version": "big2"})},
-        files={"file": ("big.tar", _tarball(size), "application/octet-stream")},
+        files={"file": ("big.tar", tarball(size), "application/octet-stream")},
     )
     assert rest.status_code == 400, rest.text
     assert rest.json()["status"] == 2250
@@ -98,7 +88,7 @@ def test_an_upload_within_the_limit_is_imported(limited: tuple[Api, Config], wor
         "/api/v1/dis/upload",
         headers=api.headers("root"),
         data={"arguments": json.dumps({"osf_id": world.osfs["A"], "version": "small"})},
-        files={"file": ("small.tar", _tarball(100), "application/octet-stream")},
+        files={"file": ("small.tar", tarball(100), "application/octet-stream")},
     )
     assert r.status_code == 201, r.text
     assert [p.name for p in _leftovers(config)] == [f"{r.json()['id']}-small.tar"]
@@ -110,7 +100,7 @@ def test_a_staged_image_over_the_limit_is_refused(
     api, config = limited
     staging = config.get_path("path.storage.staging")
     staging.mkdir(parents=True)
-    (staging / "big.tar").write_bytes(_tarball(LIMIT * 2))
+    (staging / "big.tar").write_bytes(tarball(LIMIT * 2))
     r = api.client.post(
         "/api/di/staging",
         json={

@@ -17,13 +17,13 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from qvd.api.auth import delete_session, is_multitenant
-from qvd.api.core import ActionRequest
+from qvd.api.core import ActionRequest, ActionResult
 from qvd.api.dispatch import run_action
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
 from qvd.api.state import (
@@ -36,25 +36,54 @@ from qvd.api.state import (
 )
 
 __all__ = [
+    "JSON_KEYS",
     "OK_MESSAGE",
     "body_credentials",
+    "clear_session_cookie",
+    "decode_json_keys",
+    "end_session",
     "parse_action",
     "read_body",
+    "result_body",
     "router",
     "session_cookie",
 ]
 
 router = APIRouter(include_in_schema=False)
 _URL_SECRETS = ("sid", "password", "login")
-_JSON_KEYS = ("filters", "arguments", "fields", "order_by", "parameters")
+JSON_KEYS = ("filters", "arguments", "fields", "order_by", "parameters")
+"""The request keys that a query string or form carries JSON-encoded."""
 OK_MESSAGE = "Successful completion"
 
 
-def session_cookie(response: JSONResponse, token: str, max_age: int) -> None:
+def session_cookie(response: Response, token: str, max_age: int) -> None:
     response.set_cookie(
         SESSION_COOKIE, token, max_age=max_age, path="/api", secure=True, httponly=True,
         samesite="strict",
     )  # fmt: skip
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/api", secure=True, httponly=True)
+
+
+def end_session(state: AppState, token: str) -> bool:
+    """Log the session ``token`` out; False if it did not exist (or had expired)."""
+    state.forget(token)
+    with Session(state.engine) as session, session.begin():
+        return delete_session(session, token)
+
+
+def result_body(result: ActionResult) -> dict[str, Any]:
+    """The success body of an action: ``{status, message, total, rows, …extra}``."""
+    body: dict[str, Any] = {
+        "status": Status.OK,
+        "message": OK_MESSAGE,
+        "total": result.total if result.total is not None else len(result.rows),
+        "rows": result.rows,
+    }
+    body.update(result.extra)
+    return body
 
 
 def _error(exc: ApiError) -> JSONResponse:
@@ -85,7 +114,12 @@ async def read_body(request: Request) -> dict[str, Any]:
             if not isinstance(data, dict):
                 raise InvalidRequest("the body must be a JSON object", Status.BAD_JSON)
             return data
-    for key in _JSON_KEYS:
+    return decode_json_keys(data)
+
+
+def decode_json_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its :data:`JSON_KEYS` given as text decoded (in place)."""
+    for key in JSON_KEYS:
         if isinstance(data.get(key), str):
             try:
                 data[key] = json.loads(data[key])
@@ -101,9 +135,11 @@ def _int(data: dict[str, Any], key: str, default: int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise InvalidRequest(f"{key!r} must be a number, not {value!r}", 6230) from None
+        raise InvalidRequest(
+            f"{key!r} must be a number, not {value!r}", Status.BAD_ARGUMENT
+        ) from None
     if number < 1:
-        raise InvalidRequest(f"{key!r} must be at least 1, not {number}", 6230)
+        raise InvalidRequest(f"{key!r} must be at least 1, not {number}", Status.BAD_ARGUMENT)
     return number
 
 
@@ -124,7 +160,7 @@ def parse_action(data: dict[str, Any]) -> ActionRequest:
             f"order must be '-asc' or '-desc', not {direction!r}", Status.BAD_ORDER_DIRECTION
         )
     if not isinstance(order_fields, list) or not all(isinstance(f, str) for f in order_fields):
-        raise InvalidRequest("order_by.field must be a list of field names", 6610)
+        raise InvalidRequest("order_by.field must be a list of field names", Status.BAD_ORDER_FIELD)
     fields = data.get("fields") or []
     if isinstance(fields, str):
         fields = [fields]
@@ -146,11 +182,16 @@ def parse_action(data: dict[str, Any]) -> ActionRequest:
     )
 
 
+def _token(request: Request, data: dict[str, Any]) -> str | None:
+    """The body's ``sid``, else a token in the headers or the cookie."""
+    sid = data.get("sid")
+    return sid if isinstance(sid, str) and sid else token_from_headers(request)
+
+
 def body_credentials(request: Request, data: dict[str, Any]) -> Credentials:
     params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
     source = params.get("source") if isinstance(params, dict) else None
-    sid = data.get("sid")
-    token = sid if isinstance(sid, str) and sid else token_from_headers(request)
+    token = _token(request, data)
     has_login = data.get("login") is not None or data.get("password") is not None
     return Credentials(
         token=None if has_login else token,
@@ -166,20 +207,17 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> JSONRespo
     req = parse_action(data)
     opening = creds.token is None and req.action in ("current_admin_setup", "")
     principal = state.authenticate(creds, new_session=opening)
-    body: dict[str, Any] = {"status": Status.OK, "message": OK_MESSAGE}
     if req.action == "" and opening:
         req.action = "current_admin_setup"
-    result = run_action(state.runner, principal, req)
-    body["total"] = result.total if result.total is not None else len(result.rows)
-    body["rows"] = result.rows
-    body.update(result.extra)
+    body = result_body(run_action(state.runner, principal, req))
+    token = principal.session_token if opening else None
+    if token:
+        body["sid"] = token
+        for row in body["rows"]:
+            row["sid"] = token
     response = JSONResponse(body)
-    if opening and principal.session_token:
-        body["sid"] = principal.session_token
-        for row in result.rows:
-            row["sid"] = principal.session_token
-        response = JSONResponse(body)
-        session_cookie(response, principal.session_token, state.session_timeout)
+    if token:
+        session_cookie(response, token, state.session_timeout)
     return response
 
 
@@ -221,13 +259,10 @@ async def info_endpoint(request: Request) -> JSONResponse:
 def _logout(state: AppState, token: str | None) -> JSONResponse:
     if not token:
         return _error(AuthError("no session to log out of", Status.LOGOUT_ERROR))
-    state.forget(token)
-    with Session(state.engine) as session, session.begin():
-        found = delete_session(session, token)
-    if not found:
-        return _error(AuthError("the session does not exist or has expired", 3600))
+    if not end_session(state, token):
+        return _error(AuthError("the session does not exist or has expired", Status.LOGOUT_ERROR))
     response = JSONResponse({"status": Status.OK, "message": "Logged out"})
-    response.delete_cookie(SESSION_COOKIE, path="/api", secure=True, httponly=True)
+    clear_session_cookie(response)
     return response
 
 
@@ -237,6 +272,4 @@ async def logout_endpoint(request: Request) -> JSONResponse:
         data = await read_body(request)
     except ApiError as exc:
         return _error(exc)
-    sid = data.get("sid")
-    token = sid if isinstance(sid, str) and sid else token_from_headers(request)
-    return await run_in_threadpool(_logout, app_state(request), token)
+    return await run_in_threadpool(_logout, app_state(request), _token(request, data))

@@ -57,7 +57,7 @@ def _import(state: AppState, principal: Principal, arguments: dict[str, Any], tm
         raise
     di_id = int(result.rows[0]["id"])
     final = f"{di_id}-{name}"
-    install(tmp, images_dir(state.config.get_path("path.storage.images")) / final)
+    install(tmp, upload_folder(state) / final)
     with Session(state.engine) as session, session.begin():
         session.execute(update(Di).where(Di.id == di_id).values(path=final))
         session.execute(

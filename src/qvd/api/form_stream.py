@@ -88,10 +88,6 @@ class _Data:
 _Event = _Field | _FileStart | _Data
 
 
-def _form_error(message: str, code: int = Status.BAD_ARGUMENT) -> InvalidRequest:
-    return InvalidRequest(message, code)
-
-
 def _decode(raw: bytes | bytearray, charset: str) -> str:
     try:
         return raw.decode(charset)
@@ -150,18 +146,18 @@ class _Parts:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         if b"name" not in options:
-            raise _form_error("a part of the upload form has no name (Content-Disposition)")
+            raise InvalidRequest("a part of the upload form has no name (Content-Disposition)")
         self._name = _decode(options[b"name"], self.charset)
         if b"filename" not in options:
             self._fields += 1
             if self._fields > MAX_FIELDS:
-                raise _form_error(f"the upload form has more than {MAX_FIELDS} fields")
+                raise InvalidRequest(f"the upload form has more than {MAX_FIELDS} fields")
             return
         self._files += 1
         if self._files > 1:
-            raise _form_error("the upload form has more than one file part")
+            raise InvalidRequest("the upload form has more than one file part")
         if self._name != FILE_FIELD:
-            raise _form_error(
+            raise InvalidRequest(
                 f"the upload form's file part is named {self._name!r}, not {FILE_FIELD!r}",
                 Status.MISSING_ARGUMENT,
             )
@@ -175,7 +171,7 @@ class _Parts:
             self.events.append(_Data(data[start:end]))
             return
         if len(self._text) + (end - start) > FIELD_MAX_BYTES:
-            raise _form_error(
+            raise InvalidRequest(
                 f"the upload form field {self._name!r} is larger than {FIELD_MAX_BYTES // 1024} KiB"
             )
         self._text += data[start:end]
@@ -191,13 +187,13 @@ class _Parts:
 def _boundary_and_charset(request: Request) -> tuple[bytes, str]:
     ctype, params = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data":
-        raise _form_error(
+        raise InvalidRequest(
             f"an upload is a multipart/form-data form with a {FILE_FIELD!r} part",
             Status.MISSING_ARGUMENT,
         )
     boundary = params.get(b"boundary")
     if not boundary:
-        raise _form_error("the upload form has no multipart boundary")
+        raise InvalidRequest("the upload form has no multipart boundary")
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
         charset = codecs.lookup(charset).name
@@ -285,7 +281,7 @@ async def receive_upload(
     try:
         parser = MultipartParser(boundary, parts.callbacks())
     except FormParserError as exc:
-        raise _form_error(f"the upload form is malformed: {exc}") from None
+        raise InvalidRequest(f"the upload form is malformed: {exc}") from None
     receiver = _Receiver(folder, max_bytes, on_file)
     async with aclosing(request.stream()) as stream:
         try:
@@ -297,7 +293,9 @@ async def receive_upload(
                     Status.UPLOAD_FAILED,
                 )
             if receiver.spool is None:
-                raise _form_error(f"the form has no {FILE_FIELD!r} part", Status.MISSING_ARGUMENT)
+                raise InvalidRequest(
+                    f"the form has no {FILE_FIELD!r} part", Status.MISSING_ARGUMENT
+                )
             path = await run_in_threadpool(receiver.spool.finish)
         except ClientDisconnect:
             receiver.discard()
@@ -308,7 +306,7 @@ async def receive_upload(
         except FormParserError as exc:
             receiver.discard()
             await receiver.drain(stream)
-            raise _form_error(f"the upload form is malformed: {exc}") from None
+            raise InvalidRequest(f"the upload form is malformed: {exc}") from None
         except ApiError:
             receiver.discard()
             await receiver.drain(stream)

@@ -17,9 +17,10 @@ import os
 import secrets
 import shutil
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from qvd.api.errors import ApiError, InvalidRequest, NotFound, Status
+from qvd.imagefile import IMAGE_SUFFIXES as TAR_SUFFIXES
 from qvd.imagefile import ImageRejected, check_tar
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "too_large",
 ]
 
-IMAGE_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz", ".tar.xz", ".tar", ".qcow2")
+IMAGE_SUFFIXES = (*TAR_SUFFIXES, ".qcow2")
 _CHUNK = 1 << 20
 _QCOW2_MAGIC = b"QFI\xfb"
 
@@ -58,7 +59,9 @@ def images_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ApiError(f"cannot create the images directory {path}: {exc}", 2220) from None
+        raise ApiError(
+            f"cannot create the images directory {path}: {exc}", Status.NO_IMAGES_DIR
+        ) from None
     return path
 
 
@@ -213,6 +216,5 @@ def install(tmp: Path, final: Path) -> None:
         raise ApiError(f"cannot move the image into place: {exc}", Status.MOVE_FAILED) from None
 
 
-def discard(path: Any) -> None:
-    if isinstance(path, Path):
-        path.unlink(missing_ok=True)
+def discard(path: Path) -> None:
+    path.unlink(missing_ok=True)

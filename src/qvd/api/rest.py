@@ -11,7 +11,7 @@ take their body model from a variable, which FastAPI must see as a class.
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
@@ -34,16 +34,21 @@ from qvd.api.state import (
 
 __all__ = [
     "ERRORS",
+    "SECURITY",
     "Auth",
     "Caller",
     "ListParams",
     "ObjectId",
     "Params",
+    "TenantQuery",
     "arguments",
     "crud_router",
     "current_principal",
+    "exec_route",
     "execute",
     "get_one",
+    "nested_names",
+    "page",
     "single",
 ]
 
@@ -55,6 +60,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 429, 503)
 }
 ObjectId = Annotated[int, Path(ge=-(2**31), lt=2**31, description="Object id")]
+TenantQuery = Annotated[int | None, Query(ge=-1, lt=2**31)]
 
 
 class Caller:
@@ -81,14 +87,12 @@ async def current_principal(request: Request) -> Caller:
 
 
 class ListParams:
+    """A list's query parameters, parsed (FastAPI fills them through :meth:`dependency`)."""
+
     def __init__(
-        self,
-        filters: Annotated[str | None, Query(description="QVD filter object (JSON)")] = None,
-        fields: Annotated[str | None, Query(description="comma-separated fields")] = None,
-        order_by: Annotated[str | None, Query(description="fields, '-' for descending")] = None,
-        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-        offset: Annotated[int, Query(ge=0, lt=2**31)] = 0,
-    ) -> None:
+        self, filters: str | None, fields: str | None, order_by: str | None, limit: int,
+        offset: int,
+    ) -> None:  # fmt: skip
         self.filters: Any = None
         if filters:
             try:
@@ -115,9 +119,13 @@ class ListParams:
     ) -> "ListParams":
         return cls(filters, fields, order_by, limit, offset)
 
-    def request(self, action: str) -> ActionRequest:
+    def request(self, action: str, tenant_id: int | None = None) -> ActionRequest:
+        """``action`` over this page; a ``tenant_id`` is added to the filters."""
+        filters = self.filters
+        if tenant_id is not None:
+            filters = {**(filters or {}), "tenant_id": tenant_id}
         return ActionRequest(
-            action=action, filters=self.filters, fields=self.fields, order_by=self.order_by,
+            action=action, filters=filters, fields=self.fields, order_by=self.order_by,
             limit=self.limit, offset=self.offset,
         )  # fmt: skip
 
@@ -126,13 +134,24 @@ def arguments(body: BaseModel | None) -> dict[str, Any]:
     """Action arguments from a REST body (unset fields left out, nested names mapped)."""
     if body is None:
         return {}
-    data = body.model_dump(exclude_unset=True, mode="json")
-    return {NESTED.get(k, k): v for k, v in data.items()}
+    return nested_names(body.model_dump(exclude_unset=True, mode="json"))
+
+
+def nested_names(args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` with the REST names of nested arguments mapped to the action's
+    (``properties`` → ``__properties__``, …; see ``NESTED``)."""
+    return {NESTED.get(k, k): v for k, v in args.items()}
 
 
 def execute(request: Request, caller: "Caller | Principal", req: ActionRequest) -> ActionResult:
     principal = caller.principal() if isinstance(caller, Caller) else caller
     return run_action(app_state(request).runner, principal, req)
+
+
+def page(request: Request, caller: "Caller | Principal", req: ActionRequest) -> Page:
+    """Run a list action: one page of rows and the total."""
+    result = execute(request, caller, req)
+    return Page(total=result.total or 0, rows=result.rows)
 
 
 def single(request: Request, principal: "Caller | Principal", req: ActionRequest) -> ActionResult:
@@ -187,8 +206,7 @@ def crud_router(
 
     @router.get("", response_model=Page, summary=f"List {noun}")
     def list_objects(request: Request, principal: Auth, params: Params) -> Page:
-        result = execute(request, principal, params.request(f"{obj}_get_list"))
-        return Page(total=result.total or 0, rows=result.rows)
+        return page(request, principal, params.request(f"{obj}_get_list"))
 
     @router.get("/{object_id}", summary=f"One {obj}")
     def get_object(

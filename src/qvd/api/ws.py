@@ -55,7 +55,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from qvd.api.action import OK_MESSAGE, parse_action
+from qvd.api.action import JSON_KEYS, decode_json_keys, parse_action, result_body
 from qvd.api.core import Action
 from qvd.api.dispatch import lookup_action, run_action
 from qvd.api.errors import (
@@ -97,8 +97,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_INTERNAL = 1011
 _AKN = "AKN"
 _INTERNAL = InternalError("the server could not run the action (the API log says why)")
-_QUERY_JSON_KEYS = ("filters", "arguments", "fields", "order_by", "parameters")
-_REQUEST_KEYS = ("action", "block", "offset", *_QUERY_JSON_KEYS)
+_REQUEST_KEYS = ("action", "block", "offset", *JSON_KEYS)
 
 
 def install(app: FastAPI, engine: Engine) -> None:
@@ -150,14 +149,7 @@ def _token(websocket: WebSocket) -> str:
 
 
 def _decoded(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k in _REQUEST_KEYS}
-    for key in _QUERY_JSON_KEYS:
-        if isinstance(out.get(key), str):
-            try:
-                out[key] = json.loads(out[key])
-            except ValueError:
-                raise InvalidRequest(f"{key!r} is not JSON", Status.BAD_JSON) from None
-    return out
+    return decode_json_keys({k: v for k, v in data.items() if k in _REQUEST_KEYS})
 
 
 async def _request_data(websocket: WebSocket) -> dict[str, Any]:
@@ -202,12 +194,7 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> dict[str,
     """One run of the action: the body ``POST /api`` would answer (errors raise). A
     run is not the admin's doing: it does not keep the session alive."""
     principal = state.authenticate(creds, touch=False)
-    result = run_action(state.runner, principal, parse_action(copy.deepcopy(data)))
-    body: dict[str, Any] = {"status": Status.OK, "message": OK_MESSAGE}
-    body["total"] = result.total if result.total is not None else len(result.rows)
-    body["rows"] = result.rows
-    body.update(result.extra)
-    return body
+    return result_body(run_action(state.runner, principal, parse_action(copy.deepcopy(data))))
 
 
 def _encode(body: dict[str, Any]) -> str:
@@ -247,7 +234,7 @@ async def _serve(websocket: WebSocket, state: AppState, hub: NotifyHub, creds: C
     principal = await run_in_threadpool(state.authenticate, creds)
     data = await _request_data(websocket)
     action = _read_only_action(data.get("action"))
-    parse_action(copy.deepcopy(data))  # a malformed order or field list fails now
+    parse_action(data)  # a malformed order or field list fails now
     loop = asyncio.get_running_loop()
     sub = Subscription(channels=channels_for(action), tenant_id=principal.tenant_scope())
     sock = _Socket(websocket=websocket, sub=sub, heard=loop.time())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, execute
+from qvd.api.rest import ERRORS, SECURITY, Auth, Params, page
 from qvd.api.schemas import Page
 
 __all__ = ["router"]
@@ -18,5 +18,4 @@ def list_acls(
     principal: Auth,
     params: Params,
 ) -> Page:
-    result = execute(request, principal, params.request("acl_get_list"))
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("acl_get_list"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from qvd.api.rest import Auth, ObjectId, Params, crud_router, execute, get_one
+from qvd.api.rest import Auth, ObjectId, Params, crud_router, get_one, page
 from qvd.api.schemas import AdministratorCreate, AdministratorUpdate, Page
 
 __all__ = ["router"]
@@ -22,5 +22,4 @@ def admin_acls(
     get_one(request, principal, "administrator", object_id, ["id"])  # 404 unless visible
     req = params.request("get_acls_in_admins")
     req.filters = {"admin_id": object_id, "-and": [params.filters or {}]}
-    result = execute(request, principal, req)
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, req)

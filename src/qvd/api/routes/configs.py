@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from qvd.api.core import ActionRequest
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, execute
+from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
 from qvd.api.schemas import ConfigSet, Page
 
 __all__ = ["router"]
@@ -15,7 +15,6 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/api/v1/configs", tags=["configs"], dependencies=SECURITY, responses=ERRORS
 )
-TenantQuery = Annotated[int | None, Query(ge=-1, lt=2**31)]
 
 
 @router.get("", response_model=Page, summary="Tokens, defaults and database values")
@@ -25,11 +24,7 @@ def list_configs(
     params: Params,
     tenant_id: TenantQuery = None,
 ) -> Page:
-    req = params.request("config_get")
-    if tenant_id is not None:
-        req.filters = {**(params.filters or {}), "tenant_id": tenant_id}
-    result = execute(request, principal, req)
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("config_get", tenant_id))
 
 
 @router.put("/{key}", summary="Set a token in the database")

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.action import OK_MESSAGE, body_credentials, read_body
+from qvd.api.action import body_credentials, read_body, result_body
+from qvd.api.core import ActionResult
 from qvd.api.di_import import (
     import_from_staging,
     import_upload,
@@ -31,9 +32,10 @@ from qvd.api.rest import (
     arguments,
     crud_router,
     exec_route,
-    execute,
+    nested_names,
+    page,
 )
-from qvd.api.schemas import NESTED, Created, DiCreate, DiUpdate, Page
+from qvd.api.schemas import Created, DiCreate, DiUpdate, Page
 from qvd.api.state import Credentials, app_state, client_address, token_from_headers
 
 __all__ = ["action_router", "router", "tags_router"]
@@ -49,8 +51,7 @@ action_router = APIRouter(include_in_schema=False)
 
 @tags_router.get("", response_model=Page, summary="DI tags (one per OSF)")
 def list_tags(request: Request, principal: Auth, params: Params) -> Page:
-    result = execute(request, principal, params.request("tag_get_list"))
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("tag_get_list"))
 
 
 def _arguments(fields: Mapping[str, str]) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def _arguments(fields: Mapping[str, str]) -> dict[str, Any]:
         args = None
     if not isinstance(args, dict):
         raise InvalidRequest("'arguments' must be a JSON object", Status.BAD_JSON)
-    return {NESTED.get(str(k), str(k)): v for k, v in args.items()}
+    return nested_names(args)
 
 
 def _credentials(request: Request, fields: Mapping[str, str]) -> Credentials:
@@ -103,6 +104,8 @@ class _Upload:
             upload_name(self.principal, args, filename)
 
     async def run(self) -> int:
+        """Stream the form's file into the images directory, authenticate (the REST
+        face has, from its headers), then check and import it."""
         state = self.state
         folder, limit = upload_folder(state), max_image_size(state)
         form = await receive_upload(self.request, folder, max_bytes=limit, on_file=self.before_file)
@@ -121,19 +124,13 @@ class _Upload:
         )
 
 
-async def _upload(request: Request, principal: Principal | None) -> int:
-    """Stream the form's file into the images directory, authenticate (the REST face
-    has, from its headers), then check and import it."""
-    return await _Upload(request, principal).run()
-
-
 @router.post("/upload", status_code=201, response_model=Created, summary="Upload an image file")
 async def upload_di(request: Request, principal: Auth) -> Created:
     """Multipart form: ``file`` (the image) and ``arguments`` (JSON: osf_id, version,
     tags, … as for creating a DI). The file is streamed into the images directory as it
     arrives (``api.di.upload.max_size`` applies as it streams), checked, imported and
     published."""
-    return Created(id=await _upload(request, await run_in_threadpool(principal.principal)))
+    return Created(id=await _Upload(request, await run_in_threadpool(principal.principal)).run())
 
 
 @router.post("/staging", status_code=201, response_model=Created, summary="Import from staging")
@@ -143,13 +140,13 @@ def staging_di(request: Request, principal: Auth, body: DiCreate) -> Created:
 
 
 def _ok(di_id: int) -> JSONResponse:
-    return JSONResponse({"status": 0, "message": OK_MESSAGE, "total": 1, "rows": [{"id": di_id}]})
+    return JSONResponse(result_body(ActionResult(rows=[{"id": di_id}])))
 
 
 @action_router.post("/api/di/upload")
 async def action_upload(request: Request) -> JSONResponse:
     try:
-        return _ok(await _upload(request, None))
+        return _ok(await _Upload(request, None).run())
     except ApiError as exc:
         return JSONResponse(exc.body())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, execute
+from qvd.api.rest import ERRORS, SECURITY, Auth, Params, page
 from qvd.api.schemas import Page
 
 __all__ = ["router"]
@@ -20,5 +20,4 @@ def list_logs(
 ) -> Page:
     if not params.order_by:
         params.order_by = [("id", True)]
-    result = execute(request, principal, params.request("log_get_list"))
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("log_get_list"))

@@ -8,16 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.action import session_cookie
-from qvd.api.auth import delete_session
+from qvd.api.action import clear_session_cookie, end_session, session_cookie
 from qvd.api.core import ActionRequest
 from qvd.api.errors import AuthError, Status
 from qvd.api.rest import ERRORS, SECURITY, Auth, execute
 from qvd.api.schemas import Login, SessionInfo
-from qvd.api.state import SESSION_COOKIE, Credentials, app_state, client_address
+from qvd.api.state import Credentials, app_state, client_address
 
 __all__ = ["router"]
 
@@ -53,10 +51,7 @@ def log_out(request: Request, principal: Auth) -> Response:
     token = principal.principal().session_token
     if token is None:
         raise AuthError("no session to log out of", Status.LOGOUT_ERROR)
-    state = app_state(request)
-    state.forget(token)
-    with Session(state.engine) as session, session.begin():
-        delete_session(session, token)
+    end_session(app_state(request), token)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/api", secure=True, httponly=True)
+    clear_session_cookie(response)
     return response

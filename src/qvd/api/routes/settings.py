@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from qvd.api.core import ActionRequest
 from qvd.api.errors import NotFound, Status
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, execute
+from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
 from qvd.api.schemas import Page
 from qvd.api.services.ssl_material import MAX_CHARS
 
 __all__ = ["router"]
 
-TenantQuery = Annotated[int | None, Query(ge=-1, lt=2**31)]
 Pem = Field(min_length=1, max_length=MAX_CHARS)
 
 
@@ -46,11 +45,7 @@ router = APIRouter(
 def list_wat(
     request: Request, principal: Auth, params: Params, tenant_id: TenantQuery = None
 ) -> Page:
-    req = params.request("config_wat_get_list")
-    if tenant_id is not None:
-        req.filters = {**(params.filters or {}), "tenant_id": tenant_id}
-    result = execute(request, principal, req)
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("config_wat_get_list", tenant_id))
 
 
 @router.put("/wat", summary="Change the WAT language or page size")

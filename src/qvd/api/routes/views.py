@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from qvd.api.core import ActionRequest
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, execute
+from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
 from qvd.api.schemas import Page
 
 __all__ = ["mine_router", "router"]
@@ -23,7 +23,6 @@ __all__ = ["mine_router", "router"]
 ViewObject = Literal["user", "vm", "log", "host", "osf", "di", "role", "administrator", "tenant"]
 ViewType = Literal["list_column", "filter"]
 DeviceType = Literal["desktop", "mobile"]
-TenantQuery = Annotated[int | None, Query(ge=-1, lt=2**31)]
 
 
 class MyViewSet(BaseModel):
@@ -75,11 +74,7 @@ mine_router = APIRouter(
 def list_views(
     request: Request, principal: Auth, params: Params, tenant_id: TenantQuery = None
 ) -> Page:
-    req = params.request("tenant_view_get_list")
-    if tenant_id is not None:
-        req.filters = {**(params.filters or {}), "tenant_id": tenant_id}
-    result = execute(request, principal, req)
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("tenant_view_get_list", tenant_id))
 
 
 @router.put("", summary="Show or hide one column or filter by default")
@@ -100,8 +95,7 @@ def reset_views(
 
 @mine_router.get("", response_model=Page, summary="My effective views")
 def list_my_views(request: Request, principal: Auth, params: Params) -> Page:
-    result = execute(request, principal, params.request("admin_view_get_list"))
-    return Page(total=result.total or 0, rows=result.rows)
+    return page(request, principal, params.request("admin_view_get_list"))
 
 
 @mine_router.put("", summary="Show or hide one column or filter for me")
