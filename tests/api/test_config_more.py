@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,48 @@ def test_wat_and_ssl_over_rest(api: Api, world: World, api_engine: Engine) -> No
     r = api.client.put("/api/v1/config/ssl", json={"cert": _CERT, "key": _KEY}, headers=root)
     assert r.status_code == 204, r.text
     assert _ssl_rows(api_engine)["l7r.ssl.cert"] == _CERT
+
+
+def test_database_config_rows_apply_to_the_api(
+    api: Api, world: World, config: Any, api_engine: Engine
+) -> None:
+    """config_set changes what the API does: at once in the process that set it, and
+    within a few seconds in another API process over the same database."""
+    from qvd.api import create_app
+    from tests.api.asgi import asgi_client
+
+    root = api.login("root")
+    b = world.tenants["B"]
+    r = api.act("user_create", sid=root, arguments={"name": "Ann", "password": "x", "tenant_id": b})
+    assert r["status"] == 0, r
+    with asgi_client(create_app(config, api_engine)) as other_client:
+        other = Api(other_client)
+        other_root = other.login("root")
+        assert other.act("config_get", sid=other_root)["status"] == 0  # reads the rows now
+        r = api.act(
+            "config_set", sid=root,
+            arguments={"key": "model.user.login.case-sensitive", "value": "1", "tenant_id": b},
+        )  # fmt: skip
+        assert r["status"] == 0, r
+        r = api.act(
+            "user_create", sid=root, arguments={"name": "Bob", "password": "x", "tenant_id": b}
+        )
+        assert r["status"] == 0, r
+        names = {
+            u["name"] for u in api.act("user_get_list", sid=root, filters={"tenant_id": b})["rows"]
+        }
+        assert {"ann", "Bob"} <= names
+        deadline = time.monotonic() + 6
+        created = None
+        while time.monotonic() < deadline:
+            r = other.act("user_create", sid=other_root,
+                          arguments={"name": "Cy", "password": "x", "tenant_id": b})  # fmt: skip
+            assert r["status"] in (0, 7200), r
+            rows = other.act("user_get_list", sid=other_root,
+                             filters={"tenant_id": b, "name": "Cy"})["rows"]  # fmt: skip
+            if rows:
+                created = rows[0]["name"]
+                break
+            other.act("user_delete", sid=other_root, filters={"tenant_id": b, "name": "cy"})
+            time.sleep(0.5)
+        assert created == "Cy"

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.auth import delete_session, is_multitenant
+from qvd.api.auth import delete_session
 from qvd.api.core import ActionRequest, ActionResult
 from qvd.api.dispatch import run_action
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
@@ -233,7 +233,7 @@ async def action_endpoint(request: Request) -> JSONResponse:
 
 def _info(state: AppState) -> dict[str, Any]:
     with Session(state.engine) as session:
-        multitenant = is_multitenant(session, state.config)
+        multitenant = state.config.get_bool("wat.multitenant")
         version = session.scalar(text("SELECT version_num FROM alembic_version"))
     public: dict[str, Any] = {}
     for name in state.config.names():

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import secrets
@@ -35,10 +34,8 @@ from sqlalchemy.orm import Session
 from qvd.api.errors import AuthError, RateLimited, Status
 from qvd.api.principal import RECOVERY_ADMIN_ID, SUPERTENANT_ID, Principal, effective_acls
 from qvd.config import Config, ConfigValueError
-from qvd.config.values import parse_bool
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
-from qvd.db.models import Config as ConfigRow
 from qvd.db.passwords import hash_password, verify_password
 
 __all__ = [
@@ -47,7 +44,6 @@ __all__ = [
     "create_session",
     "delete_session",
     "hash_token",
-    "is_multitenant",
     "load_principal",
     "login",
     "resolve_session",
@@ -60,16 +56,6 @@ _TOUCH_EVERY = 60  # seconds between two extensions of a session's expiry
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def is_multitenant(session: Session, config: Config) -> bool:
-    row = session.scalar(
-        select(ConfigRow.value).where(ConfigRow.tenant_id == -1, ConfigRow.key == "wat.multitenant")
-    )
-    if row is not None:
-        with contextlib.suppress(ValueError):  # config_set checks; a hand-written row may not
-            return parse_bool(row)
-    return config.get_bool("wat.multitenant")
 
 
 class LoginLimiter:
@@ -226,7 +212,7 @@ def login(
     """The id of the administrator these credentials belong to."""
     if not isinstance(name, str) or not isinstance(password, str) or not name or not password:
         raise AuthError("login and password are required", Status.NO_CREDENTIALS)
-    multitenant = is_multitenant(session, config)
+    multitenant = config.get_bool("wat.multitenant")
     tenant_name = (tenant or "*") if multitenant else None
     keys = [f"ip:{address}", f"login:{name}@{tenant_name}"]
     limiter.check(*keys)

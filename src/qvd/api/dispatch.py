@@ -37,6 +37,7 @@ from qvd.api.services import (
     vms,
 )
 from qvd.config import Config
+from qvd.db import LiveConfig
 
 __all__ = ["CATALOGUE", "Runner", "lookup_action", "run_action"]
 
@@ -69,11 +70,16 @@ _ACL_OBJECTS = {"role", "administrator", "acl", "tenant"}
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runner:
-    """What every action needs from the app: database, configuration, ACL cache."""
+    """What every action needs from the app: database, configuration (the file's, with
+    the database's rows over it), ACL cache."""
 
     engine: Engine
-    config: Config
+    live_config: LiveConfig
     acl_cache: AclCache
+
+    @property
+    def config(self) -> Config:
+        return self.live_config.get()
 
 
 def lookup_action(name: Any) -> Action:
@@ -113,6 +119,8 @@ def run_action(runner: Runner, principal: Principal, req: ActionRequest) -> Acti
         _audit(runner, principal, action, req, entries or [AuditEntry(None, None, Status.OK)])
         if action.qvd_object in _ACL_OBJECTS:
             runner.acl_cache.clear()
+        if action.qvd_object == "config":
+            runner.live_config.expire()
     if result.failures:
         raise MultipleFailures(result.failures, result.selected)
     return result

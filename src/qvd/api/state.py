@@ -27,6 +27,7 @@ from qvd.api.dispatch import Runner
 from qvd.api.errors import ApiError, AuthError, Status
 from qvd.api.principal import Principal
 from qvd.config import Config
+from qvd.db import LiveConfig
 
 __all__ = [
     "SESSION_COOKIE",
@@ -93,7 +94,7 @@ class Credentials:
 @dataclass(slots=True, kw_only=True)
 class AppState:
     engine: Engine
-    config: Config
+    live_config: LiveConfig
     limiter: LoginLimiter
     acl_cache: AclCache
     runner: Runner
@@ -104,14 +105,21 @@ class AppState:
         cache = AclCache()
         principals = PrincipalCache()
         cache.also_clear.append(principals.clear)
+        live = LiveConfig(config, engine)
         return cls(
             engine=engine,
-            config=config,
+            live_config=live,
             limiter=LoginLimiter.from_config(config),
             acl_cache=cache,
-            runner=Runner(engine=engine, config=config, acl_cache=cache),
+            runner=Runner(engine=engine, live_config=live, acl_cache=cache),
             principals=principals,
         )
+
+    @property
+    def config(self) -> Config:
+        """The file configuration with the database's rows over it (re-read every few
+        seconds, and at once after this process changes them)."""
+        return self.live_config.get()
 
     @property
     def session_timeout(self) -> int:

@@ -8,7 +8,7 @@ Daemons start with ``database_target(config)`` → ``make_engine`` →
 
 from qvd.db.acls import administrator_acls, role_acls
 from qvd.db.bootstrap import InitResult, initialize_database, reset_admin_password
-from qvd.db.dbconfig import config_with_db, read_config_rows
+from qvd.db.dbconfig import LiveConfig, config_with_db, read_config_rows
 from qvd.db.engine import make_engine, make_sessionmaker
 from qvd.db.errors import DatabaseError, DatabaseUnreachable, EmbeddedClusterError, SchemaMismatch
 from qvd.db.listener import Listener, Notification
@@ -32,6 +32,7 @@ __all__ = [
     "EmbeddedClusterError",
     "InitResult",
     "Listener",
+    "LiveConfig",
     "Notification",
     "SchemaMismatch",
     "SchemaStatus",

@@ -4,13 +4,15 @@ per-tenant rows, laid over a node's file configuration."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 
 from sqlalchemy import Connection, Engine, text
 
 from qvd.config import GLOBAL_TENANT, Config, ConfigError
 
-__all__ = ["config_with_db", "read_config_rows"]
+__all__ = ["LiveConfig", "config_with_db", "read_config_rows"]
 
 log = logging.getLogger("qvd.db.config")
 
@@ -58,3 +60,29 @@ def _fits(
         log.warning("ignoring a configuration row: %s", exc)
         return False
     return True
+
+
+class LiveConfig:
+    """A file configuration with the database's rows over it, read again when older
+    than ``max_age`` seconds or after :meth:`expire` (a process that changes the rows
+    expires its own copy; other processes see the change within ``max_age``)."""
+
+    def __init__(self, config: Config, engine: Engine, max_age: float = 2.0) -> None:
+        self.file_config = config
+        self._engine = engine
+        self._max_age = max_age
+        self._config = config
+        self._loaded: float | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Config:
+        with self._lock:
+            now = time.monotonic()
+            if self._loaded is None or now - self._loaded > self._max_age:
+                self._config = config_with_db(self.file_config, self._engine)
+                self._loaded = now
+            return self._config
+
+    def expire(self) -> None:
+        with self._lock:
+            self._loaded = None

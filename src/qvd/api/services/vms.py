@@ -36,6 +36,7 @@ from qvd.api.services.common import (
 )
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
 from qvd.db.models import Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
+from qvd.db.vmaddress import free_vm_ip
 
 __all__ = ["ACTIONS", "SPEC", "start_vm", "stop_vm"]
 
@@ -116,13 +117,10 @@ def _vm_range(ctx: Ctx) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Network]:
 
 def _next_ip(ctx: Ctx) -> str:
     start, network = _vm_range(ctx)
-    used = {ip for ip in ctx.session.scalars(select(Vm.ip).where(Vm.ip.is_not(None)))}
-    candidate = start
-    while candidate in network and candidate != network.broadcast_address:
-        if str(candidate) not in used:
-            return str(candidate)
-        candidate += 1
-    raise Conflict(f"no free VM address left in {network} from {start}", Status.ALREADY_EXISTS)
+    ip = free_vm_ip(ctx.session.connection(), str(start), ctx.config.get("vm.network.netmask"))
+    if ip is None:
+        raise Conflict(f"no free VM address left in {network} from {start}", Status.ALREADY_EXISTS)
+    return ip
 
 
 def _unavailable(ctx: Ctx, ip: str) -> Conflict:
