@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,33 +17,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, hash_password
-from qvd.di.screenshot import Screenshot, take_screenshot
+from qvd.di.screenshot import take_screenshot
 from qvd.di.testbed import Xvfb
 from qvd.hkd.daemon import Hkd
 from qvd.node.services import node_services
-from tests.hkd.conftest import add_host, runtime
+from tests.hkd.conftest import add_host, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
-from tests.hkd.test_daemon import wait_for
+from tests.vma.helpers import wait_for_xterm, xterm_visible
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def xterm_visible(shot: Screenshot) -> bool:
-    """The session's white xterm with dark text, on the agent's black root window."""
-    box = shot.bright_box()
-    if box is None:
-        return False
-    x0, y0, x1, y1 = box
-    return (x1 - x0) > 300 and (y1 - y0) > 200 and shot.count_in_box(box) > 50
-
-
-def wait_for_xterm(display: str, timeout: float) -> Screenshot:
-    end = time.monotonic() + timeout
-    shot = take_screenshot(display)
-    while not xterm_visible(shot) and time.monotonic() < end:
-        time.sleep(0.2)
-        shot = take_screenshot(display)
-    return shot
 
 
 class Client:

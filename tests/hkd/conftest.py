@@ -7,7 +7,8 @@ import itertools
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,28 @@ def runtime(engine: Engine, vm_id: int) -> dict[str, object]:
             .one()
         )
     return dict(row)
+
+
+def state_of(engine: Engine, vm_id: int) -> str:
+    return str(runtime(engine, vm_id)["vm_state"])
+
+
+def host_state(engine: Engine, host_id: int) -> str:
+    with engine.begin() as conn:
+        return str(
+            conn.execute(
+                text("SELECT state FROM host_runtimes WHERE host_id = :h"), {"h": host_id}
+            ).scalar_one()
+        )
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---- real LXC nodes -----------------------------------------------------------------------

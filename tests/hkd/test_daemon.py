@@ -4,7 +4,7 @@ adoption after a restart, leftovers, two nodes watching each other, host command
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,29 +15,17 @@ from qvd.hkd.backends.base import NetworkSpec, VmSpec
 from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.daemon import Hkd, HkdStartError
 from tests.conftest import free_port, scratch_dir
-from tests.hkd.conftest import FakeVma, add_host, add_vm, command, hkd_config, runtime
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def state_of(engine: Engine, vm_id: int) -> str:
-    return str(runtime(engine, vm_id)["vm_state"])
-
-
-def host_state(engine: Engine, host_id: int) -> str:
-    with engine.begin() as conn:
-        return str(
-            conn.execute(
-                text("SELECT state FROM host_runtimes WHERE host_id = :h"), {"h": host_id}
-            ).scalar_one()
-        )
+from tests.hkd.conftest import (
+    FakeVma,
+    add_host,
+    add_vm,
+    command,
+    hkd_config,
+    host_state,
+    runtime,
+    state_of,
+    wait_for,
+)
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from sqlalchemy import Engine
 from qvd.db import DatabaseTarget, Listener
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
-from tests.hkd.conftest import add_host, command, runtime
+from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
-from tests.hkd.test_daemon import state_of, wait_for
 from tests.imagefile.test_tarcheck import entry_member, file_member, make_image
 
 pytestmark = pytest.mark.timeout(900)  # the first run on a machine builds the test image

@@ -15,9 +15,8 @@ from sqlalchemy import Engine
 
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget
 from qvd.hkd.backends.lxc import LxcBackend
-from tests.hkd.conftest import add_host, command, runtime
+from tests.hkd.conftest import add_host, command, host_state, runtime, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
-from tests.hkd.test_daemon import host_state, state_of, wait_for
 from tests.node.test_cli import url_of
 
 pytestmark = pytest.mark.timeout(900)

@@ -9,33 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from qvd.di.screenshot import Screenshot, take_screenshot
 from qvd.di.testbed import Container, NetnsPeer, NxProxy, Xvfb, check_route
 from qvd.vma.client import VmaAuthError, VmaClient, VmaRpcError, call_vma
-from tests.vma.helpers import StartContainer, wait_state
+from tests.vma.helpers import StartContainer, wait_for_xterm, wait_state, xterm_visible
 
 pytestmark = pytest.mark.timeout(900)
 
 USER = {"qvd.vm.user.name": "alice", "qvd.vm.user.uid": "23456", "qvd.client.link": "lan"}
-
-
-def xterm_visible(shot: Screenshot) -> bool:
-    """A white xterm (``-bg white``) with dark text in it, on the agent's black root."""
-    box = shot.bright_box()
-    if box is None:
-        return False
-    x0, y0, x1, y1 = box
-    big_enough = (x1 - x0) > 300 and (y1 - y0) > 200
-    return big_enough and shot.count_in_box(box) > 50
-
-
-def wait_for_xterm(display: str, timeout: float = 15.0) -> Screenshot:
-    end = time.monotonic() + timeout
-    shot = take_screenshot(display)
-    while not xterm_visible(shot) and time.monotonic() < end:
-        time.sleep(0.1)
-        shot = take_screenshot(display)
-    return shot
 
 
 def xterm_pids(container: Container) -> list[int]:

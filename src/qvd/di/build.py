@@ -40,6 +40,7 @@ __all__ = [
     "OutputFormat",
     "build_image",
     "image_path",
+    "meta_path",
     "read_image_info",
 ]
 
@@ -79,7 +80,7 @@ class ImageInfo:
 
 def read_image_info(image: Path) -> ImageInfo:
     """Metadata of a built image (``<image>.json``)."""
-    meta = _meta_path(image)
+    meta = meta_path(image)
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
         return ImageInfo(**data)
@@ -114,7 +115,8 @@ class LxcTarball:
         plan.report("pack", 1.0, f"wrote {dest.name}")
 
 
-def _meta_path(image: Path) -> Path:
+def meta_path(image: Path) -> Path:
+    """The metadata file of an image (``<name>.json`` beside it)."""
     return image.with_name(image.name.split(".tar")[0] + ".json")
 
 
@@ -315,7 +317,7 @@ def build_image(
     rhash, bhash = recipe_hash(recipe), base_hash(recipe)
     dest = image_path(cache, recipe, fmt)
     with _locked(cache / f".{recipe.name}.lock"):
-        if dest.is_file() and _meta_path(dest).is_file() and not force:
+        if dest.is_file() and meta_path(dest).is_file() and not force:
             return dest
         stage = cache / "stages" / f"{recipe.name}-base-{bhash}.tar.zst"
         have_stage = stage.is_file() and not force
@@ -384,7 +386,7 @@ def build_image(
             rootfs_bytes=rootfs_bytes,
             packages=packages,
         )
-        _meta_path(dest).write_text(info.to_json(), encoding="utf-8")
+        meta_path(dest).write_text(info.to_json(), encoding="utf-8")
         _prune_older(cache, recipe, dest)
         return dest
 
@@ -392,7 +394,7 @@ def build_image(
 def _prune_older(cache: Path, recipe: Recipe, keep: Path) -> None:
     """Drop the recipe's previous images: the cache holds the current one only."""
     for old in cache.glob(f"{recipe.name}-*"):
-        if old == keep or old == _meta_path(keep) or old.name.startswith(f"{recipe.name}-base-"):
+        if old == keep or old == meta_path(keep) or old.name.startswith(f"{recipe.name}-base-"):
             continue
         if old.name.endswith((".tar.zst", ".json")) and old.is_file():
             old.unlink(missing_ok=True)

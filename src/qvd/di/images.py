@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qvd.di.build import build_image, image_path
+from qvd.di.build import build_image, image_path, meta_path
 from qvd.di.progress import ProgressSink
 from qvd.di.recipe import load_recipe
 
@@ -22,8 +22,7 @@ def cached_image(recipe_name: str, cache: Path | None = None) -> Path | None:
     """The cached image of the recipe as it is now, or None if it was not built yet."""
     recipe = load_recipe(recipe_name)
     path = image_path(cache or default_cache_dir(), recipe)
-    meta = path.with_name(path.name.split(".tar")[0] + ".json")
-    return path if path.is_file() and meta.is_file() else None
+    return path if path.is_file() and meta_path(path).is_file() else None
 
 
 def ensure_image(

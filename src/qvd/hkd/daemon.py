@@ -192,6 +192,7 @@ class Hkd:
         return self._backend
 
     def _known_vm_ids(self) -> set[int]:
+        """VMs assigned here, and every VM the backend has anything of (running or not)."""
         assert self.host is not None
         with self.engine.begin() as conn:
             ids = store.vm_ids_on_host(conn, self.host.id)
@@ -277,7 +278,7 @@ class Hkd:
             threading.Thread(target=self.stop, name="hkd-stopper", daemon=True).start()
 
     def _resync_once(self) -> None:
-        for vm_id in self._known_vm_ids() | self.backend.list_running():
+        for vm_id in self._known_vm_ids():
             self.queue.add(vm_id)
 
     def _resync(self) -> None:
@@ -390,11 +391,7 @@ class Hkd:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.engine.begin() as conn:
-                busy = [
-                    v
-                    for v in (store.load_vm(conn, i) for i in ids)
-                    if v is not None and v.host_id == self.host.id and v.vm_state != "stopped"
-                ]
+                busy = ids & store.active_vm_ids(conn, self.host.id)
             if not busy:
                 return
             time.sleep(0.05)

@@ -166,9 +166,8 @@ class Reconciler:
             local.next_ping = 0.0
         liveness = self.vma.ping(view.ip or "", self.settings.vma_port, self.vma_secret(view))
         if liveness is Liveness.ANSWERED:
-            pid = self._pid_of(view.vm_id)
             with self.engine.begin() as conn:
-                store.mark_running(conn, view.vm_id, self.host.id, pid)
+                store.mark_running(conn, view.vm_id, self.host.id)
             local.next_ping = self.clock() + self.settings.vma_ok_delay
             local.vma_last_ok = self.clock()
             log.info("VM %s is running (VMA answered)", view.vm_id)
@@ -250,28 +249,16 @@ class Reconciler:
                     )
                 return Outcome(self.settings.stop_timeout, "zombie")
             return Outcome(_STOP_POLL, "stopping")
-        self.backend.cleanup(view.vm_id)
-        with self.engine.begin() as conn:
-            store.clear_runtime(conn, view.vm_id, self.host.id)
-        self.forget(view.vm_id)
         log.info("VM %s is stopped", view.vm_id)
-        return Outcome(None, "stopped")
+        return self._release(view)
 
     def _zombie(self, view: VmView) -> Outcome:
         if self.backend.is_alive(view.vm_id):
             self.backend.kill(view.vm_id)
             return Outcome(self.settings.stop_timeout, "zombie")
-        self.backend.cleanup(view.vm_id)
-        with self.engine.begin() as conn:
-            store.clear_runtime(conn, view.vm_id, self.host.id)
-        self.forget(view.vm_id)
-        return Outcome(None, "stopped")
+        return self._release(view)
 
     # ---- helpers ------------------------------------------------------------------------
-    def _pid_of(self, vm_id: int) -> int:
-        with self.engine.begin() as conn:
-            return store.vm_pid(conn, vm_id)
-
     def _to_stopping(self, view: VmView, reason: str) -> Outcome:
         log.warning("VM %s: %s; stopping it", view.vm_id, reason)
         with self.engine.begin() as conn:
@@ -286,9 +273,13 @@ class Reconciler:
         log.error("VM %s: %s", view.vm_id, reason)
         if self.backend.is_alive(view.vm_id):
             self.backend.kill(view.vm_id)
+        return self._release(view, error=reason)
+
+    def _release(self, view: VmView, *, error: str | None = None) -> Outcome:
+        """Nothing of the VM runs: clean up after it and give it back as ``stopped``."""
         self.backend.cleanup(view.vm_id)
         with self.engine.begin() as conn:
-            store.clear_runtime(conn, view.vm_id, self.host.id, error=reason)
+            store.clear_runtime(conn, view.vm_id, self.host.id, error=error)
         self.forget(view.vm_id)
         return Outcome(None, "stopped")
 

@@ -18,6 +18,7 @@ __all__ = [
     "DiRow",
     "HostRow",
     "VmView",
+    "active_vm_ids",
     "claim_host_cmd",
     "claim_start",
     "claim_stop",
@@ -33,7 +34,6 @@ __all__ = [
     "set_host_state",
     "set_vm_state",
     "vm_ids_on_host",
-    "vm_pid",
 ]
 
 
@@ -87,6 +87,15 @@ def find_host(conn: Connection, name: str) -> HostRow | None:
 def vm_ids_on_host(conn: Connection, host_id: int) -> set[int]:
     """VMs this node must look after: assigned to it, whatever their state."""
     rows = conn.execute(text("SELECT vm_id FROM vm_runtimes WHERE host_id = :h"), {"h": host_id})
+    return {r[0] for r in rows}
+
+
+def active_vm_ids(conn: Connection, host_id: int) -> set[int]:
+    """VMs assigned to this node that are not ``stopped``."""
+    rows = conn.execute(
+        text("SELECT vm_id FROM vm_runtimes WHERE host_id = :h AND vm_state <> 'stopped'"),
+        {"h": host_id},
+    )
     return {r[0] for r in rows}
 
 
@@ -248,30 +257,24 @@ def set_vm_state(
     )
 
 
-def mark_running(conn: Connection, vm_id: int, host_id: int, pid: int) -> bool:
+def mark_running(conn: Connection, vm_id: int, host_id: int) -> bool:
+    """A ``starting`` VM whose agent answered becomes ``running`` (its ``vm_pid`` was
+    written when it was started)."""
     done = conn.execute(
         text(
             """
-            UPDATE vm_runtimes SET vm_state = 'running', vm_state_ts = now(), vm_pid = :pid,
-                   vma_ok_ts = now()
+            UPDATE vm_runtimes SET vm_state = 'running', vm_state_ts = now(), vma_ok_ts = now()
              WHERE vm_id = :id AND host_id = :h AND vm_state = 'starting'
             RETURNING vm_id
             """
         ),
-        {"pid": pid, "id": vm_id, "h": host_id},
+        {"id": vm_id, "h": host_id},
     ).one_or_none()
     if done is not None:
         conn.execute(
             text("UPDATE vm_counters SET run_ok = run_ok + 1 WHERE vm_id = :id"), {"id": vm_id}
         )
     return done is not None
-
-
-def vm_pid(conn: Connection, vm_id: int) -> int:
-    pid = conn.execute(
-        text("SELECT vm_pid FROM vm_runtimes WHERE vm_id = :id"), {"id": vm_id}
-    ).scalar()
-    return int(pid or 0)
 
 
 def clear_runtime(conn: Connection, vm_id: int, host_id: int, *, error: str | None = None) -> bool:

@@ -44,8 +44,8 @@ class Lxc:
         self.lxcpath = lxcpath
         self.cgroup_root = cgroup_root
 
-    def _tool(self, tool: str, name: str, *args: str, **kw: object) -> str:
-        return run(tool, "-P", str(self.lxcpath), "-n", name, *args, **kw).stdout  # type: ignore[arg-type]
+    def _tool(self, tool: str, name: str, *args: str, check: bool = True) -> str:
+        return run(tool, "-P", str(self.lxcpath), "-n", name, *args, check=check).stdout
 
     def start(self, name: str) -> None:
         self._tool("lxc-start", name)
@@ -53,20 +53,19 @@ class Lxc:
     def state(self, name: str) -> str:
         if not (self.lxcpath / name / "config").exists():
             return "STOPPED"
-        out = run("lxc-info", "-P", str(self.lxcpath), "-n", name, "-s", check=False).stdout
+        out = self._tool("lxc-info", name, "-s", check=False)
         return out.split(":", 1)[1].strip() if ":" in out else "STOPPED"
 
     def pid(self, name: str) -> int:
-        out = run("lxc-info", "-P", str(self.lxcpath), "-n", name, "-p", "-H", check=False)
-        text = out.stdout.strip()
+        text = self._tool("lxc-info", name, "-p", "-H", check=False).strip()
         return int(text) if text.isdigit() else 0
 
     def request_stop(self, name: str) -> None:
         """SIGTERM to the container's init (lxc.signal.halt), without waiting."""
-        run("lxc-stop", "-P", str(self.lxcpath), "-n", name, "--nowait", check=False)
+        self._tool("lxc-stop", name, "--nowait", check=False)
 
     def kill(self, name: str) -> None:
-        run("lxc-stop", "-P", str(self.lxcpath), "-n", name, "--kill", check=False)
+        self._tool("lxc-stop", name, "--kill", check=False)
 
     def running(self) -> list[str]:
         if not self.lxcpath.is_dir():

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from qvd.imagefile import IMAGE_SUFFIXES
+
 __all__ = ["Layout", "container_name", "vm_id_of"]
 
 _PREFIX = "qvd-"
@@ -37,7 +39,7 @@ def vm_id_of(name: str) -> int | None:
 
 def _image_stem(image: Path) -> str:
     name = image.name
-    for suffix in (".tar.zst", ".tar.gz", ".tgz", ".tar.xz", ".tar"):
+    for suffix in IMAGE_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
