@@ -59,19 +59,14 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from hkd import command, free_subnet, percentile, seed, teardown
-from qvd.client.protocol import (
-    ClientError,
-    ClientProtocol,
-    Progress,
-    Switched,
-    VmList,
-    basic_auth,
-)
+from qvd.client.main import exchange
+from qvd.client.protocol import ClientProtocol, Switched, VmList, basic_auth
 from qvd.config import Config
 from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.di import ensure_image
 from qvd.hkd.daemon import Hkd
+from qvd.hkd.health import check_route
 from qvd.node.services import node_services
 from qvd.vma.auth import SecretStore
 from qvd.vma.client import VmaClient
@@ -101,33 +96,16 @@ def tls_socket(port: int) -> ssl.SSLSocket:
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def exchange(
-    sock: ssl.SSLSocket,
-    proto: ClientProtocol,
-    request: bytes,
-    infos: list[tuple[float, str]] | None = None,
-) -> VmList | Switched:
-    """Send ``request``, read to its answer; ``infos`` gets (time, text) of each 102."""
-    sock.sendall(request)
-    while True:
-        event = proto.next_event()
-        if event is None:
-            proto.receive_data(sock.recv(65536))
-        elif isinstance(event, Progress):
-            if infos is not None:
-                infos.append((time.monotonic(), event.info))
-        elif isinstance(event, ClientError):
-            raise event
-        else:
-            return event
-
-
 def open_session(port: int, user: str, vm_id: int, infos: list[tuple[float, str]]) -> ssl.SSLSocket:
-    """A TLS connection switched to the relay of ``vm_id`` (the 101 has been read)."""
+    """A TLS connection switched to the relay of ``vm_id`` (the 101 has been read);
+    ``infos`` gets (time, text) of each 102."""
     sock = tls_socket(port)
     try:
         proto = ClientProtocol("127.0.0.1", basic_auth(user, PASSWORD))
-        switched = exchange(sock, proto, proto.connect_request(vm_id, PARAMS), infos)
+        request = proto.connect_request(vm_id, PARAMS)
+        switched = exchange(
+            sock, proto, request, lambda info: infos.append((time.monotonic(), info))
+        )
         if not isinstance(switched, Switched) or switched.trailing:
             raise RuntimeError(f"expected a bare 101, got {switched!r}")
     except BaseException:
@@ -285,15 +263,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def check_on_bridge(address: str, bridge: str) -> None:
-    """Refuse to go on unless ``address`` is reached directly over the bench's bridge."""
-    out = subprocess.run(
-        ["ip", "-o", "route", "get", address], capture_output=True, text=True, check=False
-    ).stdout.split()
-    if "via" in out or out[out.index("dev") + 1 : out.index("dev") + 2] != [bridge]:
-        raise RuntimeError(f"{address} is not on the bench bridge {bridge}: {' '.join(out)}")
-
-
 def add_users(engine: Engine, osf_login: str) -> tuple[int, int]:
     """Passwords for the seeded users; the ``pump`` user with its relay VM (made to look
     running at loopback later). Returns (the seeded user's VM, the relay VM)."""
@@ -435,7 +404,7 @@ def vma_of(engine: Engine, vm: int, bridge: str) -> VmaClient:
                  "JOIN vm_counters c USING (vm_id) WHERE vm_id = :v"), {"v": vm},
         ).one()  # fmt: skip
         secret = derive_vma_secret(master_secret(conn), vm, int(attempts))
-    check_on_bridge(str(address), bridge)
+    check_route(str(address), bridge)
     return VmaClient(str(address), secret=secret, port=int(vma_port or 3030), timeout=5)
 
 
@@ -587,7 +556,7 @@ def main() -> int:
         hkd.start()
         l7r_port = int(getattr(hkd.services[0], "port", 0))
         print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}", flush=True)
-        check_on_bridge(str(subnet.network_address + 100), bridge)
+        check_route(str(subnet.network_address + 100), bridge)
 
         cold = cold_runs(target, engine, l7r_port, host, vm, runs)
         warm, restart = warm_runs(engine, l7r_port, vm, warm_n, bridge)

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import free_port
 from tests.l7r.conftest import Lab
-from tests.l7r.test_server import read_response
+from tests.l7r.test_server import final_response
 
 __all__ = [
     "BASE",
@@ -304,9 +304,5 @@ def get(lab: Lab, target: str, authorization: str | None = None) -> Reply:
         sock.settimeout(20)
         buffer = bytearray()
         sock.sendall(raw)
-        infos: list[bytes] = []
-        head, body = read_response(sock, buffer)
-        while head.startswith(b"HTTP/1.1 102 "):
-            infos.append(head.split(b": ", 1)[1].strip())
-            head, body = read_response(sock, buffer)
+        head, body, infos = final_response(sock, buffer)
     return Reply(status=int(head[9:12]), head=head, body=body, infos=tuple(infos))

@@ -43,6 +43,31 @@ def read_response(sock: ssl.SSLSocket, buffer: bytearray) -> tuple[bytes, bytes]
     return head, body
 
 
+def final_response(sock: ssl.SSLSocket, buffer: bytearray) -> tuple[bytes, bytes, list[bytes]]:
+    """(head, body) of the first response that is not a 102, and the X-QVD-VM-Info of
+    each 102 before it."""
+    infos: list[bytes] = []
+    head, body = read_response(sock, buffer)
+    while head.startswith(b"HTTP/1.1 102 "):
+        infos.append(head.split(b": ", 1)[1].strip())
+        head, body = read_response(sock, buffer)
+    return head, body, infos
+
+
+def settled_session(lab: Lab, vm_id: int) -> tuple[str, int | None]:
+    """(user_state, l7r_host_id) of the VM once it is ``disconnected`` (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        with lab.engine.begin() as conn:
+            state, holder = conn.execute(
+                text("SELECT user_state, l7r_host_id FROM vm_runtimes WHERE vm_id = :v"),
+                {"v": vm_id},
+            ).one()
+        if state == "disconnected" or time.monotonic() >= deadline:
+            return state, holder
+        time.sleep(0.05)
+
+
 def test_alpn_offers_http11_only(lab: Lab) -> None:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -151,17 +176,7 @@ def test_perl_list_then_connect_on_one_connection_relays_with_cookie(lab: Lab) -
     assert params["qvd.client.keyboard"] == "pc105/es"
     assert params["qvd.vm.user.name"] == "alice"
     assert len(params["qvd.slave.key"]) == 64
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with lab.engine.begin() as conn:
-            row = conn.execute(
-                text("SELECT user_state, l7r_host_id FROM vm_runtimes WHERE vm_id = :v"),
-                {"v": vm},
-            ).one()
-        if row[0] == "disconnected":
-            break
-        time.sleep(0.05)
-    assert tuple(row) == ("disconnected", None)
+    assert settled_session(lab, vm) == ("disconnected", None)
 
 
 def test_takeover_aborts_the_first_session(lab: Lab) -> None:
@@ -170,20 +185,14 @@ def test_takeover_aborts_the_first_session(lab: Lab) -> None:
     first = lab.connect()
     buf1 = bytearray()
     first.sendall(swap_ids(A2, vm))
-    head, _ = read_response(first, buf1)
-    while head.startswith(b"HTTP/1.1 102"):
-        head, _ = read_response(first, buf1)
+    head, _, _ = final_response(first, buf1)
     assert head.startswith(b"HTTP/1.1 101")
     first.sendall(GREETING)
     first.recv(100)
     with lab.connect() as second:
         buf2 = bytearray()
         second.sendall(swap_ids(A2, vm))
-        infos: list[bytes] = []
-        head, _ = read_response(second, buf2)
-        while head.startswith(b"HTTP/1.1 102"):
-            infos.append(head)
-            head, _ = read_response(second, buf2)
+        head, _, infos = final_response(second, buf2)
         assert head.startswith(b"HTTP/1.1 101"), head
         assert any(b"Aborting contending session" in i for i in infos)
     first.settimeout(5)
@@ -198,9 +207,7 @@ def test_connect_failure_says_why_and_frees_the_session(lab: Lab) -> None:
     with lab.connect() as s:
         buf = bytearray()
         s.sendall(swap_ids(A2, vm))
-        head, body = read_response(s, buf)
-        while head.startswith(b"HTTP/1.1 102"):
-            head, body = read_response(s, buf)
+        head, body, _ = final_response(s, buf)
     assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"provisioning failed: no space left" in body
     with lab.engine.begin() as conn:
@@ -236,9 +243,7 @@ def test_stopped_vm_gets_a_host_and_a_start_command(lab: Lab) -> None:
             ).one()
         assert tuple(row) == (lab.seed.host_id, "start", "connecting")
         lab.run_vm(vm)  # what the HKD does; the NOTIFY wakes the waiting connect
-        head, _ = read_response(s, buf)
-        while head.startswith(b"HTTP/1.1 102"):
-            head, _ = read_response(s, buf)
+        head, _, _ = final_response(s, buf)
         assert head.startswith(b"HTTP/1.1 101")
 
 
@@ -268,8 +273,7 @@ def test_a_vm_caught_stopping_is_started_again_once_stopped(lab: Lab) -> None:
             head, _ = read_response(s, buf)
         assert infos == [f"Assigning VM {vm} to host".encode(), b"Starting virtual machine"]
         lab.run_vm(vm)
-        while head.startswith(b"HTTP/1.1 102"):
-            head, _ = read_response(s, buf)
+        head, _, _ = final_response(s, buf)
         assert head.startswith(b"HTTP/1.1 101")
 
 
@@ -331,27 +335,14 @@ def test_a_client_leaving_right_after_the_101_never_reaches_the_agent(lab: Lab) 
     with lab.connect() as s:
         buf = bytearray()
         s.sendall(swap_ids(A2, vm))
-        head, _ = read_response(s, buf)
-        while head.startswith(b"HTTP/1.1 102"):
-            head, _ = read_response(s, buf)
+        head, _, _ = final_response(s, buf)
         assert head.startswith(b"HTTP/1.1 101")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with lab.engine.begin() as conn:
-            state = conn.execute(
-                text("SELECT user_state FROM vm_runtimes WHERE vm_id = :v"), {"v": vm}
-            ).scalar()
-        if state == "disconnected":
-            break
-        time.sleep(0.05)
-    assert state == "disconnected"
+    assert settled_session(lab, vm)[0] == "disconnected"
     assert lab.nx.received == [], "the agent was dialled for a client that said nothing"
     with lab.connect() as s:
         buf = bytearray()
         s.sendall(swap_ids(A2, vm))
-        head, _ = read_response(s, buf)
-        while head.startswith(b"HTTP/1.1 102"):
-            head, _ = read_response(s, buf)
+        head, _, _ = final_response(s, buf)
         assert head.startswith(b"HTTP/1.1 101")
         s.sendall(GREETING + b"ECHO-again")
         got = b""

@@ -17,13 +17,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from qvd.client import settings
 from qvd.client.protocol import ClientError, ClientProtocol, Progress, Switched, VmList, basic_auth
 
-__all__ = ["main", "parse_args"]
+__all__ = ["exchange", "main", "parse_args"]
 
 _NX_DISPLAY = 40
 
@@ -64,23 +64,33 @@ def _tls(args: argparse.Namespace) -> ssl.SSLSocket:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     raw = socket.create_connection((args.host, args.port), timeout=30)
-    return ctx.wrap_socket(raw, server_hostname=args.host)
+    tls = ctx.wrap_socket(raw, server_hostname=args.host)
+    tls.settimeout(600)  # a connect may wait that long for its VM
+    return tls
 
 
-def _exchange(sock: ssl.SSLSocket, proto: ClientProtocol, request: bytes) -> VmList | Switched:
+def exchange(
+    sock: ssl.SSLSocket,
+    proto: ClientProtocol,
+    request: bytes,
+    on_progress: Callable[[str], None] = lambda info: None,
+) -> VmList | Switched:
+    """Send ``request`` and read to its answer; each 102's text goes to ``on_progress``."""
     sock.sendall(request)
     while True:
         event = proto.next_event()
         if event is None:
-            sock.settimeout(600)
             proto.receive_data(sock.recv(65536))
-            continue
-        if isinstance(event, Progress):
-            print(f"... {event.info}", flush=True)
-            continue
-        if isinstance(event, ClientError):
+        elif isinstance(event, Progress):
+            on_progress(event.info)
+        elif isinstance(event, ClientError):
             raise event
-        return event
+        else:
+            return event
+
+
+def _show(info: str) -> None:
+    print(f"... {info}", flush=True)
 
 
 def _print_table(vms: list[dict[str, object]]) -> None:
@@ -135,7 +145,7 @@ def connect(args: argparse.Namespace, tls: ssl.SSLSocket, proto: ClientProtocol)
         "qvd.client.keyboard": args.keyboard,
         "qvd.client.fullscreen": "1" if args.fullscreen else "0",
     }
-    switched = _exchange(tls, proto, proto.connect_request(args.vm, params))
+    switched = exchange(tls, proto, proto.connect_request(args.vm, params), _show)
     assert isinstance(switched, Switched)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -164,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _tls(args) as tls:
             proto = ClientProtocol(f"{args.host}:{args.port}", basic_auth(args.user, password))
             if args.list:
-                result = _exchange(tls, proto, proto.list_request())
+                result = exchange(tls, proto, proto.list_request(), _show)
                 assert isinstance(result, VmList)
                 _print_table(result.vms)
                 code = 0

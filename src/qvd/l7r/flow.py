@@ -32,16 +32,12 @@ from qvd.l7r.notify import Notifier
 from qvd.l7r.states import ConnectState, Handshake
 from qvd.vma.client import VmaClient, VmaError
 
-__all__ = ["ConnectFlow", "Progress", "Target", "VmaFactory"]
+__all__ = ["POLL", "ConnectFlow", "Progress", "Target"]
 
 S = ConnectState
 Progress = Callable[[str], None]
-VmaFactory = Callable[[str, str, int, float], VmaClient]
+POLL = 1.0  # seconds a wait lasts without a notification (the lost-NOTIFY fallback)
 _KEY_ALPHABET = string.ascii_letters + string.digits
-
-
-def _default_vma(host: str, secret: str, port: int, timeout: float) -> VmaClient:
-    return VmaClient(host, secret=secret, port=port, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,18 +64,14 @@ class ConnectFlow:
         host_id: int,
         host_address: str,
         notifier: Notifier,
-        vma_factory: VmaFactory = _default_vma,
         holds_session: Callable[[int], bool] = lambda vm_id: False,
-        poll: float = 1.0,
     ) -> None:
         self._engine = engine
         self._config = config
         self._host_id = host_id
         self._host_address = host_address
         self._notifier = notifier
-        self._vma = vma_factory
         self._holds_session = holds_session
-        self._poll = poll
 
     # ---- checks before anything is written -------------------------------------------
     def check_vm(self, principal: Principal, vm_id: int) -> store.VmRow:
@@ -118,7 +110,7 @@ class ConnectFlow:
     def _wait(self, vm_id: int, seen: int, deadline: float, cancelled: threading.Event) -> int:
         if cancelled.is_set():
             raise Unavailable("the client went away")
-        timeout = max(0.0, min(self._poll, deadline - time.monotonic()))
+        timeout = max(0.0, min(POLL, deadline - time.monotonic()))
         return self._notifier.wait_change(vm_id, seen, timeout)
 
     def _take_session(
@@ -229,19 +221,22 @@ class ConnectFlow:
             seen = self._wait(vm_id, seen, deadline, cancelled)
 
     def _vma_params(
-        self, principal: Principal, vm_id: int, client_params: Mapping[str, str], slave_key: str
+        self,
+        conn: Connection,
+        principal: Principal,
+        vm_id: int,
+        client_params: Mapping[str, str],
+        slave_key: str,
     ) -> dict[str, str]:
-        with self._engine.begin() as conn:
-            params_id = store_auth_params(conn, principal.params)
-            token = issue_token(
-                conn, principal.user_id, multi_use=True, vm_id=vm_id, auth_params_id=params_id
-            )
-            properties = store.merged_properties(conn, vm_id)
+        params_id = store_auth_params(conn, principal.params)
+        token = issue_token(
+            conn, principal.user_id, multi_use=True, vm_id=vm_id, auth_params_id=params_id
+        )
         return {
             **client_params,
             "auth_token": token,
             "host_address": self._host_address,
-            **properties,
+            **store.merged_properties(conn, vm_id),
             **principal.params,
             "qvd.slave.key": slave_key,
         }
@@ -258,14 +253,14 @@ class ConnectFlow:
         vm_id = hs.vm_id
         assert rt.vm_address is not None
         slave_key = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(64))
-        params = self._vma_params(principal, vm_id, client_params, slave_key)
         with self._engine.begin() as conn:
+            params = self._vma_params(conn, principal, vm_id, client_params, slave_key)
             secret = derive_vma_secret(master_secret(conn), vm_id, rt.run_attempts)
-        vma = self._vma(
+        vma = VmaClient(
             rt.vm_address,
-            secret,
-            rt.vma_port or 3030,
-            float(self._config.get_int("internal.l7r.timeout.vma")),
+            secret=secret,
+            port=rt.vma_port or 3030,
+            timeout=float(self._config.get_int("internal.l7r.timeout.vma")),
         )
         progress(hs.move(S.X_STARTING))
         tries = max(1, self._config.get_int("internal.l7r.retry.x_start"))
@@ -348,4 +343,4 @@ class ConnectFlow:
                 return "Machine stopped"
             if time.monotonic() >= deadline:
                 raise Unavailable(f"VM {vm_id} did not stop within {timeout} s")
-            seen = self._notifier.wait_change(vm_id, seen, min(self._poll, 1.0))
+            seen = self._notifier.wait_change(vm_id, seen, POLL)

@@ -16,11 +16,8 @@ ALLOWED_PREFIXES = ("qvd.client.", "custom.")
 
 
 def vm_id_of(query: Iterable[tuple[str, str]]) -> int:
-    """The ``id`` parameter as a VM id."""
-    value = None
-    for key, v in query:
-        if key == "id":
-            value = v
+    """The ``id`` parameter (its last value) as a VM id."""
+    value = dict(query).get("id")
     if value is None or not value.strip():
         raise Unprocessable("parameter id is missing")
     try:

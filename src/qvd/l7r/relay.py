@@ -19,7 +19,7 @@ from qvd.l7r.errors import Unavailable
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx
 from qvd.l7r.routes import route_problem
 
-__all__ = ["GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
+__all__ = ["CHUNK", "GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
 
 CHUNK = 256 * 1024
 GREETING_TIMEOUT = 30.0  # seconds from the 101 to the client's first NX bytes

@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -37,15 +37,16 @@ from qvd.l7r.params import client_params, vm_id_of
 from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
 from qvd.l7r.service import Node, Reply, unauthorized_headers
 from qvd.l7r.tls import ensure_certificate, server_context
-from qvd.l7r.wire import CLOSED, NEED_DATA, Request, ServerConnection
+from qvd.l7r.wire import NEED_DATA, Request, ServerConnection
 
 __all__ = ["L7rServer"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+_LISTS = ("/qvd/list_of_vm", "/qvd/list_of_applications")
 _AUTH_PATHS = {
-    "/qvd/list_of_vm",
-    "/qvd/list_of_applications",
+    *_LISTS,
     "/qvd/connect_to_vm",
     "/qvd/stop_vm",
     "/qvd/authenticate_user",
@@ -225,9 +226,7 @@ class L7rServer:
             event = conn.next_event()
             if isinstance(event, Request):
                 return event
-            if event is CLOSED:
-                return None
-            if event is not NEED_DATA:
+            if event is not NEED_DATA:  # CLOSED (PAUSED cannot come between requests)
                 return None
             left = deadline - time.monotonic()
             try:
@@ -250,19 +249,25 @@ class L7rServer:
         writer: asyncio.StreamWriter,
     ) -> bool:
         """Answer one request; True when the connection was switched to a relay."""
+        path = request.path
         try:
             if request.method != "GET":
                 raise MethodNotAllowed(f"method {request.method} is not served (GET only)")
-            if request.path == "/qvd/ping":
+            if path == "/qvd/ping":
                 reply = await asyncio.to_thread(self._node.ping)
-            elif request.path in _AUTH_PATHS:
-                return await self._authenticated(request, conn, cached, address, reader, writer)
+            elif path not in _AUTH_PATHS:
+                raise NotFound(f"no such resource: {path}")
             else:
-                raise NotFound(f"no such resource: {request.path}")
+                principal = await self._principal(request, cached, address)
+                if path not in ("/qvd/authenticate_user", "/qvd/create_auth_token"):
+                    await asyncio.to_thread(self._node.check_node, need_running=path in _LISTS)
+                if path == "/qvd/connect_to_vm":
+                    return await self._connect(request, principal, conn, address, reader, writer)
+                reply = await self._answer(request, principal, conn, writer)
         except L7rError as exc:
             reply = _error_reply(exc)
         except Exception as exc:
-            log.exception("L7R request %s failed", request.path)
+            log.exception("L7R request %s failed", path)
             reply = _error_reply(Internal(f"internal error: {exc}"))
         writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
         await writer.drain()
@@ -280,49 +285,29 @@ class L7rServer:
                 cached[key] = found
         return found
 
-    async def _authenticated(
+    async def _answer(
         self,
         request: Request,
+        principal: Principal,
         conn: ServerConnection,
-        cached: dict[str, Principal],
-        address: str,
-        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-    ) -> bool:
+    ) -> Reply:
+        """The reply of an authenticated request other than ``connect_to_vm``."""
         path = request.path
-        listing = path in ("/qvd/list_of_vm", "/qvd/list_of_applications")
-        try:
-            principal = await self._principal(request, cached, address)
-            if path in ("/qvd/list_of_vm", "/qvd/list_of_applications", "/qvd/connect_to_vm",
-                        "/qvd/stop_vm"):  # fmt: skip
-                await asyncio.to_thread(self._node.check_node, need_running=listing)
-            if listing:
-                reply = await asyncio.to_thread(
-                    self._node.list_of_vm,
-                    principal,
-                    applications=path == "/qvd/list_of_applications",
-                )
-            elif path == "/qvd/authenticate_user":
-                reply = await asyncio.to_thread(
-                    self._node.authenticate_user, principal, request.param("store_auth") == "1"
-                )
-            elif path == "/qvd/create_auth_token":
-                reply = await asyncio.to_thread(self._node.create_auth_token, principal)
-            elif path == "/qvd/stop_vm":
-                vm_id = vm_id_of(request.query)
-                reply = await self._with_progress(
-                    conn, writer, lambda progress: self._stop(principal, vm_id, progress)
-                )
-            else:
-                return await self._connect(request, principal, conn, address, reader, writer)
-        except L7rError as exc:
-            reply = _error_reply(exc)
-        except Exception as exc:
-            log.exception("L7R request %s failed", path)
-            reply = _error_reply(Internal(f"internal error: {exc}"))
-        writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
-        await writer.drain()
-        return False
+        if path in _LISTS:
+            return await asyncio.to_thread(
+                self._node.list_of_vm, principal, applications=path == "/qvd/list_of_applications"
+            )
+        if path == "/qvd/authenticate_user":
+            return await asyncio.to_thread(
+                self._node.authenticate_user, principal, request.param("store_auth") == "1"
+            )
+        if path == "/qvd/create_auth_token":
+            return await asyncio.to_thread(self._node.create_auth_token, principal)
+        vm_id = vm_id_of(request.query)  # /qvd/stop_vm
+        return await self._with_progress(
+            conn, writer, lambda progress: self._stop(principal, vm_id, progress)
+        )
 
     def _stop(self, principal: Principal, vm_id: int, progress: Callable[[str], None]) -> Reply:
         return Reply(body=self._flow.stop_vm(principal, vm_id, progress).encode())
@@ -331,8 +316,8 @@ class L7rServer:
         self,
         conn: ServerConnection,
         writer: asyncio.StreamWriter,
-        work: Callable[[Callable[[str], None]], Any],
-    ) -> Any:
+        work: Callable[[Callable[[str], None]], T],
+    ) -> T:
         """Run ``work(progress)`` in a thread, writing each progress text as a 102."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue()

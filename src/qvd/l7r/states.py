@@ -70,15 +70,12 @@ class Handshake:
     def __init__(self, vm_id: int) -> None:
         self.vm_id = vm_id
         self.state = S.AUTHENTICATED
-        self.history: list[ConnectState] = [S.AUTHENTICATED]
 
     def move(self, to: ConnectState) -> str:
         if to is S.FAILED:
             self.state = to
-            self.history.append(to)
             return ""
         if to not in TRANSITIONS[self.state]:
             raise IllegalMove(f"{self.state!r} -> {to!r}")
         self.state = to
-        self.history.append(to)
         return _TEXT[to].format(vm_id=self.vm_id)

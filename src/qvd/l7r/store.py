@@ -18,7 +18,6 @@ __all__ = [
     "ask_to_abort",
     "assign_host",
     "bump_counter",
-    "host_address",
     "host_status",
     "list_vms",
     "mark_connected",
@@ -37,11 +36,6 @@ def host_status(conn: Connection, host_id: int) -> tuple[str, bool] | None:
         text("SELECT state, blocked FROM host_runtimes WHERE host_id = :h"), {"h": host_id}
     ).first()
     return None if row is None else (str(row[0]), bool(row[1]))
-
-
-def host_address(conn: Connection, host_id: int) -> str | None:
-    value = conn.execute(text("SELECT address FROM hosts WHERE id = :h"), {"h": host_id}).scalar()
-    return None if value is None else str(value)
 
 
 _COUNTERS = frozenset(
@@ -173,15 +167,15 @@ def ask_to_abort(conn: Connection, vm_id: int) -> int | None:
     return None
 
 
-def release_session(conn: Connection, vm_id: int, host_id: int, *, force: bool = False) -> bool:
-    """Back to ``disconnected`` if this L7R holds the session (or ``force``)."""
+def release_session(conn: Connection, vm_id: int, host_id: int) -> bool:
+    """Back to ``disconnected`` if this L7R holds the session."""
     row = conn.execute(
         text(
             "UPDATE vm_runtimes SET user_state = 'disconnected', user_state_ts = now(), "
             "       user_cmd = NULL, l7r_host_id = NULL, l7r_pid = NULL "
-            " WHERE vm_id = :v AND (l7r_host_id = :h OR :force) RETURNING vm_id"
+            " WHERE vm_id = :v AND l7r_host_id = :h RETURNING vm_id"
         ),
-        {"v": vm_id, "h": host_id, "force": force},
+        {"v": vm_id, "h": host_id},
     ).first()
     return row is not None
 

@@ -96,11 +96,7 @@ class Request:
 
     def param(self, key: str) -> str | None:
         """The last value of ``key`` in the query, if present."""
-        found = None
-        for k, v in self.query:
-            if k == key:
-                found = v
-        return found
+        return dict(self.query).get(key)
 
 
 def _split_target(target: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -158,13 +154,9 @@ class ServerConnection:
         return data
 
     @property
-    def awaiting_request(self) -> bool:
-        """True between requests (the slow-loris clock runs only while a head is due)."""
-        return not self._in_request and not self._switched
-
-    @property
     def has_partial_head(self) -> bool:
-        return bool(self._buffer) and self.awaiting_request
+        """Bytes of a request head are waiting (the slow-loris clock then ends in 408)."""
+        return bool(self._buffer) and not self._in_request and not self._switched
 
     def next_event(self) -> Request | Signal:
         """The next request, or why there is none. Raises ``ProtocolError``."""

@@ -12,11 +12,11 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from qvd.l7r.errors import Unauthorized
 
-__all__ = ["Basic", "Bearer", "Credentials", "auth_extras", "parse_authorization", "split_login"]
+__all__ = ["Basic", "Bearer", "auth_extras", "parse_authorization", "split_login"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,16 +30,6 @@ class Bearer:
     """Candidate token strings (decoded and as sent): one of them is the token."""
 
     candidates: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Credentials:
-    """A normalised login: login and tenant name as stored, the password as typed."""
-
-    login: str
-    tenant: str
-    password: str
-    extras: Mapping[str, str] = field(default_factory=dict)
 
 
 def _b64(text: str) -> bytes | None:

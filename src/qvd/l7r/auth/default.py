@@ -1,10 +1,11 @@
 """``default``: the password is checked against the user's argon2 hash.
 
-argon2 is slow on purpose (about 130 ms here), and clients log in again for every
-connection (list, then connect, then each reconnect). A successful check is therefore
-remembered for a few minutes, keyed by the stored hash itself, so that a password
-change ends the remembered check at once; the password is kept only as an HMAC under
-a key that lives in this process's memory. Failed checks are never remembered.
+argon2 is slow on purpose (each check costs a noticeable slice of CPU time), and
+clients log in again for every connection (list, then connect, then each reconnect).
+A successful check is therefore remembered for a few minutes, keyed by the stored hash
+itself, so that a password change ends the remembered check at once; the password is
+kept only as an HMAC under a key that lives in this process's memory. Failed checks
+are never remembered.
 """
 
 from __future__ import annotations
