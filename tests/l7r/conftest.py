@@ -35,11 +35,13 @@ class FakeAgent:
     starts: list[dict[str, str]] = field(default_factory=list)
     peers: list[str] = field(default_factory=list)
     fail: bool = False
+    start_calls: int = 0
 
     def x_state(self) -> str:
         return "listening" if self.starts else "stopped"
 
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
+        self.start_calls += 1
         if self.fail:
             raise RpcError("provisioning failed: no space left")
         self.starts.append(dict(params))

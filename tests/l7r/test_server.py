@@ -219,6 +219,25 @@ def test_connect_failure_says_why_and_frees_the_session(lab: Lab) -> None:
         )
 
 
+def test_the_connect_flow_reads_the_databases_config_rows(lab: Lab) -> None:
+    """A global configs row (here: x_start tries, 2 in the lab's file configuration)
+    governs the connect flow, not only logins."""
+    vm = lab.seed.vm_id
+    lab.run_vm(vm)
+    lab.agent.fail = True
+    with lab.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO configs (tenant_id, key, value) VALUES (-1, :k, '3')"),
+            {"k": "internal.l7r.retry.x_start"},
+        )
+    with lab.connect() as s:
+        buf = bytearray()
+        s.sendall(swap_ids(A2, vm))
+        head, _, _ = final_response(s, buf)
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert lab.agent.start_calls == 3
+
+
 def test_stopped_vm_gets_a_host_and_a_start_command(lab: Lab) -> None:
     vm = lab.seed.vm_id
     with lab.connect() as s:

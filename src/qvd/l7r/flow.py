@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from qvd.config import Config
+from qvd.db import LiveConfig
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.l7r import store
@@ -59,7 +60,7 @@ class ConnectFlow:
     def __init__(
         self,
         engine: Engine,
-        config: Config,
+        live_config: LiveConfig,
         *,
         host_id: int,
         host_address: str,
@@ -67,11 +68,16 @@ class ConnectFlow:
         holds_session: Callable[[int], bool] = lambda vm_id: False,
     ) -> None:
         self._engine = engine
-        self._config = config
+        self._live_config = live_config
         self._host_id = host_id
         self._host_address = host_address
         self._notifier = notifier
         self._holds_session = holds_session
+
+    @property
+    def _config(self) -> Config:
+        """The file configuration with the database's rows over it."""
+        return self._live_config.get()
 
     # ---- checks before anything is written -------------------------------------------
     def check_vm(self, principal: Principal, vm_id: int) -> store.VmRow:

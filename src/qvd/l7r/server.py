@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, make_engine
+from qvd.db import DatabaseTarget, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.errors import (
     Internal,
@@ -122,10 +122,11 @@ class L7rServer:
             self._ssl = server_context(cert, key)
         self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
         self._notifier.start()
-        self._node = Node(self._config, self._engine, self.host_id)
+        live = LiveConfig(self._config, self._engine)
+        self._node = Node(live, self._engine, self.host_id)
         self._flow = ConnectFlow(
             self._engine,
-            self._config,
+            live,
             host_id=self.host_id,
             host_address=self.host_address,
             notifier=self._notifier,

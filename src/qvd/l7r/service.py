@@ -4,22 +4,18 @@ in worker threads). Every function returns a ``Reply`` or raises an ``L7rError``
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from qvd.config import Config
-from qvd.db import config_with_db
+from qvd.db import LiveConfig
 from qvd.l7r import store
 from qvd.l7r.auth import Authenticator, Principal, issue_token, store_auth_params
 from qvd.l7r.errors import Unauthorized, Unavailable
 
-__all__ = ["CONFIG_REFRESH", "Node", "Reply", "json_body"]
-
-CONFIG_REFRESH = 2.0
+__all__ = ["Node", "Reply", "json_body"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,22 +33,15 @@ def json_body(value: object) -> bytes:
 class Node:
     """This node's L7R state: config (refreshed from the database), the authenticator."""
 
-    def __init__(self, config: Config, engine: Engine, host_id: int) -> None:
+    def __init__(self, live_config: LiveConfig, engine: Engine, host_id: int) -> None:
         self.engine = engine
         self.host_id = host_id
-        self._file_config = config
-        self._config = config
-        self._loaded = 0.0
-        self._lock = threading.Lock()
-        self.authenticator = Authenticator(config)
+        self._live_config = live_config
+        self.authenticator = Authenticator(live_config.file_config)
 
     @property
     def config(self) -> Config:
-        with self._lock:
-            if time.monotonic() - self._loaded > CONFIG_REFRESH:
-                self._config = config_with_db(self._file_config, self.engine)
-                self._loaded = time.monotonic()
-            return self._config
+        return self._live_config.get()
 
     # ---- node checks ----------------------------------------------------------------------
     def ping(self) -> Reply:

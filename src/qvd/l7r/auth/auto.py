@@ -6,25 +6,13 @@ List it before the plugin that checks the password, e.g. ``auto,ldap``."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from sqlalchemy import Connection, text
 
+from qvd.db.vmaddress import free_vm_ip
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
 from qvd.l7r.errors import Unauthorized
 
-__all__ = ["AutoPlugin", "next_free_ip"]
-
-
-def next_free_ip(start: str, netmask: str, used: set[str]) -> str | None:
-    first = ipaddress.IPv4Address(start)
-    network = ipaddress.IPv4Network(f"{start}/{netmask}", strict=False)
-    candidate = first
-    while candidate in network and candidate != network.broadcast_address:
-        if str(candidate) not in used:
-            return str(candidate)
-        candidate += 1
-    return None
+__all__ = ["AutoPlugin"]
 
 
 class AutoPlugin(AuthPlugin):
@@ -52,9 +40,8 @@ class AutoPlugin(AuthPlugin):
         if name is None:
             raise Unauthorized(f"auto-provisioning: {attempt.login} already has {max_vms} VMs")
         conn.execute(text("LOCK TABLE vms IN SHARE ROW EXCLUSIVE MODE"))  # one IP pick at a time
-        used = set(conn.execute(text("SELECT ip FROM vms WHERE ip IS NOT NULL")).scalars())
-        ip = next_free_ip(
-            ctx.config.get("vm.network.ip.start"), ctx.config.get("vm.network.netmask"), used
+        ip = free_vm_ip(
+            conn, ctx.config.get("vm.network.ip.start"), ctx.config.get("vm.network.netmask")
         )
         if ip is None:
             raise Unauthorized("auto-provisioning: no free VM address is left")
