@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine, text
 
-from qvd.l7r.tls import ensure_certificate, self_signed
+from qvd.l7r.tls import ensure_certificate
+from qvd.selfsigned import self_signed
 from tests.api.conftest import PASSWORD, Api, World, api_config
 
 NOW = dt.datetime.now(dt.UTC)

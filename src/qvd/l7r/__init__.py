@@ -9,6 +9,6 @@ pure parts of ``auth``. I/O at the edges: ``server`` (asyncio + TLS), ``relay``,
 
 from qvd.l7r.errors import L7rError
 from qvd.l7r.server import L7rServer
-from qvd.l7r.tls import ensure_certificate, self_signed
+from qvd.l7r.tls import ensure_certificate
 
-__all__ = ["L7rError", "L7rServer", "ensure_certificate", "self_signed"]
+__all__ = ["L7rError", "L7rServer", "ensure_certificate"]
