@@ -114,6 +114,22 @@ def seed(
     return int(host), vms
 
 
+def node_config(bridge: str, subnet: ipaddress.IPv4Network, root: Path, **extra: str) -> Config:
+    """A bench node's configuration: LXC on ``bridge``, VMs from .100 of ``subnet``,
+    run and storage under ``root``."""
+    values = {
+        "nodename": "bench",
+        "vm.hypervisor": "lxc",
+        "vm.network.bridge": bridge,
+        "vm.network.ip.start": str(subnet.network_address + 100),
+        "vm.network.netmask": "24",
+        "path.run": str(root / "run"),
+        "path.storage.root": str(root / "storage"),
+        **extra,
+    }
+    return Config().with_overrides(values, source="bench")
+
+
 def command(engine: Engine, vm_ids: list[int], cmd: str, host: int) -> float:
     with engine.begin() as conn:
         conn.execute(
@@ -196,19 +212,7 @@ def main() -> int:
         host, vm_ids = seed(
             engine, image, root / "storage/images", subnet, burst, str(subnet.network_address + 2)
         )
-        config = Config().with_overrides(
-            {
-                "nodename": "bench",
-                "vm.hypervisor": "lxc",
-                "vm.network.bridge": bridge,
-                "vm.network.ip.start": str(subnet.network_address + 100),
-                "vm.network.netmask": "24",
-                "path.run": str(root / "run"),
-                "path.storage.root": str(root / "storage"),
-                "internal.hkd.workers": "12",
-            },
-            source="bench",
-        )
+        config = node_config(bridge, subnet, root, **{"internal.hkd.workers": "12"})
         hkd = Hkd(config, target=target)
         hkd.start()
         backend = hkd.backend

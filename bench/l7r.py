@@ -58,10 +58,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hkd import command, free_subnet, percentile, seed, teardown
+from hkd import command, free_subnet, node_config, percentile, seed, teardown
 from qvd.client.main import exchange
 from qvd.client.protocol import ClientProtocol, Switched, VmList, basic_auth
-from qvd.config import Config
 from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.di import ensure_image
@@ -538,20 +537,7 @@ def main() -> int:
             engine, image, root / "storage/images", subnet, 1, str(subnet.network_address + 2)
         )
         vm, pump_vm = add_users(engine, "u0")
-        config = Config().with_overrides(
-            {
-                "nodename": "bench",
-                "vm.hypervisor": "lxc",
-                "vm.network.bridge": bridge,
-                "vm.network.ip.start": str(subnet.network_address + 100),
-                "vm.network.netmask": "24",
-                "path.run": str(root / "run"),
-                "path.storage.root": str(root / "storage"),
-                "l7r.address": "127.0.0.1",
-                "l7r.port": "0",
-            },
-            source="bench",
-        )
+        config = node_config(bridge, subnet, root, **{"l7r.address": "127.0.0.1", "l7r.port": "0"})
         hkd = Hkd(config, target=target, services=node_services(config, target))
         hkd.start()
         l7r_port = int(getattr(hkd.services[0], "port", 0))
