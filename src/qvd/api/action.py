@@ -116,8 +116,17 @@ def result_body(result: ActionResult) -> dict[str, Any]:
     return dict(qvd_values(body))
 
 
+CORS = {"Access-Control-Allow-Origin": "*"}
+"""As QVD: a WAT served from another origin may read the answers (it sends its session
+in the URL; the cookie is SameSite=strict and never goes cross-site)."""
+
+
+def _answer(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=CORS)
+
+
 def _error(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body())
+    return _answer(exc.body())
 
 
 async def read_body(request: Request) -> dict[str, Any]:
@@ -269,7 +278,7 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> JSONRespo
     token = principal.session_token if opening else creds.token
     if setup:
         _setup_body(state, body, token)
-    response = JSONResponse(body)
+    response = _answer(body)
     if opening and token:
         session_cookie(response, token, state.session_timeout)
     return response
@@ -309,7 +318,7 @@ def _info(state: AppState) -> dict[str, Any]:
 @router.api_route("/api/info", methods=["GET", "POST"])
 @router.api_route("/api/info/", methods=["GET", "POST"])
 async def info_endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(await run_in_threadpool(_info, app_state(request)))
+    return _answer(await run_in_threadpool(_info, app_state(request)))
 
 
 def _logout(state: AppState, token: str | None) -> JSONResponse:
@@ -317,7 +326,7 @@ def _logout(state: AppState, token: str | None) -> JSONResponse:
         return _error(AuthError("no session to log out of", Status.LOGOUT_ERROR))
     if not end_session(state, token):
         return _error(AuthError("the session does not exist or has expired", Status.LOGOUT_ERROR))
-    response = JSONResponse({"status": Status.OK, "message": "Logged out"})
+    response = _answer({"status": Status.OK, "message": "Logged out"})
     clear_session_cookie(response)
     return response
 

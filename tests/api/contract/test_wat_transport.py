@@ -74,6 +74,7 @@ def test_the_trailing_slash_is_answered_not_redirected(server: Server, root: Wat
         assert response.status_code == 200, (path, response.status_code)
         assert not response.is_redirect
         assert response.json()["status"] == 0
+        assert response.headers["access-control-allow-origin"] == "*"  # a WAT on another origin
 
 
 def test_lists_with_query_string_arguments(server: Server, root: Wat) -> None:
