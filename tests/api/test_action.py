@@ -390,3 +390,14 @@ def test_bad_page_sizes_are_refused(api: Api, world: World, block: Any) -> None:
     r = api.act("vm_get_list", sid=api.login("root"), block=block)
     assert r["status"] == 6230
     assert "block" in r["message"]
+
+
+def test_qvd_values_turns_every_boolean_into_0_or_1() -> None:
+    from qvd.api.action import qvd_values
+
+    value = {"a": (True, [False, {"x": True}]), "b": [(False,)], "c": True, "d": 1.5, "e": None,
+             "f": "true", "g": 0}  # fmt: skip
+    assert qvd_values(value) == {"a": [1, [0, {"x": 1}]], "b": [[0]], "c": 1, "d": 1.5,
+                                 "e": None, "f": "true", "g": 0}  # fmt: skip
+    assert qvd_values(True) == 1
+    assert type(qvd_values(False)) is int

@@ -86,12 +86,30 @@ def end_session(state: AppState, token: str) -> bool:
 
 
 def qvd_values(value: Any) -> Any:
-    """``value`` with every boolean, however deep, as 0 or 1 (QVD's JSON)."""
-    if isinstance(value, bool):
+    """``value`` with every boolean, however deep, as 0 or 1 (QVD's JSON). Dicts and
+    lists are changed in place (an action's rows are its own), which keeps long lists
+    cheap."""
+    if type(value) is bool:
         return int(value)
-    if isinstance(value, dict):
-        return {k: qvd_values(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) is dict:
+        for key, item in value.items():
+            kind = type(item)
+            if kind is bool:
+                value[key] = int(item)
+            elif kind is dict or kind is list:
+                qvd_values(item)
+            elif kind is tuple:
+                value[key] = qvd_values(item)
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            kind = type(item)
+            if kind is bool:
+                value[i] = int(item)
+            elif kind is dict or kind is list:
+                qvd_values(item)
+            elif kind is tuple:
+                value[i] = qvd_values(item)
+    elif isinstance(value, tuple):
         return [qvd_values(v) for v in value]
     return value
 
@@ -113,7 +131,8 @@ def result_body(result: ActionResult) -> dict[str, Any]:
         "rows": result.rows,
     }
     body.update(result.extra)
-    return dict(qvd_values(body))
+    qvd_values(body)
+    return body
 
 
 CORS = {"Access-Control-Allow-Origin": "*"}
