@@ -172,9 +172,13 @@ async def read_body(request: Request) -> dict[str, Any]:
 
 
 def decode_json_keys(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with its :data:`JSON_KEYS` given as text decoded (in place)."""
+    """``data`` with its :data:`JSON_KEYS` given as text decoded (in place); an empty
+    one (``filters=``) is left out."""
     for key in JSON_KEYS:
         if isinstance(data.get(key), str):
+            if not data[key].strip():
+                del data[key]
+                continue
             try:
                 data[key] = json.loads(data[key])
             except ValueError:

@@ -95,6 +95,11 @@ def test_lists_with_query_string_arguments(server: Server, root: Wat) -> None:
     assert [row["name"] for row in r["rows"]] == ["vmB"]
 
 
+def test_empty_query_arguments_are_absent(server: Server, root: Wat) -> None:
+    r = root.call("vm_get_list", filters="", fields="", order_by="", arguments="")
+    assert (r["status"], r["total"]) == (0, 2)
+
+
 def test_block_0_means_no_paging(server: Server, root: Wat) -> None:
     r = root.call("property_get_list", block=0)
     assert r["status"] == 0, r
