@@ -25,13 +25,17 @@ Two faces over one service layer:
   DIs and tags, configs, properties, audit log, statistics). Errors answer an HTTP status
   with `{status, message}`, where `status` is QVD's code.
 * `POST /api`: QVD's action endpoint (`{action, filters, arguments, fields, order_by,
-  block, offset}`), answering HTTP 200 with `{status, message, total, rows}` as `qa4`
-  expects.
+  block, offset}`, in a JSON body or the query string), answering HTTP 200 with
+  `{status, message, total, rows}` as `qa4` and the original WAT expect.
+
+Types: `/api/v1` answers with real JSON types: booleans are `true`/`false`, numbers are
+numbers, as the schemas below say. Only QVD's action face `POST /api` (and `/api/ws`)
+sends booleans as `0`/`1`, as the original QVD did.
 
 Log in with `POST /api/v1/sessions`; send the token as `Authorization: Bearer <sid>`,
-`X-QVD-Sid: <sid>` or the `sid` cookie. Session tokens are never accepted in a URL,
-except by the `/api/ws` WebSocket (browsers cannot set its headers), which pushes the
-result of a read-only action again whenever it changes.
+`X-QVD-Sid: <sid>` or the `sid` cookie. `/api/v1` never takes a session token in a URL;
+QVD's `POST /api` and the `/api/ws` WebSocket accept one in the query string, as the
+original WAT sends it (never logged).
 """
 
 

@@ -6,8 +6,10 @@ Filters are JSON: ``{field: value}`` (equality; ``null`` is IS NULL),
 ``<>``, ``<``, ``>``, ``<=``, ``>=``, ``~`` / ``LIKE`` (several ops in one object are
 ANDed, which makes a range; a list value with ``=`` is IN, with ``!=`` NOT IN, with
 ``~`` any of the patterns), and ``-and`` / ``-or`` / ``-not`` holding an object or a
-list of objects. Every filter, field and order field must be visible to the caller
-(its ``see`` ACL), else 4220 / 4250 / 4260; non-superadmins cannot use tenant fields.
+list of objects (or of flat ``"field", value`` pairs: ``{"-or": ["id", 1, "id", 2]}``).
+Ids and numbers may come as strings (``"10207"``). Every filter, field and order field
+must be visible to the caller (its ``see`` ACL), else 4220 / 4250 / 4260;
+non-superadmins cannot use tenant fields.
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ def compile_filters(filters: Any, spec: ListSpec, principal: Principal) -> Colum
     parts: list[ColumnElement[bool]] = []
     for key, value in filters.items():
         if key in ("-and", "-or", "-not"):
-            items = value if isinstance(value, list) else [value]
+            items = _flat_pairs(value) if isinstance(value, list) else [value]
             if isinstance(value, dict) and key == "-or":
                 items = [{k: v} for k, v in value.items()]
             subs = [compile_filters(i, spec, principal) for i in items]
@@ -209,6 +211,27 @@ def compile_filters(filters: Any, spec: ListSpec, principal: Principal) -> Colum
         else:  # a value or a list of them
             parts.append(_compare(f, key, "=", value))
     return and_(true(), *parts)
+
+
+def _flat_pairs(items: list[Any]) -> list[Any]:
+    """A ``-and`` / ``-or`` list with its flat ``"field", value`` pairs made into
+    ``{field: value}`` objects: ``["id", 1, "id", 2]`` is ``[{"id": 1}, {"id": 2}]``
+    (the form the WAT sends; objects and lists in it stay sub-filters)."""
+    out: list[Any] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if isinstance(item, str):
+            if i + 1 >= len(items):
+                raise InvalidRequest(
+                    f"filter: the field {item!r} has no value after it", Status.BAD_FILTER
+                )
+            out.append({item: items[i + 1]})
+            i += 2
+        else:
+            out.append(item)
+            i += 1
+    return out
 
 
 def _where(spec: ListSpec, principal: Principal, query: ListQuery) -> ColumnElement[bool]:

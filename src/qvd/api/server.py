@@ -79,9 +79,11 @@ def serve(
     engine: Engine | None = None,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    access_log: bool = False,
 ) -> None:
     """Run the API until ``stop`` is set. Without ``engine``, connect to the database
-    the configuration names (``database_target``)."""
+    the configuration names (``database_target``). With ``access_log``, uvicorn logs
+    each request at INFO (credentials in query strings blanked: ``qvd.api.ws``)."""
     endpoint = api_endpoint(config)
     own_engine = engine is None
     engine = engine or make_engine(database_target(config), pool_size=10, max_overflow=10)
@@ -94,8 +96,8 @@ def serve(
         http="h11",
         ws="wsproto",
         lifespan="off",
-        log_level="warning",
-        access_log=False,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
         server_header=False,
     )
     server = uvicorn.Server(uv_config)

@@ -2,9 +2,10 @@
 
 The socket is authenticated like ``POST /api``, from the session token in the
 ``Authorization: Bearer`` or ``X-QVD-Sid`` header, the ``sid`` cookie or, because a
-browser cannot set headers on a WebSocket, the ``sid`` query parameter (the only URL
-that accepts it; the uvicorn log lines are scrubbed of it). Credentials are never
-read from messages.
+browser cannot set headers on a WebSocket, the ``sid`` query parameter; or from
+``login``, ``password`` and ``tenant`` in the query (a session is then opened for the
+socket). Query strings are cut from uvicorn's log lines. Credentials are never read
+from messages.
 
 The action comes from the query string (``action``, and ``filters``, ``fields``,
 ``order_by``, ``block``, ``offset``, ``arguments`` JSON-encoded as for ``GET /api``)
@@ -26,9 +27,12 @@ exactly that of ``POST /api``.
 
 Any text from the client counts as a keep-alive; after :data:`KEEPALIVE` seconds
 without one the server sends ``AKN`` (as QVD did), and again after each further
-such period.
+such period. A message other than a bare keep-alive word (:data:`KEEPALIVE_WORDS`)
+asks for the list again: the action runs and its result is sent even if unchanged
+(the original WAT's live views ask that way).
 
-Refusals are sent as a QVD error body (``{"status", "message"}``) and the socket is
+Every body sent carries ``rows`` (``[]`` in an error: the WAT reads it whatever the
+status). Refusals are sent as a QVD error body (``{"status", "message", "rows"}``) and the socket is
 then closed with: 4401 (no, bad or expired session, status 3xxx), 4403 (a mutating
 or forbidden action, 42xx), 4400 (a malformed request: no or unknown action, bad
 JSON, filter, field or order), 1011 (the first run failed on the server's side). An
@@ -44,9 +48,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import logging
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +86,7 @@ __all__ = [
     "WS_PATH",
     "install",
     "router",
+    "scrub_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,6 +97,7 @@ POLL = 2.0  # re-run period without a covering channel (QVD checked every 2 s)
 SAFETY_POLL = 10.0  # re-run period with channels: tables without triggers, lost NOTIFYs
 DEBOUNCE = 0.05  # a burst of notifications (one per row) makes one re-run
 FIRST_MESSAGE_WAIT = 30.0  # seconds to wait for the request when the query has none
+KEEPALIVE_WORDS = frozenset({"", "ACK", "AKN", "ping", "pong", "keepalive", "keep-alive"})
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
@@ -127,6 +135,11 @@ class _Close(Exception):
         self.code = code
 
 
+def _error_body(error: ApiError) -> dict[str, Any]:
+    """An error as the WAT reads it on a socket: with (empty) ``rows``."""
+    return {**error.body(), "rows": []}
+
+
 def _close_code(error: ApiError) -> int:
     if isinstance(error, AuthError):
         return CLOSE_UNAUTHENTICATED
@@ -137,15 +150,23 @@ def _close_code(error: ApiError) -> int:
     return CLOSE_BAD_REQUEST
 
 
-def _token(websocket: WebSocket) -> str:
-    token = token_from_headers(websocket) or websocket.query_params.get("sid")
-    if not token:
-        raise AuthError(
-            "no session: send the token in the 'sid' cookie, an 'Authorization: Bearer' "
-            "header or the 'sid' query parameter (log in with POST /api first)",
-            Status.NO_CREDENTIALS,
-        )
-    return token
+def _credentials(websocket: WebSocket) -> Credentials:
+    """The socket's credentials: a session token, or a login in the query string."""
+    query = websocket.query_params
+    address = client_address(websocket)
+    token = token_from_headers(websocket) or query.get("sid")
+    if token:
+        return Credentials(token=token, source="API", address=address)
+    if query.get("login") is not None and query.get("password") is not None:
+        return Credentials(
+            login=query.get("login"), password=query.get("password"),
+            tenant=query.get("tenant"), source="API", address=address,
+        )  # fmt: skip
+    raise AuthError(
+        "no session: send the token in the 'sid' cookie, an 'Authorization: Bearer' "
+        "header or the 'sid' query parameter (log in with POST /api first)",
+        Status.NO_CREDENTIALS,
+    )
 
 
 def _decoded(data: dict[str, Any]) -> dict[str, Any]:
@@ -210,10 +231,11 @@ class _Socket:
     heard: float  # loop time of the last client message (or of the last AKN)
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed
     last_pushed: str | None = None
+    asked: bool = False  # the client asked for the list again
 
-    async def push(self, body: dict[str, Any]) -> None:
+    async def push(self, body: dict[str, Any], *, always: bool = False) -> None:
         text = _encode(body)
-        if text != self.last_pushed:
+        if always or text != self.last_pushed:
             await self.websocket.send_text(text)
             self.last_pushed = text
 
@@ -225,13 +247,26 @@ class _Socket:
                 if message["type"] == "websocket.disconnect":
                     break
                 self.heard = loop.time()
+                text = message.get("text")
+                if text is None:
+                    text = (message.get("bytes") or b"").decode("utf-8", "replace")
+                if text.strip() not in KEEPALIVE_WORDS:
+                    self.asked = True
+                    self.sub.wake.set()
         finally:
             self.gone.set()
             self.sub.wake.set()
 
 
 async def _serve(websocket: WebSocket, state: AppState, hub: NotifyHub, creds: Credentials) -> None:
-    principal = await run_in_threadpool(state.authenticate, creds)
+    opening = creds.token is None
+    principal = await run_in_threadpool(
+        functools.partial(state.authenticate, creds, new_session=opening)
+    )
+    if opening:  # logged in by the query: the socket's runs use the new session
+        creds = Credentials(
+            token=principal.session_token, source=creds.source, address=creds.address
+        )
     data = await _request_data(websocket)
     action = _read_only_action(data.get("action"))
     parse_action(data)  # a malformed order or field list fails now
@@ -243,7 +278,7 @@ async def _serve(websocket: WebSocket, state: AppState, hub: NotifyHub, creds: C
         try:
             await sock.push(await run_in_threadpool(_run, state, creds, data))
         except ApiError as exc:
-            raise _Close(exc.body(), _close_code(exc)) from None
+            raise _Close(_error_body(exc), _close_code(exc)) from None
         receiver = asyncio.create_task(sock.listen_to_client())
         try:
             await _follow(sock, state, hub, creds, data)
@@ -273,18 +308,20 @@ async def _follow(
         sub.wake.clear()
         if sock.gone.is_set():
             return
-        if sub.dirty or loop.time() >= next_run:
-            await asyncio.sleep(DEBOUNCE)
-            sub.dirty = False
+        if sub.dirty or sock.asked or loop.time() >= next_run:
+            always = sock.asked
+            if not always:
+                await asyncio.sleep(DEBOUNCE)
+            sub.dirty = sock.asked = False
             try:
-                await sock.push(await run_in_threadpool(_run, state, creds, data))
+                await sock.push(await run_in_threadpool(_run, state, creds, data), always=always)
             except AuthError as exc:
-                raise _Close(exc.body(), CLOSE_UNAUTHENTICATED) from None
+                raise _Close(_error_body(exc), CLOSE_UNAUTHENTICATED) from None
             except ApiError as exc:
-                await sock.push(exc.body())
+                await sock.push(_error_body(exc), always=always)
             except Exception:  # the database may be back for the next run
                 log.exception("%s: running %r failed", WS_PATH, data.get("action"))
-                await sock.push(_INTERNAL.body())
+                await sock.push(_error_body(_INTERNAL), always=always)
             next_run = loop.time() + period()
         if loop.time() >= sock.heard + KEEPALIVE:
             await sock.websocket.send_text(_AKN)
@@ -296,18 +333,16 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     state = app_state(websocket)
     try:
-        creds = Credentials(token=_token(websocket), source="API",
-                            address=client_address(websocket))  # fmt: skip
-        await _serve(websocket, state, _hub(websocket), creds)
+        await _serve(websocket, state, _hub(websocket), _credentials(websocket))
     except WebSocketDisconnect:
         return
     except ApiError as exc:
-        await _close(websocket, exc.body(), _close_code(exc))
+        await _close(websocket, _error_body(exc), _close_code(exc))
     except _Close as close:
         await _close(websocket, close.body, close.code)
     except Exception:
         log.exception("%s failed", WS_PATH)
-        await _close(websocket, _INTERNAL.body(), CLOSE_INTERNAL)
+        await _close(websocket, _error_body(_INTERNAL), CLOSE_INTERNAL)
 
 
 async def _close(websocket: WebSocket, body: dict[str, Any], code: int) -> None:
@@ -323,20 +358,36 @@ async def _close(websocket: WebSocket, body: dict[str, Any], code: int) -> None:
 
 # ------------------------------------------------------------------ log hygiene
 
-_SID = re.compile(r"((?:^|[?&])sid=)[^&\s\"']*")
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'?#]*)=([^&\s\"'#]*)")
+SECRET_PARAMS = frozenset({"sid", "password", "login", "token"})
+"""Query parameters whose values never reach a log line."""
+
+
+def scrub_url(text: str) -> str:
+    """``text`` with the values of :data:`SECRET_PARAMS` in its query strings blanked
+    (also when the name is percent-encoded, as a server decodes it)."""
+
+    def blank(m: re.Match[str]) -> str:
+        name = urllib.parse.unquote_plus(m.group(2)).strip().lower()
+        return f"{m.group(1)}{m.group(2)}=***" if name in SECRET_PARAMS else m.group(0)
+
+    return _QUERY_PARAM.sub(blank, text) if "=" in text else text
 
 
 class _ScrubSid(logging.Filter):
-    """Blank ``sid=`` query values in uvicorn's log lines (they carry WebSocket paths)."""
+    """Blank credentials (``sid=``, ``password=``, ``login=``) in the query strings of
+    uvicorn's log lines: the access log and WebSocket lines carry full paths, and the
+    original WAT sends its credentials in the query string."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SID.sub(r"\1***", a) if isinstance(a, str) and "sid=" in a else a
-                for a in record.args
-            )
-        if isinstance(record.msg, str) and "sid=" in record.msg:
-            record.msg = _SID.sub(r"\1***", record.msg)
+            record.args = tuple(scrub_url(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: scrub_url(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        if isinstance(record.msg, str):
+            record.msg = scrub_url(record.msg)
         return True
 
 
