@@ -6,8 +6,8 @@ runs it over TLS (``qvd up`` and ``qvd api``); ``api_endpoint(config)`` says whe
 it listens and which certificate clients should trust.
 """
 
-from qvd.api.app import create_app
 from qvd.api.errors import ServeError
-from qvd.api.server import ApiEndpoint, api_endpoint, login_instructions, serve
+from qvd.api.shell.app import create_app
+from qvd.api.shell.server import ApiEndpoint, api_endpoint, login_instructions, serve
 
 __all__ = ["ApiEndpoint", "ServeError", "api_endpoint", "create_app", "login_instructions", "serve"]

@@ -33,14 +33,14 @@ from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
 from qvd.hkd.pidlock import LockHeld, PidLock
-from qvd.hkd.service import configure_logging
+from qvd.hkd.runner import configure_logging
+from qvd.node.daemons import node_services
 from qvd.node.demo import (
     DemoDesktop,
     ensure_demo_desktop,
     import_demo_image,
     register_host,
 )
-from qvd.node.services import node_services
 
 __all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from qvd.api.principal import Principal
+from qvd.api.actions.principal import Principal
 from qvd.db.models import LOG_OBJECTS, AuditLog
 
 __all__ = ["AuditEntry", "mask", "write_audit"]

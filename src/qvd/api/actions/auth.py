@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from qvd.api.actions.principal import RECOVERY_ADMIN_ID, SUPERTENANT_ID, Principal, effective_acls
 from qvd.api.errors import AuthError, RateLimited, Status
-from qvd.api.principal import RECOVERY_ADMIN_ID, SUPERTENANT_ID, Principal, effective_acls
 from qvd.config import Config, ConfigValueError
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant

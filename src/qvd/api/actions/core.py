@@ -1,7 +1,7 @@
 """The service layer's shared parts: the request and result of an action, the context
 an action runs in, argument checking, multi-object execution and database error
 translation. Both faces (``POST /api`` and ``/api/v1``) build an :class:`ActionRequest`
-and call :func:`qvd.api.dispatch.run_action`.
+and call :func:`qvd.api.actions.dispatch.run_action`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from qvd.api.actions.listing import ListSpec, coerce, select_ids
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import (
     ApiError,
     Conflict,
@@ -24,8 +26,6 @@ from qvd.api.errors import (
     NotFound,
     Status,
 )
-from qvd.api.listing import ListSpec, coerce, select_ids
-from qvd.api.principal import Principal
 from qvd.config import Config
 
 __all__ = [

@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from qvd.api.audit import AuditEntry, write_audit
-from qvd.api.auth import AclCache
-from qvd.api.core import Action, ActionRequest, ActionResult, Ctx, db_error
+from qvd.api.actions.audit import AuditEntry, write_audit
+from qvd.api.actions.auth import AclCache
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Ctx, db_error
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import ActionError, ApiError, MultipleFailures, Status
-from qvd.api.principal import Principal
 from qvd.api.services import (
     administrators,
     configs,

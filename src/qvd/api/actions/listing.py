@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, not_, or_, true
 from sqlalchemy.orm import Session
 
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Forbidden, InvalidRequest, Status
-from qvd.api.principal import Principal
 
 __all__ = [
     "Expr",

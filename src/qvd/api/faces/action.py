@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.auth import delete_session
-from qvd.api.core import ActionRequest, ActionResult
-from qvd.api.dispatch import run_action
+from qvd.api.actions.auth import delete_session
+from qvd.api.actions.core import ActionRequest, ActionResult
+from qvd.api.actions.dispatch import run_action
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
-from qvd.api.state import (
+from qvd.api.shell.state import (
     SESSION_COOKIE,
     AppState,
     Credentials,

@@ -23,7 +23,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.core import Action
+from qvd.api.actions.core import Action
 from qvd.db.channels import (
     CONFIG_CHANGED,
     DI_RUNTIMES_CHANGED,

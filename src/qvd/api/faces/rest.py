@@ -1,6 +1,6 @@
 """The REST face's shared machinery: authentication of a request, list parameters,
 and a router factory for the usual five routes of a resource. Routes run the same
-actions as ``POST /api`` through :func:`qvd.api.dispatch.run_action`.
+actions as ``POST /api`` through :func:`qvd.api.actions.dispatch.run_action`.
 
 List parameters: ``filters`` (QVD's JSON filter object, reference §5.2), ``fields``
 (comma-separated), ``order_by`` (comma-separated, ``-name`` for descending),
@@ -18,12 +18,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from pydantic import BaseModel
 
-from qvd.api.core import ActionRequest, ActionResult
-from qvd.api.dispatch import run_action
+from qvd.api.actions.core import ActionRequest, ActionResult
+from qvd.api.actions.dispatch import run_action
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import ApiError, InvalidRequest, MultipleFailures, NotFound, Status
-from qvd.api.principal import Principal
-from qvd.api.schemas import NESTED, Created, ErrorBody, Page
-from qvd.api.state import (
+from qvd.api.faces.schemas import NESTED, Created, ErrorBody, Page
+from qvd.api.shell.state import (
     SESSION_COOKIE,
     SESSION_HEADER,
     Credentials,

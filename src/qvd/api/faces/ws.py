@@ -36,7 +36,7 @@ error in a later run is pushed like a result; an authentication error then close
 the socket with 4401.
 
 One LISTEN connection per API process serves every socket:
-:class:`qvd.api.notifyhub.NotifyHub`.
+:class:`qvd.api.faces.notifyhub.NotifyHub`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from qvd.api.action import JSON_KEYS, decode_json_keys, parse_action, result_body
-from qvd.api.core import Action
-from qvd.api.dispatch import lookup_action, run_action
+from qvd.api.actions.core import Action
+from qvd.api.actions.dispatch import lookup_action, run_action
 from qvd.api.errors import (
     ActionError,
     ApiError,
@@ -67,8 +66,9 @@ from qvd.api.errors import (
     InvalidRequest,
     Status,
 )
-from qvd.api.notifyhub import NotifyHub, Subscription, channels_for
-from qvd.api.state import AppState, Credentials, app_state, client_address, token_from_headers
+from qvd.api.faces.action import JSON_KEYS, decode_json_keys, parse_action, result_body
+from qvd.api.faces.notifyhub import NotifyHub, Subscription, channels_for
+from qvd.api.shell.state import AppState, Credentials, app_state, client_address, token_from_headers
 
 __all__ = [
     "CLOSE_BAD_REQUEST",

@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from qvd.api import action, ws
 from qvd.api.errors import ApiError, RateLimited, http_status
-from qvd.api.metrics import Metrics, MetricsMiddleware
-from qvd.api.routes import ROUTERS
-from qvd.api.routes.dis import action_router as di_action_router
-from qvd.api.state import AppState
+from qvd.api.faces import action, ws
+from qvd.api.faces.routes import ROUTERS
+from qvd.api.faces.routes.dis import action_router as di_action_router
+from qvd.api.shell.metrics import Metrics, MetricsMiddleware
+from qvd.api.shell.state import AppState
 from qvd.config import Config
 
 __all__ = ["create_app"]

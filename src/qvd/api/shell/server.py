@@ -16,9 +16,9 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import Engine
 
-from qvd.api.app import create_app
 from qvd.api.errors import ServeError
-from qvd.api.tls import ensure_certificate
+from qvd.api.shell.app import create_app
+from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
 from qvd.db import database_target, make_engine
 

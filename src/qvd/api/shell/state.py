@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qvd.api.audit import AuditEntry, write_audit
-from qvd.api.auth import (
+from qvd.api.actions.audit import AuditEntry, write_audit
+from qvd.api.actions.auth import (
     AclCache,
     LoginLimiter,
     create_session,
@@ -23,9 +23,9 @@ from qvd.api.auth import (
     login,
     resolve_session,
 )
-from qvd.api.dispatch import Runner
+from qvd.api.actions.dispatch import Runner
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import ApiError, AuthError, Status
-from qvd.api.principal import Principal
 from qvd.config import Config
 from qvd.db import LiveConfig
 

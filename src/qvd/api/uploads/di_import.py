@@ -11,11 +11,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from qvd.api.audit import AuditEntry, write_audit
-from qvd.api.core import ActionRequest, Ctx
-from qvd.api.dispatch import run_action
+from qvd.api.actions.audit import AuditEntry, write_audit
+from qvd.api.actions.core import ActionRequest, Ctx
+from qvd.api.actions.dispatch import run_action
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import ApiError, Status
-from qvd.api.images import (
+from qvd.api.services.dis import publish
+from qvd.api.shell.state import AppState
+from qvd.api.uploads.images import (
     check_image,
     check_name,
     copy_into,
@@ -24,9 +27,6 @@ from qvd.api.images import (
     install,
     staged_file,
 )
-from qvd.api.principal import Principal
-from qvd.api.services.dis import publish
-from qvd.api.state import AppState
 from qvd.db.models import Di, DiRuntime
 
 __all__ = [
@@ -100,7 +100,7 @@ def import_upload(
     state: AppState, principal: Principal, arguments: dict[str, Any], tmp: Path, filename: str
 ) -> int:
     """A DI from an uploaded file already streamed to ``tmp`` (a temporary file in the
-    images directory, see ``qvd.api.form_stream``); ``tmp`` is removed if it fails."""
+    images directory, see ``qvd.api.uploads.form_stream``); ``tmp`` is removed if it fails."""
     try:
         name = upload_name(principal, arguments, filename)
     except BaseException:

@@ -1,5 +1,5 @@
 """Reading a DI upload (``multipart/form-data``) as it arrives: the one ``file`` part
-goes chunk by chunk into an :class:`~qvd.api.images.ImageSpool` in the images directory
+goes chunk by chunk into an :class:`~qvd.api.uploads.images.ImageSpool` in the images directory
 (written once, there, with ``api.di.upload.max_size`` and the disk's room applied as it
 streams: nothing is spooled anywhere else first, whether or not the body has a
 Content-Length), the small text fields (``action``, ``arguments``, ``sid``, …) are kept
@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from qvd.api.errors import ApiError, InvalidRequest, Status
-from qvd.api.images import ImageSpool, no_room, too_large
+from qvd.api.uploads.images import ImageSpool, no_room, too_large
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from qvd.api.routes import (
+from qvd.api.faces.routes import (
     acls,
     administrators,
     configs,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, page
-from qvd.api.schemas import Page
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, page
+from qvd.api.faces.schemas import Page
 
 __all__ = ["router"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from qvd.api.rest import Auth, ObjectId, Params, crud_router, get_one, page
-from qvd.api.schemas import AdministratorCreate, AdministratorUpdate, Page
+from qvd.api.faces.rest import Auth, ObjectId, Params, crud_router, get_one, page
+from qvd.api.faces.schemas import AdministratorCreate, AdministratorUpdate, Page
 
 __all__ = ["router"]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from qvd.api.core import ActionRequest
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
-from qvd.api.schemas import ConfigSet, Page
+from qvd.api.actions.core import ActionRequest
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
+from qvd.api.faces.schemas import ConfigSet, Page
 
 __all__ = ["router"]
 

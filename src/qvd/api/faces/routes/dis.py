@@ -11,20 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.action import body_credentials, read_body, result_body
-from qvd.api.core import ActionResult
-from qvd.api.di_import import (
-    import_from_staging,
-    import_upload,
-    max_image_size,
-    upload_folder,
-    upload_name,
-)
+from qvd.api.actions.core import ActionResult
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import ApiError, InvalidRequest, Status
-from qvd.api.form_stream import receive_upload
-from qvd.api.images import discard
-from qvd.api.principal import Principal
-from qvd.api.rest import (
+from qvd.api.faces.action import body_credentials, read_body, result_body
+from qvd.api.faces.rest import (
     ERRORS,
     SECURITY,
     Auth,
@@ -35,8 +26,17 @@ from qvd.api.rest import (
     nested_names,
     page,
 )
-from qvd.api.schemas import Created, DiCreate, DiUpdate, Page
-from qvd.api.state import Credentials, app_state, client_address, token_from_headers
+from qvd.api.faces.schemas import Created, DiCreate, DiUpdate, Page
+from qvd.api.shell.state import Credentials, app_state, client_address, token_from_headers
+from qvd.api.uploads.di_import import (
+    import_from_staging,
+    import_upload,
+    max_image_size,
+    upload_folder,
+    upload_name,
+)
+from qvd.api.uploads.form_stream import receive_upload
+from qvd.api.uploads.images import discard
 
 __all__ = ["action_router", "router", "tags_router"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qvd.api.rest import crud_router
-from qvd.api.schemas import OsfCreate, OsfUpdate
+from qvd.api.faces.rest import crud_router
+from qvd.api.faces.schemas import OsfCreate, OsfUpdate
 
 __all__ = ["router"]
 

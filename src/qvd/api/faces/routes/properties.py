@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qvd.api.rest import crud_router
-from qvd.api.schemas import PropertyCreate, PropertyUpdate
+from qvd.api.faces.rest import crud_router
+from qvd.api.faces.schemas import PropertyCreate, PropertyUpdate
 
 __all__ = ["router"]
 

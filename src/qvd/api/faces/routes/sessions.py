@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from qvd.api.action import clear_session_cookie, end_session, session_cookie
-from qvd.api.core import ActionRequest
+from qvd.api.actions.core import ActionRequest
 from qvd.api.errors import AuthError, Status
-from qvd.api.rest import ERRORS, SECURITY, Auth, execute
-from qvd.api.schemas import Login, SessionInfo
-from qvd.api.state import Credentials, app_state, client_address
+from qvd.api.faces.action import clear_session_cookie, end_session, session_cookie
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, execute
+from qvd.api.faces.schemas import Login, SessionInfo
+from qvd.api.shell.state import Credentials, app_state, client_address
 
 __all__ = ["router"]
 

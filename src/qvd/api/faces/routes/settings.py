@@ -8,10 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from qvd.api.core import ActionRequest
+from qvd.api.actions.core import ActionRequest
 from qvd.api.errors import NotFound, Status
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
-from qvd.api.schemas import Page
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
+from qvd.api.faces.schemas import Page
 from qvd.api.services.ssl_material import MAX_CHARS
 
 __all__ = ["router"]

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from qvd.api.core import ActionRequest
-from qvd.api.rest import ERRORS, SECURITY, Auth, execute
+from qvd.api.actions.core import ActionRequest
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, execute
 
 __all__ = ["router"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qvd.api.rest import crud_router, exec_route
-from qvd.api.schemas import TenantCreate, TenantUpdate
+from qvd.api.faces.rest import crud_router, exec_route
+from qvd.api.faces.schemas import TenantCreate, TenantUpdate
 
 __all__ = ["router"]
 

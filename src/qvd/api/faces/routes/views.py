@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from qvd.api.core import ActionRequest
-from qvd.api.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
-from qvd.api.schemas import Page
+from qvd.api.actions.core import ActionRequest
+from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, TenantQuery, execute, page
+from qvd.api.faces.schemas import Page
 
 __all__ = ["mine_router", "router"]
 
