@@ -10,7 +10,8 @@
   JSON body of ``POST /api``.
 - ``api.login.rate_limit.attempts`` failed logins within ``api.login.rate_limit.window``
   seconds from one address, or for one login name, lock further tries until the
-  oldest of them is older than the window.
+  oldest of them is older than the window (the limiter the L7R uses too,
+  ``qvd.loginlimit``).
 - ``wat.multitenant`` (database first, then file): in multitenant mode the tenant
   name is part of the login (superadmins use ``*``, which is also the default); in
   monotenant mode it is ignored and superadmins cannot log in, except the recovery
@@ -24,7 +25,6 @@ import hashlib
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +37,7 @@ from qvd.config import Config, ConfigValueError
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
 from qvd.db.passwords import hash_password, verify_password
+from qvd.loginlimit import FailureLimiter
 
 __all__ = [
     "AclCache",
@@ -58,8 +59,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class LoginLimiter:
-    """Failed logins per key in a sliding window (in this process)."""
+class LoginLimiter(FailureLimiter):
+    """Failed logins per key in a sliding window (in this process): the shared
+    :class:`~qvd.loginlimit.FailureLimiter`, configured by ``api.login.rate_limit.*``
+    and answering QVD's rate-limit error."""
 
     def __init__(self, attempts: int, window: float = 60.0) -> None:
         if attempts < 1 or window <= 0:
@@ -67,10 +70,7 @@ class LoginLimiter:
                 f"the login rate limit needs at least 1 attempt in a positive window, not "
                 f"{attempts} in {window} s (api.login.rate_limit.attempts / .window)"
             )
-        self.attempts = attempts
-        self.window = window
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        super().__init__(attempts, window)
 
     @classmethod
     def from_config(cls, config: Config) -> LoginLimiter:
@@ -80,34 +80,15 @@ class LoginLimiter:
             config.get_int("api.login.rate_limit.window"),
         )
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
-
     def check(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                q = self._recent(key, now)
-                if len(q) >= self.attempts:
-                    wait = int(q[0] + self.window - now) + 1
-                    raise RateLimited(
-                        f"too many failed logins ({len(q)} in {int(self.window)} s); "
-                        f"try again in {wait} s",
-                        retry_after=wait,
-                    )
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
+        """Raise :class:`RateLimited` for the first of ``keys`` that may not try now."""
+        for refused in self.refusals(*keys):
+            wait = int(refused.wait) + 1
+            raise RateLimited(
+                f"too many failed logins ({refused.failures} in {int(self.window)} s); "
+                f"try again in {wait} s",
+                retry_after=wait,
+            )
 
 
 class AclCache:
