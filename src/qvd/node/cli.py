@@ -202,7 +202,8 @@ def api(config: ConfigOption = None) -> None:
 # ---- qvd up ------------------------------------------------------------------------------
 @app.command("up")
 def up(config: ConfigOption = None) -> None:
-    """Run an all-in-one node in the foreground (database today; more as it lands)."""
+    """Run an all-in-one node in the foreground: database, node daemon with the L7R,
+    admin API and a demo desktop."""
     run_up(_config(config), sys.stdout)
 
 

@@ -1,5 +1,5 @@
-"""What a node's HKD hosts: today the L7R listener. Composed here, at the top, so that
-the daemons themselves never import each other."""
+"""The daemons of a node put together: what its HKD hosts (the L7R listener). Composed
+here, at the top, so that the daemons themselves never import each other."""
 
 from __future__ import annotations
 
