@@ -202,8 +202,7 @@ def api(config: ConfigOption = None) -> None:
 # ---- qvd up ------------------------------------------------------------------------------
 @app.command("up")
 def up(config: ConfigOption = None) -> None:
-    """Run an all-in-one node in the foreground: database, node daemon with the L7R,
-    admin API and a demo desktop."""
+    """Run an all-in-one node in the foreground: database, HKD with L7R, API, demo desktop."""
     run_up(_config(config), sys.stdout)
 
 
