@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from qvd.api.core import Ctx
+from qvd.api.actions.core import Ctx
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict
-from qvd.api.principal import Principal
 from qvd.api.services import vms
 from qvd.config import Config
 from qvd.db.models import Acl, Role, Tenant, Vm, VmRuntime

@@ -36,7 +36,8 @@ from wsproto.events import (
     TextMessage,
 )
 
-from qvd.api import api_endpoint, create_app, notifyhub, ws
+from qvd.api import api_endpoint, create_app
+from qvd.api.faces import notifyhub, ws
 from tests.api.conftest import PASSWORD, Api, World, api_config, running_api
 
 
@@ -490,7 +491,7 @@ def test_a_subscription_hears_its_tenant_and_global_changes_only() -> None:
 
 
 def test_channels_are_those_the_triggers_send() -> None:
-    from qvd.api.dispatch import CATALOGUE
+    from qvd.api.actions.dispatch import CATALOGUE
     from qvd.db import channels
 
     verbs = ("created", "changed", "deleted")

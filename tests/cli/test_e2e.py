@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from qvd.api.tls import ensure_certificate
+from qvd.api.shell.tls import ensure_certificate
 from qvd.cli import run
 from qvd.config import Config
 from qvd.db.models import ApiSession, SslConfig

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from qvd.config import Config
 from qvd.db import DatabaseTarget, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
+from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
 from qvd.l7r.errors import (
     Internal,
     L7rError,
@@ -35,7 +36,6 @@ from qvd.l7r.flow import ConnectFlow, Target
 from qvd.l7r.notify import Notifier
 from qvd.l7r.params import client_params, vm_id_of
 from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
-from qvd.l7r.service import Node, Reply, unauthorized_headers
 from qvd.l7r.tls import ensure_certificate, server_context
 from qvd.l7r.wire import NEED_DATA, Request, ServerConnection
 

@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy import Integer, String, column, delete, func, literal, literal_column, select, table
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import (
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import (
     RECOVERY_ADMIN_ID,
     SUPERTENANT_ID,
     Principal,
     effective_acls,
 )
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
 from qvd.api.services.common import (
     block_arg,
     created_fields,

@@ -11,10 +11,10 @@ from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.listing import Expr, Field, ListQuery, ListSpec, run_list
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.errors import Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Expr, Field, ListQuery, ListSpec, run_list
-from qvd.api.principal import GLOBAL_TENANT_ID, Principal
 from qvd.db.models import (
     LANGUAGES,
     Administrator,

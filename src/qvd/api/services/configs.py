@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import Boolean, String, and_, cast, column, delete, func, literal, select, values
 from sqlalchemy.dialects.postgresql import insert
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.listing import Field, ListQuery, ListSpec, run_list
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListQuery, ListSpec, run_list
-from qvd.api.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS

@@ -32,10 +32,9 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, literal, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.images import check_name
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -46,6 +45,7 @@ from qvd.api.services.common import (
     property_args,
     tenant_fields,
 )
+from qvd.api.uploads.images import check_name
 from qvd.db.models import Di, DiRuntime, DiTag, Osf, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC", "TAG_SPEC", "mark_ready_and_publish", "publish"]

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import literal, select
 
-from qvd.api.core import Action
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
+from qvd.api.actions.core import Action
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.services.common import list_action
 from qvd.db.models import AuditLog
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import Conflict, InvalidRequest, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,

@@ -25,10 +25,10 @@ from typing import Any
 
 from sqlalchemy import String, and_, cast, delete, func, literal, literal_column, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
 from qvd.api.services.common import in_scope, list_action, tenant_arg, tenant_fields
 from qvd.api.services.views import prune_property_views
 from qvd.db.models import PROPERTY_OBJECTS, PropertyAssignment, PropertyDefinition

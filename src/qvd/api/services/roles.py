@@ -32,10 +32,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.services.common import (
     created_fields,
     crud_actions,

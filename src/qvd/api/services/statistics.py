@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select, true
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Ctx
 from qvd.api.services.common import in_scope
 from qvd.db.models import Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
 

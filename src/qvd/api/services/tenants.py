@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
 from qvd.api.services.common import block_arg, created_fields, crud_actions, language_arg
 from qvd.db.models import Administrator, Osf, Role, Tenant, User
 

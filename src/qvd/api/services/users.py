@@ -11,9 +11,17 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each, selected_ids
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    for_each,
+    selected_ids,
+)
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import Conflict, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,

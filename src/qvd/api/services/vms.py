@@ -22,9 +22,9 @@ from sqlalchemy import and_, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
