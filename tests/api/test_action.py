@@ -393,7 +393,7 @@ def test_bad_page_sizes_are_refused(api: Api, world: World, block: Any) -> None:
 
 
 def test_qvd_values_turns_every_boolean_into_0_or_1() -> None:
-    from qvd.api.action import qvd_values
+    from qvd.api.faces.action import qvd_values
 
     value = {"a": (True, [False, {"x": True}]), "b": [(False,)], "c": True, "d": 1.5, "e": None,
              "f": "true", "g": 0}  # fmt: skip

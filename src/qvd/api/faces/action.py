@@ -12,7 +12,7 @@ taken from the query string (or a form), where ``filters``, ``arguments``, ``fie
 ``order_by`` and ``parameters`` are JSON-encoded. The original WAT sends every
 argument that way, credentials included, in a body-less ``POST /api/?…``, so
 credentials are accepted there: ``login``, ``password`` and ``tenant``, or ``sid``. They
-never reach a log line, a metric label or an error message (see :mod:`qvd.api.ws`'s
+never reach a log line, a metric label or an error message (see :mod:`qvd.api.faces.ws`'s
 log filter and ``tests/security``). A session token may also come in the ``sid``
 cookie or a header (``Authorization: Bearer``, ``X-QVD-Sid``).
 

@@ -83,7 +83,7 @@ def serve(
 ) -> None:
     """Run the API until ``stop`` is set. Without ``engine``, connect to the database
     the configuration names (``database_target``). With ``access_log``, uvicorn logs
-    each request at INFO (credentials in query strings blanked: ``qvd.api.ws``)."""
+    each request at INFO (credentials in query strings blanked: ``qvd.api.faces.ws``)."""
     endpoint = api_endpoint(config)
     own_engine = engine is None
     engine = engine or make_engine(database_target(config), pool_size=10, max_overflow=10)
