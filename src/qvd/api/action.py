@@ -22,9 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from qvd.api import qvdshape
 from qvd.api.auth import delete_session
 from qvd.api.core import ActionRequest, ActionResult
-from qvd.api.dispatch import run_action
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
 from qvd.api.state import (
     SESSION_COOKIE,
@@ -209,7 +209,7 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> JSONRespo
     principal = state.authenticate(creds, new_session=opening)
     if req.action == "" and opening:
         req.action = "current_admin_setup"
-    body = result_body(run_action(state.runner, principal, req))
+    body = result_body(qvdshape.run(state.runner, principal, req))
     token = principal.session_token if opening else None
     if token:
         body["sid"] = token

@@ -40,8 +40,10 @@ from qvd.api.services.common import (
     created_fields,
     crud_actions,
     list_action,
+    qvd_list_actions,
     tenant_arg,
     tenant_fields,
+    tiny_action,
 )
 from qvd.db.acls import role_acls
 from qvd.db.models import Acl, AclRoleRelation, Role, RoleRoleRelation
@@ -82,6 +84,35 @@ _role_names = (
     .scalar_subquery()
 )
 
+_role_map = (
+    select(
+        func.coalesce(
+            func.jsonb_object_agg(
+                func.cast(_inherited.id, String),
+                func.jsonb_build_object("id", _inherited.id, "name", _inherited.name),
+            ),
+            literal_column("'{}'::jsonb"),
+        )
+    )
+    .select_from(RoleRoleRelation)
+    .join(_inherited, _inherited.id == RoleRoleRelation.inherited_id)
+    .where(RoleRoleRelation.inheritor_id == Role.id)
+    .correlate(Role)
+    .scalar_subquery()
+)
+"""The inherited roles as ``{"<id>": {"id": …, "name": …}}`` (QVD's shape)."""
+
+_denied = (
+    select(func.coalesce(func.array_agg(Acl.name), literal_column(_EMPTY)))
+    .select_from(AclRoleRelation)
+    .join(Acl, Acl.id == AclRoleRelation.acl_id)
+    .where(AclRoleRelation.role_id == Role.id, AclRoleRelation.positive.is_(False))
+    .correlate(Role)
+    .scalar_subquery()
+)
+_acl_map = func.jsonb_build_object("positive", _acl_names, "negative", _denied)
+"""The role's ACLs as ``{"positive": [held], "negative": [denied]}`` (QVD's shape)."""
+
 _FIELDS: dict[str, Field] = {
     "id": Field(expr=Role.id, kind=int, see="role.see.id"),
     "name": Field(expr=Role.name),
@@ -92,6 +123,10 @@ _FIELDS: dict[str, Field] = {
                   default=False),
     "roles": Field(expr=_role_names, kind=list, see="role.see.inherited-roles",
                    filterable=False),
+    "role_map": Field(expr=_role_map, kind=dict, see="role.see.inherited-roles",
+                      filterable=False, default=False),
+    "acl_map": Field(expr=_acl_map, kind=dict, see="role.see.acl-list", filterable=False,
+                     default=False),
     **created_fields("role", Role),
     **tenant_fields(Role.tenant_id),
 }  # fmt: skip
@@ -313,10 +348,27 @@ def _acls_in_roles(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 def _int_list(value: Any, name: str) -> list[int]:
+    """Ids given as numbers or as text of digits (the WAT sends ``"10005"``)."""
     values = value if isinstance(value, list) else [value]
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+    ids: list[int] = []
+    for v in values:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v.strip())
+        if isinstance(v, bool) or not isinstance(v, int) or not -(2**31) <= v < 2**31:
+            raise InvalidRequest(f"filter {name!r} takes an id or a list of ids", 6310)
+        ids.append(v)
+    if not ids:
         raise InvalidRequest(f"filter {name!r} takes an id or a list of ids", 6310)
-    return [int(v) for v in values]
+    return ids
+
+
+def _operand(value: Any) -> Any:
+    """The value of ``{"=": v}`` or ``{"~": v}`` (qa4's filter form), else ``value``."""
+    if isinstance(value, dict) and len(value) == 1:
+        op, inner = next(iter(value.items()))
+        if op in ("=", "~", "LIKE", "like"):
+            return inner
+    return value
 
 
 def count_filters(filters: Any, id_key: str) -> tuple[list[int], list[str]]:
@@ -328,8 +380,8 @@ def count_filters(filters: Any, id_key: str) -> tuple[list[int], list[str]]:
         raise InvalidRequest(
             f"unknown filters {unknown} (known: {id_key}, acl_pattern)", Status.BAD_FILTER
         )
-    ids = _int_list(filters[id_key], id_key)
-    raw = filters.get("acl_pattern", "%")
+    ids = _int_list(_operand(filters[id_key]), id_key)
+    raw = _operand(filters.get("acl_pattern", "%"))
     patterns = raw if isinstance(raw, list) else [raw]
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise InvalidRequest("acl_pattern takes a LIKE pattern or a list of them", 6310)
@@ -383,5 +435,11 @@ ACTIONS = (
     Action(name="get_acls_in_roles", qvd_object="acl", type_of_action="see",
            acls=(r"^role\.see\.acl-list",), handler=_acls_in_roles),
     Action(name="number_of_acls_in_role", qvd_object="acl", type_of_action="see",
-           acls=(r"^role\.see\.acl-list",), handler=_number_of_acls),
+           acls=(r"^(role|administrator)\.see\.acl-list",), handler=_number_of_acls),
+    *qvd_list_actions(
+        "role", SPEC,
+        tiny=("role.see-main.", r"^(administrator\.see\.|role\.see\.inherited-)roles$"),
+    ),
+    Action(name="acl_tiny_list", qvd_object="acl", type_of_action="see",
+           acls=(r"^(role|administrator)\.see\.acl-list$",), handler=tiny_action(ACL_SPEC)),
 )  # fmt: skip

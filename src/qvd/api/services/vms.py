@@ -18,7 +18,7 @@ import ipaddress
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import Integer, and_, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -32,6 +32,7 @@ from qvd.api.services.common import (
     in_scope,
     properties_field,
     property_args,
+    qvd_list_actions,
     tenant_fields,
 )
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
@@ -65,6 +66,11 @@ def _base() -> Any:
     )
 
 
+def _seconds_until(when: Any) -> Any:
+    """Whole seconds from now until ``when`` (negative once past; null without one)."""
+    return func.floor(func.extract("epoch", when - func.now())).cast(Integer)
+
+
 def _f(expr: Any, kind: type = str, see: str | None = None, **kw: Any) -> Field:
     return Field(expr=expr, kind=kind, see=see, **kw)
 
@@ -81,6 +87,12 @@ _FIELDS: dict[str, Field] = {
     "blocked": _f(VmRuntime.blocked, bool, "vm.see.block"),
     "expiration_soft": _f(VmRuntime.vm_expiration_soft, dt.datetime, "vm.see.expiration"),
     "expiration_hard": _f(VmRuntime.vm_expiration_hard, dt.datetime, "vm.see.expiration"),
+    "time_until_expiration_soft": _f(
+        _seconds_until(VmRuntime.vm_expiration_soft), int, "vm.see.expiration"
+    ),
+    "time_until_expiration_hard": _f(
+        _seconds_until(VmRuntime.vm_expiration_hard), int, "vm.see.expiration"
+    ),
     "state": _f(VmRuntime.vm_state, see="vm.see.state"),
     "vm_cmd": _f(VmRuntime.vm_cmd, see="vm.see.state"),
     "last_error": _f(VmRuntime.last_error, see="vm.see.state", default=False),
@@ -348,4 +360,5 @@ ACTIONS = (
            acls=("vm.update.state", "host.update.stop-vms"), handler=_stop),
     Action(name="vm_user_disconnect", qvd_object="vm", type_of_action="exec",
            acls=("vm.update.disconnect-user",), handler=_disconnect),
+    *qvd_list_actions("vm", SPEC, tiny=("vm.see-main.", r"^(host|osf)\.filter\.vm$")),
 )  # fmt: skip
