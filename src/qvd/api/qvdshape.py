@@ -15,7 +15,8 @@ WAT, ``qa4``) read other shapes, which :func:`run` makes around
 - VMs: ``time_until_expiration_soft`` / ``_hard`` are ``{"months", "days", "hours",
   "minutes", "seconds", "expired"}`` (calendar months first), null without expiration;
 - logs: ``arguments`` is the JSON text of the call's arguments;
-- ``<obj>_all_ids``: ``rows`` is a flat list of ids;
+- ``<obj>_all_ids``: ``rows`` is a flat list of ids; ``config_preffix_get``: a flat
+  list of token prefixes;
 - ``qvd_objects_statistics``: every statistic also at the top level, with each
   ``vms_with_expiration_date`` entry's ``remaining_time`` broken down as above;
 - ``number_of_acls_in_role`` / ``_admin``: ``{"<pattern>": {"total", "effective"}}`` at
@@ -195,6 +196,8 @@ def shape(req: ActionRequest, result: ActionResult, plan: _Plan | None = None) -
                 shaper(row)
     if action.endswith("_all_ids"):
         result.rows = [r["id"] if isinstance(r, dict) else r for r in result.rows]
+    elif action == "config_preffix_get":
+        result.rows = [r["prefix"] if isinstance(r, dict) else r for r in result.rows]
     elif action == "qvd_objects_statistics":
         _statistics(result)
     elif action in ("number_of_acls_in_role", "number_of_acls_in_admin"):

@@ -18,10 +18,12 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from qvd.api.qvdshape import remaining_time
+from qvd.config import TOKENS
 from qvd.db.models import (
     Acl,
     AclRoleRelation,
     AuditLog,
+    Config,
     DiRuntime,
     DiTag,
     Host,
@@ -344,3 +346,52 @@ def test_host_details_tiny_list_and_all_ids(api: Api, world: World) -> None:
     assert (row["id"], row["name"]) == (world.host, "node1")
     assert _ok(api.act("host_tiny_list", sid=sid))["rows"] == [{"id": world.host, "name": "node1"}]
     assert _ok(api.act("host_all_ids", sid=sid, filters={"name": "node1"}))["rows"] == [world.host]
+
+
+# ---- VMs: addresses -------------------------------------------------------------------------
+def test_vm_mac_and_next_boot_ip(api: Api, world: World, api_engine: Engine) -> None:
+    sid = api.login("root")
+    fields = ["ip", "next_boot_ip", "mac"]
+    [row] = _ok(api.act("vm_get_list", sid=sid, filters={"id": world.vms["A"]}, fields=fields))[
+        "rows"
+    ]
+    octets = [int(o) for o in row["ip"].split(".")]
+    assert row["next_boot_ip"] == row["ip"]
+    assert row["mac"] == "54:52:00:" + ":".join(f"{o:02x}" for o in octets[1:])
+    with Session(api_engine) as s, s.begin():
+        s.add(Config(tenant_id=-1, key="vm.network.mac.prefix", value="AA:BB:CC"))
+    [row] = _ok(api.act("vm_get_details", sid=sid, filters={"id": world.vms["A"]},
+                        fields=["mac"]))["rows"]  # fmt: skip
+    assert row["mac"] == "aa:bb:cc:" + ":".join(f"{o:02x}" for o in octets[1:])
+
+
+# ---- configuration screens --------------------------------------------------------------------
+def test_config_prefixes_and_key_re(api: Api, world: World) -> None:
+    sid = api.login("root")
+    body = _ok(api.act("config_preffix_get", sid=sid))
+    assert all(isinstance(p, str) and "." not in p for p in body["rows"])
+    assert body["rows"] == sorted(body["rows"])
+    assert {"l7r", "vm", "wat"} <= set(body["rows"])
+    assert "database" not in body["rows"]  # node-local tokens are not the API's
+
+    wanted = sorted(t.name for t in TOKENS if t.name.startswith("vm.network."))
+    rows = _ok(api.act("config_get", sid=sid, filters={"key_re": r"^vm\.network\."},
+                       fields=["key"]))["rows"]  # fmt: skip
+    assert [r["key"] for r in rows] == wanted
+    bad = api.act("config_get", sid=sid, filters={"key_re": "(unclosed"})
+    assert bad["status"] == 6310
+
+    mine = _ok(api.act("config_wat_get_details", sid=api.login("adminA", "tenantA")))["rows"]
+    assert [r.get("block") for r in mine] == [10]
+
+
+# ---- properties screen ----------------------------------------------------------------------
+def test_property_rows_say_where_a_key_is_assigned(api: Api, world: World) -> None:
+    sid = api.login("adminA", "tenantA")
+    prop = world.props["A"]
+    _ok(api.act("vm_create_property_list", sid=sid, arguments={"property_id": prop}))
+    _ok(api.act("di_create_property_list", sid=sid, arguments={"property_id": prop}))
+    [row] = _ok(api.act("property_get_list", sid=sid, filters={"id": prop}))["rows"]
+    assert row["property_id"] == prop
+    assigned = {o: row[f"in_{o}"] for o in ("user", "vm", "host", "osf", "di")}
+    assert assigned == {"user": 0, "vm": 1, "host": 0, "osf": 0, "di": 1}

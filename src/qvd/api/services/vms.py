@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
 from qvd.api.listing import Field, ListSpec
+from qvd.api.principal import GLOBAL_TENANT_ID
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -35,12 +36,14 @@ from qvd.api.services.common import (
     qvd_list_actions,
     tenant_fields,
 )
+from qvd.config import Config as Settings
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
-from qvd.db.models import Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
+from qvd.db.models import Config, Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
 from qvd.db.vmaddress import free_vm_ip
 
 __all__ = ["ACTIONS", "SPEC", "start_vm", "stop_vm"]
 
+_DEFAULTS = Settings()
 _tag = aliased(DiTag)
 _published = aliased(DiRuntime)
 _di = aliased(Di)
@@ -69,6 +72,23 @@ def _base() -> Any:
 def _seconds_until(when: Any) -> Any:
     """Whole seconds from now until ``when`` (negative once past; null without one)."""
     return func.floor(func.extract("epoch", when - func.now())).cast(Integer)
+
+
+def _octet(n: int) -> Any:
+    return func.lpad(func.to_hex(func.split_part(Vm.ip, ".", n).cast(Integer)), 2, "0")
+
+
+_MAC_PREFIX = (
+    select(Config.value)
+    .where(Config.tenant_id == GLOBAL_TENANT_ID, Config.key == "vm.network.mac.prefix")
+    .scalar_subquery()
+)
+_mac = (
+    func.lower(func.coalesce(_MAC_PREFIX, _DEFAULTS.get("vm.network.mac.prefix")))
+    + ":" + _octet(2) + ":" + _octet(3) + ":" + _octet(4)
+)  # fmt: skip
+"""The VM's MAC: ``vm.network.mac.prefix`` (the database's global value, else the
+default) and the last three octets of its address, as the HKD makes it."""
 
 
 def _f(expr: Any, kind: type = str, see: str | None = None, **kw: Any) -> Field:
@@ -104,6 +124,8 @@ _FIELDS: dict[str, Field] = {
     "user_state": _f(VmRuntime.user_state, see="vm.see.user-state"),
     "ip": _f(Vm.ip, see="vm.see.ip"),
     "ip_in_use": _f(VmRuntime.vm_address, see="vm.see.ip"),
+    "next_boot_ip": _f(Vm.ip, see="vm.see.next-boot-ip"),
+    "mac": _f(_mac, see="vm.see.mac"),
     "ssh_port": _f(VmRuntime.vm_ssh_port, int, "vm.see.port-ssh"),
     "vnc_port": _f(VmRuntime.vm_vnc_port, int, "vm.see.port-vnc"),
     "serial_port": _f(VmRuntime.vm_serial_port, int, "vm.see.port-serial"),
