@@ -15,6 +15,9 @@ WAT, ``qa4``) read other shapes, which :func:`run` makes around
 - VMs: ``time_until_expiration_soft`` / ``_hard`` are ``{"months", "days", "hours",
   "minutes", "seconds", "expired"}`` (calendar months first), null without expiration;
 - logs: ``arguments`` is the JSON text of the call's arguments;
+- ``get_acls_in_roles`` / ``_admins``: one row per ACL, ``roles`` the
+  ``{"<id>": "<name>"}`` it is held through; ``acl_name`` as a bare value is a LIKE
+  pattern and ``operative`` is accepted (these lists only hold what is in effect);
 - ``<obj>_all_ids``: ``rows`` is a flat list of ids; ``config_preffix_get``: a flat
   list of token prefixes;
 - ``qvd_objects_statistics``: every statistic also at the top level, with each
@@ -75,8 +78,24 @@ def _object(action: str) -> str:
     return ""
 
 
+_ACLS_IN = ("get_acls_in_roles", "get_acls_in_admins")
+
+
+def _acl_filters(filters: Any) -> Any:
+    """``get_acls_in_*`` filters as QVD takes them: ``acl_name`` given as a bare value is a
+    LIKE pattern, ``operative`` (only what is held) is what these lists always are."""
+    if not isinstance(filters, dict):
+        return filters
+    out = {k: v for k, v in filters.items() if k != "operative"}
+    if isinstance(out.get("acl_name"), str):
+        out["acl_name"] = {"~": out["acl_name"]}
+    return out
+
+
 def _prepare(req: ActionRequest, principal: Principal) -> _Plan:
     """Ask the service for the fields QVD's shapes are made from."""
+    if req.action in _ACLS_IN:
+        req.filters = _acl_filters(req.filters)
     substitutes = _SUBSTITUTES.get(req.action)
     plan = _Plan()
     if not substitutes:
@@ -165,6 +184,26 @@ _ROW_SHAPERS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
+def _acls_by_acl(req: ActionRequest, result: ActionResult) -> None:
+    """One row per ACL (the service has one per role or administrator and ACL), with the
+    roles it comes through merged; the owner's id is left out unless asked for."""
+    if not result.rows or not all(isinstance(r, dict) and "id" in r for r in result.rows):
+        return
+    owner = "role_id" if req.action == "get_acls_in_roles" else "admin_id"
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in result.rows:
+        kept = merged.get(row["id"])
+        if kept is None:
+            kept = merged[row["id"]] = dict(row)
+            if owner not in req.fields:
+                kept.pop(owner, None)
+        elif isinstance(row.get("roles"), dict) and isinstance(kept.get("roles"), dict):
+            kept["roles"] = kept["roles"] | row["roles"]
+    if result.total == len(result.rows):
+        result.total = len(merged)
+    result.rows = list(merged.values())
+
+
 def _statistics(result: ActionResult) -> None:
     stats = result.rows[0] if result.rows and isinstance(result.rows[0], dict) else {}
     for vm in stats.get("vms_with_expiration_date") or []:
@@ -198,6 +237,8 @@ def shape(req: ActionRequest, result: ActionResult, plan: _Plan | None = None) -
         result.rows = [r["id"] if isinstance(r, dict) else r for r in result.rows]
     elif action == "config_preffix_get":
         result.rows = [r["prefix"] if isinstance(r, dict) else r for r in result.rows]
+    elif action in _ACLS_IN:
+        _acls_by_acl(req, result)
     elif action == "qvd_objects_statistics":
         _statistics(result)
     elif action in ("number_of_acls_in_role", "number_of_acls_in_admin"):

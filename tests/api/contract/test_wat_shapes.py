@@ -395,3 +395,38 @@ def test_property_rows_say_where_a_key_is_assigned(api: Api, world: World) -> No
     assert row["property_id"] == prop
     assigned = {o: row[f"in_{o}"] for o in ("user", "vm", "host", "osf", "di")}
     assert assigned == {"user": 0, "vm": 1, "host": 0, "osf": 0, "di": 1}
+
+
+# ---- ACL lists of a role / an administrator --------------------------------------------------
+def test_acls_in_roles_one_row_per_acl_with_its_origin(
+    api: Api, world: World, api_engine: Engine
+) -> None:
+    reader = _role_id(api_engine, "VMs Reader")
+    reader_vm = sorted(a for a in _inherited_acls(api_engine, reader) if a.startswith("vm."))
+    shared, denied = reader_vm[0], reader_vm[1]
+    own = "vm.update.state" if "vm.update.state" not in reader_vm else "vm.delete."
+    role = world.roles["A"]
+    with Session(api_engine) as s, s.begin():
+        s.add(RoleRoleRelation(inheritor_id=role, inherited_id=reader))
+        for name, positive in ((shared, True), (own, True), (denied, False)):
+            acl_id = s.scalar(select(Acl.id).where(Acl.name == name))
+            s.add(AclRoleRelation(role_id=role, acl_id=acl_id, positive=positive))
+    sid = api.login("root")
+    # the WAT's ACL tree: a bare LIKE pattern and the role id as text
+    body = _ok(api.act("get_acls_in_roles", sid=sid,
+                       filters={"acl_name": "vm.%", "role_id": str(role)}))  # fmt: skip
+    by_name = {r["name"]: r for r in body["rows"]}
+    assert sorted(by_name) == sorted((set(reader_vm) | {own}) - {denied})
+    assert body["total"] == len(by_name)
+    assert by_name[shared]["roles"] == {str(role): "roleA", str(reader): "VMs Reader"}
+    assert by_name[own]["roles"] == {str(role): "roleA"}
+    assert "role_id" not in by_name[own]
+
+    # qa4's "admin … can": ids, operative and a LIKE operator
+    root_role = _role_id(api_engine, "Root")
+    body = _ok(api.act("get_acls_in_admins", sid=sid, filters={
+        "admin_id": [world.admins["A"]], "operative": 1, "acl_name": {"LIKE": "vm.see.ip"},
+    }))  # fmt: skip
+    [row] = body["rows"]
+    assert row["name"] == "vm.see.ip"
+    assert row["roles"] == {str(root_role): "Root"}

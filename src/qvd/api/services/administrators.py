@@ -215,11 +215,39 @@ def _in_admins_scope(p: Principal) -> Any:
     return admin_ok if acl is None else admin_ok & acl
 
 
+def _admin_roles_with(admin_id: Any, acl_id: Any) -> Any:
+    """``{"<id>": "<name>"}`` of an administrator's roles that hold an ACL."""
+    return (
+        select(
+            func.coalesce(
+                func.jsonb_object_agg(func.cast(Role.id, String), Role.name),
+                literal_column("'{}'::jsonb"),
+            )
+        )
+        .select_from(RoleAdministratorRelation)
+        .join(Role, Role.id == RoleAdministratorRelation.role_id)
+        .where(
+            RoleAdministratorRelation.administrator_id == admin_id,
+            acl_id.in_(select(func.qvd_role_acl_ids(Role.id)).correlate(Role).scalar_subquery()),
+        )
+        .correlate_except(RoleAdministratorRelation, Role)
+        .scalar_subquery()
+    )
+
+
 _ACLS_IN_ADMINS_SPEC = ListSpec(
     object="acl",
     fields={
         **ACL_SPEC.fields,
         "admin_id": Field(expr=admin_effective.c.administrator_id, kind=int),
+        "acl_id": Field(expr=Acl.id, kind=int),
+        "acl_name": Field(expr=Acl.name),
+        "roles": Field(
+            expr=_admin_roles_with(admin_effective.c.administrator_id, admin_effective.c.acl_id),
+            kind=dict,
+            see="administrator.see.acl-list-roles",
+            filterable=False,
+        ),
     },
     base=lambda: (
         select(literal(1))

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     column,
     delete,
+    exists,
     false,
     func,
     literal,
@@ -50,6 +51,7 @@ from qvd.db.models import Acl, AclRoleRelation, Role, RoleRoleRelation
 
 __all__ = [
     "ACLS_IN_ROLES_SPEC",
+    "ACL_ORIGIN_SEE",
     "ACL_SPEC",
     "ACTIONS",
     "SPEC",
@@ -330,9 +332,52 @@ def _in_roles_scope(p: Principal) -> Any:
     return role_ok if acl is None else role_ok & acl
 
 
+def _granted_by(role_id: Any, acl_id: Any) -> Any:
+    """``{"<id>": "<name>"}`` of the roles a role holds an ACL through: itself when it
+    grants the ACL directly, and each role it inherits directly that holds it."""
+    origin = aliased(Role)
+    direct = (
+        exists()
+        .where(
+            AclRoleRelation.role_id == origin.id,
+            AclRoleRelation.acl_id == acl_id,
+            AclRoleRelation.positive.is_(True),
+        )
+        .correlate_except(AclRoleRelation)
+    )
+    inherited = origin.id.in_(
+        select(RoleRoleRelation.inherited_id)
+        .where(RoleRoleRelation.inheritor_id == role_id)
+        .correlate_except(RoleRoleRelation)
+    ) & acl_id.in_(select(func.qvd_role_acl_ids(origin.id)).correlate(origin).scalar_subquery())
+    return (
+        select(
+            func.coalesce(
+                func.jsonb_object_agg(func.cast(origin.id, String), origin.name),
+                literal_column("'{}'::jsonb"),
+            )
+        )
+        .where(((origin.id == role_id) & direct) | inherited)
+        .scalar_subquery()
+    )
+
+
+ACL_ORIGIN_SEE = "role.see.acl-list-roles"
+
 ACLS_IN_ROLES_SPEC = ListSpec(
     object="acl",
-    fields={**_ACL_FIELDS, "role_id": Field(expr=role_effective.c.role_id, kind=int)},
+    fields={
+        **_ACL_FIELDS,
+        "role_id": Field(expr=role_effective.c.role_id, kind=int),
+        "acl_id": Field(expr=Acl.id, kind=int),
+        "acl_name": Field(expr=Acl.name),
+        "roles": Field(
+            expr=_granted_by(role_effective.c.role_id, role_effective.c.acl_id),
+            kind=dict,
+            see=ACL_ORIGIN_SEE,
+            filterable=False,
+        ),
+    },
     base=lambda: (
         select(literal(1)).select_from(role_effective).join(Acl, Acl.id == role_effective.c.acl_id)
     ),
