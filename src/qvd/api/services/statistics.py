@@ -1,5 +1,6 @@
 """``qvd_objects_statistics``: counts for the dashboard, each only with its ACL, all
-within the caller's tenant scope (reference §5.3).
+within the caller's tenant scope (reference §5.3). A total (``users_count`` …) needs
+any ``stats`` ACL of its object, as in QVD.
 
 ``connected_users_count`` counts users with at least one connected VM;
 ``top_populated_hosts`` lists every host, those with no VM too, as
@@ -106,20 +107,20 @@ def _expiring(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 _STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
-    "users_count": ("user.stats.summary", lambda c: _users(c)),
+    "users_count": (r"^user\.stats\.", lambda c: _users(c)),
     "blocked_users_count": ("user.stats.blocked", lambda c: _users(c, User.blocked.is_(True))),
     "connected_users_count": (
         "user.stats.connected-users",
         _connected_users,
     ),
-    "vms_count": ("vm.stats.summary", lambda c: _vms(c)),
+    "vms_count": (r"^vm\.stats\.", lambda c: _vms(c)),
     "blocked_vms_count": ("vm.stats.blocked", lambda c: _vms(c, VmRuntime.blocked.is_(True))),
     "running_vms_count": (
         "vm.stats.running-vms",
         lambda c: _vms(c, VmRuntime.vm_state == "running"),
     ),
     "vms_with_expiration_date": ("vm.stats.close-to-expire", _expiring),
-    "hosts_count": ("host.stats.summary", lambda c: _hosts(c)),
+    "hosts_count": (r"^host\.stats\.", lambda c: _hosts(c)),
     "blocked_hosts_count": (
         "host.stats.blocked",
         lambda c: _hosts(c, HostRuntime.blocked.is_(True)),
@@ -130,10 +131,10 @@ _STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
     ),
     "top_populated_hosts": ("host.stats.top-hosts-most-vms", _top_hosts),
     "osfs_count": (
-        "osf.stats.summary",
+        r"^osf\.stats\.",
         lambda c: _count(c, select(func.count()).select_from(Osf).where(_tenant(c, Osf.tenant_id))),
     ),
-    "dis_count": ("di.stats.summary", lambda c: _dis(c)),
+    "dis_count": (r"^di\.stats\.", lambda c: _dis(c)),
     "blocked_dis_count": ("di.stats.blocked", lambda c: _dis(c, Di.blocked.is_(True))),
 }
 
