@@ -44,6 +44,7 @@ from qvd.api.services import administrators, dis, roles
 __all__ = ["remaining_time", "run", "shape"]
 
 _LIST_VERBS = ("_get_list", "_get_details")
+_BODY_KEYS = frozenset({"status", "message", "total", "rows", "sid", "failures"})
 
 # action → {QVD field: service field}; asked for under the service's name, shown
 # under QVD's
@@ -218,7 +219,7 @@ def _acl_counts(result: ActionResult) -> None:
         owner = row.get("role_id", row.get("admin_id"))
         if first is None:
             first = owner
-        if owner == first:
+        if owner == first and row["acl_pattern"] not in _BODY_KEYS:
             counts = {"total": row["total"], "effective": row["effective"]}
             result.extra[row["acl_pattern"]] = counts
 
