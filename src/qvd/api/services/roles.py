@@ -478,7 +478,7 @@ ACTIONS = (
     Action(name="acl_get_list", qvd_object="acl", type_of_action="see",
            acls=(r"^(role|administrator)\.see\.acl-list$",), handler=list_action(ACL_SPEC)),
     Action(name="get_acls_in_roles", qvd_object="acl", type_of_action="see",
-           acls=(r"^role\.see\.acl-list",), handler=_acls_in_roles),
+           acls=(r"^(role|administrator)\.see\.acl-list",), handler=_acls_in_roles),
     Action(name="number_of_acls_in_role", qvd_object="acl", type_of_action="see",
            acls=(r"^(role|administrator)\.see\.acl-list",), handler=_number_of_acls),
     *qvd_list_actions(
