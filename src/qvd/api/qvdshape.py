@@ -18,6 +18,9 @@ WAT, ``qa4``) read other shapes, which :func:`run` makes around
 - ``get_acls_in_roles`` / ``_admins``: one row per ACL, ``roles`` the
   ``{"<id>": "<name>"}`` it is held through; ``acl_name`` as a bare value is a LIKE
   pattern and ``operative`` is accepted (these lists only hold what is in effect);
+- ``<obj>_get_property_list`` / ``_create_…`` / ``_delete_…``: ``id`` (filter, rows'
+  field, created id) is the property's id, not the assignment's: the WAT's properties
+  screen sends ``property_get_list``'s ``property_id`` there;
 - ``<obj>_all_ids``: ``rows`` is a flat list of ids; ``config_preffix_get``: a flat
   list of token prefixes;
 - ``qvd_objects_statistics``: every statistic also at the top level, with each
@@ -80,6 +83,7 @@ def _object(action: str) -> str:
 
 
 _ACLS_IN = ("get_acls_in_roles", "get_acls_in_admins")
+_PROPERTY_LISTS = ("_get_property_list", "_delete_property_list")
 
 
 def _acl_filters(filters: Any) -> Any:
@@ -97,6 +101,9 @@ def _prepare(req: ActionRequest, principal: Principal) -> _Plan:
     """Ask the service for the fields QVD's shapes are made from."""
     if req.action in _ACLS_IN:
         req.filters = _acl_filters(req.filters)
+    if req.action.endswith(_PROPERTY_LISTS) and isinstance(req.filters, dict):
+        # the WAT's properties screen names the property by its id
+        req.filters = {("property_id" if k == "id" else k): v for k, v in req.filters.items()}
     substitutes = _SUBSTITUTES.get(req.action)
     plan = _Plan()
     if not substitutes:
@@ -234,6 +241,14 @@ def shape(req: ActionRequest, result: ActionResult, plan: _Plan | None = None) -
         for row in result.rows:
             if isinstance(row, dict):
                 shaper(row)
+    if action.endswith("_create_property_list") and isinstance(req.arguments, dict):
+        prop = req.arguments.get("property_id")
+        if result.rows and isinstance(prop, int | str) and str(prop).isdigit():
+            result.rows = [{"id": int(prop)}]
+    if action.endswith("_get_property_list"):
+        for row in result.rows:
+            if isinstance(row, dict) and "id" in row and "property_id" in row:
+                row["id"] = row["property_id"]
     if action.endswith("_all_ids"):
         result.rows = [r["id"] if isinstance(r, dict) else r for r in result.rows]
     elif action == "config_preffix_get":

@@ -389,12 +389,20 @@ def test_config_prefixes_and_key_re(api: Api, world: World) -> None:
 def test_property_rows_say_where_a_key_is_assigned(api: Api, world: World) -> None:
     sid = api.login("adminA", "tenantA")
     prop = world.props["A"]
-    _ok(api.act("vm_create_property_list", sid=sid, arguments={"property_id": prop}))
+    created = _ok(api.act("vm_create_property_list", sid=sid, arguments={"property_id": prop}))
+    assert created["rows"] == [{"id": prop}]  # QVD's face: a key's assignment is the key
     _ok(api.act("di_create_property_list", sid=sid, arguments={"property_id": prop}))
+    listed = _ok(api.act("vm_get_property_list", sid=sid))["rows"]
+    assert [(r["id"], r["property_id"], r["key"]) for r in listed] == [(prop, prop, "propA")]
     [row] = _ok(api.act("property_get_list", sid=sid, filters={"id": prop}))["rows"]
     assert row["property_id"] == prop
     assigned = {o: row[f"in_{o}"] for o in ("user", "vm", "host", "osf", "di")}
     assert assigned == {"user": 0, "vm": 1, "host": 0, "osf": 0, "di": 1}
+
+    # unticking a box: the WAT names the property by the property_id it was given
+    _ok(api.act("vm_delete_property_list", sid=sid, filters={"id": row["property_id"]}))
+    [row] = _ok(api.act("property_get_list", sid=sid, filters={"id": prop}))["rows"]
+    assert (row["in_vm"], row["in_di"]) == (0, 1)
 
 
 # ---- ACL lists of a role / an administrator --------------------------------------------------
