@@ -34,6 +34,7 @@ from qvd.db.models import (
     VmRuntime,
 )
 from tests.api.conftest import Api, World
+from tests.api.test_ws import Server, server  # noqa: F401 (the TLS server fixture)
 
 
 def _ok(r: dict[str, Any]) -> dict[str, Any]:
@@ -438,3 +439,21 @@ def test_acls_in_roles_one_row_per_acl_with_its_origin(
     [row] = body["rows"]
     assert row["name"] == "vm.see.ip"
     assert row["roles"] == {str(root_role): "Root"}
+
+
+# ---- live updates (/api/ws) ---------------------------------------------------------------
+def test_ws_pushes_the_dashboard_and_details_in_qvds_shape(server: Server) -> None:  # noqa: F811
+    w = server.world
+    sock = server.connect(server.admin("A"), query={"action": "qvd_objects_statistics"})
+    first = sock.recv_json()
+    assert (first["status"], first["users_count"], first["blocked_users_count"]) == (0, 1, 0)
+    r = server.api.act("user_update", sid=server.api.login("root"),
+                       filters={"id": w.users["A"]}, arguments={"blocked": True})  # fmt: skip
+    assert r["status"] == 0, r
+    assert sock.recv_json(timeout=5)["blocked_users_count"] == 1
+
+    query = {"action": "di_get_details", "filters": {"id": w.dis["A"]}, "fields": ["id", "tags"]}
+    details = server.connect(server.admin("A"), query=query).recv_json()
+    [row] = details["rows"]
+    assert sorted(t["tag"] for t in row["tags"]) == ["default", "head", "v1"]
+    assert {t["tag"]: t["fixed"] for t in row["tags"]}["v1"] == 1
