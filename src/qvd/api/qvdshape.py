@@ -21,6 +21,7 @@ WAT, ``qa4``) read other shapes, which :func:`run` makes around
 - ``<obj>_get_property_list`` / ``_create_…`` / ``_delete_…``: ``id`` (filter, rows'
   field, created id) is the property's id, not the assignment's: the WAT's properties
   screen sends ``property_get_list``'s ``property_id`` there;
+- ``config_get``: a bare ``key`` filter is a part of the token names (QVD's search);
 - ``<obj>_all_ids``: ``rows`` is a flat list of ids; ``config_preffix_get``: a flat
   list of token prefixes;
 - ``qvd_objects_statistics``: every statistic also at the top level, with each
@@ -101,6 +102,11 @@ def _prepare(req: ActionRequest, principal: Principal) -> _Plan:
     """Ask the service for the fields QVD's shapes are made from."""
     if req.action in _ACLS_IN:
         req.filters = _acl_filters(req.filters)
+    if req.action == "config_get" and isinstance(req.filters, dict):
+        key = req.filters.get("key")
+        if isinstance(key, str):  # QVD: a bare key is looked for inside the token names
+            escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            req.filters = {**req.filters, "key": {"~": f"%{escaped}%"}}
     if req.action.endswith(_PROPERTY_LISTS) and isinstance(req.filters, dict):
         # the WAT's properties screen names the property by its id
         req.filters = {("property_id" if k == "id" else k): v for k, v in req.filters.items()}

@@ -379,6 +379,11 @@ def test_config_prefixes_and_key_re(api: Api, world: World) -> None:
     rows = _ok(api.act("config_get", sid=sid, filters={"key_re": r"^vm\.network\."},
                        fields=["key"]))["rows"]  # fmt: skip
     assert [r["key"] for r in rows] == wanted
+    # the WAT's search box: a bare key is a part of the names
+    found = _ok(api.act("config_get", sid=sid, filters={"key": "network."}, fields=["key"]))
+    assert [r["key"] for r in found["rows"]] == sorted(
+        t.name for t in TOKENS if "network." in t.name
+    )
     bad = api.act("config_get", sid=sid, filters={"key_re": "(unclosed"})
     assert bad["status"] == 6310
 
