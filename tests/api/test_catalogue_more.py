@@ -126,7 +126,7 @@ def test_property_list_scope_order_and_paging(api: Api, world: World) -> None:
     assert r["rows"] == [{"key": "kb", "tenant_name": "tenantB"}]
     # a tenant administrator cannot reach tenant B's assignment
     b_assignment = _ok(api.act("vm_get_property_list", sid=root, filters={"key": "kb"}))["rows"]
-    r = api.act("vm_delete_property_list", sid=sid, filters={"id": b_assignment[0]["id"]})
+    r = api.act("vm_delete_property_list", sid=sid, filters={"id": b_assignment[0]["property_id"]})
     assert r["status"] == 1300
     assert not _leaks_b(r)
 

@@ -35,8 +35,8 @@ from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.auth import delete_session
 from qvd.api.actions.core import ActionRequest, ActionResult
-from qvd.api.actions.dispatch import run_action
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
+from qvd.api.faces import qvdshape
 from qvd.api.shell.state import (
     SESSION_COOKIE,
     AppState,
@@ -297,7 +297,7 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> JSONRespo
         if setup and exc.code == Status.NO_CREDENTIALS:  # the WAT's "please log in"
             raise AuthError(str(exc), Status.WRONG_CREDENTIALS) from None
         raise
-    body = result_body(run_action(state.runner, principal, req))
+    body = result_body(qvdshape.run(state.runner, principal, req))
     token = principal.session_token if opening else creds.token
     if setup:
         _setup_body(state, body, token)

@@ -89,6 +89,7 @@ CHANNELS_BY_OBJECT: Mapping[str, frozenset[str]] = {
 # Actions whose result does not follow their object's tables.
 CHANNELS_BY_ACTION: Mapping[str, frozenset[str]] = {
     "config_wat_get_list": _crud("tenant"),  # the tenants' language and block
+    "config_wat_get_details": _crud("tenant"),
     "dis_in_staging": frozenset(),  # files in the staging directory: polled
     "qvd_objects_statistics": (
         _crud("user")

@@ -62,7 +62,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from qvd.api.actions.core import Action
-from qvd.api.actions.dispatch import lookup_action, run_action
+from qvd.api.actions.dispatch import lookup_action
 from qvd.api.errors import (
     ActionError,
     ApiError,
@@ -72,6 +72,7 @@ from qvd.api.errors import (
     InvalidRequest,
     Status,
 )
+from qvd.api.faces import qvdshape
 from qvd.api.faces.action import JSON_KEYS, decode_json_keys, parse_action, result_body
 from qvd.api.faces.notifyhub import NotifyHub, Subscription, channels_for
 from qvd.api.shell.state import AppState, Credentials, app_state, client_address, token_from_headers
@@ -215,7 +216,7 @@ def _run(state: AppState, creds: Credentials, data: dict[str, Any]) -> dict[str,
     """One run of the action: the body ``POST /api`` would answer (errors raise). A
     run is not the admin's doing: it does not keep the session alive."""
     principal = state.authenticate(creds, touch=False)
-    return result_body(run_action(state.runner, principal, parse_action(copy.deepcopy(data))))
+    return result_body(qvdshape.run(state.runner, principal, parse_action(copy.deepcopy(data))))
 
 
 def _encode(body: dict[str, Any]) -> str:

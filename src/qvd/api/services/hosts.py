@@ -30,6 +30,7 @@ from qvd.api.services.common import (
     crud_actions,
     properties_field,
     property_args,
+    qvd_list_actions,
 )
 from qvd.api.services.vms import stop_vm
 from qvd.db.models import Host, HostRuntime, VmRuntime
@@ -188,4 +189,5 @@ ACTIONS = (
            acls=("host.update.stop-vms",), handler=_stop_vms),
     Action(name="host_get_state", qvd_object="host", type_of_action="see",
            acls=("host.see.state", "host.see.vm-list-state"), handler=_state),
+    *qvd_list_actions("host", SPEC, tiny=("host.see-main.", r"^vm\.filter\.host$")),
 )  # fmt: skip
