@@ -298,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             remembered = {"client.host.name": opts.host, "client.host.port": str(opts.port)}
             if opts.user:
                 remembered["client.user.name"] = opts.user
-            settings.remember(remembered, args.config)
+            try:
+                settings.remember(remembered, args.config)
+            except OSError as exc:
+                print(f"qvd-client: settings not remembered: {exc}", file=sys.stderr)
             return code
     except (settings.SettingsError, NoDesktop) as exc:
         print(f"qvd-client: {exc}", file=sys.stderr)
