@@ -3,8 +3,9 @@ relay between it and the upgraded TLS connection.
 
 ``LocalProxy`` is a context manager: on every way out (the session ending, an error,
 SIGTERM or SIGINT turned into exceptions by ``main``) it ends nxproxy's process group
-and removes the ``qvd-client-nx-*`` directory it created (an ``NX_ROOT`` given by the
-caller is left alone).
+and removes the ``qvd-client-nx-<pid>-*`` directory it created (an ``NX_ROOT`` given
+by the caller is left alone). A client that could not clean up (SIGKILL) leaves its
+directory behind; the next client removes those of processes that no longer exist.
 """
 
 from __future__ import annotations
@@ -19,11 +20,41 @@ import ssl
 import subprocess
 import tempfile
 from pathlib import Path
+from stat import S_ISDIR
 from types import TracebackType
 
-__all__ = ["NX_DISPLAY", "LocalProxy", "relay"]
+__all__ = ["NX_DISPLAY", "PREFIX", "LocalProxy", "relay", "sweep_stale"]
 
 NX_DISPLAY = 40
+PREFIX = "qvd-client-nx-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(tmp: Path | None = None) -> list[Path]:
+    """Remove this user's ``qvd-client-nx-<pid>-*`` directories whose client is gone."""
+    base = Path(tmp or tempfile.gettempdir())
+    removed: list[Path] = []
+    for path in base.glob(f"{PREFIX}*-*"):
+        pid_text = path.name[len(PREFIX) :].split("-", 1)[0]
+        try:
+            owner = path.lstat()
+        except OSError:
+            continue
+        if not pid_text.isdigit() or owner.st_uid != os.getuid() or not S_ISDIR(owner.st_mode):
+            continue
+        if not _alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class LocalProxy:
@@ -42,7 +73,8 @@ class LocalProxy:
     def __enter__(self) -> LocalProxy:
         try:
             if not self._env.get("NX_ROOT"):
-                self._own_root = Path(tempfile.mkdtemp(prefix="qvd-client-nx-"))
+                sweep_stale()
+                self._own_root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
                 self._env["NX_ROOT"] = str(self._own_root)
             self.root.mkdir(parents=True, exist_ok=True)  # nxproxy panics without it
             self._listener = socket.socket()
