@@ -46,7 +46,8 @@ def test_geometry_defaults_to_the_screen_and_follows_the_request(screen: Xvfb) -
         assert got["qvd.client.fullscreen"] == "0"
         got = params(screen.display, "--geometry", "1000x700")
         assert (got["qvd.client.geometry"], got["qvd.client.fullscreen"]) == ("1000x700", "0")
-        assert params(screen.display, "--fullscreen")["qvd.client.fullscreen"] == "1"
+        got = params(screen.display, "--fullscreen", "--geometry", "1000x700")
+        assert (got["qvd.client.geometry"], got["qvd.client.fullscreen"]) == ("1280x800", "1")
     finally:
         wm.close()
 

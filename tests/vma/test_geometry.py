@@ -100,6 +100,19 @@ def test_geometry_at_start_and_after_a_resume_with_another(
             "env", "DISPLAY=:100", "XAUTHORITY=/home/gina/.Xauthority", "xrandr", "-q"
         ).stdout  # fmt: skip
         assert re.search(r"^\S+ connected 800x600\+0\+0", inside, re.MULTILINE), inside
+
+        # nxagent ignores fullscreen on resume: the window gets the screen's size
+        again.close()
+        assert wait_state(client, "suspended") == "suspended"
+        full = {**USER, "qvd.client.geometry": "1280x800", "qvd.client.fullscreen": "1"}
+        assert client.x_start(full)["cookie"] == cookie
+        assert wait_state(client, "listening") == "listening"
+        third = proxies(
+            display=big_xvfb.display, host=container.address, port=4100, cookie=cookie,
+            nx_display=100,
+        )  # fmt: skip
+        assert wait_state(client, "connected") == "connected", third.log()
+        assert wait_window(big_xvfb.display, (1280, 800)) == (1280, 800)
     finally:
         wm.close()
 

@@ -207,6 +207,8 @@ def session_params(opts: Options, display: str | None) -> dict[str, str]:
     info = probe_display(display) if display else None
     geometry = opts.geometry or (info.geometry if info else _FALLBACK_GEOMETRY)
     fullscreen = bool(opts.fullscreen)
+    if fullscreen and info is not None:
+        geometry = info.geometry  # what a resumed session is sized to (qvd.vma.geometry)
     if info is not None and not info.window_manager and not fullscreen:
         print(f"No window manager on {display}: the desktop fills the screen", flush=True)
         fullscreen = True

@@ -10,7 +10,9 @@ no window manager, and in that case (nx-libs 3.5.99.26, bug #1030) sizes the des
 On every connect the VMA therefore compares the requested geometry with the one the
 agent has, and when they differ resizes the running agent through RandR inside the
 session (a mode of exactly ``WxH`` on the agent's output, then the framebuffer), which
-nxagent follows by resizing its window on the client.
+nxagent follows by resizing its window on the client. ``fullscreen=`` is ignored on
+resume as well: a windowed session resumed with fullscreen asked is sized to the
+geometry sent with it (the client sends its screen's size), not made borderless.
 """
 
 from __future__ import annotations

@@ -145,6 +145,7 @@ class SessionRunner:
         self._agent: subprocess.Popen[bytes] | None = None
         self._session: subprocess.Popen[bytes] | None = None
         self._screen: Geometry | None = None  # the size the running agent has
+        self._fullscreen = False  # the agent was started fullscreen: it follows the display
         self._resume_ack = threading.Event()
         self._worker = threading.Thread(target=self._work, name="vma-session", daemon=True)
         self.on_poweroff: Callable[[], None] = lambda: None
@@ -392,9 +393,8 @@ class SessionRunner:
             return
         self._agent = agent
         # nxagent takes the first geometry it is given (in a window, with a window manager)
-        self._screen = (
-            None if wants_fullscreen(action.params) else requested_geometry(action.params)
-        )
+        self._fullscreen = wants_fullscreen(action.params)
+        self._screen = None if self._fullscreen else requested_geometry(action.params)
         (self._config.run_dir / "nxagent.pid").write_text(f"{agent.pid}\n", encoding="utf-8")
         self.submit(AgentSpawned(pid=agent.pid))
         assert agent.stdout is not None
@@ -494,11 +494,14 @@ class SessionRunner:
     def _fit_screen(self, params: Mapping[str, str]) -> None:
         """Give the connected agent the requested geometry if it has another one.
 
-        nxagent ignores a new ``geometry=`` on resume (see ``qvd.vma.geometry``); the
-        screen is resized through RandR inside the session instead.
+        nxagent ignores a new ``geometry=`` (and ``fullscreen=``) on resume (see
+        ``qvd.vma.geometry``); the screen is resized through RandR inside the session
+        instead. A windowed agent resumed with fullscreen asked gets the geometry the
+        client sent (its screen's size). An agent started fullscreen follows the
+        client's display by itself and is left alone.
         """
         user, wanted = self._user, requested_geometry(params)
-        if user is None or wanted is None or wants_fullscreen(params) or wanted == self._screen:
+        if user is None or wanted is None or self._fullscreen or wanted == self._screen:
             return
         xrandr = self._config.get("command.xrandr")
         run = functools.partial(
