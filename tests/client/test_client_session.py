@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from qvd.db import DatabaseTarget, hash_password
 from qvd.di.testbed import Xvfb
 from qvd.hkd.daemon import Hkd
-from qvd.node.services import node_services
+from qvd.node.daemons import node_services
 from tests.hkd.conftest import add_host, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.vma.helpers import wait_for_xterm, xterm_visible
