@@ -186,6 +186,12 @@ TOKENS: tuple[Token, ...] = (
         INT,
         "Seconds a client may take to send one request head (slow-loris guard; new).",
     ),
+    _t(
+        "internal.l7r.timeout.handshake",
+        "30",
+        INT,
+        "Seconds a client may take to finish its TLS handshake (new).",
+    ),
     # --- authentication families (per tenant) -----------------------------------------
     _t("auth.auto.osf_id", None, INT, "OSF of VMs created on first login.", tenant=True),
     _t("auth.auto.di_tag", "default", TXT, "DI tag of VMs created on first login.", tenant=True),

@@ -190,7 +190,7 @@ class L7rServer:
             ssl=self._ssl,
             limit=CHUNK,
             reuse_address=True,
-            ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.request")),
+            ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.handshake")),
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
