@@ -3,6 +3,7 @@ adoption after a restart, leftovers, two nodes watching each other, host command
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,10 +119,12 @@ def test_restart_adopts_running_vms_and_cleans_leftovers(
     calls_before = len(backend.calls)
     pid_before = backend.vms[vm_id].pid
 
+    pings_before = len(vma.calls)
     again = Hkd(hkd_config(run_dir), backend=backend, vma=vma, target=db)
-    again.start()
+    again.start()  # adopts before it returns
     started.append(again)
-    time.sleep(0.5)
+    # the new HKD's workers took the VM over: they ping its agent
+    wait_for(lambda: ("ping", ip) in vma.calls[pings_before:], 30, "a ping of the adopted VM")
     after = backend.calls[calls_before:]
     assert ("cleanup", 99999) in after
     assert not any(
@@ -207,13 +210,14 @@ def own_cluster() -> Iterator[EmbeddedCluster]:
     cluster = EmbeddedCluster(
         datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
     )
-    cluster.initialize()
-    cluster.start()
-    cluster.ensure_database()
     try:
+        cluster.initialize()
+        cluster.start()
+        cluster.ensure_database()
         yield cluster
     finally:
         cluster.remove()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_hkd_survives_a_database_restart(
