@@ -30,7 +30,7 @@ _counter = itertools.count()
 # ``slow`` (more than a few seconds). ``lxc`` implies the other two.
 LXC_FIXTURES = frozenset({"test_image", "test_base", "lxc_node", "start_container", "tiny_image"})
 ROOT_FIXTURES = frozenset({"bridge", "bridge_peer", "root_only"})
-SLOW_FIXTURES = frozenset({"live_api", "restartable_pg", "slapd"})
+SLOW_FIXTURES = frozenset({"live_api", "own_cluster", "slapd", "fuzz_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
