@@ -175,6 +175,20 @@ class Server:
     def admin(self, label: str) -> str:
         return self.api.login(f"admin{label}", f"tenant{label}")
 
+    def listening_again(self) -> bool:
+        """The LISTEN connection is there and has run its LISTEN statement."""
+        with self.engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) = 1 FROM pg_stat_activity "
+                        "WHERE application_name = 'qvd-api-listen' "
+                        "AND datname = current_database() "
+                        "AND state = 'idle' AND query LIKE 'LISTEN %'"
+                    )
+                )
+            )
+
     def listen_connections(self) -> int:
         with self.engine.connect() as conn:
             return int(
@@ -431,11 +445,11 @@ def test_a_lost_listen_connection_is_made_again(server: Server) -> None:
     root = server.api.login("root")
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": True})
     assert sock.recv_json(timeout=4)["rows"][0]["blocked"] is True
-    deadline = time.monotonic() + 5
-    while server.listen_connections() != 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not server.listening_again() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.listen_connections() == 1
-    time.sleep(0.3)  # LISTEN is issued right after connecting
+    assert server.listening_again()  # its LISTEN statement has run
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": False})
     assert sock.recv_json(timeout=3)["rows"][0]["blocked"] is False
 
