@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,35 @@ from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
 
 TEMPLATE_DB = "qvd_template"
 _counter = itertools.count()
+
+# ---- markers (README, "Running the tests") --------------------------------------------
+# Tests are marked by what they use, so a new test gets its marks without anyone
+# remembering them: ``lxc`` (containers, or the disk images built for them: run under
+# the machine's heavy lock), ``root`` (bridges, network namespaces, chroot, chown), and
+# ``slow`` (more than a few seconds). ``lxc`` implies the other two.
+LXC_FIXTURES = frozenset({"test_image", "test_base", "lxc_node", "start_container", "tiny_image"})
+ROOT_FIXTURES = frozenset({"bridge", "bridge_peer", "root_only"})
+SLOW_FIXTURES = frozenset({"live_api", "own_cluster", "slapd", "fuzz_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        marks = {mark.name for mark in item.iter_markers()}
+        lxc = "lxc" in marks or bool(used & LXC_FIXTURES)
+        if lxc and "lxc" not in marks:
+            item.add_marker(pytest.mark.lxc)
+        if (lxc or used & ROOT_FIXTURES) and "root" not in marks:
+            item.add_marker(pytest.mark.root)
+        if (lxc or used & SLOW_FIXTURES) and "slow" not in marks:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def root_only() -> None:
+    """For a test that needs root for a reason no fixture shows (chown, chroot)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root")
 
 
 def free_port() -> int:
@@ -96,14 +127,82 @@ def drop_database(cluster: EmbeddedCluster, target: DatabaseTarget) -> None:
         )
 
 
+class DatabasePool:
+    """Copies of the template made ahead and dropped behind, on two threads: creating
+    and dropping a database costs PostgreSQL ~0.1 s each, which it then spends on the
+    other core while a test runs instead of before and after it."""
+
+    def __init__(self, cluster: EmbeddedCluster, template: str, depth: int = 2) -> None:
+        self._cluster, self._template = cluster, template
+        self._ready: queue.Queue[DatabaseTarget | BaseException] = queue.Queue(maxsize=depth)
+        self._spent: queue.Queue[DatabaseTarget | None] = queue.Queue()
+        self._closing = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._make, name="db-pool-make", daemon=True),
+            threading.Thread(target=self._drop, name="db-pool-drop", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _make(self) -> None:
+        while not self._closing.is_set():
+            try:
+                made: DatabaseTarget | BaseException = create_database(
+                    self._cluster, self._template
+                )
+            except Exception as exc:  # handed to the test that takes it
+                made = exc
+            while not self._closing.is_set():
+                try:
+                    self._ready.put(made, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                if isinstance(made, DatabaseTarget):
+                    drop_database(self._cluster, made)
+
+    def _drop(self) -> None:
+        while (target := self._spent.get()) is not None:
+            drop_database(self._cluster, target)
+
+    def take(self) -> DatabaseTarget:
+        made = self._ready.get(timeout=120)
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def give_back(self, target: DatabaseTarget) -> None:
+        self._spent.put(target)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._threads[0].join(60)
+        while not self._ready.empty():
+            made = self._ready.get_nowait()
+            if isinstance(made, DatabaseTarget):
+                self._spent.put(made)
+        self._spent.put(None)
+        self._threads[1].join(120)
+
+
+@pytest.fixture(scope="session")
+def db_pool(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[DatabasePool]:
+    pool = DatabasePool(pg_cluster, template_db)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
-def db(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[DatabaseTarget]:
+def db(db_pool: DatabasePool) -> Iterator[DatabaseTarget]:
     """A fresh database at schema head with seed data, dropped after the test."""
-    target = create_database(pg_cluster, template_db)
+    target = db_pool.take()
     try:
         yield target
     finally:
-        drop_database(pg_cluster, target)
+        db_pool.give_back(target)
 
 
 @pytest.fixture

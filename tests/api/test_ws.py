@@ -176,6 +176,20 @@ class Server:
     def admin(self, label: str) -> str:
         return self.api.login(f"admin{label}", f"tenant{label}")
 
+    def listening_again(self) -> bool:
+        """The LISTEN connection is there and has run its LISTEN statement."""
+        with self.engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) = 1 FROM pg_stat_activity "
+                        "WHERE application_name = 'qvd-api-listen' "
+                        "AND datname = current_database() "
+                        "AND state = 'idle' AND query LIKE 'LISTEN %'"
+                    )
+                )
+            )
+
     def listen_connections(self) -> int:
         with self.engine.connect() as conn:
             return int(
@@ -214,7 +228,12 @@ def _ids(body: dict[str, Any]) -> list[int]:
     return [row["id"] for row in body["rows"]]
 
 
-def test_wss_pushes_the_vm_list_again_when_a_vm_changes(server: Server) -> None:
+def test_wss_pushes_the_vm_list_again_when_a_vm_changes(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no re-run by timer within the test: a push can only come from the NOTIFY
+    monkeypatch.setattr(ws, "POLL", 3600.0)
+    monkeypatch.setattr(ws, "SAFETY_POLL", 3600.0)
     w = server.world
     sock = server.connect(server.admin("A"), query=VM_QUERY)
     first = sock.recv_json()
@@ -226,13 +245,11 @@ def test_wss_pushes_the_vm_list_again_when_a_vm_changes(server: Server) -> None:
     ]
 
     root = server.api.login("root")  # another session changes the VM
-    started = time.monotonic()
     r = server.api.act(
         "vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": True}
     )
     assert r["status"] == 0, r
-    pushed = sock.recv_json(timeout=3)
-    assert time.monotonic() - started < 1.5  # NOTIFY, not the 10 s safety poll
+    pushed = sock.recv_json(timeout=60)
     assert pushed["rows"][0]["blocked"] == 1
     assert {k: v for k, v in pushed.items() if k != "rows"} == {
         k: v for k, v in first.items() if k != "rows"
@@ -429,11 +446,11 @@ def test_a_lost_listen_connection_is_made_again(server: Server) -> None:
     root = server.api.login("root")
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": True})
     assert sock.recv_json(timeout=4)["rows"][0]["blocked"] == 1
-    deadline = time.monotonic() + 5
-    while server.listen_connections() != 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while not server.listening_again() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.listen_connections() == 1
-    time.sleep(0.3)  # LISTEN is issued right after connecting
+    assert server.listening_again()  # its LISTEN statement has run
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": False})
     assert sock.recv_json(timeout=3)["rows"][0]["blocked"] == 0
 
@@ -452,9 +469,9 @@ def test_stopping_the_server_closes_open_sockets(
         running.stop.set()
         assert sock.wait_closed() == 1012  # "service restart"
         sock.close()  # (the server waits for the client's TLS close)
-        started = time.monotonic()
-        running.thread.join(20)
-        assert time.monotonic() - started < 3  # the socket's task ended at once
+        # the socket's task ended: nothing holds the server (it has no graceful timeout)
+        running.thread.join(60)
+        assert not running.thread.is_alive()
 
 
 def test_session_ids_are_scrubbed_from_uvicorn_log_lines(

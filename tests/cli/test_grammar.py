@@ -16,7 +16,6 @@ from qvd import __version__
 from qvd.cli import ApiClient, run
 from qvd.cli.commands import Confirm, Refused, run_command
 from qvd.cli.grammar import VERBS_OF, GrammarError, parse, tokenize
-from qvd.cli.help import VERB_HELP
 
 LOGIN = ["-u", "https://api.test/", "-l", "root", "-p", "pw", "-t", "*"]
 ORDER_NONE = {"field": [], "order": "-asc"}
@@ -305,16 +304,31 @@ def test_help_for_everything() -> None:
     assert out.startswith("usage: qa")
 
 
+# What each verb takes, as the original qa's grammar has it (reference §qa grammar):
+# its help line starts with this, then ": " and what it does.
+VERB_SYNTAX = {
+    "get": "get [field, …]", "new": "new k=v, …", "set": "set k=v, …", "del": "del",
+    "default": "default", "ssl": "ssl cert=<file>, key=<file>", "block": "block",
+    "unblock": "unblock", "start": "start", "stop": "stop", "disconnect": "disconnect",
+    "tag": "tag t1, t2", "untag": "untag t1, t2", "assign": "assign role|acl name, …",
+    "unassign": "unassign role|acl name, …", "can": "can [pattern]",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("obj", list(VERBS_OF))
 def test_help_for_every_object_and_verb(obj: str) -> None:
     code, out, _err, rec = qa(f"{obj} --help")
     assert code == 0
     assert out.startswith(f"qa {obj}: ")
     for verb in VERBS_OF[obj]:
-        assert VERB_HELP[verb] in out
         code, out_verb, _err, _ = qa(f"{obj} {verb} --help")
         assert code == 0
-        assert out_verb == f"qa {obj} [<filters>] {VERB_HELP[verb]}\n"
+        head, _, what = out_verb.partition(": ")
+        assert head.startswith(f"qa {obj} [<filters>] {VERB_SYNTAX[verb]}"), out_verb
+        assert len(what.strip()) > 10, out_verb  # it says what the verb does
+        assert out_verb.endswith("\n")
+        assert out_verb.count("\n") == 1
+        assert out_verb.removeprefix(f"qa {obj} [<filters>] ").strip() in out
         _code, usage, _err, _ = qa(f"usage {obj} {verb}")
         assert usage == out_verb
     assert rec.bodies == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from sqlalchemy import Engine, text
 
 from qvd.db.vmasecret import MASTER_KEY, derive_vma_secret, master_secret
@@ -28,3 +30,14 @@ def test_each_run_of_each_vm_has_its_own_secret() -> None:
               derive_vma_secret(b"n", 10000, 1)}  # fmt: skip
     assert secret not in others
     assert len(others) == 3
+
+
+def test_the_secret_is_the_documented_hmac_as_openssl_computes_it() -> None:
+    """HMAC-SHA256(master, "<vm_id>:<run_attempts>"), checked against another
+    implementation: what an operator's openssl says for the same inputs."""
+    done = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-hmac", "master-of-the-cluster", "-r"],
+        input=b"10042:3", capture_output=True, check=True,
+    )  # fmt: skip
+    expected = done.stdout.split()[0].decode()
+    assert derive_vma_secret(b"master-of-the-cluster", 10042, 3) == expected

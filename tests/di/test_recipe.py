@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import qvd
 from qvd.di import RecipeError, base_hash, load_recipe, recipe_hash, recipe_names
 from qvd.di.recipe import parse_recipe
 
@@ -13,7 +19,7 @@ MINIMAL = 'name = "x"\ndescription = "d"\nsuite = "bookworm"\nvariant = "minbase
 
 
 def test_shipped_recipes() -> None:
-    assert recipe_names() == ["desktop", "test"]
+    assert recipe_names() == ["desktop", "test", "tiny"]
     test = load_recipe("test")
     assert {"nxagent", "xfonts-base", "xkb-data", "xauth", "x11-xserver-utils", "python3"} <= set(
         test.packages
@@ -33,6 +39,46 @@ def test_hashes() -> None:
     assert base_hash(other_conf) == base_hash(test)  # the OS stage is reused
     more = dataclasses.replace(test, packages=(*test.packages, "x11-apps"))
     assert base_hash(more) != base_hash(test)
+
+
+def _hashes_of_a_copy(tmp_path: Path, edit: str | None) -> tuple[str, str]:
+    """base_hash and recipe_hash of the ``test`` recipe, computed by a copy of the
+    installed package in which one module got a trailing comment."""
+    copy = tmp_path / (edit or "unchanged")
+    shutil.copytree(Path(qvd.__file__).parent, copy / "qvd",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    if edit is not None:
+        with (copy / "qvd" / edit).open("a", encoding="utf-8") as fh:
+            fh.write("# an edit\n")
+    code = (
+        "import json; from qvd.di import base_hash, recipe_hash, load_recipe; "
+        "r = load_recipe('test'); print(json.dumps([base_hash(r), recipe_hash(r)]))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(copy)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert str(copy) in subprocess.run(
+        [sys.executable, "-c", "import qvd; print(qvd.__file__)"], env=env, capture_output=True,
+        text=True, check=True,
+    ).stdout  # fmt: skip
+    base, whole = json.loads(done.stdout)
+    return str(base), str(whole)
+
+
+def test_a_changed_builder_changes_the_hashes(tmp_path: Path) -> None:
+    """A warm cache must not hide a change to the code that builds images: the image
+    stage's code moves the image hash, the OS stage's code moves both."""
+    base, whole = _hashes_of_a_copy(tmp_path, None)
+    assert _hashes_of_a_copy(tmp_path, "di/progress.py") == (base, whole)  # no effect on images
+    build_base, build_whole = _hashes_of_a_copy(tmp_path, "di/build.py")
+    assert build_base == base
+    assert build_whole != whole
+    stage_base, stage_whole = _hashes_of_a_copy(tmp_path, "di/osstage.py")
+    assert stage_base != base
+    assert stage_whole not in (whole, build_whole)
+    vma_base, vma_whole = _hashes_of_a_copy(tmp_path, "vma/server.py")
+    assert vma_base == base
+    assert vma_whole != whole
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from qvd.db import DatabaseTarget, hash_password
 from tests.hkd.conftest import host_state, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, free_subnet
-from tests.hkd.test_lxc_process import HkdProcess
+from tests.hkd.test_daemon_process import HkdProcess
 
 pytestmark = pytest.mark.timeout(900)
 

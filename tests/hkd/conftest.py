@@ -189,7 +189,8 @@ def test_image() -> Path:
     """The suite's small image (built once per machine, then cached)."""
     from qvd.di import ensure_image
 
-    return ensure_image("test")
+    cache = os.environ.get("QVD_TEST_DI_CACHE")  # a separate image cache, if set
+    return ensure_image("test", cache=Path(cache) if cache else None)
 
 
 @pytest.fixture(scope="session")

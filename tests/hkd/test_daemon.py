@@ -119,10 +119,12 @@ def test_restart_adopts_running_vms_and_cleans_leftovers(
     calls_before = len(backend.calls)
     pid_before = backend.vms[vm_id].pid
 
+    pings_before = len(vma.calls)
     again = Hkd(hkd_config(run_dir), backend=backend, vma=vma, target=db)
-    again.start()
+    again.start()  # adopts before it returns
     started.append(again)
-    time.sleep(0.5)
+    # the new HKD's workers took the VM over: they ping its agent
+    wait_for(lambda: ("ping", ip) in vma.calls[pings_before:], 30, "a ping of the adopted VM")
     after = backend.calls[calls_before:]
     assert ("cleanup", 99999) in after
     assert not any(

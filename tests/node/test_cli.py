@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget, make_engine
+
+# every test starts `qvd` processes (about 2 s of imports each)
+pytestmark = pytest.mark.slow
 
 
 def url_of(target: DatabaseTarget) -> str:

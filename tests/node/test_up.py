@@ -1,10 +1,12 @@
-"""`qvd up` brings up a private PostgreSQL with the schema, and stops it cleanly."""
+"""`qvd up` brings up a private PostgreSQL with the schema, a node and the demo desktop,
+whose printed client command shows the desktop on a display; it stops cleanly."""
 
 from __future__ import annotations
 
 import os
 import queue
 import secrets
+import shlex
 import shutil
 import signal
 import ssl
@@ -21,9 +23,15 @@ import pytest
 
 from qvd.config import load_config
 from qvd.db import embedded_cluster, verify_password
+from qvd.di.screenshot import take_screenshot
+from qvd.di.testbed import Xvfb
 from qvd.hkd.network import NodeNetwork
 from tests.conftest import free_port, scratch_dir
 from tests.hkd.lxcnode import free_subnet
+from tests.vma.helpers import wait_for_xterm, xterm_visible
+
+# Starts LXC containers (the demo desktop) and builds the `test` image on a new machine.
+pytestmark = pytest.mark.lxc
 
 READY = "QVD node is up."
 
@@ -50,6 +58,9 @@ def node_conf() -> Iterator[Path]:
         f"vm.network.ip.start = {subnet.network_address + 100}\n"
         f"vm.network.netmask = {subnet.prefixlen}\n"
     )
+    if os.environ.get("QVD_TEST_DI_CACHE"):  # a separate image cache (default path.cache.di)
+        with conf.open("a") as fh:
+            fh.write(f"path.cache.di = {os.environ['QVD_TEST_DI_CACHE']}\n")
     try:
         yield conf
     finally:
@@ -130,6 +141,33 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) ->
     raise AssertionError(f"{marker!r} never came; output:\n" + "\n".join(seen))
 
 
+def see_the_desktop(client_line: str, home: Path, output: Path) -> None:
+    """Run the printed client command on a fresh display, as a newcomer does, and wait
+    for the demo desktop (the `test` image's xterm) to be drawn on it."""
+    display = Xvfb()
+    env = {**os.environ, "DISPLAY": display.display, "HOME": str(home)}
+    client = subprocess.Popen(
+        shlex.split(client_line), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        shot = wait_for_xterm(display.display, 180)
+        shot.save_png(output / "qvd-up-desktop.png")
+        if not xterm_visible(shot):
+            os.killpg(client.pid, signal.SIGTERM)
+            out, _ = client.communicate(timeout=30)
+            raise AssertionError(f"no desktop on the client's display; client said:\n{out}")
+        assert client.poll() is None  # the session is live
+        os.killpg(client.pid, signal.SIGTERM)
+        client.communicate(timeout=30)
+        assert not xterm_visible(take_screenshot(display.display))  # its window is gone
+    finally:
+        if client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+            client.communicate()
+        display.close()
+
+
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
@@ -137,7 +175,7 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 @pytest.mark.timeout(900)  # the first run on a new machine builds the test image
-def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
+def test_up_creates_runs_and_stops_the_database(node_conf: Path, tmp_path: Path) -> None:
     config = load_config(node_conf)
     cluster = embedded_cluster(config)
     proc = start_up(node_conf)
@@ -197,6 +235,18 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path) -> None:
         assert demo is not None
         assert demo[0] == "published"
         assert {"default", "head"} <= set(demo[1])
+
+    # the printed command shows the demo desktop, and the database saw the user connect
+    output = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
+    output.mkdir(parents=True, exist_ok=True)
+    see_the_desktop(client_line, tmp_path / "home", output)
+    with psycopg.connect(host="127.0.0.1", port=cluster.port, user="qvd", dbname="qvd",
+                         password=role_password) as conn:  # fmt: skip
+        vm = conn.execute(
+            "SELECT r.vm_state, c.run_ok FROM vms v JOIN vm_runtimes r ON r.vm_id = v.id "
+            "JOIN vm_counters c ON c.vm_id = v.id WHERE v.name = 'demo-desktop'"
+        ).fetchone()
+    assert vm == ("running", 1)
 
     # a second `qvd up` on the same node refuses
     second = start_up(node_conf)

@@ -1,11 +1,10 @@
 """Building an image from a recipe, in cached stages.
 
 Stage 1, the operating system (cached as ``stages/<name>-base-<base_hash>.tar.zst``):
-``bootstrap`` (debootstrap from apt's mirror), ``packages`` (apt-get inside the new
-root), ``configure`` and ``cleanup``. Stage 2, the image (``<name>-<recipe_hash>``):
-``vma`` (the agent's source, launcher and ``vma.conf``) and ``pack`` through an output
-format. Only LXC tarballs exist today; a KVM format (qcow2 + kernel) is another
-``OutputFormat`` with its own ``pack``.
+``bootstrap``, ``packages``, ``configure`` and ``cleanup`` (in ``qvd.di.osstage``).
+Stage 2, the image (``<name>-<recipe_hash>``): ``vma`` (the agent's source, launcher
+and ``vma.conf``) and ``pack`` through an output format. Only LXC tarballs exist
+today; a KVM format (qcow2 + kernel) is another ``OutputFormat`` with its own ``pack``.
 
 Each step reports progress; a failing step raises ``BuildError`` with its name, the
 reason and the last lines of output; the full log stays in ``<cache>/logs/``.
@@ -26,10 +25,10 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from qvd.di.archive import pack_tree, tree_bytes, unpack_image
-from qvd.di.commands import CLEAN_ENV, mounted, mounts_under, run_tool
+from qvd.di.commands import CLEAN_ENV, mounts_under, run_tool
 from qvd.di.errors import BuildError, DiError
-from qvd.di.mirror import find_mirror
-from qvd.di.progress import AptMeter, DebootstrapMeter, ProgressSink, StepPlan
+from qvd.di.osstage import bootstrap, chroot, cleanup, configure, install_packages
+from qvd.di.progress import ProgressSink, StepPlan
 from qvd.di.recipe import Recipe, base_hash, recipe_hash, vma_source_files
 
 __all__ = [
@@ -126,103 +125,6 @@ def image_path(cache: Path, recipe: Recipe, fmt: OutputFormat | None = None) -> 
     return cache / f"{recipe.name}-{recipe_hash(recipe)}{suffix}"
 
 
-def _chroot(root: Path, *args: str) -> list[str]:
-    return ["chroot", str(root), *args]
-
-
-@contextlib.contextmanager
-def _no_services(root: Path) -> Iterator[None]:
-    """Forbid maintainer scripts to start daemons inside the new root."""
-    policy = root / "usr/sbin/policy-rc.d"
-    policy.write_text("#!/bin/sh\nexit 101\n", encoding="utf-8")
-    policy.chmod(0o755)
-    try:
-        yield
-    finally:
-        policy.unlink(missing_ok=True)
-
-
-def _bootstrap(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, expected: int) -> None:
-    mirror = find_mirror(recipe.suite)
-    plan.report("bootstrap", 0.0, f"debootstrap {recipe.suite} from {mirror}")
-    meter = DebootstrapMeter(expected)
-
-    def seen(line: str) -> None:
-        fraction = meter.feed(line)
-        if fraction is not None:
-            plan.report("bootstrap", fraction, line[3:].strip())
-
-    run_tool(
-        [
-            "debootstrap",
-            f"--variant={recipe.variant}",
-            f"--include={','.join(recipe.packages)}",
-            recipe.suite,
-            str(root),
-            mirror,
-        ],
-        step="bootstrap",
-        log=log,
-        on_line=seen,
-    )
-
-
-def _packages(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO) -> None:
-    if not recipe.extra_packages:
-        plan.report("packages", 1.0, "no extra packages")
-        return
-    meter = AptMeter()
-
-    def seen(line: str) -> None:
-        fraction = meter.feed(line)
-        if fraction is not None:
-            plan.report("packages", fraction, line.strip()[:70])
-
-    with _no_services(root), mounted("proc", root / "proc", "proc", step="packages"):
-        plan.report("packages", 0.0, "apt-get update")
-        run_tool(_chroot(root, "apt-get", "update"), step="packages", log=log)
-        run_tool(
-            _chroot(
-                root,
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-o",
-                "Dpkg::Use-Pty=0",
-                *recipe.extra_packages,
-            ),
-            step="packages",
-            log=log,
-            on_line=seen,
-        )
-
-
-def _configure(recipe: Recipe, root: Path, plan: StepPlan) -> None:
-    plan.report("configure", 0.0, "hostname, hosts, resolv.conf")
-    (root / "etc/hostname").write_text("qvd\n", encoding="utf-8")
-    (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n", encoding="utf-8")
-    # Containers have no default route; an inherited resolver address means nothing there.
-    resolv = root / "etc/resolv.conf"
-    if resolv.is_symlink():
-        resolv.unlink()
-    resolv.write_text("", encoding="utf-8")
-    plan.report("configure", 1.0, "configured")
-
-
-def _cleanup(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO) -> None:
-    plan.report("cleanup", 0.0, "apt-get clean")
-    run_tool(_chroot(root, "apt-get", "clean"), step="cleanup", log=log)
-    for index, rel in enumerate(recipe.remove):
-        target = root / rel
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-            target.mkdir(mode=0o755)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        plan.report("cleanup", (index + 1) / max(len(recipe.remove), 1), f"removed /{rel}")
-
-
 def _install_vma(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, rhash: str) -> None:
     plan.report("vma", 0.0, "installing the VMA")
     pkg_root = root / VMA_PYTHON_DIR / "qvd"
@@ -250,7 +152,7 @@ def _install_vma(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, rhash:
         json.dumps({"recipe": recipe.name, "recipe_hash": rhash}) + "\n", encoding="utf-8"
     )
     run_tool(
-        _chroot(root, "/usr/bin/python3", "-m", "compileall", "-q", f"/{VMA_PYTHON_DIR}"),
+        chroot(root, "/usr/bin/python3", "-m", "compileall", "-q", f"/{VMA_PYTHON_DIR}"),
         step="vma",
         log=log,
     )
@@ -349,10 +251,10 @@ def build_image(
                     unpack_image(stage, root, log=log)
                     plan.report("unpack", 1.0, "unpacked")
                 else:
-                    _bootstrap(recipe, root, plan, log, _expected_packages(cache, recipe))
-                    _packages(recipe, root, plan, log)
-                    _configure(recipe, root, plan)
-                    _cleanup(recipe, root, plan, log)
+                    bootstrap(recipe, root, plan, log, _expected_packages(cache, recipe))
+                    install_packages(recipe, root, plan, log)
+                    configure(recipe, root, plan)
+                    cleanup(recipe, root, plan, log)
                     stage.parent.mkdir(parents=True, exist_ok=True)
                     for old in stage.parent.glob(f"{recipe.name}-base-*.tar.zst"):
                         old.unlink()

@@ -5,9 +5,10 @@ apt installs inside the new root, paths to remove before packing, and the settin
 written to the image's ``/etc/qvd/vma.conf``.
 
 Two hashes key the cache: ``base_hash`` covers what the operating-system stage
-depends on (suite, variant, package lists, removals); ``recipe_hash`` covers the whole
-recipe plus the VMA's source files, so a change to the VMA rebuilds only the cheap
-final stage.
+depends on (suite, variant, package lists, removals, and the source of the code that
+makes the stage); ``recipe_hash`` covers the whole recipe, the VMA's source files and
+the source of the whole builder, so a change to the VMA or to the image stage rebuilds
+only the cheap final stage, and a changed builder never hides behind a warm cache.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "BUILDER_FORMAT",
     "Recipe",
     "base_hash",
+    "builder_source_files",
     "load_recipe",
     "parse_recipe",
     "recipe_hash",
@@ -167,6 +169,27 @@ def vma_source_files() -> list[tuple[str, bytes]]:
     return sorted(found)
 
 
+# The modules whose code decides what an image holds. The OS stage's are a subset: the
+# cached stage is rebuilt when they change, the image when any of them does.
+_STAGE_MODULES = ("archive.py", "commands.py", "mirror.py", "osstage.py")
+_IMAGE_MODULES = (*_STAGE_MODULES, "build.py", "recipe.py")
+
+
+def builder_source_files(*, stage_only: bool = False) -> list[tuple[str, bytes]]:
+    """(file name, content) of the builder's modules in ``qvd/di`` (those of the OS
+    stage only, with ``stage_only``), sorted."""
+    folder = resources.files("qvd.di")
+    names = _STAGE_MODULES if stage_only else _IMAGE_MODULES
+    return sorted((name, (folder / name).read_bytes()) for name in names)
+
+
+def _files_digest(files: list[tuple[str, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for rel, content in files:
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
 def _digest(payload: object) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -182,13 +205,18 @@ def base_hash(recipe: Recipe) -> str:
             "packages": list(recipe.packages),
             "extra_packages": list(recipe.extra_packages),
             "remove": list(recipe.remove),
+            "builder": _files_digest(builder_source_files(stage_only=True)),
         }
     )
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """Hash of the whole image: recipe, builder format and the VMA source."""
-    vma = hashlib.sha256()
-    for rel, content in vma_source_files():
-        vma.update(rel.encode() + b"\0" + hashlib.sha256(content).digest())
-    return _digest({"format": BUILDER_FORMAT, "recipe": recipe.as_data(), "vma": vma.hexdigest()})
+    """Hash of the whole image: recipe, builder format and source, and the VMA source."""
+    return _digest(
+        {
+            "format": BUILDER_FORMAT,
+            "recipe": recipe.as_data(),
+            "vma": _files_digest(vma_source_files()),
+            "builder": _files_digest(builder_source_files()),
+        }
+    )

@@ -1,50 +1,11 @@
-"""Mirror discovery from apt sources, and the progress meters (pure)."""
+"""The build's progress meters and the step plan (pure)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from qvd.di import BuildError, Progress
-from qvd.di.mirror import find_mirror, parse_deb822_sources, parse_one_line_sources
+from qvd.di import Progress
 from qvd.di.progress import AptMeter, DebootstrapMeter, StepPlan, TarMeter
-
-DEB822 = """\
-Types: deb
-# http://snapshot.debian.org/archive/debian/20250520T000000Z
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-
-Types: deb-src
-URIs: http://src.example/debian
-Suites: bookworm
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-"""
-
-
-def test_deb822_and_one_line_sources(tmp_path: Path) -> None:
-    assert parse_deb822_sources(DEB822) == [
-        ("http://deb.debian.org/debian", ["bookworm", "bookworm-updates"]),
-        ("http://deb.debian.org/debian-security", ["bookworm-security"]),
-    ]
-    assert parse_one_line_sources(
-        "# x\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n"
-        "deb-src http://s/debian bookworm main\n"
-    ) == [("http://m.example/debian", ["bookworm"])]
-    (tmp_path / "sources.list.d").mkdir()
-    (tmp_path / "sources.list.d" / "debian.sources").write_text(DEB822)
-    assert find_mirror("bookworm", tmp_path) == "http://deb.debian.org/debian"
-    with pytest.raises(BuildError, match="no apt source for suite 'trixie'"):
-        find_mirror("trixie", tmp_path)
-
-
-def test_this_machines_mirror_is_found() -> None:
-    assert find_mirror("bookworm").startswith("http")
 
 
 def test_debootstrap_meter_moves_forward_to_one() -> None:
