@@ -58,7 +58,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hkd import command, free_subnet, node_config, percentile, seed, teardown
+from benchkit import cleanup_begins, exit_on_sigterm
+from hkd import (
+    command,
+    free_subnet,
+    node_config,
+    percentile,
+    seed,
+    teardown,
+)
 from qvd.client.main import exchange
 from qvd.client.protocol import ClientProtocol, Switched, VmList, basic_auth
 from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
@@ -488,6 +496,7 @@ def lists_per_second(
 
 # ---- main ------------------------------------------------------------------------------------
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (under a minute)")
     parser.add_argument("--runs", type=int, default=None, help="cold and warm connects")
@@ -597,6 +606,7 @@ def main() -> int:
         )
         return 0
     finally:
+        cleanup_begins()
         if pool is not None:
             pool.terminate()
             pool.join()
