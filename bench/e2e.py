@@ -560,7 +560,7 @@ def main() -> int:
         hkd = Hkd(config, target=target, services=node_services(config, target))
         hkd.start()
         port = int(getattr(hkd.services[0], "port", 0))
-        print(f"L7R on 127.0.0.1:{port}, VMs on {bridge} {subnet}", flush=True)
+        print(f"L7R on 127.0.0.1:{port}, VMs on {bridge} {subnet}, files in {root}", flush=True)
         password_file = root / "password"
         password_file.write_text(PASSWORD + "\n")
         screen = Screen(root)

@@ -550,7 +550,7 @@ def main() -> int:
         hkd = Hkd(config, target=target, services=node_services(config, target))
         hkd.start()
         l7r_port = int(getattr(hkd.services[0], "port", 0))
-        print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}", flush=True)
+        print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}, files in {root}", flush=True)
         check_route(str(subnet.network_address + 100), bridge)
 
         cold = cold_runs(target, engine, l7r_port, host, vm, runs)
