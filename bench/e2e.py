@@ -509,6 +509,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="cold runs per image")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
+    began = time.monotonic()
     logging.basicConfig(level=logging.WARNING)
 
     test_image = ensure_image("test")
@@ -585,6 +586,7 @@ def main() -> int:
             f"{max(latencies) * 1000:.0f} ms, {rate:.1f} logins/s"
         )
         engine.dispose()
+        print(f"bench time (image builds excluded): {time.monotonic() - began:.1f} s")
         xfce_desk = desks[1] if len(desks) > 1 else None
         print(
             f"cold_ms={median_of(desks[0], 'cold')} "
