@@ -16,10 +16,11 @@ measurement itself.
   once (threads of one separate process); p50 latency and completed logins per second.
 
 The node is real (PostgreSQL, HKD, L7R, bridge, LXC), made in temporary places and
-removed at the end, also on failure or SIGTERM. The L7R runs in this process, so the
-breakdown comes from wrappers around its steps (TLS accepted, login, connect-flow
-states, VMA ``x_start``, the client's NX greeting, the agent dialled) and from the
-client's nxproxy log. Run as root:
+removed at the end, also on failure or SIGTERM, except the unpacked images, kept in
+``/var/cache/qvd/bench-e2e-basefs`` for the next run (delete it to reclaim the space).
+The L7R runs in this process, so the breakdown comes from wrappers around its steps
+(TLS accepted, login, connect-flow states, VMA ``x_start``, the client's NX greeting,
+the agent dialled) and from the client's nxproxy log. Run as root:
 
     .venv/bin/python bench/e2e.py [--quick] [--runs N]
 
@@ -73,6 +74,9 @@ from qvd.di import cached_image, ensure_image
 from qvd.hkd.daemon import Hkd
 from qvd.node.services import node_services
 
+# unpacked images kept between runs (named by DI id and image file, which carries the
+# recipe hash): the Xfce tree takes tens of seconds to unpack and as long to delete
+BASEFS_CACHE = Path("/var/cache/qvd/bench-e2e-basefs")
 PASSWORD = "bench-password"  # noqa: S105 - users of a throwaway cluster
 GEOMETRY = "1024x768"
 BURST = 200
@@ -556,7 +560,12 @@ def main() -> int:
                 text("INSERT INTO users (tenant_id, login, password) VALUES (1, :l, :p)"),
                 [{"l": login, "p": hashed} for login in logins],
             )
-        config = node_config(bridge, subnet, root, **{"l7r.address": "127.0.0.1", "l7r.port": "0"})
+        BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
+        config = node_config(
+            bridge, subnet, root,
+            **{"l7r.address": "127.0.0.1", "l7r.port": "0",
+               "path.storage.basefs": str(BASEFS_CACHE)},
+        )  # fmt: skip
         instrument()
         hkd = Hkd(config, target=target, services=node_services(config, target))
         hkd.start()
@@ -598,6 +607,7 @@ def main() -> int:
         return 0
     finally:
         cleanup_begins()
+        cleaning = time.monotonic()
         if bench is not None:
             for client in bench.clients:
                 client.stop()
@@ -605,7 +615,13 @@ def main() -> int:
             screen.close()
         if hkd is not None:
             hkd.halt()
+        halted = time.monotonic()
         teardown(root, bridge, subnet, cluster)
+        print(
+            f"cleanup: {halted - cleaning:.1f} s to halt the node, "
+            f"{time.monotonic() - halted:.1f} s to remove it",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":
