@@ -72,7 +72,7 @@ from l7r import stop_vm, wait_user_state
 from qvd.db import EmbeddedCluster, Listener, hash_password, make_engine, upgrade
 from qvd.di import cached_image, ensure_image
 from qvd.hkd.daemon import Hkd
-from qvd.node.services import node_services
+from qvd.node.daemons import node_services
 
 # unpacked images kept between runs (named by DI id and image file, which carries the
 # recipe hash): the Xfce tree takes tens of seconds to unpack and as long to delete
@@ -106,8 +106,8 @@ MARKS = Marks()
 
 def instrument() -> None:
     """Wrap the L7R's steps so that each one leaves a mark (bench only)."""
+    from qvd.l7r import endpoints as l7r_service
     from qvd.l7r import server as l7r_server
-    from qvd.l7r import service as l7r_service
     from qvd.l7r import states
     from qvd.vma.client import VmaClient
 

@@ -74,7 +74,7 @@ from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.di import ensure_image
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.health import check_route
-from qvd.node.services import node_services
+from qvd.node.daemons import node_services
 from qvd.vma.auth import SecretStore
 from qvd.vma.client import VmaClient
 from qvd.vma.server import make_server

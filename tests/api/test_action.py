@@ -3,6 +3,7 @@ transcript C), authentication and sessions, and each documented error status."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -95,12 +96,16 @@ def test_tokens_are_stored_hashed(api: Api, world: World, api_engine: Engine) ->
     assert all(len(h) == 64 for h in stored)
 
 
-@pytest.mark.parametrize("key", ["sid", "password", "login"])
-def test_secrets_in_the_url_are_refused(api: Api, world: World, key: str) -> None:
+def test_arguments_the_body_lacks_come_from_the_query_string(api: Api, world: World) -> None:
+    """As in QVD: the JSON body wins, the query string fills in (the WAT's form)."""
     sid = api.login("root")
-    r = api.client.post(f"/api?{key}={sid}", json={"action": "vm_get_list", "sid": sid}).json()
-    assert r["status"] == 3100
-    assert "URL" in r["message"]
+    r = api.client.post(f"/api?sid={sid}", json={"action": "vm_get_list", "fields": ["name"]})
+    assert r.json()["status"] == 0
+    assert {row["name"] for row in r.json()["rows"]} == {"vmA", "vmB"}
+    r = api.client.post("/api?action=user_get_list&sid=nope", json={"action": "vm_get_list",
+                                                                    "sid": sid})  # fmt: skip
+    assert r.json()["status"] == 0
+    assert "user_id" in r.json()["rows"][0]  # the body's action ran
 
 
 @pytest.mark.parametrize(
@@ -276,7 +281,8 @@ def test_mutations_are_audited_with_secrets_masked(
     )
     row = r["rows"][0]
     assert row["administrator_name"] == "root"
-    assert row["arguments"]["arguments"]["password"] == "**********"
+    # QVD's face answers a log entry's arguments as JSON text
+    assert json.loads(row["arguments"])["arguments"]["password"] == "**********"
     assert (row["status"], row["source"], row["ip"]) == (0, "CLI", "127.0.0.1")
     assert (row["object_name"], row["qvd_object"], row["type_of_action"]) == (
         "zed",
@@ -320,3 +326,80 @@ def test_opening_a_session_is_audited(api: Api, world: World) -> None:
         "status": 0,
         "type_of_action": "login",
     } in r["rows"]
+
+
+def test_booleans_are_0_or_1_here_and_json_booleans_on_rest(api: Api, world: World) -> None:
+    """One service layer, two faces: QVD's ``/api`` sends 0/1 (nested too), ``/api/v1``
+    real JSON types, as its OpenAPI document says."""
+    sid = api.login("root")
+    vm = world.vms["A"]
+    api.act("vm_update", sid=sid, filters={"id": vm}, arguments={"blocked": True})
+    row = api.act("vm_get_list", sid=sid, filters={"id": vm}, fields=["blocked"])["rows"][0]
+    assert row["blocked"] == 1
+    assert not isinstance(row["blocked"], bool)
+    view = {"qvd_object": "vm", "view_type": "list_column", "field": "name", "visible": False}
+    assert api.act("admin_attribute_view_set", sid=sid, arguments=view)["status"] == 0
+    setup = api.act("current_admin_setup", sid=sid)
+    flags = [v["visible"] for v in setup["views"]]
+    assert flags  # nested rows, 0/1 there too
+    assert all(f in (0, 1) and not isinstance(f, bool) for f in flags)
+    rest = api.client.get(f"/api/v1/vms/{vm}", headers=api.headers("root")).json()
+    assert rest["blocked"] is True
+    doc = api.client.get("/api/v1/openapi.json").json()
+    assert "true`/`false" in doc["info"]["description"]
+    assert doc["components"]["schemas"]["VmUpdate"]["properties"]["blocked"]["anyOf"][0] == {
+        "type": "boolean"
+    }
+
+
+def test_changes_answer_how_many_objects_they_acted_on(api: Api, world: World) -> None:
+    sid = api.login("root")
+    both = {"id": list(world.users.values())}
+    r = api.act("user_update", sid=sid, filters=both, arguments={"description": "x"})
+    assert (r["status"], r["total"], r["rows"]) == (0, 2, [])
+    r = api.act("user_update", sid=sid, filters={"id": -5}, arguments={"description": "x"})
+    assert r["status"] == 1300
+
+
+def test_current_admin_setup_fields_at_the_top_level(api: Api, world: World) -> None:
+    r = api.act("current_admin_setup")
+    assert r["status"] == 3200  # not logged in: the WAT draws its login form
+    r = api.act("current_admin_setup", login="adminA", password=PASSWORD, tenant="tenantA")
+    row = r["rows"][0]
+    for key in ("admin_id", "admin_name", "tenant_id", "tenant_name", "acls", "views"):
+        assert r[key] == row[key], key
+    assert (r["block"], r["multitenant"]) == (row["admin_block"], 1)
+    assert r["sid"] == row["sid"]
+    again = api.act("current_admin_setup", sid=r["sid"])
+    assert again["sid"] == r["sid"]  # the WAT keeps it across reloads
+
+
+@pytest.mark.parametrize(
+    ("block", "offset", "names"),
+    [(0, 1, ["vmA", "vmB"]), (0, 2, ["vmA", "vmB"]), (1, 2, ["vmB"]), ("1", "1", ["vmA"])],
+)
+def test_block_0_means_no_paging(
+    api: Api, world: World, block: Any, offset: Any, names: list[str]
+) -> None:
+    r = api.act("vm_get_list", sid=api.login("root"), block=block, offset=offset,
+                fields=["name"], order_by={"field": "name", "order": "-asc"})  # fmt: skip
+    assert [row["name"] for row in r["rows"]] == names
+    assert r["total"] == 2
+
+
+@pytest.mark.parametrize("block", [-1, "x", 1.5, True, 2**31])
+def test_bad_page_sizes_are_refused(api: Api, world: World, block: Any) -> None:
+    r = api.act("vm_get_list", sid=api.login("root"), block=block)
+    assert r["status"] == 6230
+    assert "block" in r["message"]
+
+
+def test_qvd_values_turns_every_boolean_into_0_or_1() -> None:
+    from qvd.api.faces.action import qvd_values
+
+    value = {"a": (True, [False, {"x": True}]), "b": [(False,)], "c": True, "d": 1.5, "e": None,
+             "f": "true", "g": 0}  # fmt: skip
+    assert qvd_values(value) == {"a": [1, [0, {"x": 1}]], "b": [[0]], "c": 1, "d": 1.5,
+                                 "e": None, "f": "true", "g": 0}  # fmt: skip
+    assert qvd_values(True) == 1
+    assert type(qvd_values(False)) is int

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from qvd.api.core import Ctx
+from qvd.api.actions.core import Ctx
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict
-from qvd.api.principal import Principal
 from qvd.api.services import vms
 from qvd.config import Config
 from qvd.db.models import Acl, Role, Tenant, Vm, VmRuntime
@@ -126,7 +126,7 @@ def test_property_list_scope_order_and_paging(api: Api, world: World) -> None:
     assert r["rows"] == [{"key": "kb", "tenant_name": "tenantB"}]
     # a tenant administrator cannot reach tenant B's assignment
     b_assignment = _ok(api.act("vm_get_property_list", sid=root, filters={"key": "kb"}))["rows"]
-    r = api.act("vm_delete_property_list", sid=sid, filters={"id": b_assignment[0]["id"]})
+    r = api.act("vm_delete_property_list", sid=sid, filters={"id": b_assignment[0]["property_id"]})
     assert r["status"] == 1300
     assert not _leaks_b(r)
 

@@ -172,7 +172,7 @@ def test_config_ssl_stores_the_pem_texts_the_l7r_reads(
         sid=sid,
         arguments={"cert": cert, "key": "\n" + key + "\n\n", "ca": ca.decode(), "crl": crl},
     )
-    assert r == {"status": 0, "message": "Successful completion", "total": 0, "rows": []}
+    assert r == {"status": 0, "message": "Successful completion", "total": 1, "rows": []}
     assert _ssl_rows(api_engine) == {
         "l7r.ssl.cert": cert,
         "l7r.ssl.key": key,

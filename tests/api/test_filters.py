@@ -65,6 +65,11 @@ def names(api: Api, sid: str, filters: Any) -> list[str]:
         ({"description": {"!=": None}}, ["f5"]),
         ({"blocked": "0", "name": "f0"}, ["f0"]),
         ({"blocked": True}, []),
+        # the WAT's flat -or pairs, ids and numbers as strings
+        ({"-or": ["name", "f1", "name", "f4"]}, ["f1", "f4"]),
+        ({"-or": ["name", "f1", {"name": "f2"}, "di_tag", "odd"]}, ["f1", "f2", "f3", "f5"]),
+        ({"-and": ["di_tag", "odd", "-not", {"name": "f3"}]}, ["f1", "f5"]),
+        ({"-or": ["blocked", 1, "name", "f0"]}, ["f0"]),
     ],
 )
 def test_filters(vms: tuple[Api, str], filters: Any, expected: list[str]) -> None:
@@ -82,6 +87,8 @@ def test_filters(vms: tuple[Api, str], filters: Any, expected: list[str]) -> Non
         ({"name": {"<": ["a", "b"]}}, 6230),
         ("name=f1", 6210),
         ({"properties": "x"}, 6210),
+        ({"-or": ["name", "f1", "name"]}, 6210),
+        ({"-or": ["nope", 1]}, 6210),
     ],
 )
 def test_bad_filters(vms: tuple[Api, str], filters: Any, status: int) -> None:

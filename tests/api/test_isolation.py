@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from qvd.api.dispatch import CATALOGUE
+from qvd.api.actions.dispatch import CATALOGUE
 from tests.api.conftest import Api, World
 
 # The object kind an action's filters select, to aim it at tenant B's object.
@@ -314,7 +314,7 @@ def _object_routes() -> list[tuple[str, str]]:
     """Every REST route that acts on one object: (method, path template)."""
     from fastapi.routing import APIRoute
 
-    from qvd.api.routes import ROUTERS
+    from qvd.api.faces.routes import ROUTERS
 
     out = []
     for router in ROUTERS:

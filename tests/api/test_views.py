@@ -67,7 +67,7 @@ def test_set_list_change_and_reset_tenant_views(api: Api, world: World) -> None:
     }
     # setting the same column again changes the row, it does not add one
     r = api.act("tenant_attribute_view_set", sid=sid, arguments=_view(visible=True))
-    assert r == {"status": 0, "message": "Successful completion", "total": 0, "rows": []}
+    assert r == {"status": 0, "message": "Successful completion", "total": 1, "rows": []}
     assert [(x["id"], x["visible"]) for x in _rows(api, sid)] == [(row["id"], True)]
     for device in ("desktop", "mobile"):
         view = _view("state", view_type="filter", device_type=device)

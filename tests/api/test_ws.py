@@ -36,7 +36,8 @@ from wsproto.events import (
     TextMessage,
 )
 
-from qvd.api import api_endpoint, create_app, notifyhub, ws
+from qvd.api import api_endpoint, create_app
+from qvd.api.faces import notifyhub, ws
 from tests.api.conftest import PASSWORD, Api, World, api_config, running_api
 
 
@@ -232,13 +233,13 @@ def test_wss_pushes_the_vm_list_again_when_a_vm_changes(server: Server) -> None:
     assert r["status"] == 0, r
     pushed = sock.recv_json(timeout=3)
     assert time.monotonic() - started < 1.5  # NOTIFY, not the 10 s safety poll
-    assert pushed["rows"][0]["blocked"] is True
+    assert pushed["rows"][0]["blocked"] == 1
     assert {k: v for k, v in pushed.items() if k != "rows"} == {
         k: v for k, v in first.items() if k != "rows"
     }
 
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": False})
-    assert sock.recv_json(timeout=3)["rows"][0]["blocked"] is False
+    assert sock.recv_json(timeout=3)["rows"][0]["blocked"] == 0
     r = server.api.act("vm_start", sid=server.admin("A"), filters={"id": w.vms["A"]})
     assert r["status"] == 0, r
     assert sock.recv_json(timeout=3)["rows"][0]["host_id"] == w.host
@@ -259,8 +260,8 @@ def test_other_tenants_changes_push_nothing_and_leak_nothing(server: Server) -> 
     server.api.act("vm_update", sid=root, filters={"id": w.vms["B"]}, arguments={"blocked": True})
     b = sock_b.recv_json(timeout=3)
     assert _ids(b) == [w.vms["B"]]
-    assert b["rows"][0]["blocked"] is True
-    assert sock_root.recv_json(timeout=3)["rows"][1]["blocked"] is True
+    assert b["rows"][0]["blocked"] == 1
+    assert sock_root.recv_json(timeout=3)["rows"][1]["blocked"] == 1
     sock_a.quiet(2.5)
 
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": True})
@@ -427,14 +428,14 @@ def test_a_lost_listen_connection_is_made_again(server: Server) -> None:
     assert killed == 1
     root = server.api.login("root")
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": True})
-    assert sock.recv_json(timeout=4)["rows"][0]["blocked"] is True
+    assert sock.recv_json(timeout=4)["rows"][0]["blocked"] == 1
     deadline = time.monotonic() + 5
     while server.listen_connections() != 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.listen_connections() == 1
     time.sleep(0.3)  # LISTEN is issued right after connecting
     server.api.act("vm_update", sid=root, filters={"id": w.vms["A"]}, arguments={"blocked": False})
-    assert sock.recv_json(timeout=3)["rows"][0]["blocked"] is False
+    assert sock.recv_json(timeout=3)["rows"][0]["blocked"] == 0
 
 
 def test_stopping_the_server_closes_open_sockets(
@@ -490,7 +491,7 @@ def test_a_subscription_hears_its_tenant_and_global_changes_only() -> None:
 
 
 def test_channels_are_those_the_triggers_send() -> None:
-    from qvd.api.dispatch import CATALOGUE
+    from qvd.api.actions.dispatch import CATALOGUE
     from qvd.db import channels
 
     verbs = ("created", "changed", "deleted")
@@ -508,3 +509,19 @@ def test_channels_are_those_the_triggers_send() -> None:
         assert notifyhub.channels_for(CATALOGUE[name]), name
     for name in ("log_get_list", "property_get_list", "dis_in_staging"):  # polled every 2 s
         assert not notifyhub.channels_for(CATALOGUE[name]), name
+
+
+@pytest.mark.parametrize(
+    ("line", "scrubbed"),
+    [
+        ("POST /api/?action=x&login=root&password=pw&tenant=*",
+         "POST /api/?action=x&login=***&password=***&tenant=*"),
+        ("/api/?pass%77ord=pw&SID=s&x=1", "/api/?pass%77ord=***&SID=***&x=1"),
+        ('"GET /api/ws?sid=abc HTTP/1.1" 101', '"GET /api/ws?sid=*** HTTP/1.1" 101'),
+        ("no query here: password=pw", "no query here: password=pw"),
+        ("/api/?action=vm_get_list&filters={\"name\":\"x\"}",
+         "/api/?action=vm_get_list&filters={\"name\":\"x\"}"),
+    ],
+)  # fmt: skip
+def test_credentials_are_cut_from_urls(line: str, scrubbed: str) -> None:
+    assert ws.scrub_url(line) == scrubbed

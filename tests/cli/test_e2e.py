@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from qvd.api.tls import ensure_certificate
+from qvd.api.shell.tls import ensure_certificate
 from qvd.cli import run
 from qvd.config import Config
 from qvd.db.models import ApiSession, SslConfig
@@ -87,7 +87,7 @@ def test_di_upload_and_tags(qa: Qa, world: World, tmp_path: Path) -> None:
     assert qa("di version=v2 tag default")[0] == 0
     code, out, _ = qa(f"-f json di osf_id={world.osfs['A']} get version, tags order version")
     rows = json.loads(out)["rows"]
-    assert [(r["version"], sorted(r["tags"])) for r in rows] == [
+    assert [(r["version"], sorted(r["tags"].split(","))) for r in rows] == [
         ("v1", ["v1"]),
         ("v2", ["default", "head", "v2"]),
     ]
@@ -180,7 +180,8 @@ def test_role_and_admin_assignments(qa: Qa) -> None:
     code, _o, err = qa("role name=ops assign role VMs Reader, Users Reader")
     assert code == 0, err
     code, out, _ = qa("-f json role name=ops get roles")
-    assert sorted(json.loads(out)["rows"][0]["roles"]) == ["Users Reader", "VMs Reader"]
+    inherited = json.loads(out)["rows"][0]["roles"]  # QVD's {id: {id, name}}
+    assert sorted(r["name"] for r in inherited.values()) == ["Users Reader", "VMs Reader"]
     assert qa("role name=ops unassign role Users Reader")[0] == 0
     assert qa("role name=ops assign acl vm.update.state, vm.see.ip")[0] == 0
     assert qa("role name=ops unassign acl vm.see.ip")[0] == 0  # inherited from VMs Reader: denied
@@ -192,7 +193,7 @@ def test_role_and_admin_assignments(qa: Qa) -> None:
     assert qa("admin new name=ana, password=pw, tenant_id=1")[0] == 0
     assert qa("admin name=ana assign role ops")[0] == 0
     code, out, _ = qa("-f json admin name=ana get roles")
-    assert json.loads(out)["rows"][0]["roles"] == ["ops"]
+    assert list(json.loads(out)["rows"][0]["roles"].values()) == ["ops"]  # QVD's {id: name}
     assert qa("admin name=ana unassign role ops")[0] == 0
     assert qa("-f json admin name=ana get roles")[1].count("ops") == 0
     code, out, _ = qa("-f csv admin can config.*")  # root, the administrator logged in

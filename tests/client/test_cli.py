@@ -29,7 +29,11 @@ def test_list_prints_a_table_and_remembers(
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["ID", "NAME", "STATE", "BLOCKED"]
     assert out[1].split() == [str(lab.seed.vm_id), "alice-desk", "stopped", "0"]
-    assert settings.load() == {"host": "127.0.0.1", "port": str(lab.server.port), "user": "alice"}
+    assert settings.load().values == {
+        "client.host.name": "127.0.0.1",
+        "client.host.port": str(lab.server.port),
+        "client.user.name": "alice",
+    }
     # remembered: host and user may be left out
     assert main(["--password-file", str(home), "--insecure", "--list"]) == 0
 

@@ -20,7 +20,7 @@ from qvd.db import DatabaseTarget, hash_password
 from qvd.di.screenshot import take_screenshot
 from qvd.di.testbed import Xvfb
 from qvd.hkd.daemon import Hkd
-from qvd.node.services import node_services
+from qvd.node.daemons import node_services
 from tests.hkd.conftest import add_host, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.vma.helpers import wait_for_xterm, xterm_visible

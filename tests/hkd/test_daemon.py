@@ -3,6 +3,7 @@ adoption after a restart, leftovers, two nodes watching each other, host command
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,13 +208,14 @@ def own_cluster() -> Iterator[EmbeddedCluster]:
     cluster = EmbeddedCluster(
         datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
     )
-    cluster.initialize()
-    cluster.start()
-    cluster.ensure_database()
-    try:
+    try:  # the directory goes on every exit path, a failed start included
+        cluster.initialize()
+        cluster.start()
+        cluster.ensure_database()
         yield cluster
     finally:
         cluster.remove()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_hkd_survives_a_database_restart(

@@ -8,13 +8,13 @@ import base64
 import pytest
 
 from qvd.l7r.auth.credentials import Basic, Bearer, auth_extras, parse_authorization, split_login
-from qvd.l7r.auth.ratelimit import FailureLimiter
 from qvd.l7r.auth.totp import totp_code
 from qvd.l7r.errors import Forbidden, Unauthorized, Unprocessable
+from qvd.l7r.iproute import route_problem
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx, add_cookie
 from qvd.l7r.params import client_params, vm_id_of
-from qvd.l7r.routes import route_problem
 from qvd.l7r.states import TRANSITIONS, ConnectState, Handshake, IllegalMove
+from qvd.loginlimit import FailureLimiter
 
 COOKIE = "0123456789abcdef0123456789abcdef"
 # captured from nxproxy -S on loopback, without and with cookie= in its options

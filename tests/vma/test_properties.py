@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qvd.vma.config import ConfigValueError, VmaConfig, load_vma_config
-from qvd.vma.properties import PropertiesError, parse_properties
+from qvd.vma.properties import PropertiesError, parse_properties, read_properties
 
 
 def test_separators_comments_and_later_lines_winning() -> None:
@@ -47,3 +47,24 @@ def test_config_file_over_defaults(tmp_path: Path) -> None:
 def test_bad_numbers_are_reported_with_their_key() -> None:
     with pytest.raises(ConfigValueError, match=r"internal\.vm\.port\.vma"):
         _ = VmaConfig({"internal.vm.port.vma": "http"}).port
+
+
+def test_one_parser_for_vma_conf_and_node_conf() -> None:
+    from qvd.config.properties import parse_properties as node_conf
+
+    text = "# c\na = one \\\n  two\nkeep = x\\ \nb\\=c : \\u00e9\n"
+    entries = read_properties(text)
+    assert [(e.key, e.value, e.line) for e in entries] == [
+        ("a", "one two", 2),
+        ("keep", "x ", 4),
+        ("b=c", "é", 5),
+    ]
+    assert [(e.key, e.value, e.line) for e in node_conf(text)] == [
+        (e.key, e.value, e.line) for e in entries
+    ]
+
+
+def test_a_missing_continuation_line_is_an_error() -> None:
+    with pytest.raises(PropertiesError, match="continuation line is missing") as info:
+        read_properties("a = 1\nb = 2 \\")
+    assert info.value.line == 2

@@ -22,8 +22,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(_cell(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
+        return _named(value)
     return str(value)
+
+
+def _named(value: dict[str, Any]) -> str:
+    """QVD's nested shapes by name: ``{id: name}`` and ``{id: {name: …}}`` (roles) as
+    their names, ``{positive, negative}`` (a role's ACLs) as the held ones; any other
+    object as JSON."""
+    items = list(value.values())
+    if items and all(isinstance(v, str) for v in items):
+        return ",".join(items)
+    if items and all(isinstance(v, dict) and "name" in v for v in items):
+        return ",".join(_cell(v["name"]) for v in items)
+    if set(value) == {"positive", "negative"}:
+        return _cell(value["positive"])
+    return json.dumps(value, sort_keys=True)
 
 
 def render(

@@ -1,70 +1,168 @@
-"""``qvd-client``: the command line, the TLS connection, nxproxy and the relay.
+"""``qvd-client``: the command line, the TLS connection and the session.
 
-qvd-client --host H --user U [--password-file F] --list
-qvd-client --host H --user U --vm ID [--geometry WxH] [--keyboard K] [--link L]
-           [--fullscreen] [--insecure | --ca FILE]
+qvd-client [--host H] [--port P] [--user U | --token T] [--password-file F]
+           [--list | --vm ID | --stop [ID] | --restart [ID]]
+           [--geometry WxH] [--fullscreen | --window] [--keyboard K] [--link L]
+           [--insecure | --ca FILE] [--config FILE]
+
+Without ``--vm`` the desktops are listed: one is connected straight away, several get
+a menu. The password is asked for when neither a file nor the configuration gives one.
+Values missing from the command line come from ``~/.config/qvd/client.conf`` (the
+original client's ``client.*`` names, see ``qvd.client.settings``). The geometry
+defaults to the size of the client's screen. SIGTERM, SIGHUP and SIGINT end nxproxy
+and remove the client's temporary files before the client exits.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import os
-import selectors
+import signal
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from qvd.client import settings
-from qvd.client.protocol import ClientError, ClientProtocol, Progress, Switched, VmList, basic_auth
+from qvd.client.display import probe_display
+from qvd.client.nx import LocalProxy, relay
+from qvd.client.picker import NoDesktop, choose
+from qvd.client.protocol import (
+    ClientError,
+    ClientProtocol,
+    Done,
+    Progress,
+    Switched,
+    VmList,
+    basic_auth,
+    bearer_auth,
+)
 
-__all__ = ["exchange", "main", "parse_args"]
+__all__ = ["Terminated", "exchange", "main", "parse_args"]
 
-_NX_DISPLAY = 40
+_FALLBACK_GEOMETRY = "1024x768"
+
+
+class Terminated(BaseException):
+    """A signal asked the client to end (raised in the main thread by its handler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    remembered = settings.load()
     p = argparse.ArgumentParser(prog="qvd-client", description="Connect to a QVD desktop.")
-    p.add_argument("--host", default=remembered.get("host"))
-    p.add_argument("--port", type=int, default=int(remembered.get("port", "8443")))
-    p.add_argument("--user", default=remembered.get("user"))
+    p.add_argument("--config", type=Path, help="settings file (default ~/.config/qvd/client.conf)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--user")
     p.add_argument("--password-file", type=Path, help="read the password from this file")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--list", action="store_true", help="list your virtual machines")
-    what.add_argument("--vm", type=int, help="connect to this VM id")
-    p.add_argument("--geometry", default="1024x768")
-    p.add_argument("--keyboard", default="pc105/us")
-    p.add_argument("--link", default="adsl")
-    p.add_argument("--fullscreen", action="store_true")
+    p.add_argument("--token", help="log in with this bearer token instead of a password")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="list your desktops")
+    what.add_argument("--vm", type=int, help="connect to this desktop id")
+    what.add_argument("--stop", nargs="?", type=int, const=0, metavar="ID", help="stop a desktop")
+    what.add_argument(
+        "--restart", nargs="?", type=int, const=0, metavar="ID", help="stop, then connect"
+    )
+    p.add_argument("--geometry", help="desktop size WxH (default: your screen's)")
+    screen = p.add_mutually_exclusive_group()
+    screen.add_argument("--fullscreen", action="store_true", default=None)
+    screen.add_argument("--window", dest="fullscreen", action="store_false")
+    p.add_argument("--keyboard")
+    p.add_argument("--link", help="modem, isdn, adsl, wan, lan or local")
     trust = p.add_mutually_exclusive_group()
-    trust.add_argument("--insecure", action="store_true", help="accept any certificate")
+    trust.add_argument("--insecure", action="store_true", default=None, help="accept any cert")
     trust.add_argument("--ca", type=Path, help="CA file that signed the server certificate")
-    args = p.parse_args(argv)
-    if not args.host or not args.user:
-        p.error("--host and --user are needed (they are remembered after the first use)")
-    return args
+    return p.parse_args(argv)
 
 
-def _password(args: argparse.Namespace) -> str:
-    if args.password_file is not None:
-        return str(args.password_file.read_text(encoding="utf-8").strip())
-    return getpass.getpass(f"Password for {args.user}@{args.host}: ")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    host: str
+    port: int
+    user: str | None
+    token: str | None
+    password_file: Path | None
+    password: str | None
+    geometry: str | None
+    fullscreen: bool | None
+    keyboard: str
+    link: str
+    insecure: bool
+    ca: Path | None
 
 
-def _tls(args: argparse.Namespace) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
+def resolve(args: argparse.Namespace, conf: settings.ClientSettings) -> Options:
+    """Command line over the settings file; every value checked as the file's are."""
+
+    def pick(given: object, key: str) -> str | None:
+        if given is None:
+            return conf.get(key)
+        return settings.check(key, str(given))
+
+    host = pick(args.host, "client.host.name")
+    port = pick(args.port, "client.host.port") or "8443"
+    user = pick(args.user, "client.user.name")
+    if not host:
+        raise settings.SettingsError("no host: give --host (it is remembered after the first use)")
+    if not user and not args.token:
+        raise settings.SettingsError("no user: give --user or --token")
+    ca = args.ca if args.ca is not None else conf.get("client.ssl.ca_file")
+    fullscreen = args.fullscreen if args.fullscreen is not None else conf.flag("client.fullscreen")
+    insecure = (
+        args.insecure if args.insecure is not None else conf.flag("client.ssl.allow_untrusted")
+    )
+    return Options(
+        host=host,
+        port=int(port),
+        user=user,
+        token=args.token,
+        password_file=args.password_file,
+        password=conf.get("client.user.password"),
+        geometry=pick(args.geometry, "client.geometry"),
+        fullscreen=fullscreen,
+        keyboard=pick(args.keyboard, "client.keyboard") or "pc105/us",
+        link=pick(args.link, "client.link") or "adsl",
+        insecure=bool(insecure),
+        ca=Path(ca) if ca else None,
+    )
+
+
+def _authorization(opts: Options) -> str:
+    if opts.token:
+        return bearer_auth(opts.token)
+    assert opts.user is not None
+    if opts.password_file is not None:
+        try:
+            password = opts.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise settings.SettingsError(f"{opts.password_file}: {exc.strerror}") from None
+    elif opts.password is not None:
+        password = opts.password
+    else:
+        password = getpass.getpass(f"Password for {opts.user}@{opts.host}: ")
+    return basic_auth(opts.user, password)
+
+
+def _tls(opts: Options) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(opts.ca) if opts.ca else None)
     ctx.set_alpn_protocols(["http/1.1"])
-    if args.insecure:
+    if opts.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection((args.host, args.port), timeout=30)
-    tls = ctx.wrap_socket(raw, server_hostname=args.host)
+    raw = socket.create_connection((opts.host, opts.port), timeout=30)
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname=opts.host)
+    except BaseException:
+        raw.close()
+        raise
     tls.settimeout(600)  # a connect may wait that long for its VM
     return tls
 
@@ -74,7 +172,7 @@ def exchange(
     proto: ClientProtocol,
     request: bytes,
     on_progress: Callable[[str], None] = lambda info: None,
-) -> VmList | Switched:
+) -> VmList | Done | Switched:
     """Send ``request`` and read to its answer; each 102's text goes to ``on_progress``."""
     sock.sendall(request)
     while True:
@@ -95,99 +193,127 @@ def _show(info: str) -> None:
 
 def _print_table(vms: list[dict[str, object]]) -> None:
     print(f"{'ID':>6}  {'NAME':<24} {'STATE':<10} BLOCKED")
-    for vm in vms:
+    for vm in sorted(vms, key=lambda vm: int(str(vm["id"]))):
         print(f"{vm['id']!s:>6}  {vm['name']!s:<24} {vm['state']!s:<10} {vm['blocked']}")
 
 
-def relay(tls: ssl.SSLSocket, local: socket.socket, first: bytes = b"") -> None:
-    """Copy bytes between the upgraded TLS socket and nxproxy until one side ends."""
-    tls.settimeout(None)
-    local.settimeout(None)
-    if first:
-        local.sendall(first)
-    sel = selectors.DefaultSelector()
-    sel.register(tls, selectors.EVENT_READ, local)
-    sel.register(local, selectors.EVENT_READ, tls)
-    try:
-        while True:
-            for key, _ in sel.select():
-                src: socket.socket = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = src.recv(262144)
-                except ssl.SSLWantReadError:
-                    continue
-                if not data:
-                    return
-                key.data.sendall(data)
-                if src is tls:  # drain what TLS already decrypted
-                    while tls.pending():
-                        key.data.sendall(tls.recv(tls.pending()))
-    finally:
-        sel.close()
+def session_params(opts: Options, display: str | None) -> dict[str, str]:
+    """The ``qvd.client.*`` parameters of a connect: geometry defaults to the screen's.
 
-
-def run_nxproxy(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    root = Path(env.setdefault("NX_ROOT", tempfile.mkdtemp(prefix="qvd-client-nx-")))
-    root.mkdir(parents=True, exist_ok=True)
-    options = f"nx/nx,connect=127.0.0.1,port={port}:{_NX_DISPLAY}"
-    log = open(root / "nxproxy.log", "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        ["nxproxy", "-S", options], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        env=env, cwd=root, start_new_session=True,
-    )  # fmt: skip
-
-
-def connect(args: argparse.Namespace, tls: ssl.SSLSocket, proto: ClientProtocol) -> int:
-    params = {
+    Without a window manager nxagent always goes fullscreen, and sizes the desktop at
+    3/4 of the screen unless asked for fullscreen (qvd.client.display): there the
+    client asks for it.
+    """
+    info = probe_display(display) if display else None
+    geometry = opts.geometry or (info.geometry if info else _FALLBACK_GEOMETRY)
+    fullscreen = bool(opts.fullscreen)
+    if fullscreen and info is not None:
+        geometry = info.geometry  # what a resumed session is sized to (qvd.vma.geometry)
+    if info is not None and not info.window_manager and not fullscreen:
+        print(f"No window manager on {display}: the desktop fills the screen", flush=True)
+        fullscreen = True
+        geometry = info.geometry
+    return {
         "qvd.client.os": "linux",
-        "qvd.client.geometry": args.geometry,
-        "qvd.client.link": args.link,
-        "qvd.client.keyboard": args.keyboard,
-        "qvd.client.fullscreen": "1" if args.fullscreen else "0",
+        "qvd.client.geometry": geometry,
+        "qvd.client.link": opts.link,
+        "qvd.client.keyboard": opts.keyboard,
+        "qvd.client.fullscreen": "1" if fullscreen else "0",
     }
-    switched = exchange(tls, proto, proto.connect_request(args.vm, params), _show)
+
+
+def connect(opts: Options, vm_id: int, tls: ssl.SSLSocket, proto: ClientProtocol) -> int:
+    params = session_params(opts, os.environ.get("DISPLAY"))
+    switched = exchange(tls, proto, proto.connect_request(vm_id, params), _show)
     assert isinstance(switched, Switched)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
     print("Connected; starting nxproxy", flush=True)
-    proxy = run_nxproxy(int(listener.getsockname()[1]), dict(os.environ))
-    try:
-        listener.settimeout(30)
-        with listener:
-            local, _ = listener.accept()
-        with local:
-            relay(tls, local, switched.trailing)
-    finally:
-        if proxy.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proxy.pid, 15)
-            proxy.wait(10)
+    with LocalProxy(dict(os.environ)) as proxy, proxy.accept() as local:
+        relay(tls, local, switched.trailing)
     print("Session ended", flush=True)
     return 0
+
+
+def _pick(tls: ssl.SSLSocket, proto: ClientProtocol) -> int | None:
+    listed = exchange(tls, proto, proto.list_request(), _show)
+    assert isinstance(listed, VmList)
+    return choose(listed.vms, input, print)
+
+
+def _stop(tls: ssl.SSLSocket, proto: ClientProtocol, vm_id: int) -> None:
+    done = exchange(tls, proto, proto.stop_request(vm_id), _show)
+    assert isinstance(done, Done)
+    print(f"Desktop {vm_id}: {done.text}", flush=True)
+
+
+def run(args: argparse.Namespace, opts: Options) -> int:
+    proto = ClientProtocol(f"{opts.host}:{opts.port}", _authorization(opts))
+    with _tls(opts) as tls:
+        if args.list:
+            listed = exchange(tls, proto, proto.list_request(), _show)
+            assert isinstance(listed, VmList)
+            _print_table(listed.vms)
+            return 0
+        chosen = args.vm if args.vm is not None else (args.stop or args.restart or None)
+        if chosen is None:
+            chosen = _pick(tls, proto)
+            if chosen is None:
+                print("No desktop chosen", flush=True)
+                return 1
+        if args.stop is not None:
+            _stop(tls, proto, chosen)
+            return 0
+        if args.restart is not None:
+            _stop(tls, proto, chosen)
+        return connect(opts, chosen, tls, proto)
+
+
+@contextmanager
+def _signals_end_the_client() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Terminated`` in the main thread (SIGINT raises
+    KeyboardInterrupt), so every ``finally`` and ``with`` on the way out runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        password = _password(args)
-        with _tls(args) as tls:
-            proto = ClientProtocol(f"{args.host}:{args.port}", basic_auth(args.user, password))
-            if args.list:
-                result = exchange(tls, proto, proto.list_request(), _show)
-                assert isinstance(result, VmList)
-                _print_table(result.vms)
-                code = 0
-            else:
-                code = connect(args, tls, proto)
-        settings.save({"host": args.host, "port": str(args.port), "user": args.user})
-        return code
-    except ClientError as exc:
+        with _signals_end_the_client():
+            conf = settings.load(args.config)
+            opts = resolve(args, conf)
+            try:
+                code = run(args, opts)
+            except ClientError as exc:
+                print(f"qvd-client: {exc}", file=sys.stderr)
+                return 2
+            except (OSError, ssl.SSLError) as exc:
+                print(f"qvd-client: cannot talk to {opts.host}:{opts.port}: {exc}", file=sys.stderr)
+                return 3
+            remembered = {"client.host.name": opts.host, "client.host.port": str(opts.port)}
+            if opts.user:
+                remembered["client.user.name"] = opts.user
+            try:
+                settings.remember(remembered, args.config)
+            except OSError as exc:
+                print(f"qvd-client: settings not remembered: {exc}", file=sys.stderr)
+            return code
+    except (settings.SettingsError, NoDesktop) as exc:
         print(f"qvd-client: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ssl.SSLError) as exc:
-        print(f"qvd-client: cannot talk to {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 3
+    except Terminated as stop:
+        print(f"qvd-client: ended by signal {stop.signum}", file=sys.stderr)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print("qvd-client: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The client side of the L7R protocol as a pure state machine over h11.
 
-proto = ClientProtocol(host, authorization)
-sock.sendall(proto.list_request())           # or connect_request(vm_id, params)
+proto = ClientProtocol(host, authorization)  # basic_auth(user, pw) or bearer_auth(token)
+sock.sendall(proto.list_request())           # or connect_request / stop_request
 proto.receive_data(bytes)                    # b"" at EOF
-event = proto.next_event()   # VmList | Progress | Switched | ClientError | None
+event = proto.next_event()   # VmList | Done | Progress | Switched | ClientError | None
 """
 
 from __future__ import annotations
@@ -17,14 +17,24 @@ from typing import Any
 
 import h11
 
-__all__ = ["ClientError", "ClientProtocol", "Progress", "Switched", "VmList", "basic_auth"]
+__all__ = [
+    "ClientError",
+    "ClientProtocol",
+    "Done",
+    "Progress",
+    "Switched",
+    "VmList",
+    "basic_auth",
+    "bearer_auth",
+]
 
 MESSAGES = {
     401: "Login error: wrong user name or password",
     403: "Your virtual machine is not available (forbidden)",
     404: "Your virtual machine does not exist any more",
     426: "The server requires a more up-to-date client version",
-    503: "The virtual machine is not available",
+    502: "Server error",
+    503: "The service is not available (under maintenance)",
 }
 
 
@@ -32,9 +42,21 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def bearer_auth(token: str) -> str:
+    """A token as the Perl client sends it: ``Bearer base64(token)``."""
+    return "Bearer " + base64.b64encode(token.encode()).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class VmList:
     vms: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A 200 with a text body (``stop_vm``: "Machine stopped")."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +87,16 @@ class ClientProtocol:
         self._h11 = h11.Connection(h11.CLIENT)
         self._status = 0
         self._body = bytearray()
+        self._json = True
 
-    def _request(self, target: str, extra: list[tuple[str, str]]) -> bytes:
+    def _request(
+        self, target: str, extra: list[tuple[str, str]], *, expect_json: bool = True
+    ) -> bytes:
         if self._h11.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}:
             self._h11.start_next_cycle()
         self._status = 0
         self._body.clear()
+        self._json = expect_json
         headers = [("Host", self._host), ("Authorization", self._auth), *extra]
         out = self._h11.send(h11.Request(method="GET", target=target, headers=headers))
         return out + self._h11.send(h11.EndOfMessage())
@@ -84,10 +110,18 @@ class ClientProtocol:
             f"/qvd/connect_to_vm?{query}", [("Connection", "Upgrade"), ("Upgrade", "QVD/1.0")]
         )
 
+    def stop_request(self, vm_id: int) -> bytes:
+        """``/qvd/stop_vm?id=N`` with the upgrade headers, as the Perl client sends it."""
+        return self._request(
+            f"/qvd/stop_vm?id={vm_id}",
+            [("Connection", "Upgrade"), ("Upgrade", "QVD/1.0")],
+            expect_json=False,
+        )
+
     def receive_data(self, data: bytes) -> None:
         self._h11.receive_data(data)
 
-    def next_event(self) -> VmList | Progress | Switched | ClientError | None:
+    def next_event(self) -> VmList | Done | Progress | Switched | ClientError | None:
         """The next thing the server said (None: more bytes are needed)."""
         while True:
             try:
@@ -115,7 +149,12 @@ class ClientProtocol:
                 body = bytes(self._body).decode("utf-8", errors="replace")
                 if self._status != 200:
                     return ClientError(self._status, body)
-                return VmList(json.loads(body))
+                if not self._json:
+                    return Done(body.strip())
+                try:
+                    return VmList(json.loads(body))
+                except ValueError:
+                    return ClientError(0, f"the server sent no JSON list: {body[:80]!r}")
             elif isinstance(event, h11.ConnectionClosed):
                 return ClientError(0, "the server closed the connection")
 

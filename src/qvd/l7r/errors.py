@@ -13,12 +13,22 @@ Each error carries the status code existing QVD clients expect for that conditio
         ├── MethodNotAllowed (405), Unprocessable (422), UpgradeRequired (426)
         ├── TooManyAttempts (401, saying so), Internal (500)
         └── Unavailable (503)
+            └── DatabaseUnavailable (503: the database is down; QVD's clients say
+                "under maintenance")
+
+``database_outage(exc)`` turns the database errors that mean "cannot reach it"
+(connection refused or lost, operational errors, an exhausted pool) into that 503.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import exc as sa_exc
+
+from qvd.db.errors import DatabaseUnreachable
+
 __all__ = [
     "BadRequest",
+    "DatabaseUnavailable",
     "Forbidden",
     "HeadTooLarge",
     "Internal",
@@ -34,6 +44,7 @@ __all__ = [
     "Unprocessable",
     "UpgradeRequired",
     "VersionNotSupported",
+    "database_outage",
 ]
 
 
@@ -107,3 +118,29 @@ class Internal(RequestError):
 
 class Unavailable(RequestError):
     status = 503
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached: the service is under maintenance for now."""
+
+
+_OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def database_outage(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 for an error that means the database is out of reach, else None.
+
+    The reason names the kind of failure only: driver messages carry addresses and
+    user names that are no business of the client (the server logs them).
+    """
+    if isinstance(exc, DatabaseUnreachable):
+        reason = "the database cannot be reached"
+    elif isinstance(exc, sa_exc.TimeoutError):
+        reason = "no database connection is free"
+    elif isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        reason = "the connection to the database was lost"
+    elif isinstance(exc, _OUTAGES):
+        reason = "the database cannot be reached"
+    else:
+        return None
+    return DatabaseUnavailable(f"The service is under maintenance ({reason}); retry later.")

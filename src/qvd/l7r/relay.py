@@ -16,8 +16,8 @@ import socket
 import subprocess
 
 from qvd.l7r.errors import Unavailable
+from qvd.l7r.iproute import route_problem
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx
-from qvd.l7r.routes import route_problem
 
 __all__ = ["CHUNK", "GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
 

@@ -25,10 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, LiveConfig, make_engine
+from qvd.db import DatabaseTarget, DatabaseUnreachable, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
+from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
 from qvd.l7r.errors import (
     Internal,
     L7rError,
@@ -38,12 +40,12 @@ from qvd.l7r.errors import (
     RequestTimeout,
     Unavailable,
     UpgradeRequired,
+    database_outage,
 )
 from qvd.l7r.flow import ConnectFlow, Target
 from qvd.l7r.notify import Notifier
 from qvd.l7r.params import client_params, vm_id_of
 from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
-from qvd.l7r.service import Node, Reply, unauthorized_headers
 from qvd.l7r.tls import ensure_certificate, server_context
 from qvd.l7r.wire import NEED_DATA, Request, ServerConnection
 
@@ -282,6 +284,14 @@ class L7rServer:
                 reply = await self._answer(request, principal, conn, writer)
         except L7rError as exc:
             reply = _error_reply(exc)
+        except (SQLAlchemyError, DatabaseUnreachable) as exc:
+            outage: L7rError | None = database_outage(exc)
+            if outage is None:
+                log.exception("L7R request %s failed", path)
+                outage = Internal(f"internal error: {type(exc).__name__}")
+            else:
+                log.warning("L7R request %s: database unavailable: %s", path, exc)
+            reply = _error_reply(outage)
         except Exception as exc:
             log.exception("L7R request %s failed", path)
             reply = _error_reply(Internal(f"internal error: {exc}"))

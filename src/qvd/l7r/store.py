@@ -1,4 +1,6 @@
-"""The L7R's reads and writes of the database (blocking; run off the event loop).
+"""The L7R's reads and writes of VMs, hosts, sessions and properties for the endpoints
+and the connect flow (blocking; run off the event loop). Authentication keeps its own
+queries with its plugins and tokens (``auth/``), and ``tls`` reads the SSL rows.
 
 Every change of session ownership is one conditional ``UPDATE … RETURNING``, so two
 L7Rs racing for a VM cannot both win; the triggers send the notifications.

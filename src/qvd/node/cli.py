@@ -25,9 +25,9 @@ from qvd.db import downgrade as db_downgrade
 from qvd.db import upgrade as db_upgrade
 from qvd.di.cli import app as di_app
 from qvd.hkd.daemon import HkdStartError
-from qvd.hkd.service import configure_logging, run_hkd
+from qvd.hkd.runner import configure_logging, run_hkd
 from qvd.node.configdoc import config_reference
-from qvd.node.services import node_services
+from qvd.node.daemons import node_services
 from qvd.node.up import run_up
 
 __all__ = ["app", "main"]
@@ -202,7 +202,7 @@ def api(config: ConfigOption = None) -> None:
 # ---- qvd up ------------------------------------------------------------------------------
 @app.command("up")
 def up(config: ConfigOption = None) -> None:
-    """Run an all-in-one node in the foreground (database today; more as it lands)."""
+    """Run an all-in-one node in the foreground: database, HKD with L7R, API, demo desktop."""
     run_up(_config(config), sys.stdout)
 
 

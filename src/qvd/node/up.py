@@ -1,9 +1,10 @@
 """``qvd up``: the all-in-one node in the foreground.
 
-Today it brings up the database (the embedded cluster unless the configuration
-points at an external server), applies migrations, creates the superadmin on first
-run, prints how to reach everything and runs until SIGINT or SIGTERM, then stops
-what it started. Later components (HKD, L7R, API, web tool, demo desktop) join here.
+It brings up the database (the embedded cluster unless the configuration points at an
+external server), applies migrations, creates the superadmin on first run, builds or
+reuses the demo image, starts the node daemon (HKD) with its L7R and the admin API,
+makes the demo desktop, prints how to reach everything and runs until SIGINT or
+SIGTERM, then stops what it started.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
 from qvd.hkd.pidlock import LockHeld, PidLock
-from qvd.hkd.service import configure_logging
+from qvd.hkd.runner import configure_logging
+from qvd.node.daemons import node_services
 from qvd.node.demo import (
     DemoDesktop,
     ensure_demo_desktop,
     import_demo_image,
     register_host,
 )
-from qvd.node.services import node_services
 
 __all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
 

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, str] = {
     "internal.nxagent.timeout.stopping": "20",
     "command.nxagent": "/usr/bin/nxagent",
     "command.x-session": "/etc/X11/Xsession",
+    "command.xrandr": "/usr/bin/xrandr",  # resizes a resumed session to the new geometry
     "vma.nxagent.accept": "",
     "vma.nxagent.extra_args": "",  # extra NX options (k=v,k=v) for every session
     "vma.nxagent.args": "",  # extra nxagent command-line arguments

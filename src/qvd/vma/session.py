@@ -20,6 +20,7 @@ session, and a client on the tunnel can only kill its own. The HKD's bridge fire
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -37,6 +38,13 @@ from typing import IO
 
 from qvd.vma.agentlog import parse_agent_line
 from qvd.vma.config import VmaConfig
+from qvd.vma.geometry import (
+    Geometry,
+    connected_output,
+    requested_geometry,
+    resize_commands,
+    wants_fullscreen,
+)
 from qvd.vma.hooks import HookRunner
 from qvd.vma.methods import RpcError
 from qvd.vma.nxoptions import agent_options, xauthority_entries
@@ -136,6 +144,8 @@ class SessionRunner:
         self._user: pwd.struct_passwd | None = None
         self._agent: subprocess.Popen[bytes] | None = None
         self._session: subprocess.Popen[bytes] | None = None
+        self._screen: Geometry | None = None  # the size the running agent has
+        self._fullscreen = False  # the agent was started fullscreen: it follows the display
         self._resume_ack = threading.Event()
         self._worker = threading.Thread(target=self._work, name="vma-session", daemon=True)
         self.on_poweroff: Callable[[], None] = lambda: None
@@ -293,6 +303,7 @@ class SessionRunner:
         elif kind is ActionKind.STOP_SESSION:
             self._stop_session()
         elif kind is ActionKind.HOOK_CONNECTED:
+            threading.Thread(target=self._fit_screen, args=(action.params,), daemon=True).start()
             self._hooks.state("connected")
         elif kind is ActionKind.HOOK_SUSPENDED:
             self._hooks.state("suspended")
@@ -381,6 +392,9 @@ class SessionRunner:
             self.submit(AgentSpawnFailed(reason=str(exc)))
             return
         self._agent = agent
+        # nxagent takes the first geometry it is given (in a window, with a window manager)
+        self._fullscreen = wants_fullscreen(action.params)
+        self._screen = None if self._fullscreen else requested_geometry(action.params)
         (self._config.run_dir / "nxagent.pid").write_text(f"{agent.pid}\n", encoding="utf-8")
         self.submit(AgentSpawned(pid=agent.pid))
         assert agent.stdout is not None
@@ -471,6 +485,54 @@ class SessionRunner:
         code = session.wait()
         if self._session is session:
             self.submit(SessionExited(returncode=code))
+
+    def _x_env(self, user: pwd.struct_passwd) -> dict[str, str]:
+        env = user_environment(user, self._config)
+        env["DISPLAY"] = f":{self._display}"
+        return env
+
+    def _fit_screen(self, params: Mapping[str, str]) -> None:
+        """Give the connected agent the requested geometry if it has another one.
+
+        nxagent ignores a new ``geometry=`` (and ``fullscreen=``) on resume (see
+        ``qvd.vma.geometry``); the screen is resized through RandR inside the session
+        instead. A windowed agent resumed with fullscreen asked gets the geometry the
+        client sent (its screen's size). An agent started fullscreen follows the
+        client's display by itself and is left alone.
+        """
+        user, wanted = self._user, requested_geometry(params)
+        if user is None or wanted is None or self._fullscreen or wanted == self._screen:
+            return
+        xrandr = self._config.get("command.xrandr")
+        run = functools.partial(
+            subprocess.run,
+            env=self._x_env(user),
+            cwd=user.pw_dir,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        try:
+            output = connected_output(run([xrandr, "-q"]).stdout)
+            if output is None:
+                log.warning(
+                    "no RandR output on :%d; geometry %s not applied", self._display, wanted
+                )
+                return
+            done = [run(argv) for argv in resize_commands(xrandr, output, wanted)]
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("cannot resize the session to %s: %s", wanted, exc)
+            return
+        if done[2].returncode == 0:  # the mode is set; --fb only trims a larger screen
+            self._screen = wanted
+            log.info("session resized to %s", wanted)
+        else:
+            log.warning(
+                "resizing to %s failed: %s", wanted, (done[2].stderr + done[3].stderr)[-300:]
+            )
 
     def _stop_session(self) -> None:
         session = self._session

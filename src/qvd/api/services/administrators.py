@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy import Integer, String, column, delete, func, literal, literal_column, select, table
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
-from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import (
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import (
     RECOVERY_ADMIN_ID,
     SUPERTENANT_ID,
     Principal,
     effective_acls,
 )
+from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
 from qvd.api.services.common import (
     block_arg,
     created_fields,
@@ -30,6 +30,7 @@ from qvd.api.services.common import (
     in_scope,
     language_arg,
     list_action,
+    qvd_list_actions,
     tenant_arg,
 )
 from qvd.api.services.roles import (
@@ -54,6 +55,21 @@ _roles = (
     .scalar_subquery()
 )
 
+_role_map = (
+    select(
+        func.coalesce(
+            func.jsonb_object_agg(func.cast(Role.id, String), Role.name),
+            literal_column("'{}'::jsonb"),
+        )
+    )
+    .select_from(RoleAdministratorRelation)
+    .join(Role, Role.id == RoleAdministratorRelation.role_id)
+    .where(RoleAdministratorRelation.administrator_id == Administrator.id)
+    .correlate(Administrator)
+    .scalar_subquery()
+)
+"""The administrator's roles as ``{"<id>": "<name>"}`` (QVD's shape)."""
+
 _FIELDS: dict[str, Field] = {
     "id": Field(expr=Administrator.id, kind=int, see="administrator.see.id"),
     "name": Field(expr=Administrator.name),
@@ -61,6 +77,9 @@ _FIELDS: dict[str, Field] = {
     "language": Field(expr=Administrator.language, see="administrator.see.language"),
     "block": Field(expr=Administrator.block, kind=int),
     "roles": Field(expr=_roles, kind=list, see="administrator.see.roles", filterable=False),
+    "role_map": Field(
+        expr=_role_map, kind=dict, see="administrator.see.roles", filterable=False, default=False
+    ),
     **created_fields("administrator", Administrator),
     "tenant_id": Field(expr=Administrator.tenant_id, kind=int, superadmin_only=True),
     "tenant_name": Field(expr=Tenant.name, kind=str, superadmin_only=True),
@@ -196,11 +215,39 @@ def _in_admins_scope(p: Principal) -> Any:
     return admin_ok if acl is None else admin_ok & acl
 
 
+def _admin_roles_with(admin_id: Any, acl_id: Any) -> Any:
+    """``{"<id>": "<name>"}`` of an administrator's roles that hold an ACL."""
+    return (
+        select(
+            func.coalesce(
+                func.jsonb_object_agg(func.cast(Role.id, String), Role.name),
+                literal_column("'{}'::jsonb"),
+            )
+        )
+        .select_from(RoleAdministratorRelation)
+        .join(Role, Role.id == RoleAdministratorRelation.role_id)
+        .where(
+            RoleAdministratorRelation.administrator_id == admin_id,
+            acl_id.in_(select(func.qvd_role_acl_ids(Role.id)).correlate(Role).scalar_subquery()),
+        )
+        .correlate_except(RoleAdministratorRelation, Role)
+        .scalar_subquery()
+    )
+
+
 _ACLS_IN_ADMINS_SPEC = ListSpec(
     object="acl",
     fields={
         **ACL_SPEC.fields,
         "admin_id": Field(expr=admin_effective.c.administrator_id, kind=int),
+        "acl_id": Field(expr=Acl.id, kind=int),
+        "acl_name": Field(expr=Acl.name),
+        "roles": Field(
+            expr=_admin_roles_with(admin_effective.c.administrator_id, admin_effective.c.acl_id),
+            kind=dict,
+            see="administrator.see.acl-list-roles",
+            filterable=False,
+        ),
     },
     base=lambda: (
         select(literal(1))
@@ -254,4 +301,11 @@ ACTIONS = (
            acls=(r"^administrator\.see\.acl-list",), handler=_acls_in_admins),
     Action(name="number_of_acls_in_admin", qvd_object="acl", type_of_action="see",
            acls=(r"^administrator\.see\.acl-list",), handler=_number_of_acls),
+    *qvd_list_actions(
+        "administrator", SPEC,
+        tiny=(
+            "administrator.see-main.",
+            r"^(log\.filter\.administrator|[^.]+\.filter\.created-by)$",
+        ),
+    ),
 )  # fmt: skip

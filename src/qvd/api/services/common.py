@@ -11,10 +11,10 @@ from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.listing import Expr, Field, ListQuery, ListSpec, run_list, select_ids
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.errors import Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Expr, Field, ListQuery, ListSpec, run_list
-from qvd.api.principal import GLOBAL_TENANT_ID, Principal
 from qvd.db.models import (
     LANGUAGES,
     Administrator,
@@ -30,6 +30,7 @@ from qvd.db.models import (
 
 __all__ = [
     "PROPERTY_TABLES",
+    "all_ids_action",
     "apply_properties",
     "block_arg",
     "created_fields",
@@ -40,6 +41,7 @@ __all__ = [
     "one",
     "properties_field",
     "property_args",
+    "qvd_list_actions",
     "tenant_arg",
     "tenant_fields",
 ]
@@ -269,6 +271,59 @@ def list_action(spec: ListSpec) -> Handler:
         return ActionResult(rows=rows, total=total)
 
     return handler
+
+
+def tiny_action(spec: ListSpec, name_field: str = "name") -> Handler:
+    """A ``<object>_tiny_list`` handler: rows ``{id, name}`` of what the filters select,
+    by name (drop-downs)."""
+
+    def handler(ctx: Ctx, req: ActionRequest) -> ActionResult:
+        query = ListQuery(
+            filters=req.filters,
+            fields=["id", name_field],
+            order_by=req.order_by or [(name_field, False)],
+            limit=req.limit,
+            offset=req.offset,
+        )
+        total, rows = run_list(ctx.session, spec, ctx.principal, query)
+        return ActionResult(
+            rows=[{"id": r["id"], "name": r[name_field]} for r in rows], total=total
+        )
+
+    return handler
+
+
+def all_ids_action(spec: ListSpec) -> Handler:
+    """A ``<object>_all_ids`` handler: rows ``{id}`` of every object the filters select,
+    unpaged (the WAT's "select all" across pages)."""
+
+    def handler(ctx: Ctx, req: ActionRequest) -> ActionResult:
+        ids = select_ids(ctx.session, spec, ctx.principal, req.filters)
+        return ActionResult(rows=[{"id": i} for i in ids], total=len(ids))
+
+    return handler
+
+
+def qvd_list_actions(
+    obj: str,
+    spec: ListSpec,
+    *,
+    tiny: tuple[str, ...],
+    name_field: str = "name",
+) -> tuple[Action, ...]:
+    """QVD's other read actions of an object: ``<obj>_get_details`` (the list of one
+    object, ACL ``<obj>.see-details.``), ``<obj>_tiny_list`` (ids and names, ACLs
+    ``tiny``) and ``<obj>_all_ids`` (``<obj>.see-main.`` or a mass action's ACL)."""
+
+    def entry(verb: str, acls: tuple[str, ...], handler: Handler) -> Action:
+        return Action(name=f"{obj}_{verb}", qvd_object=obj, type_of_action="see", acls=acls,
+                      handler=handler)  # fmt: skip
+
+    return (
+        entry("get_details", (f"{obj}.see-details.",), list_action(spec)),
+        entry("tiny_list", tiny, tiny_action(spec, name_field)),
+        entry("all_ids", (f"{obj}.see-main.", rf"^{obj}\.[^.]+-massive\."), all_ids_action(spec)),
+    )
 
 
 def one(session: Session, stmt: Any, what: str) -> Any:

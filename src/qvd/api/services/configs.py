@@ -4,12 +4,16 @@
   database sets (``operative_value``) and ``is_default``; superadmins see the global
   layer unless they filter on ``tenant_id``; tenant administrators see the tokens a
   tenant may override, with their tenant's values.
+  A ``key_re`` filter (POSIX regular expression on the key) narrows the list, as the
+  WAT's configuration screen asks; ``config_preffix_get`` lists the first parts of the
+  token names (``l7r``, ``vm``, …) the caller may list.
 - ``config_set`` checks the token exists (7382 otherwise) and its value's type;
   node-local tokens (``nodename``, ``database.*``) cannot be set (7370); tenant
   administrators may set only per-tenant tokens, for their tenant (4230). Turning
   ``wat.multitenant`` off with more than one tenant is refused (7373).
 - ``config_delete`` resets a token to its default (7390 if it already is).
-- ``config_wat_get_list`` / ``config_wat_update`` (ACL ``config.wat.``): the WAT
+- ``config_wat_get_list`` (also as QVD's ``config_wat_get_details``) /
+  ``config_wat_update`` (ACL ``config.wat.``): the WAT
   settings of a tenant, its ``language`` and ``block`` (page size). Everybody reads
   and changes their own tenant's; superadmins may name others (``tenant_id`` filter or
   argument; others get 4220 / 4230).
@@ -19,16 +23,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Boolean, String, and_, cast, column, delete, func, literal, select, values
 from sqlalchemy.dialects.postgresql import insert
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.listing import Field, ListQuery, ListSpec, run_list
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListQuery, ListSpec, run_list
-from qvd.api.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS
@@ -89,17 +94,47 @@ def _spec(tenant_id: int, p: Principal) -> ListSpec:
     )
 
 
+def _key_re(filters: Any) -> str | None:
+    """The ``key_re`` filter (a POSIX regular expression on the key, as the WAT's
+    configuration screen sends it), taken out of ``filters``."""
+    if not isinstance(filters, dict) or "key_re" not in filters:
+        return None
+    pattern = filters.pop("key_re")
+    if isinstance(pattern, dict) and len(pattern) == 1:
+        pattern = next(iter(pattern.values()))
+    if not isinstance(pattern, str) or len(pattern) > 256:
+        raise InvalidRequest("key_re must be a regular expression (text)", 6310)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InvalidRequest(f"key_re is not a valid regular expression: {exc}", 6310) from None
+    return pattern
+
+
 def _get(ctx: Ctx, req: ActionRequest) -> ActionResult:
     tenant_id = _tenant_of(ctx.principal, req.filters)
     filters = dict(req.filters) if isinstance(req.filters, dict) else req.filters
     if isinstance(filters, dict):
         filters.pop("tenant_id", None)
+    pattern = _key_re(filters)
+    spec = _spec(tenant_id, ctx.principal)
     query = ListQuery(
         filters=filters, fields=req.fields, order_by=req.order_by or [("key", False)],
         limit=req.limit, offset=req.offset,
+        extra=[] if pattern is None else [spec.fields["key"].expr.op("~")(pattern)],
     )  # fmt: skip
-    total, rows = run_list(ctx.session, _spec(tenant_id, ctx.principal), ctx.principal, query)
+    total, rows = run_list(ctx.session, spec, ctx.principal, query)
     return ActionResult(rows=rows, total=total)
+
+
+def _prefixes(ctx: Ctx, req: ActionRequest) -> ActionResult:
+    """``config_preffix_get``: the first parts of the token names the caller may list
+    (``l7r``, ``vm``, …), as rows ``{"prefix": …}``, sorted."""
+    tenant_id = _tenant_of(ctx.principal, None)
+    query = ListQuery(fields=["key"], count=False)
+    _total, rows = run_list(ctx.session, _spec(tenant_id, ctx.principal), ctx.principal, query)
+    found = sorted({str(r["key"]).split(".", 1)[0] for r in rows if "." in str(r["key"])})
+    return ActionResult(rows=[{"prefix": p} for p in found], total=len(found))
 
 
 def _target(ctx: Ctx, args: Args) -> int:
@@ -278,7 +313,11 @@ ACTIONS = (
            acls=("config.qvd.",), handler=_set),
     Action(name="config_delete", qvd_object="config", type_of_action="delete",
            acls=("config.qvd.",), handler=_delete),
+    Action(name="config_preffix_get", qvd_object="config", type_of_action="see",
+           acls=("config.qvd.",), handler=_prefixes),
     Action(name="config_wat_get_list", qvd_object="config", type_of_action="see",
+           acls=("config.wat.",), handler=_wat_get),
+    Action(name="config_wat_get_details", qvd_object="config", type_of_action="see",
            acls=("config.wat.",), handler=_wat_get),
     Action(name="config_wat_update", qvd_object="config", type_of_action="update",
            acls=("config.wat.",), handler=_wat_update),

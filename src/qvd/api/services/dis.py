@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, literal, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.images import check_name
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -44,8 +43,11 @@ from qvd.api.services.common import (
     list_action,
     properties_field,
     property_args,
+    qvd_list_actions,
     tenant_fields,
+    tiny_action,
 )
+from qvd.api.uploads.images import check_name
 from qvd.db.models import Di, DiRuntime, DiTag, Osf, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC", "TAG_SPEC", "mark_ready_and_publish", "publish"]
@@ -60,6 +62,25 @@ def _tags(fixed: bool | None = None) -> Any:
     if fixed is not None:
         stmt = stmt.where(DiTag.fixed.is_(fixed))
     return stmt.correlate(Di).scalar_subquery()
+
+
+_tag_objects = (
+    select(
+        func.coalesce(
+            func.jsonb_agg(
+                aggregate_order_by(
+                    func.jsonb_build_object("id", DiTag.id, "tag", DiTag.tag, "fixed", DiTag.fixed),
+                    DiTag.id,
+                )
+            ),
+            literal_column("'[]'::jsonb"),
+        )
+    )
+    .where(DiTag.di_id == Di.id)
+    .correlate(Di)
+    .scalar_subquery()
+)
+"""The DI's tags as ``[{id, tag, fixed}]`` (QVD's DI details)."""
 
 
 def _has_tag(tag: str) -> Any:
@@ -81,6 +102,10 @@ _FIELDS: dict[str, Field] = {
     "state": Field(expr=DiRuntime.state),
     "state_ts": Field(expr=DiRuntime.state_ts, kind=dt.datetime),
     "percentage": Field(expr=DiRuntime.percentage, kind=float),
+    "elapsed_time": Field(expr=DiRuntime.elapsed_time, kind=int),
+    "tag_objects": Field(
+        expr=_tag_objects, kind=list, see="di.see.tags", filterable=False, default=False
+    ),
     "status_message": Field(expr=DiRuntime.status_message),
     "error_code": Field(expr=DiRuntime.error_code, kind=int, default=False),
     "auto_publish": Field(expr=DiRuntime.auto_publish, kind=bool),
@@ -436,7 +461,14 @@ ACTIONS = (
     Action(name="di_publish", qvd_object="di", type_of_action="exec",
            acls=("di.update.publish",), handler=_publish),
     Action(name="tag_get_list", qvd_object="di", type_of_action="see",
-           acls=("di.see-main.", "di.see.tags"), handler=list_action(TAG_SPEC)),
+           acls=("di.see-main.", "di.see.tags", r"^vm\.(create\.|update\.di-tag)$"),
+           handler=list_action(TAG_SPEC)),
     Action(name="dis_in_staging", qvd_object="di", type_of_action="see",
            acls=("di.create.",), handler=_in_staging),
+    Action(name="tag_tiny_list", qvd_object="di", type_of_action="see",
+           acls=("di.see-main.", "di.see.tags", r"^vm\.(create\.|update\.di-tag)$"),
+           handler=tiny_action(TAG_SPEC, "tag")),
+    *qvd_list_actions(
+        "di", SPEC, tiny=("di.see-main.", r"^osf\.filter\.di$"), name_field="disk_image"
+    ),
 )  # fmt: skip

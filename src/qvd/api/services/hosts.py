@@ -12,16 +12,25 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each, selected_ids
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    for_each,
+    selected_ids,
+)
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
     crud_actions,
     properties_field,
     property_args,
+    qvd_list_actions,
 )
 from qvd.api.services.vms import stop_vm
 from qvd.db.models import Host, HostRuntime, VmRuntime
@@ -180,4 +189,5 @@ ACTIONS = (
            acls=("host.update.stop-vms",), handler=_stop_vms),
     Action(name="host_get_state", qvd_object="host", type_of_action="see",
            acls=("host.see.state", "host.see.vm-list-state"), handler=_state),
+    *qvd_list_actions("host", SPEC, tiny=("host.see-main.", r"^vm\.filter\.host$")),
 )  # fmt: skip

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import Conflict, InvalidRequest, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -17,6 +17,7 @@ from qvd.api.services.common import (
     in_scope,
     properties_field,
     property_args,
+    qvd_list_actions,
     tenant_arg,
     tenant_fields,
 )
@@ -156,5 +157,8 @@ ACTIONS = (
     *crud_actions(
         "osf", SPEC, see=("osf.see-main.", r"^[a-z]+\.see\.osf-list$"),
         create=_create, update=_update, delete=_delete,
+    ),
+    *qvd_list_actions(
+        "osf", SPEC, tiny=("osf.see-main.", r"^(di|vm)\.(create\.|filter\.osf)$")
     ),
 )  # fmt: skip

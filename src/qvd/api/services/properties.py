@@ -1,6 +1,8 @@
 """Custom property keys (reference §1.2b): registered per tenant, then assigned to the
 object types that may carry them (``__property_assign__`` on the property, or the
-per-type actions below).
+per-type actions below). ``property_get_list`` rows also carry ``property_id`` (the
+id again) and ``in_user`` … ``in_di``: whether the key is assigned to that object type
+(the WAT's properties screen reads them).
 
 ``<obj>_get_property_list`` / ``<obj>_create_property_list`` /
 ``<obj>_delete_property_list`` (obj in user, vm, host, osf, di) list, add and remove
@@ -23,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, func, literal, literal_column, select
+from sqlalchemy import String, and_, cast, delete, exists, func, literal, literal_column, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
 from qvd.api.services.common import in_scope, list_action, tenant_arg, tenant_fields
 from qvd.api.services.views import prune_property_views
 from qvd.db.models import PROPERTY_OBJECTS, PropertyAssignment, PropertyDefinition
@@ -47,10 +49,24 @@ _objects = (
     .scalar_subquery()
 )
 
+
+def _assigned_to(obj: str) -> Any:
+    return (
+        exists()
+        .where(
+            PropertyAssignment.property_id == PropertyDefinition.id,
+            PropertyAssignment.qvd_object == obj,
+        )
+        .correlate(PropertyDefinition)
+    )
+
+
 SPEC = ListSpec(
     object="property",
     fields={
         "id": Field(expr=PropertyDefinition.id, kind=int),
+        "property_id": Field(expr=PropertyDefinition.id, kind=int),
+        **{f"in_{o}": Field(expr=_assigned_to(o), kind=bool) for o in PROPERTY_OBJECTS},
         "key": Field(expr=PropertyDefinition.key),
         "description": Field(expr=PropertyDefinition.description),
         "objects": Field(expr=_objects, kind=list, filterable=False),

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     column,
     delete,
+    exists,
     false,
     func,
     literal,
@@ -32,22 +33,25 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.services.common import (
     created_fields,
     crud_actions,
     list_action,
+    qvd_list_actions,
     tenant_arg,
     tenant_fields,
+    tiny_action,
 )
 from qvd.db.acls import role_acls
 from qvd.db.models import Acl, AclRoleRelation, Role, RoleRoleRelation
 
 __all__ = [
     "ACLS_IN_ROLES_SPEC",
+    "ACL_ORIGIN_SEE",
     "ACL_SPEC",
     "ACTIONS",
     "SPEC",
@@ -82,6 +86,35 @@ _role_names = (
     .scalar_subquery()
 )
 
+_role_map = (
+    select(
+        func.coalesce(
+            func.jsonb_object_agg(
+                func.cast(_inherited.id, String),
+                func.jsonb_build_object("id", _inherited.id, "name", _inherited.name),
+            ),
+            literal_column("'{}'::jsonb"),
+        )
+    )
+    .select_from(RoleRoleRelation)
+    .join(_inherited, _inherited.id == RoleRoleRelation.inherited_id)
+    .where(RoleRoleRelation.inheritor_id == Role.id)
+    .correlate(Role)
+    .scalar_subquery()
+)
+"""The inherited roles as ``{"<id>": {"id": …, "name": …}}`` (QVD's shape)."""
+
+_denied = (
+    select(func.coalesce(func.array_agg(Acl.name), literal_column(_EMPTY)))
+    .select_from(AclRoleRelation)
+    .join(Acl, Acl.id == AclRoleRelation.acl_id)
+    .where(AclRoleRelation.role_id == Role.id, AclRoleRelation.positive.is_(False))
+    .correlate(Role)
+    .scalar_subquery()
+)
+_acl_map = func.jsonb_build_object("positive", _acl_names, "negative", _denied)
+"""The role's ACLs as ``{"positive": [held], "negative": [denied]}`` (QVD's shape)."""
+
 _FIELDS: dict[str, Field] = {
     "id": Field(expr=Role.id, kind=int, see="role.see.id"),
     "name": Field(expr=Role.name),
@@ -92,6 +125,10 @@ _FIELDS: dict[str, Field] = {
                   default=False),
     "roles": Field(expr=_role_names, kind=list, see="role.see.inherited-roles",
                    filterable=False),
+    "role_map": Field(expr=_role_map, kind=dict, see="role.see.inherited-roles",
+                      filterable=False, default=False),
+    "acl_map": Field(expr=_acl_map, kind=dict, see="role.see.acl-list", filterable=False,
+                     default=False),
     **created_fields("role", Role),
     **tenant_fields(Role.tenant_id),
 }  # fmt: skip
@@ -295,9 +332,52 @@ def _in_roles_scope(p: Principal) -> Any:
     return role_ok if acl is None else role_ok & acl
 
 
+def _granted_by(role_id: Any, acl_id: Any) -> Any:
+    """``{"<id>": "<name>"}`` of the roles a role holds an ACL through: itself when it
+    grants the ACL directly, and each role it inherits directly that holds it."""
+    origin = aliased(Role)
+    direct = (
+        exists()
+        .where(
+            AclRoleRelation.role_id == origin.id,
+            AclRoleRelation.acl_id == acl_id,
+            AclRoleRelation.positive.is_(True),
+        )
+        .correlate_except(AclRoleRelation)
+    )
+    inherited = origin.id.in_(
+        select(RoleRoleRelation.inherited_id)
+        .where(RoleRoleRelation.inheritor_id == role_id)
+        .correlate_except(RoleRoleRelation)
+    ) & acl_id.in_(select(func.qvd_role_acl_ids(origin.id)).correlate(origin).scalar_subquery())
+    return (
+        select(
+            func.coalesce(
+                func.jsonb_object_agg(func.cast(origin.id, String), origin.name),
+                literal_column("'{}'::jsonb"),
+            )
+        )
+        .where(((origin.id == role_id) & direct) | inherited)
+        .scalar_subquery()
+    )
+
+
+ACL_ORIGIN_SEE = "role.see.acl-list-roles"
+
 ACLS_IN_ROLES_SPEC = ListSpec(
     object="acl",
-    fields={**_ACL_FIELDS, "role_id": Field(expr=role_effective.c.role_id, kind=int)},
+    fields={
+        **_ACL_FIELDS,
+        "role_id": Field(expr=role_effective.c.role_id, kind=int),
+        "acl_id": Field(expr=Acl.id, kind=int),
+        "acl_name": Field(expr=Acl.name),
+        "roles": Field(
+            expr=_granted_by(role_effective.c.role_id, role_effective.c.acl_id),
+            kind=dict,
+            see=ACL_ORIGIN_SEE,
+            filterable=False,
+        ),
+    },
     base=lambda: (
         select(literal(1)).select_from(role_effective).join(Acl, Acl.id == role_effective.c.acl_id)
     ),
@@ -313,10 +393,27 @@ def _acls_in_roles(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 def _int_list(value: Any, name: str) -> list[int]:
+    """Ids given as numbers or as text of digits (the WAT sends ``"10005"``)."""
     values = value if isinstance(value, list) else [value]
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+    ids: list[int] = []
+    for v in values:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v.strip())
+        if isinstance(v, bool) or not isinstance(v, int) or not -(2**31) <= v < 2**31:
+            raise InvalidRequest(f"filter {name!r} takes an id or a list of ids", 6310)
+        ids.append(v)
+    if not ids:
         raise InvalidRequest(f"filter {name!r} takes an id or a list of ids", 6310)
-    return [int(v) for v in values]
+    return ids
+
+
+def _operand(value: Any) -> Any:
+    """The value of ``{"=": v}`` or ``{"~": v}`` (qa4's filter form), else ``value``."""
+    if isinstance(value, dict) and len(value) == 1:
+        op, inner = next(iter(value.items()))
+        if op in ("=", "~", "LIKE", "like"):
+            return inner
+    return value
 
 
 def count_filters(filters: Any, id_key: str) -> tuple[list[int], list[str]]:
@@ -328,8 +425,8 @@ def count_filters(filters: Any, id_key: str) -> tuple[list[int], list[str]]:
         raise InvalidRequest(
             f"unknown filters {unknown} (known: {id_key}, acl_pattern)", Status.BAD_FILTER
         )
-    ids = _int_list(filters[id_key], id_key)
-    raw = filters.get("acl_pattern", "%")
+    ids = _int_list(_operand(filters[id_key]), id_key)
+    raw = _operand(filters.get("acl_pattern", "%"))
     patterns = raw if isinstance(raw, list) else [raw]
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise InvalidRequest("acl_pattern takes a LIKE pattern or a list of them", 6310)
@@ -381,7 +478,13 @@ ACTIONS = (
     Action(name="acl_get_list", qvd_object="acl", type_of_action="see",
            acls=(r"^(role|administrator)\.see\.acl-list$",), handler=list_action(ACL_SPEC)),
     Action(name="get_acls_in_roles", qvd_object="acl", type_of_action="see",
-           acls=(r"^role\.see\.acl-list",), handler=_acls_in_roles),
+           acls=(r"^(role|administrator)\.see\.acl-list",), handler=_acls_in_roles),
     Action(name="number_of_acls_in_role", qvd_object="acl", type_of_action="see",
-           acls=(r"^role\.see\.acl-list",), handler=_number_of_acls),
+           acls=(r"^(role|administrator)\.see\.acl-list",), handler=_number_of_acls),
+    *qvd_list_actions(
+        "role", SPEC,
+        tiny=("role.see-main.", r"^(administrator\.see\.|role\.see\.inherited-)roles$"),
+    ),
+    Action(name="acl_tiny_list", qvd_object="acl", type_of_action="see",
+           acls=(r"^(role|administrator)\.see\.acl-list$",), handler=tiny_action(ACL_SPEC)),
 )  # fmt: skip

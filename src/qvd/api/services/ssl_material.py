@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from qvd.api.audit import MASK
+from qvd.api.actions.audit import MASK
 from qvd.api.errors import InvalidRequest, Status
 
 __all__ = [

@@ -1,5 +1,13 @@
 """``qvd_objects_statistics``: counts for the dashboard, each only with its ACL, all
-within the caller's tenant scope (reference §5.3)."""
+within the caller's tenant scope (reference §5.3). A total (``users_count`` …) needs
+any ``stats`` ACL of its object, as in QVD.
+
+``connected_users_count`` counts users with at least one connected VM;
+``top_populated_hosts`` lists every host, those with no VM too, as
+``{id, name, number_of_vms}`` (VMs not stopped), most populated first;
+``vms_with_expiration_date`` lists the VMs whose hard expiration is still ahead, soonest
+first, as ``{id, name, expiration, remaining_time}`` (``remaining_time`` in seconds).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select, true
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Ctx
 from qvd.api.services.common import in_scope
 from qvd.db.models import Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
 
@@ -61,37 +69,58 @@ def _top_hosts(ctx: Ctx) -> list[dict[str, Any]]:
     running = func.count(VmRuntime.vm_id)
     rows = ctx.session.execute(
         select(Host.id, Host.name, running)
-        .join(VmRuntime, VmRuntime.host_id == Host.id)
-        .where(VmRuntime.vm_state != "stopped")
+        .outerjoin(VmRuntime, (VmRuntime.host_id == Host.id) & (VmRuntime.vm_state != "stopped"))
         .group_by(Host.id, Host.name)
-        .order_by(running.desc())
-        .limit(5)
+        .order_by(running.desc(), Host.id)
     )
     return [{"id": r[0], "name": r[1], "number_of_vms": int(r[2])} for r in rows]
 
 
-def _soon(ctx: Ctx) -> int:
-    horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
-    return _vms(
-        ctx, (VmRuntime.vm_expiration_hard < horizon) | (VmRuntime.vm_expiration_soft < horizon)
+def _connected_users(ctx: Ctx) -> int:
+    stmt = (
+        select(func.count(func.distinct(Vm.user_id)))
+        .join(User, User.id == Vm.user_id)
+        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
+        .where(_tenant(ctx, User.tenant_id), VmRuntime.user_state == "connected")
     )
+    return _count(ctx, stmt)
+
+
+def _expiring(ctx: Ctx) -> list[dict[str, Any]]:
+    now = dt.datetime.now(dt.UTC)
+    rows = ctx.session.execute(
+        select(Vm.id, Vm.name, VmRuntime.vm_expiration_hard)
+        .join(User, User.id == Vm.user_id)
+        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
+        .where(_tenant(ctx, User.tenant_id), VmRuntime.vm_expiration_hard > now)
+        .order_by(VmRuntime.vm_expiration_hard, Vm.id)
+    )
+    return [
+        {
+            "id": vm_id,
+            "name": name,
+            "expiration": when.isoformat(),
+            "remaining_time": int((when - now).total_seconds()),
+        }
+        for vm_id, name, when in rows
+    ]
 
 
 _STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
-    "users_count": ("user.stats.summary", lambda c: _users(c)),
+    "users_count": (r"^user\.stats\.", lambda c: _users(c)),
     "blocked_users_count": ("user.stats.blocked", lambda c: _users(c, User.blocked.is_(True))),
     "connected_users_count": (
         "user.stats.connected-users",
-        lambda c: _vms(c, VmRuntime.user_state == "connected"),
+        _connected_users,
     ),
-    "vms_count": ("vm.stats.summary", lambda c: _vms(c)),
+    "vms_count": (r"^vm\.stats\.", lambda c: _vms(c)),
     "blocked_vms_count": ("vm.stats.blocked", lambda c: _vms(c, VmRuntime.blocked.is_(True))),
     "running_vms_count": (
         "vm.stats.running-vms",
         lambda c: _vms(c, VmRuntime.vm_state == "running"),
     ),
-    "vms_with_expiration_date": ("vm.stats.close-to-expire", _soon),
-    "hosts_count": ("host.stats.summary", lambda c: _hosts(c)),
+    "vms_with_expiration_date": ("vm.stats.close-to-expire", _expiring),
+    "hosts_count": (r"^host\.stats\.", lambda c: _hosts(c)),
     "blocked_hosts_count": (
         "host.stats.blocked",
         lambda c: _hosts(c, HostRuntime.blocked.is_(True)),
@@ -102,10 +131,10 @@ _STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
     ),
     "top_populated_hosts": ("host.stats.top-hosts-most-vms", _top_hosts),
     "osfs_count": (
-        "osf.stats.summary",
+        r"^osf\.stats\.",
         lambda c: _count(c, select(func.count()).select_from(Osf).where(_tenant(c, Osf.tenant_id))),
     ),
-    "dis_count": ("di.stats.summary", lambda c: _dis(c)),
+    "dis_count": (r"^di\.stats\.", lambda c: _dis(c)),
     "blocked_dis_count": ("di.stats.blocked", lambda c: _dis(c, Di.blocked.is_(True))),
 }
 

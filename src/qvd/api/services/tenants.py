@@ -16,11 +16,17 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, Status
-from qvd.api.listing import Field, ListSpec
-from qvd.api.principal import Principal
-from qvd.api.services.common import block_arg, created_fields, crud_actions, language_arg
+from qvd.api.services.common import (
+    block_arg,
+    created_fields,
+    crud_actions,
+    language_arg,
+    qvd_list_actions,
+)
 from qvd.db.models import Administrator, Osf, Role, Tenant, User
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -166,4 +172,5 @@ ACTIONS = (
     Action(name="mytenant_update", qvd_object="tenant", type_of_action="update",
            acls=("config.wat.", r"^tenant\.update\.(language|blocksize|description)$"),
            handler=_mytenant_update),
+    *qvd_list_actions("tenant", SPEC, tiny=("tenant.see-main.",)),
 )  # fmt: skip

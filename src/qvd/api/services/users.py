@@ -11,9 +11,17 @@ from typing import Any
 
 from sqlalchemy import func, literal, select
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each, selected_ids
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    for_each,
+    selected_ids,
+)
+from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import Conflict, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -22,6 +30,7 @@ from qvd.api.services.common import (
     language_arg,
     properties_field,
     property_args,
+    qvd_list_actions,
     tenant_arg,
     tenant_fields,
 )
@@ -162,4 +171,5 @@ ACTIONS = (
     ),
     Action(name="user_get_state", qvd_object="user", type_of_action="see",
            acls=("user.see.vm-list-state", "user.see.vms-info"), handler=_state),
+    *qvd_list_actions("user", SPEC, tiny=("user.see-main.", r"^vm\.(create\.|filter\.user)$")),
 )  # fmt: skip

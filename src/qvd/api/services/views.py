@@ -36,10 +36,10 @@ from sqlalchemy import String, cast, delete, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.listing import Field, ListQuery, ListSpec, coerce, run_list, select_ids
+from qvd.api.actions.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.errors import Forbidden, InvalidRequest, NotFound, Status
-from qvd.api.listing import Field, ListQuery, ListSpec, coerce, run_list, select_ids
-from qvd.api.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.services import administrators, dis, hosts, logs, osfs, roles, tenants, users, vms
 from qvd.db.models import (
     DEVICE_TYPES,

@@ -18,13 +18,14 @@ import ipaddress
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import Integer, and_, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from qvd.api.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
+from qvd.api.actions.listing import Field, ListSpec
+from qvd.api.actions.principal import GLOBAL_TENANT_ID
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
-from qvd.api.listing import Field, ListSpec
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -32,14 +33,17 @@ from qvd.api.services.common import (
     in_scope,
     properties_field,
     property_args,
+    qvd_list_actions,
     tenant_fields,
 )
+from qvd.config import Config as Settings
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
-from qvd.db.models import Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
+from qvd.db.models import Config, Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
 from qvd.db.vmaddress import free_vm_ip
 
 __all__ = ["ACTIONS", "SPEC", "start_vm", "stop_vm"]
 
+_DEFAULTS = Settings()
 _tag = aliased(DiTag)
 _published = aliased(DiRuntime)
 _di = aliased(Di)
@@ -65,6 +69,28 @@ def _base() -> Any:
     )
 
 
+def _seconds_until(when: Any) -> Any:
+    """Whole seconds from now until ``when`` (negative once past; null without one)."""
+    return func.floor(func.extract("epoch", when - func.now())).cast(Integer)
+
+
+def _octet(n: int) -> Any:
+    return func.lpad(func.to_hex(func.split_part(Vm.ip, ".", n).cast(Integer)), 2, "0")
+
+
+_MAC_PREFIX = (
+    select(Config.value)
+    .where(Config.tenant_id == GLOBAL_TENANT_ID, Config.key == "vm.network.mac.prefix")
+    .scalar_subquery()
+)
+_mac = (
+    func.lower(func.coalesce(_MAC_PREFIX, _DEFAULTS.get("vm.network.mac.prefix")))
+    + ":" + _octet(2) + ":" + _octet(3) + ":" + _octet(4)
+)  # fmt: skip
+"""The VM's MAC: ``vm.network.mac.prefix`` (the database's global value, else the
+default) and the last three octets of its address, as the HKD makes it."""
+
+
 def _f(expr: Any, kind: type = str, see: str | None = None, **kw: Any) -> Field:
     return Field(expr=expr, kind=kind, see=see, **kw)
 
@@ -81,6 +107,12 @@ _FIELDS: dict[str, Field] = {
     "blocked": _f(VmRuntime.blocked, bool, "vm.see.block"),
     "expiration_soft": _f(VmRuntime.vm_expiration_soft, dt.datetime, "vm.see.expiration"),
     "expiration_hard": _f(VmRuntime.vm_expiration_hard, dt.datetime, "vm.see.expiration"),
+    "time_until_expiration_soft": _f(
+        _seconds_until(VmRuntime.vm_expiration_soft), int, "vm.see.expiration"
+    ),
+    "time_until_expiration_hard": _f(
+        _seconds_until(VmRuntime.vm_expiration_hard), int, "vm.see.expiration"
+    ),
     "state": _f(VmRuntime.vm_state, see="vm.see.state"),
     "vm_cmd": _f(VmRuntime.vm_cmd, see="vm.see.state"),
     "last_error": _f(VmRuntime.last_error, see="vm.see.state", default=False),
@@ -92,6 +124,8 @@ _FIELDS: dict[str, Field] = {
     "user_state": _f(VmRuntime.user_state, see="vm.see.user-state"),
     "ip": _f(Vm.ip, see="vm.see.ip"),
     "ip_in_use": _f(VmRuntime.vm_address, see="vm.see.ip"),
+    "next_boot_ip": _f(Vm.ip, see="vm.see.next-boot-ip"),
+    "mac": _f(_mac, see="vm.see.mac"),
     "ssh_port": _f(VmRuntime.vm_ssh_port, int, "vm.see.port-ssh"),
     "vnc_port": _f(VmRuntime.vm_vnc_port, int, "vm.see.port-vnc"),
     "serial_port": _f(VmRuntime.vm_serial_port, int, "vm.see.port-serial"),
@@ -348,4 +382,5 @@ ACTIONS = (
            acls=("vm.update.state", "host.update.stop-vms"), handler=_stop),
     Action(name="vm_user_disconnect", qvd_object="vm", type_of_action="exec",
            acls=("vm.update.disconnect-user",), handler=_disconnect),
+    *qvd_list_actions("vm", SPEC, tiny=("vm.see-main.", r"^(host|osf)\.filter\.vm$")),
 )  # fmt: skip

@@ -30,7 +30,9 @@ __all__ = [
     "load_backend",
 ]
 
-# name -> "module:factory"; a factory takes a mapping of settings and returns a Backend
+# name -> "module:factory"; load_backend calls the factory with its keyword arguments
+# (the daemon passes ``config=``, the node's Config) and checks it made a Backend.
+# "fake" is for tests, which hand a FakeBackend to the daemon directly.
 BACKENDS: dict[str, str] = {
     "fake": "qvd.hkd.backends.fake:FakeBackend",
     "lxc": "qvd.hkd.backends.lxc:LxcBackend",
@@ -42,7 +44,8 @@ class UnknownBackend(Exception):
 
 
 def load_backend(name: str, **settings: object) -> Backend:
-    """The backend called ``name``, built with ``settings``."""
+    """The backend called ``name``, made by its factory from ``settings`` (the HKD
+    passes ``config=``, the node's configuration)."""
     target = BACKENDS.get(name)
     if target is None:
         known = ", ".join(sorted(b for b in BACKENDS if b != "fake"))

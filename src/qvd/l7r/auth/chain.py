@@ -19,9 +19,9 @@ from sqlalchemy import Connection, text
 from qvd.config import Config
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin, Principal
 from qvd.l7r.auth.credentials import Basic, auth_extras, parse_authorization, split_login
-from qvd.l7r.auth.ratelimit import FailureLimiter
 from qvd.l7r.auth.tokens import bearer_login
 from qvd.l7r.errors import TooManyAttempts, Unauthorized
+from qvd.loginlimit import FailureLimiter
 
 __all__ = ["Authenticator", "PluginFactory"]
 

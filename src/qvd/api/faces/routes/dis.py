@@ -1,0 +1,165 @@
+"""``/api/v1/dis``: disk images, their tags, upload, staging import and publishing.
+The action face's ``/api/di/upload`` and ``/api/di/staging`` live here too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from qvd.api.actions.core import ActionResult
+from qvd.api.actions.principal import Principal
+from qvd.api.errors import ApiError, InvalidRequest, Status
+from qvd.api.faces.action import body_credentials, read_body, result_body
+from qvd.api.faces.rest import (
+    ERRORS,
+    SECURITY,
+    Auth,
+    Params,
+    arguments,
+    crud_router,
+    exec_route,
+    nested_names,
+    page,
+)
+from qvd.api.faces.schemas import Created, DiCreate, DiUpdate, Page
+from qvd.api.shell.state import Credentials, app_state, client_address, token_from_headers
+from qvd.api.uploads.di_import import (
+    import_from_staging,
+    import_upload,
+    max_image_size,
+    upload_folder,
+    upload_name,
+)
+from qvd.api.uploads.form_stream import receive_upload
+from qvd.api.uploads.images import discard
+
+__all__ = ["action_router", "router", "tags_router"]
+
+router = crud_router("dis", "di", DiCreate, DiUpdate)
+exec_route(router, "di", "publish", "di_publish", dict)
+exec_route(router, "di", "block", "di_update", lambda: {"blocked": True})
+exec_route(router, "di", "unblock", "di_update", lambda: {"blocked": False})
+tags_router = APIRouter(prefix="/api/v1/di-tags", tags=["dis"], dependencies=SECURITY,
+                        responses=ERRORS)  # fmt: skip
+action_router = APIRouter(include_in_schema=False)
+
+
+@tags_router.get("", response_model=Page, summary="DI tags (one per OSF)")
+def list_tags(request: Request, principal: Auth, params: Params) -> Page:
+    return page(request, principal, params.request("tag_get_list"))
+
+
+def _arguments(fields: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        args = json.loads(fields.get("arguments") or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise InvalidRequest("'arguments' must be a JSON object", Status.BAD_JSON)
+    return nested_names(args)
+
+
+def _credentials(request: Request, fields: Mapping[str, str]) -> Credentials:
+    """The action face's credentials: the form's ``login`` (+ ``password``,
+    ``tenant``), else its ``sid``, else a token in the headers."""
+    address = client_address(request)
+    if fields.get("login") is not None:
+        return Credentials(login=fields.get("login"), password=fields.get("password"),
+                           tenant=fields.get("tenant"), source="API", address=address)  # fmt: skip
+    return Credentials(token=fields.get("sid") or token_from_headers(request), source="API",
+                       address=address)  # fmt: skip
+
+
+def _complete(fields: Mapping[str, str]) -> bool:
+    """Whether the fields before the file part hold a whole set of credentials, so the
+    sender is known before the file is written (should a credentials field come again
+    after the file, the last one wins, as in any form: the upload is authenticated
+    again with it)."""
+    return bool(fields.get("sid")) or all(k in fields for k in ("login", "password", "tenant"))
+
+
+class _Upload:
+    """One upload: who sends it, learnt before its file part is written when the form
+    allows (a REST caller's header, or the action face's fields that come before the
+    file), else once the whole form is in."""
+
+    def __init__(self, request: Request, principal: Principal | None) -> None:
+        self.request = request
+        self.state = app_state(request)
+        self.principal = principal
+        self.early: Credentials | None = None  # what authenticated the action face early
+
+    async def before_file(self, fields: Mapping[str, str], filename: str) -> None:
+        """Refuse before the file is streamed what will be refused anyway."""
+        args = _arguments(fields) if "arguments" in fields else None
+        if self.principal is None and _complete(fields):
+            self.early = _credentials(self.request, fields)
+            self.principal = await run_in_threadpool(self.state.authenticate, self.early)
+        if self.principal is not None and args is not None:
+            upload_name(self.principal, args, filename)
+
+    async def run(self) -> int:
+        """Stream the form's file into the images directory, authenticate (the REST
+        face has, from its headers), then check and import it."""
+        state = self.state
+        folder, limit = upload_folder(state), max_image_size(state)
+        form = await receive_upload(self.request, folder, max_bytes=limit, on_file=self.before_file)
+        try:
+            args = _arguments(form.fields)
+            principal = self.principal
+            if principal is None or self.early is not None:
+                creds = _credentials(self.request, form.fields)
+                if principal is None or creds != self.early:
+                    principal = await run_in_threadpool(state.authenticate, creds)
+        except BaseException:
+            discard(form.file)
+            raise
+        return await run_in_threadpool(
+            import_upload, state, principal, args, form.file, form.filename
+        )
+
+
+@router.post("/upload", status_code=201, response_model=Created, summary="Upload an image file")
+async def upload_di(request: Request, principal: Auth) -> Created:
+    """Multipart form: ``file`` (the image) and ``arguments`` (JSON: osf_id, version,
+    tags, … as for creating a DI). The file is streamed into the images directory as it
+    arrives (``api.di.upload.max_size`` applies as it streams), checked, imported and
+    published."""
+    return Created(id=await _Upload(request, await run_in_threadpool(principal.principal)).run())
+
+
+@router.post("/staging", status_code=201, response_model=Created, summary="Import from staging")
+def staging_di(request: Request, principal: Auth, body: DiCreate) -> Created:
+    state = app_state(request)
+    return Created(id=import_from_staging(state, principal.principal(), arguments(body)))
+
+
+def _ok(di_id: int) -> JSONResponse:
+    return JSONResponse(result_body(ActionResult(rows=[{"id": di_id}])))
+
+
+@action_router.post("/api/di/upload")
+async def action_upload(request: Request) -> JSONResponse:
+    try:
+        return _ok(await _Upload(request, None).run())
+    except ApiError as exc:
+        return JSONResponse(exc.body())
+
+
+@action_router.post("/api/di/staging")
+async def action_staging(request: Request) -> JSONResponse:
+    try:
+        data = await read_body(request)
+        state = app_state(request)
+        principal = await run_in_threadpool(state.authenticate, body_credentials(request, data))
+        args: Any = data.get("arguments") or {}
+        if not isinstance(args, dict):
+            raise InvalidRequest("arguments must be a JSON object", Status.BAD_ARGUMENT)
+        return _ok(await run_in_threadpool(import_from_staging, state, principal, args))
+    except ApiError as exc:
+        return JSONResponse(exc.body())
