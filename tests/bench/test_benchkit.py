@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 _SETUP = re.compile(r"^L7R on \S+, VMs on (\S+) (\S+), files in (\S+)$")
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="the bench makes bridges and containers"),
 ]
