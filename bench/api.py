@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from benchkit import cleanup_begins, exit_on_sigterm
 from qvd.config import Config
 from qvd.db import DATABASE_URL_ENV, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
 from qvd.db.channels import vm_cmd_channel
@@ -148,14 +149,19 @@ def bench_list(client: httpx.Client, sid: str, rounds: int) -> tuple[float, floa
     return statistics.median(times), percentile(times, 0.95), total
 
 
-def _reader(port: int, ca: str, sid: str, seconds: float, offset: int, out: Any) -> None:
-    """One client process: keep-alive TLS connection, GET one VM after another."""
+def _reader(
+    port: int, ca: str, sid: str, start: Any, seconds: float, offset: int, out: Any
+) -> None:
+    """One client process: keep-alive TLS connection, GET one VM after another for
+    ``seconds`` once every client is connected (the ``start`` barrier)."""
     import http.client
     import ssl
 
     context = ssl.create_default_context(cafile=ca)
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context)
     headers = {"X-QVD-Sid": sid}
+    conn.connect()
+    start.wait()
     stop = time.monotonic() + seconds
     n = 0
     while time.monotonic() < stop:
@@ -171,15 +177,18 @@ def _reader(port: int, ca: str, sid: str, seconds: float, offset: int, out: Any)
 
 
 def bench_reads(port: int, ca: str, sid: str, seconds: float, workers: int) -> float:
+    """Reads per second of ``workers`` client processes, counted from a common start
+    once they are spawned and connected (their start-up is not in the figure)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_reader, args=(port, ca, sid, seconds, i, queue))
+    start = ctx.Barrier(workers + 1)
+    procs = [ctx.Process(target=_reader, args=(port, ca, sid, start, seconds, i, queue))
              for i in range(workers)]  # fmt: skip
-    t0 = time.monotonic()
     for p in procs:
         p.start()
+    start.wait(timeout=120)
     results = [queue.get(timeout=seconds + 60) for _ in procs]
-    elapsed = time.monotonic() - t0
+    elapsed = seconds
     for p in procs:
         p.join()
     errors = [r for r in results if not isinstance(r, int)]
@@ -208,6 +217,7 @@ def bench_start(client: httpx.Client, sid: str, target: Any, host: int, rounds: 
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (under a minute)")
     args = parser.parse_args()
@@ -251,6 +261,7 @@ def main() -> int:
         print(f"list10k_p50_ms={p50:.1f} reads_per_s={reads:.0f} start_to_cmd_ms={start:.1f}")
         return 0
     finally:
+        cleanup_begins()
         if server is not None:
             server.terminate()
             server.join(10)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from benchkit import cleanup_begins, exit_on_sigterm
 from qvd.config import Config
 from qvd.db import EmbeddedCluster, Listener, make_engine, upgrade
 from qvd.di import ensure_image
@@ -186,6 +187,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="single-VM start/stop cycles")
     parser.add_argument("--burst", type=int, default=None, help="VMs started at once")
     args = parser.parse_args()
+    exit_on_sigterm()
     runs = args.runs or (5 if args.quick else 20)
     burst = args.burst or (10 if args.quick else 20)
     logging.basicConfig(level=logging.WARNING)
@@ -264,6 +266,7 @@ def main() -> int:
         )
         return 0
     finally:
+        cleanup_begins()
         if hkd is not None:
             hkd.halt()
         teardown(root, bridge, subnet, cluster)

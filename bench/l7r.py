@@ -58,7 +58,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hkd import command, free_subnet, node_config, percentile, seed, teardown
+from benchkit import cleanup_begins, exit_on_sigterm
+from hkd import (
+    command,
+    free_subnet,
+    node_config,
+    percentile,
+    seed,
+    teardown,
+)
 from qvd.client.main import exchange
 from qvd.client.protocol import ClientProtocol, Switched, VmList, basic_auth
 from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
@@ -420,20 +428,23 @@ def warm_runs(
     engine: Engine, port: int, vm: int, runs: int, bridge: str
 ) -> tuple[list[float], list[float]]:
     """Running VM → 101 with its nxagent listening (warm), and with no X session (the
-    agent of the run before ended when the bench closed its relay before any NX
-    greeting). Between runs the bench asks the VMA itself for the listening session
-    (its ``accept=`` address is the node's bridge address, as for the L7R)."""
+    agent of the run before was stopped through the VMA). Between runs the bench asks
+    the VMA itself for the listening session (its ``accept=`` address is the node's
+    bridge address, as for the L7R)."""
     vma = vma_of(engine, vm, bridge)
     warm: list[float] = []
     restart: list[float] = []
     for index in range(runs):
+        # the agent of the run before listens until it gives up on its client (seconds):
+        # stop it rather than wait
+        if wait_x_state(vma, {"stopped", "listening"}) == "listening":
+            vma.x_stop()
         state = wait_x_state(vma, {"stopped"})
         if state == "stopped":
             took, steps = timed_connect(port, vm)
             restart.append(took)
             print(f"no X {index + 1}: 101 after {took:.0f} ms ({steps})", flush=True)
             wait_user_state(engine, vm, "disconnected")
-            wait_x_state(vma, {"stopped"})
         vma.x_start({**PARAMS, "qvd.vm.user.name": "u0"})
         state = wait_x_state(vma, {"listening"}, timeout=20)
         if state != "listening":
@@ -488,15 +499,19 @@ def lists_per_second(
 
 # ---- main ------------------------------------------------------------------------------------
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (under a minute)")
     parser.add_argument("--runs", type=int, default=None, help="cold and warm connects")
     parser.add_argument("--mib", type=int, default=None, help="MiB per relay transfer")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent list clients")
+    parser.add_argument("--clients", type=int, default=None, help="concurrent list clients")
     args = parser.parse_args()
-    runs = args.runs or (3 if args.quick else 10)
-    warm_n = max(runs, 5)
-    size = (args.mib or (64 if args.quick else 256)) * MIB
+    # --quick stays under a minute on a loaded 2-core machine (each client process
+    # costs a spawn, each cold run a container stop and start)
+    runs = args.runs or (2 if args.quick else 10)
+    warm_n = max(runs, 3 if args.quick else 5)
+    clients = args.clients or (4 if args.quick else 8)
+    size = (args.mib or (32 if args.quick else 256)) * MIB
     repeats = 2 if args.quick else 3
     duration = 3.0 if args.quick else 10.0
     logging.basicConfig(level=logging.WARNING)
@@ -510,13 +525,14 @@ def main() -> int:
         datadir=root / "pg", socket_dir=root / "pgsock", port=free_port(), unsafe_fast=True
     )
     ctx = multiprocessing.get_context("spawn")
+    began = time.monotonic()
     hkd: Hkd | None = None
     sink: multiprocessing.process.BaseProcess | None = None
     pool: multiprocessing.pool.Pool | None = None
     try:
         # client and sink processes first, before the HKD's threads exist
-        pool = ctx.Pool(max(args.clients, 1))
-        pool.map(ready, range(max(args.clients, 1)), chunksize=1)
+        pool = ctx.Pool(max(clients, 1))
+        pool.map(ready, range(max(clients, 1)), chunksize=1)
         queue = ctx.Queue()
         sink = ctx.Process(target=sink_server, args=(queue,), daemon=True)
         sink.start()
@@ -541,19 +557,27 @@ def main() -> int:
         hkd = Hkd(config, target=target, services=node_services(config, target))
         hkd.start()
         l7r_port = int(getattr(hkd.services[0], "port", 0))
-        print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}", flush=True)
+        print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}, files in {root}", flush=True)
         check_route(str(subnet.network_address + 100), bridge)
 
+        phases = [("setup", time.monotonic())]
         cold = cold_runs(target, engine, l7r_port, host, vm, runs)
+        phases.append(("cold", time.monotonic()))
         warm, restart = warm_runs(engine, l7r_port, vm, warm_n, bridge)
+        phases.append(("warm", time.monotonic()))
         with relay_vm(engine, pump_vm, sink_port, root):
             rates = relay_figures(
                 pool, l7r_port, sink_port, pump_vm,
                 config.get_path("path.l7r.ssl.cert"), config.get_path("path.l7r.ssl.key"),
                 size, repeats,
             )  # fmt: skip
-        lists, list_ms = lists_per_second(pool, args.clients, l7r_port, duration)
+        phases.append(("relay", time.monotonic()))
+        lists, list_ms = lists_per_second(pool, clients, l7r_port, duration)
+        phases.append(("lists", time.monotonic()))
         engine.dispose()
+        spans = [(name, end - start) for (name, end), (_, start) in
+                 zip(phases, [("", began), *phases], strict=False)]  # fmt: skip
+        print("time spent: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in spans))
 
         print(
             f"cold connect, {runs} runs: p50 {statistics.median(cold):.0f} ms, "
@@ -580,7 +604,7 @@ def main() -> int:
             f"÷ socat with TLS: down {tls_ratio['down']:.2f}, up {tls_ratio['up']:.2f}"
         )
         print(
-            f"logins+lists: {args.clients} clients for {duration:.0f} s: {lists:.1f}/s, "
+            f"logins+lists: {clients} clients for {duration:.0f} s: {lists:.1f}/s, "
             f"latency p50 {statistics.median(list_ms):.0f} ms, "
             f"p95 {percentile(list_ms, 0.95):.0f} ms"
         )
@@ -597,6 +621,7 @@ def main() -> int:
         )
         return 0
     finally:
+        cleanup_begins()
         if pool is not None:
             pool.terminate()
             pool.join()

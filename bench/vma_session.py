@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import cleanup_begins, exit_on_sigterm
 from qvd.di import ensure_image
 from qvd.di.screenshot import Screenshot, take_screenshot
 from qvd.di.testbed import Bridge, Container, NxProxy, Xvfb, unpack_base
@@ -95,6 +96,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="3 runs (under a minute)")
     args = parser.parse_args()
+    exit_on_sigterm()
     runs = 3 if args.quick else args.runs
     image = ensure_image("test", progress=lambda p: print(p.render(), file=sys.stderr))
     work = Path(tempfile.mkdtemp(prefix="qvd-bench-"))
@@ -122,6 +124,7 @@ def main() -> int:
             f"ping_p50_ms={statistics.median(pings):.0f}"
         )
     finally:
+        cleanup_begins()
         if xvfb is not None:
             xvfb.close()
         bridge.close()

@@ -38,6 +38,9 @@ __all__ = ["POLL", "ConnectFlow", "Progress", "Target"]
 S = ConnectState
 Progress = Callable[[str], None]
 POLL = 1.0  # seconds a wait lasts without a notification (the lost-NOTIFY fallback)
+# x_state polls while nxagent comes up: a resumed agent listens within a few ms, a new
+# one within a few hundred, so the first polls come quickly and later ones less often
+X_POLL_FIRST, X_POLL_MAX = 0.005, 0.05
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -301,6 +304,7 @@ class ConnectFlow:
         timeout = self._config.get_int("internal.l7r.timeout.x_start")
         hard = time.monotonic() + self._config.get_int("internal.l7r.timeout.vm_start")
         deadline = time.monotonic() + timeout
+        pause = X_POLL_FIRST
         while True:
             try:
                 state = vma.x_state()
@@ -315,8 +319,9 @@ class ConnectFlow:
                 raise Unavailable(f"the X session of VM {vm_id} is {state}, not listening")
             if now >= min(deadline, hard):
                 raise Unavailable(f"the X session of VM {vm_id} did not listen within {timeout} s")
-            if cancelled.wait(0.05):
+            if cancelled.wait(pause):
                 raise Unavailable("the client went away")
+            pause = min(X_POLL_MAX, pause * 2)
 
     # ---- after the flow ------------------------------------------------------------------
     def finish(self, vm_id: int) -> None:

@@ -3,6 +3,12 @@
 ``L7rServer(config, target, host_id, host_address)`` runs its own asyncio loop in a
 thread (the HKD hosts it): ``start()`` returns once it listens, ``stop()`` closes the
 listener and every session. Database work and VMA calls run in worker threads.
+
+Logins run in a pool of their own, a few threads taking requests in arrival order:
+argon2 is CPU work, so a burst of logins is served one after another (the n-th waits
+about n times the cost of one) instead of every login, and then every reply behind it,
+sharing the CPU until the whole burst is done. The default pool stays free for the
+quick work that follows a login (node check, VM list).
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -46,6 +54,8 @@ __all__ = ["L7rServer"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+LOGIN_WORKERS = (os.cpu_count() or 1) + 2  # one per core + two waiting on the database
+LISTEN_BACKLOG = 1024  # a storm of connections must not overflow the accept queue
 _LISTS = ("/qvd/list_of_vm", "/qvd/list_of_applications")
 _AUTH_PATHS = {
     *_LISTS,
@@ -112,6 +122,7 @@ class L7rServer:
         self._sessions = _Sessions()
         self._engine: Engine | None = None
         self._notifier: Notifier | None = None
+        self._logins: ThreadPoolExecutor | None = None
         self.port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -134,6 +145,7 @@ class L7rServer:
             notifier=self._notifier,
             holds_session=self._sessions.holds,
         )
+        self._logins = ThreadPoolExecutor(LOGIN_WORKERS, thread_name_prefix="l7r-login")
         self._thread = threading.Thread(target=self._run, name="l7r", daemon=True)
         self._thread.start()
         self._ready.wait(30)
@@ -148,6 +160,8 @@ class L7rServer:
             self._thread.join(15)
         if self._notifier is not None:
             self._notifier.stop()
+        if self._logins is not None:
+            self._logins.shutdown(wait=False, cancel_futures=True)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -190,6 +204,7 @@ class L7rServer:
             ssl=self._ssl,
             limit=CHUNK,
             reuse_address=True,
+            backlog=LISTEN_BACKLOG,
             ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.handshake")),
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
@@ -290,7 +305,10 @@ class L7rServer:
         key = request.headers.get("authorization", "")
         found = cached.get(key)
         if found is None:
-            found = await asyncio.to_thread(self._node.login, request.headers, address)
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(
+                self._logins, self._node.login, request.headers, address
+            )
             if key:
                 cached.clear()
                 cached[key] = found

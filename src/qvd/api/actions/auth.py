@@ -36,7 +36,7 @@ from qvd.api.errors import AuthError, RateLimited, Status
 from qvd.config import Config, ConfigValueError
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
-from qvd.db.passwords import hash_password, verify_password
+from qvd.db.passwords import hash_password, rehash_if_needed, verify_password
 from qvd.loginlimit import FailureLimiter
 
 __all__ = [
@@ -211,9 +211,22 @@ def login(
         limiter.failed(*keys)
         raise AuthError(_WRONG, Status.WRONG_CREDENTIALS)
     limiter.succeeded(keys[1])
+    _upgrade_hash(session, found.id, found.password, password)
     if found.tenant_blocked:
         raise AuthError(f"tenant {found.tenant_name!r} is blocked", Status.TENANT_RESTRICTED)
     return found.id
+
+
+def _upgrade_hash(session: Session, admin_id: int, stored: str | None, password: str) -> None:
+    """Store a hash with today's parameters when the verified one is older (unless a
+    concurrent change replaced it meanwhile)."""
+    fresh = rehash_if_needed(stored, password) if stored else None
+    if fresh is not None:
+        session.execute(
+            update(Administrator)
+            .where(Administrator.id == admin_id, Administrator.password == stored)
+            .values(password=fresh)
+        )
 
 
 def create_session(

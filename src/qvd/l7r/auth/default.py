@@ -5,7 +5,8 @@ clients log in again for every connection (list, then connect, then each reconne
 A successful check is therefore remembered for a few minutes, keyed by the stored hash
 itself, so that a password change ends the remembered check at once; the password is
 kept only as an HMAC under a key that lives in this process's memory. Failed checks
-are never remembered.
+are never remembered. A hash made with older parameters is replaced by one with
+today's once the password has been verified (``qvd.db.passwords``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import OrderedDict
 
 from sqlalchemy import text
 
-from qvd.db.passwords import verify_password
+from qvd.db.passwords import rehash_if_needed, verify_password
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
 
 __all__ = ["DefaultPlugin", "VerifiedCache"]
@@ -67,7 +68,17 @@ class DefaultPlugin(AuthPlugin):
         who = (int(attempt.tenant_id), attempt.login, str(stored))
         if self.verified.known(who, attempt.password):
             return True
-        if verify_password(stored, attempt.password):
-            self.verified.remember(who, attempt.password)
-            return True
-        return False
+        if not verify_password(stored, attempt.password):
+            return False
+        fresh = rehash_if_needed(str(stored), attempt.password)
+        if fresh is not None:  # committed with the login; skipped if changed meanwhile
+            ctx.conn.execute(
+                text(
+                    "UPDATE users SET password = :new "
+                    "WHERE tenant_id = :t AND login = :l AND password = :old"
+                ),
+                {"new": fresh, "t": attempt.tenant_id, "l": attempt.login, "old": stored},
+            )
+            who = (who[0], who[1], fresh)
+        self.verified.remember(who, attempt.password)
+        return True
