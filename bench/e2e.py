@@ -35,21 +35,17 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ipaddress
 import logging
 import mmap
 import multiprocessing
 import os
 import secrets
-import shutil
-import signal
 import socket
 import ssl
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,21 +54,20 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from hkd import (
+from benchkit import (
+    BenchNode,
+    add_osf,
+    add_vm,
+    bench_node,
     cleanup_begins,
-    command,
     exit_on_sigterm,
-    free_subnet,
-    node_config,
     percentile,
-    seed,
-    teardown,
+    stop_process,
 )
+from hkd import command
 from l7r import stop_vm, wait_user_state
-from qvd.db import EmbeddedCluster, Listener, hash_password, make_engine, upgrade
+from qvd.db import Listener, hash_password
 from qvd.di import cached_image, ensure_image
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
 
 # unpacked images kept between runs (named by DI id and image file, which carries the
 # recipe hash): the Xfce tree takes tens of seconds to unpack and as long to delete
@@ -192,13 +187,7 @@ class Screen:
         self.file = self.fbdir / "Xvfb_screen0"
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
 
 def pixels(mm: mmap.mmap) -> tuple[int, int]:
@@ -259,14 +248,7 @@ class Client:
     proc: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 10, group=True)
 
 
 @dataclass
@@ -452,34 +434,13 @@ def burst(port: int, logins: list[str]) -> tuple[list[float], list[str]]:
 
 
 # ---- the node -----------------------------------------------------------------------------
-def add_desk(
-    engine: Engine, image: Path, images: Path, subnet: ipaddress.IPv4Network, label: str
-) -> tuple[int, str]:
+def add_desk(node: BenchNode, image: Path, label: str) -> tuple[int, str]:
     """A second OSF, disk image, user and VM (the Xfce desktop)."""
-    target = images / f"10001-{image.name}"
-    shutil.copyfile(image, target)
     login = f"{label}user"
-    with engine.begin() as conn:
-        osf = conn.execute(
-            text("INSERT INTO osfs (tenant_id, name, memory) VALUES (1, :n, 512) RETURNING id"),
-            {"n": label},
-        ).scalar_one()
-        di = conn.execute(
-            text("INSERT INTO dis (osf_id, path, version) VALUES (:o, :p, 'v1') RETURNING id"),
-            {"o": osf, "p": target.name},
-        ).scalar_one()
-        conn.execute(text("INSERT INTO di_tags (di_id, tag) VALUES (:d, 'default')"), {"d": di})
-        conn.execute(text("UPDATE di_runtimes SET state = 'published' WHERE di_id = :d"), {"d": di})
-        user = conn.execute(
-            text("INSERT INTO users (tenant_id, login) VALUES (1, :l) RETURNING id"), {"l": login}
-        ).scalar_one()
-        vm = conn.execute(
-            text(
-                "INSERT INTO vms (name, user_id, osf_id, ip) VALUES (:n, :u, :o, :ip) RETURNING id"
-            ),
-            {"n": label, "u": user, "o": osf, "ip": str(subnet.network_address + 150)},
-        ).scalar_one()
-    return int(vm), login
+    with node.db.engine.begin() as conn:
+        osf = add_osf(conn, image, node.images, label, 512, 10001)
+        vm = add_vm(conn, osf, login, label, str(node.subnet.network_address + 150))
+    return vm, login
 
 
 def warm_up(engine: Engine, target: Any, vm: int, host: int) -> None:
@@ -521,107 +482,67 @@ def main() -> int:
     desktop_image = ensure_image("desktop") if xfce else None
     if not xfce:
         print("--quick: the desktop (Xfce) image is not built; its figures are skipped")
-    root = Path(tempfile.mkdtemp(prefix="qvd-bench-e2e-"))
-    root.chmod(0o755)
-    subnet = free_subnet()
-    bridge = f"qvdb{secrets.token_hex(3)}"
-    cluster = EmbeddedCluster(
-        datadir=root / "pg", socket_dir=root / "pgsock", port=0, unsafe_fast=True
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        cluster.port = s.getsockname()[1]
-    hkd: Hkd | None = None
     bench: Bench | None = None
     screen: Screen | None = None
-    try:
-        cluster.initialize()
-        cluster.start()
-        cluster.ensure_database()
-        target = cluster.target()
-        engine = make_engine(target)
-        upgrade(engine)
-        with engine.begin() as conn:
-            first_id = 100_000 + secrets.randbelow(800_000)  # clear of other nodes' VM ids
-            conn.execute(text(f"ALTER TABLE vms ALTER COLUMN id RESTART WITH {first_id}"))
-        images = root / "storage/images"
-        host, (test_vm,) = seed(
-            engine, test_image, images, subnet, 1, str(subnet.network_address + 2)
-        )
-        desks = [Desk("test", test_vm, "u0")]
-        if desktop_image is not None:
-            vm, login = add_desk(engine, desktop_image, images, subnet, "xfce")
-            desks.append(Desk("xfce", vm, login))
-        hashed = hash_password(PASSWORD)
-        logins = [f"storm{i:03d}" for i in range(BURST)]
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE users SET password = :p"), {"p": hashed})
-            conn.execute(
-                text("INSERT INTO users (tenant_id, login, password) VALUES (1, :l, :p)"),
-                [{"l": login, "p": hashed} for login in logins],
+    with bench_node("qvd-bench-e2e-") as node:
+        try:
+            engine, target = node.db.engine, node.db.target
+            host, (test_vm,) = node.seed(test_image, 1)
+            desks = [Desk("test", test_vm, "u0")]
+            if desktop_image is not None:
+                vm, login = add_desk(node, desktop_image, "xfce")
+                desks.append(Desk("xfce", vm, login))
+            hashed = hash_password(PASSWORD)
+            logins = [f"storm{i:03d}" for i in range(BURST)]
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE users SET password = :p"), {"p": hashed})
+                conn.execute(
+                    text("INSERT INTO users (tenant_id, login, password) VALUES (1, :l, :p)"),
+                    [{"l": login, "p": hashed} for login in logins],
+                )
+            BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
+            instrument()
+            port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE)})
+            password_file = node.root / "password"
+            password_file.write_text(PASSWORD + "\n")
+            screen = Screen(node.root)
+            bench = Bench(port=port, screen=screen, root=node.root, password_file=password_file)
+            for desk in desks:
+                warm_up(engine, target, desk.vm, host)
+                measure(bench, engine, target, desk, host, runs)
+                for kind in ("cold", "reconnect"):
+                    taken = desk.runs[kind]
+                    print(f"{desk.label} {kind}, {len(taken)} runs: p50 spawn → first pixel "
+                          f"{statistics.median(r['first pixel'] for r in taken):.0f} ms, max "
+                          f"{max(r['first pixel'] for r in taken):.0f} ms")  # fmt: skip
+                    print(breakdown(taken))
+            latencies, errors = burst(port, logins)
+            if errors:
+                print(f"burst: {len(errors)} failed, e.g. {errors[0]!r}")
+            burst_p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+            rate = len(latencies) / max(latencies) if latencies else 0.0
+            print(
+                f"burst of {BURST} distinct users (TLS + argon2 + list_of_vm): p50 "
+                f"{burst_p50:.0f} ms, p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max "
+                f"{max(latencies) * 1000:.0f} ms, {rate:.1f} logins/s"
             )
-        BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
-        config = node_config(
-            bridge, subnet, root,
-            **{"l7r.address": "127.0.0.1", "l7r.port": "0",
-               "path.storage.basefs": str(BASEFS_CACHE)},
-        )  # fmt: skip
-        instrument()
-        hkd = Hkd(config, target=target, services=node_services(config, target))
-        hkd.start()
-        port = int(getattr(hkd.services[0], "port", 0))
-        print(f"L7R on 127.0.0.1:{port}, VMs on {bridge} {subnet}, files in {root}", flush=True)
-        password_file = root / "password"
-        password_file.write_text(PASSWORD + "\n")
-        screen = Screen(root)
-        bench = Bench(port=port, screen=screen, root=root, password_file=password_file)
-        for desk in desks:
-            warm_up(engine, target, desk.vm, host)
-            measure(bench, engine, target, desk, host, runs)
-            for kind in ("cold", "reconnect"):
-                taken = desk.runs[kind]
-                print(f"{desk.label} {kind}, {len(taken)} runs: p50 spawn → first pixel "
-                      f"{statistics.median(r['first pixel'] for r in taken):.0f} ms, max "
-                      f"{max(r['first pixel'] for r in taken):.0f} ms")  # fmt: skip
-                print(breakdown(taken))
-        latencies, errors = burst(port, logins)
-        if errors:
-            print(f"burst: {len(errors)} failed, e.g. {errors[0]!r}")
-        burst_p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
-        rate = len(latencies) / max(latencies) if latencies else 0.0
-        print(
-            f"burst of {BURST} distinct users (TLS + argon2 + list_of_vm): p50 "
-            f"{burst_p50:.0f} ms, p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max "
-            f"{max(latencies) * 1000:.0f} ms, {rate:.1f} logins/s"
-        )
-        engine.dispose()
-        print(f"bench time (image builds excluded): {time.monotonic() - began:.1f} s")
-        xfce_desk = desks[1] if len(desks) > 1 else None
-        print(
-            f"cold_ms={median_of(desks[0], 'cold')} "
-            f"reconnect_ms={median_of(desks[0], 'reconnect')} "
-            f"cold_xfce_ms={median_of(xfce_desk, 'cold')} "
-            f"reconnect_xfce_ms={median_of(xfce_desk, 'reconnect')} "
-            f"burst200_p50_ms={burst_p50:.0f} logins_per_s={rate:.1f}"
-        )
-        return 0
-    finally:
-        cleanup_begins()
-        cleaning = time.monotonic()
-        if bench is not None:
-            for client in bench.clients:
-                client.stop()
-        if screen is not None:
-            screen.close()
-        if hkd is not None:
-            hkd.halt()
-        halted = time.monotonic()
-        teardown(root, bridge, subnet, cluster)
-        print(
-            f"cleanup: {halted - cleaning:.1f} s to halt the node, "
-            f"{time.monotonic() - halted:.1f} s to remove it",
-            file=sys.stderr,
-        )
+            print(f"bench time (image builds excluded): {time.monotonic() - began:.1f} s")
+            xfce_desk = desks[1] if len(desks) > 1 else None
+            print(
+                f"cold_ms={median_of(desks[0], 'cold')} "
+                f"reconnect_ms={median_of(desks[0], 'reconnect')} "
+                f"cold_xfce_ms={median_of(xfce_desk, 'cold')} "
+                f"reconnect_xfce_ms={median_of(xfce_desk, 'reconnect')} "
+                f"burst200_p50_ms={burst_p50:.0f} logins_per_s={rate:.1f}"
+            )
+        finally:
+            cleanup_begins()
+            if bench is not None:
+                for client in bench.clients:
+                    client.stop()
+            if screen is not None:
+                screen.close()
+    return 0
 
 
 if __name__ == "__main__":

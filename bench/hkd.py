@@ -19,116 +19,17 @@ The last line is ``claim_p50_ms=… ready_p50_ms=… starts_per_min=… ram_per_
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
 import logging
-import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from benchkit import cleanup_begins, exit_on_sigterm
-from qvd.config import Config
-from qvd.db import EmbeddedCluster, Listener, make_engine, upgrade
+from benchkit import bench_node, exit_on_sigterm, percentile
+from qvd.db import Listener
 from qvd.di import ensure_image
 from qvd.hkd.backends.lxc import LxcBackend
-from qvd.hkd.daemon import Hkd
-from qvd.hkd.network import NodeNetwork
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(
-        ["ip", "-4", "-o", "route", "show", "table", "all"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    used = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(word, strict=False))
-    for _ in range(200):
-        net = ipaddress.IPv4Network(f"10.215.{secrets.randbelow(250) + 2}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return net
-    raise RuntimeError("no free /24")
-
-
-def seed(
-    engine: Engine,
-    image: Path,
-    images: Path,
-    subnet: ipaddress.IPv4Network,
-    count: int,
-    host_address: str,
-) -> tuple[int, list[int]]:
-    images.mkdir(parents=True, exist_ok=True)
-    target = images / f"10000-{image.name}"
-    shutil.copyfile(image, target)
-    with engine.begin() as conn:
-        host = conn.execute(
-            text("INSERT INTO hosts (name, address) VALUES ('bench', :a) RETURNING id"),
-            {"a": host_address},
-        ).scalar_one()
-        osf = conn.execute(
-            text("INSERT INTO osfs (tenant_id, name, memory) VALUES (1, 'bench', 256) RETURNING id")
-        ).scalar_one()
-        di = conn.execute(
-            text("INSERT INTO dis (osf_id, path, version) VALUES (:o, :p, 'v1') RETURNING id"),
-            {"o": osf, "p": target.name},
-        ).scalar_one()
-        conn.execute(text("INSERT INTO di_tags (di_id, tag) VALUES (:d, 'default')"), {"d": di})
-        conn.execute(text("UPDATE di_runtimes SET state = 'published' WHERE di_id = :d"), {"d": di})
-        vms = []
-        for n in range(count):
-            user = conn.execute(
-                text("INSERT INTO users (tenant_id, login) VALUES (1, :l) RETURNING id"),
-                {"l": f"u{n}"},
-            ).scalar_one()
-            vms.append(
-                conn.execute(
-                    text(
-                        "INSERT INTO vms (name, user_id, osf_id, ip) VALUES (:n, :u, :o, :ip) "
-                        "RETURNING id"
-                    ),
-                    {
-                        "n": f"vm{n}",
-                        "u": user,
-                        "o": osf,
-                        "ip": str(subnet.network_address + 100 + n),
-                    },
-                ).scalar_one()
-            )
-    return int(host), vms
-
-
-def node_config(bridge: str, subnet: ipaddress.IPv4Network, root: Path, **extra: str) -> Config:
-    """A bench node's configuration: LXC on ``bridge``, VMs from .100 of ``subnet``,
-    run and storage under ``root``."""
-    values = {
-        "nodename": "bench",
-        "vm.hypervisor": "lxc",
-        "vm.network.bridge": bridge,
-        "vm.network.ip.start": str(subnet.network_address + 100),
-        "vm.network.netmask": "24",
-        "path.run": str(root / "run"),
-        "path.storage.root": str(root / "storage"),
-        **extra,
-    }
-    return Config().with_overrides(values, source="bench")
 
 
 def command(engine: Engine, vm_ids: list[int], cmd: str, host: int) -> float:
@@ -158,29 +59,6 @@ def wait_states(
     raise RuntimeError(f"VMs {missing} never reached {until}: {seen}")
 
 
-def teardown(
-    root: Path, bridge: str, subnet: ipaddress.IPv4Network, cluster: EmbeddedCluster
-) -> None:
-    """Remove what a bench node left: containers, bridge, firewall, guard route, database
-    and files (also used by bench/l7r.py)."""
-    paths = {"path.run": str(root / "run"), "path.storage.root": str(root / "storage")}
-    backend = LxcBackend(Config().with_overrides(paths))
-    for vm in backend.list_leftovers():
-        with contextlib.suppress(Exception):
-            backend.kill(vm)
-            backend.cleanup(vm)
-    NodeNetwork(
-        bridge=bridge,
-        host_address=str(subnet.network_address + 2),
-        network=subnet,
-        ip_start=subnet.network_address + 100,
-        vma_port=3030,
-        x_port=4100,
-    ).remove(guard=True)
-    cluster.remove()
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (under a minute)")
@@ -193,30 +71,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     image = ensure_image("test")
-    root = Path(tempfile.mkdtemp(prefix="qvd-bench-hkd-"))
-    root.chmod(0o755)
-    subnet = free_subnet()
-    bridge = f"qvdb{secrets.token_hex(3)}"
-    cluster = EmbeddedCluster(
-        datadir=root / "pg", socket_dir=root / "pgsock", port=0, unsafe_fast=True
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        cluster.port = s.getsockname()[1]
-    hkd: Hkd | None = None
-    try:
-        cluster.initialize()
-        cluster.start()
-        cluster.ensure_database()
-        target = cluster.target()
-        engine = make_engine(target)
-        upgrade(engine)
-        host, vm_ids = seed(
-            engine, image, root / "storage/images", subnet, burst, str(subnet.network_address + 2)
-        )
-        config = node_config(bridge, subnet, root, **{"internal.hkd.workers": "12"})
-        hkd = Hkd(config, target=target)
-        hkd.start()
+    with bench_node("qvd-bench-hkd-") as node:
+        engine, target = node.db.engine, node.db.target
+        host, vm_ids = node.seed(image, burst)
+        hkd = node.start_hkd(**{"internal.hkd.workers": "12"})
         backend = hkd.backend
         assert isinstance(backend, LxcBackend)
         claims: list[float] = []
@@ -245,7 +103,6 @@ def main() -> int:
             ram = [backend.memory_usage(v) / 2**20 for v in vm_ids]
             command(engine, vm_ids, "stop", host)
             wait_states(listener, set(vm_ids), "stopped", time.monotonic())
-        engine.dispose()
         print(
             f"single VM, {runs} runs: claim p50 {statistics.median(claims):.1f} ms, "
             f"p95 {percentile(claims, 0.95):.1f} ms; ready p50 {statistics.median(ready):.0f} "
@@ -264,12 +121,7 @@ def main() -> int:
             f"starts_per_min={burst / burst_s * 60:.0f} "
             f"ram_per_vm_mb={statistics.mean(ram):.1f}"
         )
-        return 0
-    finally:
-        cleanup_begins()
-        if hkd is not None:
-            hkd.halt()
-        teardown(root, bridge, subnet, cluster)
+    return 0
 
 
 if __name__ == "__main__":

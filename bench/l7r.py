@@ -42,13 +42,11 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import re
-import secrets
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -58,23 +56,22 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from benchkit import cleanup_begins, exit_on_sigterm
-from hkd import (
-    command,
-    free_subnet,
-    node_config,
+from benchkit import (
+    bench_node,
+    cleanup_begins,
+    exit_on_sigterm,
+    free_port,
     percentile,
-    seed,
-    teardown,
+    stop_process,
+    wait_listening,
 )
+from hkd import command
 from qvd.client.main import exchange
 from qvd.client.protocol import ClientProtocol, Switched, VmList, basic_auth
-from qvd.db import DatabaseTarget, EmbeddedCluster, Listener, hash_password, make_engine, upgrade
+from qvd.db import DatabaseTarget, Listener, hash_password
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.di import ensure_image
-from qvd.hkd.daemon import Hkd
 from qvd.hkd.health import check_route
-from qvd.node.daemons import node_services
 from qvd.vma.auth import SecretStore
 from qvd.vma.client import VmaClient
 from qvd.vma.server import make_server
@@ -264,12 +261,6 @@ class PumpAgent:
 
 
 # ---- set-up helpers --------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def add_users(engine: Engine, osf_login: str) -> tuple[int, int]:
     """Passwords for the seeded users; the ``pump`` user with its relay VM (made to look
     running at loopback later). Returns (the seeded user's VM, the relay VM)."""
@@ -357,21 +348,7 @@ def socat(args: list[str]) -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)  # socat and its fork children
-        proc.wait(10)
-
-
-def wait_listening(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+        stop_process(proc, 10, group=True)  # socat and its fork children
 
 
 # ---- the measurements -----------------------------------------------------------------------
@@ -517,120 +494,95 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     image = ensure_image("test")
-    root = Path(tempfile.mkdtemp(prefix="qvd-bench-l7r-"))
-    root.chmod(0o755)
-    subnet = free_subnet()
-    bridge = f"qvdb{secrets.token_hex(3)}"
-    cluster = EmbeddedCluster(
-        datadir=root / "pg", socket_dir=root / "pgsock", port=free_port(), unsafe_fast=True
-    )
     ctx = multiprocessing.get_context("spawn")
     began = time.monotonic()
-    hkd: Hkd | None = None
     sink: multiprocessing.process.BaseProcess | None = None
     pool: multiprocessing.pool.Pool | None = None
-    try:
-        # client and sink processes first, before the HKD's threads exist
-        pool = ctx.Pool(max(clients, 1))
-        pool.map(ready, range(max(clients, 1)), chunksize=1)
-        queue = ctx.Queue()
-        sink = ctx.Process(target=sink_server, args=(queue,), daemon=True)
-        sink.start()
-        sink_port = int(queue.get(timeout=30))
+    with bench_node("qvd-bench-l7r-") as node:
+        try:
+            # client and sink processes first, before the HKD's threads exist
+            pool = ctx.Pool(max(clients, 1))
+            pool.map(ready, range(max(clients, 1)), chunksize=1)
+            queue = ctx.Queue()
+            sink = ctx.Process(target=sink_server, args=(queue,), daemon=True)
+            sink.start()
+            sink_port = int(queue.get(timeout=30))
 
-        cluster.initialize()
-        cluster.start()
-        cluster.ensure_database()
-        target = cluster.target()
-        engine = make_engine(target)
-        upgrade(engine)
-        with engine.begin() as conn:
-            # VM ids name host interfaces and cgroups, which are global to the machine:
-            # keep clear of other nodes, tests and benches (which start at 10000)
-            first_id = 100_000 + secrets.randbelow(800_000)
-            conn.execute(text(f"ALTER TABLE vms ALTER COLUMN id RESTART WITH {first_id}"))
-        host, _ = seed(
-            engine, image, root / "storage/images", subnet, 1, str(subnet.network_address + 2)
-        )
-        vm, pump_vm = add_users(engine, "u0")
-        config = node_config(bridge, subnet, root, **{"l7r.address": "127.0.0.1", "l7r.port": "0"})
-        hkd = Hkd(config, target=target, services=node_services(config, target))
-        hkd.start()
-        l7r_port = int(getattr(hkd.services[0], "port", 0))
-        print(f"L7R on 127.0.0.1:{l7r_port}, VMs on {bridge} {subnet}, files in {root}", flush=True)
-        check_route(str(subnet.network_address + 100), bridge)
+            engine, target = node.db.engine, node.db.target
+            host, _ = node.seed(image, 1)
+            vm, pump_vm = add_users(engine, "u0")
+            l7r_port = node.start_l7r()
+            assert node.hkd is not None
+            config = node.hkd.config
+            check_route(str(node.subnet.network_address + 100), node.bridge)
 
-        phases = [("setup", time.monotonic())]
-        cold = cold_runs(target, engine, l7r_port, host, vm, runs)
-        phases.append(("cold", time.monotonic()))
-        warm, restart = warm_runs(engine, l7r_port, vm, warm_n, bridge)
-        phases.append(("warm", time.monotonic()))
-        with relay_vm(engine, pump_vm, sink_port, root):
-            rates = relay_figures(
-                pool, l7r_port, sink_port, pump_vm,
-                config.get_path("path.l7r.ssl.cert"), config.get_path("path.l7r.ssl.key"),
-                size, repeats,
-            )  # fmt: skip
-        phases.append(("relay", time.monotonic()))
-        lists, list_ms = lists_per_second(pool, clients, l7r_port, duration)
-        phases.append(("lists", time.monotonic()))
-        engine.dispose()
-        spans = [(name, end - start) for (name, end), (_, start) in
-                 zip(phases, [("", began), *phases], strict=False)]  # fmt: skip
-        print("time spent: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in spans))
+            phases = [("setup", time.monotonic())]
+            cold = cold_runs(target, engine, l7r_port, host, vm, runs)
+            phases.append(("cold", time.monotonic()))
+            warm, restart = warm_runs(engine, l7r_port, vm, warm_n, node.bridge)
+            phases.append(("warm", time.monotonic()))
+            with relay_vm(engine, pump_vm, sink_port, node.root):
+                rates = relay_figures(
+                    pool, l7r_port, sink_port, pump_vm,
+                    config.get_path("path.l7r.ssl.cert"), config.get_path("path.l7r.ssl.key"),
+                    size, repeats,
+                )  # fmt: skip
+            phases.append(("relay", time.monotonic()))
+            lists, list_ms = lists_per_second(pool, clients, l7r_port, duration)
+            phases.append(("lists", time.monotonic()))
+            spans = [(name, end - start) for (name, end), (_, start) in
+                     zip(phases, [("", began), *phases], strict=False)]  # fmt: skip
+            print("time spent: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in spans))
 
-        print(
-            f"cold connect, {runs} runs: p50 {statistics.median(cold):.0f} ms, "
-            f"p95 {percentile(cold, 0.95):.0f} ms"
-        )
-        print(
-            f"warm reconnect, {warm_n} runs: p50 {statistics.median(warm):.1f} ms, "
-            f"p95 {percentile(warm, 0.95):.1f} ms"
-        )
-        if restart:
             print(
-                f"reconnect, VM running but no X session, {len(restart)} runs: p50 "
-                f"{statistics.median(restart):.1f} ms, p95 {percentile(restart, 0.95):.1f} ms"
+                f"cold connect, {runs} runs: p50 {statistics.median(cold):.0f} ms, "
+                f"p95 {percentile(cold, 0.95):.0f} ms"
             )
-        for via, by_dir in rates.items():
             print(
-                f"relay {via:9} ({size // MIB} MiB, best of {repeats}): "
-                f"down {by_dir['down']:.0f} MiB/s, up {by_dir['up']:.0f} MiB/s"
+                f"warm reconnect, {warm_n} runs: p50 {statistics.median(warm):.1f} ms, "
+                f"p95 {percentile(warm, 0.95):.1f} ms"
             )
-        ratio = {d: rates["l7r"][d] / rates["socat"][d] for d in ("down", "up")}
-        tls_ratio = {d: rates["l7r"][d] / rates["socat-tls"][d] for d in ("down", "up")}
-        print(
-            f"L7R ÷ socat: down {ratio['down']:.2f}, up {ratio['up']:.2f}; "
-            f"÷ socat with TLS: down {tls_ratio['down']:.2f}, up {tls_ratio['up']:.2f}"
-        )
-        print(
-            f"logins+lists: {clients} clients for {duration:.0f} s: {lists:.1f}/s, "
-            f"latency p50 {statistics.median(list_ms):.0f} ms, "
-            f"p95 {percentile(list_ms, 0.95):.0f} ms"
-        )
-        print(
-            f"cold_p50_ms={statistics.median(cold):.0f} "
-            f"cold_p95_ms={percentile(cold, 0.95):.0f} "
-            f"warm_p50_ms={statistics.median(warm):.1f} "
-            f"warm_p95_ms={percentile(warm, 0.95):.1f} "
-            + (f"nox_p50_ms={statistics.median(restart):.1f} " if restart else "")
-            + f"relay_ratio={min(ratio.values()):.2f} "
-            f"relay_down_ratio={ratio['down']:.2f} relay_up_ratio={ratio['up']:.2f} "
-            f"relay_tls_ratio={min(tls_ratio.values()):.2f} "
-            f"lists_per_s={lists:.1f}"
-        )
-        return 0
-    finally:
-        cleanup_begins()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if sink is not None:
-            sink.kill()
-            sink.join(5)
-        if hkd is not None:
-            hkd.halt()
-        teardown(root, bridge, subnet, cluster)
+            if restart:
+                print(
+                    f"reconnect, VM running but no X session, {len(restart)} runs: p50 "
+                    f"{statistics.median(restart):.1f} ms, p95 {percentile(restart, 0.95):.1f} ms"
+                )
+            for via, by_dir in rates.items():
+                print(
+                    f"relay {via:9} ({size // MIB} MiB, best of {repeats}): "
+                    f"down {by_dir['down']:.0f} MiB/s, up {by_dir['up']:.0f} MiB/s"
+                )
+            ratio = {d: rates["l7r"][d] / rates["socat"][d] for d in ("down", "up")}
+            tls_ratio = {d: rates["l7r"][d] / rates["socat-tls"][d] for d in ("down", "up")}
+            print(
+                f"L7R ÷ socat: down {ratio['down']:.2f}, up {ratio['up']:.2f}; "
+                f"÷ socat with TLS: down {tls_ratio['down']:.2f}, up {tls_ratio['up']:.2f}"
+            )
+            print(
+                f"logins+lists: {clients} clients for {duration:.0f} s: {lists:.1f}/s, "
+                f"latency p50 {statistics.median(list_ms):.0f} ms, "
+                f"p95 {percentile(list_ms, 0.95):.0f} ms"
+            )
+            print(
+                f"cold_p50_ms={statistics.median(cold):.0f} "
+                f"cold_p95_ms={percentile(cold, 0.95):.0f} "
+                f"warm_p50_ms={statistics.median(warm):.1f} "
+                f"warm_p95_ms={percentile(warm, 0.95):.1f} "
+                + (f"nox_p50_ms={statistics.median(restart):.1f} " if restart else "")
+                + f"relay_ratio={min(ratio.values()):.2f} "
+                f"relay_down_ratio={ratio['down']:.2f} relay_up_ratio={ratio['up']:.2f} "
+                f"relay_tls_ratio={min(tls_ratio.values()):.2f} "
+                f"lists_per_s={lists:.1f}"
+            )
+        finally:
+            cleanup_begins()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+            if sink is not None:
+                sink.kill()
+                sink.join(5)
+    return 0
 
 
 if __name__ == "__main__":

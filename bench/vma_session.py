@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import cleanup_begins, exit_on_sigterm
+from benchkit import cleanup_begins, exit_on_sigterm, percentile
 from qvd.di import ensure_image
 from qvd.di.screenshot import Screenshot, take_screenshot
 from qvd.di.testbed import Bridge, Container, NxProxy, Xvfb, unpack_base
@@ -34,12 +34,6 @@ USER = {"qvd.vm.user.name": "bench", "qvd.client.link": "lan"}
 def xterm_drawn(shot: Screenshot) -> bool:
     """The white 80x24 xterm covers ~150k pixels; nothing else on the screen is white."""
     return shot.rgb[0::3].count(255) > 100_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def one_run(base: Path, work: Path, bridge: Bridge, xvfb: Xvfb, host: int) -> dict[str, float]:

@@ -11,62 +11,24 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from qvd.db import DatabaseTarget, hash_password
 from qvd.di.testbed import Xvfb
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
-from tests.hkd.conftest import add_host, runtime, wait_for
+from tests.e2e.node import Client, L7rNode, in_vm, node, set_password, xterm_pids
+from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.vma.helpers import wait_for_xterm, xterm_visible
 from tests.vma.miniwm import MiniWm, window_size
 
+__all__ = ["node"]  # the fixture
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PASSWORD = "s3cret!"
-
-
-class Client:
-    """A ``qvd-client`` process (its own session), its output collected."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qvd.client.main", *argv], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-        )  # fmt: skip
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def children(self) -> list[int]:
-        pid = self.proc.pid
-        text_ = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(word) for word in text_.split()]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self._reader.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def running(pid: int) -> bool:
@@ -78,34 +40,9 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture
-def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[tuple[Hkd, LxcNode]]:
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(**{"l7r.address": "127.0.0.1", "l7r.port": "0"})
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield hkd, lxc_node
-    finally:
-        hkd.stop()
-
-
-def xterm_pids(node: LxcNode, vm_id: int) -> list[int]:
-    done = subprocess.run(
-        ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}", "--",
-         "ps", "-C", "xterm", "-o", "pid="],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return sorted(int(w) for w in done.stdout.split())
-
-
-def xterm_age(node: LxcNode, vm_id: int) -> int:
+def xterm_age(lxc: LxcNode, vm_id: int) -> int:
     """Seconds the VM's xterm has been running."""
-    done = subprocess.run(
-        ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}", "--",
-         "ps", "-C", "xterm", "-o", "etimes="],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = in_vm(lxc, vm_id, "ps", "-C", "xterm", "-o", "etimes=")
     return min(int(w) for w in done.stdout.split())
 
 
@@ -114,22 +51,13 @@ def nx_dirs(tmp: Path) -> list[Path]:
 
 
 def test_straight_in_geometry_resume_sigterm_cleanup_and_restart(
-    engine: Engine, node: tuple[Hkd, LxcNode], test_image: Path, tmp_path: Path
+    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
-    hkd, lxc = node
+    lxc, port = node.lxc, node.port
     vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
-    with engine.begin() as conn:
-        login = conn.execute(
-            text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id WHERE v.id = :v"),
-            {"v": vm_id},
-        ).scalar_one()
-        conn.execute(
-            text("UPDATE users SET password = :p WHERE login = :l"),
-            {"p": hash_password(PASSWORD), "l": login},
-        )
+    login = set_password(engine, vm_id, PASSWORD)
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
-    port = hkd.services[0].port  # type: ignore[attr-defined]
     temp = tmp_path / "tmp"  # the clients' temporary directory, to be left empty
     temp.mkdir()
     xvfb = Xvfb("1280x800x24")

@@ -6,84 +6,25 @@ client, and `user_state` following every step."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from qvd.db import DatabaseTarget, hash_password
 from qvd.di.screenshot import take_screenshot
 from qvd.di.testbed import Xvfb
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
-from tests.hkd.conftest import add_host, runtime, wait_for
+from tests.e2e.node import Client, L7rNode, in_vm, set_password, xterm_pids
+from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.vma.helpers import wait_for_xterm, xterm_visible
 
 pytestmark = pytest.mark.timeout(900)
 
 
-class Client:
-    """A `qvd-client` process, its output collected line by line."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True,
-        )  # fmt: skip
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._reader.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[tuple[Hkd, LxcNode]]:
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(**{"l7r.address": "127.0.0.1", "l7r.port": "0"})
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield hkd, lxc_node
-    finally:
-        hkd.stop()
-
-
 def user_state(engine: Engine, vm_id: int) -> str:
     return str(runtime(engine, vm_id)["user_state"])
-
-
-def xterm_pids(node: LxcNode, vm_id: int) -> list[int]:
-    done = subprocess.run(
-        ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}", "--",
-         "ps", "-C", "xterm", "-o", "pid="],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return sorted(int(w) for w in done.stdout.split())
 
 
 def diagnose(client: Client, home: Path, node: LxcNode, vm_id: int) -> str:
@@ -92,32 +33,19 @@ def diagnose(client: Client, home: Path, node: LxcNode, vm_id: int) -> str:
     nxlog = home / "nx" / "nxproxy.log"
     parts.append(f"nxproxy.log:\n{nxlog.read_text()[-2000:] if nxlog.exists() else '-'}")
     for name in ("vma.log", "nxagent.log", "x-session.log"):
-        done = subprocess.run(
-            ["lxc-attach", "-P", str(node.root / node.name / "lxc"), "-n", f"qvd-{vm_id}",
-             "--", "tail", "-n", "30", f"/var/log/qvd/{name}"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        done = in_vm(node, vm_id, "tail", "-n", "30", f"/var/log/qvd/{name}")
         parts.append(f"{name}:\n{done.stdout}{done.stderr}")
     return "\n".join(parts)
 
 
 def test_log_in_see_the_desktop_reconnect_and_take_over(
-    engine: Engine, node: tuple[Hkd, LxcNode], test_image: Path, tmp_path: Path
+    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
-    hkd, lxc = node
+    lxc, port = node.lxc, node.port
     vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
-    with engine.begin() as conn:
-        login = conn.execute(
-            text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id WHERE v.id = :v"),
-            {"v": vm_id},
-        ).scalar_one()
-        conn.execute(
-            text("UPDATE users SET password = :p WHERE login = :l"),
-            {"p": hash_password("s3cret!"), "l": login},
-        )
+    login = set_password(engine, vm_id, "s3cret!")
     password_file = tmp_path / "password"
     password_file.write_text("s3cret!\n")
-    port = hkd.services[0].port  # type: ignore[attr-defined]
     output_dir = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -127,9 +55,8 @@ def test_log_in_see_the_desktop_reconnect_and_take_over(
     def connect(home: str) -> Client:
         env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(tmp_path / home),
                "NX_ROOT": str(tmp_path / home / "nx")}  # fmt: skip
-        argv = [sys.executable, "-m", "qvd.client.main", "--host", "127.0.0.1", "--port",
-                str(port), "--user", login, "--password-file", str(password_file),
-                "--vm", str(vm_id), "--insecure", "--link", "lan"]  # fmt: skip
+        argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login, "--password-file",
+                str(password_file), "--vm", str(vm_id), "--insecure", "--link", "lan"]  # fmt: skip
         client = Client(argv, env)
         clients.append(client)
         return client

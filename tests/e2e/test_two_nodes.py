@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from qvd.db import DatabaseTarget, hash_password
+from qvd.db import DatabaseTarget
+from tests.e2e.node import set_password
 from tests.hkd.conftest import host_state, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, free_subnet
 from tests.hkd.test_daemon_process import HkdProcess
@@ -94,14 +95,9 @@ def test_node_b_relays_to_the_vm_node_a_runs(
 ) -> None:  # fmt: skip
     node_a, node_b, namespaces, processes = two_nodes
     vm_id, _ = add_lxc_vm(engine, node_a, test_image, 1)
-    with engine.begin() as conn:
-        login = conn.execute(
-            text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id WHERE v.id = :v"),
-            {"v": vm_id},
-        ).scalar_one()
-        conn.execute(text("UPDATE users SET password = :p WHERE login = :l"),
-                     {"p": hash_password("pw"), "l": login})  # fmt: skip
-        hosts = dict(conn.execute(text("SELECT name, id FROM hosts")).all())
+    login = set_password(engine, vm_id, "pw")
+    with engine.connect() as conn:
+        hosts = {str(n): int(i) for n, i in conn.execute(text("SELECT name, id FROM hosts"))}
     for node, ns in zip((node_a, node_b), namespaces, strict=True):
         conf = node.config_file(**{"l7r.port": "8443"})
         processes.append(HkdProcess(conf, db, run_dir / f"{node.name}.log", netns=ns))
