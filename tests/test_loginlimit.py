@@ -10,6 +10,22 @@ from qvd.l7r.auth.chain import FailureLimiter as L7rLimiter
 from qvd.loginlimit import FailureLimiter, Refusal
 
 
+def test_rate_limit_per_key_and_window() -> None:
+    now = [0.0]
+    limiter = FailureLimiter(3, 60, lambda: now[0])
+    for _ in range(3):
+        assert limiter.blocked_for("user:a", "addr:1") == 0
+        limiter.failed("user:a", "addr:1")
+    assert limiter.blocked_for("user:a") == pytest.approx(60)
+    assert limiter.blocked_for("addr:1") > 0
+    assert limiter.blocked_for("user:b", "addr:2") == 0
+    limiter.succeeded("user:a")
+    assert limiter.blocked_for("user:a") == 0
+    assert limiter.blocked_for("addr:1") > 0  # a success does not clear the address
+    now[0] = 61
+    assert limiter.blocked_for("addr:1") == 0
+
+
 def test_both_callers_use_the_one_limiter() -> None:
     assert L7rLimiter is FailureLimiter
     assert issubclass(LoginLimiter, FailureLimiter)

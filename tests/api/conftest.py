@@ -236,3 +236,21 @@ def shared(
     finally:
         engine.dispose()
         drop_database(pg_cluster, target)
+
+
+# ---- limits set by configuration tokens (uploads/test_images, actions/test_auth) ----
+UPLOAD_LIMIT = 16384  # a tarball is at least 10240 bytes
+
+
+@pytest.fixture
+def limited(tmp_path: Path, api_engine: Engine, world: World) -> Iterator[tuple[Api, Config]]:
+    config = api_config(
+        tmp_path,
+        **{
+            "api.di.upload.max_size": str(UPLOAD_LIMIT),
+            "api.login.rate_limit.attempts": "2",
+            "api.login.rate_limit.window": "1",
+        },
+    )
+    with asgi_client(create_app(config, api_engine)) as client:
+        yield Api(client), config

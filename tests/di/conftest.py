@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 
 from qvd.di import ensure_image
+from tests.vma.conftest import (  # noqa: F401 (the container and display fixtures of test_desktop_image)
+    bridge,
+    output_dir,
+    proxies,
+    scratch,
+    start_container,
+    test_base,
+    xvfb,
+)
 
 
 @pytest.fixture(scope="session")

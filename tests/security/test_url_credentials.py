@@ -29,7 +29,7 @@ from sqlalchemy import Engine, text
 from qvd.api import api_endpoint, serve
 from qvd.db import make_engine
 from tests.api.conftest import PASSWORD, api_config, build_world
-from tests.api.test_ws import Closed, WsClient
+from tests.api.faces.test_ws import Closed, WsClient
 from tests.conftest import free_port
 
 WRONG = "Wr0ng-Pa55word-Under-Test"

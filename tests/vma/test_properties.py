@@ -1,12 +1,9 @@
-"""The VMA's Java-properties reader and its configuration defaults."""
+"""The VMA's Java-properties reader."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from qvd.vma.config import ConfigValueError, VmaConfig, load_vma_config
 from qvd.vma.properties import PropertiesError, parse_properties, read_properties
 
 
@@ -30,23 +27,6 @@ def test_empty_values_and_errors() -> None:
         parse_properties("ok = 1\nbad = \\u12\n")
     with pytest.raises(PropertiesError, match="missing key"):
         parse_properties("= value\n")
-
-
-def test_config_file_over_defaults(tmp_path: Path) -> None:
-    conf = tmp_path / "vma.conf"
-    conf.write_text("command.x-session = xterm\ninternal.nxagent.timeout.listening = 4\n")
-    config = load_vma_config(conf)
-    assert config.get("command.x-session") == "xterm"
-    assert config.timeouts()["listening"] == 4.0
-    assert config.port == 3030
-    assert config.display == 100
-    assert config.hook("action", "connect") is None
-    assert load_vma_config(tmp_path / "missing.conf").get("vma.user.default.name") == "qvd"
-
-
-def test_bad_numbers_are_reported_with_their_key() -> None:
-    with pytest.raises(ConfigValueError, match=r"internal\.vm\.port\.vma"):
-        _ = VmaConfig({"internal.vm.port.vma": "http"}).port
 
 
 def test_one_parser_for_vma_conf_and_node_conf() -> None:

@@ -34,7 +34,7 @@ from qvd.db.models import (
     VmRuntime,
 )
 from tests.api.conftest import Api, World
-from tests.api.test_ws import Server, server  # noqa: F401 (the TLS server fixture)
+from tests.api.faces.test_ws import Server, server  # noqa: F401 (the TLS server fixture)
 
 
 def _ok(r: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.api.conftest import PASSWORD
 from tests.api.contract.conftest import Server, Wat, no_booleans
-from tests.api.test_ws import Closed, WsClient
+from tests.api.faces.test_ws import Closed, WsClient
 
 SETUP_FIELDS = ("admin_id", "admin_name", "tenant_id", "tenant_name", "acls", "admin_language",
                 "tenant_language", "block", "views", "multitenant", "sid")  # fmt: skip

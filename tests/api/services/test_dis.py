@@ -1,6 +1,6 @@
 """DIs: upload and staging import with validation, tags (reference §7, including the
 legacy behaviour of ``10-di-tag.t``), publishing and expiration, tag uniqueness
-under concurrent moves."""
+under concurrent moves; ``dis_in_staging``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import io
 import json
 import tarfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,25 @@ from sqlalchemy.orm import Session
 from qvd.config import Config
 from qvd.db.models import DiTag, VmRuntime
 from tests.api.conftest import Api, World
+from tests.api.services.test_properties import _admin, _ok
+
+
+# ---- dis_in_staging --------------------------------------------------------------------------
+def test_dis_in_staging(api: Api, world: World, config: Config, api_engine: Engine) -> None:
+    sid = api.login("adminA", "tenantA")
+    assert api.act("dis_in_staging", sid=sid)["status"] == 2230
+    staging: Path = config.get_path("path.storage.staging")
+    staging.mkdir(parents=True)
+    for name in ("b.qcow2", "a.tar.gz", "notes.txt", ".upload-1234", "c.tar.zst"):
+        (staging / name).write_bytes(b"x")
+    (staging / "dir.tar").mkdir()
+    (staging / "link.tar").symlink_to(staging / "a.tar.gz")
+    r = _ok(api.act("dis_in_staging", sid=sid))
+    assert r["rows"] == [{"name": n} for n in ("a.tar.gz", "b.qcow2", "c.tar.zst", "link.tar")]
+    assert r["total"] == 4
+    assert api.act("dis_in_staging", sid=sid, filters={"id": 1})["status"] == 6210
+    _admin(api_engine, "reader", world.tenants["A"], "Operator L1")
+    assert api.act("dis_in_staging", sid=api.login("reader", "tenantA"))["status"] == 4210
 
 
 def tarball(members: dict[str, bytes] | None = None, *, link: str | None = None) -> bytes:

@@ -1,38 +1,16 @@
-"""Limits set by configuration tokens: the size of an uploaded image
-(``api.di.upload.max_size``) and the window of the failed-login limit
-(``api.login.rate_limit.window``)."""
+"""The size limit of an uploaded or staged image (``api.di.upload.max_size``)."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from qvd.api import create_app
 from qvd.config import Config
-from tests.api.asgi import asgi_client
-from tests.api.conftest import PASSWORD, Api, World, api_config
-from tests.api.test_upload_stream import tarball
-
-LIMIT = 16384  # a tarball is at least 10240 bytes
-
-
-@pytest.fixture
-def limited(tmp_path: Path, api_engine: Engine, world: World) -> Iterator[tuple[Api, Config]]:
-    config = api_config(
-        tmp_path,
-        **{
-            "api.di.upload.max_size": str(LIMIT),
-            "api.login.rate_limit.attempts": "2",
-            "api.login.rate_limit.window": "1",
-        },
-    )
-    with asgi_client(create_app(config, api_engine)) as client:
-        yield Api(client), config
+from tests.api.conftest import UPLOAD_LIMIT as LIMIT
+from tests.api.conftest import Api, World
+from tests.api.uploads.test_form_stream import tarball
 
 
 def _leftovers(config: Config) -> list[Path]:
@@ -112,31 +90,3 @@ def test_a_staged_image_over_the_limit_is_refused(
     assert r.json()["status"] == 2250, r.text
     assert _leftovers(config) == []
     assert (staging / "big.tar").exists()
-
-
-def test_logins_are_allowed_again_after_the_window(
-    limited: tuple[Api, Config], world: World
-) -> None:
-    api, _ = limited
-    for _ in range(2):
-        r = api.act("vm_get_list", login="adminA", password="bad", tenant="tenantA")
-        assert r["status"] == 3200
-    r = api.act("vm_get_list", login="adminA", password=PASSWORD, tenant="tenantA")
-    assert r["status"] == 3200
-    assert "too many failed logins (2 in 1 s)" in r["message"]
-    time.sleep(1.1)
-    r = api.act("vm_get_list", login="adminA", password=PASSWORD, tenant="tenantA")
-    assert r["status"] == 0, r
-
-
-@pytest.mark.parametrize(
-    ("token", "value"),
-    [("api.login.rate_limit.window", "0"), ("api.login.rate_limit.attempts", "0")],
-)
-def test_a_rate_limit_that_cannot_work_is_a_configuration_error(
-    tmp_path: Path, api_engine: Engine, token: str, value: str
-) -> None:
-    from qvd.config import ConfigValueError
-
-    with pytest.raises(ConfigValueError, match=token.rsplit(".", 1)[0]):
-        create_app(api_config(tmp_path, **{token: value}), api_engine)

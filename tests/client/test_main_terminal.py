@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import text
 
 from qvd.client.main import main
+from tests.l7r.auth.test_tokens import play_hkd_stop
 from tests.l7r.conftest import PASSWORD, Lab
 from tests.l7r.ldap_fixture import add_vm, basic, get
-from tests.l7r.test_tokens import play_hkd_stop
 
 pytestmark = pytest.mark.slow
 

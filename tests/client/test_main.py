@@ -1,4 +1,4 @@
-"""``qvd-client`` against a real L7R (loopback TLS, real PostgreSQL)."""
+"""``qvd-client``'s command line against a real L7R (loopback TLS, real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from qvd.client import settings
 from qvd.client.main import main
-from qvd.client.protocol import ClientError, ClientProtocol, Progress, Switched, basic_auth
 from tests.l7r.conftest import PASSWORD, Lab
 
 
@@ -47,24 +46,3 @@ def test_errors_exit_with_a_message(
     assert "does not exist any more (404): VM 999999 does not exist" in capsys.readouterr().err
     assert main([*base, "--user", "mallory", "--list"]) == 2
     assert "Login error" in capsys.readouterr().err
-
-
-def test_protocol_sees_progress_then_switch() -> None:
-    proto = ClientProtocol("h:1", basic_auth("a", "b"))
-    request = proto.connect_request(10, {"qvd.client.keyboard": "pc105/us"})
-    assert request.startswith(
-        b"GET /qvd/connect_to_vm?id=10&qvd.client.keyboard=pc105/us HTTP/1.1\r\n"
-    )
-    assert b"Upgrade: QVD/1.0\r\n" in request
-    proto.receive_data(
-        b"HTTP/1.1 102 Processing\r\nX-QVD-VM-Info: Starting virtual machine\r\n\r\n"
-        b"HTTP/1.1 101 Switching Protocols\r\nX-QVD-Slave-Key: K\r\n\r\nNXPROXY-"
-    )
-    assert proto.next_event() == Progress("Starting virtual machine")
-    assert proto.next_event() == Switched(slave_key="K", trailing=b"NXPROXY-")
-    other = ClientProtocol("h:1", basic_auth("a", "b"))
-    other.list_request()
-    other.receive_data(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
-    event = other.next_event()
-    assert isinstance(event, ClientError)
-    assert event.status == 503

@@ -1,17 +1,99 @@
 """VM start, stop and disconnect: host assignment with the shared load balancer,
-``vm_cmd`` / ``user_cmd`` set, and the NOTIFY that wakes the node arrives."""
+``vm_cmd`` / ``user_cmd`` set, and the NOTIFY that wakes the node arrives; and
+``vm_create`` / ``vm_update`` refusing a taken address without telling whose it is."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from qvd.api.actions.core import Ctx
+from qvd.api.actions.principal import Principal
+from qvd.api.errors import Conflict
+from qvd.api.services import vms
+from qvd.config import Config
 from qvd.db import DatabaseTarget, Listener
 from qvd.db.channels import user_cmd_channel, vm_cmd_channel
-from qvd.db.models import HostRuntime, VmRuntime
+from qvd.db.models import HostRuntime, Vm, VmRuntime
 from tests.api.conftest import Api, World, add_running_host
+from tests.api.services.test_properties import _leaks_b, _ok
+
+
+# ---- VM addresses ------------------------------------------------------------------------
+def _vm_args(world: World, label: str, ip: str | None = None, name: str = "new") -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "name": name,
+        "user_id": world.users[label],
+        "osf_id": world.osfs[label],
+    }
+    if ip is not None:
+        args["ip"] = ip
+    return args
+
+
+def test_a_taken_address_is_refused_like_any_unusable_one(api: Api, world: World) -> None:
+    root = api.login("root")
+    # tenant B's VM takes the first address of the range (10.0.0.100/16 by default)
+    b_vm = _ok(api.act("vm_create", sid=root, arguments=_vm_args(world, "B", name="bvm")))
+    taken = api.act("vm_get_list", sid=root, filters={"id": b_vm["rows"][0]["id"]}, fields=["ip"])
+    assert taken["rows"] == [{"ip": "10.0.0.100"}]
+
+    sid = api.login("adminA", "tenantA")
+    messages = {}
+    for ip in ("10.0.0.100", "10.0.0.99", "192.168.1.1", "10.0.255.255", "10.3.0.11", "::1"):
+        r = api.act("vm_create", sid=sid, arguments=_vm_args(world, "A", ip))
+        assert r["status"] == 7200, (ip, r)
+        assert not _leaks_b(r)
+        assert "bvm" not in r["message"]
+        messages[ip] = r["message"].replace(f"address {ip} ", "address <ip> ")
+    assert len(set(messages.values())) == 1, messages
+
+    r = api.act("vm_create", sid=sid, arguments=_vm_args(world, "A", "not-an-ip"))
+    assert r["status"] == 6320
+    _ok(api.act("vm_create", sid=sid, arguments=_vm_args(world, "A", "10.0.0.150")))
+
+
+def test_vm_update_checks_the_address_the_same_way(api: Api, world: World) -> None:
+    root = api.login("root")
+    _ok(api.act("vm_create", sid=root, arguments=_vm_args(world, "B", "10.0.0.120", "bvm")))
+    sid = api.login("adminA", "tenantA")
+    mine = {"id": world.vms["A"]}
+    r = api.act("vm_update", sid=sid, filters=mine, arguments={"ip": "10.0.0.120"})
+    assert r["status"] == 1200
+    failure = r["failures"][str(world.vms["A"])]
+    assert failure["status"] == 7200
+    assert not _leaks_b(r)
+    assert "bvm" not in failure["message"]
+    # keeping its own address (even one from before the range) is no change
+    _ok(api.act("vm_update", sid=sid, filters=mine, arguments={"ip": "10.3.0.10"}))
+    _ok(api.act("vm_update", sid=sid, filters=mine, arguments={"ip": "10.0.0.121"}))
+    got = api.act("vm_get_list", sid=sid, filters=mine, fields=["ip"])
+    assert got["rows"] == [{"ip": "10.0.0.121"}]
+
+
+def test_an_address_claimed_meanwhile_reads_as_the_same_refusal(
+    api: Api, world: World, config: Config, api_engine: Engine
+) -> None:
+    """Two creates racing for one address: the loser's database refusal is worded like
+    the check it passed a moment before."""
+    # what the check says of that address, as an administrator reads it
+    said = api.act(
+        "vm_create", sid=api.login("adminA", "tenantA"), arguments=_vm_args(world, "A", "10.3.0.11")
+    )
+    assert said["status"] == 7200
+    principal = Principal(admin_id=1, admin_name="adminA", tenant_id=world.tenants["A"],
+                          tenant_name="tenantA", acls=frozenset())  # fmt: skip
+    with Session(api_engine) as s, s.begin():
+        ctx = Ctx(session=s, principal=principal, config=config, engine=api_engine)
+        s.add(Vm(name="late", user_id=world.users["A"], osf_id=world.osfs["A"], ip="10.3.0.11"))
+        with pytest.raises(Conflict) as caught:
+            vms._flush(ctx, "10.3.0.11")
+        assert caught.value.code == 7200
+        assert caught.value.message == said["message"]
 
 
 def _runtime(engine: Engine, vm_id: int) -> VmRuntime:
