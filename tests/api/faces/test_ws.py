@@ -263,6 +263,7 @@ def test_wss_pushes_the_vm_list_again_when_a_vm_changes(
     sock.quiet(0.5)  # one change, one push (identical results are not pushed again)
 
 
+@pytest.mark.slow  # waits for timers (polls, keep-alives, the config re-read)
 def test_other_tenants_changes_push_nothing_and_leak_nothing(server: Server) -> None:
     w = server.world
     sock_a = server.connect(server.admin("A"), query=VM_QUERY)
@@ -349,6 +350,7 @@ def test_logging_out_closes_the_socket_at_the_next_change(server: Server) -> Non
     assert sock.wait_closed() == ws.CLOSE_UNAUTHENTICATED
 
 
+@pytest.mark.slow  # waits for timers (polls, keep-alives, the config re-read)
 def test_pushes_do_not_keep_an_unattended_session_alive(server: Server) -> None:
     """Re-runs are not the administrator's doing: the session expires on time and the
     socket is closed at the next change after that."""
@@ -382,6 +384,7 @@ def test_pushes_do_not_keep_an_unattended_session_alive(server: Server) -> None:
     assert sock.wait_closed() == ws.CLOSE_UNAUTHENTICATED
 
 
+@pytest.mark.slow  # waits for timers (polls, keep-alives, the config re-read)
 def test_objects_without_a_channel_are_polled(server: Server) -> None:
     """The audit log has no trigger: the socket re-runs every 2 s and pushes only
     when the result changed."""
@@ -398,6 +401,7 @@ def test_objects_without_a_channel_are_polled(server: Server) -> None:
     assert after["rows"][-1]["action"] == "vm_update"
 
 
+@pytest.mark.slow  # waits for timers (polls, keep-alives, the config re-read)
 def test_akn_after_client_silence(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ws, "KEEPALIVE", 0.6)
     sock = server.connect(server.admin("A"), query=VM_QUERY)

@@ -132,6 +132,7 @@ def test_wat_and_ssl_over_rest(api: Api, world: World, api_engine: Engine) -> No
     assert _ssl_rows(api_engine)["l7r.ssl.cert"] == _CERT
 
 
+@pytest.mark.slow  # waits for timers (polls, keep-alives, the config re-read)
 def test_database_config_rows_apply_to_the_api(
     api: Api, world: World, config: Any, api_engine: Engine
 ) -> None:
