@@ -216,6 +216,9 @@ class BenchNode:
     bridge: str
     db: BenchDatabase
     hkd: Hkd | None = None
+    figures: str = ""
+    """The bench's ``name=value`` line: printed by ``bench_node`` after the clean-up
+    report, so that it stays the last line of the output."""
 
     @property
     def host_address(self) -> str:
@@ -312,6 +315,7 @@ def bench_node(prefix: str) -> Iterator[BenchNode]:
     took on stderr. The bench's own ``finally`` (inside the ``with``) runs first."""
     cleaning: float | None = None
     halted: float | None = None
+    node: BenchNode | None = None
     try:
         with scratch_dir(prefix) as root, throwaway_database(root) as db:
             bridge = f"qvdb{secrets.token_hex(3)}"
@@ -334,3 +338,6 @@ def bench_node(prefix: str) -> Iterator[BenchNode]:
                 f"{time.monotonic() - halted:.1f} s to remove it",
                 file=sys.stderr,
             )
+        if node is not None and node.figures:
+            sys.stderr.flush()
+            print(node.figures, flush=True)

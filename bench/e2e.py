@@ -528,7 +528,7 @@ def main() -> int:
             )
             print(f"bench time (image builds excluded): {time.monotonic() - began:.1f} s")
             xfce_desk = desks[1] if len(desks) > 1 else None
-            print(
+            node.figures = (
                 f"cold_ms={median_of(desks[0], 'cold')} "
                 f"reconnect_ms={median_of(desks[0], 'reconnect')} "
                 f"cold_xfce_ms={median_of(xfce_desk, 'cold')} "

@@ -113,7 +113,7 @@ def main() -> int:
             f"{statistics.median(reached.values()) * 1000:.0f} ms; idle RAM per VM "
             f"{statistics.mean(ram):.1f} MiB"
         )
-        print(
+        node.figures = (
             f"claim_p50_ms={statistics.median(claims):.1f} "
             f"claim_p95_ms={percentile(claims, 0.95):.1f} "
             f"ready_p50_ms={statistics.median(ready):.0f} "

@@ -563,7 +563,7 @@ def main() -> int:
                 f"latency p50 {statistics.median(list_ms):.0f} ms, "
                 f"p95 {percentile(list_ms, 0.95):.0f} ms"
             )
-            print(
+            node.figures = (
                 f"cold_p50_ms={statistics.median(cold):.0f} "
                 f"cold_p95_ms={percentile(cold, 0.95):.0f} "
                 f"warm_p50_ms={statistics.median(warm):.1f} "
