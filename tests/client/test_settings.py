@@ -83,3 +83,14 @@ def test_remember_rewrites_only_its_lines(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_no_settings(tmp_path: Path) -> None:
     assert settings.load(tmp_path / "nothing.conf").values == {}
+
+
+@pytest.mark.parametrize("user", ["DOMAIN\\alice", "alice\\", "a\\nclient.ssl.allow_untrusted=1"])
+def test_remembered_backslashes_come_back_as_written(tmp_path: Path, user: str) -> None:
+    # unescaped, "DOMAIN\alice" would come back as "DOMAINalice" and a trailing backslash
+    # would join the next line (here: the untrusted flag) to the user name
+    path = write(tmp_path, "client.user.name = old\nclient.ssl.allow_untrusted = 0\n")
+    settings.remember({"client.user.name": user}, path)
+    conf = settings.load(path)
+    assert conf.get("client.user.name") == user
+    assert conf.get("client.ssl.allow_untrusted") == "0"

@@ -127,6 +127,12 @@ def load(path: Path | None = None) -> ClientSettings:
     return ClientSettings(values)
 
 
+def _escape(value: str) -> str:
+    """``value`` as a properties value: a backslash (``DOMAIN\\user``) would start an escape
+    or, at the end, join the next line to this one."""
+    return value.replace("\\", "\\\\")
+
+
 def remember(updates: dict[str, str], path: Path | None = None) -> None:
     """Write ``updates`` (keys of ``REMEMBERED``) into the file, keeping everything else."""
     path = path or config_path()
@@ -143,10 +149,10 @@ def remember(updates: dict[str, str], path: Path | None = None) -> None:
     for line in lines:
         key = re.split(r"[\s=:]", line.strip(), maxsplit=1)[0]
         if key in left:
-            out.append(f"{key} = {left.pop(key)}")
+            out.append(f"{key} = {_escape(left.pop(key))}")
         else:
             out.append(line)
-    out += [f"{key} = {value}" for key, value in left.items()]
+    out += [f"{key} = {_escape(value)}" for key, value in left.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
