@@ -60,6 +60,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def evidence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests leave evidence (screenshots): $QVD_TEST_OUTPUT when set, otherwise
+    pytest's own temporary directory (pytest prunes it, nothing is left under /tmp)."""
+    wanted = os.environ.get("QVD_TEST_OUTPUT")
+    if not wanted:
+        return tmp_path_factory.mktemp("evidence")
+    path = Path(wanted)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def scratch_dir(prefix: str) -> Path:
     """A temporary directory the ``postgres`` user can traverse (pytest's are 0700)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))

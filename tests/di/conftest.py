@@ -12,7 +12,6 @@ import pytest
 from qvd.di import ensure_image
 from tests.vma.conftest import (  # noqa: F401 (the container and display fixtures of test_desktop_image)
     bridge,
-    output_dir,
     proxies,
     scratch,
     start_container,

@@ -29,7 +29,7 @@ def test_desktop_image_shows_a_desktop(
     scratch: Path,
     xvfb: Xvfb,
     proxies: Callable[..., NxProxy],
-    output_dir: Path,
+    evidence_dir: Path,
 ) -> None:
     image = ensure_image("desktop", progress=lambda p: print(p.render(), flush=True))
     base = unpack_base(image, scratch / "base-desktop")
@@ -47,7 +47,7 @@ def test_desktop_image_shows_a_desktop(
         shot = take_screenshot(xvfb.display)
     time.sleep(3)  # let the panel finish drawing for the picture
     shot = take_screenshot(xvfb.display)
-    shot.save_png(output_dir / "desktop.png")
+    shot.save_png(evidence_dir / "desktop.png")
     assert looks_like_a_desktop(shot), f"{shot.distinct_colours()} colours"
     processes = container.attach("ps", "-u", "dora", "-o", "comm=").stdout.split()
     assert "xfwm4" in processes

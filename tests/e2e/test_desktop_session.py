@@ -39,15 +39,13 @@ def diagnose(client: Client, home: Path, node: LxcNode, vm_id: int) -> str:
 
 
 def test_log_in_see_the_desktop_reconnect_and_take_over(
-    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
+    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path, evidence_dir: Path
 ) -> None:
     lxc, port = node.lxc, node.port
     vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
     login = set_password(engine, vm_id, "s3cret!")
     password_file = tmp_path / "password"
     password_file.write_text("s3cret!\n")
-    output_dir = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
-    output_dir.mkdir(parents=True, exist_ok=True)
 
     xvfb = Xvfb()
     clients: list[Client] = []
@@ -75,7 +73,7 @@ def test_log_in_see_the_desktop_reconnect_and_take_over(
         # cold: the VM is stopped; the client's connect starts it
         first = connect("one")
         shot = wait_for_xterm(xvfb.display, 90)
-        shot.save_png(output_dir / "e2e-desktop.png")
+        shot.save_png(evidence_dir / "e2e-desktop.png")
         assert xterm_visible(shot), diagnose(first, tmp_path / "one", lxc, vm_id)
         wait_for(lambda: user_state(engine, vm_id) == "connected", 10, "user_state connected")
         assert runtime(engine, vm_id)["vm_state"] == "running"

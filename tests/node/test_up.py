@@ -175,7 +175,9 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 @pytest.mark.timeout(900)  # the first run on a new machine builds the test image
-def test_up_creates_runs_and_stops_the_database(node_conf: Path, tmp_path: Path) -> None:
+def test_up_creates_runs_and_stops_the_database(
+    node_conf: Path, tmp_path: Path, evidence_dir: Path
+) -> None:
     config = load_config(node_conf)
     cluster = embedded_cluster(config)
     proc = start_up(node_conf)
@@ -237,9 +239,7 @@ def test_up_creates_runs_and_stops_the_database(node_conf: Path, tmp_path: Path)
         assert {"default", "head"} <= set(demo[1])
 
     # the printed command shows the demo desktop, and the database saw the user connect
-    output = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
-    output.mkdir(parents=True, exist_ok=True)
-    see_the_desktop(client_line, tmp_path / "home", output)
+    see_the_desktop(client_line, tmp_path / "home", evidence_dir)
     with psycopg.connect(host="127.0.0.1", port=cluster.port, user="qvd", dbname="qvd",
                          password=role_password) as conn:  # fmt: skip
         vm = conn.execute(

@@ -31,14 +31,6 @@ def _require_host() -> None:
 
 
 @pytest.fixture(scope="session")
-def output_dir() -> Path:
-    """Where tests leave evidence (screenshots): $QVD_TEST_OUTPUT or /tmp/qvd-test-output."""
-    path = Path(os.environ.get("QVD_TEST_OUTPUT", "/tmp/qvd-test-output"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def scratch() -> Iterator[Path]:
     """A per-run directory outside the checkout for unpacked bases and container layers."""
     path = Path(f"/var/tmp/qvd-tests-{os.getpid()}-{secrets.token_hex(3)}")

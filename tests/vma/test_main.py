@@ -47,7 +47,7 @@ def test_session_lifecycle(
     start_container: StartContainer,
     xvfb: Xvfb,
     proxies: Callable[..., NxProxy],
-    output_dir: Path,
+    evidence_dir: Path,
 ) -> None:
     container, client = start_container()
     started = client.x_start(USER)
@@ -66,7 +66,7 @@ def test_session_lifecycle(
     assert first.wait_log("Session started", timeout=15), first.log()
     assert wait_state(client, "connected") == "connected"
     shot = wait_for_xterm(xvfb.display)
-    shot.save_png(output_dir / "vma-xterm.png")
+    shot.save_png(evidence_dir / "vma-xterm.png")
     assert xterm_visible(shot), "no xterm on the client display"
     session_pids = xterm_pids(container)
     assert len(session_pids) == 1
