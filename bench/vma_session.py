@@ -94,9 +94,10 @@ def main() -> int:
     runs = 3 if args.quick else args.runs
     image = ensure_image("test", progress=lambda p: print(p.render(), file=sys.stderr))
     work = Path(tempfile.mkdtemp(prefix="qvd-bench-"))
-    bridge = Bridge()
+    bridge: Bridge | None = None
     xvfb: Xvfb | None = None
     try:
+        bridge = Bridge()
         base = unpack_base(image, work / "base")
         xvfb = Xvfb(size="800x600x24")
         results: list[dict[str, float]] = []
@@ -121,7 +122,8 @@ def main() -> int:
         cleanup_begins()
         if xvfb is not None:
             xvfb.close()
-        bridge.close()
+        if bridge is not None:
+            bridge.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
