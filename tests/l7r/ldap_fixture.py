@@ -9,7 +9,7 @@ The directory (``dc=example,dc=test``)::
 
 slapd runs in the foreground (``-d 0``) as our child on a free loopback port, from a
 temporary directory that is removed afterwards; only that child is ever signalled.
-Import the fixture into a test module: ``from tests.l7r.ldap_fixture import slapd``.
+The tests under tests/l7r/auth get the fixture from their conftest.py.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ __all__ = [
     "bearer",
     "get",
     "ldap_settings",
+    "refused",
     "set_config",
     "slapd",
 ]
@@ -306,3 +307,10 @@ def get(lab: Lab, target: str, authorization: str | None = None) -> Reply:
         sock.sendall(raw)
         head, body, infos = final_response(sock, buffer)
     return Reply(status=int(head[9:12]), head=head, body=body, infos=tuple(infos))
+
+
+def refused(reply: Reply, reason: bytes) -> None:
+    """``reply`` is a Basic challenge (401) whose body gives ``reason``."""
+    assert reply.status == 401, reply
+    assert reply.header("WWW-Authenticate") == 'Basic realm="QVD"'
+    assert reason in reply.body, reply.body

@@ -12,7 +12,6 @@ from sqlalchemy import Engine, text
 from tests.l7r.conftest import Lab
 from tests.l7r.ldap_fixture import (
     Directory,
-    Reply,
     add_osf,
     add_tenant,
     add_user,
@@ -20,17 +19,9 @@ from tests.l7r.ldap_fixture import (
     basic,
     get,
     ldap_settings,
+    refused,
     set_config,
-    slapd,
 )
-
-__all__ = ["slapd"]  # the fixture, imported for pytest
-
-
-def refused(reply: Reply, reason: bytes) -> None:
-    assert reply.status == 401, reply
-    assert reply.header("WWW-Authenticate") == 'Basic realm="QVD"'
-    assert reason in reply.body, reply.body
 
 
 def row_version(engine: Engine, user_id: int) -> str:

@@ -11,7 +11,6 @@ import time
 from sqlalchemy import Engine, text
 
 from qvd.l7r.auth.totp import totp_code
-from tests.l7r.auth.test_auto import refused
 from tests.l7r.conftest import PASSWORD, Lab
 from tests.l7r.ldap_fixture import (
     Directory,
@@ -20,11 +19,9 @@ from tests.l7r.ldap_fixture import (
     basic,
     get,
     ldap_settings,
+    refused,
     set_config,
-    slapd,
 )
-
-__all__ = ["slapd"]  # the fixture, imported for pytest
 
 SECRET32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
