@@ -25,10 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, DatabaseUnreachable, LiveConfig, make_engine
+from qvd.db import DatabaseTarget, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
 from qvd.l7r.errors import (
@@ -284,17 +283,14 @@ class L7rServer:
                 reply = await self._answer(request, principal, conn, writer)
         except L7rError as exc:
             reply = _error_reply(exc)
-        except (SQLAlchemyError, DatabaseUnreachable) as exc:
-            outage: L7rError | None = database_outage(exc)
-            if outage is None:
-                log.exception("L7R request %s failed", path)
-                outage = Internal(f"internal error: {type(exc).__name__}")
-            else:
-                log.warning("L7R request %s: database unavailable: %s", path, exc)
-            reply = _error_reply(outage)
         except Exception as exc:
-            log.exception("L7R request %s failed", path)
-            reply = _error_reply(Internal(f"internal error: {exc}"))
+            outage = database_outage(exc)
+            if outage is not None:
+                log.warning("L7R request %s: database unavailable: %s", path, exc)
+                reply = _error_reply(outage)
+            else:  # the message (SQL, paths, addresses) is for the log, not the client
+                log.exception("L7R request %s failed", path)
+                reply = _error_reply(Internal(f"internal error: {type(exc).__name__}"))
         writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
         await writer.drain()
         return False
