@@ -8,10 +8,12 @@ import os
 import queue
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -70,6 +72,18 @@ def evidence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(wanted)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def end_process(proc: subprocess.Popen[Any], grace: float = 5) -> None:
+    """End a child we started (and only it, by its PID): SIGTERM, after ``grace``
+    seconds SIGKILL; reaped in both cases."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def scratch_dir(prefix: str) -> Path:

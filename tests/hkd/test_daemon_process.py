@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget
 from qvd.hkd.backends.lxc import LxcBackend
+from tests.conftest import end_process
 from tests.hkd.conftest import add_host, command, host_state, runtime, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
 from tests.node.test_cli import url_of
@@ -49,12 +50,7 @@ class HkdProcess:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, 60)
         return self.proc.returncode
 
 

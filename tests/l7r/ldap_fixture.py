@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import free_port
+from tests.conftest import end_process, free_port
 from tests.l7r.conftest import Lab
 from tests.l7r.test_server import final_response
 
@@ -138,17 +138,6 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
     raise RuntimeError(f"slapd did not listen on port {port} within 10 s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the slapd we started (and only it), by its PID."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def slapd() -> Iterator[Directory]:
     if not SLAPD.exists():
@@ -180,14 +169,14 @@ def slapd() -> Iterator[Directory]:
                 _wait_listening(proc, port, log)
                 break
             except RuntimeError:
-                _stop(proc)
+                end_process(proc)
                 proc = None
         if proc is None:
             raise RuntimeError(f"slapd would not start: {log.read_text()[-2000:]}")
         yield Directory(uri=f"ldap://127.0.0.1:{port}", pid=proc.pid)
     finally:
         if proc is not None:
-            _stop(proc)
+            end_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

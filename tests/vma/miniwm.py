@@ -121,13 +121,10 @@ class MiniWm:
             raise RuntimeError(f"miniwm did not start on {display}: {line!r}")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        # imported here: the window manager process itself needs none of the suite
+        from tests.conftest import end_process
+
+        end_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
