@@ -81,12 +81,7 @@ def two_nodes(
         for p in processes:
             p.stop()
         for node, ns in zip(nodes, namespaces, strict=True):
-            lxcpath = node.root / node.name / "lxc"
-            for entry in lxcpath.glob("qvd-*") if lxcpath.is_dir() else []:
-                subprocess.run(["ip", "netns", "exec", ns, "lxc-stop", "-k", "-P", str(lxcpath),
-                                "-n", entry.name], capture_output=True, check=False)  # fmt: skip
-            node.clean()
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+            node.clean_in_netns(ns)
 
 
 def test_node_b_relays_to_the_vm_node_a_runs(

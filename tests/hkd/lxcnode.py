@@ -178,6 +178,16 @@ class LxcNode:
         self.network().remove(guard=True)
         shutil.rmtree(self.root / self.name, ignore_errors=True)
 
+    def clean_in_netns(self, ns: str) -> None:
+        """``clean`` for a node whose HKD ran in network namespace ``ns``: its containers
+        are stopped from inside ``ns`` first, the namespace is removed last."""
+        lxcpath = self.root / self.name / "lxc"
+        for entry in lxcpath.glob("qvd-*") if lxcpath.is_dir() else []:
+            subprocess.run(["ip", "netns", "exec", ns, "lxc-stop", "-k", "-P", str(lxcpath),
+                            "-n", entry.name], capture_output=True, check=False)  # fmt: skip
+        self.clean()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
 
 def _written(config: Config) -> list[str]:
     return [

@@ -169,12 +169,7 @@ def test_two_nodes_a_silent_one_is_lost_and_recovers(
         raise
     finally:
         for node, ns in zip(nodes, namespaces, strict=True):
-            lxcpath = node.root / node.name / "lxc"
-            for entry in lxcpath.glob("qvd-*") if lxcpath.is_dir() else []:
-                subprocess.run(["ip", "netns", "exec", ns, "lxc-stop", "-k", "-P", str(lxcpath),
-                                "-n", entry.name], capture_output=True, check=False)  # fmt: skip
-            node.clean()
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+            node.clean_in_netns(ns)
 
 
 def _host_ids(engine: Engine, nodes: list[LxcNode]) -> list[int]:
