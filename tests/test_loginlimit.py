@@ -62,3 +62,14 @@ def test_the_api_limiter_answers_qvds_rate_limit_error() -> None:
     limiter.succeeded("login:x")
     with pytest.raises(RateLimited):  # a good password does not clear the address
         limiter.check("ip:9")
+
+
+def test_keys_that_never_come_back_are_forgotten() -> None:
+    now = [0.0]
+    limiter = FailureLimiter(3, 60, lambda: now[0])
+    for i in range(5000):  # a guessing run over ever new logins, one failure each
+        now[0] = i * 0.1
+        limiter.failed(f"login:guess{i}", "ip:1")
+    held = len(limiter._failures)
+    assert held < 2 * (60 / 0.1) + 1024, held  # about a window's worth, not all 5000
+    assert limiter.blocked_for("ip:1") > 0  # the address that keeps failing is still held

@@ -17,6 +17,8 @@ from threading import Lock
 
 __all__ = ["FailureLimiter", "Refusal"]
 
+_FIRST_SWEEP = 1024  # keys held before the first sweep of stale ones
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -35,6 +37,7 @@ class FailureLimiter:
         self.window = window
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._sweep_at = _FIRST_SWEEP
         self._lock = Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -65,6 +68,17 @@ class FailureLimiter:
         with self._lock:
             for key in keys:
                 self._recent(key, now).append(now)
+            if len(self._failures) >= self._sweep_at:
+                self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the keys whose failures all left the window: a key that never comes
+        back (a guessed login, a passing address) is otherwise kept for ever. Run when
+        the table has doubled since the last sweep, so its cost is spread over failures."""
+        stale = [key for key, seen in self._failures.items() if seen[-1] <= now - self.window]
+        for key in stale:
+            del self._failures[key]
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._failures))
 
     def succeeded(self, key: str) -> None:
         with self._lock:
