@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from qvd.di.testbed import NxProxy, Xvfb
+from qvd.di.testbed import Container, NxProxy, Xvfb
+from qvd.vma.client import VmaClient
 from qvd.vma.geometry import Geometry, connected_output, requested_geometry, resize_commands
 from tests.vma.helpers import StartContainer, wait_state
 from tests.vma.miniwm import MiniWm, window_size
@@ -64,6 +65,21 @@ def wait_window(display: str, wanted: tuple[int, int], timeout: float = 20.0) ->
     return size
 
 
+def connect(
+    client: VmaClient, container: Container, display: str, proxies: Callable[..., NxProxy],
+    params: dict[str, str],
+) -> tuple[str, NxProxy]:  # fmt: skip
+    """``x_start`` with ``params``, then an nxproxy on ``display`` until the session is
+    connected; the session's cookie and the proxy."""
+    cookie = str(client.x_start(params)["cookie"])
+    assert wait_state(client, "listening") == "listening"
+    proxy = proxies(
+        display=display, host=container.address, port=4100, cookie=cookie, nx_display=100
+    )
+    assert wait_state(client, "connected") == "connected", proxy.log()
+    return cookie, proxy
+
+
 @pytest.mark.timeout(600)
 def test_geometry_at_start_and_after_a_resume_with_another(
     start_container: StartContainer, big_xvfb: Xvfb, proxies: Callable[..., NxProxy]
@@ -72,26 +88,15 @@ def test_geometry_at_start_and_after_a_resume_with_another(
     try:
         container, client = start_container()
         first = {**USER, "qvd.client.geometry": "1000x700", "qvd.client.fullscreen": "0"}
-        cookie = str(client.x_start(first)["cookie"])
-        assert wait_state(client, "listening") == "listening"
-        proxy = proxies(
-            display=big_xvfb.display, host=container.address, port=4100, cookie=cookie,
-            nx_display=100,
-        )  # fmt: skip
-        assert wait_state(client, "connected") == "connected", proxy.log()
+        cookie, proxy = connect(client, container, big_xvfb.display, proxies, first)
         assert wait_window(big_xvfb.display, (1000, 700)) == (1000, 700)
 
         # the client goes; another one comes back asking for a smaller screen
         proxy.close()
         assert wait_state(client, "suspended") == "suspended"
         second = {**USER, "qvd.client.geometry": "800x600", "qvd.client.fullscreen": "0"}
-        assert client.x_start(second)["cookie"] == cookie
-        assert wait_state(client, "listening") == "listening"
-        again = proxies(
-            display=big_xvfb.display, host=container.address, port=4100, cookie=cookie,
-            nx_display=100,
-        )  # fmt: skip
-        assert wait_state(client, "connected") == "connected", again.log()
+        resumed, again = connect(client, container, big_xvfb.display, proxies, second)
+        assert resumed == cookie
         assert wait_window(big_xvfb.display, (800, 600)) == (800, 600), container.log_text(
             "/var/log/qvd/vma.log"
         )[-3000:]
@@ -105,13 +110,8 @@ def test_geometry_at_start_and_after_a_resume_with_another(
         again.close()
         assert wait_state(client, "suspended") == "suspended"
         full = {**USER, "qvd.client.geometry": "1280x800", "qvd.client.fullscreen": "1"}
-        assert client.x_start(full)["cookie"] == cookie
-        assert wait_state(client, "listening") == "listening"
-        third = proxies(
-            display=big_xvfb.display, host=container.address, port=4100, cookie=cookie,
-            nx_display=100,
-        )  # fmt: skip
-        assert wait_state(client, "connected") == "connected", third.log()
+        resumed, _ = connect(client, container, big_xvfb.display, proxies, full)
+        assert resumed == cookie
         assert wait_window(big_xvfb.display, (1280, 800)) == (1280, 800)
     finally:
         wm.close()
@@ -123,11 +123,5 @@ def test_fullscreen_without_a_window_manager_fills_the_client_screen(
 ) -> None:
     container, client = start_container()
     params = {**USER, "qvd.client.geometry": "1280x800", "qvd.client.fullscreen": "1"}
-    cookie = str(client.x_start(params)["cookie"])
-    assert wait_state(client, "listening") == "listening"
-    proxy = proxies(
-        display=big_xvfb.display, host=container.address, port=4100, cookie=cookie,
-        nx_display=100,
-    )  # fmt: skip
-    assert wait_state(client, "connected") == "connected", proxy.log()
+    connect(client, container, big_xvfb.display, proxies, params)
     assert wait_window(big_xvfb.display, (1280, 800)) == (1280, 800)
