@@ -284,11 +284,14 @@ class Reply:
         return None
 
 
-def get(lab: Lab, target: str, authorization: str | None = None) -> Reply:
-    """One ``GET`` on a new TLS connection; 102s are collected, the final reply returned."""
+def get(lab: Lab, target: str, authorization: str | None = None, *, upgrade: bool = False) -> Reply:
+    """One ``GET`` on a new TLS connection; 102s are collected, the final reply returned.
+    ``upgrade`` adds the Upgrade headers clients send with connect_to_vm and stop_vm."""
     lines = [f"GET {target} HTTP/1.1"]
     if authorization is not None:
         lines.append(f"Authorization: {authorization}")
+    if upgrade:
+        lines += ["Connection: Upgrade", "Upgrade: QVD/1.0"]
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode()
     with lab.connect() as sock:
         sock.settimeout(20)

@@ -5,20 +5,17 @@ serves again once the database is back. A real throwaway cluster, stopped by the
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from qvd.db import EmbeddedCluster, make_engine, upgrade
 from qvd.l7r import L7rServer
-from tests.conftest import free_port, scratch_dir
+from tests.conftest import throwaway_cluster
 from tests.l7r.conftest import PASSWORD, FakeAgent, Lab, NxAgentStandIn, l7r_config, seed
 from tests.l7r.ldap_fixture import Reply, basic, bearer, get
-from tests.l7r.test_server import final_response
 
 pytestmark = pytest.mark.slow
 
@@ -32,47 +29,25 @@ class Outage:
 @pytest.fixture
 def outage(tmp_path: Path) -> Iterator[Outage]:
     """An L7R over a cluster of its own (the test may stop it); all removed at the end."""
-    base = scratch_dir("qvd-test-pg-outage-")
-    cluster = EmbeddedCluster(
-        datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
-    )
-    engine: Engine | None = None
-    server: L7rServer | None = None
-    nx = NxAgentStandIn()
-    try:
-        cluster.initialize()
-        cluster.start()
-        cluster.ensure_database()
+    with throwaway_cluster("qvd-test-pg-outage-") as cluster:
         target = cluster.target()
         engine = make_engine(target)
-        upgrade(engine)
-        seeded = seed(engine)
-        server = L7rServer(l7r_config(tmp_path / "run"), target, seeded.host_id, "127.0.0.1")
-        server.start()
-        lab = Lab(server=server, seed=seeded, engine=engine, agent=FakeAgent(port=nx.port), nx=nx)
-        yield Outage(lab=lab, cluster=cluster)
-    finally:
-        if server is not None:
-            server.stop()
-        if engine is not None:
+        server: L7rServer | None = None
+        nx = NxAgentStandIn()
+        try:
+            upgrade(engine)
+            seeded = seed(engine)
+            config = l7r_config(tmp_path / "run")
+            server = L7rServer(config, target, seeded.host_id, "127.0.0.1")
+            server.start()
+            agent = FakeAgent(port=nx.port)
+            lab = Lab(server=server, seed=seeded, engine=engine, agent=agent, nx=nx)
+            yield Outage(lab=lab, cluster=cluster)
+        finally:
+            if server is not None:
+                server.stop()
             engine.dispose()
-        nx.close()
-        cluster.remove()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def upgrade_get(lab: Lab, target: str, authorization: str) -> Reply:
-    """A GET with the Upgrade headers, as clients send connect_to_vm and stop_vm."""
-    raw = (
-        f"GET {target} HTTP/1.1\r\nAuthorization: {authorization}\r\n"
-        "Connection: Upgrade\r\nUpgrade: QVD/1.0\r\n\r\n"
-    ).encode()
-    with lab.connect() as sock:
-        sock.settimeout(20)
-        buffer = bytearray()
-        sock.sendall(raw)
-        head, body, infos = final_response(sock, buffer)
-    return Reply(status=int(head[9:12]), head=head, body=body, infos=tuple(infos))
+            nx.close()
 
 
 def assert_maintenance(reply: Reply, what: str) -> None:
@@ -100,8 +75,10 @@ def test_every_endpoint_says_503_while_the_database_is_down(outage: Outage) -> N
     assert_maintenance(get(lab, "/qvd/list_of_vm", bearer(token)), "list_of_vm with a token")
     assert_maintenance(get(lab, "/qvd/create_auth_token", alice), "create_auth_token")
     assert_maintenance(get(lab, "/qvd/authenticate_user", alice), "authenticate_user")
-    assert_maintenance(upgrade_get(lab, f"/qvd/connect_to_vm?id={vm}", alice), "connect_to_vm")
-    assert_maintenance(upgrade_get(lab, f"/qvd/stop_vm?id={vm}", alice), "stop_vm")
+    assert_maintenance(
+        get(lab, f"/qvd/connect_to_vm?id={vm}", alice, upgrade=True), "connect_to_vm"
+    )
+    assert_maintenance(get(lab, f"/qvd/stop_vm?id={vm}", alice, upgrade=True), "stop_vm")
     # a bad password is still a 401 only if the database can say so: it cannot
     assert_maintenance(get(lab, "/qvd/list_of_vm", basic("alice", "wrong")), "bad password")
 
