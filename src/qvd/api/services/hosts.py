@@ -1,5 +1,6 @@
 """Hosts (nodes): global objects that only superadmins see (their ``host.*`` ACLs are
-withheld from tenant administrators).
+withheld from tenant administrators); a tenant administrator's ``host_tiny_list``
+(the VM list's host filter) names only the hosts running its tenant's VMs.
 
 ``host_get_state`` answers the HKD state (``host_runtimes.state``: stopped, starting,
 running, stopping, lost) of each host its filters select.
@@ -33,7 +34,7 @@ from qvd.api.services.common import (
     qvd_list_actions,
 )
 from qvd.api.services.vms import stop_vm
-from qvd.db.models import Host, HostRuntime, VmRuntime
+from qvd.db.models import Host, HostRuntime, User, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC"]
 
@@ -78,7 +79,17 @@ def _base() -> Any:
 
 
 def _scope(p: Principal) -> Any:
-    return None
+    """Superadmins see every host; a tenant administrator (who never holds a ``host.*``
+    ACL, yet may reach ``host_tiny_list`` through ``vm.filter.host``) only the hosts
+    running its tenant's VMs, as ``vm.see.host`` already shows it."""
+    if p.superadmin:
+        return None
+    return Host.id.in_(
+        select(VmRuntime.host_id)
+        .join(Vm, Vm.id == VmRuntime.vm_id)
+        .join(User, User.id == Vm.user_id)
+        .where(User.tenant_id == p.tenant_id)
+    )
 
 
 SPEC = ListSpec(object="host", fields=_FIELDS, base=_base, id_expr=Host.id, scope=_scope)
