@@ -3,6 +3,7 @@ database per test cloned from a migrated template (real PostgreSQL, no mocks).""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -93,10 +94,12 @@ def scratch_dir(prefix: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[EmbeddedCluster]:
-    """One throwaway cluster (fsync off) on a unix socket and a free loopback port."""
-    base = scratch_dir(f"qvd-test-pg-{os.getpid()}-")
+@contextlib.contextmanager
+def throwaway_cluster(prefix: str) -> Iterator[EmbeddedCluster]:
+    """A running cluster (fsync off) with its database, on a unix socket and a free
+    loopback port, in a ``scratch_dir(prefix)``; the cluster and the directory go on
+    every exit path, a failed start included."""
+    base = scratch_dir(prefix)
     cluster = EmbeddedCluster(
         datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
     )
@@ -104,12 +107,19 @@ def pg_cluster() -> Iterator[EmbeddedCluster]:
         cluster.initialize()
         cluster.start()
         cluster.ensure_database()
-        with cluster.target("postgres", as_superuser=True).connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(cluster.role)))
         yield cluster
     finally:
         cluster.remove()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedCluster]:
+    """The session's cluster; its role may create the per-test databases."""
+    with throwaway_cluster(f"qvd-test-pg-{os.getpid()}-") as cluster:
+        with cluster.target("postgres", as_superuser=True).connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(cluster.role)))
+        yield cluster
 
 
 def _admin(cluster: EmbeddedCluster) -> DatabaseTarget:

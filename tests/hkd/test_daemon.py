@@ -3,7 +3,6 @@ adoption after a restart, leftovers, two nodes watching each other, host command
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
 from qvd.hkd.backends.base import NetworkSpec, VmSpec
 from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.daemon import Hkd, HkdStartError
-from tests.conftest import free_port, scratch_dir
+from tests.conftest import throwaway_cluster
 from tests.hkd.conftest import (
     FakeVma,
     add_host,
@@ -206,18 +205,8 @@ def test_a_silent_node_is_marked_lost_and_recovers(
 @pytest.fixture
 def own_cluster() -> Iterator[EmbeddedCluster]:
     """A cluster of its own, to restart under a running HKD."""
-    base = scratch_dir("qvd-test-pg-restart-")
-    cluster = EmbeddedCluster(
-        datadir=base / "data", socket_dir=base / "sock", port=free_port(), unsafe_fast=True
-    )
-    try:  # the directory goes on every exit path, a failed start included
-        cluster.initialize()
-        cluster.start()
-        cluster.ensure_database()
+    with throwaway_cluster("qvd-test-pg-restart-") as cluster:
         yield cluster
-    finally:
-        cluster.remove()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_hkd_survives_a_database_restart(
