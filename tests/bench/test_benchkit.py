@@ -20,17 +20,14 @@ __all__ = ["test_image"]
 REPO = Path(__file__).resolve().parents[2]
 _SETUP = re.compile(r"^L7R on \S+, VMs on (\S+) (\S+), files in (\S+)$")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the bench makes bridges and containers"),
-]
+pytestmark = pytest.mark.timeout(600)  # marked lxc, root and slow by its test_image
 
 
 def _run(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
+@pytest.mark.usefixtures("root_only")  # the bench makes bridges and containers
 def test_a_bench_killed_after_its_setup_leaves_nothing(test_image: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     proc = subprocess.Popen(
