@@ -141,7 +141,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
 @pytest.fixture(scope="module")
 def slapd() -> Iterator[Directory]:
     if not SLAPD.exists():
-        pytest.skip("slapd is not installed (scripts/deps-l7r.sh)")
+        pytest.fail("slapd is not installed: run scripts/deps-l7r.sh")
     workdir = Path(tempfile.mkdtemp(prefix="qvd-test-slapd-"))
     proc: subprocess.Popen[bytes] | None = None
     try:
