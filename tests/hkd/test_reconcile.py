@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,19 @@ from qvd.hkd.settings import HkdSettings
 from tests.hkd.conftest import FakeVma, add_host, add_vm, command, hkd_config, runtime
 
 
-@pytest.fixture
-def parts(engine: Engine, run_dir: Path) -> tuple[Reconciler, FakeBackend, FakeVma]:
+def make_parts(
+    engine: Engine, run_dir: Path, clock: Callable[[], float] = time.monotonic
+) -> tuple[Reconciler, FakeBackend, FakeVma]:
     host = add_host(engine)
     backend = FakeBackend()
     vma = FakeVma()
     settings = HkdSettings.from_config(hkd_config(run_dir))
-    return Reconciler(engine, backend, host, settings, vma), backend, vma
+    return Reconciler(engine, backend, host, settings, vma, clock=clock), backend, vma
+
+
+@pytest.fixture
+def parts(engine: Engine, run_dir: Path) -> tuple[Reconciler, FakeBackend, FakeVma]:
+    return make_parts(engine, run_dir)
 
 
 class ManualClock:
@@ -47,11 +54,7 @@ def clocked(
     engine: Engine, run_dir: Path, clock: ManualClock
 ) -> tuple[Reconciler, FakeBackend, FakeVma]:
     """The parts, with a reconciler that reads ``clock`` instead of the wall clock."""
-    host = add_host(engine)
-    backend = FakeBackend()
-    vma = FakeVma()
-    settings = HkdSettings.from_config(hkd_config(run_dir))
-    return Reconciler(engine, backend, host, settings, vma, clock=clock), backend, vma
+    return make_parts(engine, run_dir, clock)
 
 
 def drive(rec: Reconciler, vm_id: int, until: str, limit: float = 60.0) -> list[str]:
