@@ -38,6 +38,7 @@ from qvd.api.services.roles import (
     acl_counts,
     acl_scope,
     count_filters,
+    id_map,
     resolve_roles,
 )
 from qvd.db.acls import administrator_acls
@@ -55,20 +56,21 @@ _roles = (
     .scalar_subquery()
 )
 
-_role_map = (
-    select(
-        func.coalesce(
-            func.jsonb_object_agg(func.cast(Role.id, String), Role.name),
-            literal_column("'{}'::jsonb"),
-        )
+
+def _role_map_of(admin_id: Any, *where: Any) -> Any:
+    """``{"<id>": "<name>"}`` of an administrator's roles (QVD's shape), those matching
+    ``where``."""
+    return (
+        select(id_map(Role.id, Role.name))
+        .select_from(RoleAdministratorRelation)
+        .join(Role, Role.id == RoleAdministratorRelation.role_id)
+        .where(RoleAdministratorRelation.administrator_id == admin_id, *where)
+        .correlate_except(RoleAdministratorRelation, Role)
+        .scalar_subquery()
     )
-    .select_from(RoleAdministratorRelation)
-    .join(Role, Role.id == RoleAdministratorRelation.role_id)
-    .where(RoleAdministratorRelation.administrator_id == Administrator.id)
-    .correlate(Administrator)
-    .scalar_subquery()
-)
-"""The administrator's roles as ``{"<id>": "<name>"}`` (QVD's shape)."""
+
+
+_role_map = _role_map_of(Administrator.id)
 
 _FIELDS: dict[str, Field] = {
     "id": Field(expr=Administrator.id, kind=int, see="administrator.see.id"),
@@ -217,21 +219,9 @@ def _in_admins_scope(p: Principal) -> Any:
 
 def _admin_roles_with(admin_id: Any, acl_id: Any) -> Any:
     """``{"<id>": "<name>"}`` of an administrator's roles that hold an ACL."""
-    return (
-        select(
-            func.coalesce(
-                func.jsonb_object_agg(func.cast(Role.id, String), Role.name),
-                literal_column("'{}'::jsonb"),
-            )
-        )
-        .select_from(RoleAdministratorRelation)
-        .join(Role, Role.id == RoleAdministratorRelation.role_id)
-        .where(
-            RoleAdministratorRelation.administrator_id == admin_id,
-            acl_id.in_(select(func.qvd_role_acl_ids(Role.id)).correlate(Role).scalar_subquery()),
-        )
-        .correlate_except(RoleAdministratorRelation, Role)
-        .scalar_subquery()
+    return _role_map_of(
+        admin_id,
+        acl_id.in_(select(func.qvd_role_acl_ids(Role.id)).correlate(Role).scalar_subquery()),
     )
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "acl_counts",
     "acl_scope",
     "count_filters",
+    "id_map",
     "resolve_roles",
     "visible_role_scope",
 ]
@@ -70,6 +71,15 @@ role_effective = table(
 )
 _inherited = aliased(Role)
 _EMPTY = "'{}'::varchar[]"
+
+
+def id_map(key: Any, value: Any) -> Any:
+    """The aggregate ``{"<key>": value}`` over a query's rows (``{}`` without rows): the
+    id-keyed maps QVD answers (``{"<role id>": "<name>"}`` …)."""
+    return func.coalesce(
+        func.jsonb_object_agg(func.cast(key, String), value), literal_column("'{}'::jsonb")
+    )
+
 
 _acl_names = (
     select(func.coalesce(func.array_agg(role_effective.c.acl_name), literal_column(_EMPTY)))
@@ -88,13 +98,7 @@ _role_names = (
 
 _role_map = (
     select(
-        func.coalesce(
-            func.jsonb_object_agg(
-                func.cast(_inherited.id, String),
-                func.jsonb_build_object("id", _inherited.id, "name", _inherited.name),
-            ),
-            literal_column("'{}'::jsonb"),
-        )
+        id_map(_inherited.id, func.jsonb_build_object("id", _inherited.id, "name", _inherited.name))
     )
     .select_from(RoleRoleRelation)
     .join(_inherited, _inherited.id == RoleRoleRelation.inherited_id)
@@ -351,12 +355,7 @@ def _granted_by(role_id: Any, acl_id: Any) -> Any:
         .correlate_except(RoleRoleRelation)
     ) & acl_id.in_(select(func.qvd_role_acl_ids(origin.id)).correlate(origin).scalar_subquery())
     return (
-        select(
-            func.coalesce(
-                func.jsonb_object_agg(func.cast(origin.id, String), origin.name),
-                literal_column("'{}'::jsonb"),
-            )
-        )
+        select(id_map(origin.id, origin.name))
         .where(((origin.id == role_id) & direct) | inherited)
         .scalar_subquery()
     )
