@@ -33,7 +33,9 @@ class _WindowChanges(ctypes.Structure):
     ]
 
 
-class _ConfigureRequest(ctypes.Structure):
+class _MapRequest(ctypes.Structure):
+    """XMapRequestEvent; its fields also begin XConfigureRequestEvent."""
+
     _fields_ = [
         ("type", ctypes.c_int),
         ("serial", ctypes.c_ulong),
@@ -41,6 +43,13 @@ class _ConfigureRequest(ctypes.Structure):
         ("display", ctypes.c_void_p),
         ("parent", ctypes.c_ulong),
         ("window", ctypes.c_ulong),
+    ]
+
+
+class _ConfigureRequest(_MapRequest):
+    """XConfigureRequestEvent: the fields of ``_MapRequest``, then these."""
+
+    _fields_ = [
         ("x", ctypes.c_int),
         ("y", ctypes.c_int),
         ("width", ctypes.c_int),
@@ -49,17 +58,6 @@ class _ConfigureRequest(ctypes.Structure):
         ("above", ctypes.c_ulong),
         ("detail", ctypes.c_int),
         ("value_mask", ctypes.c_ulong),
-    ]
-
-
-class _MapRequest(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("serial", ctypes.c_ulong),
-        ("send_event", ctypes.c_int),
-        ("display", ctypes.c_void_p),
-        ("parent", ctypes.c_ulong),
-        ("window", ctypes.c_ulong),
     ]
 
 
