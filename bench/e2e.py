@@ -99,11 +99,26 @@ class Marks:
 MARKS = Marks()
 
 
+def _mark_around(owner: type, name: str, begun: str, done: str) -> None:
+    """Wrap the method ``owner.name`` (a blocking one) between the marks ``begun`` and
+    ``done``; ``done`` also when it raises."""
+    original = getattr(owner, name)
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        MARKS.add(begun)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            MARKS.add(done)
+
+    setattr(owner, name, wrapper)
+
+
 def instrument() -> None:
     """Wrap the L7R's steps so that each one leaves a mark (bench only)."""
     from qvd.l7r import endpoints as l7r_service
+    from qvd.l7r import relay, states
     from qvd.l7r import server as l7r_server
-    from qvd.l7r import states
     from qvd.vma.client import VmaClient
 
     handle = l7r_server.L7rServer._handle
@@ -114,16 +129,7 @@ def instrument() -> None:
 
     l7r_server.L7rServer._handle = _handle  # type: ignore[method-assign]
 
-    login = l7r_service.Node.login
-
-    def _login(self: Any, *args: Any, **kwargs: Any) -> Any:
-        MARKS.add("login begun")
-        try:
-            return login(self, *args, **kwargs)
-        finally:
-            MARKS.add("login done")
-
-    l7r_service.Node.login = _login  # type: ignore[method-assign]
+    _mark_around(l7r_service.Node, "login", "login begun", "login done")
 
     move = states.Handshake.move
 
@@ -133,19 +139,11 @@ def instrument() -> None:
 
     states.Handshake.move = _move  # type: ignore[method-assign]
 
-    x_start = VmaClient.x_start
+    _mark_around(VmaClient, "x_start", "x_start called", "x_start answered")
 
-    def _x_start(self: Any, *args: Any, **kwargs: Any) -> Any:
-        MARKS.add("x_start called")
-        try:
-            return x_start(self, *args, **kwargs)
-        finally:
-            MARKS.add("x_start answered")
-
-    VmaClient.x_start = _x_start  # type: ignore[method-assign]
-
-    first_bytes = l7r_server.first_bytes
-    open_agent = l7r_server.open_agent
+    # the server calls the relay's two steps by the names it imported
+    first_bytes = relay.first_bytes
+    open_agent = relay.open_agent
 
     async def _first_bytes(*args: Any, **kwargs: Any) -> bytes:
         MARKS.add("101 sent")
@@ -158,8 +156,8 @@ def instrument() -> None:
         MARKS.add("agent dialled")
         return result
 
-    l7r_server.first_bytes = _first_bytes  # type: ignore[assignment]
-    l7r_server.open_agent = _open_agent  # type: ignore[assignment]
+    l7r_server.first_bytes = _first_bytes  # type: ignore[attr-defined]
+    l7r_server.open_agent = _open_agent  # type: ignore[attr-defined]
 
 
 # ---- the client's screen ------------------------------------------------------------------
