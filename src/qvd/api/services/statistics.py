@@ -38,15 +38,19 @@ def _users(ctx: Ctx, *where: Any) -> int:
     )
 
 
-def _vms(ctx: Ctx, *where: Any) -> int:
-    stmt = (
-        select(func.count())
+def _in_vms(ctx: Ctx, *columns: Any) -> Any:
+    """``columns`` over the caller's VMs with their runtimes."""
+    return (
+        select(*columns)
         .select_from(Vm)
         .join(User, User.id == Vm.user_id)
         .join(VmRuntime, VmRuntime.vm_id == Vm.id)
-        .where(_tenant(ctx, User.tenant_id), *where)
+        .where(_tenant(ctx, User.tenant_id))
     )
-    return _count(ctx, stmt)
+
+
+def _vms(ctx: Ctx, *where: Any) -> int:
+    return _count(ctx, _in_vms(ctx, func.count()).where(*where))
 
 
 def _hosts(ctx: Ctx, *where: Any) -> int:
@@ -77,22 +81,15 @@ def _top_hosts(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 def _connected_users(ctx: Ctx) -> int:
-    stmt = (
-        select(func.count(func.distinct(Vm.user_id)))
-        .join(User, User.id == Vm.user_id)
-        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
-        .where(_tenant(ctx, User.tenant_id), VmRuntime.user_state == "connected")
-    )
-    return _count(ctx, stmt)
+    stmt = _in_vms(ctx, func.count(func.distinct(Vm.user_id)))
+    return _count(ctx, stmt.where(VmRuntime.user_state == "connected"))
 
 
 def _expiring(ctx: Ctx) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
     rows = ctx.session.execute(
-        select(Vm.id, Vm.name, VmRuntime.vm_expiration_hard)
-        .join(User, User.id == Vm.user_id)
-        .join(VmRuntime, VmRuntime.vm_id == Vm.id)
-        .where(_tenant(ctx, User.tenant_id), VmRuntime.vm_expiration_hard > now)
+        _in_vms(ctx, Vm.id, Vm.name, VmRuntime.vm_expiration_hard)
+        .where(VmRuntime.vm_expiration_hard > now)
         .order_by(VmRuntime.vm_expiration_hard, Vm.id)
     )
     return [
