@@ -55,10 +55,10 @@ def _gone(table: Any) -> Any:
 
 
 _object_deleted = case(
+    (AuditLog.object_id.is_(None), false()),
     *((AuditLog.qvd_object == name, _gone(t)) for name, t in _OBJECT_TABLES.items()),
     else_=false(),
 )
-_object_deleted = case((AuditLog.object_id.is_(None), false()), else_=_object_deleted)
 _admin_deleted = case(
     (AuditLog.administrator_id.is_(None), false()),
     else_=~exists().where(Administrator.id == AuditLog.administrator_id).correlate(AuditLog),
