@@ -30,7 +30,6 @@ from qvd.db.models import (
 
 __all__ = [
     "PROPERTY_TABLES",
-    "all_ids_action",
     "apply_properties",
     "block_arg",
     "created_fields",
@@ -44,6 +43,7 @@ __all__ = [
     "qvd_list_actions",
     "tenant_arg",
     "tenant_fields",
+    "tiny_action",
 ]
 
 PROPERTY_TABLES: dict[str, Any] = {
