@@ -36,14 +36,13 @@ from qvd.api.services.common import (
     qvd_list_actions,
     tenant_fields,
 )
-from qvd.config import Config as Settings
+from qvd.config import TOKENS
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
 from qvd.db.models import Config, Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
 from qvd.db.vmaddress import free_vm_ip
 
 __all__ = ["ACTIONS", "SPEC", "start_vm", "stop_vm"]
 
-_DEFAULTS = Settings()
 _tag = aliased(DiTag)
 _published = aliased(DiRuntime)
 _di = aliased(Di)
@@ -78,13 +77,14 @@ def _octet(n: int) -> Any:
     return func.lpad(func.to_hex(func.split_part(Vm.ip, ".", n).cast(Integer)), 2, "0")
 
 
+_MAC_DEFAULT = next(t.default for t in TOKENS if t.name == "vm.network.mac.prefix")
 _MAC_PREFIX = (
     select(Config.value)
     .where(Config.tenant_id == GLOBAL_TENANT_ID, Config.key == "vm.network.mac.prefix")
     .scalar_subquery()
 )
 _mac = (
-    func.lower(func.coalesce(_MAC_PREFIX, _DEFAULTS.get("vm.network.mac.prefix")))
+    func.lower(func.coalesce(_MAC_PREFIX, _MAC_DEFAULT))
     + ":" + _octet(2) + ":" + _octet(3) + ":" + _octet(4)
 )  # fmt: skip
 """The VM's MAC: ``vm.network.mac.prefix`` (the database's global value, else the
