@@ -20,6 +20,9 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
+from qvd.api.actions.listing import select_ids
+from qvd.api.actions.principal import Principal
+from qvd.api.services import hosts
 from qvd.db.models import AuditLog, DiTag, Host, VmRuntime
 from tests.api.conftest import Api, World
 from tests.api.conftest import shared as shared
@@ -56,6 +59,9 @@ def attack(shared: tuple[Api, World, Engine]) -> tuple[Api, World, str, dict[str
             .values(host_id=host_b_id, vm_state="running", user_state="connected",
                     vm_expiration_hard=soon)
         )  # fmt: skip
+        s.execute(
+            update(VmRuntime).where(VmRuntime.vm_id == world.vms["A"]).values(host_id=world.host)
+        )
         log_b = s.execute(
             insert(AuditLog)
             .values(administrator_id=world.admins["B"], administrator_name="adminB",
@@ -120,6 +126,25 @@ def test_host_reads_name_no_host_of_another_tenant(
     for action in ("host_get_details", "host_all_ids", "host_get_list"):
         answer = api.act(action, sid=sid)
         assert not _leaks(answer, [b["host"]], [_B_HOST, "node1"]), (action, answer)
+
+
+def test_host_scope_of_a_tenant_admin_is_the_hosts_running_its_vms(
+    shared: tuple[Api, World, Engine],
+    attack: tuple[Api, World, str, dict[str, Any]],
+) -> None:
+    """Should a tenant administrator reach a host list (``host_tiny_list`` also takes a
+    ``vm.filter.host`` ACL), it names only the hosts its own VMs run on."""
+    _api, world, engine = shared
+    b = attack[3]
+    tenant_a = Principal(admin_id=world.admins["A"], admin_name="adminA",
+                         tenant_id=world.tenants["A"], tenant_name="tenantA",
+                         acls=frozenset({"vm.filter.host"}))  # fmt: skip
+    root = Principal(admin_id=0, admin_name="root", tenant_id=0, tenant_name="*",
+                     acls=frozenset())  # fmt: skip
+    with Session(engine) as s:
+        assert select_ids(s, hosts.SPEC, tenant_a, None) == [world.host]
+        assert select_ids(s, hosts.SPEC, tenant_a, {"name": _B_HOST}) == []
+        assert b["host"] in select_ids(s, hosts.SPEC, root, None)
 
 
 def test_tag_and_acl_tiny_lists(attack: tuple[Api, World, str, dict[str, Any]]) -> None:
