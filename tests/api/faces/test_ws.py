@@ -213,8 +213,8 @@ def server(tmp_path: Path, api_engine: Engine, world: World) -> Iterator[Server]
             with httpx.Client(verify=context, base_url=endpoint.url) as client:
                 yield Server(running.port, context, Api(client), world, api_engine, sockets)
         finally:
-            for client in sockets:
-                client.close()
+            for socket_client in sockets:
+                socket_client.close()
 
 
 VM_QUERY = {
