@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "ADMIN_NAME",
@@ -47,6 +47,7 @@ __all__ = [
     "HOST_NAME",
     "LOGIN",
     "OSF_NAME",
+    "PATH_COMPONENT",
     "PROPERTY_KEY",
     "PROPERTY_VALUE",
     "ROLE_NAME",
@@ -253,6 +254,14 @@ DI_FILE_NAME = NameRule(
         "(blanks inside): no / or \\, not starting with - or ."
     ),
 )
+PATH_COMPONENT = replace(
+    DI_FILE_NAME,
+    kind="path component",
+    summary=(
+        "a path component is 1-255 printable characters (blanks inside): no / or \\, "
+        "not starting with - or ."
+    ),
+)
 DI_TAG = NameRule(
     kind="tag",
     max_len=128,
@@ -353,15 +362,16 @@ def is_safe_path_component(value: object) -> bool:
     """Whether ``value`` can be one component of a path under a directory of ours:
     not empty, not ``.`` or ``..``, no ``/``, no NUL or other control character, no
     invisible formatting character, not starting with ``-``, at most 255 characters."""
-    return DI_FILE_NAME.is_valid(value)
+    return PATH_COMPONENT.is_valid(value)
 
 
 def login_path_key(login: str) -> str:
     """The directory name of a per-user home (``homefs/<key>``): the login itself,
-    which the login rule keeps to one plain path component. A login stored before
-    the rule that breaks it raises :class:`NameRuleError`: its home is refused, never
-    made at a path it would choose."""
-    return LOGIN.check(login)
+    when it is one plain path component (every login the login rule allows is). A
+    login stored before the rule that is not (``..``, ``../../etc``, ``/``, a line
+    break) raises :class:`NameRuleError`: that home is refused, never made at a path
+    the login chooses."""
+    return PATH_COMPONENT.check(login)
 
 
 def is_safe_config_value(value: object) -> bool:
