@@ -268,8 +268,10 @@ class Args:
     def name(
         self, name: str = "name", *, rule: NameRule | None = None, max_len: int = 64, **kwargs: Any
     ) -> str | None:
-        """A name argument, checked against its ``rule`` (qvd.config.names) when given."""
-        value = self.text(name, max_len=max_len if rule is None else rule.max_len, **kwargs)
+        """A name argument, checked against its ``rule`` (qvd.config.names) when given
+        (the rule then bounds the length too, and its message says so)."""
+        limit = max_len if rule is None else 1 << 20
+        value = self.text(name, max_len=limit, **kwargs)
         if value is not None and not value:
             raise InvalidRequest(f"{self._object}: {name!r} cannot be empty", 6320)
         if value is not None and rule is not None:
