@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from qvd.api.errors import InvalidRequest
+from qvd.api.uploads.images import check_name
+from qvd.config.names import HOST_NAME, LOGIN, PROPERTY_KEY, VM_NAME
 from tests.api.conftest import Api, World
 
 ATTACK = "x\nlxc.hook.pre-start = /bin/sh -c 'id > /tmp/pwned'"
@@ -176,3 +179,22 @@ def test_rows_stored_before_the_rules_still_list(shared: tuple[Api, World, Engin
     assert vms["rows"][0]["name"] == "old/name <b>"
     h = api.headers("adminA", "tenantA")
     assert api.client.get(f"/api/v1/vms/{world.vms['A']}", headers=h).status_code == 200
+
+
+def test_uploaded_and_staged_file_names_follow_the_di_file_name_rule() -> None:
+    assert check_name("ubuntu 24.04.tar.gz") == "ubuntu 24.04.tar.gz"
+    for bad in ("a\nb.tar", "a\u202egz.tar", "../x.tar", "-x.tar", ".x.tar", "a\\b.tar"):
+        with pytest.raises(InvalidRequest, match="is not a plain file name"):
+            check_name(bad)
+
+
+def test_the_openapi_document_states_each_rule(shared: tuple[Api, World, Engine]) -> None:
+    api, _, _ = shared
+    schemas = api.client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    for model, field, rule in (("VmCreate", "name", VM_NAME), ("UserUpdate", "name", LOGIN),
+                               ("HostCreate", "name", HOST_NAME),
+                               ("PropertyCreate", "key", PROPERTY_KEY)):  # fmt: skip
+        prop = schemas[model]["properties"][field]
+        assert prop["description"] == rule.summary, (model, prop)
+        assert rule.max_len in (prop.get("maxLength"), *(a.get("maxLength") for a in
+                                                          prop.get("anyOf", [])))  # fmt: skip
