@@ -35,7 +35,7 @@ PLANT = (
 
 def _stat(container: Container, path: str, follow: bool = True) -> str:
     flags = ["-L"] if follow else []
-    return container.attach("stat", "-c", "%u:%g:%a:%F", *flags, path).stdout.strip()
+    return container.attach("stat", "-c", "%U:%G:%a:%F", *flags, path).stdout.strip()
 
 
 def test_links_in_the_home_never_lead_the_vma_outside(
@@ -69,12 +69,12 @@ def test_links_in_the_home_never_lead_the_vma_outside(
 
     same = container.attach("cmp", VICTIM_FILE, "/root/victim.orig")
     assert same.returncode == 0, "the VMA wrote through ~/..Xauthority.tmp into a system file"
-    assert _stat(container, VICTIM_FILE) == "0:0:644:regular file"
-    assert _stat(container, VICTIM_DIR) == "0:0:755:directory"
+    assert _stat(container, VICTIM_FILE) == "root:root:644:regular file"
+    assert _stat(container, VICTIM_DIR) == "root:root:755:directory"
     # alice got her own files in place of the links
     assert _stat(container, "/home/alice/.Xauthority", follow=False) == (
-        "23456:23456:600:regular file"
+        "alice:alice:600:regular file"
     )
-    assert _stat(container, "/home/alice/.nx", follow=False) == "23456:23456:700:directory"
+    assert _stat(container, "/home/alice/.nx", follow=False) == "alice:alice:700:directory"
     client.x_stop()
     assert wait_state(client, "stopped") == "stopped"
