@@ -33,6 +33,7 @@ from qvd.config.tokens import (
     db_may_refer_to,
     find_family,
     is_node_local,
+    is_secret,
     lookup,
     tenant_may_refer_to,
 )
@@ -293,6 +294,28 @@ class Config:
                 line=setting.line if setting else None,
             ) from None
         return text.strip()
+
+    def secret_values(self) -> frozenset[str]:
+        """Every non-empty value of a secret token, in any layer (as written and as
+        expanded): what logs and audit entries must never show."""
+        found: set[str] = set()
+        layers: list[tuple[int | None, Mapping[str, Setting]]] = [
+            (None, self._defaults),
+            (None, self._file),
+            (None, self._global),
+            *self._tenants.items(),
+        ]
+        for tenant_id, layer in layers:
+            for name, setting in layer.items():
+                if not is_secret(name):
+                    continue
+                found.add(setting.value)
+                try:
+                    found.add(self.raw(name, tenant_id) or "")
+                except ConfigValueError:
+                    continue
+        found.discard("")
+        return frozenset(found)
 
     # ---- checking ---------------------------------------------------------------------
     def check_db_row(self, key: str, value: str, tenant_id: int) -> None:

@@ -441,14 +441,16 @@ def is_secret(name: str) -> bool:
     """Tokens whose value must never be shown, logged or expanded into a database row.
 
     Declared ``SECRET`` tokens and families, and any name with a part that names a
-    secret (``auth.ldap.bindpass``, ``path.l7r.ssl.key``, ``x.password``, …).
+    secret (``auth.ldap.bindpass``, ``x.password``, …), except paths (a path to a key
+    file is not the key).
     """
     token = lookup(name)
     family = find_family(name)
-    if (token is not None and token.kind is Kind.SECRET) or (
-        family is not None and family.kind is Kind.SECRET
-    ):
+    kind = token.kind if token is not None else family.kind if family is not None else None
+    if kind is Kind.SECRET:
         return True
+    if kind is Kind.PATH:  # where a key lives (path.l7r.ssl.key) is not the key
+        return False
     lowered = name.lower()
     if "password" in lowered or "secret" in lowered:
         return True
