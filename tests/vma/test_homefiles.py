@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from qvd.vma.homefiles import HomeError, ensure_private_dir, open_home, write_private_file
+from qvd.vma.homefiles import (
+    HomeError,
+    ensure_private_dir,
+    open_home,
+    write_file_below,
+    write_private_file,
+)
 
 UID, GID = 23457, 23457
 
@@ -92,3 +98,21 @@ def test_a_home_that_is_a_link_is_refused(tmp_path: Path, root_only: None) -> No
 def test_names_with_a_slash_are_refused(home: Path) -> None:
     with open_home(str(home)) as fd, pytest.raises(HomeError):
         write_private_file(fd, "../x", b"", UID, GID)
+
+
+def test_write_file_below_makes_missing_directories(tmp_path: Path, root_only: None) -> None:
+    write_file_below(str(tmp_path), ("etc", "qvd"), "vma.secret", b"s\n")
+    made = tmp_path / "etc" / "qvd" / "vma.secret"
+    assert made.read_bytes() == b"s\n"
+    assert made.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "etc" / "qvd").stat().st_mode & 0o777 == 0o755
+
+
+def test_write_file_below_refuses_a_linked_directory(
+    tmp_path: Path, victim: Path, root_only: None
+) -> None:
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "upper" / "etc").symlink_to(victim.parent)
+    with pytest.raises(HomeError):
+        write_file_below(str(tmp_path / "upper"), ("etc",), "victim", b"s\n")
+    assert victim.read_text() == "root:x:0:0\n"

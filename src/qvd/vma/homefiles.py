@@ -10,6 +10,10 @@ with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a planted name cannot be reused), owned 
 link instead of writing through it. Directories are opened with ``O_NOFOLLOW`` before
 their owner changes; a link in their place is removed and a real directory made.
 
+The HKD uses ``write_file_below`` for the same reason on the node: it writes the VMA's
+secret into a VM's upper layer, which root inside a persistent desktop can fill with
+links pointing at the node's own files.
+
 Standard library only (the VMA runs on the image's own ``python3``).
 """
 
@@ -20,9 +24,15 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-__all__ = ["HomeError", "ensure_private_dir", "open_home", "write_private_file"]
+__all__ = [
+    "HomeError",
+    "ensure_private_dir",
+    "open_home",
+    "write_file_below",
+    "write_private_file",
+]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -108,3 +118,40 @@ def ensure_private_dir(dir_fd: int, name: str, uid: int, gid: int, mode: int = 0
             os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
+
+
+def write_file_below(
+    root: str,
+    parts: Sequence[str],
+    name: str,
+    data: bytes,
+    *,
+    uid: int = -1,
+    gid: int = -1,
+    dir_mode: int = 0o755,
+) -> None:
+    """Write ``root/<parts…>/name`` (0600) without following any link below ``root``.
+
+    Missing directories are made with ``dir_mode``; a link or a file where a directory
+    must be is refused (``HomeError``), never followed or removed.
+    """
+    for part in (*parts, name):
+        _plain_name(part)
+    with open_home(root) as root_fd:
+        fd = os.dup(root_fd)
+        try:
+            for part in parts:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_mode, dir_fd=fd)
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise HomeError(exc.errno, f"{part} is not a real directory") from None
+                    raise
+                os.close(fd)
+                fd = child
+            os.fchmod(fd, dir_mode)
+            write_private_file(fd, name, data, uid, gid)
+        finally:
+            os.close(fd)
