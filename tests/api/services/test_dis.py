@@ -27,7 +27,7 @@ from tests.api.services.test_properties import _admin, _ok
 def test_dis_in_staging(api: Api, world: World, config: Config, api_engine: Engine) -> None:
     sid = api.login("adminA", "tenantA")
     assert api.act("dis_in_staging", sid=sid)["status"] == 2230
-    staging: Path = config.get_path("path.storage.staging") / f"tenant-{world.tenants['A']}"
+    staging: Path = config.get_path("path.storage.staging")
     staging.mkdir(parents=True)
     for name in ("b.qcow2", "a.tar.gz", "notes.txt", ".upload-1234", "c.tar.zst"):
         (staging / name).write_bytes(b"x")

@@ -15,11 +15,9 @@ Tag rules:
   ``INSERT … ON CONFLICT (osf_id, tag) DO UPDATE … WHERE NOT fixed``, so concurrent
   moves serialise on the row and never leave a tag on two DIs.
 
-``dis_in_staging`` lists the files of the caller's staging directory (superadmins:
-``path.storage.staging``; a tenant's administrators: its ``tenant-<id>/``, see
-``qvd.api.uploads.staging``) that a staging import would take (plain names with an
-image suffix), as rows ``{"name": …}`` sorted by name; 2230 when the directory does
-not exist.
+``dis_in_staging`` lists the files of ``path.storage.staging`` that a staging import
+would take (plain names with an image suffix), as rows ``{"name": …}`` sorted by
+name; 2230 when the directory does not exist.
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ from qvd.api.services.common import (
     tiny_action,
 )
 from qvd.api.uploads.images import check_name
-from qvd.api.uploads.staging import staging_for
 from qvd.db.models import Di, DiRuntime, DiTag, Osf, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC", "TAG_SPEC", "mark_ready_and_publish", "publish"]
@@ -442,14 +439,16 @@ def _staged_name(entry: os.DirEntry[str]) -> str | None:
 def _in_staging(ctx: Ctx, req: ActionRequest) -> ActionResult:
     if req.filters not in (None, {}, []) or req.arguments:
         raise InvalidRequest("dis_in_staging takes no filters or arguments", Status.BAD_FILTER)
-    staging = staging_for(ctx.config, ctx.principal)
+    staging = ctx.config.get_path("path.storage.staging")
     try:
-        with os.scandir(staging.path) as entries:
+        with os.scandir(staging) as entries:
             names = sorted(n for e in entries if (n := _staged_name(e)) is not None)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"{staging.shown} does not exist", Status.NO_STAGING_DIR) from None
+        raise NotFound(
+            f"the staging directory {staging} does not exist", Status.NO_STAGING_DIR
+        ) from None
     except OSError as exc:
-        raise ApiError(f"cannot read {staging.shown}: {exc.strerror}", 2270) from None
+        raise ApiError(f"cannot read the staging directory {staging}: {exc}", 2270) from None
     rows = [{"name": n} for n in names]
     return ActionResult(rows=rows, total=len(rows))
 

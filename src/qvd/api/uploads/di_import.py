@@ -27,7 +27,6 @@ from qvd.api.uploads.images import (
     install,
     staged_file,
 )
-from qvd.api.uploads.staging import staging_for
 from qvd.db.models import Di, DiRuntime
 
 __all__ = [
@@ -116,12 +115,10 @@ def upload_folder(state: AppState) -> Path:
 
 
 def import_from_staging(state: AppState, principal: Principal, arguments: dict[str, Any]) -> int:
-    """A DI from a file in the caller's staging directory (``staging_for``; copied,
-    the original stays)."""
+    """A DI from a file in ``path.storage.staging`` (copied, the original stays)."""
     principal.require("di.create.", what="importing a DI")
     name = str(arguments.get("disk_image") or "")
-    staging = staging_for(state.config, principal)
-    source = staged_file(staging.path, name, staging.shown)
+    source = staged_file(state.config.get_path("path.storage.staging"), name)
     folder = upload_folder(state)
     with open(source, "rb") as f:
         tmp = copy_into(

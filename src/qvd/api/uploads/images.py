@@ -198,14 +198,12 @@ def check_image(path: Path, name: str) -> int:
         raise InvalidRequest(reason, Status.UPLOAD_FAILED) from None
 
 
-def staged_file(staging: Path, name: str, shown: str | None = None) -> Path:
-    """``name`` in ``staging``; errors call the directory ``shown`` (default: its path)."""
+def staged_file(staging: Path, name: str) -> Path:
     path = staging / check_name(name)
-    where = shown or f"the staging directory {staging}"
     if not staging.is_dir():
-        raise NotFound(f"{where} does not exist", Status.NO_STAGING_DIR)
+        raise NotFound(f"the staging directory {staging} does not exist", Status.NO_STAGING_DIR)
     if not path.is_file():
-        raise NotFound(f"{name} is not in {where}", Status.NOT_IN_STAGING)
+        raise NotFound(f"{name} is not in the staging directory {staging}", Status.NOT_IN_STAGING)
     return path
 
 
