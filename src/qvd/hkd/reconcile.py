@@ -20,6 +20,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from qvd.config.names import (
+    PATH_COMPONENT,
+    NameRuleError,
+    is_safe_config_value,
+    login_path_key,
+    shown,
+)
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
@@ -28,7 +35,7 @@ from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import HostRow, VmView
 
-__all__ = ["Outcome", "Reconciler"]
+__all__ = ["Outcome", "Reconciler", "stored_name_problem"]
 
 log = logging.getLogger("qvd.hkd.reconcile")
 
@@ -301,6 +308,10 @@ class Reconciler:
         if not view.ip:
             self._fail_start(view, "the VM has no IP address (vms.ip is empty)")
             return None
+        home_per_user = bool(view.user_storage_mb) and self.settings.home_per_user
+        if (refused := stored_name_problem(view, di.path, home_per_user=home_per_user)) is not None:
+            self._fail_start(view, refused)
+            return None
         if view.current_di_id is None:
             with self.engine.begin() as conn:
                 store.save_start_details(
@@ -316,7 +327,7 @@ class Reconciler:
                 )
         home_key: str | None = None
         if view.user_storage_mb:
-            home_key = view.login if self.settings.home_per_user else f"{view.vm_id}-fs"
+            home_key = login_path_key(view.login) if home_per_user else f"{view.vm_id}-fs"
         return VmSpec(
             vm_id=view.vm_id,
             name=view.name,
@@ -336,3 +347,22 @@ class Reconciler:
             cpu_shares=self.settings.cpu_shares,
             pids_max=self.settings.pids_max,
         )
+
+
+def stored_name_problem(view: VmView, di_path: str, *, home_per_user: bool) -> str | None:
+    """Why a name stored before the name rules (qvd.config.names) cannot meet the
+    backend's configuration file or paths, or None: the VM name goes on one line of a
+    configuration file, the DI file name is one path component under the images
+    directory, and with per-user homes so is the login."""
+    if not is_safe_config_value(view.name):
+        return (
+            f"the VM name {shown(view.name)} cannot be written into a configuration file "
+            "(line break, control or invisible character): rename the VM"
+        )
+    try:
+        PATH_COMPONENT.check(di_path)
+        if home_per_user:
+            login_path_key(view.login)
+    except NameRuleError as exc:
+        return f"refused: {exc}"
+    return None

@@ -33,13 +33,14 @@ from typing import Any
 from sqlalchemy import Boolean, String, and_, cast, column, delete, func, literal, select, values
 from sqlalchemy.dialects.postgresql import insert
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, checked_name
 from qvd.api.actions.listing import Field, ListQuery, ListSpec, run_list
 from qvd.api.actions.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS, ConfigValueError
+from qvd.config.names import CONFIG_KEY, CONFIG_VALUE
 from qvd.config.tokens import NODE_LOCAL_PREFIXES, find_family, is_node_local, lookup
 from qvd.config.values import check_value, parse_bool
 from qvd.db.models import Config as ConfigRow
@@ -168,7 +169,9 @@ def _check_key(ctx: Ctx, key: str, tenant_id: int) -> None:
 def _set(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "config", ctx.principal)
     key = args.text("key", max_len=64, required=True) or ""
+    checked_name("config", "key", key, CONFIG_KEY, Status.BAD_CONFIG_TOKEN)
     value = args.text("value", max_len=4096, required=True) or ""
+    checked_name("config", "value", value, CONFIG_VALUE, Status.BAD_ARGUMENT_VALUE)
     tenant_id = _target(ctx, args)
     args.finish()
     _check_key(ctx, key, tenant_id)
