@@ -35,6 +35,7 @@ __all__ = [
     "ether",
     "icmp6_echo_frame",
     "node_net",
+    "socket_in",
     "udp_frame",
 ]
 
@@ -47,10 +48,10 @@ def _run(*argv: str) -> None:
     subprocess.run(list(argv), check=True, capture_output=True, text=True)
 
 
-def packet_socket(ns: str | None, device: str) -> socket.socket:
-    """A raw AF_PACKET socket on ``device`` in namespace ``ns`` (None: this one). The
-    socket is created by a throwaway thread that enters ``ns``, so this process stays
-    where it is."""
+def socket_in(ns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket of network namespace ``ns`` (None: this one). It is created by a
+    throwaway thread that enters ``ns``, so this process stays where it is; the socket
+    belongs to ``ns`` for its whole life."""
     made: list[socket.socket] = []
     errors: list[BaseException] = []
 
@@ -63,9 +64,7 @@ def packet_socket(ns: str | None, device: str) -> socket.socket:
                         raise OSError(ctypes.get_errno(), f"setns {ns}")
                 finally:
                     os.close(fd)
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
-            sock.bind((device, 0))
-            made.append(sock)
+            made.append(socket.socket(family, kind, proto))
         except BaseException as exc:  # handed to the caller
             errors.append(exc)
 
@@ -75,6 +74,13 @@ def packet_socket(ns: str | None, device: str) -> socket.socket:
     if errors:
         raise errors[0]
     return made[0]
+
+
+def packet_socket(ns: str | None, device: str) -> socket.socket:
+    """A raw AF_PACKET socket on ``device`` in namespace ``ns`` (None: this one)."""
+    sock = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+    sock.bind((device, 0))
+    return sock
 
 
 # ---- frames ----------------------------------------------------------------------------
@@ -206,6 +212,14 @@ class FakeVm:
 
     def capture(self) -> Capture:
         return Capture(packet_socket(self.ns, "eth0"))
+
+    def run(self, *argv: str) -> str:
+        done = subprocess.run(["ip", "netns", "exec", self.ns, *argv],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    def eth0_index(self) -> int:
+        return int(self.run("cat", "/sys/class/net/eth0/ifindex"))
 
 
 @dataclass
