@@ -12,17 +12,41 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from qvd.db import DatabaseTarget
+from qvd.hkd.backends.lxc import LxcBackend
+from qvd.hkd.daemon import Hkd
+from qvd.hkd.ports import read_ports
+from tests.hkd.conftest import (  # the real-LXC node's fixtures, for the last test
+    add_host,
+    command,
+    lxc_node,
+    lxc_storage,
+    run_dir,
+    state_of,
+    test_image,
+    wait_for,
+)
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.security.hostile_net import (
+    Capture,
     FakeVm,
     NodeNet,
     arp_frame,
+    icmp6_echo_frame,
+    link_local,
+    marker,
     never_arrives,
     node_net,
+    packet_socket,
     udp_frame,
 )
+
+__all__ = ["lxc_node", "lxc_storage", "run_dir", "test_image"]  # fixtures, used by name
 
 pytestmark = pytest.mark.root
 
@@ -227,3 +251,93 @@ def test_a_released_port_keeps_nothing_and_a_torn_down_network_leaves_nothing(
         gone = subprocess.run(["nft", "list", "table", family, net.network.table],
                               capture_output=True, text=True, check=False)  # fmt: skip
         assert gone.returncode != 0
+
+
+# ---- the same attacks from a real desktop container started by the HKD -----------------
+
+
+@pytest.fixture
+def lxc_hkd(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[Hkd]:
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    hkd = Hkd(lxc_node.config(), target=db)
+    hkd.start()
+    try:
+        yield hkd
+    finally:
+        if not hkd.wait(0):
+            hkd.stop()
+
+
+def _send_from_vm(backend: LxcBackend, vm_id: int, frames: list[bytes]) -> None:
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+        "s.bind(('eth0', 0))\n"
+        "for h in sys.argv[1:]:\n"
+        "    s.send(bytes.fromhex(h))\n"
+    )
+    done = subprocess.run(
+        ["lxc-attach", "-P", str(backend.layout.lxcpath), "-n", f"qvd-{vm_id}", "--",
+         "python3", "-c", script, *(f.hex() for f in frames)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_real_desktop_cannot_spoof_and_its_port_goes_with_it(
+    engine: Engine, lxc_hkd: Hkd, lxc_node: LxcNode, test_image: Path
+) -> None:
+    hkd, node = lxc_hkd, lxc_node
+    assert hkd.host is not None
+    assert hkd.network is not None
+    backend = hkd.backend
+    assert isinstance(backend, LxcBackend)
+    first, osf_id = add_lxc_vm(engine, node, test_image, 1)
+    second, _ = add_lxc_vm(engine, node, test_image, 2, osf_id=osf_id)
+    for vm_id in (first, second):
+        command(engine, vm_id, "start", hkd.host.id)
+    for vm_id in (first, second):
+        wait_for(lambda v=vm_id: state_of(engine, v) == "running", 60, f"VM {vm_id} running")  # type: ignore[misc]
+    ports = read_ports(hkd.network.table)
+    addresses = {p.address: p for p in ports.values()}
+    assert set(addresses) == {node.vm_address(1), node.vm_address(2)}
+    me, other = addresses[node.vm_address(1)], addresses[node.vm_address(2)]
+    node_mac = Path(f"/sys/class/net/{node.bridge}/address").read_text().strip()
+    marks = {name: marker() for name in ("as other", "outside", "as node", "ipv6", "own")}
+
+    def udp(src: str, mark: bytes) -> bytes:
+        return udp_frame(src_mac=me.mac, dst_mac=node_mac, src=src, dst=node.host_address,
+                         sport=4100, dport=4100, payload=mark)  # fmt: skip
+
+    frames = [
+        udp(other.address, marks["as other"]),
+        udp(OUTSIDE, marks["outside"]),
+        arp_frame(
+            src_mac=me.mac,
+            sender_mac=me.mac,
+            sender_ip=node.host_address,
+            target_ip=node.host_address,
+            op=2,
+            payload=marks["as node"],
+        ),
+        icmp6_echo_frame(
+            src_mac=me.mac,
+            dst_mac="33:33:00:00:00:01",
+            src=link_local(me.mac),
+            dst="ff02::1",
+            payload=marks["ipv6"],
+        ),
+        udp(me.address, marks["own"]),  # the legitimate one, last
+    ]
+    capture = Capture(packet_socket(None, node.bridge))
+    try:
+        _send_from_vm(backend, first, frames)
+        assert capture.wait(marks["own"]), "the desktop's own datagram never reached the node"
+        through = [name for name, mark in marks.items() if name != "own" and capture.has(mark)]
+    finally:
+        capture.close()
+    assert through == []
+
+    command(engine, first, "stop")
+    wait_for(lambda: state_of(engine, first) == "stopped", 30, "VM stopped")
+    assert set(read_ports(hkd.network.table)) == {other.device}
