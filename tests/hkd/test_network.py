@@ -9,11 +9,16 @@ import ipaddress
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from qvd.db import DatabaseTarget
+from qvd.hkd.daemon import Hkd, HkdStartError
 from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.ports import Port, PortFilter, PortFilterError, read_ports
+from tests.hkd.conftest import add_host, hkd_config
 from tests.hkd.lxcnode import free_subnet
 
 pytestmark = pytest.mark.root
@@ -134,3 +139,29 @@ def test_ensure_twice_keeps_the_admitted_ports(made: list[NodeNetwork]) -> None:
 def test_a_port_is_checked_before_it_meets_nft(device: str, mac: str, address: str) -> None:
     with pytest.raises(PortFilterError):
         Port(device, mac, address)
+
+
+def test_the_node_daemon_refuses_to_start_on_an_overlapping_network(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, made: list[NodeNetwork]
+) -> None:
+    """``qvd up`` / ``qvd hkd`` turn the refusal into a clear start error."""
+    subnet = free_subnet()
+    first = _network(subnet)  # another node network of the project holds the range
+    made.append(first)
+    first.ensure()
+    bridge = f"qvdn{secrets.token_hex(3)}"
+    made.append(_network(subnet, bridge))
+    config = hkd_config(
+        run_dir,
+        **{
+            "vm.network.bridge.manage": "1",
+            "vm.network.bridge": bridge,
+            "vm.network.ip.start": str(subnet.network_address + 100),
+            "vm.network.netmask": str(subnet.prefixlen),
+        },
+    )
+    add_host(engine, "node1", str(subnet.network_address + 3))
+    hkd = Hkd(config, target=db)
+    with pytest.raises(HkdStartError, match=f"overlaps a route of this host.*{first.bridge}"):
+        hkd.start()
+    assert not _exists(bridge)
