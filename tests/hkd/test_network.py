@@ -26,7 +26,7 @@ pytestmark = pytest.mark.root
 
 def _network(subnet: ipaddress.IPv4Network, bridge: str | None = None) -> NodeNetwork:
     return NodeNetwork(
-        bridge=bridge or f"qvdn{secrets.token_hex(3)}",
+        bridge=f"qvdn{secrets.token_hex(3)}" if bridge is None else bridge,
         host_address=str(subnet.network_address + 2),
         network=subnet,
         ip_start=subnet.network_address + max(3, subnet.num_addresses // 2),
@@ -123,6 +123,13 @@ def test_ensure_twice_keeps_the_admitted_ports(made: list[NodeNetwork]) -> None:
     knob = f"/proc/sys/net/ipv6/conf/{network.bridge}/disable_ipv6"
     with open(knob) as sysctl:
         assert sysctl.read().strip() == "1"
+
+
+@pytest.mark.parametrize("bridge", ['br0"; flush ruleset; "', "../all", "qvdbridge0123456", ""])
+def test_a_bridge_name_that_is_not_an_interface_name_is_refused(bridge: str) -> None:
+    network = _network(ipaddress.IPv4Network("10.214.1.0/24"), bridge)
+    with pytest.raises(NetworkError, match="not an interface name"):
+        network.check()
 
 
 @pytest.mark.parametrize(

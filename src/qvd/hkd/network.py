@@ -23,6 +23,7 @@ firewall (reference §2.7, without NAT and without a route out).
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from qvd.hkd.ports import Port, disable_ipv6, read_ports
 __all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
 
 GUARD_METRIC = 4242
+_DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 class NetworkError(Exception):
@@ -63,7 +65,13 @@ class NodeNetwork:
         return f"qvd_{self.bridge}".replace("-", "_")
 
     def check(self) -> None:
-        """The node's address must sit in the host part of the VM network."""
+        """The bridge name must be an interface name (it is written into nft rules and
+        a /proc path); the node's address must sit in the host part of the VM network."""
+        if not _DEVICE.fullmatch(self.bridge) or self.bridge in (".", ".."):
+            raise NetworkError(
+                f"vm.network.bridge {self.bridge!r} is not an interface name "
+                "(1-15 of A-Z a-z 0-9 _ . -)"
+            )
         address = ipaddress.IPv4Address(self.host_address)
         if address not in self.network:
             raise NetworkError(
