@@ -55,11 +55,14 @@ def test_a_megabyte_of_blank_lines_is_refused_without_recursion() -> None:
 
 def test_blank_lines_arriving_one_by_one_are_counted_across_reads() -> None:
     conn = ServerConnection()
-    with pytest.raises(BadRequest):
-        for _ in range(20_000):
-            conn.receive_data(b"\n")
-            assert conn.next_event() is NEED_DATA
-    assert conn.fail(BadRequest("x")).startswith(b"HTTP/1.1 400 ")
+    limit = conn.limits.blank
+    for _ in range(limit):
+        conn.receive_data(b"\n")
+        assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"\n")
+    with pytest.raises(BadRequest) as raised:
+        conn.next_event()
+    assert conn.fail(raised.value).startswith(b"HTTP/1.1 400 ")
 
 
 def test_a_few_blank_lines_before_a_request_are_ignored() -> None:
@@ -127,8 +130,11 @@ def test_hostile_byte_streams_only_ever_raise_protocol_errors(data: bytes, cuts:
         chunks.append(rest[:cut])
         rest = rest[cut:]
     chunks.append(rest)
+    error: ProtocolError | None = None
     try:
         events(conn, chunks)
-    except ProtocolError as exc:
-        assert 400 <= exc.status < 600
-        assert conn.fail(exc).startswith(f"HTTP/1.1 {exc.status} ".encode())
+    except ProtocolError as exc:  # anything else fails the test
+        error = exc
+    if error is not None:
+        assert 400 <= error.status < 600
+        assert conn.fail(error).startswith(f"HTTP/1.1 {error.status} ".encode())

@@ -25,6 +25,8 @@ parser recurse. The time a head may take is the server's (408, slow-loris guard)
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -44,13 +46,14 @@ from qvd.l7r.errors import (
 __all__ = [
     "CLOSED",
     "MAX_HEAD",
-    "HeadLimits",
     "NEED_DATA",
     "PAUSED",
     "REASONS",
+    "HeadLimits",
     "Request",
     "ServerConnection",
     "Signal",
+    "basic_login",
 ]
 
 MAX_HEAD = 16 * 1024
@@ -349,3 +352,16 @@ class ServerConnection:
 def _clean(text: str) -> str:
     """A header value: one line, printable."""
     return "".join(c if " " <= c <= "~" else " " for c in text)
+
+
+def basic_login(authorization: str) -> str:
+    """The login an ``Authorization: Basic`` value claims (unchecked; never the
+    password); for any other value its scheme, lower-cased, or "" when empty."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return scheme.lower()[:16]
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "basic"
+    return decoded.partition(b":")[0][:256].decode("latin-1")
