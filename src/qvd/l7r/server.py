@@ -68,6 +68,7 @@ T = TypeVar("T")
 
 LOGIN_WORKERS = (os.cpu_count() or 1) + 2  # one per core + two waiting on the database
 QUICK_WORKERS = 8  # short database work; nothing that waits for a VM comes here
+EARLY_BYTES = 1024 * 1024  # kept from a client that speaks before its 101
 LISTEN_BACKLOG = 1024  # a storm of connections must not overflow the accept queue
 _LISTS = ("/qvd/list_of_vm", "/qvd/list_of_applications")
 _AUTH_PATHS = {
@@ -450,15 +451,21 @@ class L7rServer:
                 loop.call_soon_threadsafe(session.cancel)
 
         try:
-            target: Target = await self._with_progress(
-                conn,
-                writer,
-                ticket,
-                lambda progress: self._flow.connect(
-                    principal, vm_id, params, user_ip=address, progress=progress,
-                    cancelled=cancelled, on_acquired=lambda: self._sessions.add(vm_id, abort),
-                ),
-            )  # fmt: skip
+            watcher = asyncio.ensure_future(_watch_departure(reader, conn, cancelled))
+            try:
+                target: Target = await self._with_progress(
+                    conn,
+                    writer,
+                    ticket,
+                    lambda progress: self._flow.connect(
+                        principal, vm_id, params, user_ip=address, progress=progress,
+                        cancelled=cancelled, on_acquired=lambda: self._sessions.add(vm_id, abort),
+                    ),
+                )  # fmt: skip
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             return await self._switch(target, conn, reader, writer, relaying)
         finally:
             cancelled.set()
@@ -506,6 +513,25 @@ class L7rServer:
             if agent is not None:
                 agent[1].close()
             await asyncio.shield(self._quickly(self._flow.release, vm_id))
+
+
+async def _watch_departure(
+    reader: asyncio.StreamReader, conn: ServerConnection, cancelled: threading.Event
+) -> None:
+    """While a connect's flow runs: a client that closes cancels it (its thread and
+    its place under the caps are free within a poll, not at the VM start timeout);
+    bytes it sends early (NX data) are kept for after the 101, up to ``EARLY_BYTES``."""
+    try:
+        while conn.pending_bytes < EARLY_BYTES:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            conn.receive_data(data)
+        else:
+            return  # enough kept: the rest waits in the socket
+    except (ConnectionError, ssl.SSLError):
+        pass
+    cancelled.set()
 
 
 def _login_turn(headers: Mapping[str, str], address: str) -> Hashable:

@@ -189,6 +189,11 @@ class ServerConnection:
         return data
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes received and not yet taken (a head in progress, or early NX data)."""
+        return len(self._buffer)
+
+    @property
     def has_partial_head(self) -> bool:
         """Bytes of a request head are waiting (the slow-loris clock then ends in 408)."""
         return bool(self._buffer) and not self._in_request and not self._switched
