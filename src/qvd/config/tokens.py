@@ -202,6 +202,27 @@ TOKENS: tuple[Token, ...] = (
         "Failed logins allowed per user and per source address in the window (new).",
     ),
     _t("l7r.auth.rate_limit.window", "60", INT, "Window of the failed-login limit, seconds (new)."),
+    _t(
+        "l7r.limits.connects_per_user",
+        "4",
+        INT,
+        "Connect or stop requests one user may have in flight on a node; more get 503 "
+        "(new). At most half of `l7r.limits.connect_workers`.",
+    ),
+    _t(
+        "l7r.limits.connects_per_address",
+        "16",
+        INT,
+        "Connect or stop requests one source address may have in flight on a node, "
+        "counted before the login is checked; more get 503 (new).",
+    ),
+    _t(
+        "l7r.limits.connect_workers",
+        "32",
+        INT,
+        "Threads serving connect and stop requests on a node; when all are busy, more get "
+        "503. Logins and lists have threads of their own (new).",
+    ),
     _t("l7r.loadbalancer.plugin", "default", TXT, "Load-balancer plugin."),
     _t("l7r.loadbalancer.plugin.default.weight.ram", "1", NUM, "Weight of free RAM."),
     _t("l7r.loadbalancer.plugin.default.weight.cpu", "1", NUM, "Weight of idle CPU."),
