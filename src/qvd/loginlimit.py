@@ -1,16 +1,27 @@
 """The one failed-login limiter, used by the L7R (users' logins) and the admin API
 (administrators' logins). Pure: the clock is passed in (``time.monotonic`` by default).
 
-After ``attempts`` failures within ``window`` seconds for a key, that key is refused
-until the oldest failure leaves the window (``attempts`` 0: no limit). Callers choose
-the keys (a login name, a source address); a success should clear the login's key
-only, not the address's: one good password must not reset a guessing address.
+Backoff, not a lock: every key (a source address, a login) holds a failure score that
+grows by one per failed login and halves every ``window`` seconds. Past ``attempts``
+failures the key must wait before its next try, 1 s, then 2, 4 … up to ``window``
+seconds; the score is capped, so a key that stops failing is free again after a few
+``window``\\ s. ``attempts`` 0: no limit.
+
+Who may be held back by whom (:meth:`FailureLimiter.verdict`, asked after the password
+was verified):
+
+- an address in backoff is refused whatever it sends (it is the guesser's own key, so
+  the callers may also refuse it before verifying, :meth:`FailureLimiter.blocked_for`);
+- a login in backoff holds back only the addresses that are failing themselves; a right
+  password from an address that has not been failing logs in at once, so nobody can
+  lock a user (or the superadmin) out by guessing from elsewhere, while a spread-out
+  guess gets one free try per address before the login's backoff applies to it.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Lock
@@ -18,15 +29,24 @@ from threading import Lock
 __all__ = ["FailureLimiter", "Refusal"]
 
 _FIRST_SWEEP = 1024  # keys held before the first sweep of stale ones
+_FORGOTTEN = 0.25  # a score below this (two half-lives after one failure) is forgotten
+_FAILING = 0.5  # an address whose score is at least this is "failing"
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A key that may not try now: its failures in the window and the seconds to wait."""
+    """A key that may not try now: its failure score and the seconds to wait."""
 
     key: str
-    failures: int
+    failures: float
     wait: float
+
+
+@dataclass(slots=True)
+class _Score:
+    value: float  # failures, decayed to ``at``
+    at: float  # when ``value`` was last written
+    until: float  # no try before this time
 
 
 class FailureLimiter:
@@ -36,50 +56,107 @@ class FailureLimiter:
         self.attempts = attempts
         self.window = window
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._scores: dict[str, _Score] = {}
+        self._max_score = attempts + math.ceil(math.log2(max(window, 2.0))) + 1
         self._sweep_at = _FIRST_SWEEP
         self._lock = Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        seen = self._failures.setdefault(key, deque())
-        while seen and seen[0] <= now - self.window:
-            seen.popleft()
-        return seen
+    # ---- pure arithmetic -----------------------------------------------------------------
+    def _decayed(self, score: _Score, now: float) -> float:
+        if self.window <= 0:
+            return 0.0
+        return float(score.value * 0.5 ** (max(0.0, now - score.at) / self.window))
 
+    def delay(self, failures: float) -> float:
+        """Seconds a key with this failure score waits after its last failure."""
+        if self.attempts <= 0 or failures < self.attempts:
+            return 0.0
+        return float(min(self.window, 2.0 ** (failures - self.attempts)))
+
+    # ---- state (call with the lock held) ------------------------------------------------
+    def _score(self, key: str, now: float) -> float:
+        score = self._scores.get(key)
+        return 0.0 if score is None else self._decayed(score, now)
+
+    def _wait(self, key: str, now: float) -> float:
+        score = self._scores.get(key)
+        return 0.0 if score is None else max(0.0, score.until - now)
+
+    def _fail(self, key: str, now: float) -> None:
+        old = self._scores.get(key)
+        value = min(self._max_score, (0.0 if old is None else self._decayed(old, now)) + 1.0)
+        until = now + self.delay(value)
+        if old is not None:
+            until = max(until, old.until)
+        self._scores[key] = _Score(value, now, until)
+
+    # ---- what callers ask -------------------------------------------------------------------
     def refusals(self, *keys: str) -> list[Refusal]:
         """The keys (in the order given) that may not try now."""
         now = self._clock()
-        refused: list[Refusal] = []
         with self._lock:
-            for key in keys:
-                seen = self._recent(key, now)
-                if self.attempts > 0 and len(seen) >= self.attempts:
-                    refused.append(Refusal(key, len(seen), seen[0] + self.window - now))
-                if not seen:
-                    self._failures.pop(key, None)
-        return refused
+            return [
+                Refusal(key, self._score(key, now), wait)
+                for key in keys
+                if (wait := self._wait(key, now)) > 0
+            ]
 
     def blocked_for(self, *keys: str) -> float:
         """Seconds until every key may try again (0: allowed now)."""
         return max((r.wait for r in self.refusals(*keys)), default=0.0)
 
+    def failing(self, key: str) -> bool:
+        """True when ``key`` failed recently (its score has not decayed away)."""
+        now = self._clock()
+        with self._lock:
+            return self._score(key, now) >= _FAILING
+
+    def verdict(self, address_key: str, user_key: str | None, *, accepted: bool) -> float:
+        """Record one login whose credentials were checked (``accepted``: they were right)
+        and answer the seconds it must wait (0: answer with the check's result; more:
+        refuse it, right or wrong, saying when to try again). The user's backoff holds
+        the address back only when the address has been failing itself; a wrong try is
+        counted against both keys."""
+        now = self._clock()
+        with self._lock:
+            wait = self._wait(address_key, now)
+            if user_key is not None and self._score(address_key, now) >= _FAILING:
+                wait = max(wait, self._wait(user_key, now))
+            if not accepted and self.attempts > 0:
+                self._fail(address_key, now)
+                if user_key is not None:
+                    self._fail(user_key, now)
+                if len(self._scores) >= self._sweep_at:
+                    self._sweep(now)
+        return wait
+
     def failed(self, *keys: str) -> None:
+        """Count one failure against each key (the checks are the caller's)."""
+        if self.attempts <= 0:
+            return
         now = self._clock()
         with self._lock:
             for key in keys:
-                self._recent(key, now).append(now)
-            if len(self._failures) >= self._sweep_at:
+                self._fail(key, now)
+            if len(self._scores) >= self._sweep_at:
                 self._sweep(now)
 
-    def _sweep(self, now: float) -> None:
-        """Forget the keys whose failures all left the window: a key that never comes
-        back (a guessed login, a passing address) is otherwise kept for ever. Run when
-        the table has doubled since the last sweep, so its cost is spread over failures."""
-        stale = [key for key, seen in self._failures.items() if seen[-1] <= now - self.window]
-        for key in stale:
-            del self._failures[key]
-        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._failures))
-
     def succeeded(self, key: str) -> None:
+        """Forget ``key``'s failures (an address's stay: one good password must not
+        reset a guessing address)."""
         with self._lock:
-            self._failures.pop(key, None)
+            self._scores.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the keys whose score has decayed away and whose wait is over: a key
+        that never comes back (a guessed login, a passing address) is otherwise kept for
+        ever. Run when the table has doubled since the last sweep, so its cost is spread
+        over failures."""
+        stale = [
+            key
+            for key, score in self._scores.items()
+            if score.until <= now and self._decayed(score, now) < _FORGOTTEN
+        ]
+        for key in stale:
+            del self._scores[key]
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._scores))

@@ -300,7 +300,9 @@ class L7rServer:
     ) -> Principal:
         key = request.headers.get("authorization", "")
         found = cached.get(key)
-        if found is None:
+        if found is not None:  # keep-alive: the user as it is now, not as it logged in
+            await asyncio.to_thread(self._node.recheck, found)
+        else:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(
                 self._logins, self._node.login, request.headers, address
