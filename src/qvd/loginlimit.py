@@ -1,11 +1,10 @@
 """The one failed-login limiter, used by the L7R (users' logins) and the admin API
 (administrators' logins). Pure: the clock is passed in (``time.monotonic`` by default).
 
-Backoff, not a lock: every key (a source address, a login) holds a failure score that
-grows by one per failed login and halves every ``window`` seconds. Past ``attempts``
-failures the key must wait before its next try, 1 s, then 2, 4 … up to ``window``
-seconds; the score is capped, so a key that stops failing is free again after a few
-``window``\\ s. ``attempts`` 0: no limit.
+Backoff, not a lock: every key (a source address, a login) counts its failures of the
+last ``window`` seconds. Past ``attempts`` of them each failure makes the key wait
+before its next try, 1 s, then 2, 4 … up to ``window`` seconds; as failures leave the
+window the waits shrink away. ``attempts`` 0: no limit.
 
 Who may be held back by whom (:meth:`FailureLimiter.verdict`, asked after the password
 was verified):
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Lock
@@ -29,23 +29,20 @@ from threading import Lock
 __all__ = ["FailureLimiter", "Refusal"]
 
 _FIRST_SWEEP = 1024  # keys held before the first sweep of stale ones
-_FORGOTTEN = 0.25  # a score below this (two half-lives after one failure) is forgotten
-_FAILING = 0.5  # an address whose score is at least this is "failing"
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A key that may not try now: its failure score and the seconds to wait."""
+    """A key that may not try now: its failures in the window and the seconds to wait."""
 
     key: str
-    failures: float
+    failures: int
     wait: float
 
 
 @dataclass(slots=True)
-class _Score:
-    value: float  # failures, decayed to ``at``
-    at: float  # when ``value`` was last written
+class _Failures:
+    times: deque[float]  # of the failures still in the window (at most ``_kept``)
     until: float  # no try before this time
 
 
@@ -56,39 +53,36 @@ class FailureLimiter:
         self.attempts = attempts
         self.window = window
         self._clock = clock
-        self._scores: dict[str, _Score] = {}
-        self._max_score = attempts + math.ceil(math.log2(max(window, 2.0))) + 1
+        self._keys: dict[str, _Failures] = {}
+        # past this many failures the wait is at its cap: older ones need not be kept
+        self._kept = attempts + math.ceil(math.log2(max(window, 2.0))) + 1
         self._sweep_at = _FIRST_SWEEP
         self._lock = Lock()
 
-    # ---- pure arithmetic -----------------------------------------------------------------
-    def _decayed(self, score: _Score, now: float) -> float:
-        if self.window <= 0:
-            return 0.0
-        return float(score.value * 0.5 ** (max(0.0, now - score.at) / self.window))
-
-    def delay(self, failures: float) -> float:
-        """Seconds a key with this failure score waits after its last failure."""
+    def delay(self, failures: int) -> float:
+        """Seconds a key with this many failures in the window waits after the last."""
         if self.attempts <= 0 or failures < self.attempts:
             return 0.0
         return float(min(self.window, 2.0 ** (failures - self.attempts)))
 
     # ---- state (call with the lock held) ------------------------------------------------
-    def _score(self, key: str, now: float) -> float:
-        score = self._scores.get(key)
-        return 0.0 if score is None else self._decayed(score, now)
+    def _count(self, key: str, now: float) -> int:
+        held = self._keys.get(key)
+        if held is None:
+            return 0
+        while held.times and held.times[0] <= now - self.window:
+            held.times.popleft()
+        return len(held.times)
 
     def _wait(self, key: str, now: float) -> float:
-        score = self._scores.get(key)
-        return 0.0 if score is None else max(0.0, score.until - now)
+        held = self._keys.get(key)
+        return 0.0 if held is None else max(0.0, held.until - now)
 
     def _fail(self, key: str, now: float) -> None:
-        old = self._scores.get(key)
-        value = min(self._max_score, (0.0 if old is None else self._decayed(old, now)) + 1.0)
-        until = now + self.delay(value)
-        if old is not None:
-            until = max(until, old.until)
-        self._scores[key] = _Score(value, now, until)
+        held = self._keys.setdefault(key, _Failures(deque(maxlen=self._kept), now))
+        self._count(key, now)
+        held.times.append(now)
+        held.until = max(held.until, now + self.delay(len(held.times)))
 
     # ---- what callers ask -------------------------------------------------------------------
     def refusals(self, *keys: str) -> list[Refusal]:
@@ -96,7 +90,7 @@ class FailureLimiter:
         now = self._clock()
         with self._lock:
             return [
-                Refusal(key, self._score(key, now), wait)
+                Refusal(key, self._count(key, now), wait)
                 for key in keys
                 if (wait := self._wait(key, now)) > 0
             ]
@@ -109,7 +103,7 @@ class FailureLimiter:
         """True when ``key`` failed recently (its score has not decayed away)."""
         now = self._clock()
         with self._lock:
-            return self._score(key, now) >= _FAILING
+            return self._count(key, now) > 0
 
     def verdict(self, address_key: str, user_key: str | None, *, accepted: bool) -> float:
         """Record one login whose credentials were checked (``accepted``: they were right)
@@ -120,13 +114,13 @@ class FailureLimiter:
         now = self._clock()
         with self._lock:
             wait = self._wait(address_key, now)
-            if user_key is not None and self._score(address_key, now) >= _FAILING:
+            if user_key is not None and self._count(address_key, now) > 0:
                 wait = max(wait, self._wait(user_key, now))
             if not accepted and self.attempts > 0:
                 self._fail(address_key, now)
                 if user_key is not None:
                     self._fail(user_key, now)
-                if len(self._scores) >= self._sweep_at:
+                if len(self._keys) >= self._sweep_at:
                     self._sweep(now)
         return wait
 
@@ -138,25 +132,25 @@ class FailureLimiter:
         with self._lock:
             for key in keys:
                 self._fail(key, now)
-            if len(self._scores) >= self._sweep_at:
+            if len(self._keys) >= self._sweep_at:
                 self._sweep(now)
 
     def succeeded(self, key: str) -> None:
         """Forget ``key``'s failures (an address's stay: one good password must not
         reset a guessing address)."""
         with self._lock:
-            self._scores.pop(key, None)
+            self._keys.pop(key, None)
 
     def _sweep(self, now: float) -> None:
-        """Forget the keys whose score has decayed away and whose wait is over: a key
-        that never comes back (a guessed login, a passing address) is otherwise kept for
-        ever. Run when the table has doubled since the last sweep, so its cost is spread
-        over failures."""
+        """Forget the keys whose failures all left the window and whose wait is over: a
+        key that never comes back (a guessed login, a passing address) is otherwise kept
+        for ever. Run when the table has doubled since the last sweep, so its cost is
+        spread over failures."""
         stale = [
             key
-            for key, score in self._scores.items()
-            if score.until <= now and self._decayed(score, now) < _FORGOTTEN
+            for key, held in self._keys.items()
+            if held.until <= now and (not held.times or held.times[-1] <= now - self.window)
         ]
         for key in stale:
-            del self._scores[key]
-        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._scores))
+            del self._keys[key]
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._keys))
