@@ -32,9 +32,7 @@ class KeepAlive:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        raw = socket.create_connection(
-            ("127.0.0.1", port), timeout=20, source_address=(source, 0)
-        )
+        raw = socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0))
         self.sock = context.wrap_socket(raw)
         self.buffer = bytearray()
 

@@ -29,9 +29,7 @@ from tests.security.logins import request
 def _token_row(lab: Lab, token: str) -> tuple[int | None, dt.datetime, bool]:
     with lab.engine.connect() as conn:
         row = conn.execute(
-            text(
-                "SELECT vm_id, expiration, multi_use FROM user_tokens WHERE token_sha256 = :d"
-            ),
+            text("SELECT vm_id, expiration, multi_use FROM user_tokens WHERE token_sha256 = :d"),
             {"d": token_digest(token)},
         ).one()
     return row[0], row[1], row[2]

@@ -43,7 +43,5 @@ def test_a_code_serves_one_client_pair_and_nothing_else(lab: Lab) -> None:
     assert request(lab, "/qvd/list_of_vm", bob, source=CLIENT).status == 200
     refused(request(lab, "/qvd/list_of_vm", bob, source=ATTACKER), b"already used")
     with lab.engine.begin() as conn:  # the client comes back after the reuse window
-        conn.execute(
-            text("UPDATE user_totp_uses SET used_at = now() - interval '31 seconds'")
-        )
+        conn.execute(text("UPDATE user_totp_uses SET used_at = now() - interval '31 seconds'"))
     refused(request(lab, "/qvd/list_of_vm", bob, source=CLIENT), b"already used")
