@@ -35,7 +35,7 @@ def _status(api: AdminApi, sid: str) -> int:
 def test_own_password_change_needs_the_current_one_and_ends_other_sessions(
     tmp_path: Path, engine: Engine
 ) -> None:
-    build_world(engine)
+    world = build_world(engine)
     with admin_api(tmp_path, engine) as api:
         mine, thief = _login(api, "adminA"), _login(api, "adminA")
         r = api.act("myadmin_update", sid=thief, arguments={"password": "stolen-1"})
@@ -58,6 +58,24 @@ def test_own_password_change_needs_the_current_one_and_ends_other_sessions(
         _login(api, "adminA", "n3w-Passw0rd")
         r = api.act("current_admin_setup", login="adminA", password=PASSWORD, tenant="tenantA")
         assert r["status"] == 3200
+        # administrator_update on oneself is no way around the current password
+        r = api.act(
+            "administrator_update", sid=thief, filters={"id": world.admins["A"]},
+            arguments={"password": "stolen-2"},
+        )  # fmt: skip
+        assert r["status"] == EXPIRED  # the thief's session ended with the change
+        r = api.act(
+            "administrator_update", sid=mine, filters={"id": world.admins["A"]},
+            arguments={"password": "stolen-2"},
+        )  # fmt: skip
+        assert r["status"] in (6240, 1200), r  # refused (1200: per object, reason inside)
+        assert "current_password" in str(r), r
+        r = api.act(
+            "administrator_update", sid=mine, filters={"id": world.admins["A"]},
+            arguments={"password": "newer-Passw0rd", "current_password": "n3w-Passw0rd"},
+        )  # fmt: skip
+        assert r["status"] == 0, r
+        assert _status(api, mine) == 0
 
 
 def test_a_superadmin_reset_ends_all_of_the_targets_sessions(

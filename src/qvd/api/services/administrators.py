@@ -9,8 +9,8 @@ recovery administrator's own, minus ``tenant.``/``host.`` for tenant administrat
 A new password ends the administrator's API sessions: ``myadmin_update`` ends the
 caller's other sessions (not the one that made the change) and needs the current
 password (``current_password``: 6240 when missing, 3200 when wrong; wrong tries back off
-per administrator, ``qvd.loginlimit``); ``administrator_update`` by someone else ends
-all of the target's sessions.
+per administrator, ``qvd.loginlimit``), also through ``administrator_update`` on oneself;
+``administrator_update`` by someone else ends all of the target's sessions.
 """
 
 from __future__ import annotations
@@ -192,9 +192,10 @@ def _end_sessions(ctx: Ctx, admin_id: int) -> None:
 
 def _apply(ctx: Ctx, admin: Administrator, args: Args, *, own: bool) -> None:
     acl = None if own else "administrator.update.password"
-    current = args.take("current_password", str) if own else None
+    self_change = own or admin.id == ctx.principal.admin_id
+    current = args.take("current_password", str) if self_change else None
     if (password := args.take("password", str, acl=acl)) is not None:
-        if own:
+        if self_change:  # by myadmin_update or administrator_update on oneself
             _check_current_password(admin, current)
         admin.password = hash_password(password)
         _end_sessions(ctx, admin.id)
