@@ -199,9 +199,17 @@ TOKENS: tuple[Token, ...] = (
         "l7r.auth.rate_limit.attempts",
         "10",
         INT,
-        "Failed logins allowed per user and per source address in the window (new).",
+        "Failed logins per user and per source address in the window before each further "
+        "failure makes the next try wait 1, 2, 4 ... s (capped at the window); a user's wait "
+        "holds back only addresses that have been failing (new).",
     ),
-    _t("l7r.auth.rate_limit.window", "60", INT, "Window of the failed-login limit, seconds (new)."),
+    _t(
+        "l7r.auth.rate_limit.window",
+        "60",
+        INT,
+        "Window of the failed-login limit, seconds: failures older than this no longer count, "
+        "and no wait is longer (new).",
+    ),
     _t(
         "l7r.limits.connects_per_user",
         "4",
@@ -396,9 +404,10 @@ TOKENS: tuple[Token, ...] = (
         "api.login.rate_limit.window",
         "60",
         INT,
-        "Window of the failed admin-login limit, seconds: after `api.login.rate_limit.attempts` "
-        "failures from one address or for one login name, further tries are refused (3200, "
-        "HTTP 429 on /api/v1) until the oldest failure is this old.",
+        "Window of the failed admin-login limit, seconds: past `api.login.rate_limit.attempts` "
+        "failures in it from one address (or, for addresses that have been failing, for one "
+        "login name), each failure makes the next try wait 1, 2, 4 ... s up to this (3200, "
+        "HTTP 429 on /api/v1); failures older than the window no longer count.",
     ),
     _t(
         "api.di.upload.max_size",
