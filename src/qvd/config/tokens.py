@@ -345,6 +345,29 @@ TOKENS: tuple[Token, ...] = (
         "An upload is stopped with 2250 as soon as it goes over (it streams into a "
         "temporary file in the images directory, removed on refusal).",
     ),
+    _t(
+        "di.unpack.max_bytes",
+        "68719476736",
+        INT,
+        "Most bytes of file data an LXC image may unpack to (default 64 GiB): counted from "
+        "the tar headers while the node unpacks it (and when an upload is checked), so a "
+        "tar bomb stops at the first member over, its partial directory removed.",
+    ),
+    _t(
+        "di.unpack.max_members",
+        "4000000",
+        INT,
+        "Most members (files, directories, links) an LXC image may hold; checked like "
+        "`di.unpack.max_bytes`.",
+    ),
+    _t(
+        "api.di.upload.reserve",
+        "1073741824",
+        INT,
+        "Bytes an upload or staging import must leave free on the images file system "
+        "(default 1 GiB): a file that would leave less is refused with 2250 as soon as "
+        "its declared or streamed size shows it, and its partial file removed.",
+    ),
     _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
     # --- client defaults (sent to clients, used by qvd-client) ---------------------
     _t("client.host.port", "8443", INT, "Default L7R port for clients."),

@@ -37,6 +37,7 @@ from qvd.api.uploads import form_stream
 from qvd.api.uploads.form_stream import FIELD_MAX_BYTES, MAX_FIELDS
 from qvd.api.uploads.images import ImageSpool, check_image
 from qvd.config import Config
+from qvd.imagefile import Limits
 from tests.api.asgi import asgi_client
 from tests.api.conftest import Api, World, api_config, running_api
 
@@ -255,10 +256,10 @@ def test_the_file_is_written_once_and_nowhere_else(
     monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", no_spooling)
     seen: list[tuple[list[str], int, int]] = []
 
-    def check(path: Path, name: str) -> int:
+    def check(path: Path, name: str, limits: Limits) -> int:
         seen.append((setup.leftovers(), path.stat().st_ino, path.stat().st_size))
         assert os.listdir(setup.tmp) == []
-        return check_image(path, name)
+        return check_image(path, name, limits)
 
     monkeypatch.setattr("qvd.api.uploads.di_import.check_image", check)
     data = tarball(LIMIT // 2)

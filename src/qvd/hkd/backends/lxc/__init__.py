@@ -25,7 +25,7 @@ from qvd.hkd.backends.base import (
 from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, run
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
-from qvd.imagefile import ImageRejected, unpack_checked
+from qvd.imagefile import ImageRejected, Limits, unpack_checked
 
 __all__ = ["LxcBackend"]
 
@@ -50,6 +50,10 @@ class LxcBackend(Backend):
         )
         self.device_prefix = config.get("internal.vm.network.device.prefix")
         self.lxc = Lxc(self.layout.lxcpath, config.get_path("path.cgroup"))
+        self.unpack_limits = Limits(
+            max_bytes=config.get_int("di.unpack.max_bytes"),
+            max_members=config.get_int("di.unpack.max_members"),
+        )
 
     # ---- storage ------------------------------------------------------------------------
     def ensure_base(self, di_id: int, image: Path) -> Path:
@@ -67,7 +71,7 @@ class LxcBackend(Backend):
             tmp = self.layout.basefs / f"untar-{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
             try:
-                unpack_checked(image, tmp)
+                unpack_checked(image, tmp, limits=self.unpack_limits)
             except ImageRejected as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise TerminalBackendError(f"disk image {image.name} refused: {exc}") from None
