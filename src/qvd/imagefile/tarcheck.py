@@ -107,18 +107,18 @@ def tar_stream(path: Path, name: str | None = None) -> Iterator[IO[bytes]]:
             command, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert proc.stdout is not None
-        stopped_early = False
+        refused = False
         try:
             yield proc.stdout
-        except BaseException:
-            stopped_early = True
+        except ImageRejected:
+            refused = True
             raise
         finally:
             proc.stdout.close()
-            if stopped_early:
+            if refused:
                 proc.kill()  # a refused bomb: do not let it decompress to the end
             _, err = proc.communicate()
-            if not stopped_early and proc.returncode not in (0, -13):  # -13: SIGPIPE
+            if not refused and proc.returncode not in (0, -13):  # -13: SIGPIPE
                 raise ImageRejected(
                     f"{name or path.name}: cannot decompress "
                     f"({err.decode(errors='replace').strip()})"

@@ -70,7 +70,9 @@ def list_staged(staging: Path, principal: Principal) -> list[StagedFile]:
     try:
         with _open_dir(staging) as top:
             if not principal.superadmin:
-                return _tenant_files(top, principal.tenant_id)
+                own = _tenant_files(top, principal.tenant_id)
+                plain = [StagedFile(f.file_name, f.file_name, f.tenant_id) for f in own]
+                return sorted(plain, key=lambda f: f.name)
             files = [StagedFile(n, n, 0) for n in _regular_names(top)]
             with os.scandir(top) as entries:
                 tenants = [
