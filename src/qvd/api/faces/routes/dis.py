@@ -172,10 +172,12 @@ def _ok(di_id: int) -> JSONResponse:
 
 @action_router.post("/api/di/upload")
 async def action_upload(request: Request) -> JSONResponse:
+    """A refusal closes the connection: the rest of a refused body (a file part from an
+    unauthenticated sender, say) is never read, not even to be dropped."""
     try:
         return _ok(await _Upload(request, None).run())
     except ApiError as exc:
-        return JSONResponse(exc.body())
+        return JSONResponse(exc.body(), headers={"Connection": "close"})
 
 
 @action_router.post("/api/di/staging")
