@@ -486,3 +486,29 @@ def _eventually(condition: Callable[[], bool], timeout: float = 60) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["streamed", "content-length"])
+def test_an_upload_that_would_eat_the_reserve_is_refused_and_leaves_nothing(
+    tmp_path: Path, api_engine: Engine, world: World, declared: bool
+) -> None:
+    """``api.di.upload.reserve`` stays free: with a reserve larger than the disk's free
+    space, the first byte of the file (or the declared length) is already too much."""
+    import shutil
+
+    config = api_config(tmp_path)
+    images = config.get_path("path.storage.images")
+    images.mkdir(parents=True)
+    reserve = shutil.disk_usage(images).free + (1 << 30)
+    config = api_config(tmp_path, **{"api.di.upload.reserve": str(reserve)})
+    app = create_app(config, api_engine)
+    with asgi_client(app) as client:
+        sid = Api(client).login("root")
+    args = json.dumps({"osf_id": world.osfs["A"]})
+    body = form(("action", "di_create", None), ("arguments", args, None), ("sid", sid, None),
+                ("file", tarball(4096), "r.tar"))  # fmt: skip
+    headers = {"content-length": str(len(body)), "transfer-encoding": ""} if declared else {}
+    r = post(app, "/api/di/upload", chunks(body), headers)
+    assert r.body["status"] == 2250, r.body
+    assert "api.di.upload.reserve" in r.body["message"]
+    assert list(images.iterdir()) == []
