@@ -314,6 +314,27 @@ TOKENS: tuple[Token, ...] = (
         "On SIGTERM, stop this node's VMs (else leave them).",
     ),
     _t("internal.hkd.lock.path", "${path.run}/hkd.lock", PTH, "HKD single-instance lock."),
+    _t(
+        "internal.hkd.gc.delay",
+        "3600",
+        NUM,
+        "Seconds between two passes of the node's storage garbage collector (0: never; "
+        "`qvd gc` runs one by hand).",
+    ),
+    _t(
+        "internal.hkd.gc.grace",
+        "3600",
+        NUM,
+        "Seconds a leftover (`images/.upload-*`, `basefs/untar-*`, `deleteme-*`) stays "
+        "untouched before the garbage collector removes it.",
+    ),
+    _t(
+        "internal.hkd.gc.home_retention",
+        "-1",
+        NUM,
+        "Days the home of a deleted VM or user is kept before the garbage collector "
+        "removes it (-1, the default: never removed; 0: at the next pass).",
+    ),
     _t("internal.vm.debug.enable", "0", BOOL, "Keep VMs whose VMA never answers (`debugging`)."),
     # --- VMA --------------------------------------------------------------------------
     _t("vma.user.default.name", "qvd", TXT, "User name when none is given."),
