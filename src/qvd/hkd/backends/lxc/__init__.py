@@ -22,6 +22,7 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
+from qvd.hkd.backends.homefs import ensure_home, release_home
 from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, run
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
@@ -99,7 +100,7 @@ class LxcBackend(Backend):
         home: Path | None = None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
-            home.mkdir(parents=True, exist_ok=True)
+            ensure_home(home, spec.home_size_mib)  # its own file system: the quota
         name = container_name(spec.vm_id)
         cdir = self.layout.container_dir(spec.vm_id)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,7 @@ class LxcBackend(Backend):
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
         shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
+        release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:
