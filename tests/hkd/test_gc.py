@@ -120,6 +120,9 @@ def node(engine: Engine, run_dir: Path) -> Node:
     for key in (f"{n.live_vm}-fs", f"{n.ghost_vm}-fs", f"{n.gone_vm}-fs", "gone-user"):
         (s.homefs / key).mkdir()
         (s.homefs / key / "thesis.odt").write_text("years of work")
+    (s.homefs / ".images").mkdir()
+    (s.homefs / ".images" / f"{n.gone_vm}-fs.ext4").write_bytes(b"a home's file system")
+    (s.homefs / ".images" / f"{n.live_vm}-fs.ext4").write_bytes(b"a home's file system")
     return n
 
 
@@ -168,9 +171,10 @@ def test_a_pass_removes_leftovers_and_keeps_what_runs(engine: Engine, node: Node
     # the next pass after the retention (0 days here) removes them, and only them
     later = node.facts_and_collect(engine, dry_run=False, now=time.time() + 10)
     assert _names(later, node.storage) == {f"homefs/{node.gone_vm}-fs", "homefs/gone-user"}
-    assert sorted(p.name for p in s.homefs.iterdir()) == [
-        f"{node.live_vm}-fs", f"{node.ghost_vm}-fs",
-    ]  # fmt: skip
+    assert sorted(p.name for p in s.homefs.iterdir()) == sorted([
+        f"{node.live_vm}-fs", f"{node.ghost_vm}-fs", ".images",
+    ])  # fmt: skip
+    assert [p.name for p in (s.homefs / ".images").iterdir()] == [f"{node.live_vm}-fs.ext4"]
 
 
 def test_homes_are_kept_by_default(engine: Engine, node: Node) -> None:
@@ -179,7 +183,7 @@ def test_homes_are_kept_by_default(engine: Engine, node: Node) -> None:
         node.facts_and_collect(engine, dry_run=False, now=now)
     homes = sorted(p.name for p in node.settings.homefs.iterdir())
     assert homes == sorted(
-        [f"{node.live_vm}-fs", f"{node.ghost_vm}-fs", f"{node.gone_vm}-fs", "gone-user"]
+        [f"{node.live_vm}-fs", f"{node.ghost_vm}-fs", f"{node.gone_vm}-fs", "gone-user", ".images"]
     )
 
 

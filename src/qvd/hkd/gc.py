@@ -10,7 +10,9 @@ What goes, and why (each removal carries its reason):
   (``basefs/lock.<di_id>``, the lock the unpacker takes), skipped while it is held.
 - ``overlayfs/<di_id>-<vm_id>-overlayfs/``, the layer of a VM deleted from the
   database, when the backend runs nothing for that VM.
-- ``homefs/<key>/``, the home of a deleted VM (``<vm_id>-fs``) or user (``<login>``):
+- ``homefs/<key>/`` and its file system image ``homefs/.images/<key>.ext4`` (see
+  ``qvd.hkd.backends.homefs``), the home of a deleted VM (``<vm_id>-fs``) or user (``<login>``),
+  never while it is mounted:
   only with ``internal.hkd.gc.home_retention`` ≥ 0 (days; the default, -1, keeps them:
   an administrator who deletes a VM or user by mistake must not lose the user's files
   at once). The first pass that finds a home orphaned leaves a marker
@@ -42,6 +44,7 @@ from sqlalchemy import Connection, Engine, select
 from qvd.config import Config
 from qvd.db.models import Di, User, Vm, VmRuntime
 from qvd.hkd.backends import Backend
+from qvd.hkd.backends.homefs import home_image
 
 __all__ = [
     "DbFacts",
@@ -276,9 +279,16 @@ def _execute(removal: Removal, settings: GcSettings, alive: Callable[[int], bool
                 return False  # being unpacked right now
             _remove(removal.path)
             return True
-    _remove(removal.path)
     if removal.path.parent == settings.homefs:
+        if os.path.ismount(removal.path):
+            return False  # mounted: something still uses it
+        _remove(removal.path)
+        image = home_image(removal.path)
+        if image.exists():
+            _remove(image)
         (settings.homefs / f"{_MARKER}{removal.path.name}").unlink(missing_ok=True)
+        return True
+    _remove(removal.path)
     return True
 
 
