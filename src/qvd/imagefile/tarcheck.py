@@ -241,8 +241,6 @@ def check_tar(path: Path, *, name: str | None = None, limits: Limits = NO_LIMITS
                 checker.check(member)
     except tarfile.TarError as exc:
         raise ImageRejected(f"{label}: not a readable tar archive ({exc})") from None
-    except ImageRejected as exc:
-        raise ImageRejected(f"{label}: {exc}") from None
     if checker.members == 0:
         raise ImageRejected(f"{label}: the archive is empty")
     return checker.report()

@@ -115,8 +115,6 @@ def _check_stream(stream: IO[bytes], gate: _Gate, checker: MemberChecker, label:
                 start = tar.offset
     except tarfile.TarError as exc:
         raise ImageRejected(f"{label}: not a readable tar archive ({exc})") from None
-    except ImageRejected as exc:
-        raise ImageRejected(f"{label}: {exc}") from None
     if checker.members == 0:
         raise ImageRejected(f"{label}: the archive is empty")
     gate.release_all()
