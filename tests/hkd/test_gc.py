@@ -17,8 +17,10 @@ from sqlalchemy import Engine, text
 
 from qvd.config import Config
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget
+from qvd.hkd.backends.fake import FakeBackend
+from qvd.hkd.daemon import Hkd
 from qvd.hkd.gc import GcSettings, Removal, collect, load_facts
-from tests.hkd.conftest import add_host, add_vm, hkd_config
+from tests.hkd.conftest import FakeVma, add_host, add_vm, hkd_config, wait_for
 
 OLD = time.time() - 7200  # older than the grace below (3600 s)
 
@@ -227,3 +229,21 @@ def test_qvd_gc_dry_run_and_run(
     real = qvd()
     assert real.returncode == 0, real.stderr
     assert not (node.settings.basefs / f"{node.gone_di}-img").exists()
+
+
+def test_the_hkd_runs_the_collector(
+    db: DatabaseTarget, engine: Engine, node: Node, run_dir: Path
+) -> None:
+    """With ``internal.hkd.gc.delay`` set, the running HKD collects on its own: a dead
+    upload goes, the running VM's files stay."""
+    config = node.config.with_overrides({"internal.hkd.gc.delay": "0.2"})
+    hkd = Hkd(config, backend=FakeBackend(), vma=FakeVma(), target=db)
+    hkd.start()
+    try:
+        dead = node.settings.images / ".upload-0123456789abcdef"
+        wait_for(lambda: not dead.exists(), 30, "the collector removed the dead upload")
+    finally:
+        hkd.stop()
+    s = node.settings
+    assert (s.basefs / f"{node.live_di}-img/etc/hostname").exists()
+    assert (s.homefs / f"{node.live_vm}-fs/thesis.odt").exists()
