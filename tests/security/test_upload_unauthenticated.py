@@ -105,6 +105,24 @@ def test_an_unauthenticated_upload_is_refused_unread(
     assert not images.exists() or list(images.iterdir()) == []
 
 
+def test_the_rest_face_refuses_an_anonymous_upload_unread(
+    tmp_path: Path, api_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/api/v1/dis/upload`` without a token: refused (401) before the body is read."""
+    config = api_config(tmp_path)
+
+    def no_spool(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file part was accepted for writing")
+
+    monkeypatch.setattr(form_stream, "ImageSpool", no_spool)
+    pieces = [_head(("arguments", "{}")), *([PIECE] * PIECES)]
+    r = post(create_app(config, api_engine), "/api/v1/dis/upload", pieces)
+    assert r.status == 401, r.body
+    assert r.received <= 1
+    images = config.get_path("path.storage.images")
+    assert not images.exists() or list(images.iterdir()) == []
+
+
 def test_the_real_server_answers_before_the_body_is_sent(
     tmp_path: Path, api_engine: Engine, world: World
 ) -> None:

@@ -13,7 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.core import ActionResult
 from qvd.api.actions.principal import Principal
-from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
+from qvd.api.errors import (
+    ApiError,
+    AuthError,
+    InvalidRequest,
+    RateLimited,
+    Status,
+    http_status,
+)
 from qvd.api.faces.action import body_credentials, read_body, result_body
 from qvd.api.faces.rest import (
     ERRORS,
@@ -152,12 +159,20 @@ class _Upload:
 
 
 @router.post("/upload", status_code=201, response_model=Created, summary="Upload an image file")
-async def upload_di(request: Request, principal: Auth) -> Created:
+async def upload_di(request: Request, principal: Auth) -> Created | JSONResponse:
     """Multipart form: ``file`` (the image) and ``arguments`` (JSON: osf_id, version,
     tags, … as for creating a DI). The file is streamed into the images directory as it
     arrives (``api.di.upload.max_size`` applies as it streams), checked, imported and
-    published."""
-    return Created(id=await _Upload(request, await run_in_threadpool(principal.principal)).run())
+    published. A refusal (no or bad credentials included) closes the connection: the
+    rest of the body is never read."""
+    try:
+        sender = await run_in_threadpool(principal.principal)
+        return Created(id=await _Upload(request, sender).run())
+    except ApiError as exc:
+        headers = {"Connection": "close"}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        return JSONResponse(exc.body(), status_code=http_status(exc), headers=headers)
 
 
 @router.post("/staging", status_code=201, response_model=Created, summary="Import from staging")
