@@ -22,10 +22,11 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
+from qvd.hkd.backends.homefs import ensure_home, release_home
 from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, run
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
-from qvd.imagefile import ImageRejected, unpack_checked
+from qvd.imagefile import ImageRejected, Limits, unpack_checked
 from qvd.vma.homefiles import HomeError, write_file_below
 
 __all__ = ["LxcBackend"]
@@ -51,6 +52,10 @@ class LxcBackend(Backend):
         )
         self.device_prefix = config.get("internal.vm.network.device.prefix")
         self.lxc = Lxc(self.layout.lxcpath, config.get_path("path.cgroup"))
+        self.unpack_limits = Limits(
+            max_bytes=config.get_int("di.unpack.max_bytes"),
+            max_members=config.get_int("di.unpack.max_members"),
+        )
 
     # ---- storage ------------------------------------------------------------------------
     def ensure_base(self, di_id: int, image: Path) -> Path:
@@ -68,7 +73,7 @@ class LxcBackend(Backend):
             tmp = self.layout.basefs / f"untar-{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
             try:
-                unpack_checked(image, tmp)
+                unpack_checked(image, tmp, limits=self.unpack_limits)
             except ImageRejected as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise TerminalBackendError(f"disk image {image.name} refused: {exc}") from None
@@ -99,7 +104,7 @@ class LxcBackend(Backend):
         home: Path | None = None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
-            home.mkdir(parents=True, exist_ok=True)
+            ensure_home(home, spec.home_size_mib)  # its own file system: the quota
         name = container_name(spec.vm_id)
         cdir = self.layout.container_dir(spec.vm_id)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +183,7 @@ class LxcBackend(Backend):
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
         shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
+        release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:
