@@ -148,7 +148,7 @@ def test_two_nodes_a_silent_one_is_lost_and_recovers(
         wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running on node A")
 
         procs[0].proc.send_signal(signal.SIGSTOP)  # node A falls silent
-        wait_for(lambda: host_state(engine, hosts["node-a"]) == "lost", 10, "A marked lost")
+        wait_for(lambda: host_state(engine, hosts["node-a"]) == "lost", 30, "A marked lost")
         row = runtime(engine, vm_id)
         assert (row["vm_state"], row["host_id"]) == ("stopped", None)
         assert host_state(engine, hosts["node-b"]) == "running"

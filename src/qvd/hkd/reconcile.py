@@ -73,6 +73,7 @@ class Reconciler:
         vma: VmaProbe,
         *,
         clock: Callable[[], float] = time.monotonic,
+        fenced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -80,6 +81,7 @@ class Reconciler:
         self.settings = settings
         self.vma = vma
         self.clock = clock
+        self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -152,6 +154,8 @@ class Reconciler:
         local = self._local_of(view.vm_id)
         alive = self.backend.is_alive(view.vm_id)
         if not alive:
+            if self.fenced():
+                return Outcome(_SLOW_POLL, "starting")
             spec = self._spec_for_start(view)
             if spec is None:  # refused, and released with the reason
                 return Outcome(None, "stopped")
@@ -161,6 +165,9 @@ class Reconciler:
                     pid = self.backend.start(spec)
             except TerminalBackendError as exc:
                 return self._fail_start(view, f"cannot start: {exc}")
+            if self.fenced():  # the fence fell during the start: it must not survive it
+                self.backend.kill(view.vm_id)
+                return Outcome(_SLOW_POLL, "starting")
             with self.engine.begin() as conn:
                 store.set_vm_state(conn, view.vm_id, self.host.id, "starting", pid=pid)
             local.next_ping = 0.0
