@@ -400,7 +400,6 @@ class Hkd:
         if now < self._next_watchdog_check:
             return
         self._next_watchdog_check = now + 1.0
-        self.watchdog.reap()
         if not self.watchdog.running():
             log.error("the fencing watchdog is gone: starting another")
             self.watchdog.ensure()

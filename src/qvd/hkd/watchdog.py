@@ -8,7 +8,7 @@ It never touches the database. It exits when the lease is released (a clean stop
 once the lease has expired, its HKD is gone and nothing runs any more.
 
 ``python -m qvd.hkd.watchdog SPEC`` where SPEC is a JSON file (0600, written by
-:func:`ensure_watchdog`): the lease path, its own lock, and the node's non-secret
+:meth:`WatchdogHandle.ensure`): the lease path, its own lock, and the node's non-secret
 settings, from which it builds the same backend as the HKD.
 """
 
@@ -30,7 +30,7 @@ from qvd.hkd.lease import LeaseFile, boot_clock
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.settings import FENCE_TIMER_PERIOD, HkdSettings
 
-__all__ = ["WatchdogHandle", "ensure_watchdog", "main", "watch"]
+__all__ = ["WatchdogHandle", "main", "watch"]
 
 log = logging.getLogger("qvd.hkd.watchdog")
 
@@ -86,21 +86,19 @@ def _node_settings(config: Config) -> dict[str, str]:
 
 
 class WatchdogHandle:
-    """What the HKD knows of its watchdog: whether one runs, and the one it started."""
+    """What the HKD knows of its watchdog: whether one runs (it holds the watchdog
+    lock: ours, or one a previous HKD left), and how to start one. The watchdog is
+    started through ``setsid --fork``: in its own session, not the HKD's child, so
+    neither a signal to the HKD's group nor the HKD's death reaches it."""
+
+    _RESPAWN_GRACE = 10.0  # seconds a new watchdog may take to take its lock
 
     def __init__(self, settings: HkdSettings, config: Config) -> None:
         self._settings = settings
         self._config = config
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        self._spawned_at: float | None = None
 
     def running(self) -> bool:
-        """Whether some watchdog holds the watchdog lock (ours or a previous HKD's)."""
-        if self._proc is not None and self._proc.poll() is None:
-            return True
         probe = PidLock(self._settings.watchdog_lock_path)
         try:
             probe.acquire()
@@ -110,8 +108,11 @@ class WatchdogHandle:
         return False
 
     def ensure(self) -> None:
-        """Start a watchdog unless one runs."""
+        """Start a watchdog unless one runs (or one was started moments ago)."""
         if self.running():
+            return
+        now = time.monotonic()
+        if self._spawned_at is not None and now - self._spawned_at < self._RESPAWN_GRACE:
             return
         spec = self._settings.lease_path.with_name("hkd-watchdog.json")
         data = {
@@ -119,28 +120,19 @@ class WatchdogHandle:
             "lock": str(self._settings.watchdog_lock_path),
             "settings": _node_settings(self._config),
         }
+        spec.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         log_path = self._settings.lease_path.with_name("hkd-watchdog.log")
         with open(log_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "qvd.hkd.watchdog", str(spec)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, close_fds=True,
+            subprocess.run(
+                ["setsid", "--fork", sys.executable, "-m", "qvd.hkd.watchdog", str(spec)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True,
+                check=True, timeout=30,
             )  # fmt: skip
-        log.info("fencing watchdog started (pid %s)", self._proc.pid)
-
-    def reap(self) -> None:
-        """Collect our watchdog's exit status if it ended (no zombie left behind)."""
-        if self._proc is not None:
-            self._proc.poll()
-
-
-def ensure_watchdog(settings: HkdSettings, config: Config) -> WatchdogHandle:
-    handle = WatchdogHandle(settings, config)
-    handle.ensure()
-    return handle
+        self._spawned_at = now
+        log.info("fencing watchdog started (log: %s)", log_path)
 
 
 def main(argv: list[str] | None = None) -> int:
