@@ -19,8 +19,14 @@ the database; a watchdog process does the same from a lease file if the HKD is d
 Peers count a node's silence from the later of its ``ok_ts`` and the database's own
 start, so while the database is down for everyone nobody's silence counts; a node
 that is *refused* (no server: connection refused, no socket) counts the refusal like
-a heartbeat for the same reason, and only timeouts and unreachable routes ("I am cut
+a heartbeat for the same reason (the refusal happened before the next postmaster
+start, from which peers count), and only timeouts and unreachable routes ("I am cut
 off") let its fence clock run out.
+
+Assumptions: a refusal means no server listens. A firewall that *rejects* (TCP reset,
+ICMP port-unreachable) between a node and its database breaks that; filter by
+dropping. A failover to a standby whose postmaster started long ago is not a "start"
+for this rule: keep the failover shorter than the lost timeout.
 """
 
 from __future__ import annotations
