@@ -294,3 +294,22 @@ def test_fencing_when_the_database_hangs(
     engine = make_engine(target)
     wait_for(lambda: state_of(engine, vm_id) == "stopped", 10, "the killed VM recorded")
     engine.dispose()
+
+
+def test_the_heartbeat_path_has_tight_database_limits(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    hkd.start()
+    started.append(hkd)
+    expected_ms = round(hkd.settings.heartbeat_call_timeout * 1000)
+    with hkd.heartbeat_engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() == f"{expected_ms}ms"
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        info = raw.info.get_parameters()  # type: ignore[attr-defined]
+        assert info["tcp_user_timeout"] == str(expected_ms)
+        assert info["keepalives"] == "1"
+        assert info["connect_timeout"] == str(hkd.settings.heartbeat_connect_timeout)
+    hkd.stop()
