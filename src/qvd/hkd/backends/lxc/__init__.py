@@ -26,6 +26,7 @@ from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, run
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
 from qvd.imagefile import ImageRejected, unpack_checked
+from qvd.vma.homefiles import HomeError, write_file_below
 
 __all__ = ["LxcBackend"]
 
@@ -86,12 +87,15 @@ class LxcBackend(Backend):
                 self._discard(old)
         upper = self.layout.upper(spec.di_id, spec.vm_id)
         upper.mkdir(parents=True, exist_ok=True)
-        secret_file = upper / SECRET_PATH
-        secret_file.parent.mkdir(parents=True, exist_ok=True)
-        secret_file.parent.chmod(0o755)
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(spec.vma_secret + "\n")
+        try:  # a persistent upper is the desktop's root's: never follow its links
+            write_file_below(
+                str(upper), SECRET_PATH.parent.parts, SECRET_PATH.name,
+                (spec.vma_secret + "\n").encode(),
+            )  # fmt: skip
+        except HomeError as exc:
+            raise TerminalBackendError(
+                f"VM {spec.vm_id}: cannot place the VMA secret: {exc}"
+            ) from None
         home: Path | None = None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
