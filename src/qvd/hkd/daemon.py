@@ -381,7 +381,10 @@ class Hkd:
 
     def _ticker(self) -> None:
         while not self._stop.wait(self.settings.ticker_delay):
-            self._tick()
+            try:
+                self._tick()
+            except Exception:  # never let the heartbeat thread die: the fence would fall
+                log.exception("heartbeat failed unexpectedly")
 
     def _tick(self) -> None:
         """One heartbeat; on failure, find out whether the database is down for

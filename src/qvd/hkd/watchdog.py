@@ -34,6 +34,8 @@ __all__ = ["WatchdogHandle", "main", "watch"]
 
 log = logging.getLogger("qvd.hkd.watchdog")
 
+_IDLE_EXPIRED = 0.5  # seconds between looks while the lease is expired and nothing ran
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -63,7 +65,8 @@ def watch(lease_file: LeaseFile, backend: Backend, *, period: float = FENCE_TIME
         if holder_gone and not killed and not backend.list_running():
             log.info("lease expired, HKD gone, nothing runs: watchdog exits")
             return
-        time.sleep(period)
+        # while the lease stays expired, look again soon after a kill, else calmly
+        time.sleep(period if killed else _IDLE_EXPIRED)
 
 
 def _node_settings(config: Config) -> dict[str, str]:
