@@ -112,10 +112,13 @@ def test_shared_base_fresh_root_and_persistent_home(
     for vm_id in (first, second):
         command(engine, vm_id, "start", hkd.host.id)
     wait_running(engine, first, second)
-    configs = [(backend.layout.container_dir(v) / "config").read_text() for v in (first, second)]
-    lowers = {line.split(":")[1] for c in configs for line in c.splitlines()
-              if line.startswith("lxc.rootfs.path")}  # fmt: skip
-    assert len(lowers) == 1, "both VMs of one DI must share one unpacked base"
+    # one unpacked base, seen by both (through their own idmapped views): same inodes
+    bases = [p for p in (node.storage / "basefs").iterdir() if p.is_dir()]
+    vma = "usr/lib/qvd/bin/qvd-vma"
+    inodes = {str(p.joinpath(vma).stat().st_ino) for p in bases if p.joinpath(vma).exists()}
+    seen = {attach(backend, v, f"stat -c %i /{vma}").strip() for v in (first, second)}
+    assert len(seen) == 1, "both VMs of one DI must share one unpacked base"
+    assert seen <= inodes, "the VMs' /usr/lib/qvd/bin/qvd-vma is the base's own inode"
 
     attach(backend, first, "echo root > /root/marker; echo home > /home/marker")
     assert attach(backend, first, "cat /root/marker /home/marker").split() == ["root", "home"]
