@@ -64,10 +64,10 @@ def test_no_block_device_of_the_host_disk(desktop: tuple[LxcBackend, int]) -> No
     made = run_in(backend, vm_id, f"mknod /tmp/disk b {major} {minor}")
     assert made.code != 0
     assert "Operation not permitted" in made.out
-    read = run_in(backend, vm_id, "head -c 512 /tmp/disk /dev/vda /dev/sda 2>&1 | wc -c; "
-                                  "ls /dev")  # fmt: skip
-    assert read.out.splitlines()[0].strip() in ("0", "") or "No such file" in read.out
-    assert not {"vda", "sda", "mem", "kmem", "port"} & set(read.out.split())
+    assert "No such file" in run_in(backend, vm_id, "head -c 1 /tmp/disk").out
+    devices = run_in(backend, vm_id, "ls /dev").out.split()
+    assert "null" in devices
+    assert not {"vda", "sda", "nvme0n1", "mem", "kmem", "port"} & set(devices)
 
 
 def test_no_mount_of_proc_sysfs_or_a_new_filesystem(desktop: tuple[LxcBackend, int]) -> None:
@@ -100,10 +100,13 @@ def test_no_module_load_and_no_dev_mem(desktop: tuple[LxcBackend, int]) -> None:
     # finit_module(fd of any file) and init_module as root: seccomp and the missing
     # CAP_SYS_MODULE refuse them before the kernel looks at the module
     perl = (
-        'perl -e \'open(my $f, "<", "/bin/true") or die; '
-        'my $r = syscall(313, fileno($f), "", 0); print "finit=$r $!\\n"; '
-        '$r = syscall(175, "x" x 64, 64, ""); print "init=$r $!\\n"\''
+        'perl -e \'open(my $f, "<", "/bin/true") or die; my $fd = fileno($f); '
+        'my $none = ""; my $image = "x" x 64; my $r = syscall(313, $fd, $none, 0); '
+        'print "finit=$r $!\\n"; $r = syscall(175, $image, 64, $none); '
+        'print "init=$r $!\\n"\''
     )
+    # (on this kernel kind the node itself answers ENOSYS: no module support at all;
+    # the desktop's EPERM comes from its seccomp policy, earlier)
     out = run_in(backend, vm_id, perl).out
     assert "finit=-1 Operation not permitted" in out, out
     assert "init=-1 Operation not permitted" in out, out
@@ -130,14 +133,13 @@ def test_no_host_file_through_proc_or_a_bind(
     marker = secrets.token_hex(8)
     secret = tmp_path / "host-secret"
     secret.write_text(marker)
-    for path in (f"/proc/1/root{secret}", f"/proc/1/root/etc/shadow", f"{secret}",
-                 f"/proc/1/cwd{secret}"):  # fmt: skip
+    for path in (f"/proc/1/root{secret}", f"{secret}", f"/proc/1/cwd{secret}",
+                 f"/proc/self/root{secret}"):  # fmt: skip
         tried = run_in(backend, vm_id, f"cat {path}")
+        assert tried.code != 0
         assert marker not in tried.out
-    shadow = Path("/etc/shadow").read_text().split(":", 2)[1]
-    seen = run_in(backend, vm_id, "cat /proc/1/root/etc/shadow /etc/shadow 2>/dev/null").out
-    assert not shadow or shadow not in seen  # the host's root hash never shows
-    # the desktop's pid 1 is its own init, not the node's
-    assert (
-        run_in(backend, vm_id, "cat /proc/1/comm").out != Path("/proc/1/comm").read_text().strip()
-    )
+    # the desktop's pid 1 is its own init (the VMA), not the node's
+    host_init = Path("/proc/1/comm").read_text().strip()
+    assert run_in(backend, vm_id, "cat /proc/1/comm").out != host_init
+    # and the node's processes are not in its /proc at all
+    assert run_in(backend, vm_id, f"ls -d /proc/{os.getpid()}/root").code != 0

@@ -19,8 +19,11 @@ PARENTS = ("basefs", "overlayfs", "homefs", "images")
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``argv`` run by the local account ``nobody``. Through ``sh``: setpriv keeps its
+    capabilities until its own execve, so it would look the first path up as root."""
     return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *argv],
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+         "sh", "-c", '"$@"', "sh", *argv],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
 
