@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, Listener
 from qvd.hkd.backends.lxc import LxcBackend
@@ -253,3 +253,52 @@ def test_vm_addresses_are_unreachable_while_the_bridge_is_down(
         assert " dev eth0" not in down  # never out through the default gateway
     finally:
         subprocess.run(["ip", "link", "set", node.bridge, "up"], check=True)
+
+
+def test_desktops_run_in_user_namespaces_and_share_a_per_login_home(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path
+) -> None:
+    """Two VMs of one user, each in its own id range: root in each is a different
+    unprivileged host uid, what root writes lands in the upper as that uid, and the
+    per-login home (kept with the node's own ids) works in both, across a restart."""
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    hkd = Hkd(lxc_node.config(**{"vm.lxc.home.per.user": "1"}), target=db)
+    hkd.start()
+    try:
+        assert hkd.host is not None
+        backend = hkd.backend
+        assert isinstance(backend, LxcBackend)
+        first, osf_id = add_lxc_vm(engine, lxc_node, test_image, 1, user_storage=64)
+        second, _ = add_lxc_vm(engine, lxc_node, test_image, 2, osf_id=osf_id)
+        with engine.begin() as conn:  # the second VM belongs to the first VM's user
+            conn.execute(
+                text("UPDATE vms SET user_id = (SELECT user_id FROM vms WHERE id = :a) "
+                     "WHERE id = :b"), {"a": first, "b": second},
+            )  # fmt: skip
+        for vm_id in (first, second):
+            command(engine, vm_id, "start", hkd.host.id)
+        wait_running(engine, first, second)
+        ranges = [backend.user_namespace(v) for v in (first, second)]
+        assert None not in ranges
+        assert ranges[0] != ranges[1]
+        for vm_id, ids in zip((first, second), ranges, strict=True):
+            assert ids is not None
+            init = backend.lxc.pid(f"qvd-{vm_id}")
+            assert Path(f"/proc/{init}").stat().st_uid == ids.start
+            attach(backend, vm_id, "echo x > /root/by-root")
+            upper = next(backend.layout.overlayfs.glob(f"*-{vm_id}-overlayfs/upper"))
+            assert (upper / "root/by-root").stat().st_uid == ids.start
+            # removing a directory of the base needs an opaque mark (user.overlay.*)
+            assert attach(backend, vm_id, "rm -rf /etc/skel && echo gone").strip() == "gone"
+        attach(backend, first, "mkdir -p /home/shared && echo one > /home/shared/f && "
+                               "chown -R 1000:1000 /home/shared")  # fmt: skip
+        seen = attach(backend, second, "stat -c '%u %g' /home/shared/f; cat /home/shared/f")
+        assert seen.split() == ["1000", "1000", "one"]
+        command(engine, second, "stop")
+        wait_for(lambda: state_of(engine, second) == "stopped", 60, "stopped")
+        command(engine, second, "start", hkd.host.id)
+        wait_running(engine, second)
+        assert attach(backend, second, "cat /home/shared/f").strip() == "one"
+    finally:
+        if not hkd.wait(0):
+            hkd.stop()

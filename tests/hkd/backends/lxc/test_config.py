@@ -51,6 +51,7 @@ def test_a_container_runs_in_a_user_namespace_confined() -> None:
     assert "lxc.idmap = u 0 1065536 65536" in lines
     assert "lxc.idmap = g 0 1065536 65536" in lines
     assert "lxc.apparmor.profile = generated" in lines
+    assert "lxc.rootfs.options = userxattr" in lines  # overlay mounted by the mapped root
     assert "lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp" in lines
     assert "lxc.include = /usr/share/lxc/config/common.conf" in lines  # devices allow list
     drop = next(line for line in lines if line.startswith("lxc.cap.drop"))

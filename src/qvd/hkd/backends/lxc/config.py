@@ -87,6 +87,10 @@ def render_config(
         f"lxc.idmap = g 0 {ids.start} {ids.count}",
         f"lxc.uts.name = {uts_name(spec.name, _word('container name', name))}",
         f"lxc.rootfs.path = overlay:{_path('base path', lower)}:{_path('upper path', upper)}",
+        # mounted by the container's root: overlay keeps its whiteout/opaque marks in
+        # user.overlay.* (trusted.* needs host root; without it removing a base
+        # directory fails with EIO)
+        "lxc.rootfs.options = userxattr",
         "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed",
         "lxc.autodev = 1",
         "lxc.tty.max = 0",
