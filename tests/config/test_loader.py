@@ -8,6 +8,7 @@ import pytest
 
 from qvd.config import (
     CONFIG_ENV,
+    GLOBAL_TENANT,
     TOKENS,
     Config,
     ConfigFileError,
@@ -137,3 +138,57 @@ def test_load_from_file_env_and_missing(tmp_path: Path, monkeypatch: pytest.Monk
 def test_overrides_for_tools() -> None:
     config = Config().with_overrides({"path.run": "/tmp/x"}, source="test")
     assert config.get("path.database.socket") == "/tmp/x/pg"
+
+
+SECRET = "Db-Passw0rd-under-test"
+
+
+def _with_password() -> Config:
+    return Config().with_overrides({"database.password": SECRET})
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["database.password", "nodename", "path.storage.root", "internal.vm.port.vma", "metrics.token"],
+)
+def test_a_tenant_row_cannot_expand_a_node_or_secret_token(ref: str) -> None:
+    with pytest.raises(ConfigValueError, match=r"a tenant row may refer only") as caught:
+        _with_password().with_db({}, {7: {"auth.ldap.host": f"ldap://x${{{ref}}}"}})
+    assert SECRET not in str(caught.value)
+
+
+def test_a_tenant_row_may_expand_per_tenant_tokens() -> None:
+    config = Config().with_db(
+        {}, {7: {"auth.ldap.base": "dc=x", "auth.ldap.filter": "${auth.ldap.base}"}}
+    )
+    assert config.get("auth.ldap.filter", 7) == "dc=x"
+
+
+def test_confinement_holds_along_the_chain() -> None:
+    """A tenant row names a per-tenant token whose global value (legal for a global
+    row) names a node path: the tenant's value is refused, the global one stays."""
+    rows = {"auth.ldap.base": "${path.storage.root}"}
+    config = _with_password().with_db(rows, {})
+    assert config.get("auth.ldap.base") == "/var/lib/qvd/storage"
+    with pytest.raises(ConfigValueError, match=r"path\.storage\.root") as caught:
+        _with_password().with_db(rows, {7: {"auth.ldap.host": "ldap://${auth.ldap.base}"}})
+    assert "/var/lib" not in str(caught.value)
+
+
+def test_a_global_row_cannot_expand_a_secret() -> None:
+    with pytest.raises(ConfigValueError, match="a global database row"):
+        _with_password().with_db({"log.level": "${database.password}"}, {})
+    # node.conf itself may (the node trusts its own file)
+    config = Config().with_overrides(
+        {"database.password": "x", "log.filename": "/l/${database.password}"}
+    )
+    assert config.get("log.filename") == "/l/x"
+
+
+def test_check_db_row_refuses_before_writing() -> None:
+    config = _with_password().with_db({"auth.ldap.base": "${path.storage.root}"}, {})
+    with pytest.raises(ConfigValueError, match=r"path\.storage\.root"):
+        config.check_db_row("auth.ldap.host", "ldap://${auth.ldap.base}", 7)
+    with pytest.raises(ConfigValueError, match=r"database\.password"):
+        config.check_db_row("log.level", "${database.password}", GLOBAL_TENANT)
+    config.check_db_row("auth.ldap.host", "ldap://${auth.auto.di_tag}", 7)

@@ -74,7 +74,7 @@ def test_downgrade_to_base_removes_everything_and_upgrade_again(empty_engine: En
 def test_each_step_down_and_up(empty_engine: Engine) -> None:
     db_upgrade(empty_engine)
     head = schema_status(empty_engine).head
-    for rev in ("0003", "0002", "0001", "base"):
+    for rev in ("0004", "0003", "0002", "0001", "base"):
         db_downgrade(empty_engine, rev)
         assert schema_status(empty_engine).current == (None if rev == "base" else rev)
     db_upgrade(empty_engine)
@@ -86,7 +86,7 @@ def test_daemons_refuse_a_schema_they_do_not_match(empty_engine: Engine) -> None
         require_current_schema(empty_engine, "qvd-hkd")
     db_upgrade(empty_engine, "0002")
     with pytest.raises(
-        SchemaMismatch, match=r"at revision 0002 but this software needs 0004 \(2 migration"
+        SchemaMismatch, match=r"at revision 0002 but this software needs 0005 \(3 migration"
     ):
         require_current_schema(empty_engine, "qvd-hkd")
     db_upgrade(empty_engine)

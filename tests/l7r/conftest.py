@@ -194,7 +194,13 @@ class Lab:
 
 
 @pytest.fixture
-def lab(db: DatabaseTarget, engine: Engine, tmp_path: Path) -> Iterator[Lab]:
+def lab(
+    db: DatabaseTarget, engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Lab]:
+    """A running L7R over a seeded database; ``@pytest.mark.l7r_config(token=value)``
+    adds config tokens for one test."""
+    marker = request.node.get_closest_marker("l7r_config")
+    extra: dict[str, str] = dict(marker.kwargs) if marker else {}
     seeded = seed(engine)
     nx = NxAgentStandIn()
     agent = FakeAgent(port=nx.port)
@@ -213,7 +219,7 @@ def lab(db: DatabaseTarget, engine: Engine, tmp_path: Path) -> Iterator[Lab]:
     vma = make_server("127.0.0.1", 0, agent, SecretStore(secret_file, environ={}))
     vma_thread = threading.Thread(target=vma.serve_forever, daemon=True)
     vma_thread.start()
-    server = L7rServer(l7r_config(tmp_path / "run"), db, seeded.host_id, "127.0.0.1")
+    server = L7rServer(l7r_config(tmp_path / "run", **extra), db, seeded.host_id, "127.0.0.1")
     server.start()
     lab = Lab(server=server, seed=seeded, engine=engine, agent=agent, nx=nx)
     lab.vma_port = int(vma.server_address[1])

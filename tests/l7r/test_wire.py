@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qvd.l7r.errors import BadRequest, HeadTooLarge, VersionNotSupported
+from qvd.l7r.errors import BadRequest, ContentTooLarge, HeadTooLarge, VersionNotSupported
 from qvd.l7r.wire import CLOSED, NEED_DATA, PAUSED, Request, ServerConnection
 
 # real-clients.md A1, A2, B1, B2 (exact bytes)
@@ -105,7 +105,7 @@ def test_not_upgrade_then_refused_keeps_the_connection() -> None:
         (b"garbage\r\n\r\n", BadRequest, 400),
         (b"GET / HTTP/1.1\r\nbad header\r\n\r\n", BadRequest, 400),
         (b"GET /x?a=%ff HTTP/1.1\r\n\r\n", BadRequest, 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", BadRequest, 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", ContentTooLarge, 413),
         (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", HeadTooLarge, 431),
     ],
 )

@@ -6,6 +6,13 @@ value is read, in the same layering (so a tenant override of ``a`` is seen by ``
 ${a}`` for that tenant). Everything that can be checked at load time is: unknown
 tokens (with a suggestion), values of the wrong type, references to nothing, and
 reference cycles, each reported with the file and line it came from.
+
+References out of the database are confined (``qvd.config.tokens``): a tenant's row
+may expand only per-tenant, non-secret tokens, a global row anything but node-local
+and secret tokens, and the confinement holds along the whole chain of references (a
+tenant row that names a token whose global value names a secret is refused too).
+Rows written before the rule existed are refused when read, never expanded. The error
+names the references, never a value.
 """
 
 from __future__ import annotations
@@ -15,11 +22,21 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 from qvd.config.errors import ConfigFileError, ConfigValueError
 from qvd.config.properties import parse_properties
-from qvd.config.tokens import TOKENS, Kind, find_family, lookup
+from qvd.config.tokens import (
+    TOKENS,
+    Kind,
+    db_may_refer_to,
+    find_family,
+    is_node_local,
+    is_secret,
+    lookup,
+    tenant_may_refer_to,
+)
 from qvd.config.values import check_value, parse_bool, parse_list
 
 __all__ = [
@@ -31,6 +48,7 @@ __all__ = [
     "config_from_text",
     "current_os",
     "load_config",
+    "references",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/qvd/node.conf")
@@ -38,8 +56,42 @@ GLOBAL_TENANT = -1
 CONFIG_ENV = "QVD_CONFIG"
 
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
-# Tokens that describe the node itself: a database row can never set them.
-_NODE_LOCAL_PREFIXES = ("nodename", "database.", "path.database")
+
+
+class _Trust(IntEnum):
+    """Where a value was written, from most to least trusted (references are confined
+    to what the least trusted value along the chain may see)."""
+
+    NODE = 0  # built-in defaults and node.conf
+    DATABASE = 1  # global database rows (tenant -1)
+    TENANT = 2  # one tenant's rows
+
+
+def _may_refer(trust: _Trust, name: str) -> bool:
+    if trust is _Trust.TENANT:
+        return tenant_may_refer_to(name)
+    if trust is _Trust.DATABASE:
+        return db_may_refer_to(name)
+    return True
+
+
+def _confined(name: str, ref: str, trust: _Trust, setting: Setting | None) -> ConfigValueError:
+    row = "a tenant" if trust is _Trust.TENANT else "a global database"
+    allowed = (
+        "per-tenant tokens that are not secret"
+        if trust is _Trust.TENANT
+        else ("tokens that are neither node-local nor secret")
+    )
+    return ConfigValueError(
+        f"{name} refers to ${{{ref}}}: {row} row may refer only to {allowed}",
+        source=setting.source if setting is not None else None,
+        line=setting.line if setting is not None else None,
+    )
+
+
+def references(value: str) -> list[str]:
+    """The token names ``value`` refers to as ``${name}``."""
+    return _REFERENCE.findall(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,10 +114,6 @@ def current_os(os_release: Path = Path("/etc/os-release")) -> str:
     except OSError:
         return ""
     return f"{fields.get('ID', '')}-{fields.get('VERSION_ID', '')}"
-
-
-def _is_node_local(name: str) -> bool:
-    return any(name == p or name.startswith(p) for p in _NODE_LOCAL_PREFIXES)
 
 
 def _kind_of(name: str) -> Kind | None:
@@ -114,7 +162,7 @@ class Config:
         self._global: dict[str, Setting] = {
             k: Setting(value=v, source="database configs (global)")
             for k, v in (global_rows or {}).items()
-            if not _is_node_local(k)
+            if not is_node_local(k)
         }
         self._tenants: dict[int, dict[str, Setting]] = {
             tenant: {
@@ -151,15 +199,23 @@ class Config:
     # ---- reading --------------------------------------------------------------------
     def setting(self, name: str, tenant_id: int | None = None) -> Setting | None:
         """The uninterpolated setting that wins for ``name`` (and tenant), if any."""
+        return self._winner(name, tenant_id)[0]
+
+    def _winner(self, name: str, tenant_id: int | None) -> tuple[Setting | None, _Trust]:
         if tenant_id is not None and tenant_id in self._tenants:
             found = self._tenants[tenant_id].get(name)
             if found is not None:
-                return found
-        for layer in (self._global, self._file, self._defaults):
+                return found, _Trust.TENANT
+        layers = (
+            (self._global, _Trust.DATABASE),
+            (self._file, _Trust.NODE),
+            (self._defaults, _Trust.NODE),
+        )
+        for layer, trust in layers:
             found = layer.get(name)
             if found is not None:
-                return found
-        return None
+                return found, trust
+        return None, _Trust.NODE
 
     def names(self) -> list[str]:
         """Every token with a value in some layer, sorted."""
@@ -172,8 +228,14 @@ class Config:
         """The interpolated text of ``name``, or None if it has no value anywhere."""
         return self._resolve(name, tenant_id, ())
 
-    def _resolve(self, name: str, tenant_id: int | None, chain: tuple[str, ...]) -> str | None:
-        setting = self.setting(name, tenant_id)
+    def _resolve(
+        self,
+        name: str,
+        tenant_id: int | None,
+        chain: tuple[str, ...],
+        trust: _Trust = _Trust.NODE,
+    ) -> str | None:
+        setting, written_by = self._winner(name, tenant_id)
         if setting is None:
             return None
         if name in chain:
@@ -181,10 +243,13 @@ class Config:
             raise ConfigValueError(
                 f"reference cycle: {cycle}", source=setting.source, line=setting.line
             )
+        trust = max(trust, written_by)
 
         def substitute(match: re.Match[str]) -> str:
             ref = match.group(1)
-            value = self._resolve(ref, tenant_id, (*chain, name))
+            if not _may_refer(trust, ref):
+                raise _confined(name, ref, trust, setting)
+            value = self._resolve(ref, tenant_id, (*chain, name), trust)
             if value is None:
                 raise ConfigValueError(
                     f"{name} refers to ${{{ref}}}, which has no value",
@@ -230,7 +295,48 @@ class Config:
             ) from None
         return text.strip()
 
+    def secret_values(self) -> frozenset[str]:
+        """Every non-empty value of a secret token, in any layer (as written and as
+        expanded): what logs and audit entries must never show."""
+        found: set[str] = set()
+        layers: list[tuple[int | None, Mapping[str, Setting]]] = [
+            (None, self._defaults),
+            (None, self._file),
+            (None, self._global),
+            *self._tenants.items(),
+        ]
+        for tenant_id, layer in layers:
+            for name, setting in layer.items():
+                if not is_secret(name):
+                    continue
+                found.add(setting.value)
+                try:
+                    found.add(self.raw(name, tenant_id) or "")
+                except ConfigValueError:
+                    continue
+        found.discard("")
+        return frozenset(found)
+
     # ---- checking ---------------------------------------------------------------------
+    def check_db_row(self, key: str, value: str, tenant_id: int) -> None:
+        """Refuse a database row ``key = value`` of ``tenant_id`` (-1: global) that
+        would expand, directly or through other tokens' values, a token such a row may
+        not see. Raises ``ConfigValueError`` naming the references, never a value."""
+        trust = _Trust.DATABASE if tenant_id == GLOBAL_TENANT else _Trust.TENANT
+        seen: set[str] = {key}
+        pending = [(key, value)]
+        while pending:
+            name, text = pending.pop()
+            for ref in references(text):
+                if not _may_refer(trust, ref):
+                    raise _confined(name, ref, trust, None)
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                setting = self.setting(ref, None if tenant_id == GLOBAL_TENANT else tenant_id)
+                if setting is not None:
+                    pending.append((ref, setting.value))
+
     def validate(self) -> None:
         """Check every written value: known token, right type, references resolve."""
         layers: list[tuple[int | None, Mapping[str, Setting]]] = [

@@ -6,6 +6,18 @@ that tenant's id; every other token reads only the global rows (tenant -1). Fami
 (``Family``) accept any key under a prefix, for token sets that are open by nature
 (LDAP settings, hooks, resource limits).
 
+Who may see what (issue #12, "secrets stay on the node"):
+
+- *node-local* tokens (``nodename``, ``database.*``, ``path.database*``, ``metrics.*``)
+  describe the node itself; a database row never sets them.
+- *secret* tokens (kind ``SECRET``, or a name part such as ``password``, ``bindpass``,
+  ``secret``, ``token``, ``key``) are never logged, never shown in an audit entry, and
+  never expanded into a value that comes from the database.
+- a row of one tenant may refer (``${…}``) only to tokens a tenant may set itself and
+  that are not secret (``tenant_may_refer_to``); a global row to anything but
+  node-local and secret tokens (``db_may_refer_to``). ``Config`` enforces both when it
+  expands a value, the API when a row is written.
+
 Where this project deliberately departs from QVD's default (faster reaction, no
 well-known secrets) the doc says so. ``docs/config.md`` is generated from this table
 by ``qvd config doc``; a test keeps it current.
@@ -16,7 +28,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["FAMILIES", "TOKENS", "Family", "Kind", "Token", "find_family", "lookup", "token_names"]
+__all__ = [
+    "FAMILIES",
+    "NODE_LOCAL_PREFIXES",
+    "TOKENS",
+    "Family",
+    "Kind",
+    "Token",
+    "db_may_refer_to",
+    "find_family",
+    "is_node_local",
+    "is_secret",
+    "lookup",
+    "tenant_may_refer_to",
+    "token_names",
+]
 
 
 class Kind(Enum):
@@ -82,6 +108,14 @@ TOKENS: tuple[Token, ...] = (
     _t("database.user", "qvd", TXT, "Database role."),
     _t("database.password", "", SEC, "Database password (empty: none, e.g. peer or trust)."),
     _t("database.connect_timeout", "20", INT, "Seconds to wait for a database connection."),
+    # --- metrics --------------------------------------------------------------------
+    _t(
+        "metrics.token",
+        "",
+        SEC,
+        "Bearer token a scraper must send to read `/metrics` (new). Empty: `/metrics` "
+        "answers only requests from a loopback address.",
+    ),
     _t(
         "database.embedded.port",
         "55432",
@@ -168,6 +202,27 @@ TOKENS: tuple[Token, ...] = (
         "Failed logins allowed per user and per source address in the window (new).",
     ),
     _t("l7r.auth.rate_limit.window", "60", INT, "Window of the failed-login limit, seconds (new)."),
+    _t(
+        "l7r.limits.connects_per_user",
+        "4",
+        INT,
+        "Connect or stop requests one user may have in flight on a node; more get 503 "
+        "(new). At most half of `l7r.limits.connect_workers`.",
+    ),
+    _t(
+        "l7r.limits.connects_per_address",
+        "16",
+        INT,
+        "Connect or stop requests one source address may have in flight on a node, "
+        "counted before the login is checked; more get 503 (new).",
+    ),
+    _t(
+        "l7r.limits.connect_workers",
+        "32",
+        INT,
+        "Threads serving connect and stop requests on a node; when all are busy, more get "
+        "503. Logins and lists have threads of their own (new).",
+    ),
     _t("l7r.loadbalancer.plugin", "default", TXT, "Load-balancer plugin."),
     _t("l7r.loadbalancer.plugin.default.weight.ram", "1", NUM, "Weight of free RAM."),
     _t("l7r.loadbalancer.plugin.default.weight.cpu", "1", NUM, "Weight of idle CPU."),
@@ -193,6 +248,14 @@ TOKENS: tuple[Token, ...] = (
         "Seconds a client may take to finish its TLS handshake (new).",
     ),
     # --- authentication families (per tenant) -----------------------------------------
+    _t(
+        "auth.auto.enable",
+        "0",
+        BOOL,
+        "Let the `auto` plugin create users and VMs in this tenant on first login (new; "
+        "off unless the tenant turns it on).",
+        tenant=True,
+    ),
     _t("auth.auto.osf_id", None, INT, "OSF of VMs created on first login.", tenant=True),
     _t("auth.auto.di_tag", "default", TXT, "DI tag of VMs created on first login.", tenant=True),
     _t("auth.auto.max_vms", "5", INT, "VM names tried (`<login>-1..n`).", tenant=True),
@@ -397,6 +460,55 @@ FAMILIES: tuple[Family, ...] = (
 _BY_NAME = {t.name: t for t in TOKENS}
 if len(_BY_NAME) != len(TOKENS):  # pragma: no cover - a programming error
     raise RuntimeError("duplicate token in qvd.config.tokens.TOKENS")
+
+
+NODE_LOCAL_PREFIXES = ("nodename", "database.", "path.database", "metrics.")
+_SECRET_PARTS = frozenset(
+    {"password", "passwd", "pass", "bindpass", "secret", "secrets", "token", "key", "cookie"}
+)
+
+
+def is_node_local(name: str) -> bool:
+    """Tokens that describe the node itself: only node.conf sets them."""
+    return any(name == p or name.startswith(p) for p in NODE_LOCAL_PREFIXES)
+
+
+def is_secret(name: str) -> bool:
+    """Tokens whose value must never be shown, logged or expanded into a database row.
+
+    Declared ``SECRET`` tokens and families, and any name with a part that names a
+    secret (``auth.ldap.bindpass``, ``x.password``, …), except paths (a path to a key
+    file is not the key).
+    """
+    token = lookup(name)
+    family = find_family(name)
+    kind = token.kind if token is not None else family.kind if family is not None else None
+    if kind is Kind.SECRET:
+        return True
+    if kind is Kind.PATH:  # where a key lives (path.l7r.ssl.key) is not the key
+        return False
+    lowered = name.lower()
+    if "password" in lowered or "secret" in lowered:
+        return True
+    return any(part in _SECRET_PARTS for part in lowered.split("."))
+
+
+def _per_tenant(name: str) -> bool:
+    token = lookup(name)
+    if token is not None:
+        return token.per_tenant
+    family = find_family(name)
+    return family.per_tenant if family is not None else False
+
+
+def tenant_may_refer_to(name: str) -> bool:
+    """Whether a tenant's row may contain ``${name}``: a per-tenant, non-secret token."""
+    return _per_tenant(name) and not is_secret(name) and not is_node_local(name)
+
+
+def db_may_refer_to(name: str) -> bool:
+    """Whether a global database row may contain ``${name}``."""
+    return not is_secret(name) and not is_node_local(name)
 
 
 def find_family(name: str) -> Family | None:

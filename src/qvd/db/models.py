@@ -47,6 +47,7 @@ __all__ = [
     "LOG_ACTION_TYPES",
     "LOG_OBJECTS",
     "PROPERTY_OBJECTS",
+    "UNPRINTABLE",
     "USER_CMDS",
     "USER_STATES",
     "VIEW_OBJECTS",
@@ -131,6 +132,16 @@ device_type_enum = Enum(*DEVICE_TYPES, name="view_device_type_enum")
 
 TS = DateTime(timezone=True)
 
+UNPRINTABLE = r"[\u0001-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+"""A PostgreSQL regular expression for the characters no name may hold (controls, line
+and paragraph separators, bidi and zero-width formatting): the CHECK constraints
+``ck_<table>_<column>_printable`` of migration 0005. The full rules are
+``qvd.config.names``; this is their cheap last line in the database."""
+
+
+def _printable(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} !~ '{UNPRINTABLE}'", name=f"{column}_printable")
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_naming)
@@ -194,6 +205,7 @@ LOOKUPS: dict[str, tuple[str, ...]] = {
 # ---- tenants, administrators, roles, ACLs -------------------------------------------------
 class Tenant(_Created, Base):
     __tablename__ = "tenants"
+    __table_args__ = (_printable("name"),)
     id: Mapped[int] = _id()
     name: Mapped[str] = mapped_column(String(80), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
@@ -269,7 +281,7 @@ class RoleAdministratorRelation(Base):
 # ---- users, OSFs, DIs, VMs, hosts --------------------------------------------------------
 class User(_Created, Base):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("login", "tenant_id"),)
+    __table_args__ = (UniqueConstraint("login", "tenant_id"), _printable("login"))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = _tenant_fk()
     login: Mapped[str] = mapped_column(String(64))
@@ -286,6 +298,7 @@ class Osf(_Created, Base):
     __table_args__ = (
         UniqueConstraint("name", "tenant_id"),
         CheckConstraint("memory > 0", name="memory_positive"),
+        _printable("name"),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = _tenant_fk()
@@ -305,6 +318,7 @@ class Di(_Created, Base):
     __table_args__ = (
         UniqueConstraint("osf_id", "version"),
         UniqueConstraint("id", "osf_id", name="uq_dis_id_osf_id"),
+        _printable("path"),
     )
     id: Mapped[int] = _id()
     osf_id: Mapped[int] = mapped_column(ForeignKey("osfs.id", ondelete="CASCADE"), index=True)
@@ -400,7 +414,11 @@ class HostCounter(Base):
 
 class Vm(_Created, Base):
     __tablename__ = "vms"
-    __table_args__ = (UniqueConstraint("name", "user_id"), UniqueConstraint("ip"))
+    __table_args__ = (
+        UniqueConstraint("name", "user_id"),
+        UniqueConstraint("ip"),
+        _printable("name"),
+    )
     id: Mapped[int] = _id()
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)

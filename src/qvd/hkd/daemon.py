@@ -36,6 +36,7 @@ from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.pidlock import LockHeld, PidLock
+from qvd.hkd.ports import PortFilter
 from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.workqueue import WorkQueue
@@ -131,13 +132,20 @@ class Hkd:
                 f"another HKD (pid {held.holder}) holds {held.path}: one HKD per node"
             ) from None
         try:
+            ports: PortFilter | None = None
             if self.settings.manage_bridge:
                 self.network = self._node_network(host)
-                self.network.ensure()
+                try:
+                    self.network.ensure()
+                except NetworkError as exc:
+                    raise HkdStartError(str(exc)) from None
+                ports = PortFilter(self.network.table) if self.network.firewall else None
             backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
             self._backend = backend
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
-            self.reconciler = Reconciler(self.engine, backend, host, self.settings, vma)
+            self.reconciler = Reconciler(
+                self.engine, backend, host, self.settings, vma, ports=ports
+            )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
             self._adopt()

@@ -10,17 +10,29 @@ firewall (reference §2.7, without NAT and without a route out).
   only answer on the VMA and nxagent ports; nothing from VMs is routed. The inet
   forward chain repeats the bridge rules because, where ``br_netfilter`` is loaded,
   bridged frames (a VM answering another node's L7R) pass through it too.
+- Anti-spoofing per bridge port (``qvd.hkd.ports`` keeps the sets): a VM port speaks
+  only IPv4 and ARP, with its own MAC as Ethernet source, its own address as IPv4
+  source and as ARP sender. So no VM can claim the node's address or another VM's,
+  and no VM sends IPv6 (nor VLAN tags, nor any other protocol) to anyone. IPv6 is
+  also dropped on the bridge at the node's input, and turned off on the bridge and on
+  each VM's host device (a second layer).
+- A VM network that overlaps a route or an address of this host (its LAN, another
+  node network of the project) is refused: the node does not start.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from dataclasses import dataclass
+
+from qvd.hkd.ports import Port, disable_ipv6, read_ports
 
 __all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
 
 GUARD_METRIC = 4242
+_DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 class NetworkError(Exception):
@@ -53,7 +65,13 @@ class NodeNetwork:
         return f"qvd_{self.bridge}".replace("-", "_")
 
     def check(self) -> None:
-        """The node's address must sit in the host part of the VM network."""
+        """The bridge name must be an interface name (it is written into nft rules and
+        a /proc path); the node's address must sit in the host part of the VM network."""
+        if not _DEVICE.fullmatch(self.bridge) or self.bridge in (".", ".."):
+            raise NetworkError(
+                f"vm.network.bridge {self.bridge!r} is not an interface name "
+                "(1-15 of A-Z a-z 0-9 _ . -)"
+            )
         address = ipaddress.IPv4Address(self.host_address)
         if address not in self.network:
             raise NetworkError(
@@ -67,15 +85,17 @@ class NodeNetwork:
             )
 
     def conflicts(self) -> list[str]:
-        """Routes of this host that overlap the VM network and are not this node's own
-        (its bridge's, or its guard route): using the network would hijack them."""
+        """Routes and addresses of this host that overlap the VM network and are not this
+        node's own (its bridge's, or its guard route for exactly this network): using
+        the network would hijack them."""
         found: list[str] = []
         out = _ip("-4", "-o", "route", "show", "table", "all", check=False).stdout
         for line in out.splitlines():
             words = line.split()
             if not words or words[0] in ("local", "broadcast", "multicast"):
                 continue
-            dest = words[1] if words[0] in ("unreachable", "blackhole", "prohibit") else words[0]
+            guard_kind = words[0] in ("unreachable", "blackhole", "prohibit")
+            dest = words[1] if guard_kind and len(words) > 1 else words[0]
             if dest == "default":
                 continue
             try:
@@ -83,10 +103,23 @@ class NodeNetwork:
             except ValueError:
                 continue
             ours = f"dev {self.bridge} " in f"{line} " or (
-                words[0] == "unreachable" and f"metric {GUARD_METRIC}" in line
+                words[0] == "unreachable"
+                and net == self.network
+                and f"metric {GUARD_METRIC}" in line
             )
             if net.overlaps(self.network) and not ours:
                 found.append(line.strip())
+        out = _ip("-4", "-o", "addr", "show", check=False).stdout
+        for line in out.splitlines():
+            words = line.split()
+            if "inet" not in words or len(words) < 2 or words[1] == self.bridge:
+                continue
+            try:
+                iface = ipaddress.IPv4Interface(words[words.index("inet") + 1])
+            except (ValueError, IndexError):
+                continue
+            if iface.network.overlaps(self.network) or iface.ip in self.network:
+                found.append(f"address {iface} on {words[1]}")
         return found
 
     def ensure(self) -> None:
@@ -105,34 +138,56 @@ class NodeNetwork:
         cidr = f"{self.host_address}/{self.network.prefixlen}"
         if cidr not in _ip("-o", "addr", "show", "dev", self.bridge).stdout:
             _ip("addr", "add", cidr, "dev", self.bridge)
+        disable_ipv6(self.bridge)
         if self.firewall:
             self._apply_firewall()
 
-    def _ruleset(self) -> str:
+    def _ruleset(self, ports: dict[str, Port]) -> str:
         vms, br, t = self.vm_range, self.bridge, self.table
-        ports = f"{{ {self.vma_port}, {self.x_port} }}"
+        service = f"{{ {self.vma_port}, {self.x_port} }}"
+        arp = "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
+
+        def elements(name: str) -> str:
+            items = [p.elements()[name] for p in ports.values()]
+            return f"elements = {{ {', '.join(items)} }}" if items else ""
+
         return f"""
 table bridge {t}
 delete table bridge {t}
 table inet {t}
 delete table inet {t}
 table bridge {t} {{
+  set ifaces {{ type ifname; {elements("ifaces")} }}
+  set macs {{ type ifname . ether_addr; {elements("macs")} }}
+  set ports {{ type ifname . ether_addr . ipv4_addr; {elements("ports")} }}
+  chain ports_in {{
+    type filter hook prerouting priority -200; policy accept;
+    iifname != @ifaces accept
+    iifname . ether saddr != @macs counter drop
+    {arp} iifname . arp saddr ether . arp saddr ip @ports accept
+    {arp} arp saddr ip 0.0.0.0 iifname . arp saddr ether @macs accept
+    ether type ip iifname . ether saddr . ip saddr @ports accept
+    counter drop
+  }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
     ip saddr {vms} ip daddr {vms} drop
-    ip saddr {vms} tcp sport {ports} accept
+    ip saddr {vms} tcp sport {service} accept
     ip saddr {vms} drop
   }}
 }}
 table inet {t} {{
   chain input {{
     type filter hook input priority 0; policy accept;
+    iifname "{br}" meta nfproto ipv6 drop
     iifname "{br}" ip saddr {vms} ct state established,related accept
     iifname "{br}" ip saddr {vms} drop
   }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
-    iifname "{br}" ip saddr {vms} tcp sport {ports} accept
+    iifname "{br}" meta nfproto ipv6 drop
+    oifname "{br}" meta nfproto ipv6 drop
+    iifname "{br}" ip saddr {vms} tcp sport {service} accept
     iifname "{br}" ip saddr {vms} drop
   }}
 }}
@@ -140,7 +195,11 @@ table inet {t} {{
 
     def _apply_firewall(self) -> None:
         done = subprocess.run(
-            ["nft", "-f", "-"], input=self._ruleset(), capture_output=True, text=True, check=False
+            ["nft", "-f", "-"],
+            input=self._ruleset(read_ports(self.table)),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise NetworkError(f"nft: {done.stderr.strip()}")

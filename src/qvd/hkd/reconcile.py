@@ -20,15 +20,23 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from qvd.config.names import (
+    PATH_COMPONENT,
+    NameRuleError,
+    is_safe_config_value,
+    login_path_key,
+    shown,
+)
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
 from qvd.hkd.backends import Backend, NetworkSpec, TerminalBackendError, VmSpec
 from qvd.hkd.health import Liveness, VmaProbe
+from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import HostRow, VmView
 
-__all__ = ["Outcome", "Reconciler"]
+__all__ = ["Outcome", "Reconciler", "stored_name_problem"]
 
 log = logging.getLogger("qvd.hkd.reconcile")
 
@@ -73,6 +81,7 @@ class Reconciler:
         vma: VmaProbe,
         *,
         clock: Callable[[], float] = time.monotonic,
+        ports: PortFilter | None = None,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -80,6 +89,7 @@ class Reconciler:
         self.settings = settings
         self.vma = vma
         self.clock = clock
+        self.ports = ports  # anti-spoofing of the VMs' bridge ports (None: not managed)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -135,6 +145,7 @@ class Reconciler:
             return Outcome(_STOP_POLL)
         if vm_id in self.backend.list_leftovers():
             self.backend.cleanup(vm_id)
+        self._release_port(vm_id)
         self.forget(vm_id)
         return Outcome(None)
 
@@ -145,6 +156,7 @@ class Reconciler:
             return Outcome(_STOP_POLL, "stopped")
         if view.vm_id in self.backend.list_leftovers():
             self.backend.cleanup(view.vm_id)
+        self._release_port(view.vm_id)
         self.forget(view.vm_id)
         return Outcome(None, "stopped")
 
@@ -156,11 +168,15 @@ class Reconciler:
             if spec is None:  # refused, and released with the reason
                 return Outcome(None, "stopped")
             try:
+                self._admit_port(spec)  # before the port exists: never unfiltered
                 with self._heavy:
                     self.backend.prepare(spec)
                     pid = self.backend.start(spec)
+                self._admit_port(spec)  # again, now that its device exists (IPv6 off)
             except TerminalBackendError as exc:
                 return self._fail_start(view, f"cannot start: {exc}")
+            except PortFilterError as exc:
+                return self._fail_start(view, f"cannot filter its network port: {exc}")
             with self.engine.begin() as conn:
                 store.set_vm_state(conn, view.vm_id, self.host.id, "starting", pid=pid)
             local.next_ping = 0.0
@@ -278,10 +294,21 @@ class Reconciler:
     def _release(self, view: VmView, *, error: str | None = None) -> Outcome:
         """Nothing of the VM runs: clean up after it and give it back as ``stopped``."""
         self.backend.cleanup(view.vm_id)
+        self._release_port(view.vm_id)
         with self.engine.begin() as conn:
             store.clear_runtime(conn, view.vm_id, self.host.id, error=error)
         self.forget(view.vm_id)
         return Outcome(None, "stopped")
+
+    def _admit_port(self, spec: VmSpec) -> None:
+        if self.ports is not None:
+            net = spec.network
+            self.ports.admit(Port(net.host_device, net.mac, net.address))
+
+    def _release_port(self, vm_id: int) -> None:
+        """Called once nothing of the VM runs: its port may no longer speak."""
+        if self.ports is not None:
+            self.ports.release(host_device(self.settings.device_prefix, vm_id))
 
     def _spec_for_start(self, view: VmView) -> VmSpec | None:
         """Resolve the DI and address, save them with a fresh VMA secret, build the spec.
@@ -301,6 +328,10 @@ class Reconciler:
         if not view.ip:
             self._fail_start(view, "the VM has no IP address (vms.ip is empty)")
             return None
+        home_per_user = bool(view.user_storage_mb) and self.settings.home_per_user
+        if (refused := stored_name_problem(view, di.path, home_per_user=home_per_user)) is not None:
+            self._fail_start(view, refused)
+            return None
         if view.current_di_id is None:
             with self.engine.begin() as conn:
                 store.save_start_details(
@@ -316,7 +347,7 @@ class Reconciler:
                 )
         home_key: str | None = None
         if view.user_storage_mb:
-            home_key = view.login if self.settings.home_per_user else f"{view.vm_id}-fs"
+            home_key = login_path_key(view.login) if home_per_user else f"{view.vm_id}-fs"
         return VmSpec(
             vm_id=view.vm_id,
             name=view.name,
@@ -336,3 +367,22 @@ class Reconciler:
             cpu_shares=self.settings.cpu_shares,
             pids_max=self.settings.pids_max,
         )
+
+
+def stored_name_problem(view: VmView, di_path: str, *, home_per_user: bool) -> str | None:
+    """Why a name stored before the name rules (qvd.config.names) cannot meet the
+    backend's configuration file or paths, or None: the VM name goes on one line of a
+    configuration file, the DI file name is one path component under the images
+    directory, and with per-user homes so is the login."""
+    if not is_safe_config_value(view.name):
+        return (
+            f"the VM name {shown(view.name)} cannot be written into a configuration file "
+            "(line break, control or invisible character): rename the VM"
+        )
+    try:
+        PATH_COMPONENT.check(di_path)
+        if home_per_user:
+            login_path_key(view.login)
+    except NameRuleError as exc:
+        return f"refused: {exc}"
+    return None

@@ -7,14 +7,16 @@ Each error carries the status code existing QVD clients expect for that conditio
     L7rError
     ├── ProtocolError      the bytes are not an acceptable request: the connection closes
     │   ├── BadRequest (400), HeadTooLarge (431), VersionNotSupported (505)
+    │   ├── ContentTooLarge (413), UriTooLong (414)
     │   └── RequestTimeout (408)
     └── RequestError       a well-formed request that cannot be served: keep-alive goes on
         ├── Unauthorized (401), Forbidden (403), NotFound (404),
         ├── MethodNotAllowed (405), Unprocessable (422), UpgradeRequired (426)
         ├── TooManyAttempts (401, saying so), Internal (500)
         └── Unavailable (503)
-            └── DatabaseUnavailable (503: the database is down; QVD's clients say
-                "under maintenance")
+            ├── DatabaseUnavailable (503: the database is down; QVD's clients say
+            │   "under maintenance")
+            └── Busy (503: a connect cap is reached; the body says which, retry later)
 
 ``database_outage(exc)`` turns the database errors that mean "cannot reach it"
 (connection refused or lost, operational errors, an exhausted pool) into that 503.
@@ -28,6 +30,8 @@ from qvd.db.errors import DatabaseUnreachable
 
 __all__ = [
     "BadRequest",
+    "Busy",
+    "ContentTooLarge",
     "DatabaseUnavailable",
     "Forbidden",
     "HeadTooLarge",
@@ -43,6 +47,7 @@ __all__ = [
     "Unavailable",
     "Unprocessable",
     "UpgradeRequired",
+    "UriTooLong",
     "VersionNotSupported",
     "database_outage",
 ]
@@ -70,6 +75,16 @@ class BadRequest(ProtocolError):
 
 class HeadTooLarge(ProtocolError):
     status = 431
+
+
+class ContentTooLarge(ProtocolError):
+    """A request body: the L7R serves GET only and accepts none."""
+
+    status = 413
+
+
+class UriTooLong(ProtocolError):
+    status = 414
 
 
 class VersionNotSupported(ProtocolError):
@@ -122,6 +137,11 @@ class Unavailable(RequestError):
 
 class DatabaseUnavailable(Unavailable):
     """The database cannot be reached: the service is under maintenance for now."""
+
+
+class Busy(Unavailable):
+    """Too many connects in flight (for this user, this address or this node): 503,
+    which QVD clients show as "not available, retry later", with the cap in the body."""
 
 
 _OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)

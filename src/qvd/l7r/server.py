@@ -2,13 +2,25 @@
 
 ``L7rServer(config, target, host_id, host_address)`` runs its own asyncio loop in a
 thread (the HKD hosts it): ``start()`` returns once it listens, ``stop()`` closes the
-listener and every session. Database work and VMA calls run in worker threads.
+listener and every session.
 
-Logins run in a pool of their own, a few threads taking requests in arrival order:
-argon2 is CPU work, so a burst of logins is served one after another (the n-th waits
-about n times the cost of one) instead of every login, and then every reply behind it,
-sharing the CPU until the whole burst is done. The default pool stays free for the
-quick work that follows a login (node check, VM list).
+Who gets a thread (the rule: no user's requests can starve another's):
+
+- the event loop does all socket work: TLS, reading heads (with the limits of
+  ``wire.HeadLimits`` and the ``internal.l7r.timeout.request`` slow-loris clock), the
+  102s, and the relay after the 101, which therefore holds no thread at all;
+- logins (argon2: CPU work) run in a ``FairPool`` of a few threads keyed by (address,
+  claimed login): a burst of distinct users is served in arrival order, one user's many
+  logins take turns with everyone else's;
+- quick database work (node check, VM list, tokens, the VM check, the route check, the
+  session's release) runs in a small pool of its own that nothing long ever enters;
+- the long requests (``connect_to_vm`` until its 101, ``stop_vm``) run in the connect
+  pool, admitted by ``ConnectGate`` under caps per address (before the login), per
+  user and per node (the pool's size), so an admitted request never queues for a
+  thread and one user holds at most a small share of them. Over a cap: 503 at once,
+  the body naming the cap (``l7r.limits.*``). A request's place is given back when
+  its thread is done, even if the client left before, so closing connections does
+  not let a user run more threads than the cap.
 """
 
 from __future__ import annotations
@@ -20,9 +32,9 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -42,11 +54,12 @@ from qvd.l7r.errors import (
     database_outage,
 )
 from qvd.l7r.flow import ConnectFlow, Target
+from qvd.l7r.limits import ConnectGate, ConnectLimits, FairPool, Ticket
 from qvd.l7r.notify import Notifier
 from qvd.l7r.params import client_params, vm_id_of
 from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
 from qvd.l7r.tls import ensure_certificate, server_context
-from qvd.l7r.wire import NEED_DATA, Request, ServerConnection
+from qvd.l7r.wire import NEED_DATA, Request, ServerConnection, basic_login
 
 __all__ = ["L7rServer"]
 
@@ -54,6 +67,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOGIN_WORKERS = (os.cpu_count() or 1) + 2  # one per core + two waiting on the database
+QUICK_WORKERS = 8  # short database work; nothing that waits for a VM comes here
+EARLY_BYTES = 1024 * 1024  # kept from a client that speaks before its 101
 LISTEN_BACKLOG = 1024  # a storm of connections must not overflow the accept queue
 _LISTS = ("/qvd/list_of_vm", "/qvd/list_of_applications")
 _AUTH_PATHS = {
@@ -63,6 +78,7 @@ _AUTH_PATHS = {
     "/qvd/authenticate_user",
     "/qvd/create_auth_token",
 }
+_LONG = ("/qvd/connect_to_vm", "/qvd/stop_vm")  # admitted by the ConnectGate
 
 
 class _Sessions:
@@ -121,7 +137,10 @@ class L7rServer:
         self._sessions = _Sessions()
         self._engine: Engine | None = None
         self._notifier: Notifier | None = None
-        self._logins: ThreadPoolExecutor | None = None
+        self._logins: FairPool | None = None
+        self._quick: ThreadPoolExecutor | None = None
+        self._connects: ThreadPoolExecutor | None = None
+        self._gate = ConnectGate(ConnectLimits.from_config(config))
         self.port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -144,7 +163,11 @@ class L7rServer:
             notifier=self._notifier,
             holds_session=self._sessions.holds,
         )
-        self._logins = ThreadPoolExecutor(LOGIN_WORKERS, thread_name_prefix="l7r-login")
+        self._logins = FairPool(LOGIN_WORKERS, "l7r-login")
+        self._quick = ThreadPoolExecutor(QUICK_WORKERS, thread_name_prefix="l7r-quick")
+        self._connects = ThreadPoolExecutor(
+            self._gate.limits.workers, thread_name_prefix="l7r-connect"
+        )
         self._thread = threading.Thread(target=self._run, name="l7r", daemon=True)
         self._thread.start()
         self._ready.wait(30)
@@ -160,7 +183,10 @@ class L7rServer:
         if self._notifier is not None:
             self._notifier.stop()
         if self._logins is not None:
-            self._logins.shutdown(wait=False, cancel_futures=True)
+            self._logins.shutdown()
+        for pool in (self._quick, self._connects):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -207,6 +233,20 @@ class L7rServer:
             ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.handshake")),
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    # ---- threads -------------------------------------------------------------------------
+    async def _quickly(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the quick pool (short database work only)."""
+        return await asyncio.get_running_loop().run_in_executor(self._quick, fn, *args)
+
+    def _long(self, ticket: Ticket, work: Callable[[], T]) -> Future[T]:
+        """``work()`` in the connect pool; ``ticket`` is given back when it ends (not
+        when the client leaves: the thread may still be winding down then)."""
+        assert self._connects is not None
+        ticket.handed_over = True
+        future = self._connects.submit(work)
+        future.add_done_callback(lambda _: ticket.release())
+        return future
 
     # ---- one connection ----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -267,20 +307,28 @@ class L7rServer:
     ) -> bool:
         """Answer one request; True when the connection was switched to a relay."""
         path = request.path
+        ticket: Ticket | None = None
         try:
             if request.method != "GET":
                 raise MethodNotAllowed(f"method {request.method} is not served (GET only)")
             if path == "/qvd/ping":
-                reply = await asyncio.to_thread(self._node.ping)
+                reply = await self._quickly(self._node.ping)
             elif path not in _AUTH_PATHS:
                 raise NotFound(f"no such resource: {path}")
             else:
+                if path in _LONG:
+                    ticket = self._gate.admit(address)
                 principal = await self._principal(request, cached, address)
                 if path not in ("/qvd/authenticate_user", "/qvd/create_auth_token"):
-                    await asyncio.to_thread(self._node.check_node, need_running=path in _LISTS)
+                    await self._quickly(lambda: self._node.check_node(need_running=path in _LISTS))
+                if ticket is not None:
+                    ticket.bind_user(principal.user_id, principal.login)
                 if path == "/qvd/connect_to_vm":
-                    return await self._connect(request, principal, conn, address, reader, writer)
-                reply = await self._answer(request, principal, conn, writer)
+                    assert ticket is not None
+                    return await self._connect(
+                        request, principal, conn, address, reader, writer, ticket
+                    )
+                reply = await self._answer(request, principal, conn, writer, ticket)
         except L7rError as exc:
             reply = _error_reply(exc)
         except Exception as exc:
@@ -291,6 +339,9 @@ class L7rServer:
             else:  # the message (SQL, paths, addresses) is for the log, not the client
                 log.exception("L7R request %s failed", path)
                 reply = _error_reply(Internal(f"internal error: {type(exc).__name__}"))
+        finally:
+            if ticket is not None and not ticket.handed_over:  # refused before its work
+                ticket.release()  # went to a thread (else the thread's end gives it back)
         writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
         await writer.drain()
         return False
@@ -301,9 +352,10 @@ class L7rServer:
         key = request.headers.get("authorization", "")
         found = cached.get(key)
         if found is None:
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(
-                self._logins, self._node.login, request.headers, address
+            assert self._logins is not None
+            turn = _login_turn(request.headers, address)
+            found = await asyncio.wrap_future(
+                self._logins.submit(turn, self._node.login, request.headers, address)
             )
             if key:
                 cached.clear()
@@ -316,22 +368,24 @@ class L7rServer:
         principal: Principal,
         conn: ServerConnection,
         writer: asyncio.StreamWriter,
+        ticket: Ticket | None,
     ) -> Reply:
         """The reply of an authenticated request other than ``connect_to_vm``."""
         path = request.path
         if path in _LISTS:
-            return await asyncio.to_thread(
-                self._node.list_of_vm, principal, applications=path == "/qvd/list_of_applications"
+            applications = path == "/qvd/list_of_applications"
+            return await self._quickly(
+                lambda: self._node.list_of_vm(principal, applications=applications)
             )
         if path == "/qvd/authenticate_user":
-            return await asyncio.to_thread(
-                self._node.authenticate_user, principal, request.param("store_auth") == "1"
-            )
+            store_auth = request.param("store_auth") == "1"
+            return await self._quickly(self._node.authenticate_user, principal, store_auth)
         if path == "/qvd/create_auth_token":
-            return await asyncio.to_thread(self._node.create_auth_token, principal)
-        vm_id = vm_id_of(request.query)  # /qvd/stop_vm
+            return await self._quickly(self._node.create_auth_token, principal)
+        assert ticket is not None  # /qvd/stop_vm
+        vm_id = vm_id_of(request.query)
         return await self._with_progress(
-            conn, writer, lambda progress: self._stop(principal, vm_id, progress)
+            conn, writer, ticket, lambda progress: self._stop(principal, vm_id, progress)
         )
 
     def _stop(self, principal: Principal, vm_id: int, progress: Callable[[str], None]) -> Reply:
@@ -341,24 +395,30 @@ class L7rServer:
         self,
         conn: ServerConnection,
         writer: asyncio.StreamWriter,
+        ticket: Ticket,
         work: Callable[[Callable[[str], None]], T],
     ) -> T:
-        """Run ``work(progress)`` in a thread, writing each progress text as a 102."""
+        """Run ``work(progress)`` in the connect pool, writing each progress text as a
+        102; ``ticket`` is given back when the work ends."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue()
 
         def progress(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        task = asyncio.ensure_future(asyncio.to_thread(work, progress))
+        task = asyncio.wrap_future(self._long(ticket, lambda: work(progress)))
         while True:
             getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
+            either: set[asyncio.Future[Any]] = {task, getter}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
                 writer.write(conn.inform(getter.result()))
                 await writer.drain()
                 continue
-            getter.cancel()
             while not queue.empty():
                 writer.write(conn.inform(queue.get_nowait()))
             return await task
@@ -371,6 +431,7 @@ class L7rServer:
         address: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        ticket: Ticket,
     ) -> bool:
         if not request.wants_upgrade:
             raise UpgradeRequired(
@@ -378,7 +439,7 @@ class L7rServer:
             )
         vm_id = vm_id_of(request.query)
         params = client_params(request.query)
-        await asyncio.to_thread(self._flow.check_vm, principal, vm_id)
+        await self._quickly(self._flow.check_vm, principal, vm_id)
         loop = asyncio.get_running_loop()
         session = asyncio.current_task()
         cancelled = threading.Event()
@@ -390,14 +451,21 @@ class L7rServer:
                 loop.call_soon_threadsafe(session.cancel)
 
         try:
-            target: Target = await self._with_progress(
-                conn,
-                writer,
-                lambda progress: self._flow.connect(
-                    principal, vm_id, params, user_ip=address, progress=progress,
-                    cancelled=cancelled, on_acquired=lambda: self._sessions.add(vm_id, abort),
-                ),
-            )  # fmt: skip
+            watcher = asyncio.ensure_future(_watch_departure(reader, conn, cancelled))
+            try:
+                target: Target = await self._with_progress(
+                    conn,
+                    writer,
+                    ticket,
+                    lambda progress: self._flow.connect(
+                        principal, vm_id, params, user_ip=address, progress=progress,
+                        cancelled=cancelled, on_acquired=lambda: self._sessions.add(vm_id, abort),
+                    ),
+                )  # fmt: skip
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             return await self._switch(target, conn, reader, writer, relaying)
         finally:
             cancelled.set()
@@ -414,8 +482,8 @@ class L7rServer:
         vm_id = target.vm_id
         agent: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
-            await asyncio.to_thread(check_route, target.address)
-            await asyncio.to_thread(self._flow.finish, vm_id)
+            await self._quickly(check_route, target.address)
+            await self._quickly(self._flow.finish, vm_id)
             writer.write(conn.inform("Connection established"))
             writer.write(conn.switch(target.slave_key))
             await writer.drain()
@@ -444,7 +512,32 @@ class L7rServer:
         finally:
             if agent is not None:
                 agent[1].close()
-            await asyncio.shield(asyncio.to_thread(self._flow.release, vm_id))
+            await asyncio.shield(self._quickly(self._flow.release, vm_id))
+
+
+async def _watch_departure(
+    reader: asyncio.StreamReader, conn: ServerConnection, cancelled: threading.Event
+) -> None:
+    """While a connect's flow runs: a client that closes cancels it (its thread and
+    its place under the caps are free within a poll, not at the VM start timeout);
+    bytes it sends early (NX data) are kept for after the 101, up to ``EARLY_BYTES``."""
+    try:
+        while conn.pending_bytes < EARLY_BYTES:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            conn.receive_data(data)
+        else:
+            return  # enough kept: the rest waits in the socket
+    except (ConnectionError, ssl.SSLError):
+        pass
+    cancelled.set()
+
+
+def _login_turn(headers: Mapping[str, str], address: str) -> Hashable:
+    """The fair-queue key of a login: the address and the login it claims (unchecked,
+    used only to take turns; a password or token never becomes part of it)."""
+    return (address, basic_login(headers.get("authorization", "")))
 
 
 def _error_reply(exc: L7rError) -> Reply:

@@ -14,10 +14,19 @@ connection, or, after a ``101``, the first NX bytes for the VM (``trailing_data`
     out = conn.respond(200, body, "application/json")
     out = conn.inform("Starting virtual machine")     # 102 Processing
     out = conn.switch(slave_key)                       # 101, then PAUSED for good
+
+Limits (``HeadLimits``), checked line by line as bytes arrive, so a hostile head is
+refused as soon as it crosses one, never buffered whole: request line 8 KiB (414),
+header line 8 KiB, 100 header lines, 16 KiB per head (431), no body at all (413: every
+L7R request is a GET), and at most 16 KiB of blank lines before a request (400; a few
+are allowed, as HTTP asks). Blank lines are skipped in a loop: no input can make the
+parser recurse. The time a head may take is the server's (408, slow-loris guard).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -25,7 +34,14 @@ from enum import Enum
 
 import h11
 
-from qvd.l7r.errors import BadRequest, HeadTooLarge, ProtocolError, VersionNotSupported
+from qvd.l7r.errors import (
+    BadRequest,
+    ContentTooLarge,
+    HeadTooLarge,
+    ProtocolError,
+    UriTooLong,
+    VersionNotSupported,
+)
 
 __all__ = [
     "CLOSED",
@@ -33,13 +49,14 @@ __all__ = [
     "NEED_DATA",
     "PAUSED",
     "REASONS",
+    "HeadLimits",
     "Request",
     "ServerConnection",
     "Signal",
+    "basic_login",
 ]
 
 MAX_HEAD = 16 * 1024
-_TERMINATOR = re.compile(rb"\n\r?\n")
 _REQUEST_LINE = re.compile(rb"^([!-~]+) ([!-~]+) HTTP/(\d)\.(\d)\r?$")
 _FILLER_HOST = b"Host: qvd-l7r"
 
@@ -53,6 +70,8 @@ REASONS: dict[int, bytes] = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
     422: b"Unprocessable Entity",
     426: b"Upgrade Required",
     431: b"Request Header Fields Too Large",
@@ -76,6 +95,17 @@ class Signal(Enum):
 NEED_DATA = Signal.NEED_DATA
 CLOSED = Signal.CLOSED
 PAUSED = Signal.PAUSED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadLimits:
+    """The most a request head may hold (bytes; CR and LF not counted in line lengths)."""
+
+    head: int = MAX_HEAD
+    request_line: int = 8 * 1024
+    header_line: int = 8 * 1024
+    headers: int = 100
+    blank: int = MAX_HEAD  # blank-line bytes tolerated before a request line
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,14 +159,19 @@ def _with_host(head: bytes) -> bytes:
 class ServerConnection:
     """One client connection, from its first request to the end or to the 101."""
 
-    def __init__(self, max_head: int = MAX_HEAD) -> None:
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+    def __init__(self, limits: HeadLimits | None = None) -> None:
+        self.limits = limits or HeadLimits()
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.head)
         self._buffer = bytearray()
-        self._max_head = max_head
         self._eof = False
         self._in_request = False
         self._switched = False
         self.keep_alive = True
+        # the scan of the head being received: where its current line starts, how many
+        # lines it has so far, and how many blank-line bytes came before it
+        self._line_start = 0
+        self._lines = 0
+        self._blank = 0
 
     # ---- input ------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -154,31 +189,78 @@ class ServerConnection:
         return data
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes received and not yet taken (a head in progress, or early NX data)."""
+        return len(self._buffer)
+
+    @property
     def has_partial_head(self) -> bool:
         """Bytes of a request head are waiting (the slow-loris clock then ends in 408)."""
         return bool(self._buffer) and not self._in_request and not self._switched
 
     def next_event(self) -> Request | Signal:
-        """The next request, or why there is none. Raises ``ProtocolError``."""
+        """The next request, or why there is none. Raises ``ProtocolError`` only."""
         if self._switched or self._in_request:
             return PAUSED
-        match = _TERMINATOR.search(self._buffer)
-        if match is None:
-            if len(self._buffer) > self._max_head:
-                raise HeadTooLarge(f"request head over {self._max_head} bytes")
+        head = self._scan()
+        if head is None:
             if self._eof:
-                if self._buffer.strip():
+                if self._buffer.strip(b"\r\n"):
                     raise BadRequest("connection closed in the middle of a request head")
                 return CLOSED
             return NEED_DATA
-        end = match.end()
-        if end > self._max_head:
-            raise HeadTooLarge(f"request head over {self._max_head} bytes")
-        head = bytes(self._buffer[:end]).lstrip(b"\r\n")
-        del self._buffer[:end]
-        if not head.strip():
-            return self.next_event()
-        return self._parse(head)
+        try:
+            return self._parse(head)
+        except ProtocolError:
+            raise
+        except Exception as exc:  # a parser bug must still answer 400, never escape
+            raise BadRequest(f"malformed request ({type(exc).__name__})") from None
+
+    def _scan(self) -> bytes | None:
+        """Cut the next complete head off the buffer (None: not there yet), checking
+        each line against the limits as it completes, and the unfinished one too."""
+        limits = self.limits
+        buffer = self._buffer
+        while True:
+            newline = buffer.find(b"\n", self._line_start)
+            if newline < 0:
+                break
+            length = newline - self._line_start
+            if length and buffer[newline - 1] == 0x0D:  # CR LF
+                length -= 1
+            if length == 0 and self._lines == 0:  # a blank line before the request line
+                self._blank += newline + 1
+                if self._blank > limits.blank:
+                    raise BadRequest(f"over {limits.blank} bytes of blank lines, no request")
+                del buffer[: newline + 1]
+                continue
+            if length == 0:  # the empty line that ends the head
+                head = bytes(buffer[: newline + 1])
+                del buffer[: newline + 1]
+                self._line_start = self._lines = self._blank = 0
+                return head
+            self._check_line(self._lines, length)
+            self._lines += 1
+            self._line_start = newline + 1
+            if newline + 1 > limits.head:
+                raise HeadTooLarge(f"request head over {limits.head} bytes")
+        if self._lines == 0 and bytes(buffer) in (b"", b"\r"):
+            return None  # nothing, or a lone CR (the start of a blank line)
+        self._check_line(self._lines, len(buffer) - self._line_start)
+        if len(buffer) > limits.head:
+            raise HeadTooLarge(f"request head over {limits.head} bytes")
+        return None
+
+    def _check_line(self, index: int, length: int) -> None:
+        limits = self.limits
+        if index == 0:
+            if length > limits.request_line:
+                raise UriTooLong(f"request line over {limits.request_line} bytes")
+            return
+        if length > limits.header_line:
+            raise HeadTooLarge(f"header line over {limits.header_line} bytes")
+        if index > limits.headers:
+            raise HeadTooLarge(f"over {limits.headers} header lines")
 
     def _parse(self, head: bytes) -> Request:
         self._h11.receive_data(_with_host(head))
@@ -192,7 +274,7 @@ class ServerConnection:
                 text = value.decode("latin-1")
                 headers[key] = f"{headers[key]}, {text}" if key in headers else text
             if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
-                raise BadRequest("request bodies are not accepted (the L7R serves GET only)")
+                raise ContentTooLarge("request bodies are not accepted (the L7R serves GET only)")
             end = self._h11.next_event()
             if not isinstance(end, h11.EndOfMessage):
                 raise BadRequest("unexpected request body")
@@ -275,3 +357,16 @@ class ServerConnection:
 def _clean(text: str) -> str:
     """A header value: one line, printable."""
     return "".join(c if " " <= c <= "~" else " " for c in text)
+
+
+def basic_login(authorization: str) -> str:
+    """The login an ``Authorization: Basic`` value claims (unchecked; never the
+    password); for any other value its scheme, lower-cased, or "" when empty."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return scheme.lower()[:16]
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "basic"
+    return decoded.partition(b":")[0][:256].decode("latin-1")

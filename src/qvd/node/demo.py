@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from qvd.config.names import HOST_NAME, check_host_address
 from qvd.db import generate_password, hash_password
 from qvd.db.vmaddress import free_vm_ip
 
@@ -35,7 +36,9 @@ class DemoImage:
 
 
 def register_host(engine: Engine, name: str, address: str) -> tuple[int, bool]:
-    """This node's ``hosts`` row (created if missing); returns (id, created)."""
+    """This node's ``hosts`` row (created if missing); returns (id, created). The name
+    and address follow the host rules (qvd.config.names), else NameRuleError."""
+    name, address = HOST_NAME.check(name), check_host_address(address)
     with engine.begin() as conn:
         row = conn.execute(
             text("SELECT id, address FROM hosts WHERE name = :n"), {"n": name}

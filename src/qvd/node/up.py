@@ -21,6 +21,7 @@ from typing import TextIO
 
 from qvd.api import api_endpoint, login_instructions, serve
 from qvd.config import Config
+from qvd.config.names import NameRuleError
 from qvd.db import (
     DatabaseTarget,
     EmbeddedCluster,
@@ -174,7 +175,12 @@ def _start_node(
     engine = make_engine(target)
     desktop: DemoDesktop | None = None
     try:
-        host_id, created = register_host(engine, config.get("nodename"), address)
+        try:
+            host_id, created = register_host(engine, config.get("nodename"), address)
+        except NameRuleError as exc:
+            raise NodeStartError(
+                f"this node cannot register itself: {exc}; set `nodename` in its configuration"
+            ) from None
         say(f"node {config.get('nodename')!r}: host {host_id} at {address}"
             + (" (registered now)" if created else ""))  # fmt: skip
         if image is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from qvd.vma.config import VmaConfig
+from qvd.vma.homefiles import ensure_private_dir, open_home
 
 __all__ = ["ProvisionError", "UserSpec", "provision", "provision_commands", "user_spec"]
 
@@ -142,7 +143,9 @@ def provision(spec: UserSpec, run_hook: Callable[[str], bool | None]) -> pwd.str
             entry = pwd.getpwnam(spec.name)
         except KeyError:
             raise ProvisionError(f"user {spec.name!r} still missing after provisioning") from None
-    if not os.path.isdir(entry.pw_dir):
-        os.makedirs(entry.pw_dir, mode=0o750)
-        os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
+    if not os.path.lexists(entry.pw_dir):
+        parent, name = os.path.split(entry.pw_dir.rstrip("/"))
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        with open_home(parent) as parent_fd:
+            ensure_private_dir(parent_fd, name, entry.pw_uid, entry.pw_gid, mode=0o750)
     return entry

@@ -45,6 +45,7 @@ from qvd.vma.geometry import (
     resize_commands,
     wants_fullscreen,
 )
+from qvd.vma.homefiles import ensure_private_dir, open_home, write_private_file
 from qvd.vma.hooks import HookRunner
 from qvd.vma.methods import RpcError
 from qvd.vma.nxoptions import agent_options, xauthority_entries
@@ -112,14 +113,9 @@ def user_environment(entry: pwd.struct_passwd, config: VmaConfig) -> dict[str, s
 
 
 def _write_private(path: Path, data: bytes, entry: pwd.struct_passwd) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchown(fd, entry.pw_uid, entry.pw_gid)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Replace ``path`` by a 0600 file owned by ``entry``, never through a link."""
+    with open_home(str(path.parent)) as dir_fd:
+        write_private_file(dir_fd, path.name, data, entry.pw_uid, entry.pw_gid)
 
 
 class SessionRunner:
@@ -353,10 +349,11 @@ class SessionRunner:
         try:
             self._write_options(action)
             xauth = Path(user.pw_dir) / ".Xauthority"
-            _write_private(xauth, xauthority_entries(self._display, self._cookie), user)
             nx_root = Path(user.pw_dir) / ".nx"
-            nx_root.mkdir(mode=0o700, exist_ok=True)
-            os.chown(nx_root, user.pw_uid, user.pw_gid)
+            with open_home(user.pw_dir) as home:  # the user's links are never followed
+                cookie_file = xauthority_entries(self._display, self._cookie)
+                write_private_file(home, xauth.name, cookie_file, user.pw_uid, user.pw_gid)
+                ensure_private_dir(home, nx_root.name, user.pw_uid, user.pw_gid)
             self._prepare_display()
             env = user_environment(user, self._config)
             env.update(

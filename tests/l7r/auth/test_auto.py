@@ -62,6 +62,7 @@ def auto(lab: Lab, slapd: Directory) -> AutoTenant:
         tenant_id,
         {
             "l7r.auth.plugins": "auto,ldap",
+            "auth.auto.enable": "1",
             **ldap_settings(slapd, "search"),
             "auth.auto.osf_id": str(osf_id),
             "auth.auto.di_tag": "beta",
@@ -146,7 +147,11 @@ def test_auto_needs_an_osf_of_the_tenant(auto: AutoTenant, slapd: Directory) -> 
     cases = {"noosf": None, "foreign": str(auto.osf_id)}
     for name, osf in cases.items():
         tenant_id = add_tenant(lab.engine, name)
-        values = {"l7r.auth.plugins": "auto,ldap", **ldap_settings(slapd, "search")}
+        values = {
+            "l7r.auth.plugins": "auto,ldap",
+            "auth.auto.enable": "1",
+            **ldap_settings(slapd, "search"),
+        }
         if osf is not None:
             values["auth.auto.osf_id"] = osf
         set_config(lab.engine, tenant_id, values)

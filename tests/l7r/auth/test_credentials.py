@@ -23,5 +23,10 @@ def test_credentials() -> None:
     assert split_login(" Alice@Acme ", **kw) == ("alice", "acme")  # type: ignore[arg-type]
     assert split_login("bob#t2", **kw) == ("bob", "t2")  # type: ignore[arg-type]
     assert split_login("Carol", **kw) == ("carol", "default")  # type: ignore[arg-type]
+    assert split_login("Jo.Doe@Example.com@acme", **kw) == ("jo.doe@example.com", "acme")  # type: ignore[arg-type]
+    for bad in ("../../etc@acme", "/@acme", "x\nlxc.hook.pre-start = /bin/sh@acme",
+                "-rf@acme", "bob@../x", "bob@a\u202eb"):  # fmt: skip
+        with pytest.raises(Unauthorized, match="is not a valid"):
+            split_login(bad, **kw)  # type: ignore[arg-type]
     extras = {"auth-" + b"LANG".hex(): base64.b64encode(b"es").decode(), "auth-zz": "x"}
     assert auth_extras(extras) == {"LANG": "es"}

@@ -71,9 +71,9 @@ def test_ldap_password_decides(acme: Acme, mode: str) -> None:
     assert_refused(lab, "bob@acme", "alicepw", bob_reason)
     # carol is in the directory (right password) but not a user of the tenant
     assert_refused(lab, "carol@acme", "carolpw", b"not registered in tenant 'acme'")
-    # uid=dan\,jr,ou=people,...: a direct bind DN must escape the login's comma
-    assert get(lab, "/qvd/list_of_vm", basic("dan,jr@acme", "danpw")).status == 200
-    assert_refused(lab, "dan,jr@acme", "alicepw", b"wrong login or password")
+    # uid=dan\,jr,ou=people,...: DN syntax in a login never reaches the directory (the
+    # login rule refuses it first; the plugin escapes what it sends all the same)
+    assert_refused(lab, "dan,jr@acme", "danpw", b"'dan,jr' is not a valid login: it contains ','")
     # what the directory says about alice reaches the auth params (for the VMA)
     reply = get(lab, "/qvd/authenticate_user?store_auth=1", basic("alice@acme", "alicepw"))
     assert reply.status == 200, reply
@@ -120,8 +120,23 @@ def test_search_settings_per_tenant(acme: Acme) -> None:
     started = time.monotonic()
     assert_refused(lab, "alice@down", "alicepw", b"failed")
     assert time.monotonic() - started < 5
-    # the filter escapes the login: al* must not find alice and log in as user "al*"
-    assert_refused(lab, "al*@acme", "alicepw", b"found 0 entries")
+    # filter syntax in a login never reaches the directory: al* must not find alice
+    assert_refused(lab, "al*@acme", "alicepw", b"'al*' is not a valid login: it contains '*'")
+
+
+def test_a_directory_uid_that_breaks_the_login_rule_is_refused(acme: Acme) -> None:
+    """The tenant's directory decides the login with ``name.normalize``: its uid must
+    follow the login rule like a typed one (``dan,jr`` found by uidNumber)."""
+    acme.configure("search", **{"auth.ldap.filter": "(uidNumber=%u)", "auth.ldap.scope": "sub",
+                                "auth.ldap.base": "dc=example,dc=test",
+                                "auth.ldap.name.normalize": "1"})  # fmt: skip
+    add_user(acme.lab.engine, acme.tenant_id, "10004")
+    assert_refused(
+        acme.lab,
+        "10004@acme",
+        "danpw",
+        b"the directory's uid 'dan,jr' is not a valid login: it contains ','",
+    )
 
 
 def test_ldap_for_one_tenant_only(acme: Acme) -> None:

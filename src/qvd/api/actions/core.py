@@ -27,6 +27,7 @@ from qvd.api.errors import (
     Status,
 )
 from qvd.config import Config
+from qvd.config.names import NameRule, NameRuleError
 
 __all__ = [
     "Action",
@@ -35,6 +36,7 @@ __all__ = [
     "Args",
     "Ctx",
     "Handler",
+    "checked_name",
     "db_error",
     "for_each",
     "savepoint",
@@ -180,6 +182,17 @@ def selected_ids(ctx: Ctx, spec: ListSpec, filters: Any) -> list[int]:
     return ids
 
 
+def checked_name(
+    qvd_object: str, argument: str, value: Any, rule: NameRule, code: int = 6320
+) -> str:
+    """``value`` when it follows ``rule``; else the refusal (6320 unless ``code`` says
+    otherwise) naming the object, the argument, the reason and the rule."""
+    try:
+        return rule.check(value)
+    except NameRuleError as exc:
+        raise InvalidRequest(f"{qvd_object}: {argument!r}: {exc}", code) from None
+
+
 class Args:
     """The arguments of a create or update, taken one by one with their ACL checks;
     :meth:`finish` refuses whatever was not taken."""
@@ -252,10 +265,17 @@ class Args:
             )
         return value
 
-    def name(self, name: str = "name", *, max_len: int = 64, **kwargs: Any) -> str | None:
-        value = self.text(name, max_len=max_len, **kwargs)
+    def name(
+        self, name: str = "name", *, rule: NameRule | None = None, max_len: int = 64, **kwargs: Any
+    ) -> str | None:
+        """A name argument, checked against its ``rule`` (qvd.config.names) when given
+        (the rule then bounds the length too, and its message says so)."""
+        limit = max_len if rule is None else 1 << 20
+        value = self.text(name, max_len=limit, **kwargs)
         if value is not None and not value:
             raise InvalidRequest(f"{self._object}: {name!r} cannot be empty", 6320)
+        if value is not None and rule is not None:
+            checked_name(self._object, name, value, rule)
         return value
 
     def finish(self) -> None:

@@ -149,4 +149,5 @@ def _audit(
         entries=entries,
         source=principal.source,
         address=principal.address,
+        known_secrets=runner.live_config.get().secret_values(),
     )

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qvd.config import names
+
 __all__ = [
     "NESTED",
     "AdministratorCreate",
@@ -41,7 +43,23 @@ __all__ = [
 ]
 
 Language = Literal["es", "en", "auto", "default"]
-Name = Field(min_length=1, max_length=64)
+
+
+def _rule(rule: names.NameRule, *, optional: bool = False) -> Any:
+    """A name field documented with its rule (qvd.config.names). The action refuses
+    a name that breaks it with 6320 and the reason: the schema only bounds length, so
+    that the refusal keeps QVD's status and message."""
+    extra: dict[str, Any] = {"default": None} if optional else {}
+    return Field(min_length=1, max_length=rule.max_len, description=rule.summary, **extra)
+
+
+def _key_values() -> Any:
+    return Field(
+        default=None,
+        description=f"{names.PROPERTY_KEY.summary}; {names.PROPERTY_VALUE.summary}",
+    )
+
+
 Text = Field(default=None, max_length=32768)
 Id = Field(default=None, ge=-(2**31), lt=2**31)
 
@@ -112,7 +130,7 @@ class RoleChanges(_Body):
 
 
 class TenantCreate(_Body):
-    name: str = Field(min_length=1, max_length=80)
+    name: str = _rule(names.TENANT_NAME)
     description: str | None = Text
     language: Language | None = None
     block: int | None = Field(default=None, ge=1, le=10000)
@@ -120,7 +138,7 @@ class TenantCreate(_Body):
 
 
 class TenantUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=80)
+    name: str | None = _rule(names.TENANT_NAME, optional=True)
     description: str | None = Text
     language: Language | None = None
     block: int | None = Field(default=None, ge=1, le=10000)
@@ -128,7 +146,7 @@ class TenantUpdate(_Body):
 
 
 class AdministratorCreate(_Body):
-    name: str = Name
+    name: str = _rule(names.ADMIN_NAME)
     password: str = Field(min_length=1, max_length=1024)
     tenant_id: int | None = Id
     description: str | None = Text
@@ -138,7 +156,7 @@ class AdministratorCreate(_Body):
 
 
 class AdministratorUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = _rule(names.ADMIN_NAME, optional=True)
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     description: str | None = Text
     language: Language | None = None
@@ -147,7 +165,7 @@ class AdministratorUpdate(_Body):
 
 
 class RoleCreate(_Body):
-    name: str = Name
+    name: str = _rule(names.ROLE_NAME)
     tenant_id: int | None = Id
     description: str | None = Text
     acls: list[str] | None = None
@@ -155,24 +173,24 @@ class RoleCreate(_Body):
 
 
 class RoleUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = _rule(names.ROLE_NAME, optional=True)
     description: str | None = Text
     acls_changes: Changes | None = None
     roles_changes: RoleChanges | None = None
 
 
 class UserCreate(_Body):
-    name: str = Name
+    name: str = _rule(names.LOGIN)
     password: str = Field(min_length=1, max_length=1024)
     tenant_id: int | None = Id
     blocked: bool | None = None
     description: str | None = Text
     language: Language | None = None
-    properties: dict[str, str] | None = None
+    properties: dict[str, str] | None = _key_values()
 
 
 class UserUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = _rule(names.LOGIN, optional=True)
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     blocked: bool | None = None
     description: str | None = Text
@@ -181,18 +199,18 @@ class UserUpdate(_Body):
 
 
 class OsfCreate(_Body):
-    name: str = Name
+    name: str = _rule(names.OSF_NAME)
     tenant_id: int | None = Id
     memory: int | None = Field(default=None, ge=1, lt=2**31)
     user_storage: int | None = Field(default=None, ge=0, lt=2**31)
     overlay: bool | None = None
     is_application: bool | None = None
     description: str | None = Text
-    properties: dict[str, str] | None = None
+    properties: dict[str, str] | None = _key_values()
 
 
 class OsfUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = _rule(names.OSF_NAME, optional=True)
     memory: int | None = Field(default=None, ge=1, lt=2**31)
     user_storage: int | None = Field(default=None, ge=0, lt=2**31)
     overlay: bool | None = None
@@ -202,18 +220,20 @@ class OsfUpdate(_Body):
 
 
 class HostCreate(_Body):
-    name: str = Field(min_length=1, max_length=127)
-    address: str = Field(min_length=1, max_length=127)
+    name: str = _rule(names.HOST_NAME)
+    address: str = Field(min_length=1, max_length=127, description="One IPv4 or IPv6 address.")
     frontend: bool | None = None
     backend: bool | None = None
     blocked: bool | None = None
     description: str | None = Text
-    properties: dict[str, str] | None = None
+    properties: dict[str, str] | None = _key_values()
 
 
 class HostUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=127)
-    address: str | None = Field(default=None, min_length=1, max_length=127)
+    name: str | None = _rule(names.HOST_NAME, optional=True)
+    address: str | None = Field(
+        default=None, min_length=1, max_length=127, description="One IPv4 or IPv6 address."
+    )
     frontend: bool | None = None
     backend: bool | None = None
     blocked: bool | None = None
@@ -222,20 +242,20 @@ class HostUpdate(_Body):
 
 
 class VmCreate(_Body):
-    name: str = Name
+    name: str = _rule(names.VM_NAME)
     user_id: int | None = Id
     user: str | None = Field(default=None, max_length=64)
     osf_id: int | None = Id
     osf: str | None = Field(default=None, max_length=64)
-    di_tag: str | None = Field(default=None, min_length=1, max_length=128)
+    di_tag: str | None = _rule(names.DI_TAG, optional=True)
     ip: str | None = Field(default=None, max_length=45)
     description: str | None = Text
-    properties: dict[str, str] | None = None
+    properties: dict[str, str] | None = _key_values()
 
 
 class VmUpdate(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=64)
-    di_tag: str | None = Field(default=None, min_length=1, max_length=128)
+    name: str | None = _rule(names.VM_NAME, optional=True)
+    di_tag: str | None = _rule(names.DI_TAG, optional=True)
     blocked: bool | None = None
     expiration_soft: dt.datetime | None = None
     expiration_hard: dt.datetime | None = None
@@ -244,16 +264,18 @@ class VmUpdate(_Body):
 
 
 class DiCreate(_Body):
-    disk_image: str = Field(min_length=1, max_length=255)
+    disk_image: str = _rule(names.DI_FILE_NAME)
     osf_id: int | None = Id
     osf: str | None = Field(default=None, max_length=64)
-    version: str | None = Field(default=None, min_length=1, max_length=64)
+    version: str | None = Field(
+        default=None, min_length=1, max_length=64, description=names.DI_TAG.summary
+    )
     description: str | None = Text
     blocked: bool | None = None
     tags: list[str] | None = None
     expiration_time_soft: int | None = Field(default=None, ge=0, lt=2**31)
     expiration_time_hard: int | None = Field(default=None, ge=0, lt=2**31)
-    properties: dict[str, str] | None = None
+    properties: dict[str, str] | None = _key_values()
 
 
 class DiUpdate(_Body):
@@ -267,18 +289,18 @@ class DiUpdate(_Body):
 
 
 class PropertyCreate(_Body):
-    key: str = Field(min_length=1, max_length=1024)
+    key: str = _rule(names.PROPERTY_KEY)
     tenant_id: int | None = Id
     description: str | None = Text
     objects: list[Literal["user", "vm", "host", "osf", "di"]] | None = None
 
 
 class PropertyUpdate(_Body):
-    key: str | None = Field(default=None, min_length=1, max_length=1024)
+    key: str | None = _rule(names.PROPERTY_KEY, optional=True)
     description: str | None = Text
     objects: list[Literal["user", "vm", "host", "osf", "di"]] | None = None
 
 
 class ConfigSet(_Body):
-    value: str = Field(max_length=4096)
+    value: str = Field(max_length=4096, description=names.CONFIG_VALUE.summary)
     tenant_id: int | None = Id

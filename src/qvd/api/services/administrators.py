@@ -41,6 +41,7 @@ from qvd.api.services.roles import (
     id_map,
     resolve_roles,
 )
+from qvd.config.names import ADMIN_NAME
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
 from qvd.db.passwords import hash_password
@@ -127,7 +128,7 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     )
     admin = Administrator(
         tenant_id=tenant_id,
-        name=args.name(required=True),
+        name=args.name(rule=ADMIN_NAME, required=True),
         password=hash_password(args.take("password", str, required=True)),
         description=args.text("description", max_len=32768, nullable=True),
         language=language_arg(args, "administrator.create.language") or "auto",
@@ -152,7 +153,7 @@ def _apply(ctx: Ctx, admin: Administrator, args: Args, *, own: bool) -> None:
         admin.block = block
     if own:
         return
-    if (name := args.name()) is not None:
+    if (name := args.name(rule=ADMIN_NAME)) is not None:
         admin.name = name
     if args.has("description"):
         admin.description = args.text(

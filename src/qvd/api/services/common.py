@@ -11,10 +11,19 @@ from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    Handler,
+    checked_name,
+)
 from qvd.api.actions.listing import Expr, Field, ListQuery, ListSpec, run_list, select_ids
 from qvd.api.actions.principal import GLOBAL_TENANT_ID, Principal
 from qvd.api.errors import Forbidden, InvalidRequest, NotFound, Status
+from qvd.config.names import PROPERTY_KEY, PROPERTY_VALUE
 from qvd.db.models import (
     LANGUAGES,
     Administrator,
@@ -171,6 +180,7 @@ def apply_properties(
     def assignment(key: Any) -> int:
         if not isinstance(key, str) or not key:
             raise InvalidRequest(f"{obj}: a property key must be text", Status.BAD_PROPERTY)
+        checked_name(obj, "property key", key, PROPERTY_KEY, Status.BAD_PROPERTY)
         stmt = (
             select(PropertyAssignment.id)
             .join(PropertyDefinition, PropertyDefinition.id == PropertyAssignment.property_id)
@@ -197,6 +207,7 @@ def apply_properties(
     for key, value in set_values.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise InvalidRequest(f"{obj}: property {key!r} needs a text value", 6330)
+        checked_name(obj, f"property {key!r}", str(value), PROPERTY_VALUE, Status.BAD_PROPERTY)
         pid = assignment(key)
         stmt = insert(table).values(
             {f"{obj}_id": object_id, "property_id": pid, "value": str(value)}

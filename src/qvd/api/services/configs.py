@@ -8,8 +8,11 @@
   WAT's configuration screen asks; ``config_preffix_get`` lists the first parts of the
   token names (``l7r``, ``vm``, …) the caller may list.
 - ``config_set`` checks the token exists (7382 otherwise) and its value's type;
-  node-local tokens (``nodename``, ``database.*``) cannot be set (7370); tenant
-  administrators may set only per-tenant tokens, for their tenant (4230). Turning
+  node-local tokens (``nodename``, ``database.*``, ``metrics.*``) cannot be set (7370);
+  tenant administrators may set only per-tenant tokens, for their tenant (4230). A
+  value's ``${…}`` references are confined (6320 otherwise): a tenant's row may name
+  only per-tenant tokens that are not secret, a global row nothing node-local or
+  secret, along the whole chain of references (``Config.check_db_row``). Turning
   ``wat.multitenant`` off with more than one tenant is refused (7373).
 - ``config_delete`` resets a token to its default (7390 if it already is).
 - ``config_wat_get_list`` (also as QVD's ``config_wat_get_details``) /
@@ -30,21 +33,21 @@ from typing import Any
 from sqlalchemy import Boolean, String, and_, cast, column, delete, func, literal, select, values
 from sqlalchemy.dialects.postgresql import insert
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx
+from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, checked_name
 from qvd.api.actions.listing import Field, ListQuery, ListSpec, run_list
 from qvd.api.actions.principal import GLOBAL_TENANT_ID, SUPERTENANT_ID, Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
-from qvd.config import TOKENS
-from qvd.config.tokens import find_family, lookup
+from qvd.config import TOKENS, ConfigValueError
+from qvd.config.names import CONFIG_KEY, CONFIG_VALUE
+from qvd.config.tokens import NODE_LOCAL_PREFIXES, find_family, is_node_local, lookup
 from qvd.config.values import check_value, parse_bool
 from qvd.db.models import Config as ConfigRow
 from qvd.db.models import SslConfig, Tenant
 
 __all__ = ["ACTIONS", "AUDIT_REDACTIONS", "WAT_SPEC"]
 
-_NODE_LOCAL = ("nodename", "database.", "path.database")
 _tokens = values(
     column("key", String), column("default_value", String), column("per_tenant", Boolean),
     name="tokens",
@@ -78,7 +81,7 @@ def _spec(tenant_id: int, p: Principal) -> ListSpec:
     }
 
     def scope(principal: Principal) -> Any:
-        hidden = and_(*(~key.startswith(prefix) for prefix in _NODE_LOCAL))
+        hidden = and_(*(~key.startswith(prefix) for prefix in NODE_LOCAL_PREFIXES))
         if principal.superadmin and tenant_id == GLOBAL_TENANT_ID:
             return hidden
         return hidden & func.coalesce(_tokens.c.per_tenant, literal(True))
@@ -152,7 +155,7 @@ def _target(ctx: Ctx, args: Args) -> int:
 
 
 def _check_key(ctx: Ctx, key: str, tenant_id: int) -> None:
-    if key.startswith(_NODE_LOCAL):
+    if is_node_local(key):
         raise Conflict(f"{key!r} is node-local: set it in node.conf, not the database", 7370)
     token = lookup(key)
     family = find_family(key)
@@ -166,7 +169,9 @@ def _check_key(ctx: Ctx, key: str, tenant_id: int) -> None:
 def _set(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "config", ctx.principal)
     key = args.text("key", max_len=64, required=True) or ""
+    checked_name("config", "key", key, CONFIG_KEY, Status.BAD_CONFIG_TOKEN)
     value = args.text("value", max_len=4096, required=True) or ""
+    checked_name("config", "value", value, CONFIG_VALUE, Status.BAD_ARGUMENT_VALUE)
     tenant_id = _target(ctx, args)
     args.finish()
     _check_key(ctx, key, tenant_id)
@@ -178,6 +183,10 @@ def _set(ctx: Ctx, req: ActionRequest) -> ActionResult:
             check_value(kind, value)
         except ValueError as exc:
             raise InvalidRequest(f"{key}: {exc}", 6320) from None
+    try:
+        ctx.config.check_db_row(key, value, tenant_id)
+    except ConfigValueError as exc:
+        raise InvalidRequest(exc.reason, Status.BAD_ARGUMENT_VALUE) from None
     if key == "wat.multitenant" and not parse_bool(value):
         tenants = ctx.session.scalar(select(func.count()).select_from(Tenant).where(Tenant.id > 0))
         if (tenants or 0) > 1:

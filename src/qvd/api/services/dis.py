@@ -32,7 +32,15 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, literal, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    checked_name,
+    for_each,
+)
 from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import (
@@ -48,6 +56,7 @@ from qvd.api.services.common import (
     tiny_action,
 )
 from qvd.api.uploads.images import check_name
+from qvd.config.names import DI_FILE_NAME, DI_TAG
 from qvd.db.models import Di, DiRuntime, DiTag, Osf, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC", "TAG_SPEC", "mark_ready_and_publish", "publish"]
@@ -149,14 +158,7 @@ TAG_SPEC = ListSpec(
 
 
 def _check_tag(tag: Any) -> str:
-    if (
-        not isinstance(tag, str)
-        or not tag.strip()
-        or len(tag) > 1024
-        or any(c.isspace() for c in tag)
-    ):
-        raise InvalidRequest(f"{tag!r} is not a valid tag (text without blanks)", Status.BAD_TAG)
-    return tag
+    return checked_name("di", "tag", tag, DI_TAG, Status.BAD_TAG)
 
 
 def _fixed_elsewhere(ctx: Ctx, di: Di, tag: str) -> None:
@@ -197,9 +199,7 @@ def _next_version(ctx: Ctx, osf_id: int) -> str:
 
 def create_di(ctx: Ctx, arguments: dict[str, Any]) -> Di:
     args = Args(arguments, "di", ctx.principal)
-    disk_image = args.text("disk_image", max_len=4096, required=True) or ""
-    if not disk_image or "/" in disk_image or disk_image.startswith("."):
-        raise InvalidRequest(f"di: {disk_image!r} is not a plain file name", 6320)
+    disk_image = args.name("disk_image", rule=DI_FILE_NAME, required=True) or ""
     osf_id = args.take("osf_id", int)
     osf_name = args.take("osf", str)
     stmt = select(Osf)
@@ -216,9 +216,10 @@ def create_di(ctx: Ctx, arguments: dict[str, Any]) -> Di:
         what = osf_id if osf_id is not None else repr(osf_name)
         raise NotFound(f"di: there is no single OSF {what}", Status.MISSING_REFERENCE_ARG)
     osf = osfs[0]
-    version = args.text("version", max_len=64, acl="di.create.version") or _next_version(
-        ctx, osf.id
-    )
+    version = args.text("version", max_len=64, acl="di.create.version")
+    if version is not None:
+        checked_name("di", "version", version, DI_TAG, Status.BAD_TAG)
+    version = version or _next_version(ctx, osf.id)
     tags = [_check_tag(t) for t in args.take("__tags__", list, acl="di.create.tags") or []]
     if "default" in tags and not ctx.principal.can("di.create.default"):
         raise Forbidden("di: the tag 'default' needs the ACL 'di.create.default'", 4230)

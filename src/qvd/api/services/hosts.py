@@ -24,7 +24,7 @@ from qvd.api.actions.core import (
 )
 from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.actions.principal import Principal
-from qvd.api.errors import Conflict, Status
+from qvd.api.errors import Conflict, InvalidRequest, Status
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -34,6 +34,7 @@ from qvd.api.services.common import (
     qvd_list_actions,
 )
 from qvd.api.services.vms import stop_vm
+from qvd.config.names import HOST_NAME, NameRuleError, check_host_address
 from qvd.db.models import Host, HostRuntime, User, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -95,10 +96,17 @@ def _scope(p: Principal) -> Any:
 SPEC = ListSpec(object="host", fields=_FIELDS, base=_base, id_expr=Host.id, scope=_scope)
 
 
+def _address(value: str | None) -> str:
+    try:
+        return check_host_address(value)
+    except NameRuleError as exc:
+        raise InvalidRequest(f"host: 'address': {exc}", Status.BAD_ARGUMENT_VALUE) from None
+
+
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "host", ctx.principal)
-    name = args.name(required=True, max_len=127)
-    address = args.text("address", max_len=127, required=True)
+    name = args.name(rule=HOST_NAME, required=True)
+    address = _address(args.text("address", max_len=127, required=True))
     frontend = args.take("frontend", bool)
     backend = args.take("backend", bool)
     blocked = args.take("blocked", bool)
@@ -126,10 +134,10 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
         args = Args(req.arguments, "host", ctx.principal)
         host = ctx.session.get_one(Host, host_id)
         rt = ctx.session.get_one(HostRuntime, host_id)
-        if (name := args.name(acl="host.update.name", max_len=127)) is not None:
+        if (name := args.name(rule=HOST_NAME, acl="host.update.name")) is not None:
             host.name = name
         if (address := args.text("address", max_len=127, acl="host.update.address")) is not None:
-            host.address = address
+            host.address = _address(address)
         if (blocked := args.take("blocked", bool, acl="host.update.block")) is not None:
             rt.blocked = blocked
         for flag in ("frontend", "backend"):

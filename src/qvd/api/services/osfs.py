@@ -21,6 +21,7 @@ from qvd.api.services.common import (
     tenant_arg,
     tenant_fields,
 )
+from qvd.config.names import OSF_NAME
 from qvd.db.models import Di, Osf, Vm
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -81,7 +82,7 @@ def _storage(args: Args, acl: str) -> int | None:
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "osf", ctx.principal)
     tenant_id = tenant_arg(args, ctx.session, ctx.principal, "osf")
-    name = args.name(required=True)
+    name = args.name(rule=OSF_NAME, required=True)
     memory = _memory(args, "osf.create.memory") or ctx.config.get_int("osf.default.memory")
     storage = _storage(args, "osf.create.user-storage")
     overlay = args.take("overlay", bool)
@@ -113,7 +114,7 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     def work(osf_id: int) -> str | None:
         args = Args(req.arguments, "osf", ctx.principal)
         osf = ctx.session.get_one(Osf, osf_id)
-        if (name := args.name(acl="osf.update.name")) is not None:
+        if (name := args.name(rule=OSF_NAME, acl="osf.update.name")) is not None:
             osf.name = name
         if (memory := _memory(args, "osf.update.memory")) is not None:
             osf.memory = memory

@@ -27,12 +27,22 @@ from typing import Any
 
 from sqlalchemy import String, and_, cast, delete, exists, func, literal, literal_column, select
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, Handler, for_each
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    Handler,
+    checked_name,
+    for_each,
+)
 from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.actions.principal import Principal
 from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import in_scope, list_action, tenant_arg, tenant_fields
 from qvd.api.services.views import prune_property_views
+from qvd.config.names import PROPERTY_KEY
 from qvd.db.models import PROPERTY_OBJECTS, PropertyAssignment, PropertyDefinition
 
 __all__ = ["ACTIONS", "SPEC", "assignment_spec"]
@@ -121,13 +131,20 @@ def _assign(ctx: Ctx, property_id: int, objects: list[str]) -> None:
     ctx.session.flush()
 
 
+def _key(args: Args, **kwargs: Any) -> str | None:
+    key = args.text("key", max_len=PROPERTY_KEY.max_len, **kwargs)
+    if key is None:
+        return None
+    return checked_name("property", "key", key, PROPERTY_KEY, Status.BAD_PROPERTY)
+
+
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "property", ctx.principal)
     # the supertenant holds the keys of hosts, which belong to no tenant
     tenant_id = tenant_arg(args, ctx.session, ctx.principal, "property", supertenant=True)
     prop = PropertyDefinition(
         tenant_id=tenant_id,
-        key=args.text("key", max_len=1024, required=True),
+        key=_key(args, required=True),
         description=args.text("description", max_len=32768, nullable=True),
     )
     objects = _objects_arg(args, "__property_assign__", ctx.principal)
@@ -144,7 +161,7 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     def work(property_id: int) -> str | None:
         args = Args(req.arguments, "property", ctx.principal)
         prop = ctx.session.get_one(PropertyDefinition, property_id)
-        if (key := args.text("key", max_len=1024)) is not None:
+        if (key := _key(args)) is not None:
             prop.key = key
         if args.has("description"):
             prop.description = args.text("description", max_len=32768, nullable=True)

@@ -46,6 +46,7 @@ from qvd.api.services.common import (
     tenant_fields,
     tiny_action,
 )
+from qvd.config.names import ROLE_NAME
 from qvd.db.acls import role_acls
 from qvd.db.models import Acl, AclRoleRelation, Role, RoleRoleRelation
 
@@ -242,7 +243,7 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     tenant_id = tenant_arg(args, ctx.session, ctx.principal, "role")
     role = Role(
         tenant_id=tenant_id,
-        name=args.name(required=True),
+        name=args.name(rule=ROLE_NAME, required=True),
         description=args.text("description", max_len=32768, nullable=True),
         creation_admin_id=ctx.principal.admin_id,
     )
@@ -270,7 +271,7 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
         role = ctx.session.get_one(Role, role_id)
         if role.fixed or role.tenant_id == GLOBAL_TENANT_ID:
             raise Forbidden(f"role {role.name!r} is built in and cannot be changed", 4210)
-        if (name := args.name(acl="role.update.name")) is not None:
+        if (name := args.name(rule=ROLE_NAME, acl="role.update.name")) is not None:
             role.name = name
         if args.has("description"):
             role.description = args.text(

@@ -27,6 +27,7 @@ from qvd.api.services.common import (
     language_arg,
     qvd_list_actions,
 )
+from qvd.config.names import TENANT_NAME
 from qvd.db.models import Administrator, Osf, Role, Tenant, User
 
 __all__ = ["ACTIONS", "SPEC"]
@@ -56,10 +57,8 @@ SPEC = ListSpec(object="tenant", fields=_FIELDS, base=_base, id_expr=Tenant.id, 
 
 
 def _name(args: Args, **kwargs: Any) -> str | None:
-    name = args.name(max_len=80, **kwargs)
-    if name in ("*", "-"):
-        raise InvalidRequest(f"tenant: {name!r} is a reserved tenant name", 6320)
-    return name
+    """The tenant name rule also refuses the reserved names ``*`` and ``-``."""
+    return args.name(rule=TENANT_NAME, **kwargs)
 
 
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:

@@ -34,6 +34,7 @@ from qvd.api.services.common import (
     tenant_arg,
     tenant_fields,
 )
+from qvd.config.names import LOGIN
 from qvd.db.models import User, Vm, VmRuntime
 from qvd.db.passwords import hash_password
 
@@ -85,7 +86,7 @@ def _login(ctx: Ctx, tenant_id: int, name: str) -> str:
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "user", ctx.principal)
     tenant_id = tenant_arg(args, ctx.session, ctx.principal, "user")
-    name = _login(ctx, tenant_id, args.name(required=True) or "")
+    name = _login(ctx, tenant_id, args.name(rule=LOGIN, required=True) or "")
     password = args.take("password", str, required=True)
     blocked = args.take("blocked", bool) or False
     description = args.text("description", max_len=32768, nullable=True)
@@ -111,7 +112,7 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
     def work(user_id: int) -> str | None:
         args = Args(req.arguments, "user", ctx.principal)
         user = ctx.session.get_one(User, user_id)
-        if (name := args.name()) is not None:
+        if (name := args.name(rule=LOGIN)) is not None:
             user.login = _login(ctx, user.tenant_id, name)
         if (password := args.take("password", str, acl="user.update.password")) is not None:
             user.password = hash_password(password)

@@ -22,7 +22,16 @@ from sqlalchemy import Integer, and_, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, db_error, for_each
+from qvd.api.actions.core import (
+    Action,
+    ActionRequest,
+    ActionResult,
+    Args,
+    Ctx,
+    checked_name,
+    db_error,
+    for_each,
+)
 from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.actions.principal import GLOBAL_TENANT_ID
 from qvd.api.errors import Conflict, InvalidRequest, NotFound, StateError, Status
@@ -37,6 +46,7 @@ from qvd.api.services.common import (
     tenant_fields,
 )
 from qvd.config import TOKENS
+from qvd.config.names import DI_TAG, VM_NAME
 from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
 from qvd.db.models import Config, Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
 from qvd.db.vmaddress import free_vm_ip
@@ -192,6 +202,11 @@ def _ip_arg(ctx: Ctx, args: Args, vm: Vm | None, **kwargs: Any) -> str | None:
     return str(ip)
 
 
+def _tag_arg(args: Args, **kwargs: Any) -> str | None:
+    tag = args.text("di_tag", max_len=DI_TAG.max_len, **kwargs)
+    return None if tag is None else checked_name("vm", "di_tag", tag, DI_TAG, Status.BAD_TAG)
+
+
 def _flush(ctx: Ctx, ip: str | None) -> None:
     """Flush; an address claimed meanwhile by a concurrent request reads as the same
     refusal as one already taken."""
@@ -228,7 +243,7 @@ def _lookup(ctx: Ctx, model: Any, name_col: Any, value_id: Any, value_name: Any,
 
 def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     args = Args(req.arguments, "vm", ctx.principal)
-    name = args.name(required=True)
+    name = args.name(rule=VM_NAME, required=True)
     user = _lookup(ctx, User, User.login, args.take("user_id", int), args.take("user", str), "user")
     osf = _lookup(ctx, Osf, Osf.name, args.take("osf_id", int), args.take("osf", str), "osf")
     if user.tenant_id != osf.tenant_id:
@@ -236,7 +251,7 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
             f"vm: user {user.login!r} and OSF {osf.name!r} belong to different tenants",
             Status.TENANT_MISMATCH,
         )
-    di_tag = args.text("di_tag", max_len=128, acl="vm.create.di-tag") or "default"
+    di_tag = _tag_arg(args, acl="vm.create.di-tag") or "default"
     ip = _ip_arg(ctx, args, None)
     description = args.text("description", max_len=32768, nullable=True)
     storage = args.text("storage", max_len=4096, nullable=True)
@@ -264,9 +279,9 @@ def _update(ctx: Ctx, req: ActionRequest) -> ActionResult:
         vm = ctx.session.get_one(Vm, vm_id)
         rt = ctx.session.get_one(VmRuntime, vm_id)
         tenant = ctx.session.scalar(select(User.tenant_id).where(User.id == vm.user_id))
-        if (name := args.name(acl="vm.update.name")) is not None:
+        if (name := args.name(rule=VM_NAME, acl="vm.update.name")) is not None:
             vm.name = name
-        if (tag := args.text("di_tag", max_len=128, acl="vm.update.di-tag")) is not None:
+        if (tag := _tag_arg(args, acl="vm.update.di-tag")) is not None:
             vm.di_tag = tag
         if args.has("description"):
             vm.description = args.text(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import Engine
 from starlette.responses import Response
 
@@ -11,7 +11,7 @@ from qvd.api.errors import ApiError, RateLimited, http_status
 from qvd.api.faces import action, ws
 from qvd.api.faces.routes import ROUTERS
 from qvd.api.faces.routes.dis import action_router as di_action_router
-from qvd.api.shell.metrics import Metrics, MetricsMiddleware
+from qvd.api.shell.metrics import Metrics, MetricsGate, MetricsMiddleware
 from qvd.api.shell.state import AppState
 from qvd.config import Config
 
@@ -57,6 +57,7 @@ def create_app(config: Config, engine: Engine) -> FastAPI:
     )
     app.state.qvd = AppState.build(config, engine)
     metrics = Metrics(engine)
+    gate = MetricsGate(config.get("metrics.token"))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(ApiError, _api_error)
     app.include_router(action.router)
@@ -66,7 +67,13 @@ def create_app(config: Config, engine: Engine) -> FastAPI:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:
+    def metrics_endpoint(request: Request) -> Response:
+        client = request.client.host if request.client is not None else None
+        refused = gate.refusal(client, request.headers.get("authorization"))
+        if refused is not None:
+            return PlainTextResponse(
+                refused.reason, status_code=refused.status, headers=dict(refused.headers)
+            )
         return metrics.render()
 
     return app

@@ -1,10 +1,19 @@
 """Prometheus metrics at ``/metrics``: request counts and latency per route, and the
-number of VMs, users and hosts by state, read from the database at each scrape."""
+number of VMs, users and hosts by state, read from the database at each scrape.
+
+Who may scrape (``MetricsGate``): with ``metrics.token`` set in node.conf (a secret,
+node-local token: no database row can set it), only a request carrying
+``Authorization: Bearer <token>`` (401 otherwise, compared in constant time); without
+it, only a client on a loopback address (403 otherwise). Labels hold route templates
+and states, never a path, a login or a token."""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,9 +25,54 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qvd.db.models import HostRuntime, VmRuntime
 
-__all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsGate", "MetricsMiddleware", "Refusal", "is_loopback"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a peer address is a loopback one (IPv4-mapped IPv6 included)."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsGate:
+    """The access rule of ``/metrics`` (pure: no request object inside)."""
+
+    token: str = ""
+
+    def refusal(self, client_host: str | None, authorization: str | None) -> Refusal | None:
+        """None if the scrape may proceed, else what to answer."""
+        if self.token:
+            scheme, _, given = (authorization or "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                return None
+            return Refusal(
+                401, "/metrics needs the bearer token set as metrics.token on this node\n",
+                {"WWW-Authenticate": 'Bearer realm="qvd-metrics"'},
+            )  # fmt: skip
+        if is_loopback(client_host):
+            return None
+        return Refusal(
+            403, "/metrics answers only loopback clients unless metrics.token is set\n", {}
+        )
 
 
 class _StateCollector(Collector):

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
 from qvd.api.errors import ApiError, InvalidRequest, NotFound, Status
+from qvd.config.names import DI_FILE_NAME, shown
 from qvd.imagefile import IMAGE_SUFFIXES as TAR_SUFFIXES
 from qvd.imagefile import ImageRejected, check_tar
 
@@ -43,10 +44,17 @@ _QCOW2_MAGIC = b"QFI\xfb"
 
 
 def check_name(name: str) -> str:
-    """A plain file name with a known image suffix."""
+    """A plain file name with a known image suffix (the DI file name rule of
+    qvd.config.names, at most 200 characters: the stored name gets an id prefix)."""
     base = PurePosixPath(name).name
-    if not base or base != name or base.startswith(".") or "\x00" in base or len(base) > 200:
-        raise InvalidRequest(f"{name!r} is not a plain file name", Status.BAD_ARGUMENT_VALUE)
+    why = DI_FILE_NAME.problem(name)
+    if why is None and len(name) > 200:
+        why = "it is longer than 200 characters"
+    if why is not None or base != name:
+        raise InvalidRequest(
+            f"{shown(name)} is not a plain file name: {why or 'it is a path'}",
+            Status.BAD_ARGUMENT_VALUE,
+        )
     if not base.endswith(IMAGE_SUFFIXES):
         raise InvalidRequest(
             f"{name!r} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})",

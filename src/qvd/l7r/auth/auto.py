@@ -2,7 +2,13 @@
 password) and, if the user has no VM in OSF ``auth.auto.osf_id``, a VM
 ``<login>-<n>`` (first free n up to ``auth.auto.max_vms``) with ``auth.auto.di_tag``
 and the first free address. The OSF must belong to the user's tenant.
-List it before the plugin that checks the password, e.g. ``auto,ldap``."""
+List it before the plugin that checks the password, e.g. ``auto,ldap``.
+
+It provisions only into a tenant that turned ``auth.auto.enable`` on for itself (off by
+default): naming a tenant in the login (``carol@other``) never creates anything in a
+tenant that did not ask for it, even when ``auto`` sits in the global
+``l7r.auth.plugins.head`` and the directory is shared; such a login then fails as any
+unregistered user does."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ class AutoPlugin(AuthPlugin):
 
     def after_authenticate(self, ctx: AuthContext, attempt: Attempt) -> None:
         conn, tenant = ctx.conn, attempt.tenant_id
+        if not ctx.config.get_bool("auth.auto.enable", tenant):
+            return
         osf_id = self._osf(ctx, attempt)
         user_id = _lock_user(conn, tenant, attempt.login)
         has_vm = conn.execute(

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from qvd.config.names import LOGIN, TENANT_NAME, shown
 from qvd.l7r.errors import Unauthorized
 
 __all__ = ["Basic", "Bearer", "auth_extras", "parse_authorization", "split_login"]
@@ -86,7 +87,9 @@ def auth_extras(headers: Mapping[str, str]) -> dict[str, str]:
 def split_login(
     login: str, *, separators: str, default_tenant: str, case_sensitive: bool
 ) -> tuple[str, str]:
-    """(login, tenant name) from ``user@tenant`` / ``user#tenant`` / ``user``."""
+    """(login, tenant name) from ``user@tenant`` / ``user#tenant`` / ``user``; 401 when
+    either breaks its rule (qvd.config.names: a login is never a path or a line of a
+    configuration file). An empty login is left to the caller."""
     cut = max((login.rfind(sep) for sep in separators), default=-1) if separators else -1
     if cut >= 0:
         user, tenant = login[:cut], login[cut + 1 :]
@@ -95,4 +98,7 @@ def split_login(
     user, tenant = user.strip(), tenant.strip()
     if not case_sensitive:
         user, tenant = user.lower(), tenant.lower()
+    for rule, value in ((LOGIN, user), (TENANT_NAME, tenant)):
+        if value and (why := rule.problem(value)) is not None:
+            raise Unauthorized(f"{shown(value)} is not a valid {rule.kind}: {why}")
     return user, tenant

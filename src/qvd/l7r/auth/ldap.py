@@ -28,6 +28,7 @@ with warnings.catch_warnings():  # pyasn1 (under ldap3) warns about its own old 
     from ldap3.utils.conv import escape_filter_chars  # type: ignore[import-untyped]
     from ldap3.utils.dn import escape_rdn  # type: ignore[import-untyped]
 
+from qvd.config.names import LOGIN, shown
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
 from qvd.l7r.errors import Unauthorized
 
@@ -134,11 +135,17 @@ class LdapPlugin(AuthPlugin):
         if uid:
             attempt.params["qvd.vm.user.ldap.name"] = uid
             if setting("name.normalize") == "1":
-                attempt.login = (
+                login = (
                     uid
                     if ctx.config.get_bool("model.user.login.case-sensitive", attempt.tenant_id)
                     else uid.lower()
                 )
+                # the directory is the tenant's: its uid is a login like any other
+                if (why := LOGIN.problem(login)) is not None:
+                    raise Unauthorized(
+                        f"the directory's uid {shown(uid)} is not a valid login: {why}"
+                    )
+                attempt.login = login
         if home:
             attempt.params["qvd.vm.user.ldap.home"] = home
             if setting("home.set") == "1":

@@ -32,7 +32,12 @@ from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
-from qvd.hkd.backends.lxc.safefs import private_dir, shift_owners, write_private_file
+from qvd.hkd.backends.lxc.safefs import (
+    UnsafePath,
+    private_dir,
+    shift_owners,
+    write_private_file,
+)
 from qvd.imagefile import ImageRejected, unpack_checked
 
 __all__ = ["LxcBackend"]
@@ -75,14 +80,18 @@ class LxcBackend(Backend):
             private_dir(parent)
         layout.lxcpath.mkdir(parents=True, exist_ok=True)
         layout.lxcpath.chmod(0o711)
-        for ancestor in layout.lxcpath.parents:
+        ensure_subordinate_ids(self.ids)
+
+    def _check_lxcpath_reachable(self) -> None:
+        """The containers' mapped roots must traverse every parent of the LXC path."""
+        lxcpath = self.layout.lxcpath
+        for ancestor in (lxcpath, *lxcpath.parents):
             if not ancestor.stat().st_mode & 0o001:
                 raise TerminalBackendError(
-                    f"{ancestor} (a parent of the LXC path {layout.lxcpath}) is not "
-                    "traversable by others: unprivileged containers cannot reach their "
-                    "directory; chmod o+x it or move path.run.lxc"
+                    f"{ancestor} (the LXC path {lxcpath} or a parent) is not traversable "
+                    "by others: unprivileged containers cannot reach their directory; "
+                    "chmod o+x it or move path.run.lxc"
                 )
-        ensure_subordinate_ids(self.ids)
 
     # ---- storage ------------------------------------------------------------------------
     def ensure_base(self, di_id: int, image: Path) -> Path:
@@ -119,10 +128,15 @@ class LxcBackend(Backend):
             if old != layer or not spec.overlay_persistent:
                 self._discard(old)
         self._own_layer(layer, ids)
-        write_private_file(
-            self.layout.upper(spec.di_id, spec.vm_id), SECRET_PATH,
-            (spec.vma_secret + "\n").encode(), (ids.start, ids.start),
-        )  # fmt: skip
+        try:  # a persistent upper is the desktop's root's: never follow its links
+            write_private_file(
+                self.layout.upper(spec.di_id, spec.vm_id), SECRET_PATH,
+                (spec.vma_secret + "\n").encode(), (ids.start, ids.start),
+            )  # fmt: skip
+        except UnsafePath as exc:
+            raise TerminalBackendError(
+                f"VM {spec.vm_id}: cannot place the VMA secret: {exc}"
+            ) from None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
             home.mkdir(parents=True, exist_ok=True)
@@ -191,6 +205,7 @@ class LxcBackend(Backend):
     def start(self, spec: VmSpec) -> int:
         name = container_name(spec.vm_id)
         if not self.is_alive(spec.vm_id):
+            self._check_lxcpath_reachable()
             self.lxc.start(name, self._start_mounts(spec))
         pid = self.lxc.pid(name)
         if pid == 0:

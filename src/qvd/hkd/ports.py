@@ -1,0 +1,157 @@
+"""Per-port anti-spoofing on the node's bridge: which (host device, MAC, IPv4) each VM
+port may speak as.
+
+The rules live in the node's ``bridge`` table (``qvd.hkd.network``); this module keeps
+its three sets in step with the VMs of the node:
+
+- ``ifaces``: the host-side devices of admitted VM ports; frames from them are checked;
+- ``macs``: ``device . MAC``, the only Ethernet source a port may use;
+- ``ports``: ``device . MAC . IPv4``, the only IPv4 source and ARP sender a port may use.
+
+Admitting a port replaces whatever its device had (a device name is reused when a VM
+restarts), releasing it removes it; both are idempotent and go through ``nft -f`` as one
+transaction, so a port is never half-registered. What the kernel holds is read once,
+lazily, so an HKD that restarts carries on with the ports of the VMs it adopts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Port", "PortFilter", "PortFilterError", "read_ports"]
+
+_DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_SYSCTL = Path("/proc/sys/net/ipv6/conf")
+
+
+class PortFilterError(Exception):
+    """nft refused a port change, or a port's facts are not well formed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A VM's port on the bridge: its host-side device, its MAC and its IPv4 address,
+    checked here because they are written into an nft transaction and a /proc path."""
+
+    device: str
+    mac: str
+    address: str
+
+    def __post_init__(self) -> None:
+        if not _DEVICE.fullmatch(self.device) or self.device in (".", ".."):
+            raise PortFilterError(f"not an interface name: {self.device!r}")
+        if not _MAC.fullmatch(self.mac) or int(self.mac[:2], 16) & 1:
+            raise PortFilterError(f"not a unicast MAC address in lower case: {self.mac!r}")
+        try:
+            ipaddress.IPv4Address(self.address)
+        except ValueError:
+            raise PortFilterError(f"not an IPv4 address: {self.address!r}") from None
+
+    def elements(self) -> dict[str, str]:
+        """The element of each set, in nft syntax."""
+        return {
+            "ifaces": f'"{self.device}"',
+            "macs": f'"{self.device}" . {self.mac}',
+            "ports": f'"{self.device}" . {self.mac} . {self.address}',
+        }
+
+
+def _nft(*argv: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nft", *argv], input=script, capture_output=True, text=True, check=False)
+
+
+def read_ports(table: str) -> dict[str, Port]:
+    """The ports the kernel holds in ``table`` (device → port); empty without the table."""
+    done = _nft("-j", "list", "set", "bridge", table, "ports")
+    if done.returncode != 0:
+        return {}
+    found: dict[str, Port] = {}
+    for item in json.loads(done.stdout).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []):
+            parts = elem.get("concat") if isinstance(elem, dict) else None
+            if isinstance(parts, list) and len(parts) == 3:
+                try:
+                    port = Port(str(parts[0]), str(parts[1]), str(parts[2]))
+                except PortFilterError:
+                    continue
+                found[port.device] = port
+    return found
+
+
+def disable_ipv6(device: str) -> bool:
+    """Turn IPv6 off on a host device (a second layer under the nft drop); False when
+    the device (or IPv6) is not there."""
+    if not _DEVICE.fullmatch(device) or device in (".", ".."):
+        raise PortFilterError(f"not an interface name: {device!r}")
+    knob = _SYSCTL / device / "disable_ipv6"
+    try:
+        knob.write_text("1\n")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class PortFilter:
+    """The admitted ports of one node table; safe to share between HKD workers."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._lock = threading.Lock()
+        self._known: dict[str, Port] | None = None
+
+    def _ports(self) -> dict[str, Port]:
+        if self._known is None:
+            self._known = read_ports(self.table)
+        return self._known
+
+    def admitted(self) -> dict[str, Port]:
+        with self._lock:
+            return dict(self._ports())
+
+    def admit(self, port: Port) -> None:
+        """Let ``port.device`` speak as ``port.mac`` / ``port.address`` and as nothing
+        else; turns IPv6 off on the device when it exists already."""
+        with self._lock:
+            known = self._ports()
+            if known.get(port.device) != port:
+                lines = self._removal(known.get(port.device), port.device)
+                for name, element in port.elements().items():
+                    lines.append(f"add element bridge {self.table} {name} {{ {element} }}")
+                self._apply(lines)
+                known[port.device] = port
+        disable_ipv6(port.device)
+
+    def release(self, device: str) -> None:
+        """Forget the port of ``device`` (its VM is gone); nothing when unknown."""
+        with self._lock:
+            known = self._ports()
+            old = known.get(device)
+            if old is None:
+                return
+            self._apply(self._removal(old, device))
+            del known[device]
+
+    def _removal(self, old: Port | None, device: str) -> list[str]:
+        if old is None:
+            return []
+        # add-then-delete: deleting works whether or not the element is still there
+        lines = []
+        for name, element in old.elements().items():
+            lines.append(f"add element bridge {self.table} {name} {{ {element} }}")
+            lines.append(f"delete element bridge {self.table} {name} {{ {element} }}")
+        return lines
+
+    def _apply(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        done = _nft("-f", "-", script="\n".join(lines) + "\n")
+        if done.returncode != 0:
+            self._known = None  # re-read what the kernel holds next time
+            raise PortFilterError(f"nft: {done.stderr.strip()}")
