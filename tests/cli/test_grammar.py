@@ -574,12 +574,14 @@ def test_piped_session_logout_and_login() -> None:
     assert (rec.logins, rec.logouts) == (2, 2)
 
 
-def test_piped_password_change_reads_two_lines() -> None:
-    code, out, err, rec = qa("", inp="password\nn3w\nn3w\npassword\na\nb\n")
+def test_piped_password_change_reads_three_lines() -> None:
+    code, out, err, rec = qa("", inp="password\nold\nn3w\nn3w\npassword\nold\na\nb\n")
     assert code == 1
     assert "Password changed" in out
     assert "the two passwords differ" in err
-    assert rec.bodies == [{"action": "myadmin_update", "arguments": {"password": "n3w"}}]
+    assert rec.bodies == [
+        {"action": "myadmin_update", "arguments": {"password": "n3w", "current_password": "old"}}
+    ]
 
 
 def test_listing_every_page_without_a_terminal() -> None:

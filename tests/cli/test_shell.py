@@ -229,6 +229,8 @@ def test_passwords_are_asked_hidden(live_api: LiveApi, api_engine: Engine, pty_q
     term.send(PASSWORD)
     assert "| vmA  |" in term.expect("qa> ")
     term.send("password")
+    term.expect("Current password: ")
+    term.send(PASSWORD)
     term.expect("New password: ")
     term.send("first-new-pw")
     term.expect("New password again: ")

@@ -22,6 +22,10 @@ from qvd.db import upgrade as db_upgrade
 SEEDED = "0003"
 # What the revisions after SEEDED create, and the rows that go with them.
 VIEW_TABLES = ("tenant_views", "administrator_views")
+# 0006 (login hardening): a new table, and a column on user_tokens ('' for the tokens
+# that exist at upgrade time: they were issued without a password binding and end)
+LOGIN_TABLES = ("user_totp_uses",)
+WIDENED = ("user_tokens",)
 
 Snapshot = dict[str, list[str]]
 
@@ -310,9 +314,13 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
     head = schema_status(engine).head
     assert schema_status(engine).current == head
     at_head = snapshot(engine)
-    assert set(at_head) - set(filled) == set(VIEW_TABLES)
-    assert _without(at_head, VIEW_TABLES) == filled
-    assert all(at_head[t] == [] for t in VIEW_TABLES)
+    new_tables = (*VIEW_TABLES, *LOGIN_TABLES)
+    assert set(at_head) - set(filled) == set(new_tables)
+    assert _without(at_head, (*new_tables, *WIDENED)) == _without(filled, WIDENED)
+    assert all(at_head[t] == [] for t in new_tables)
+    assert len(at_head["user_tokens"]) == len(filled["user_tokens"])
+    with engine.connect() as conn:
+        assert conn.scalars(text("SELECT DISTINCT password_fp FROM user_tokens")).all() == [""]
 
     fill_views(engine)
     with_views = snapshot(engine)
@@ -324,7 +332,9 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
 
     db_upgrade(engine)
     assert schema_status(engine).current == head
-    assert _without(snapshot(engine), VIEW_TABLES) == filled
+    assert _without(snapshot(engine), (*VIEW_TABLES, *LOGIN_TABLES, *WIDENED)) == _without(
+        filled, WIDENED
+    )
 
 
 def test_seed_rows_are_untouched_by_a_round_trip_of_a_filled_database(

@@ -237,15 +237,18 @@ class CliSession:
         return 0
 
     def _password(self) -> int:
-        new = self.term.ask_secret("New password: ")
+        current = self.term.ask_secret("Current password: ")
+        new = self.term.ask_secret("New password: ") if current is not None else None
         again = self.term.ask_secret("New password again: ") if new is not None else None
-        if new is None or again is None:
+        if current is None or new is None or again is None:
             raise Refused("password not changed")
         if new != again:
             raise Refused("the two passwords differ: password not changed")
         if not new:
             raise Refused("an empty password is not allowed: password not changed")
-        reply = self.client.action("myadmin_update", arguments={"password": new})
+        reply = self.client.action(
+            "myadmin_update", arguments={"password": new, "current_password": current}
+        )
         if not reply.ok:
             return self._failed(reply)
         self.client.credentials = replace(self.client.credentials, password=new)

@@ -199,9 +199,17 @@ TOKENS: tuple[Token, ...] = (
         "l7r.auth.rate_limit.attempts",
         "10",
         INT,
-        "Failed logins allowed per user and per source address in the window (new).",
+        "Failed logins per user and per source address in the window before each further "
+        "failure makes the next try wait 1, 2, 4 ... s (capped at the window); a user's wait "
+        "holds back only addresses that have been failing (new).",
     ),
-    _t("l7r.auth.rate_limit.window", "60", INT, "Window of the failed-login limit, seconds (new)."),
+    _t(
+        "l7r.auth.rate_limit.window",
+        "60",
+        INT,
+        "Window of the failed-login limit, seconds: failures older than this no longer count, "
+        "and no wait is longer (new).",
+    ),
     _t(
         "l7r.limits.connects_per_user",
         "4",
@@ -392,6 +400,27 @@ TOKENS: tuple[Token, ...] = (
         "On SIGTERM, stop this node's VMs (else leave them).",
     ),
     _t("internal.hkd.lock.path", "${path.run}/hkd.lock", PTH, "HKD single-instance lock."),
+    _t(
+        "internal.hkd.gc.delay",
+        "3600",
+        NUM,
+        "Seconds between two passes of the node's storage garbage collector (0: never; "
+        "`qvd gc` runs one by hand).",
+    ),
+    _t(
+        "internal.hkd.gc.grace",
+        "3600",
+        NUM,
+        "Seconds a leftover (`images/.upload-*`, `basefs/untar-*`, `deleteme-*`) stays "
+        "untouched before the garbage collector removes it.",
+    ),
+    _t(
+        "internal.hkd.gc.home_retention",
+        "-1",
+        NUM,
+        "Days the home of a deleted VM or user is kept before the garbage collector "
+        "removes it (-1, the default: never removed; 0: at the next pass).",
+    ),
     _t("internal.vm.debug.enable", "0", BOOL, "Keep VMs whose VMA never answers (`debugging`)."),
     # --- VMA --------------------------------------------------------------------------
     _t("vma.user.default.name", "qvd", TXT, "User name when none is given."),
@@ -411,9 +440,10 @@ TOKENS: tuple[Token, ...] = (
         "api.login.rate_limit.window",
         "60",
         INT,
-        "Window of the failed admin-login limit, seconds: after `api.login.rate_limit.attempts` "
-        "failures from one address or for one login name, further tries are refused (3200, "
-        "HTTP 429 on /api/v1) until the oldest failure is this old.",
+        "Window of the failed admin-login limit, seconds: past `api.login.rate_limit.attempts` "
+        "failures in it from one address (or, for addresses that have been failing, for one "
+        "login name), each failure makes the next try wait 1, 2, 4 ... s up to this (3200, "
+        "HTTP 429 on /api/v1); failures older than the window no longer count.",
     ),
     _t(
         "api.di.upload.max_size",
@@ -422,6 +452,29 @@ TOKENS: tuple[Token, ...] = (
         "Largest image file a DI upload or staging import accepts, bytes (default 64 GiB). "
         "An upload is stopped with 2250 as soon as it goes over (it streams into a "
         "temporary file in the images directory, removed on refusal).",
+    ),
+    _t(
+        "di.unpack.max_bytes",
+        "68719476736",
+        INT,
+        "Most bytes of file data an LXC image may unpack to (default 64 GiB): counted from "
+        "the tar headers while the node unpacks it (and when an upload is checked), so a "
+        "tar bomb stops at the first member over, its partial directory removed.",
+    ),
+    _t(
+        "di.unpack.max_members",
+        "4000000",
+        INT,
+        "Most members (files, directories, links) an LXC image may hold; checked like "
+        "`di.unpack.max_bytes`.",
+    ),
+    _t(
+        "api.di.upload.reserve",
+        "1073741824",
+        INT,
+        "Bytes an upload or staging import must leave free on the images file system "
+        "(default 1 GiB): a file that would leave less is refused with 2250 as soon as "
+        "its declared or streamed size shows it, and its partial file removed.",
     ),
     _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
     # --- client defaults (sent to clients, used by qvd-client) ---------------------

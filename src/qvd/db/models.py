@@ -84,6 +84,7 @@ __all__ = [
     "UserAuthParameters",
     "UserProperty",
     "UserToken",
+    "UserTotpUse",
     "Vm",
     "VmCounter",
     "VmProperty",
@@ -670,3 +671,18 @@ class UserToken(Base):
         ForeignKey("user_auth_parameters.id", ondelete="SET NULL")
     )
     multi_use: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    password_fp: Mapped[str] = mapped_column(String(64), server_default="")
+
+
+class UserTotpUse(Base):
+    """The last one-time-code step a user logged in with (a code is used once, but for
+    one reuse by the same address right after: the client's list → connect pair)."""
+
+    __tablename__ = "user_totp_uses"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(BigInteger)
+    address: Mapped[str] = mapped_column(String(45))
+    used_at: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
+    reuses: Mapped[int] = mapped_column(Integer, server_default="0")

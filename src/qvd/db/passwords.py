@@ -12,6 +12,7 @@ a new one (``rehash_if_needed``).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 
@@ -24,6 +25,7 @@ __all__ = [
     "ARGON2_TIME_COST",
     "generate_password",
     "hash_password",
+    "match_nothing",
     "needs_rehash",
     "rehash_if_needed",
     "verify_password",
@@ -52,6 +54,20 @@ def verify_password(stored: str | None, password: str) -> bool:
         return _hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of today's parameters that no password matches (made once per process)."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def match_nothing(password: str) -> bool:
+    """Spend what a wrong password costs against a real hash, and answer False: for a
+    login with no hash to check (an unknown user, one in another tenant, one without a
+    password), so that the answer's time does not tell which logins exist."""
+    verify_password(_dummy_hash(), password or "-")
+    return False
 
 
 def needs_rehash(stored: str) -> bool:

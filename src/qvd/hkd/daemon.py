@@ -32,6 +32,7 @@ from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import Backend, BackendError, load_backend
+from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
@@ -162,6 +163,7 @@ class Hkd:
         self._spawn("resync", self._resync)
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
+        self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
         try:
             for make in self._service_factories:
                 service = make(host)

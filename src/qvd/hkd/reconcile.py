@@ -363,6 +363,7 @@ class Reconciler:
             ),
             vma_secret=self.vma_secret(view),
             home_key=home_key,
+            home_size_mib=view.user_storage_mb or 0,
             overlay_persistent=self.settings.overlay_persistent,
             cpu_shares=self.settings.cpu_shares,
             pids_max=self.settings.pids_max,

@@ -8,6 +8,7 @@ upload). It depends on nothing else of ``qvd``.
 from qvd.imagefile.tarcheck import (
     IMAGE_SUFFIXES,
     ImageRejected,
+    Limits,
     TarReport,
     check_tar,
     decompressor_for,
@@ -17,6 +18,7 @@ from qvd.imagefile.unpack import unpack_checked
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageRejected",
+    "Limits",
     "TarReport",
     "check_tar",
     "decompressor_for",

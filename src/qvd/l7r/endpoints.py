@@ -78,6 +78,13 @@ class Node:
             conn.commit()
         return principal
 
+    def recheck(self, principal: Principal) -> None:
+        """Refuse (401) a principal a keep-alive connection kept, once its user is
+        blocked, deleted or has a new password, its tenant is blocked or its token
+        expired: each request of the connection is answered for the user as it is now."""
+        with self.engine.connect() as conn:
+            self.authenticator.recheck(conn, principal)
+
     # ---- endpoints ------------------------------------------------------------------------
     def list_of_vm(self, principal: Principal, *, applications: bool = False) -> Reply:
         with self.engine.connect() as conn:
@@ -94,7 +101,14 @@ class Node:
     def create_auth_token(self, principal: Principal) -> Reply:
         with self.engine.begin() as conn:
             params_id = store_auth_params(conn, principal.params)
-            token = issue_token(conn, principal.user_id, multi_use=True, auth_params_id=params_id)
+            token = issue_token(  # no wider than a token this login used
+                conn,
+                principal.user_id,
+                multi_use=principal.token_multi_use,
+                vm_id=principal.token_vm_id,
+                auth_params_id=params_id,
+                expires_by=principal.token_expires,
+            )
         return Reply(
             body=json_body({"auth_params_id": params_id, "auth_token": token}),
             content_type="application/json",

@@ -239,8 +239,9 @@ class ConnectFlow:
     ) -> dict[str, str]:
         params_id = store_auth_params(conn, principal.params)
         token = issue_token(
-            conn, principal.user_id, multi_use=True, vm_id=vm_id, auth_params_id=params_id
-        )
+            conn, principal.user_id, multi_use=True, vm_id=vm_id, auth_params_id=params_id,
+            expires_by=principal.token_expires,
+        )  # fmt: skip
         return {
             **client_params,
             "auth_token": token,

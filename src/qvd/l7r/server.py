@@ -351,7 +351,9 @@ class L7rServer:
     ) -> Principal:
         key = request.headers.get("authorization", "")
         found = cached.get(key)
-        if found is None:
+        if found is not None:  # keep-alive: the user as it is now, not as it logged in
+            await self._quickly(self._node.recheck, found)
+        else:
             assert self._logins is not None
             turn = _login_turn(request.headers, address)
             found = await asyncio.wrap_future(

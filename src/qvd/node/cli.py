@@ -24,8 +24,12 @@ from qvd.db import (
 from qvd.db import downgrade as db_downgrade
 from qvd.db import upgrade as db_upgrade
 from qvd.di.cli import app as di_app
+from qvd.hkd.backends import load_backend
 from qvd.hkd.daemon import HkdStartError
+from qvd.hkd.gc import run_once
 from qvd.hkd.runner import configure_logging, run_hkd
+from qvd.hkd.settings import HkdSettings
+from qvd.hkd.store import find_host
 from qvd.node.configdoc import config_reference
 from qvd.node.daemons import node_services
 from qvd.node.up import run_up
@@ -182,6 +186,37 @@ def hkd(config: ConfigOption = None) -> None:
         run_hkd(cfg, services=node_services(cfg))
     except HkdStartError as exc:
         raise _Failure(str(exc)) from None
+
+
+# ---- qvd gc -------------------------------------------------------------------------------
+@app.command("gc")
+def gc(
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Only say what would be removed, and why.")
+    ] = False,
+) -> None:
+    """Remove this node's storage that nothing will use again (leftover uploads and
+    unpacks, bases of deleted DIs, layers and, after internal.hkd.gc.home_retention,
+    homes of deleted VMs); never anything a running or starting VM uses."""
+    cfg = _config(config)
+    engine, _ = _engine(cfg)
+    try:
+        settings = HkdSettings.from_config(cfg)
+        with engine.begin() as conn:
+            host = find_host(conn, settings.nodename)
+        backend = load_backend(settings.hypervisor, config=cfg)
+        removals = run_once(
+            cfg, engine, backend, host.id if host is not None else None, dry_run=dry_run
+        )
+    except DatabaseError as exc:
+        raise _Failure(str(exc)) from None
+    finally:
+        engine.dispose()
+    verb = "would remove" if dry_run else "removed"
+    for removal in removals:
+        typer.echo(f"{verb} {removal.path}: {removal.reason}")
+    typer.echo(f"{len(removals)} {'entries' if len(removals) != 1 else 'entry'} {verb}")
 
 
 # ---- qvd api ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A DI upload is streamed once, straight into a temporary file in the images
 directory (``qvd.api.uploads.form_stream``): the size limit applies as it streams (with or
 without a Content-Length), nothing is spooled in the temp directory first, the file
-part may come before the credentials, and no file is left behind by any refusal,
+part is refused unread unless the sender is known before it, and no file is left
+behind by any refusal,
 including a client that goes away mid-upload.
 
 Most tests drive the ASGI app directly, so the body arrives in chunks exactly as given
@@ -37,6 +38,7 @@ from qvd.api.uploads import form_stream
 from qvd.api.uploads.form_stream import FIELD_MAX_BYTES, MAX_FIELDS
 from qvd.api.uploads.images import ImageSpool, check_image
 from qvd.config import Config
+from qvd.imagefile import Limits
 from tests.api.asgi import asgi_client
 from tests.api.conftest import Api, World, api_config, running_api
 
@@ -110,9 +112,11 @@ async def _call(
         elif message["type"] == "http.response.body":
             body.extend(message.get("body", b""))
 
+    path, _, query = path.partition("?")
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "https", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "scheme": "https", "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(),
         "root_path": "", "client": ("127.0.0.1", 40000), "server": ("testserver", 443),
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
     }  # fmt: skip
@@ -190,8 +194,8 @@ def spools(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ImageSpool, list[int]]
     made: list[tuple[ImageSpool, list[int]]] = []
 
     class Recorded(ImageSpool):
-        def __init__(self, folder: Path, *, max_bytes: int) -> None:
-            super().__init__(folder, max_bytes=max_bytes)
+        def __init__(self, folder: Path, *, max_bytes: int, reserve: int = 0) -> None:
+            super().__init__(folder, max_bytes=max_bytes, reserve=reserve)
             self.sizes: list[int] = []
             made.append((self, self.sizes))
 
@@ -255,10 +259,10 @@ def test_the_file_is_written_once_and_nowhere_else(
     monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", no_spooling)
     seen: list[tuple[list[str], int, int]] = []
 
-    def check(path: Path, name: str) -> int:
+    def check(path: Path, name: str, limits: Limits) -> int:
         seen.append((setup.leftovers(), path.stat().st_ino, path.stat().st_size))
         assert os.listdir(setup.tmp) == []
-        return check_image(path, name)
+        return check_image(path, name, limits)
 
     monkeypatch.setattr("qvd.api.uploads.di_import.check_image", check)
     data = tarball(LIMIT // 2)
@@ -276,27 +280,32 @@ def test_the_file_is_written_once_and_nowhere_else(
     assert setup.leftovers() == [final.name]
 
 
-def test_a_file_part_before_the_credentials_is_imported(setup: Setup) -> None:
+def test_a_file_part_before_the_credentials_is_refused_unread(
+    setup: Setup, spools: list[tuple[ImageSpool, list[int]]]
+) -> None:
+    """Credentials that come only after the file (good or bad) are too late: the file
+    part is refused before a byte of it is stored."""
+    before = setup.dis()
+    for sid in (setup.api.login("root"), "not-a-session"):
+        body = form(("file", tarball(1000), "first.tar"), *setup.action_fields(sid=sid))
+        r = post(setup.app, "/api/di/upload", chunks(body))
+        assert r.body["status"] == 3100, r.body
+        assert "before the file part" in r.body["message"]
+    assert spools == []
+    assert setup.leftovers() == []
+    assert setup.dis() == before
+
+
+def test_a_sid_in_the_query_string_authenticates_before_the_file(setup: Setup) -> None:
+    """The WAT sends its credentials in the query string: the form may then start with
+    the file."""
     data = tarball(1000)
-    body = form(("file", data, "first.tar"), *setup.action_fields(version="first"))
-    r = post(setup.app, "/api/di/upload", chunks(body))
+    body = form(("file", data, "first.tar"), *setup.action_fields(version="first")[:2])
+    r = post(setup.app, f"/api/di/upload?sid={setup.api.login('root')}", chunks(body))
     assert r.body["status"] == 0, r.body
     di_id = r.body["rows"][0]["id"]
     assert setup.leftovers() == [f"{di_id}-first.tar"]
     assert (setup.images / f"{di_id}-first.tar").read_bytes() == data
-
-
-def test_a_file_part_before_bad_credentials_is_removed(
-    setup: Setup, spools: list[tuple[ImageSpool, list[int]]]
-) -> None:
-    before = setup.dis()
-    body = form(("file", tarball(1000), "first.tar"), *setup.action_fields(sid="not-a-session"))
-    r = post(setup.app, "/api/di/upload", chunks(body))
-    assert 3000 <= r.body["status"] < 4000, r.body
-    assert len(spools) == 1  # streamed (the credentials came after it), then removed
-    assert not spools[0][0].path.exists()
-    assert setup.leftovers() == []
-    assert setup.dis() == before
 
 
 @pytest.mark.parametrize(
@@ -397,7 +406,7 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(setup: Setup, face:
 def test_a_malformed_form_after_the_file_is_refused_and_leaves_nothing(
     setup: Setup, parts: list[Part], status: int, needle: str
 ) -> None:
-    body = form(("file", tarball(100), "a.tar"), *parts, *setup.action_fields(version="bad"))
+    body = form(*setup.action_fields(version="bad"), ("file", tarball(100), "a.tar"), *parts)
     r = post(setup.app, "/api/di/upload", chunks(body))
     assert r.body["status"] == status, r.body
     assert needle in r.body["message"]
@@ -477,3 +486,29 @@ def _eventually(condition: Callable[[], bool], timeout: float = 60) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["streamed", "content-length"])
+def test_an_upload_that_would_eat_the_reserve_is_refused_and_leaves_nothing(
+    tmp_path: Path, api_engine: Engine, world: World, declared: bool
+) -> None:
+    """``api.di.upload.reserve`` stays free: with a reserve larger than the disk's free
+    space, the first byte of the file (or the declared length) is already too much."""
+    import shutil
+
+    config = api_config(tmp_path)
+    images = config.get_path("path.storage.images")
+    images.mkdir(parents=True)
+    reserve = shutil.disk_usage(images).free + (1 << 30)
+    config = api_config(tmp_path, **{"api.di.upload.reserve": str(reserve)})
+    app = create_app(config, api_engine)
+    with asgi_client(app) as client:
+        sid = Api(client).login("root")
+    args = json.dumps({"osf_id": world.osfs["A"]})
+    body = form(("action", "di_create", None), ("arguments", args, None), ("sid", sid, None),
+                ("file", tarball(4096), "r.tar"))  # fmt: skip
+    headers = {"content-length": str(len(body)), "transfer-encoding": ""} if declared else {}
+    r = post(app, "/api/di/upload", chunks(body), headers)
+    assert r.body["status"] == 2250, r.body
+    assert "api.di.upload.reserve" in r.body["message"]
+    assert list(images.iterdir()) == []

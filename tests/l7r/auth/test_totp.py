@@ -89,8 +89,10 @@ def test_totp_code_after_the_password(lab: Lab) -> None:
     set_config(lab.engine, 1, {"l7r.auth.plugins": "totp"})
     set_totp_secret(lab.engine, 1, lab.seed.user_id, SECRET32)
     now, previous, wrong = current_codes(SECRET32)
-    assert get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + now)).status == 200
+    # the previous period's code is still accepted (leeway) while it is the latest used
     assert get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + previous)).status == 200
+    assert get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + now)).status == 200
+    refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + previous)), b"already used")
     refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD + wrong)), b"wrong one-time code")
     refused(get(lab, "/qvd/list_of_vm", basic("alice", PASSWORD)), b"6-digit one-time code")
     refused(get(lab, "/qvd/list_of_vm", basic("alice", "nope" + now)), b"wrong login")

@@ -8,10 +8,12 @@
   a URL: clients send it in ``Authorization: Bearer``, the ``X-QVD-Sid`` header, the
   ``sid`` cookie (Secure, HttpOnly, SameSite=Strict) or, for qa4, as ``sid`` in the
   JSON body of ``POST /api``.
-- ``api.login.rate_limit.attempts`` failed logins within ``api.login.rate_limit.window``
-  seconds from one address, or for one login name, lock further tries until the
-  oldest of them is older than the window (the limiter the L7R uses too,
-  ``qvd.loginlimit``).
+- Failed logins back off (``qvd.loginlimit``, the limiter the L7R uses too): past
+  ``api.login.rate_limit.attempts`` failures an address or a login name waits 1, 2, 4 …
+  up to ``api.login.rate_limit.window`` seconds, and the count decays. An address in
+  backoff is refused before its password is checked; a login's backoff applies, after
+  the check, only to addresses that have been failing, so strangers guessing a name
+  (the superadmin's too) never keep its owner out.
 - ``wat.multitenant`` (database first, then file): in multitenant mode the tenant
   name is part of the login (superadmins use ``*``, which is also the default); in
   monotenant mode it is ignored and superadmins cannot log in, except the recovery
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 import threading
 import time
@@ -36,7 +39,7 @@ from qvd.api.errors import AuthError, RateLimited, Status
 from qvd.config import Config, ConfigValueError
 from qvd.db.acls import administrator_acls
 from qvd.db.models import Acl, Administrator, ApiSession, Tenant
-from qvd.db.passwords import hash_password, rehash_if_needed, verify_password
+from qvd.db.passwords import match_nothing, rehash_if_needed, verify_password
 from qvd.loginlimit import FailureLimiter
 
 __all__ = [
@@ -50,7 +53,6 @@ __all__ = [
     "resolve_session",
 ]
 
-_DUMMY_HASH = hash_password("not-a-real-password-0")
 _WRONG = "wrong login, password or tenant"
 _TOUCH_EVERY = 60  # seconds between two extensions of a session's expiry
 
@@ -81,13 +83,16 @@ class LoginLimiter(FailureLimiter):
         )
 
     def check(self, *keys: str) -> None:
-        """Raise :class:`RateLimited` for the first of ``keys`` that may not try now."""
-        for refused in self.refusals(*keys):
-            wait = int(refused.wait) + 1
+        """Raise :class:`RateLimited` when one of ``keys`` may not try now."""
+        self.refuse_after(self.blocked_for(*keys))
+
+    @staticmethod
+    def refuse_after(wait: float) -> None:
+        """Raise :class:`RateLimited` when ``wait`` (seconds) is not 0."""
+        if wait > 0:
+            seconds = math.ceil(wait)
             raise RateLimited(
-                f"too many failed logins ({refused.failures} in {int(self.window)} s); "
-                f"try again in {wait} s",
-                retry_after=wait,
+                f"too many failed logins: try again in {seconds} s", retry_after=seconds
             )
 
 
@@ -195,8 +200,8 @@ def login(
         raise AuthError("login and password are required", Status.NO_CREDENTIALS)
     multitenant = config.get_bool("wat.multitenant")
     tenant_name = (tenant or "*") if multitenant else None
-    keys = [f"ip:{address}", f"login:{name}@{tenant_name}"]
-    limiter.check(*keys)
+    address_key, login_key = f"ip:{address}", f"login:{name}@{tenant_name}"
+    limiter.check(address_key)
     if multitenant:
         rows = _admin_rows(session, Administrator.name == name, Tenant.name == tenant_name)
     else:
@@ -206,11 +211,13 @@ def login(
             (Administrator.tenant_id > SUPERTENANT_ID) | (Administrator.id == RECOVERY_ADMIN_ID),
         )
     found = rows[0] if len(rows) == 1 else None
-    ok = verify_password(found.password if found else _DUMMY_HASH, password)
+    if found is None or not found.password:
+        ok = match_nothing(password)
+    else:
+        ok = verify_password(found.password, password)
+    limiter.refuse_after(limiter.verdict(address_key, login_key, accepted=ok))
     if found is None or not ok:
-        limiter.failed(*keys)
         raise AuthError(_WRONG, Status.WRONG_CREDENTIALS)
-    limiter.succeeded(keys[1])
     _upgrade_hash(session, found.id, found.password, password)
     if found.tenant_blocked:
         raise AuthError(f"tenant {found.tenant_name!r} is blocked", Status.TENANT_RESTRICTED)

@@ -158,6 +158,9 @@ class AdministratorCreate(_Body):
 class AdministratorUpdate(_Body):
     name: str | None = _rule(names.ADMIN_NAME, optional=True)
     password: str | None = Field(default=None, min_length=1, max_length=1024)
+    current_password: str | None = Field(  # needed to change one's own password
+        default=None, min_length=1, max_length=1024
+    )
     description: str | None = Text
     language: Language | None = None
     block: int | None = Field(default=None, ge=1, le=10000)

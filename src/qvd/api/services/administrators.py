@@ -5,6 +5,12 @@ also carries the WAT views, is in ``views``).
 filters and rows of ``number_of_acls_in_role`` (see ``roles``) keyed by ``admin_id``;
 ``effective`` counts what the administrator may really use (its roles' ACLs, plus the
 recovery administrator's own, minus ``tenant.``/``host.`` for tenant administrators).
+
+A new password ends the administrator's API sessions: ``myadmin_update`` ends the
+caller's other sessions (not the one that made the change) and needs the current
+password (``current_password``: 6240 when missing, 3200 when wrong; wrong tries back off
+per administrator, ``qvd.loginlimit``), also through ``administrator_update`` on oneself;
+``administrator_update`` by someone else ends all of the target's sessions.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Integer, String, column, delete, func, literal, literal_column, select, table
 
+from qvd.api.actions.auth import hash_token
 from qvd.api.actions.core import Action, ActionRequest, ActionResult, Args, Ctx, for_each
 from qvd.api.actions.listing import Field, ListSpec
 from qvd.api.actions.principal import (
@@ -22,7 +29,7 @@ from qvd.api.actions.principal import (
     Principal,
     effective_acls,
 )
-from qvd.api.errors import Conflict, InvalidRequest, NotFound, Status
+from qvd.api.errors import AuthError, Conflict, InvalidRequest, NotFound, RateLimited, Status
 from qvd.api.services.common import (
     block_arg,
     created_fields,
@@ -43,8 +50,16 @@ from qvd.api.services.roles import (
 )
 from qvd.config.names import ADMIN_NAME
 from qvd.db.acls import administrator_acls
-from qvd.db.models import Acl, Administrator, Role, RoleAdministratorRelation, Tenant
-from qvd.db.passwords import hash_password
+from qvd.db.models import (
+    Acl,
+    Administrator,
+    ApiSession,
+    Role,
+    RoleAdministratorRelation,
+    Tenant,
+)
+from qvd.db.passwords import hash_password, verify_password
+from qvd.loginlimit import FailureLimiter
 
 __all__ = ["ACTIONS", "SPEC"]
 
@@ -143,10 +158,48 @@ def _create(ctx: Ctx, req: ActionRequest) -> ActionResult:
     return ActionResult(rows=[{"id": admin.id}], affected=[(admin.id, admin.name)])
 
 
+# wrong current passwords given to myadmin_update, per administrator (in this process)
+_CURRENT_PASSWORD_TRIES = FailureLimiter(attempts=5, window=60)
+
+
+def _check_current_password(admin: Administrator, current: str | None) -> None:
+    """Refuse a change of one's own password without the right current one."""
+    if current is None:
+        raise InvalidRequest(
+            "changing your own password needs your current one ('current_password')",
+            Status.MISSING_ARGUMENT,
+        )
+    key = f"admin:{admin.id}"
+    wait = _CURRENT_PASSWORD_TRIES.blocked_for(key)
+    if wait > 0:
+        raise RateLimited(
+            f"too many wrong current passwords: try again in {int(wait) + 1} s",
+            retry_after=int(wait) + 1,
+        )
+    if not verify_password(admin.password, current):
+        _CURRENT_PASSWORD_TRIES.failed(key)
+        raise AuthError("the current password is wrong", Status.WRONG_CREDENTIALS)
+    _CURRENT_PASSWORD_TRIES.succeeded(key)
+
+
+def _end_sessions(ctx: Ctx, admin_id: int) -> None:
+    """End ``admin_id``'s API sessions but the caller's own (a password changed)."""
+    stmt = delete(ApiSession).where(ApiSession.administrator_id == admin_id)
+    token = ctx.principal.session_token
+    if token is not None and admin_id == ctx.principal.admin_id:
+        stmt = stmt.where(ApiSession.token_sha256 != hash_token(token))
+    ctx.session.execute(stmt)
+
+
 def _apply(ctx: Ctx, admin: Administrator, args: Args, *, own: bool) -> None:
     acl = None if own else "administrator.update.password"
+    self_change = own or admin.id == ctx.principal.admin_id
+    current = args.take("current_password", str) if self_change else None
     if (password := args.take("password", str, acl=acl)) is not None:
+        if self_change:  # by myadmin_update or administrator_update on oneself
+            _check_current_password(admin, current)
         admin.password = hash_password(password)
+        _end_sessions(ctx, admin.id)
     if language := language_arg(args, None if own else "administrator.update.language"):
         admin.language = language
     if (block := block_arg(args, "administrator")) is not None:

@@ -15,9 +15,10 @@ Tag rules:
   ``INSERT … ON CONFLICT (osf_id, tag) DO UPDATE … WHERE NOT fixed``, so concurrent
   moves serialise on the row and never leave a tag on two DIs.
 
-``dis_in_staging`` lists the files of ``path.storage.staging`` that a staging import
-would take (plain names with an image suffix), as rows ``{"name": …}`` sorted by
-name; 2230 when the directory does not exist.
+``dis_in_staging`` lists the files of ``path.storage.staging`` that the administrator's
+staging import would take (plain regular files with an image suffix, per tenant: see
+``qvd.api.uploads.staging``), as rows ``{"name": …}`` sorted by name; 2230 when the
+directory does not exist.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from qvd.api.actions.core import (
     for_each,
 )
 from qvd.api.actions.listing import Field, ListSpec
-from qvd.api.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound, Status
+from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import (
     apply_properties,
     created_fields,
@@ -55,7 +56,7 @@ from qvd.api.services.common import (
     tenant_fields,
     tiny_action,
 )
-from qvd.api.uploads.images import check_name
+from qvd.api.uploads.staging import list_staged
 from qvd.config.names import DI_FILE_NAME, DI_TAG
 from qvd.db.models import Di, DiRuntime, DiTag, Osf, Vm, VmRuntime
 
@@ -427,30 +428,11 @@ def _unlink_image(ctx: Ctx, di_id: int, path: str) -> None:
         os.unlink(image)
 
 
-def _staged_name(entry: os.DirEntry[str]) -> str | None:
-    """The entry's name if a staging import would take it."""
-    try:
-        name = check_name(entry.name)
-        regular = entry.is_file()  # follows a link, as the import does
-    except (InvalidRequest, OSError):
-        return None
-    return name if regular else None
-
-
 def _in_staging(ctx: Ctx, req: ActionRequest) -> ActionResult:
     if req.filters not in (None, {}, []) or req.arguments:
         raise InvalidRequest("dis_in_staging takes no filters or arguments", Status.BAD_FILTER)
-    staging = ctx.config.get_path("path.storage.staging")
-    try:
-        with os.scandir(staging) as entries:
-            names = sorted(n for e in entries if (n := _staged_name(e)) is not None)
-    except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(
-            f"the staging directory {staging} does not exist", Status.NO_STAGING_DIR
-        ) from None
-    except OSError as exc:
-        raise ApiError(f"cannot read the staging directory {staging}: {exc}", 2270) from None
-    rows = [{"name": n} for n in names]
+    staged = list_staged(ctx.config.get_path("path.storage.staging"), ctx.principal)
+    rows = [{"name": f.name} for f in staged]
     return ActionResult(rows=rows, total=len(rows))
 
 

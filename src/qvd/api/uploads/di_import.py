@@ -5,6 +5,7 @@ the reason in ``status_message``; the error is reported."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,19 @@ from qvd.api.uploads.images import (
     discard,
     images_dir,
     install,
-    staged_file,
 )
+from qvd.api.uploads.staging import open_staged
 from qvd.db.models import Di, DiRuntime
+from qvd.imagefile import Limits
 
 __all__ = [
     "import_from_staging",
     "import_upload",
     "max_image_size",
+    "unpack_limits",
     "upload_folder",
     "upload_name",
+    "upload_reserve",
 ]
 
 
@@ -43,10 +47,23 @@ def max_image_size(state: AppState) -> int:
     return state.config.get_int("api.di.upload.max_size")
 
 
+def upload_reserve(state: AppState) -> int:
+    """The bytes an upload or staging import must leave free on the images' disk."""
+    return state.config.get_int("api.di.upload.reserve")
+
+
+def unpack_limits(state: AppState) -> Limits:
+    """What an LXC image may unpack to (the node checks the same tokens)."""
+    return Limits(
+        max_bytes=state.config.get_int("di.unpack.max_bytes"),
+        max_members=state.config.get_int("di.unpack.max_members"),
+    )
+
+
 def _import(state: AppState, principal: Principal, arguments: dict[str, Any], tmp: Path,
             name: str) -> int:  # fmt: skip
     try:
-        check_image(tmp, name)
+        check_image(tmp, name, unpack_limits(state))
         args = dict(arguments)
         args.setdefault("disk_image", name)
         result = run_action(
@@ -115,13 +132,16 @@ def upload_folder(state: AppState) -> Path:
 
 
 def import_from_staging(state: AppState, principal: Principal, arguments: dict[str, Any]) -> int:
-    """A DI from a file in ``path.storage.staging`` (copied, the original stays)."""
+    """A DI from a file in the administrator's part of ``path.storage.staging`` (copied,
+    the original stays; see ``qvd.api.uploads.staging``)."""
     principal.require("di.create.", what="importing a DI")
     name = str(arguments.get("disk_image") or "")
-    source = staged_file(state.config.get_path("path.storage.staging"), name)
+    source, staged = open_staged(state.config.get_path("path.storage.staging"), principal, name)
     folder = upload_folder(state)
-    with open(source, "rb") as f:
+    with source:
         tmp = copy_into(
-            f, folder, max_bytes=max_image_size(state), declared_size=source.stat().st_size
-        )
-    return _import(state, principal, arguments, tmp, check_name(name))
+            source, folder, max_bytes=max_image_size(state),
+            declared_size=os.fstat(source.fileno()).st_size, reserve=upload_reserve(state),
+        )  # fmt: skip
+    args = {**arguments, "disk_image": staged.file_name}
+    return _import(state, principal, args, tmp, staged.file_name)

@@ -16,7 +16,6 @@ so the client reads the answer instead of a reset connection.
 from __future__ import annotations
 
 import codecs
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from qvd.api.errors import ApiError, InvalidRequest, Status
-from qvd.api.uploads.images import ImageSpool, no_room, too_large
+from qvd.api.uploads.images import ImageSpool, no_room, room_for_images, too_large
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -202,7 +201,7 @@ def _boundary_and_charset(request: Request) -> tuple[bytes, str]:
     return boundary, charset
 
 
-def _check_declared_length(request: Request, folder: Path, max_bytes: int) -> None:
+def _check_declared_length(request: Request, folder: Path, max_bytes: int, reserve: int) -> None:
     """Refuse a body whose declared length cannot fit, before any of it is read."""
     try:
         length = int(request.headers.get("content-length", ""))
@@ -210,15 +209,16 @@ def _check_declared_length(request: Request, folder: Path, max_bytes: int) -> No
         return
     if length > max_bytes + FORM_OVERHEAD:
         raise too_large(length, max_bytes, "the upload")
-    free = shutil.disk_usage(folder).free
-    if length > free + FORM_OVERHEAD:
-        raise no_room(length, free, folder, what="the upload")
+    free, room = room_for_images(folder, reserve)
+    if length > room + FORM_OVERHEAD:
+        raise no_room(length, free, folder, what="the upload", reserve=reserve)
 
 
 class _Receiver:
-    def __init__(self, folder: Path, max_bytes: int, on_file: OnFile | None) -> None:
+    def __init__(self, folder: Path, max_bytes: int, on_file: OnFile | None, reserve: int) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        self.reserve = reserve
         self.on_file = on_file
         self.fields: dict[str, str] = {}
         self.spool: ImageSpool | None = None
@@ -244,7 +244,7 @@ class _Receiver:
                     await self.on_file(dict(self.fields), filename)
                 self.filename = filename
                 self.spool = await run_in_threadpool(
-                    partial(ImageSpool, self.folder, max_bytes=self.max_bytes)
+                    partial(ImageSpool, self.folder, max_bytes=self.max_bytes, reserve=self.reserve)
                 )
             case _Data(chunk):
                 assert self.spool is not None
@@ -252,9 +252,12 @@ class _Receiver:
                     await run_in_threadpool(self.spool.flush)
 
     async def drain(self, stream: AsyncIterator[bytes]) -> None:
-        """Read (and drop) the rest of a refused body, up to what an upload may send."""
+        """Read (and drop) the rest of a refused body, up to what an upload may send
+        (a body refused before its file was accepted, say for want of credentials: up
+        to :data:`FORM_OVERHEAD` more bytes only; past that, the connection is closed)."""
+        limit = self.max_bytes if self.spool is not None else self.received
         try:
-            while self.received <= self.max_bytes + FORM_OVERHEAD:
+            while self.received <= limit + FORM_OVERHEAD:
                 chunk = await anext(stream, None)
                 if chunk is None:
                     return
@@ -268,21 +271,27 @@ class _Receiver:
 
 
 async def receive_upload(
-    request: Request, folder: Path, *, max_bytes: int, on_file: OnFile | None = None
+    request: Request,
+    folder: Path,
+    *,
+    max_bytes: int,
+    on_file: OnFile | None = None,
+    reserve: int = 0,
 ) -> UploadForm:
     """Read the upload form of ``request``, its file streamed into a temporary file in
     ``folder`` (at most ``max_bytes``). Refusals: 2250 over the limit, out of room, cut
     off or disconnected; 6240 no ``file`` part; 6230 a malformed form (a text field over
     :data:`FIELD_MAX_BYTES`, more than :data:`MAX_FIELDS` fields, a second file part);
-    or whatever ``on_file`` raises. The temporary file is gone after any refusal."""
-    _check_declared_length(request, folder, max_bytes)
+    or whatever ``on_file`` raises. ``reserve`` bytes must stay free on the disk. The
+    temporary file is gone after any refusal."""
+    _check_declared_length(request, folder, max_bytes, reserve)
     boundary, charset = _boundary_and_charset(request)
     parts = _Parts(charset)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
     except FormParserError as exc:
         raise InvalidRequest(f"the upload form is malformed: {exc}") from None
-    receiver = _Receiver(folder, max_bytes, on_file)
+    receiver = _Receiver(folder, max_bytes, on_file, reserve)
     async with aclosing(request.stream()) as stream:
         try:
             await receiver.run(stream, parser, parts)

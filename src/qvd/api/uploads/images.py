@@ -19,10 +19,10 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
-from qvd.api.errors import ApiError, InvalidRequest, NotFound, Status
+from qvd.api.errors import ApiError, InvalidRequest, Status
 from qvd.config.names import DI_FILE_NAME, shown
 from qvd.imagefile import IMAGE_SUFFIXES as TAR_SUFFIXES
-from qvd.imagefile import ImageRejected, check_tar
+from qvd.imagefile import ImageRejected, Limits, check_tar
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -34,12 +34,13 @@ __all__ = [
     "images_dir",
     "install",
     "no_room",
-    "staged_file",
+    "room_for_images",
     "too_large",
 ]
 
 IMAGE_SUFFIXES = (*TAR_SUFFIXES, ".qcow2")
 _CHUNK = 1 << 20
+_RECHECK = 64 << 20  # bytes between two looks at the disk's free space during an upload
 _QCOW2_MAGIC = b"QFI\xfb"
 
 
@@ -83,14 +84,28 @@ def too_large(size: int, max_bytes: int, what: str = "the image") -> InvalidRequ
 
 
 def no_room(
-    size: int, free: int, folder: Path, *, so_far: bool = False, what: str = "the image"
+    size: int,
+    free: int,
+    folder: Path,
+    *,
+    so_far: bool = False,
+    what: str = "the image",
+    reserve: int = 0,
 ) -> InvalidRequest:
-    """The 2250 refusal of an image the disk has no room for."""
+    """The 2250 refusal of an image the disk has no room for (``free`` is what the
+    file system has; ``reserve`` what must stay free, ``api.di.upload.reserve``)."""
     amount = f"at least {size}" if so_far else str(size)
     return InvalidRequest(
-        f"{what} ({amount} bytes) does not fit in the {free} bytes free in {folder}",
+        f"{what} ({amount} bytes) does not fit in the {free} bytes free in {folder} "
+        f"while leaving {reserve} bytes free (api.di.upload.reserve)",
         Status.UPLOAD_FAILED,
     )
+
+
+def room_for_images(folder: Path, reserve: int) -> tuple[int, int]:
+    """(bytes free on the file system of ``folder``, of which an image may take)."""
+    free = shutil.disk_usage(folder).free
+    return free, max(free - reserve, 0)
 
 
 class ImageSpool:
@@ -98,19 +113,29 @@ class ImageSpool:
     chunk by chunk, so it is written once, where it will stay.
 
     ``add`` counts a chunk against ``max_bytes`` and the room the disk had when the
-    file was made, refusing (2250) before a byte too many is kept; ``flush`` writes
-    what was added (blocking: async code calls it from a thread); ``finish`` closes the
-    file and gives its path for the caller to rename or remove; ``discard`` removes it
-    (every failure path calls it)."""
+    file was made less ``reserve``, refusing (2250) before a byte too many is kept (it
+    looks at the disk again every :data:`_RECHECK` bytes, for uploads running at once);
+    ``flush`` writes what was added (blocking: async code calls it from a thread);
+    ``finish`` closes the file and gives its path for the caller to rename or remove;
+    ``discard`` removes it (every failure path calls it)."""
 
-    def __init__(self, folder: Path, *, max_bytes: int, declared_size: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        max_bytes: int,
+        declared_size: int | None = None,
+        reserve: int = 0,
+    ) -> None:
         if declared_size is not None and declared_size > max_bytes:
             raise too_large(declared_size, max_bytes)
         self.folder = folder
         self.max_bytes = max_bytes
-        self.free = shutil.disk_usage(folder).free
+        self.reserve = reserve
+        self.disk_free, self.free = room_for_images(folder, reserve)
+        self._checked_at = 0
         if declared_size is not None and declared_size > self.free:
-            raise no_room(declared_size, self.free, folder)
+            raise no_room(declared_size, self.disk_free, folder, reserve=reserve)
         self.path = folder / f".upload-{secrets.token_hex(8)}"
         self.size = 0
         self._pending: list[bytes] = []
@@ -129,8 +154,12 @@ class ImageSpool:
         size = self.size + len(chunk)
         if size > self.max_bytes:
             raise too_large(size, self.max_bytes)
+        if size - self._checked_at >= _RECHECK:
+            disk_free, room = room_for_images(self.folder, self.reserve)
+            self.disk_free, self.free = disk_free, room + self.size - self._pending_size
+            self._checked_at = size
         if size > self.free:
-            raise no_room(size, self.free, self.folder, so_far=True)
+            raise no_room(size, self.disk_free, self.folder, so_far=True, reserve=self.reserve)
         self.size = size
         self._pending.append(chunk)
         self._pending_size += len(chunk)
@@ -177,11 +206,16 @@ class ImageSpool:
 
 
 def copy_into(
-    source: IO[bytes], folder: Path, *, max_bytes: int, declared_size: int | None = None
+    source: IO[bytes],
+    folder: Path,
+    *,
+    max_bytes: int,
+    declared_size: int | None = None,
+    reserve: int = 0,
 ) -> Path:
     """Stream ``source`` into a new temporary file in ``folder`` (at most ``max_bytes``,
-    and only while the disk has room); the caller renames or removes it."""
-    spool = ImageSpool(folder, max_bytes=max_bytes, declared_size=declared_size)
+    and only while the disk keeps ``reserve`` free); the caller renames or removes it."""
+    spool = ImageSpool(folder, max_bytes=max_bytes, declared_size=declared_size, reserve=reserve)
     try:
         while chunk := source.read(_CHUNK):
             spool.add(chunk)
@@ -192,7 +226,7 @@ def copy_into(
         raise
 
 
-def check_image(path: Path, name: str) -> int:
+def check_image(path: Path, name: str, limits: Limits) -> int:
     """Validate an image file; returns the number of tar members (0 for qcow2)."""
     if name.endswith(".qcow2"):
         with open(path, "rb") as f:
@@ -200,19 +234,10 @@ def check_image(path: Path, name: str) -> int:
                 raise InvalidRequest(f"{name}: not a qcow2 image (bad magic)", Status.UPLOAD_FAILED)
         return 0
     try:
-        return check_tar(path, name=name).members
+        return check_tar(path, name=name, limits=limits).members
     except ImageRejected as exc:
         reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
         raise InvalidRequest(reason, Status.UPLOAD_FAILED) from None
-
-
-def staged_file(staging: Path, name: str) -> Path:
-    path = staging / check_name(name)
-    if not staging.is_dir():
-        raise NotFound(f"the staging directory {staging} does not exist", Status.NO_STAGING_DIR)
-    if not path.is_file():
-        raise NotFound(f"{name} is not in the staging directory {staging}", Status.NOT_IN_STAGING)
-    return path
 
 
 def install(tmp: Path, final: Path) -> None:

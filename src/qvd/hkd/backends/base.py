@@ -68,6 +68,7 @@ class VmSpec:
     network: NetworkSpec
     vma_secret: str
     home_key: str | None = None  # persistent home directory name; None: no persistent home
+    home_size_mib: int = 0  # its quota (the OSF's user_storage_size); 0: no quota
     overlay_persistent: bool = False
     cpu_shares: int = 1024
     pids_max: int = 2048

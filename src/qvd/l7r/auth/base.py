@@ -8,6 +8,7 @@ raising ``Unauthorized``, may create rows, may add auth params).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -39,14 +40,19 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:
-    """Who is logged in: the ``users`` row, the auth params for the VMA, and the token
-    restriction of a bearer login."""
+    """Who is logged in: the ``users`` row, the auth params for the VMA, the fingerprint
+    of the user's stored password at login (a keep-alive connection is refused once it
+    changes), and the limits of a bearer login's token (VM, expiry, single use), which a
+    token minted from it inherits."""
 
     user_id: int
     tenant_id: int
     login: str
     params: dict[str, str] = field(default_factory=dict)
+    password_fp: str = ""
     token_vm_id: int | None = None
+    token_expires: dt.datetime | None = None
+    token_multi_use: bool = True
 
 
 class AuthPlugin:

@@ -2,8 +2,15 @@
 
 Plugins run in the order ``l7r.auth.plugins.head`` + the tenant's ``l7r.auth.plugins``
 + ``l7r.auth.plugins.tail`` (= ``default``). After the chain the user must exist in
-``users`` and neither it nor its tenant may be blocked. Failed logins count against
-the user and the source address (``l7r.auth.rate_limit.*``).
+``users`` and neither it nor its tenant may be blocked.
+
+Failed logins count against the user and the source address (``l7r.auth.rate_limit.*``,
+``qvd.loginlimit``): an address in backoff is refused before anything is checked (it is
+the guesser's own key); the user's backoff is applied only after the credentials were
+checked, and only to an address that has been failing, so a stranger's guesses never
+keep the user out. Unknown users cost the same password check as known ones
+(``default`` plugin). A keep-alive connection's principal is re-checked on every
+request (:meth:`Authenticator.recheck`).
 
 Unknown users and wrong passwords get the same answer on purpose (telling them apart
 would let anyone list the logins); every other refusal says what is wrong.
@@ -11,6 +18,8 @@ would let anyone list the logins); every other refusal says what is wrong.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -19,7 +28,7 @@ from sqlalchemy import Connection, text
 from qvd.config import Config
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin, Principal
 from qvd.l7r.auth.credentials import Basic, auth_extras, parse_authorization, split_login
-from qvd.l7r.auth.tokens import bearer_login
+from qvd.l7r.auth.tokens import bearer_login, password_fp_sql
 from qvd.l7r.errors import TooManyAttempts, Unauthorized
 from qvd.loginlimit import FailureLimiter
 
@@ -77,14 +86,15 @@ class Authenticator:
         """Authenticate a request (commits what plugins and token use wrote)."""
         credentials = parse_authorization(headers.get("authorization"))
         address_key = f"addr:{address}"
+        self._refuse_after(self.limiter.blocked_for(address_key))
         if not isinstance(credentials, Basic):
-            self._check_limit(address_key)
             try:
                 principal = bearer_login(conn, credentials.candidates)
             except Unauthorized:
-                self.limiter.failed(address_key)
+                conn.rollback()
+                self._refuse_after(self.limiter.verdict(address_key, None, accepted=False))
                 raise
-            conn.commit()
+            self._settle(conn, self.limiter.verdict(address_key, None, accepted=True))
             return principal
         login, tenant = split_login(
             credentials.login,
@@ -92,20 +102,20 @@ class Authenticator:
             default_tenant=config.get("l7r.auth.plugin.default.tenant"),
             case_sensitive=config.get_bool("model.user.login.case-sensitive"),
         )
+        if not login:
+            raise Unauthorized("an empty login is not accepted")
+        if not credentials.password:
+            raise Unauthorized("an empty password is not accepted")
         row = conn.execute(
             text("SELECT id, blocked FROM tenants WHERE name = :n AND id > 0"), {"n": tenant}
         ).first()
         if row is None:
+            self._refuse_after(self.limiter.verdict(address_key, None, accepted=False))
             raise Unauthorized(f"unknown tenant {tenant!r}")
         tenant_id = int(row[0])
         if config.get_bool("model.user.login.case-sensitive", tenant_id) is False:
             login = login.lower()
         user_key = f"user:{tenant_id}:{login}"
-        self._check_limit(user_key, address_key)
-        if not login:
-            raise Unauthorized("an empty login is not accepted")
-        if not credentials.password:
-            raise Unauthorized("an empty password is not accepted")
         attempt = Attempt(
             login=login,
             tenant_id=tenant_id,
@@ -119,16 +129,45 @@ class Authenticator:
             principal = self._run_chain(ctx, attempt, tenant_blocked=bool(row[1]))
         except Unauthorized:
             conn.rollback()
-            self.limiter.failed(user_key, address_key)
+            self._refuse_after(self.limiter.verdict(address_key, user_key, accepted=False))
             raise
-        conn.commit()
-        self.limiter.succeeded(user_key)
+        self._settle(conn, self.limiter.verdict(address_key, user_key, accepted=True))
         return principal
 
-    def _check_limit(self, *keys: str) -> None:
-        wait = self.limiter.blocked_for(*keys)
+    def recheck(self, conn: Connection, principal: Principal) -> None:
+        """Refuse a principal kept since its login (keep-alive) once its user is deleted
+        or blocked, its password changed, its tenant is blocked or its token expired."""
+        row = conn.execute(
+            text(
+                f"SELECT u.blocked, tn.blocked, {password_fp_sql('u.password')} "
+                "FROM users u JOIN tenants tn ON tn.id = u.tenant_id WHERE u.id = :u"
+            ),
+            {"u": principal.user_id},
+        ).first()
+        conn.rollback()
+        if row is None:
+            raise Unauthorized(f"user {principal.login!r} no longer exists")
+        if row[0]:
+            raise Unauthorized(f"user {principal.login!r} is blocked")
+        if row[1]:
+            raise Unauthorized("the tenant of this user is blocked")
+        if row[2] != principal.password_fp:
+            raise Unauthorized("the password of this user changed: log in again")
+        expires = principal.token_expires
+        if expires is not None and expires <= dt.datetime.now(dt.UTC):
+            raise Unauthorized("the token has expired")
+
+    @staticmethod
+    def _refuse_after(wait: float) -> None:
         if wait > 0:
-            raise TooManyAttempts(f"too many failed logins: try again in {int(wait) + 1} s")
+            raise TooManyAttempts(f"too many failed logins: try again in {math.ceil(wait)} s")
+
+    def _settle(self, conn: Connection, wait: float) -> None:
+        """Keep what a successful login wrote, unless its address is held back."""
+        if wait > 0:
+            conn.rollback()
+            self._refuse_after(wait)
+        conn.commit()
 
     def _run_chain(self, ctx: AuthContext, attempt: Attempt, *, tenant_blocked: bool) -> Principal:
         chain = self.chain(ctx.config, attempt.tenant_id)
@@ -139,7 +178,10 @@ class Authenticator:
         for plugin in chain:
             plugin.after_authenticate(ctx, attempt)
         user = ctx.conn.execute(
-            text("SELECT id, blocked FROM users WHERE tenant_id = :t AND login = :l"),
+            text(
+                f"SELECT id, blocked, {password_fp_sql('password')} FROM users "
+                "WHERE tenant_id = :t AND login = :l"
+            ),
             {"t": attempt.tenant_id, "l": attempt.login},
         ).first()
         if user is None:
@@ -153,5 +195,9 @@ class Authenticator:
             raise Unauthorized(f"tenant {attempt.tenant!r} is blocked")
         params = {"qvd.vm.user.name": attempt.login, **attempt.params}
         return Principal(
-            user_id=int(user[0]), tenant_id=attempt.tenant_id, login=attempt.login, params=params
+            user_id=int(user[0]),
+            tenant_id=attempt.tenant_id,
+            login=attempt.login,
+            params=params,
+            password_fp=str(user[2]),
         )

@@ -5,8 +5,11 @@ clients log in again for every connection (list, then connect, then each reconne
 A successful check is therefore remembered for a few minutes, keyed by the stored hash
 itself, so that a password change ends the remembered check at once; the password is
 kept only as an HMAC under a key that lives in this process's memory. Failed checks
-are never remembered. A hash made with older parameters is replaced by one with
-today's once the password has been verified (``qvd.db.passwords``).
+are never remembered. A login with no hash to check (unknown, in another tenant, without
+a password) costs one check against a dummy hash of the same parameters, so that the
+time of the answer does not tell which logins exist. A hash made with older parameters
+is replaced by one with today's once the password has been verified
+(``qvd.db.passwords``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections import OrderedDict
 
 from sqlalchemy import text
 
-from qvd.db.passwords import rehash_if_needed, verify_password
+from qvd.db.passwords import match_nothing, rehash_if_needed, verify_password
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
 
 __all__ = ["DefaultPlugin", "VerifiedCache"]
@@ -64,7 +67,7 @@ class DefaultPlugin(AuthPlugin):
             {"t": attempt.tenant_id, "l": attempt.login},
         ).scalar()
         if not stored or not attempt.password:
-            return False
+            return match_nothing(attempt.password)
         who = (int(attempt.tenant_id), attempt.login, str(stored))
         if self.verified.known(who, attempt.password):
             return True

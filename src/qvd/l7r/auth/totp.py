@@ -1,5 +1,12 @@
 """``totp``: the password ends with an N-digit RFC 6238 code (ASCII digits only); the
-user's secret is the user property ``l7r.auth.plugin.totp.secret32`` (base32)."""
+user's secret is the user property ``l7r.auth.plugin.totp.secret32`` (base32).
+
+A code is used once (RFC 6238 §5.2): ``user_totp_uses`` keeps the last step each user
+logged in with, and a code of that step or an earlier one is refused, with one
+exception: the QVD client sends the same credentials for ``list_of_vm`` and then
+``connect_to_vm`` within seconds, so the same address may use the same code once more
+within ``REUSE_WINDOW`` seconds. One atomic upsert decides, so two concurrent logins
+cannot both spend one code."""
 
 from __future__ import annotations
 
@@ -16,9 +23,23 @@ from sqlalchemy import text
 from qvd.l7r.auth.base import Attempt, AuthContext, AuthPlugin
 from qvd.l7r.errors import Unauthorized
 
-__all__ = ["SECRET_PROPERTY", "TotpPlugin", "totp_code"]
+__all__ = ["REUSE_WINDOW", "SECRET_PROPERTY", "TotpPlugin", "totp_code"]
 
 SECRET_PROPERTY = "l7r.auth.plugin.totp.secret32"  # noqa: S105 - a property name
+REUSE_WINDOW = 30  # seconds in which the same address may use a code a second time
+
+_SPEND = text(
+    "INSERT INTO user_totp_uses AS t (user_id, step, address) "
+    "SELECT u.id, :s, :a FROM users u WHERE u.tenant_id = :tn AND u.login = :l "
+    "ON CONFLICT (user_id) DO UPDATE SET "
+    "  reuses = CASE WHEN t.step = EXCLUDED.step THEN t.reuses + 1 ELSE 0 END, "
+    "  used_at = CASE WHEN t.step = EXCLUDED.step THEN t.used_at ELSE now() END, "
+    "  step = EXCLUDED.step, address = EXCLUDED.address "
+    "WHERE t.step < EXCLUDED.step "
+    "   OR (t.step = EXCLUDED.step AND t.address = EXCLUDED.address AND t.reuses = 0 "
+    "       AND t.used_at > now() - make_interval(secs => :w)) "
+    "RETURNING 1"
+)
 
 
 def totp_code(secret32: str, counter: int, digits: int = 6) -> str:
@@ -64,10 +85,21 @@ class TotpPlugin(AuthPlugin):
         digits = ctx.config.get_int("l7r.auth.plugin.totp.token_size", tenant)
         now = int((self._clock() - t0) // interval)
         try:
-            codes = {totp_code(str(secret), now + d, digits) for d in range(-leeway, leeway + 1)}
+            codes = {
+                now + d: totp_code(str(secret), now + d, digits) for d in range(-leeway, leeway + 1)
+            }
         except (binascii.Error, ValueError):
             raise Unauthorized(
                 "the one-time-code secret of this user is not valid base32"
             ) from None
-        if attempt.otp is None or not any(hmac.compare_digest(attempt.otp, c) for c in codes):
+        otp = attempt.otp or ""
+        steps = [step for step, code in codes.items() if hmac.compare_digest(otp, code)]
+        if attempt.otp is None or not steps:
             raise Unauthorized("wrong one-time code")
+        spent = ctx.conn.execute(
+            _SPEND,
+            {"s": max(steps), "a": attempt.address[:45], "tn": attempt.tenant_id,
+             "l": attempt.login, "w": REUSE_WINDOW},
+        ).first()  # fmt: skip
+        if spent is None:
+            raise Unauthorized("this one-time code was already used: wait for the next one")

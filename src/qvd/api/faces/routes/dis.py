@@ -13,7 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.core import ActionResult
 from qvd.api.actions.principal import Principal
-from qvd.api.errors import ApiError, InvalidRequest, Status
+from qvd.api.errors import (
+    ApiError,
+    AuthError,
+    InvalidRequest,
+    RateLimited,
+    Status,
+    http_status,
+)
 from qvd.api.faces.action import body_credentials, read_body, result_body
 from qvd.api.faces.rest import (
     ERRORS,
@@ -34,6 +41,7 @@ from qvd.api.uploads.di_import import (
     max_image_size,
     upload_folder,
     upload_name,
+    upload_reserve,
 )
 from qvd.api.uploads.form_stream import receive_upload
 from qvd.api.uploads.images import discard
@@ -64,10 +72,22 @@ def _arguments(fields: Mapping[str, str]) -> dict[str, Any]:
     return nested_names(args)
 
 
+_CREDENTIAL_FIELDS = ("login", "password", "tenant", "sid")
+
+
+def _with_query(request: Request, fields: Mapping[str, str]) -> dict[str, str]:
+    """The form's fields over the credentials of the query string (the WAT sends its
+    ``sid`` or ``login``/``password``/``tenant`` there)."""
+    merged = {k: v for k, v in request.query_params.items() if k in _CREDENTIAL_FIELDS}
+    merged.update(fields)
+    return merged
+
+
 def _credentials(request: Request, fields: Mapping[str, str]) -> Credentials:
-    """The action face's credentials: the form's ``login`` (+ ``password``,
-    ``tenant``), else its ``sid``, else a token in the headers."""
+    """The action face's credentials: ``login`` (+ ``password``, ``tenant``), else
+    ``sid``, from the form or the query string, else a token in the headers."""
     address = client_address(request)
+    fields = _with_query(request, fields)
     if fields.get("login") is not None:
         return Credentials(login=fields.get("login"), password=fields.get("password"),
                            tenant=fields.get("tenant"), source="API", address=address)  # fmt: skip
@@ -75,18 +95,21 @@ def _credentials(request: Request, fields: Mapping[str, str]) -> Credentials:
                        address=address)  # fmt: skip
 
 
-def _complete(fields: Mapping[str, str]) -> bool:
-    """Whether the fields before the file part hold a whole set of credentials, so the
-    sender is known before the file is written (should a credentials field come again
-    after the file, the last one wins, as in any form: the upload is authenticated
-    again with it)."""
-    return bool(fields.get("sid")) or all(k in fields for k in ("login", "password", "tenant"))
+def _complete(request: Request, fields: Mapping[str, str]) -> bool:
+    """Whether a whole set of credentials is known before the file part: in the
+    fields before it, the query string or the headers."""
+    merged = _with_query(request, fields)
+    if merged.get("sid") or token_from_headers(request):
+        return True
+    return all(k in merged for k in ("login", "password"))
 
 
 class _Upload:
-    """One upload: who sends it, learnt before its file part is written when the form
-    allows (a REST caller's header, or the action face's fields that come before the
-    file), else once the whole form is in."""
+    """One upload. Who sends it is known before a byte of its file part is read (a
+    REST caller's header; the action face's query string, headers or the fields that
+    come before the file), and may create DIs: an anonymous or unauthorised body is
+    refused unread (a credentials field after the file authenticates the upload again
+    once it is in, the last one winning as in any form)."""
 
     def __init__(self, request: Request, principal: Principal | None) -> None:
         self.request = request
@@ -95,20 +118,31 @@ class _Upload:
         self.early: Credentials | None = None  # what authenticated the action face early
 
     async def before_file(self, fields: Mapping[str, str], filename: str) -> None:
-        """Refuse before the file is streamed what will be refused anyway."""
+        """Refuse before the file is read what is not allowed to send one."""
         args = _arguments(fields) if "arguments" in fields else None
-        if self.principal is None and _complete(fields):
+        if self.principal is None:
+            if not _complete(self.request, fields):
+                raise AuthError(
+                    "an upload must carry its credentials (sid, or login and password) "
+                    "before the file part: in the query string, a header or the form fields "
+                    "that come first",
+                    Status.NO_CREDENTIALS,
+                )
             self.early = _credentials(self.request, fields)
             self.principal = await run_in_threadpool(self.state.authenticate, self.early)
-        if self.principal is not None and args is not None:
+        self.principal.require("di.create.", what="uploading a DI")
+        if args is not None:
             upload_name(self.principal, args, filename)
 
     async def run(self) -> int:
-        """Stream the form's file into the images directory, authenticate (the REST
-        face has, from its headers), then check and import it."""
+        """Stream the form's file into the images directory (once ``before_file`` let
+        it), authenticate again if credentials came after it, then check and import."""
         state = self.state
         folder, limit = upload_folder(state), max_image_size(state)
-        form = await receive_upload(self.request, folder, max_bytes=limit, on_file=self.before_file)
+        form = await receive_upload(
+            self.request, folder, max_bytes=limit, on_file=self.before_file,
+            reserve=upload_reserve(state),
+        )  # fmt: skip
         try:
             args = _arguments(form.fields)
             principal = self.principal
@@ -125,12 +159,20 @@ class _Upload:
 
 
 @router.post("/upload", status_code=201, response_model=Created, summary="Upload an image file")
-async def upload_di(request: Request, principal: Auth) -> Created:
+async def upload_di(request: Request, principal: Auth) -> Created | JSONResponse:
     """Multipart form: ``file`` (the image) and ``arguments`` (JSON: osf_id, version,
     tags, … as for creating a DI). The file is streamed into the images directory as it
     arrives (``api.di.upload.max_size`` applies as it streams), checked, imported and
-    published."""
-    return Created(id=await _Upload(request, await run_in_threadpool(principal.principal)).run())
+    published. A refusal (no or bad credentials included) closes the connection: the
+    rest of the body is never read."""
+    try:
+        sender = await run_in_threadpool(principal.principal)
+        return Created(id=await _Upload(request, sender).run())
+    except ApiError as exc:
+        headers = {"Connection": "close"}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        return JSONResponse(exc.body(), status_code=http_status(exc), headers=headers)
 
 
 @router.post("/staging", status_code=201, response_model=Created, summary="Import from staging")
@@ -145,10 +187,12 @@ def _ok(di_id: int) -> JSONResponse:
 
 @action_router.post("/api/di/upload")
 async def action_upload(request: Request) -> JSONResponse:
+    """A refusal closes the connection: the rest of a refused body (a file part from an
+    unauthenticated sender, say) is never read, not even to be dropped."""
     try:
         return _ok(await _Upload(request, None).run())
     except ApiError as exc:
-        return JSONResponse(exc.body())
+        return JSONResponse(exc.body(), headers={"Connection": "close"})
 
 
 @action_router.post("/api/di/staging")

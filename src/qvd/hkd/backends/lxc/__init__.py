@@ -28,6 +28,7 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
+from qvd.hkd.backends.homefs import ensure_home, release_home
 from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
@@ -38,7 +39,7 @@ from qvd.hkd.backends.lxc.safefs import (
     shift_owners,
     write_private_file,
 )
-from qvd.imagefile import ImageRejected, unpack_checked
+from qvd.imagefile import ImageRejected, Limits, unpack_checked
 
 __all__ = ["LxcBackend"]
 
@@ -69,6 +70,10 @@ class LxcBackend(Backend):
             )
         except ValueError as exc:
             raise TerminalBackendError(str(exc)) from None
+        self.unpack_limits = Limits(
+            max_bytes=config.get_int("di.unpack.max_bytes"),
+            max_members=config.get_int("di.unpack.max_members"),
+        )
         self._secure_storage()
 
     def _secure_storage(self) -> None:
@@ -109,7 +114,7 @@ class LxcBackend(Backend):
             tmp = self.layout.basefs / f"untar-{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
             try:
-                unpack_checked(image, tmp)
+                unpack_checked(image, tmp, limits=self.unpack_limits)
             except ImageRejected as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise TerminalBackendError(f"disk image {image.name} refused: {exc}") from None
@@ -139,7 +144,7 @@ class LxcBackend(Backend):
             ) from None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
-            home.mkdir(parents=True, exist_ok=True)
+            ensure_home(home, spec.home_size_mib)  # its own file system: the quota
             if home.is_symlink() or not home.is_dir():
                 raise TerminalBackendError(f"home {home} is not a directory")
         name = container_name(spec.vm_id)
@@ -264,6 +269,7 @@ class LxcBackend(Backend):
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
         shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
+        release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:
