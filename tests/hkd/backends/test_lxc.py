@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, Listener
+from qvd.hkd.backends.homefs import release_home
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
 from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
@@ -299,6 +300,20 @@ def test_desktops_run_in_user_namespaces_and_share_a_per_login_home(
         command(engine, second, "start", hkd.host.id)
         wait_running(engine, second)
         assert attach(backend, second, "cat /home/shared/f").strip() == "one"
+        # each start namespace (LXC's monitor lives on in it) holds the VM's own home
+        for vm_id in (first, second):
+            init = backend.lxc.pid(f"qvd-{vm_id}")
+            monitor = Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            points = [line.split()[4] for line in
+                      Path(f"/proc/{monitor}/mountinfo").read_text().splitlines()]  # fmt: skip
+            assert str(backend.layout.home_mount(vm_id)) in points
     finally:
         if not hkd.wait(0):
             hkd.stop()
+        with engine.begin() as conn:  # a per-login home stays mounted after its VMs
+            login = conn.execute(
+                text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id "
+                     "WHERE v.id = :v"), {"v": first},
+            ).scalar_one()  # fmt: skip
+        lxc_node.clean()
+        release_home(lxc_node.backend().layout.home(login))

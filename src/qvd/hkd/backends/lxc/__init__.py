@@ -196,6 +196,7 @@ class LxcBackend(Backend):
             lower=self.layout.lower_mount(spec.vm_id),
             ids=self.ids.for_vm(spec.vm_id),
             binds=tuple(binds),
+            detach=(self.layout.homefs,),
         )
 
     def _discard(self, layer: Path) -> None:

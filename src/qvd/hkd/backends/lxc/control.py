@@ -50,6 +50,7 @@ class StartMounts:
     lower: Path  # where its idmapped read-only view goes
     ids: IdRange
     binds: tuple[tuple[Path, Path], ...]  # (source, mount point) pairs
+    detach: tuple[Path, ...] = ()  # mounts below these go, once the binds are made
 
     def argv(self) -> list[str]:
         words = [
@@ -58,6 +59,8 @@ class StartMounts:
         ]  # fmt: skip
         for source, target in self.binds:
             words += ["--bind", str(source), str(target)]
+        for path in self.detach:
+            words += ["--detach", str(path)]
         return [sys.executable, "-I", "-S", str(MOUNTNS_SCRIPT), *words, "--"]
 
 

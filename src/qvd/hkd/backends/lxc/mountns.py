@@ -10,10 +10,14 @@ library only, so it starts fast and imports nothing of the package. It
    as ``start``.. ), and binds the VM's overlay layer and home into the container's
    own directory: the only path the container's mapped root has to traverse, since
    the storage parents are 0700 root;
-3. executes ``lxc-start``.
+3. detaches, in that namespace, every mount below the ``--detach`` paths (the homes of
+   other VMs, each a file system of its own): the namespace outlives this start, and a
+   copy of another VM's home mount kept in it would keep that file system alive after
+   the node unmounts it, so a restart would mount the same image twice;
+4. executes ``lxc-start``.
 
 SPEC: ``--base PATH --lower PATH --start N --count N`` and any number of
-``--bind SOURCE TARGET``.
+``--bind SOURCE TARGET`` and ``--detach PATH``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import ctypes
 import os
 import sys
 
-__all__ = ["idmapped_view", "main", "parse_spec"]
+__all__ = ["idmapped_view", "main", "mounts_below", "parse_spec"]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 OPEN_TREE_CLONE = 1
@@ -137,17 +142,46 @@ def idmapped_view(base: str, target: str, start: int, count: int) -> None:
         os.close(userns)
 
 
-def parse_spec(words: list[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """``--base P --lower P --start N --count N [--bind SOURCE TARGET]...`` into the
-    single options and the (source, target) binds. Each path is one argv word, so any
-    byte a path may hold is fine."""
+def _unescape(field: str) -> str:
+    """A mountinfo path (spaces, tabs, newlines and backslashes as octal escapes)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts_below(mountinfo: str, roots: list[str]) -> list[str]:
+    """Mount points at or below any of ``roots``, deepest first."""
+    found = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = _unescape(fields[4])
+        if any(point == r or point.startswith(r.rstrip("/") + "/") for r in roots):
+            found.add(point)
+    return sorted(found, key=lambda p: (p.count("/"), p), reverse=True)
+
+
+def parse_spec(words: list[str]) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
+    """``--base P --lower P --start N --count N [--bind SOURCE TARGET]... [--detach P]...``
+    into the single options, the (source, target) binds and the paths to detach. Each
+    path is one argv word, so any byte a path may hold is fine."""
     single: dict[str, str] = {}
     binds: list[tuple[str, str]] = []
+    detach: list[str] = []
     rest = list(words)
     while rest:
         option = rest.pop(0)
         if option == "--bind" and len(rest) >= 2:
             binds.append((rest.pop(0), rest.pop(0)))
+        elif option == "--detach" and rest:
+            detach.append(rest.pop(0))
         elif option in ("--base", "--lower", "--start", "--count") and rest:
             single[option[2:]] = rest.pop(0)
         else:
@@ -155,7 +189,7 @@ def parse_spec(words: list[str]) -> tuple[dict[str, str], list[tuple[str, str]]]
     missing = {"base", "lower", "start", "count"} - single.keys()
     if missing:
         raise ValueError(f"missing --{', --'.join(sorted(missing))}")
-    return single, binds
+    return single, binds, detach
 
 
 def main(argv: list[str]) -> int:
@@ -164,13 +198,18 @@ def main(argv: list[str]) -> int:
         return 2
     cut = argv.index("--")
     try:
-        single, binds = parse_spec(argv[:cut])
+        single, binds, detach = parse_spec(argv[:cut])
         command = argv[cut + 1 :]
         _check(_libc.unshare(CLONE_NEWNS), "unshare (mount namespace)")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         idmapped_view(single["base"], single["lower"], int(single["start"]), int(single["count"]))
         for source, target in binds:
             _mount(source, target, None, MS_BIND)
+        if detach:
+            with open("/proc/self/mountinfo", encoding="utf-8") as f:
+                doomed = mounts_below(f.read(), detach)
+            for point in doomed:
+                _check(_libc.umount2(point.encode(), MNT_DETACH), f"detach {point}")
     except (OSError, ValueError) as exc:
         print(f"qvd mountns: {exc}", file=sys.stderr)
         return 1
