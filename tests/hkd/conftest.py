@@ -3,9 +3,11 @@ and a fake VMA (the peer of the code under test in unit tests of the reconcile l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.config import Config
+from qvd.db import EmbeddedCluster
 from qvd.hkd.health import Liveness
 from qvd.hkd.store import HostRow
 from tests.conftest import scratch_dir
@@ -69,9 +72,13 @@ def hkd_config(run_dir: Path, nodename: str = "node1", **extra: str) -> Config:
         "internal.hkd.workers": "4",
         "internal.hkd.poll.delay": "0.5",
         "internal.hkd.agent.ticker.delay": "0.2",
+        # fence 2 s + kill 0.3 s + jitter 0.38 s < lost 3 s (the settings refuse less)
         "internal.hkd.agent.ticker.timeout": "2",
+        "internal.hkd.fence.kill_time": "0.3",
         "internal.hkd.agent.cluster_monitor.delay": "0.2",
-        "internal.hkd.cluster.node.timeout": "1.5",
+        "internal.hkd.cluster.node.timeout": "3",
+        # the fake backend lives in this process: no watchdog process could kill its VMs
+        "internal.hkd.watchdog.enable": "0",
         "internal.hkd.vmhandler.vma_monitor.delay.after.ok": "0.1",
         "internal.hkd.vmhandler.vma_monitor.delay.after.error": "0.05",
         "internal.hkd.vmhandler.vma.failed.max_time.on.running": "0.5",
@@ -206,3 +213,33 @@ def lxc_node(run_dir: Path, lxc_storage: Path) -> Iterator[LxcNode]:
     node = LxcNode.create(run_dir, lxc_storage)
     yield node
     node.clean()
+
+
+# ---- a database that hangs -------------------------------------------------------------------
+def _cluster_pids(cluster: EmbeddedCluster) -> list[int]:
+    """The postmaster of a cluster this test started, and its children."""
+    postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+@contextlib.contextmanager
+def frozen(cluster: EmbeddedCluster) -> Iterator[None]:
+    """The cluster's processes stopped (SIGSTOP): it accepts connections into the
+    kernel's backlog and never answers, as a hung or unreachable server looks from a
+    node. Thawed (SIGCONT) on every exit path."""
+    pids = _cluster_pids(cluster)
+    try:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -62,9 +62,11 @@ def node_config(
         "internal.hkd.workers": "4",
         "internal.hkd.poll.delay": "1",
         "internal.hkd.agent.ticker.delay": "0.5",
-        "internal.hkd.agent.ticker.timeout": "10",
+        # fence 4 s + kill 2 s + jitter 0.43 s < lost 8 s (the settings refuse less)
+        "internal.hkd.agent.ticker.timeout": "4",
+        "internal.hkd.fence.kill_time": "2",
         "internal.hkd.agent.cluster_monitor.delay": "0.5",
-        "internal.hkd.cluster.node.timeout": "3",
+        "internal.hkd.cluster.node.timeout": "8",
         "internal.hkd.timeout.shutdown": "5",
         "internal.hkd.timeout.stop": "5",
         "log.level": "INFO",

@@ -14,12 +14,14 @@ from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
 from qvd.hkd.backends.base import NetworkSpec, VmSpec
 from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.hkd.lease import boot_clock
 from tests.conftest import throwaway_cluster
 from tests.hkd.conftest import (
     FakeVma,
     add_host,
     add_vm,
     command,
+    frozen,
     hkd_config,
     host_state,
     runtime,
@@ -186,7 +188,7 @@ def test_a_silent_node_is_marked_lost_and_recovers(
     wait_for(lambda: state_of(engine, vm_id) == "running", what="running on A")
 
     node_a.halt()  # A's heartbeat stops
-    wait_for(lambda: host_state(engine, host_a.id) == "lost", 6, "A marked lost")
+    wait_for(lambda: host_state(engine, host_a.id) == "lost", 15, "A marked lost")
     row = runtime(engine, vm_id)
     assert (row["vm_state"], row["host_id"]) == ("stopped", None)
     assert "marked lost" in str(row["last_error"])
@@ -209,32 +211,62 @@ def own_cluster() -> Iterator[EmbeddedCluster]:
         yield cluster
 
 
-def test_the_hkd_survives_a_database_restart(
+def test_a_database_outage_longer_than_the_fence_keeps_every_vm(
     own_cluster: EmbeddedCluster, run_dir: Path, started: list[Hkd]
 ) -> None:
+    """The database is down for everyone (no socket) for three fence timeouts: the node
+    must not fence, its VM keeps running throughout, no peer marks it lost after the
+    restart, and it serves commands again."""
     target = own_cluster.target()
     engine = make_engine(target)
     upgrade(engine)
-    host = add_host(engine)
-    vma = FakeVma()
-    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=vma, target=target)
-    hkd.start()
-    started.append(hkd)
-    own_cluster.stop()
-    time.sleep(1.0)  # the HKD's threads hit the outage (shorter than the fencing timeout)
-    own_cluster.start()
+    host = add_host(engine, "node-a", "10.231.0.2")
+    peer_host = add_host(engine, "node-b", "10.231.0.3")
+    backend, vma = FakeBackend(), FakeVma()
     vm_id, ip = add_vm(engine)
     vma.alive.add(ip)
+    hkd = Hkd(hkd_config(run_dir, "node-a"), backend=backend, vma=vma, target=target)
+    peer = Hkd(hkd_config(run_dir, "node-b"), backend=FakeBackend(), vma=vma, target=target)
+    hkd.start()
+    peer.start()
+    started.extend([hkd, peer])
     command(engine, vm_id, "start", host.id)
-    wait_for(lambda: state_of(engine, vm_id) == "running", 15, "running after the restart")
-    assert not hkd.fenced
+    wait_for(lambda: state_of(engine, vm_id) == "running", what="running")
+    pid = backend.vms[vm_id].pid
+    engine.dispose()
+
+    own_cluster.stop()
+    outage = 3 * hkd.settings.ticker_timeout
+    deadline = time.monotonic() + outage
+    while time.monotonic() < deadline:  # watched all along, not only at the end
+        assert backend.is_alive(vm_id), "the VM was killed during a database outage"
+        assert hkd.fencer.fence_count == 0, "the node fenced itself for an outage"
+        time.sleep(0.05)
+    own_cluster.start()
+
+    engine = make_engine(target)
+    wait_for(lambda: not hkd.fenced and host_state(engine, host.id) == "running", 15, "beats")
+    time.sleep(2 * hkd.settings.cluster_delay + 0.5)  # the peer looked at us since
+    assert host_state(engine, host.id) == "running"
+    assert host_state(engine, peer_host.id) == "running"
+    assert (state_of(engine, vm_id), runtime(engine, vm_id)["host_id"]) == ("running", host.id)
+    assert backend.vms[vm_id].pid == pid
+    assert backend.is_alive(vm_id)
+    assert hkd.fencer.fence_count == 0
+    other_id, other_ip = add_vm(engine)  # and it serves commands again
+    vma.alive.add(other_ip)
+    command(engine, other_id, "start", host.id)
+    wait_for(lambda: state_of(engine, other_id) == "running", 15, "running after the outage")
     hkd.stop()
+    peer.stop()
     engine.dispose()
 
 
-def test_fencing_when_the_database_stays_away(
+def test_fencing_when_the_database_hangs(
     own_cluster: EmbeddedCluster, run_dir: Path, started: list[Hkd]
 ) -> None:
+    """A database that accepts and never answers (this node is cut off): the fence
+    timer kills the VM on time although the heartbeat call itself hangs."""
     target = own_cluster.target()
     engine = make_engine(target)
     upgrade(engine)
@@ -248,11 +280,36 @@ def test_fencing_when_the_database_stays_away(
     command(engine, vm_id, "start", host.id)
     wait_for(lambda: state_of(engine, vm_id) == "running", what="running")
     engine.dispose()
-    own_cluster.stop()
-    wait_for(lambda: hkd.fenced, 10, "fencing")
-    assert not backend.is_alive(vm_id)
-    own_cluster.start()
-    wait_for(lambda: not hkd.fenced, 10, "recovery")
+    with frozen(own_cluster):
+        frozen_at = boot_clock()
+        wait_for(lambda: hkd.fenced, 15, "fencing")
+        assert not backend.is_alive(vm_id)
+        fenced_at = hkd.fencer.fenced_at
+        assert fenced_at is not None
+        # counted from the last proof, which came before the freeze: never later than
+        # the fence timeout (plus the timer's period) after it
+        assert fenced_at - frozen_at <= hkd.settings.ticker_timeout + 0.5
+        assert hkd.fencer.fence_count == 1
+    wait_for(lambda: not hkd.fenced, 30, "recovery")
     engine = make_engine(target)
     wait_for(lambda: state_of(engine, vm_id) == "stopped", 10, "the killed VM recorded")
     engine.dispose()
+
+
+def test_the_heartbeat_path_has_tight_database_limits(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
+) -> None:
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    hkd.start()
+    started.append(hkd)
+    expected_ms = round(hkd.settings.heartbeat_call_timeout * 1000)
+    with hkd.heartbeat_engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() == f"{expected_ms}ms"
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        info = raw.info.get_parameters()  # type: ignore[attr-defined]
+        assert info["tcp_user_timeout"] == str(expected_ms)
+        assert info["keepalives"] == "1"
+        assert info["connect_timeout"] == str(hkd.settings.heartbeat_connect_timeout)
+    hkd.stop()

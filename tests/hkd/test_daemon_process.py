@@ -4,6 +4,7 @@ their own network namespaces watching each other."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from sqlalchemy import Engine
 
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget
 from qvd.hkd.backends.lxc import LxcBackend
+from qvd.hkd.backends.lxc.layout import container_name
+from qvd.hkd.lease import LeaseFile, boot_clock
 from tests.conftest import end_process
 from tests.hkd.conftest import add_host, command, host_state, runtime, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
@@ -62,17 +65,14 @@ def processes() -> Iterator[list[HkdProcess]]:
         p.stop()
 
 
-def _container_started(backend: LxcBackend, vm_id: int) -> bool:
-    return backend.is_alive(vm_id)
-
-
 @pytest.mark.parametrize("moment", ["claimed", "container up", "running"])
 def test_kill_9_at_any_point_leaves_nothing_behind(
     db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path,
     processes: list[HkdProcess], moment: str,
 ) -> None:  # fmt: skip
     host = add_host(engine, lxc_node.name, lxc_node.host_address)
-    conf = lxc_node.config_file()
+    # a restart well within the fence timeout: the running container must be adopted
+    conf = lxc_node.config_file(**_LONG_FENCE)
     backend = lxc_node.backend()
     vm_id, _ = add_lxc_vm(engine, lxc_node, test_image, 1)
     first = HkdProcess(conf, db, lxc_node.root / "hkd1.log")
@@ -82,22 +82,83 @@ def test_kill_9_at_any_point_leaves_nothing_behind(
     if moment == "claimed":
         wait_for(lambda: state_of(engine, vm_id) == "starting", 30, "the claim")
     elif moment == "container up":
-        wait_for(lambda: backend.is_alive(vm_id), 30, "the container")
+        wait_for(lambda: _init_pid(backend, vm_id) != 0, 30, "the container")
     else:
         wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running")
+    pid_before = _init_pid(backend, vm_id)
     first.kill9()
+    assert moment == "claimed" or pid_before != 0
 
     second = HkdProcess(conf, db, lxc_node.root / "hkd2.log")
     processes.append(second)
     second.wait_running()
-    # adopted or cleaned: either way the VM ends up running, once
     wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running after the restart")
     assert backend.list_running() == {vm_id}
+    if pid_before != 0:  # adopted, not restarted: the very same init process
+        assert _init_pid(backend, vm_id) == pid_before
     command(engine, vm_id, "stop")
     wait_for(lambda: state_of(engine, vm_id) == "stopped", 60, "stopped")
     assert second.stop() == 0
     assert leaks(backend, vm_id, lxc_node.storage) == []
     assert runtime(engine, vm_id)["host_id"] is None
+
+
+def test_a_dead_hkd_s_watchdog_kills_its_desktops_at_the_lease_deadline(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path,
+    processes: list[HkdProcess],
+) -> None:  # fmt: skip
+    """kill -9 of the HKD and no restart: the watchdog it left kills the desktop when
+    the lease runs out (not before), well before peers may release it."""
+    host = add_host(engine, lxc_node.name, lxc_node.host_address)
+    config = lxc_node.config()
+    conf = lxc_node.config_file()
+    backend = lxc_node.backend()
+    vm_id, _ = add_lxc_vm(engine, lxc_node, test_image, 1)
+    first = HkdProcess(conf, db, lxc_node.root / "hkd1.log")
+    processes.append(first)
+    first.wait_running()
+    command(engine, vm_id, "start", host.id)
+    wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running")
+    pid = _init_pid(backend, vm_id)
+    first.kill9()
+    lease = LeaseFile(config.get_path("path.run") / "hkd.lease").read()
+    assert lease is not None
+    assert not lease.released
+    died_at = _wait_exit(pid, 60)
+    settings_fence_kill = config.get_float("internal.hkd.fence.kill_time")
+    assert died_at >= lease.deadline - 0.05, "killed before the lease expired"
+    assert died_at <= lease.deadline + settings_fence_kill + 0.5
+    lost_after = config.get_float("internal.hkd.cluster.node.timeout")
+    fence = config.get_float("internal.hkd.agent.ticker.timeout")
+    assert died_at < lease.deadline - fence + lost_after  # before any peer may act
+    assert backend.list_running() == set()
+    second = HkdProcess(conf, db, lxc_node.root / "hkd2.log")  # it records the loss
+    processes.append(second)
+    second.wait_running()
+    wait_for(lambda: state_of(engine, vm_id) == "stopped", 60, "stopped")
+    assert second.stop() == 0
+    assert leaks(backend, vm_id, lxc_node.storage) == []
+
+
+_LONG_FENCE = {
+    "internal.hkd.agent.ticker.timeout": "15",
+    "internal.hkd.cluster.node.timeout": "20",
+}
+
+
+def _init_pid(backend: LxcBackend, vm_id: int) -> int:
+    return backend.lxc.pid(container_name(vm_id))
+
+
+def _wait_exit(pid: int, timeout: float) -> float:
+    """Block until process ``pid`` ends; when (boot clock), precisely (a pidfd)."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"process {pid} still runs after {timeout} s"
+        return boot_clock()
+    finally:
+        os.close(fd)
 
 
 def node_in_netns(netns: str, sysfs: Path, argv: list[str]) -> list[str]:
@@ -148,7 +209,7 @@ def test_two_nodes_a_silent_one_is_lost_and_recovers(
         wait_for(lambda: state_of(engine, vm_id) == "running", 60, "running on node A")
 
         procs[0].proc.send_signal(signal.SIGSTOP)  # node A falls silent
-        wait_for(lambda: host_state(engine, hosts["node-a"]) == "lost", 10, "A marked lost")
+        wait_for(lambda: host_state(engine, hosts["node-a"]) == "lost", 30, "A marked lost")
         row = runtime(engine, vm_id)
         assert (row["vm_state"], row["host_id"]) == ("stopped", None)
         assert host_state(engine, hosts["node-b"]) == "running"

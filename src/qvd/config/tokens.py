@@ -350,6 +350,20 @@ TOKENS: tuple[Token, ...] = (
         NUM,
         "A node silent this long is marked lost (QVD: 600).",
     ),
+    _t(
+        "internal.hkd.fence.kill_time",
+        "2",
+        NUM,
+        "Seconds a fencing node may take to kill all its VMs; ticker.timeout + this + "
+        "clock jitter must stay below cluster.node.timeout (checked at start).",
+    ),
+    _t(
+        "internal.hkd.watchdog.enable",
+        "1",
+        BOOL,
+        "Run the fencing watchdog: a small process that kills this node's VMs when the "
+        "HKD has not proved its heartbeat for ticker.timeout, even if the HKD is dead.",
+    ),
     _t("internal.hkd.agent.cluster_monitor.delay", "5", NUM, "Peer check period (QVD: 120)."),
     _t(
         "internal.hkd.agent.expiration_monitor.delay",

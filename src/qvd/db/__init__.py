@@ -9,7 +9,7 @@ Daemons start with ``database_target(config)`` → ``make_engine`` →
 from qvd.db.acls import administrator_acls, role_acls
 from qvd.db.bootstrap import InitResult, initialize_database, reset_admin_password
 from qvd.db.dbconfig import LiveConfig, config_with_db, read_config_rows
-from qvd.db.engine import make_engine, make_sessionmaker
+from qvd.db.engine import ConnectionLimits, limited_target, make_engine, make_sessionmaker
 from qvd.db.errors import DatabaseError, DatabaseUnreachable, EmbeddedClusterError, SchemaMismatch
 from qvd.db.listener import Listener, Notification
 from qvd.db.localpg import EmbeddedCluster, embedded_cluster
@@ -25,6 +25,7 @@ from qvd.db.target import DATABASE_URL_ENV, DatabaseTarget, database_target
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "ConnectionLimits",
     "DatabaseError",
     "DatabaseTarget",
     "DatabaseUnreachable",
@@ -44,6 +45,7 @@ __all__ = [
     "generate_password",
     "hash_password",
     "initialize_database",
+    "limited_target",
     "make_engine",
     "make_sessionmaker",
     "read_config_rows",

@@ -1,7 +1,10 @@
-"""SQLAlchemy engines and sessions over a :class:`DatabaseTarget`."""
+"""SQLAlchemy engines and sessions over a :class:`DatabaseTarget`, and the libpq limits
+that keep a call from hanging on a dead peer (:class:`ConnectionLimits`)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -11,11 +14,56 @@ from sqlalchemy.orm import Session, sessionmaker
 from qvd.db.errors import DatabaseUnreachable
 from qvd.db.target import DatabaseTarget
 
-__all__ = ["make_engine", "make_sessionmaker"]
+__all__ = ["ConnectionLimits", "limited_target", "make_engine", "make_sessionmaker"]
 
 
-def make_engine(target: DatabaseTarget, **engine_kwargs: Any) -> Engine:
-    """An engine whose connections come from ``target`` (no password in any URL)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    """How long a database call may wait on the network or the server.
+
+    ``connect_timeout``: whole seconds for a connection (libpq treats < 2 as 2);
+    ``user_timeout``: seconds sent data may stay unacknowledged before the kernel
+    drops the connection (TCP_USER_TIMEOUT), and the keepalive probing of an idle
+    connection gives up after about as long; ``statement_timeout``: seconds one
+    statement may run on the server. Unix-socket connections ignore the TCP ones."""
+
+    connect_timeout: int
+    user_timeout: float
+    statement_timeout: float
+
+    def libpq_params(self) -> dict[str, str]:
+        idle = max(1, math.floor(self.user_timeout / 2))
+        interval = 1
+        count = max(1, math.ceil((self.user_timeout - idle) / interval))
+        return {
+            "connect_timeout": str(max(2, self.connect_timeout)),
+            "keepalives": "1",
+            "keepalives_idle": str(idle),
+            "keepalives_interval": str(interval),
+            "keepalives_count": str(count),
+            "tcp_user_timeout": str(max(1, round(self.user_timeout * 1000))),
+        }
+
+    def server_options(self) -> str:
+        return f"-c statement_timeout={max(1, round(self.statement_timeout * 1000))}"
+
+
+def limited_target(target: DatabaseTarget, limits: ConnectionLimits) -> DatabaseTarget:
+    """``target`` with ``limits`` added to its connection parameters (any ``options``
+    it already has are kept)."""
+    params = {**target.params, **limits.libpq_params()}
+    options = " ".join(o for o in (target.params.get("options", ""), limits.server_options()) if o)
+    params["options"] = options
+    return DatabaseTarget(params, target.embedded)
+
+
+def make_engine(
+    target: DatabaseTarget, *, limits: ConnectionLimits | None = None, **engine_kwargs: Any
+) -> Engine:
+    """An engine whose connections come from ``target`` (no password in any URL), with
+    ``limits`` on every connection if given."""
+    if limits is not None:
+        target = limited_target(target, limits)
 
     def connect() -> psycopg.Connection[Any]:
         try:

@@ -1,5 +1,7 @@
 """The HKD process: registration, single-instance lock, adoption, and the threads that
-feed the reconcile loop (NOTIFY listener, resync), write heartbeats and watch peers.
+feed the reconcile loop (NOTIFY listener, resync), write heartbeats, watch peers, and
+fence the node (``fencing``: its own timer thread; ``watchdog``: a process that fences
+even when this one is dead).
 
 Threads, not an event loop: workers block on backend commands and HTTP calls, and
 the work queue (``workqueue``) guarantees one reconcile in flight per VM.
@@ -21,10 +23,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from qvd.config import Config
 from qvd.db import (
+    ConnectionLimits,
     DatabaseError,
     DatabaseTarget,
     Listener,
     database_target,
+    limited_target,
     make_engine,
     require_current_schema,
 )
@@ -32,14 +36,17 @@ from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import Backend, BackendError, load_backend
+from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
+from qvd.hkd.lease import Lease, LeaseFile, boot_clock
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.ports import PortFilter
 from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
+from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
 
 __all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory"]
@@ -92,7 +99,39 @@ class Hkd:
         self.services: list[HostedService] = []
         self.settings = HkdSettings.from_config(config)
         self.target = target or database_target(config)
-        self.engine: Engine = make_engine(self.target, pool_size=self.settings.workers + 4)
+        s = self.settings
+        # every connection: keepalives, a TCP user timeout and a statement timeout, so
+        # that no call waits forever on a database it can no longer reach
+        general = ConnectionLimits(
+            connect_timeout=int(self.target.params.get("connect_timeout", "20")),
+            user_timeout=max(10.0, s.node_timeout),
+            statement_timeout=max(10.0, s.node_timeout),
+        )
+        self._listen_target = limited_target(self.target, general)
+        self.engine: Engine = make_engine(self.target, limits=general, pool_size=s.workers + 4)
+        # the heartbeat path: tight limits, its own connection
+        self.heartbeat_engine: Engine = make_engine(
+            self.target,
+            limits=ConnectionLimits(
+                connect_timeout=s.heartbeat_connect_timeout,
+                user_timeout=s.heartbeat_call_timeout,
+                statement_timeout=s.heartbeat_call_timeout,
+            ),
+            pool_size=1,
+            max_overflow=1,
+        )
+        self.lease = LeaseFile(s.lease_path)
+        previous = self.lease.read()
+        # a restarted HKD inherits no more right to run VMs than its predecessor had
+        anchor = (
+            previous.deadline - s.ticker_timeout
+            if previous is not None and not previous.released
+            else boot_clock() - s.ticker_timeout
+        )
+        self.fence_clock = FenceClock(s.ticker_timeout, anchor)
+        self.fencer = Fencer(self.fence_clock, self._kill_all, on_tick=self._watch_watchdog)
+        self.watchdog: WatchdogHandle | None = WatchdogHandle(s, config) if s.watchdog else None
+        self._next_watchdog_check = 0.0
         self._backend = backend
         self._vma = vma
         self.queue: WorkQueue[int] = WorkQueue(base_delay=0.05, max_delay=60.0)
@@ -102,8 +141,12 @@ class Hkd:
         self._lock = PidLock(self.settings.lock_path)
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
-        self.fenced = False
         self.network: NodeNetwork | None = None
+
+    @property
+    def fenced(self) -> bool:
+        """Whether this node has fenced itself (its VMs killed, no start allowed)."""
+        return self.fencer.fenced
 
     # ---- start ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,6 +154,7 @@ class Hkd:
             self._start()
         except BaseException:
             self.engine.dispose()
+            self.heartbeat_engine.dispose()
             raise
 
     def _start(self) -> None:
@@ -145,13 +189,23 @@ class Hkd:
             self._backend = backend
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
             self.reconciler = Reconciler(
-                self.engine, backend, host, self.settings, vma, ports=ports
+                self.engine,
+                backend,
+                host,
+                self.settings,
+                vma,
+                ports=ports,
+                fenced=lambda: self.fenced,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
-            self._adopt()
             self._sampler = CpuSampler()
+            # prove the heartbeat (renewing the lease) before touching any running VM,
+            # and make sure a watchdog guards the lease before adopting them
             self._beat()
+            if self.watchdog is not None:
+                self.watchdog.ensure()
+            self._adopt()
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "running", os.getpid())
         except BaseException:
@@ -164,6 +218,7 @@ class Hkd:
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
+        self.fencer.start()
         try:
             for make in self._service_factories:
                 service = make(host)
@@ -267,7 +322,7 @@ class Hkd:
         channels = [vm_cmd_channel(self.host.id), host_cmd_channel(self.host.id)]
         while not self._stop.is_set():
             try:
-                with Listener(self.target, channels) as listener:
+                with Listener(self._listen_target, channels) as listener:
                     self._resync_once()  # whatever was sent while we were not listening
                     while not self._stop.is_set():
                         for note in listener.wait(0.5):
@@ -300,10 +355,14 @@ class Hkd:
                 log.warning("resync failed: %s", exc)
 
     def _beat(self) -> None:
+        """Write the heartbeat; on success, renew the fence clock and the lease from
+        the moment it was sent (never later than the ``ok_ts`` the database writes)."""
         assert self.host is not None
         figures = self._sampler.sample()
-        with self.engine.begin() as conn:
-            state = store.heartbeat(
+        running = len(self.backend.list_running())
+        sent_at = boot_clock()
+        with self.heartbeat_engine.begin() as conn:
+            store.heartbeat(
                 conn,
                 self.host.id,
                 pid=os.getpid(),
@@ -311,36 +370,56 @@ class Hkd:
                 usable_cpu=figures.usable_cpu,
                 free_ram_mb=figures.free_ram_mb,
                 idle_cpu=figures.idle_cpu,
-                running_vms=len(self.backend.list_running()),
+                running_vms=running,
             )
-        if state == "running" and self.fenced:
-            log.info("the database answers again: leaving the fenced state")
-            self.fenced = False
+        self._renew(sent_at)
+
+    def _renew(self, at: float) -> None:
+        deadline = self.fence_clock.renew(at)
+        try:
+            self.lease.write(Lease(deadline=deadline, holder=os.getpid()))
+        except OSError as exc:  # the watchdog will fence: loud, but not fatal here
+            log.error("cannot write the fencing lease %s: %s", self.lease.path, exc)
 
     def _ticker(self) -> None:
-        last_ok = time.monotonic()
         while not self._stop.wait(self.settings.ticker_delay):
             try:
-                self._beat()
-                last_ok = time.monotonic()
-            except _TRANSIENT as exc:
-                silent = time.monotonic() - last_ok
-                log.warning("heartbeat failed for %.1f s: %s", silent, exc)
-                if silent >= self.settings.ticker_timeout and not self.fenced:
-                    self._fence()
+                self._tick()
+            except Exception:  # never let the heartbeat thread die: the fence would fall
+                log.exception("heartbeat failed unexpectedly")
 
-    def _fence(self) -> None:
-        """Cannot prove we are alive: peers will release our VMs, so stop them here."""
-        log.error(
-            "no heartbeat for %.0f s: fencing (killing this node's VMs)",
-            self.settings.ticker_timeout,
-        )
-        self.fenced = True
-        for vm_id in self.backend.list_running():
-            try:
-                self.backend.kill(vm_id)
-            except BackendError as exc:
-                log.error("fencing VM %s failed: %s", vm_id, exc)
+    def _tick(self) -> None:
+        """One heartbeat; on failure, find out whether the database is down for
+        everyone (then nobody's silence counts: renew) or this node is cut off (then
+        the fence clock runs on; the fence timer acts on its own)."""
+        try:
+            self._beat()
+            return
+        except _TRANSIENT as exc:
+            failure: BaseException = exc
+        probed_at = boot_clock()
+        outage = probe_database(self.target, self.settings.heartbeat_call_timeout, failure)
+        silent = probed_at - (self.fence_clock.deadline - self.settings.ticker_timeout)
+        if outage is Outage.DOWN_FOR_EVERYONE:
+            self._renew(probed_at)
+            log.warning("the database is down for everyone (%s): not fencing", failure)
+        else:
+            log.warning("heartbeat failed, cut off for %.1f s: %s", silent, failure)
+
+    def _kill_all(self) -> list[int]:
+        return kill_all(self.backend)
+
+    def _watch_watchdog(self) -> None:
+        """From the fence timer: restart the watchdog if it died (every second)."""
+        if self.watchdog is None:
+            return
+        now = boot_clock()
+        if now < self._next_watchdog_check:
+            return
+        self._next_watchdog_check = now + 1.0
+        if not self.watchdog.running():
+            log.error("the fencing watchdog is gone: starting another")
+            self.watchdog.ensure()
 
     def _cluster_monitor(self) -> None:
         assert self.host is not None
@@ -371,6 +450,7 @@ class Hkd:
         except _TRANSIENT as exc:
             log.warning("while stopping: %s", exc)
         self._stop.set()
+        self.fencer.stop()
         self.queue.close()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -379,10 +459,14 @@ class Hkd:
             if self.host is not None:
                 with self.engine.begin() as conn:
                     store.set_host_state(conn, self.host.id, "stopped", None)
+                # peers never release the VMs of a stopped node: the lease may go
+                self.lease.write(Lease(deadline=0.0, holder=os.getpid(), released=True))
         except _TRANSIENT as exc:
-            log.warning("could not record the stop: %s", exc)
+            # not recorded: peers may count us lost, so the watchdog must still fence
+            log.warning("could not record the stop (the lease stays): %s", exc)
         self._lock.release()
         self.engine.dispose()
+        self.heartbeat_engine.dispose()
         self._stopped.set()
         log.info("HKD stopped")
 
@@ -411,12 +495,14 @@ class Hkd:
         the rest of the cluster sees when this process dies."""
         self._stop_services()
         self._stop.set()
+        self.fencer.stop()
         self.queue.close()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self._lock.release()
         self.engine.dispose()
+        self.heartbeat_engine.dispose()
         self._stopped.set()
 
     def _stop_services(self) -> None:

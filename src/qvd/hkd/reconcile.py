@@ -82,6 +82,7 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.monotonic,
         ports: PortFilter | None = None,
+        fenced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -90,6 +91,7 @@ class Reconciler:
         self.vma = vma
         self.clock = clock
         self.ports = ports  # anti-spoofing of the VMs' bridge ports (None: not managed)
+        self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -164,6 +166,8 @@ class Reconciler:
         local = self._local_of(view.vm_id)
         alive = self.backend.is_alive(view.vm_id)
         if not alive:
+            if self.fenced():
+                return Outcome(_SLOW_POLL, "starting")
             spec = self._spec_for_start(view)
             if spec is None:  # refused, and released with the reason
                 return Outcome(None, "stopped")
@@ -177,6 +181,9 @@ class Reconciler:
                 return self._fail_start(view, f"cannot start: {exc}")
             except PortFilterError as exc:
                 return self._fail_start(view, f"cannot filter its network port: {exc}")
+            if self.fenced():  # the fence fell during the start: it must not survive it
+                self.backend.kill(view.vm_id)
+                return Outcome(_SLOW_POLL, "starting")
             with self.engine.begin() as conn:
                 store.set_vm_state(conn, view.vm_id, self.host.id, "starting", pid=pid)
             local.next_ping = 0.0

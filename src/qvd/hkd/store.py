@@ -364,7 +364,11 @@ def claim_host_cmd(conn: Connection, host_id: int) -> str | None:
 
 
 def mark_lost_peers(conn: Connection, host_id: int, timeout_s: float) -> list[int]:
-    """Mark silent peers ``lost`` and release their VMs and sessions in one go."""
+    """Mark silent peers ``lost`` and release their VMs and sessions in one go.
+
+    A peer's silence counts from the later of its last heartbeat and the database's
+    own start: while the database was down nobody could beat, so an outage for
+    everyone never lets a node take another's VMs (``qvd.hkd.settings``)."""
     lost = [
         r[0]
         for r in conn.execute(
@@ -372,7 +376,8 @@ def mark_lost_peers(conn: Connection, host_id: int, timeout_s: float) -> list[in
                 """
                 UPDATE host_runtimes SET state = 'lost', state_ts = now()
                  WHERE host_id <> :h AND state IN ('starting', 'running', 'stopping')
-                   AND (ok_ts IS NULL OR ok_ts < now() - make_interval(secs => :t))
+                   AND GREATEST(ok_ts, pg_postmaster_start_time())
+                       < now() - make_interval(secs => :t)
                 RETURNING host_id
                 """
             ),
