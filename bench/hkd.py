@@ -5,15 +5,18 @@
   as seen by a LISTEN on ``vm_changed``;
 - ready: the same commit → ``running`` (container up, VMA answered), one VM at a time;
 - burst: N VMs asked to start at once → every one ``running`` (starts per minute);
-- RAM: cgroup memory of the idle containers of the burst, per VM.
+- RAM: cgroup memory of the idle containers of the burst, per VM;
+- unprivileged: 1 when every container of the burst runs in a user namespace (its
+  root is an unprivileged host uid), else 0.
 
 Everything (cluster, database, bridge, storage) is made in temporary places and
 removed at the end.
 
     .venv/bin/python bench/hkd.py [--quick] [--runs N] [--burst N]
 
-The last line is ``claim_p50_ms=… ready_p50_ms=… starts_per_min=… ram_per_vm_mb=…``
-(targets: claim < 50 ms, ready < 500 ms, ≥ 300 starts/min).
+The last line is ``claim_p50_ms=… ready_p50_ms=… starts_per_min=… ram_per_vm_mb=…
+unprivileged=…`` (targets: claim < 50 ms, ready < 500 ms, ≥ 300 starts/min,
+RAM ≤ 25 MiB, unprivileged=1).
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def main() -> int:
             burst_s = max(reached.values())
             time.sleep(2.0)  # let the containers settle to idle
             ram = [backend.memory_usage(v) / 2**20 for v in vm_ids]
+            userns = all(backend.user_namespace(v) is not None for v in vm_ids)
             command(engine, vm_ids, "stop", host)
             wait_states(listener, set(vm_ids), "stopped", time.monotonic())
         print(
@@ -119,7 +123,8 @@ def main() -> int:
             f"ready_p50_ms={statistics.median(ready):.0f} "
             f"ready{burst}_p50_ms={statistics.median(reached.values()) * 1000:.0f} "
             f"starts_per_min={burst / burst_s * 60:.0f} "
-            f"ram_per_vm_mb={statistics.mean(ram):.1f}"
+            f"ram_per_vm_mb={statistics.mean(ram):.1f} "
+            f"unprivileged={int(userns)}"
         )
     return 0
 

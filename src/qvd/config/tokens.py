@@ -299,6 +299,21 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.lxc.redirect.allow", "0", BOOL, "Accept 'redirect' DIs."),
     _t("vm.lxc.cpu.shares", "1024", INT, "cgroup cpu.shares of each container."),
     _t("vm.lxc.pids.max", "2048", INT, "cgroup pids.max of each container (new)."),
+    _t(
+        "vm.lxc.idmap.start",
+        "1000000",
+        INT,
+        "First host uid/gid of the desktops' user namespaces (new): root in a desktop is "
+        "an unprivileged host uid from here on. Keep the block free of real accounts.",
+    ),
+    _t(
+        "vm.lxc.idmap.ranges",
+        "4096",
+        INT,
+        "How many 65536-id ranges follow `vm.lxc.idmap.start` (new). A VM gets range "
+        "`vm_id mod ranges`, so VMs of a node share a range only when their ids differ "
+        "by a multiple of it; 1 gives one range per node.",
+    ),
     _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
     _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, Listener
+from qvd.hkd.backends.homefs import release_home
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
 from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
@@ -112,10 +113,13 @@ def test_shared_base_fresh_root_and_persistent_home(
     for vm_id in (first, second):
         command(engine, vm_id, "start", hkd.host.id)
     wait_running(engine, first, second)
-    configs = [(backend.layout.container_dir(v) / "config").read_text() for v in (first, second)]
-    lowers = {line.split(":")[1] for c in configs for line in c.splitlines()
-              if line.startswith("lxc.rootfs.path")}  # fmt: skip
-    assert len(lowers) == 1, "both VMs of one DI must share one unpacked base"
+    # one unpacked base, seen by both (through their own idmapped views): same inodes
+    bases = [p for p in (node.storage / "basefs").iterdir() if p.is_dir()]
+    vma = "usr/lib/qvd/bin/qvd-vma"
+    inodes = {str(p.joinpath(vma).stat().st_ino) for p in bases if p.joinpath(vma).exists()}
+    seen = {attach(backend, v, f"stat -c %i /{vma}").strip() for v in (first, second)}
+    assert len(seen) == 1, "both VMs of one DI must share one unpacked base"
+    assert seen <= inodes, "the VMs' /usr/lib/qvd/bin/qvd-vma is the base's own inode"
 
     attach(backend, first, "echo root > /root/marker; echo home > /home/marker")
     assert attach(backend, first, "cat /root/marker /home/marker").split() == ["root", "home"]
@@ -250,3 +254,66 @@ def test_vm_addresses_are_unreachable_while_the_bridge_is_down(
         assert " dev eth0" not in down  # never out through the default gateway
     finally:
         subprocess.run(["ip", "link", "set", node.bridge, "up"], check=True)
+
+
+def test_desktops_run_in_user_namespaces_and_share_a_per_login_home(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path
+) -> None:
+    """Two VMs of one user, each in its own id range: root in each is a different
+    unprivileged host uid, what root writes lands in the upper as that uid, and the
+    per-login home (kept with the node's own ids) works in both, across a restart."""
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    hkd = Hkd(lxc_node.config(**{"vm.lxc.home.per.user": "1"}), target=db)
+    hkd.start()
+    try:
+        assert hkd.host is not None
+        backend = hkd.backend
+        assert isinstance(backend, LxcBackend)
+        first, osf_id = add_lxc_vm(engine, lxc_node, test_image, 1, user_storage=64)
+        second, _ = add_lxc_vm(engine, lxc_node, test_image, 2, osf_id=osf_id)
+        with engine.begin() as conn:  # the second VM belongs to the first VM's user
+            conn.execute(
+                text("UPDATE vms SET user_id = (SELECT user_id FROM vms WHERE id = :a) "
+                     "WHERE id = :b"), {"a": first, "b": second},
+            )  # fmt: skip
+        for vm_id in (first, second):
+            command(engine, vm_id, "start", hkd.host.id)
+        wait_running(engine, first, second)
+        ranges = [backend.user_namespace(v) for v in (first, second)]
+        assert None not in ranges
+        assert ranges[0] != ranges[1]
+        for vm_id, ids in zip((first, second), ranges, strict=True):
+            assert ids is not None
+            init = backend.lxc.pid(f"qvd-{vm_id}")
+            assert Path(f"/proc/{init}").stat().st_uid == ids.start
+            attach(backend, vm_id, "echo x > /root/by-root")
+            upper = next(backend.layout.overlayfs.glob(f"*-{vm_id}-overlayfs/upper"))
+            assert (upper / "root/by-root").stat().st_uid == ids.start
+            # removing a directory of the base needs an opaque mark (user.overlay.*)
+            assert attach(backend, vm_id, "rm -rf /etc/skel && echo gone").strip() == "gone"
+        attach(backend, first, "mkdir -p /home/shared && echo one > /home/shared/f && "
+                               "chown -R 1000:1000 /home/shared")  # fmt: skip
+        seen = attach(backend, second, "stat -c '%u %g' /home/shared/f; cat /home/shared/f")
+        assert seen.split() == ["1000", "1000", "one"]
+        command(engine, second, "stop")
+        wait_for(lambda: state_of(engine, second) == "stopped", 60, "stopped")
+        command(engine, second, "start", hkd.host.id)
+        wait_running(engine, second)
+        assert attach(backend, second, "cat /home/shared/f").strip() == "one"
+        # each start namespace (LXC's monitor lives on in it) holds the VM's own home
+        for vm_id in (first, second):
+            init = backend.lxc.pid(f"qvd-{vm_id}")
+            monitor = Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            points = [line.split()[4] for line in
+                      Path(f"/proc/{monitor}/mountinfo").read_text().splitlines()]  # fmt: skip
+            assert str(backend.layout.home_mount(vm_id)) in points
+    finally:
+        if not hkd.wait(0):
+            hkd.stop()
+        with engine.begin() as conn:  # a per-login home stays mounted after its VMs
+            login = conn.execute(
+                text("SELECT u.login FROM users u JOIN vms v ON v.user_id = u.id "
+                     "WHERE v.id = :v"), {"v": first},
+            ).scalar_one()  # fmt: skip
+        lxc_node.clean()
+        release_home(lxc_node.backend().layout.home(login))

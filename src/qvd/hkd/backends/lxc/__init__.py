@@ -1,9 +1,15 @@
-"""The LXC backend: one privileged container per VM, from Debian's ``lxc`` tools.
+"""The LXC backend: one unprivileged container per VM, from Debian's ``lxc`` tools.
 
-Root: an overlay of the DI's unpacked base (shared by every VM of that DI) and the
-VM's own upper layer, mounted by LXC inside the container. Init: the VMA. Network: a
-veth on the node's bridge with the VM's fixed address and MAC. Limits: cgroup v1
-memory, cpu.shares and pids.max, read back after start.
+Every container runs in its own user namespace: root in the desktop is an unprivileged
+host id range (``idmap``), with LXC's default seccomp policy, AppArmor profile
+``generated`` where the kernel has AppArmor, no CAP_SYS_ADMIN and the devices cgroup
+allow list of ``common.conf``. Root: an overlay of a read-only idmapped view of the
+DI's unpacked base (unpacked once, shared by every VM of that DI whatever its range)
+and the VM's own upper layer (owned by the VM's range), mounted by LXC inside the
+container; the view and the binds live in a private mount namespace made for each
+start (``mountns``). Init: the VMA. Network: a veth on the node's bridge with the VM's
+fixed address and MAC. Limits: cgroup v1 memory, cpu.shares and pids.max, read back
+after start.
 """
 
 from __future__ import annotations
@@ -24,10 +30,16 @@ from qvd.hkd.backends.base import (
 )
 from qvd.hkd.backends.homefs import ensure_home, release_home
 from qvd.hkd.backends.lxc.config import render_config
-from qvd.hkd.backends.lxc.control import Lxc, run
+from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
+from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
+from qvd.hkd.backends.lxc.safefs import (
+    UnsafePath,
+    private_dir,
+    shift_owners,
+    write_private_file,
+)
 from qvd.imagefile import ImageRejected, Limits, unpack_checked
-from qvd.vma.homefiles import HomeError, write_file_below
 
 __all__ = ["LxcBackend"]
 
@@ -52,10 +64,39 @@ class LxcBackend(Backend):
         )
         self.device_prefix = config.get("internal.vm.network.device.prefix")
         self.lxc = Lxc(self.layout.lxcpath, config.get_path("path.cgroup"))
+        try:
+            self.ids = IdPlan(
+                config.get_int("vm.lxc.idmap.start"), config.get_int("vm.lxc.idmap.ranges")
+            )
+        except ValueError as exc:
+            raise TerminalBackendError(str(exc)) from None
         self.unpack_limits = Limits(
             max_bytes=config.get_int("di.unpack.max_bytes"),
             max_members=config.get_int("di.unpack.max_members"),
         )
+        self._secure_storage()
+
+    def _secure_storage(self) -> None:
+        """Storage parents 0700 root (fixing existing nodes' modes); the LXC path
+        traversable (the containers' mapped roots reach their own directory only);
+        root's subordinate ids when newuidmap is installed."""
+        layout = self.layout
+        for parent in (layout.images, layout.basefs, layout.overlayfs, layout.homefs):
+            private_dir(parent)
+        layout.lxcpath.mkdir(parents=True, exist_ok=True)
+        layout.lxcpath.chmod(0o711)
+        ensure_subordinate_ids(self.ids)
+
+    def _check_lxcpath_reachable(self) -> None:
+        """The containers' mapped roots must traverse every parent of the LXC path."""
+        lxcpath = self.layout.lxcpath
+        for ancestor in (lxcpath, *lxcpath.parents):
+            if not ancestor.stat().st_mode & 0o001:
+                raise TerminalBackendError(
+                    f"{ancestor} (the LXC path {lxcpath} or a parent) is not traversable "
+                    "by others: unprivileged containers cannot reach their directory; "
+                    "chmod o+x it or move path.run.lxc"
+                )
 
     # ---- storage ------------------------------------------------------------------------
     def ensure_base(self, di_id: int, image: Path) -> Path:
@@ -65,7 +106,7 @@ class LxcBackend(Backend):
             return base
         if not image.is_file():
             raise TerminalBackendError(f"disk image file {image} is missing on this node")
-        self.layout.basefs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.layout.basefs)
         with open(self.layout.base_lock(di_id), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one unpack per DI, others wait and reuse
             if base.is_dir():
@@ -85,33 +126,78 @@ class LxcBackend(Backend):
         return base
 
     def prepare(self, spec: VmSpec) -> None:
-        base = self.ensure_base(spec.di_id, spec.image)
+        ids = self.ids.for_vm(spec.vm_id)
+        self.ensure_base(spec.di_id, spec.image)
         layer = self.layout.layer(spec.di_id, spec.vm_id)
         for old in self.layout.layers_of(spec.vm_id):
             if old != layer or not spec.overlay_persistent:
                 self._discard(old)
-        upper = self.layout.upper(spec.di_id, spec.vm_id)
-        upper.mkdir(parents=True, exist_ok=True)
+        self._own_layer(layer, ids)
         try:  # a persistent upper is the desktop's root's: never follow its links
-            write_file_below(
-                str(upper), SECRET_PATH.parent.parts, SECRET_PATH.name,
-                (spec.vma_secret + "\n").encode(),
+            write_private_file(
+                self.layout.upper(spec.di_id, spec.vm_id), SECRET_PATH,
+                (spec.vma_secret + "\n").encode(), (ids.start, ids.start),
             )  # fmt: skip
-        except HomeError as exc:
+        except UnsafePath as exc:
             raise TerminalBackendError(
                 f"VM {spec.vm_id}: cannot place the VMA secret: {exc}"
             ) from None
-        home: Path | None = None
         if spec.home_key is not None:
             home = self.layout.home(spec.home_key)
             ensure_home(home, spec.home_size_mib)  # its own file system: the quota
+            if home.is_symlink() or not home.is_dir():
+                raise TerminalBackendError(f"home {home} is not a directory")
         name = container_name(spec.vm_id)
         cdir = self.layout.container_dir(spec.vm_id)
         cdir.mkdir(parents=True, exist_ok=True)
+        os.chown(cdir, 0, ids.start)  # the mapped root's group may traverse, nobody else
+        cdir.chmod(0o750)
+        mounts = [self.layout.lower_mount(spec.vm_id), self.layout.layer_mount(spec.vm_id)]
+        if spec.home_key is not None:
+            mounts.append(self.layout.home_mount(spec.vm_id))
+        for point in mounts:
+            point.mkdir(mode=0o755, exist_ok=True)
         text = render_config(
-            spec, name=name, base=base, upper=upper, home=home, log_file=cdir / "lxc.log"
+            spec,
+            name=name,
+            ids=ids,
+            lower=self.layout.lower_mount(spec.vm_id),
+            upper=self.layout.layer_mount(spec.vm_id) / "upper",
+            home=self.layout.home_mount(spec.vm_id) if spec.home_key is not None else None,
+            log_file=cdir / "lxc.log",
         )
-        (cdir / "config").write_text(text)
+        config = cdir / "config"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+    def _own_layer(self, layer: Path, ids: IdRange) -> None:
+        """The layer (0700) and its upper (0755) belong to the VM's mapped root; a kept
+        layer written under another range (or by a privileged container) is moved."""
+        layer.mkdir(parents=True, exist_ok=True)
+        owner = layer.lstat().st_uid
+        if owner != ids.start:
+            shift_owners(layer, owner if owner >= ids.count else 0, ids.start, ids.count)
+        os.lchown(layer, ids.start, ids.start)
+        layer.chmod(0o700)
+        upper = layer / "upper"
+        upper.mkdir(mode=0o755, exist_ok=True)
+        if upper.is_symlink() or not upper.is_dir():
+            raise TerminalBackendError(f"{upper} is not a directory")
+        os.lchown(upper, ids.start, ids.start)
+
+    def _start_mounts(self, spec: VmSpec) -> StartMounts:
+        binds = [(self.layout.layer(spec.di_id, spec.vm_id), self.layout.layer_mount(spec.vm_id))]
+        if spec.home_key is not None:
+            binds.append((self.layout.home(spec.home_key), self.layout.home_mount(spec.vm_id)))
+        return StartMounts(
+            base=self.layout.base(spec.di_id, spec.image),
+            lower=self.layout.lower_mount(spec.vm_id),
+            ids=self.ids.for_vm(spec.vm_id),
+            binds=tuple(binds),
+            detach=(self.layout.homefs,),
+        )
 
     def _discard(self, layer: Path) -> None:
         doomed = layer.with_name(f"deleteme-{layer.name}-{secrets.token_hex(3)}")
@@ -125,7 +211,8 @@ class LxcBackend(Backend):
     def start(self, spec: VmSpec) -> int:
         name = container_name(spec.vm_id)
         if not self.is_alive(spec.vm_id):
-            self.lxc.start(name)
+            self._check_lxcpath_reachable()
+            self.lxc.start(name, self._start_mounts(spec))
         pid = self.lxc.pid(name)
         if pid == 0:
             log = self.layout.container_dir(spec.vm_id) / "lxc.log"
@@ -194,6 +281,20 @@ class LxcBackend(Backend):
             "cpu.shares": self.lxc.limit(name, "cpu", "cpu.shares"),
             "pids.max": self.lxc.limit(name, "pids", "pids.max"),
         }
+
+    def user_namespace(self, vm_id: int) -> IdRange | None:
+        """The host range of a running container's root (from its init's uid_map); None
+        when it is not running or runs without a user namespace."""
+        pid = self.lxc.pid(container_name(vm_id))
+        if pid == 0:
+            return None
+        try:
+            first = Path(f"/proc/{pid}/uid_map").read_text().split("\n", 1)[0].split()
+        except OSError:
+            return None
+        if len(first) != 3 or first[:2] == ["0", "0"]:
+            return None
+        return IdRange(int(first[1]), int(first[2]))
 
     def memory_usage(self, vm_id: int) -> int:
         value = self.lxc.limit(container_name(vm_id), "memory", "memory.usage_in_bytes")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from qvd.hkd.backends.base import BackendError
+from qvd.hkd.backends.lxc.idmap import IdRange
 
-__all__ = ["Lxc", "run"]
+__all__ = ["MOUNTNS_SCRIPT", "Lxc", "StartMounts", "run"]
+
+MOUNTNS_SCRIPT = Path(__file__).with_name("mountns.py")
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
@@ -37,6 +42,28 @@ def _has_tasks(group: Path) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class StartMounts:
+    """What ``mountns`` mounts in the container's private start namespace."""
+
+    base: Path  # the DI's unpacked base (host ids)
+    lower: Path  # where its idmapped read-only view goes
+    ids: IdRange
+    binds: tuple[tuple[Path, Path], ...]  # (source, mount point) pairs
+    detach: tuple[Path, ...] = ()  # mounts below these go, once the binds are made
+
+    def argv(self) -> list[str]:
+        words = [
+            "--base", str(self.base), "--lower", str(self.lower),
+            "--start", str(self.ids.start), "--count", str(self.ids.count),
+        ]  # fmt: skip
+        for source, target in self.binds:
+            words += ["--bind", str(source), str(target)]
+        for path in self.detach:
+            words += ["--detach", str(path)]
+        return [sys.executable, "-I", "-S", str(MOUNTNS_SCRIPT), *words, "--"]
+
+
 class Lxc:
     """The lxc-* tools on one lxcpath, and the cgroups of its containers."""
 
@@ -47,8 +74,9 @@ class Lxc:
     def _tool(self, tool: str, name: str, *args: str, check: bool = True) -> str:
         return run(tool, "-P", str(self.lxcpath), "-n", name, *args, check=check).stdout
 
-    def start(self, name: str) -> None:
-        self._tool("lxc-start", name)
+    def start(self, name: str, mounts: StartMounts) -> None:
+        """``lxc-start`` from a private mount namespace holding ``mounts``."""
+        run(*mounts.argv(), "lxc-start", "-P", str(self.lxcpath), "-n", name)
 
     def state(self, name: str) -> str:
         if not (self.lxcpath / name / "config").exists():
