@@ -461,6 +461,8 @@ class Hkd:
                     store.set_host_state(conn, self.host.id, "stopped", None)
                 # peers never release the VMs of a stopped node: the lease may go
                 self.lease.write(Lease(deadline=0.0, holder=os.getpid(), released=True))
+                if self.watchdog is not None:
+                    self.watchdog.wait_gone(timeout=10.0)
         except _TRANSIENT as exc:
             # not recorded: peers may count us lost, so the watchdog must still fence
             log.warning("could not record the stop (the lease stays): %s", exc)

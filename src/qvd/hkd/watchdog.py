@@ -110,6 +110,17 @@ class WatchdogHandle:
         probe.release()
         return False
 
+    def wait_gone(self, *, timeout: float) -> bool:
+        """After a released lease: wait until the watchdog has seen it and exited (it
+        looks at least every fence-timer period), so a clean stop leaves no process."""
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() >= deadline:
+                log.warning("the fencing watchdog is still running after the stop")
+                return False
+            time.sleep(0.05)
+        return True
+
     def ensure(self) -> None:
         """Start a watchdog unless one runs (or one was started moments ago)."""
         if self.running():
