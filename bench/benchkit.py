@@ -328,6 +328,8 @@ def bench_node(prefix: str) -> Iterator[BenchNode]:
                 try:
                     if node.hkd is not None:
                         node.hkd.halt()
+                        if node.hkd.watchdog is not None:  # nothing left to guard
+                            node.hkd.watchdog.end()
                 finally:
                     halted = time.monotonic()
                     node.remove()

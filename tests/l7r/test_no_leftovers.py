@@ -25,7 +25,7 @@ def test_cluster_stopping_tests_remove_their_directories() -> None:
         env = {**os.environ, "TMPDIR": str(private), "PYTHONPATH": str(ROOT / "src")}
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             "tests/hkd/test_daemon.py::test_the_hkd_survives_a_database_restart",
+             "tests/hkd/test_daemon.py::test_a_database_outage_longer_than_the_fence_keeps_every_vm",
              "tests/l7r/test_db_outage.py"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=540, check=False,
         )  # fmt: skip

@@ -409,21 +409,27 @@ class L7rServer:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
         task = asyncio.wrap_future(self._long(ticket, lambda: work(progress)))
-        while True:
-            getter = asyncio.ensure_future(queue.get())
-            either: set[asyncio.Future[Any]] = {task, getter}
-            try:
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                writer.write(conn.inform(getter.result()))
-                await writer.drain()
-                continue
-            while not queue.empty():
-                writer.write(conn.inform(queue.get_nowait()))
-            return await task
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                either: set[asyncio.Future[Any]] = {task, getter}
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    writer.write(conn.inform(getter.result()))
+                    await writer.drain()
+                    continue
+                while not queue.empty():
+                    writer.write(conn.inform(queue.get_nowait()))
+                return await task
+        finally:
+            # left early (the client went away while a 102 was written): the work still
+            # ends in its thread, and its outcome is read so it is never reported as lost
+            if not task.done():
+                task.add_done_callback(_outcome_read)
 
     async def _connect(
         self,
@@ -515,6 +521,13 @@ class L7rServer:
             if agent is not None:
                 agent[1].close()
             await asyncio.shield(self._quickly(self._flow.release, vm_id))
+
+
+def _outcome_read(future: asyncio.Future[Any]) -> None:
+    """Read a finished future's outcome nobody awaits any more (its exception, if any,
+    was already answered or is moot: the client left)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _watch_departure(
