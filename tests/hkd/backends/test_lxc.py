@@ -4,6 +4,7 @@ a private bridge and firewall, a real PostgreSQL."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, Listener
-from qvd.hkd.backends.homefs import release_home
+from qvd.hkd.backends.homefs import home_image, release_home
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
 from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
@@ -344,6 +345,10 @@ def test_a_persistent_bounded_upper_keeps_its_files_across_a_restart(
         assert isinstance(backend, LxcBackend)
         first, osf_id = add_lxc_vm(engine, lxc_node, test_image, 1)
         second, _ = add_lxc_vm(engine, lxc_node, test_image, 2, osf_id=osf_id)
+        for vm_id in (first, second):  # ids recur in the session's shared storage
+            for old in backend.layout.layers_of(vm_id):  # another test's kept upper
+                home_image(old).unlink(missing_ok=True)
+                shutil.rmtree(old)
         for vm_id in (second, first):
             command(engine, vm_id, "start", hkd.host.id)
             wait_running(engine, vm_id)
