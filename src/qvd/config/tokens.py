@@ -321,7 +321,8 @@ TOKENS: tuple[Token, ...] = (
         INT,
         "MiB a desktop may write outside its home (its root overlay's upper layer, new): "
         "each upper is its own sparse ext4 image, so writing past it fails with ENOSPC "
-        "inside the desktop and never fills the node. 0: unbounded.",
+        "inside the desktop and never fills the node. A kept (persistent) upper grows with "
+        "it but never shrinks. 0: unbounded.",
     ),
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
     _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),

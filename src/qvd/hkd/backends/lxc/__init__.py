@@ -195,7 +195,7 @@ class LxcBackend(Backend):
         image = home_image(layer)
         if size_mib <= 0:
             if image.is_file():
-                ensure_home(layer, max(1, os.lstat(image).st_size // _MIB))
+                ensure_home(layer, max(1, os.lstat(image).st_size // _MIB), kind="upper")
             return
         if not image.exists() and layer.is_dir() and not os.path.ismount(layer):
             with os.scandir(layer) as entries:
@@ -204,7 +204,7 @@ class LxcBackend(Backend):
                 log.warning("layer %s predates vm.overlay.size: it stays unbounded until "
                             "it is discarded", layer.name)  # fmt: skip
                 return
-        ensure_home(layer, size_mib)
+        ensure_home(layer, size_mib, kind="upper")
 
     def _own_layer(self, layer: Path, ids: IdRange) -> None:
         """The layer (0700) and its upper (0755) belong to the VM's mapped root; a kept
