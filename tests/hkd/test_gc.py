@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, text
 from qvd.config import Config
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget
 from qvd.hkd.backends.fake import FakeBackend
+from qvd.hkd.backends.homefs import ensure_home, release_home
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.gc import GcSettings, Removal, collect, load_facts
 from tests.hkd.conftest import FakeVma, add_host, add_vm, hkd_config, wait_for
@@ -247,3 +249,31 @@ def test_the_hkd_runs_the_collector(
     s = node.settings
     assert (s.basefs / f"{node.live_di}-img/etc/hostname").exists()
     assert (s.homefs / f"{node.live_vm}-fs/thesis.odt").exists()
+
+
+def test_a_deleted_vms_mounted_upper_and_lone_images_go(
+    engine: Engine, node: Node, root_only: None
+) -> None:
+    """An HKD killed before its cleanup leaves a deleted VM's bounded upper mounted:
+    the collector unmounts it, then removes it and its image; an image whose layer is
+    gone goes too, a live VM's image stays."""
+    s = node.settings
+    layer = s.overlayfs / f"{node.gone_di}-{node.gone_vm}-overlayfs"
+    shutil.rmtree(layer)
+    ensure_home(layer, 16)  # the way LxcBackend bounds an upper
+    images = s.overlayfs / ".images"
+    lone = images / f"{node.gone_di}-{node.gone_vm + 7}-overlayfs.ext4"
+    live = images / f"{node.live_di}-{node.live_vm}-overlayfs.ext4"
+    for path in (lone, live):
+        path.write_bytes(b"an upper's file system")
+    try:
+        done = node.facts_and_collect(engine, dry_run=False)
+    finally:
+        if os.path.ismount(layer):
+            release_home(layer)
+    assert {f"overlayfs/{layer.name}", f"overlayfs/.images/{lone.name}"} <= _names(
+        done, node.storage
+    )
+    assert not layer.exists()
+    assert f" {layer} " not in Path("/proc/self/mounts").read_text()
+    assert sorted(p.name for p in images.iterdir()) == [live.name]

@@ -55,3 +55,12 @@ def test_the_margin_is_exactly_the_kill_time_and_jitter(run_dir: Path) -> None:
     too_late = ok.with_overrides({"internal.hkd.agent.ticker.timeout": f"{10 - 1 - jitter:.4f}"})
     with pytest.raises(FenceOrderError):
         HkdSettings.from_config(too_late)
+
+
+def test_the_upper_bound_is_read_and_a_negative_one_refused(run_dir: Path) -> None:
+    assert HkdSettings.from_config(Config().with_overrides({"nodename": "n"})).overlay_size_mib == (
+        2048
+    )
+    config = hkd_config(run_dir, **{"vm.overlay.size": "-1"})
+    with pytest.raises(ConfigError, match=r"vm\.overlay\.size is -1"):
+        HkdSettings.from_config(config)

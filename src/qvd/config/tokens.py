@@ -315,6 +315,15 @@ TOKENS: tuple[Token, ...] = (
         "by a multiple of it; 1 gives one range per node.",
     ),
     _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
+    _t(
+        "vm.overlay.size",
+        "2048",
+        INT,
+        "MiB a desktop may write outside its home (its root overlay's upper layer, new): "
+        "each upper is its own sparse ext4 image, so writing past it fails with ENOSPC "
+        "inside the desktop and never fills the node. A kept (persistent) upper grows with "
+        "it but never shrinks. 0: unbounded.",
+    ),
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
     _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),
     _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),

@@ -9,7 +9,9 @@ What goes, and why (each removal carries its reason):
   no VM of this node runs (or is starting) with it: removed under the DI's unpack lock
   (``basefs/lock.<di_id>``, the lock the unpacker takes), skipped while it is held.
 - ``overlayfs/<di_id>-<vm_id>-overlayfs/``, the layer of a VM deleted from the
-  database, when the backend runs nothing for that VM.
+  database, when the backend runs nothing for that VM, with its file system image
+  ``overlayfs/.images/<layer>.ext4`` (an image alone too); a layer still loop-mounted
+  (an HKD killed before its cleanup) is unmounted first: nothing can use it any more.
 - ``homefs/<key>/`` and its file system image ``homefs/.images/<key>.ext4`` (see
   ``qvd.hkd.backends.homefs``), the home of a deleted VM (``<vm_id>-fs``) or user (``<login>``),
   never while it is mounted:
@@ -44,7 +46,7 @@ from sqlalchemy import Connection, Engine, select
 from qvd.config import Config
 from qvd.db.models import Di, User, Vm, VmRuntime
 from qvd.hkd.backends import Backend
-from qvd.hkd.backends.homefs import home_image
+from qvd.hkd.backends.homefs import HomeError, home_image, release_home
 
 __all__ = [
     "DbFacts",
@@ -61,6 +63,7 @@ log = logging.getLogger("qvd.hkd.gc")
 
 _BASE = re.compile(r"^([0-9]{1,12})-.+$")
 _LAYER = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})-overlayfs$")
+_LAYER_IMAGE = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})-overlayfs\.ext4$")
 _VM_HOME = re.compile(r"^([0-9]{1,12})-fs$")
 _UNTAR = re.compile(r"^untar-([0-9]+)-[0-9a-f]+$")
 _MARKER = ".orphaned-"
@@ -183,6 +186,13 @@ def plan(
         vm_id = int(layer.group(2))
         if vm_id not in facts.vm_ids and not alive(vm_id):
             out.append(Removal(Path(entry.path), f"VM {vm_id} is deleted", vm_id=vm_id))
+    for entry in _entries(settings.overlayfs / ".images"):
+        image = _LAYER_IMAGE.match(entry.name)
+        if image is None or (settings.overlayfs / entry.name[: -len(".ext4")]).exists():
+            continue  # goes with its layer
+        vm_id = int(image.group(2))
+        if vm_id not in facts.vm_ids and not alive(vm_id):
+            out.append(Removal(Path(entry.path), f"VM {vm_id} is deleted", vm_id=vm_id))
     out += _orphaned_homes(settings, facts, alive, now)
     return out
 
@@ -287,6 +297,17 @@ def _execute(removal: Removal, settings: GcSettings, alive: Callable[[int], bool
         if image.exists():
             _remove(image)
         (settings.homefs / f"{_MARKER}{removal.path.name}").unlink(missing_ok=True)
+        return True
+    if removal.path.parent == settings.overlayfs and _LAYER.match(removal.path.name):
+        try:  # the VM is deleted and runs nothing: a mount left by a killed HKD
+            release_home(removal.path)
+        except HomeError as exc:
+            log.warning("gc: %s stays: %s", removal.path, exc)
+            return False
+        _remove(removal.path)
+        image = home_image(removal.path)
+        if image.exists():
+            _remove(image)
         return True
     _remove(removal.path)
     return True

@@ -372,6 +372,7 @@ class Reconciler:
             home_key=home_key,
             home_size_mib=view.user_storage_mb or 0,
             overlay_persistent=self.settings.overlay_persistent,
+            overlay_size_mib=self.settings.overlay_size_mib,
             cpu_shares=self.settings.cpu_shares,
             pids_max=self.settings.pids_max,
         )

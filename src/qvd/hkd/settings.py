@@ -85,6 +85,7 @@ class HkdSettings:
     stop_vms_on_exit: bool
     debug_keep_dead_vma: bool
     overlay_persistent: bool
+    overlay_size_mib: int
     home_per_user: bool
     cpu_shares: int
     pids_max: int
@@ -96,6 +97,11 @@ class HkdSettings:
 
     def __post_init__(self) -> None:
         check_fence_order(self.ticker_timeout, self.fence_kill_time, self.node_timeout)
+        if self.overlay_size_mib < 0:
+            raise ConfigValueError(
+                f"vm.overlay.size is {self.overlay_size_mib}: a desktop's upper layer bound "
+                "is 0 (unbounded) or a positive number of MiB"
+            )
 
     # ---- database limits of the heartbeat path (derived from the fence timeout) ----------
     @property
@@ -143,6 +149,7 @@ class HkdSettings:
             stop_vms_on_exit=b("internal.hkd.stopping.vms"),
             debug_keep_dead_vma=b("internal.vm.debug.enable"),
             overlay_persistent=b("vm.overlay.persistent"),
+            overlay_size_mib=i("vm.overlay.size"),
             home_per_user=b("vm.lxc.home.per.user"),
             cpu_shares=i("vm.lxc.cpu.shares"),
             pids_max=i("vm.lxc.pids.max"),

@@ -4,6 +4,7 @@ a private bridge and firewall, a real PostgreSQL."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, Listener
-from qvd.hkd.backends.homefs import release_home
+from qvd.hkd.backends.homefs import home_image, release_home
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
 from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
@@ -317,3 +318,57 @@ def test_desktops_run_in_user_namespaces_and_share_a_per_login_home(
             ).scalar_one()  # fmt: skip
         lxc_node.clean()
         release_home(lxc_node.backend().layout.home(login))
+
+
+def _start_namespace_mounts(backend: LxcBackend, vm_id: int) -> list[str]:
+    """Mount points of the VM's start namespace (LXC's monitor lives on in it)."""
+    init = backend.lxc.pid(f"qvd-{vm_id}")
+    monitor = Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    lines = Path(f"/proc/{monitor}/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines]
+
+
+def test_a_persistent_bounded_upper_keeps_its_files_across_a_restart(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, test_image: Path
+) -> None:
+    """The upper is its own file system (vm.overlay.size): kept with its files across
+    a stop and start when persistent, unmounted on the node while the VM is stopped,
+    and no start namespace keeps a copy of any VM's layer mount (a kept copy would
+    keep that file system alive after the node unmounts it)."""
+    add_host(engine, lxc_node.name, lxc_node.host_address)
+    extra = {"vm.overlay.persistent": "1", "vm.overlay.size": "64"}
+    hkd = Hkd(lxc_node.config(**extra), target=db)
+    hkd.start()
+    try:
+        assert hkd.host is not None
+        backend = hkd.backend
+        assert isinstance(backend, LxcBackend)
+        first, osf_id = add_lxc_vm(engine, lxc_node, test_image, 1)
+        second, _ = add_lxc_vm(engine, lxc_node, test_image, 2, osf_id=osf_id)
+        for vm_id in (first, second):  # ids recur in the session's shared storage
+            for old in backend.layout.layers_of(vm_id):  # another test's kept upper
+                home_image(old).unlink(missing_ok=True)
+                shutil.rmtree(old)
+        for vm_id in (second, first):
+            command(engine, vm_id, "start", hkd.host.id)
+            wait_running(engine, vm_id)
+        layer = next(backend.layout.overlayfs.glob(f"*-{first}-overlayfs"))
+        assert os.path.ismount(layer)
+        attach(backend, first, "echo kept > /root/kept; sync")
+        command(engine, first, "stop")
+        wait_for(lambda: state_of(engine, first) == "stopped", 60, "stopped")
+        assert not os.path.ismount(layer)
+        command(engine, first, "start", hkd.host.id)
+        wait_running(engine, first)
+        assert attach(backend, first, "cat /root/kept").strip() == "kept"
+        df = attach(backend, first, "df -m / | tail -1").split()
+        assert int(df[1]) <= 64, df  # the root's size is the upper's bound
+        overlayfs = str(backend.layout.overlayfs)
+        for vm_id in (first, second):
+            points = _start_namespace_mounts(backend, vm_id)
+            assert str(backend.layout.layer_mount(vm_id)) in points
+            assert not [p for p in points if p.startswith(overlayfs + "/")], points
+    finally:
+        if not hkd.wait(0):
+            hkd.stop()
+        lxc_node.clean()

@@ -70,6 +70,7 @@ class VmSpec:
     home_key: str | None = None  # persistent home directory name; None: no persistent home
     home_size_mib: int = 0  # its quota (the OSF's user_storage_size); 0: no quota
     overlay_persistent: bool = False
+    overlay_size_mib: int = 0  # bound of the root overlay's upper layer; 0: unbounded
     cpu_shares: int = 1024
     pids_max: int = 2048
     extra: dict[str, str] = field(default_factory=dict)

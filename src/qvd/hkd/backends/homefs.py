@@ -61,11 +61,12 @@ def _mount_source(home: Path) -> str | None:
     return None
 
 
-def ensure_home(home: Path, size_mib: int) -> None:
+def ensure_home(home: Path, size_mib: int, *, kind: str = "home") -> None:
     """Make ``home`` a mount of its own ``size_mib`` MiB file system (made, or grown,
-    as needed). Idempotent: an already mounted home of the right size is left alone."""
+    as needed). Idempotent: an already mounted home of the right size is left alone.
+    ``kind`` names it in messages (the LXC backend bounds its overlay layers this way)."""
     if size_mib <= 0:
-        raise HomeError(f"a home quota must be positive, not {size_mib} MiB")
+        raise HomeError(f"a {kind} quota must be positive, not {size_mib} MiB")
     image = home_image(home)
     image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(image.parent, 0o700)
@@ -80,8 +81,8 @@ def ensure_home(home: Path, size_mib: int) -> None:
                 f.truncate(wanted)
             grow = True
         elif wanted < current:
-            log.warning("home %s: keeps %d MiB (asked %d MiB: a home never shrinks)",
-                        home.name, current // _MIB, size_mib)  # fmt: skip
+            log.warning("%s %s: keeps %d MiB (asked %d MiB: it never shrinks)",
+                        kind, home.name, current // _MIB, size_mib)  # fmt: skip
     else:
         try:
             os.ftruncate(fd, wanted)
@@ -96,8 +97,8 @@ def ensure_home(home: Path, size_mib: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
     mounted = _mount_source(home) is not None
     if grow and mounted:
-        log.warning("home %s is in use: it grows to %d MiB once it is unmounted",
-                    home.name, size_mib)  # fmt: skip
+        log.warning("%s %s is in use: it grows to %d MiB once it is unmounted",
+                    kind, home.name, size_mib)  # fmt: skip
     elif grow:
         _run("e2fsck", "-f", "-p", str(image))
         _run("resize2fs", str(image))

@@ -5,9 +5,10 @@ host id range (``idmap``), with LXC's default seccomp policy, AppArmor profile
 ``generated`` where the kernel has AppArmor, no CAP_SYS_ADMIN and the devices cgroup
 allow list of ``common.conf``. Root: an overlay of a read-only idmapped view of the
 DI's unpacked base (unpacked once, shared by every VM of that DI whatever its range)
-and the VM's own upper layer (owned by the VM's range), mounted by LXC inside the
-container; the view and the binds live in a private mount namespace made for each
-start (``mountns``). Init: the VMA. Network: a veth on the node's bridge with the VM's
+and the VM's own upper layer (owned by the VM's range; a file system of its own of
+``vm.overlay.size`` MiB, see ``_bound_layer``), mounted by LXC inside the container;
+the view and the binds live in a private mount namespace made for each start
+(``mountns``). Init: the VMA. Network: a veth on the node's bridge with the VM's
 fixed address and MAC. Limits: cgroup v1 memory, cpu.shares and pids.max, read back
 after start.
 """
@@ -15,6 +16,7 @@ after start.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -28,7 +30,7 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
-from qvd.hkd.backends.homefs import ensure_home, release_home
+from qvd.hkd.backends.homefs import ensure_home, home_image, release_home
 from qvd.hkd.backends.lxc.config import render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
@@ -42,6 +44,9 @@ from qvd.hkd.backends.lxc.safefs import (
 from qvd.imagefile import ImageRejected, Limits, unpack_checked
 
 __all__ = ["LxcBackend"]
+
+log = logging.getLogger("qvd.hkd.lxc")
+_MIB = 1 << 20
 
 _ALIVE = {"RUNNING", "STARTING", "STOPPING", "FREEZING", "FROZEN", "THAWED", "ABORTING"}
 SECRET_PATH = Path("etc/qvd/vma.secret")
@@ -132,6 +137,7 @@ class LxcBackend(Backend):
         for old in self.layout.layers_of(spec.vm_id):
             if old != layer or not spec.overlay_persistent:
                 self._discard(old)
+        self._bound_layer(layer, spec.overlay_size_mib)
         self._own_layer(layer, ids)
         try:  # a persistent upper is the desktop's root's: never follow its links
             write_private_file(
@@ -172,6 +178,34 @@ class LxcBackend(Backend):
         with os.fdopen(fd, "w") as f:
             f.write(text)
 
+    def _bound_layer(self, layer: Path, size_mib: int) -> None:
+        """Make ``layer`` (upper and LXC's overlay workdir, so both are on one file
+        system) a loop-mounted sparse ext4 image of ``size_mib`` MiB: root in the desktop
+        writing outside its home gets ENOSPC there and never fills the node's storage.
+        The image is ``overlayfs/.images/<layer>.ext4``, made the way homes are
+        (``homefs``): a fresh upper is a fresh image (mkfs + mount, ~20-40 ms), a kept
+        one is mounted again (grown if ``size_mib`` grew, never shrunk).
+
+        Chosen over a tmpfs: tmpfs pages are charged to the memory cgroup of the task
+        that writes them, so a desktop's upper would take its RAM limit (256 MB by
+        default), not a disk bound; and a persistent upper must be on disk anyway.
+
+        ``size_mib`` 0 leaves a new layer unbounded (a plain directory); a kept layer
+        that already has an image keeps it (its files are in it)."""
+        image = home_image(layer)
+        if size_mib <= 0:
+            if image.is_file():
+                ensure_home(layer, max(1, os.lstat(image).st_size // _MIB), kind="upper")
+            return
+        if not image.exists() and layer.is_dir() and not os.path.ismount(layer):
+            with os.scandir(layer) as entries:
+                legacy = any(True for _ in entries)
+            if legacy:  # a persistent upper made before the bound: never hide its files
+                log.warning("layer %s predates vm.overlay.size: it stays unbounded until "
+                            "it is discarded", layer.name)  # fmt: skip
+                return
+        ensure_home(layer, size_mib, kind="upper")
+
     def _own_layer(self, layer: Path, ids: IdRange) -> None:
         """The layer (0700) and its upper (0755) belong to the VM's mapped root; a kept
         layer written under another range (or by a privileged container) is moved."""
@@ -196,16 +230,20 @@ class LxcBackend(Backend):
             lower=self.layout.lower_mount(spec.vm_id),
             ids=self.ids.for_vm(spec.vm_id),
             binds=tuple(binds),
-            detach=(self.layout.homefs,),
+            detach=(self.layout.homefs, self.layout.overlayfs),
         )
 
     def _discard(self, layer: Path) -> None:
+        """Remove a layer, its mount and its image (the files of a fresh upper go)."""
+        release_home(layer)
         doomed = layer.with_name(f"deleteme-{layer.name}-{secrets.token_hex(3)}")
         try:
             layer.rename(doomed)
         except FileNotFoundError:
-            return
-        shutil.rmtree(doomed, ignore_errors=True)
+            pass
+        else:
+            shutil.rmtree(doomed, ignore_errors=True)
+        home_image(layer).unlink(missing_ok=True)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, spec: VmSpec) -> int:
@@ -271,6 +309,8 @@ class LxcBackend(Backend):
         self.lxc.remove_cgroups(name)
         shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
         release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
+        for layer in self.layout.layers_of(vm_id):  # its image (a kept upper's files) stays
+            release_home(layer)
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:

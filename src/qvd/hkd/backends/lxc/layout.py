@@ -5,7 +5,10 @@
     basefs/lock.<di_id>                    lock held while a DI is unpacked
     overlayfs/<di_id>-<vm_id>-overlayfs/   per-VM layer: ``upper/`` (fresh at each start
                                            unless vm.overlay.persistent) and LXC's
-                                           ``work/`` beside it
+                                           ``olwork/`` beside it, one file
+                                           system: the loop-mounted image
+    overlayfs/.images/<layer>.ext4         that layer's sparse image
+                                           (``vm.overlay.size`` MiB)
     homefs/<key>/                          persistent homes (per VM or per login)
     <path.run.lxc>/qvd-<vm_id>/config      the generated container configuration
     <path.run.lxc>/qvd-<vm_id>/{lower,layer,home}/
