@@ -141,7 +141,12 @@ def test_oversized_heads_get_their_status_and_others_are_served(
         attacks = [pool.submit(_attack, server.port, payload) for _ in range(4)]
         _still_serving(server.port)
         answers = [attack.result(WAIT) for attack in attacks]
-    assert all(a.startswith(f"HTTP/1.1 {status} ".encode()) for a in answers), (name, answers)
+    # each attack is answered with its status or, rarely on a loaded machine, closed
+    # cleanly before the client read the answer (the issue's "answered or closed
+    # cleanly"); never another status, and the status is what the server answers
+    expected = f"HTTP/1.1 {status} ".encode()
+    assert all(a.startswith(expected) or a == b"" for a in answers), (name, answers)
+    assert sum(a.startswith(expected) for a in answers) >= len(answers) // 2, (name, answers)
     _still_serving(server.port)
     assert not errors, [r.getMessage() for r in errors]
 
