@@ -20,7 +20,9 @@ removed at the end, also on failure or SIGTERM, except the unpacked images, kept
 ``/var/cache/qvd/bench-e2e-basefs`` for the next run (delete it to reclaim the space).
 The L7R runs in this process, so the breakdown comes from wrappers around its steps
 (TLS accepted, login, connect-flow states, VMA ``x_start``, the client's NX greeting,
-the agent dialled) and from the client's nxproxy log. Run as root:
+the agent dialled), from the client's nxproxy log and from the desktop's nxagent log
+(read in the VM's overlay layer: "agent resumed" is when nxagent says its resume is
+done). The client's output goes to ``client<n>/client.log``. Run as root:
 
     .venv/bin/python bench/e2e.py [--quick] [--runs N]
 
@@ -195,8 +197,46 @@ def pixels(mm: mmap.mmap) -> tuple[int, int]:
     return header + 12 * ncolors, bytes_per_line * height
 
 
-def watch(fbfile: str, nxlog: str, timeout: float, out: Any) -> None:
-    """(Separate process.) Stamp the first non-black pixel and the nxproxy log's steps."""
+# lines of the client's nxproxy log and of the desktop's nxagent log stamped as marks
+PROXY_LINES = {
+    "Info: Connection with remote proxy completed": "nx proxy link up",
+    "Session: Session started": "nx session started",
+}
+AGENT_LINES = {
+    "Session: Resuming session": "agent resuming",
+    "Info: Waiting for connection": "agent waiting",
+    "Session: Session resumed": "agent resumed",
+    "Session: Session started": "agent started",
+}
+
+
+class LogTail:
+    """New lines of a log file that may not exist yet, from ``start`` on."""
+
+    def __init__(self, path: str, lines: dict[str, str], start: int) -> None:
+        self.path, self.lines, self.read = path, lines, start
+        self.seen: dict[str, float] = {}
+
+    def poll(self) -> None:
+        with contextlib.suppress(OSError), open(self.path, "rb") as log:
+            log.seek(self.read)
+            new = log.read()
+            self.read += len(new)
+            now = time.time()
+            for line, name in self.lines.items():
+                if name not in self.seen and line.encode() in new:
+                    self.seen[name] = now
+
+
+def log_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def watch(fbfile: str, tails: list[LogTail], timeout: float, out: Any) -> None:
+    """(Separate process.) Stamp the first non-black pixel and the logs' steps."""
     with open(fbfile, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         offset, length = pixels(mm)
         black = bytes(length)
@@ -204,28 +244,18 @@ def watch(fbfile: str, nxlog: str, timeout: float, out: Any) -> None:
             out.send(("error", "the screen is not black before the client starts"))
             return
         out.send(("ready", 0.0))
-        seen: dict[str, float] = {}
-        steps = {
-            "Info: Connection with remote proxy completed": "nx proxy link up",
-            "Session: Session started": "nx session started",
-        }
-        read = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if mm[offset : offset + length] != black:
                 now = time.time()
-                for name, when in seen.items():
-                    out.send((name, when))
+                for tail in tails:
+                    tail.poll()
+                    for name, when in tail.seen.items():
+                        out.send((name, when))
                 out.send(("first pixel", now))
                 return
-            with contextlib.suppress(OSError):
-                with open(nxlog, "rb") as log:
-                    log.seek(read)
-                    new = log.read()
-                read += len(new)
-                for line, name in steps.items():
-                    if name not in seen and line.encode() in new:
-                        seen[name] = time.time()
+            for tail in tails:
+                tail.poll()
             time.sleep(0.002)
         out.send(("error", f"no pixel within {timeout} s"))
 
@@ -256,6 +286,12 @@ class Desk:
     login: str
     runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
+    def agent_log(self, storage: Path) -> Path:
+        """nxagent's log in the VM's overlay layer (as the VMA writes it)."""
+        layers = sorted((storage / "overlayfs").glob(f"*-{self.vm}-overlayfs"))
+        base = layers[0] if layers else storage / "overlayfs" / f"none-{self.vm}"
+        return base / "upper/var/log/qvd/nxagent.log"
+
 
 @dataclass
 class Bench:
@@ -263,6 +299,7 @@ class Bench:
     screen: Screen
     root: Path
     password_file: Path
+    storage: Path
     clients: list[Client] = field(default_factory=list)
     count: int = 0
 
@@ -274,9 +311,12 @@ class Bench:
         nxroot = home / "nx"
         ctx = multiprocessing.get_context("spawn")
         mine, theirs = ctx.Pipe()
-        watcher = ctx.Process(
-            target=watch, args=(str(self.screen.file), str(nxroot / "nxproxy.log"), 60, theirs)
-        )
+        agent_log = str(desk.agent_log(self.storage))
+        tails = [
+            LogTail(str(nxroot / "nxproxy.log"), PROXY_LINES, 0),
+            LogTail(agent_log, AGENT_LINES, log_size(agent_log)),
+        ]
+        watcher = ctx.Process(target=watch, args=(str(self.screen.file), tails, 60, theirs))
         watcher.start()
         try:
             kind, detail = mine.recv()
@@ -286,15 +326,17 @@ class Bench:
             env = {**os.environ, "DISPLAY": self.screen.display, "HOME": str(home),
                    "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(nxroot),
                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # fmt: skip
+            output = open(home / "client.log", "wb")  # noqa: SIM115 - the child's
             t0 = time.time()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "qvd.client.main", "--host", "127.0.0.1",
                  "--port", str(self.port), "--user", desk.login, "--password-file",
                  str(self.password_file), "--vm", str(desk.vm), "--insecure", "--link", "lan",
                  "--geometry", GEOMETRY],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                 env=env, start_new_session=True,
             )  # fmt: skip
+            output.close()
             client = Client(proc)
             self.clients.append(client)
             stamps: dict[str, float] = {}
@@ -303,7 +345,8 @@ class Bench:
                     raise RuntimeError("the screen watcher went silent")
                 kind, when = mine.recv()
                 if kind == "error":
-                    raise RuntimeError(f"{desk.label}: {when} (client rc {proc.poll()})")
+                    said = (home / "client.log").read_text(errors="replace")[-600:]
+                    raise RuntimeError(f"{desk.label}: {when} (client rc {proc.poll()}: {said})")
                 stamps[kind] = (when - t0) * 1000
                 if kind == "first pixel":
                     break
@@ -327,6 +370,8 @@ STEPS: list[tuple[str, str, str]] = [
     ("101 → client NX greeting", "101 sent", "nx greeting from client"),
     ("dial nxagent", "nx greeting from client", "agent dialled"),
     ("NX handshake", "agent dialled", "nx proxy link up"),
+    ("agent resume (link → resumed)", "nx proxy link up", "agent resumed"),
+    ("paint after resume", "agent resumed", "first pixel"),
     ("first paint", "nx proxy link up", "first pixel"),
 ]
 
@@ -504,7 +549,13 @@ def main() -> int:
             password_file = node.root / "password"
             password_file.write_text(PASSWORD + "\n")
             screen = Screen(node.root)
-            bench = Bench(port=port, screen=screen, root=node.root, password_file=password_file)
+            bench = Bench(
+                port=port,
+                screen=screen,
+                root=node.root,
+                password_file=password_file,
+                storage=node.root / "storage",
+            )
             for desk in desks:
                 warm_up(engine, target, desk.vm, host)
                 measure(bench, engine, target, desk, host, runs)

@@ -12,7 +12,6 @@ root window fails (BadAccess) while another client holds it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from dataclasses import dataclass
 
 __all__ = ["DisplayInfo", "probe_display"]
@@ -32,14 +31,24 @@ class DisplayInfo:
         return f"{self.width}x{self.height}"
 
 
+_SONAME = "libX11.so.6"
+
+
 def _xlib() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("X11")
-    if name is None:
-        return None
+    """libX11, by its soname first: ``ctypes.util.find_library`` runs ``ldconfig -p``
+    (a process, ~12 ms before the first request) and is only the fallback."""
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(_SONAME)
     except OSError:
-        return None
+        from ctypes.util import find_library  # only where the soname is not found
+
+        name = find_library("X11")
+        if name is None:
+            return None
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            return None
     lib.XOpenDisplay.restype = ctypes.c_void_p
     lib.XOpenDisplay.argtypes = [ctypes.c_char_p]
     lib.XCloseDisplay.argtypes = [ctypes.c_void_p]

@@ -29,8 +29,6 @@ from pathlib import Path
 from types import FrameType
 
 from qvd.client import settings
-from qvd.client.display import probe_display
-from qvd.client.nx import LocalProxy, relay
 from qvd.client.picker import NoDesktop, choose
 from qvd.client.protocol import (
     ClientError,
@@ -43,7 +41,7 @@ from qvd.client.protocol import (
     bearer_auth,
 )
 
-__all__ = ["Terminated", "exchange", "main", "parse_args"]
+__all__ = ["Terminated", "exchange", "main", "parse_args", "tls_context"]
 
 _FALLBACK_GEOMETRY = "1024x768"
 
@@ -151,13 +149,25 @@ def _authorization(opts: Options) -> str:
     return basic_auth(opts.user, password)
 
 
-def _tls(opts: Options) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(opts.ca) if opts.ca else None)
-    ctx.set_alpn_protocols(["http/1.1"])
+def tls_context(opts: Options) -> ssl.SSLContext:
+    """The client's TLS context. With ``--insecure`` nothing is verified, so the
+    system's CA store is not loaded (~20 ms of start-up); a ``--ca`` file is the only
+    trust; otherwise the system's CAs and the host name are checked."""
     if opts.insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=str(opts.ca) if opts.ca else None)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _tls(opts: Options) -> ssl.SSLSocket:
+    ctx = tls_context(opts)
     raw = socket.create_connection((opts.host, opts.port), timeout=30)
+    # after the upgrade this socket carries the NX link: see qvd.client.nx.no_delay
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         tls = ctx.wrap_socket(raw, server_hostname=opts.host)
     except BaseException:
@@ -204,6 +214,8 @@ def session_params(opts: Options, display: str | None) -> dict[str, str]:
     3/4 of the screen unless asked for fullscreen (qvd.client.display): there the
     client asks for it.
     """
+    from qvd.client.display import probe_display  # ctypes: not before the socket opens
+
     info = probe_display(display) if display else None
     geometry = opts.geometry or (info.geometry if info else _FALLBACK_GEOMETRY)
     fullscreen = bool(opts.fullscreen)
@@ -225,6 +237,8 @@ def session_params(opts: Options, display: str | None) -> dict[str, str]:
 def connect(opts: Options, vm_id: int, tls: ssl.SSLSocket, proto: ClientProtocol) -> int:
     params = session_params(opts, os.environ.get("DISPLAY"))
     switched = exchange(tls, proto, proto.connect_request(vm_id, params), _show)
+    from qvd.client.nx import LocalProxy, relay  # needed only once the tunnel is up
+
     assert isinstance(switched, Switched)
     print("Connected; starting nxproxy", flush=True)
     with LocalProxy(dict(os.environ)) as proxy, proxy.accept() as local:

@@ -19,9 +19,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from qvd.config.errors import ConfigSyntaxError
-from qvd.config.properties import parse_properties
-
 __all__ = [
     "KNOWN_KEYS",
     "REMEMBERED",
@@ -113,6 +110,10 @@ def load(path: Path | None = None) -> ClientSettings:
         return ClientSettings({})
     except OSError as exc:
         raise SettingsError(f"{path}: {exc.strerror}") from None
+    # the parser's package is imported only for a file that exists (start-up time)
+    from qvd.config.errors import ConfigSyntaxError
+    from qvd.config.properties import parse_properties
+
     try:
         entries = parse_properties(text, source=str(path))
     except ConfigSyntaxError as exc:
