@@ -142,8 +142,9 @@ def test_oversized_heads_get_their_status_and_others_are_served(
         _still_serving(server.port)
         answers = [attack.result(WAIT) for attack in attacks]
     # each attack is answered with its status or, rarely on a loaded machine, closed
-    # cleanly before the client read the answer (the issue's "answered or closed
-    # cleanly"); never another status, and the status is what the server answers
+    # before the client read the answer (the server closes with the rest of the attack
+    # unread: the kernel's reset can overtake the answer; the issue's "answered or closed
+    # cleanly"); never another status, and most attacks read the status
     expected = f"HTTP/1.1 {status} ".encode()
     assert all(a.startswith(expected) or a == b"" for a in answers), (name, answers)
     assert sum(a.startswith(expected) for a in answers) >= len(answers) // 2, (name, answers)

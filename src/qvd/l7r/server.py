@@ -70,9 +70,6 @@ LOGIN_WORKERS = (os.cpu_count() or 1) + 2  # one per core + two waiting on the d
 QUICK_WORKERS = 8  # short database work; nothing that waits for a VM comes here
 EARLY_BYTES = 1024 * 1024  # kept from a client that speaks before its 101
 LISTEN_BACKLOG = 1024  # a storm of connections must not overflow the accept queue
-LINGER_SECONDS = 10.0  # after an error answer, how long at most to drain what the client
-LINGER_IDLE = 2.0  # still sends, how long to wait for each piece of it,
-LINGER_BYTES = 4 * 1024 * 1024  # and how much of it at most
 _LISTS = ("/qvd/list_of_vm", "/qvd/list_of_applications")
 _AUTH_PATHS = {
     *_LISTS,
@@ -266,7 +263,6 @@ class L7rServer:
                 except ProtocolError as exc:
                     writer.write(conn.fail(exc))
                     await writer.drain()
-                    await _linger(reader)
                     return
                 if request is None:
                     return
@@ -525,21 +521,6 @@ class L7rServer:
             if agent is not None:
                 agent[1].close()
             await asyncio.shield(self._quickly(self._flow.release, vm_id))
-
-
-async def _linger(reader: asyncio.StreamReader) -> None:
-    """After an error answer to a client that may still be sending (a head over its
-    limit, a body): read and drop what it sends for a moment before closing. Closing
-    with unread bytes makes the kernel reset the connection, and a reset can reach the
-    client before it read the answer (the "lingering close" of RFC 9112 §9.6)."""
-    deadline = time.monotonic() + LINGER_SECONDS
-    left = LINGER_BYTES
-    with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
-        while left > 0 and (remaining := deadline - time.monotonic()) > 0:
-            data = await asyncio.wait_for(reader.read(CHUNK), min(remaining, LINGER_IDLE))
-            if not data:
-                return
-            left -= len(data)
 
 
 def _outcome_read(future: asyncio.Future[Any]) -> None:
