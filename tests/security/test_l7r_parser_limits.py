@@ -110,13 +110,25 @@ def _still_serving(port: int) -> None:
         assert _answer(sock).startswith(b"HTTP/1.1 200 OK")
 
 
+def _attack_until_answered(port: int, payload: bytes, status: int, tries: int = 3) -> None:
+    """The attack is answered with ``status``. The server closes with the rest of the
+    attack unread, and on a loaded machine the kernel's reset can overtake the answer
+    (the client reads nothing): such a try is repeated, a different status never is."""
+    seen = []
+    for _ in range(tries):
+        line = _attack(port, payload)
+        seen.append(line)
+        assert line == b"" or line.startswith(f"HTTP/1.1 {status} ".encode()), seen
+        if line:
+            return
+    pytest.fail(f"no answer in {tries} tries: {seen}")
+
+
 def test_a_blank_line_flood_is_refused_not_a_recursion(
     server: L7rServer, errors: list[logging.LogRecord]
 ) -> None:
-    status = _attack(server.port, b"\r\n" * MEGABYTE)
-    assert status.startswith(b"HTTP/1.1 400 "), status
-    status = _attack(server.port, b"\n" * MEGABYTE + LIST)
-    assert status.startswith(b"HTTP/1.1 400 "), status
+    _attack_until_answered(server.port, b"\r\n" * MEGABYTE, 400)
+    _attack_until_answered(server.port, b"\n" * MEGABYTE + LIST, 400)
     _still_serving(server.port)
     assert not errors, [r.getMessage() for r in errors]
 
