@@ -16,35 +16,13 @@ ensure_ms=… ports=N`` (each admit or release is on the path of a VM start or s
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
 import secrets
 import statistics
-import subprocess
 import time
 
+from benchkit import exit_on_sigterm, free_subnet, percentile
 from qvd.hkd.network import NodeNetwork
 from qvd.hkd.ports import Port, PortFilter
-
-
-def _free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
-    used = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(word, strict=False))
-    for _ in range(200):
-        candidate = ipaddress.IPv4Network(f"10.215.{secrets.randbelow(250) + 2}.0/24")
-        if not any(candidate.overlaps(n) for n in used):
-            return candidate
-    raise SystemExit("no free /24 under 10.215.0.0/16")
-
-
-def _ms(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def main() -> None:
@@ -53,7 +31,8 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=None)
     args = parser.parse_args()
     count = args.ports or (20 if args.quick else 100)
-    subnet = _free_subnet()
+    exit_on_sigterm()  # a timeout's SIGTERM still removes the bridge and its tables
+    subnet = free_subnet()
     network = NodeNetwork(
         bridge=f"qvdb{secrets.token_hex(3)}", host_address=str(subnet.network_address + 2),
         network=subnet, ip_start=subnet.network_address + 100, vma_port=3030, x_port=4100,
@@ -83,9 +62,13 @@ def main() -> None:
     finally:
         network.remove(guard=True)
     print(f"{count} ports: admit mean {statistics.mean(admit) * 1000:.2f} ms")
+
+    def ms(samples: list[float], q: float) -> float:
+        return percentile(samples, q) * 1000
+
     print(
-        f"admit_p50_ms={_ms(admit, 0.5):.2f} admit_p95_ms={_ms(admit, 0.95):.2f} "
-        f"readmit_p50_ms={_ms(readmit, 0.5):.3f} release_p50_ms={_ms(release, 0.5):.2f} "
+        f"admit_p50_ms={ms(admit, 0.5):.2f} admit_p95_ms={ms(admit, 0.95):.2f} "
+        f"readmit_p50_ms={ms(readmit, 0.5):.3f} release_p50_ms={ms(release, 0.5):.2f} "
         f"ensure_ms={ensure_ms:.1f} ports={count}"
     )
 

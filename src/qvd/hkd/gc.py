@@ -47,6 +47,7 @@ from qvd.config import Config
 from qvd.db.models import Di, User, Vm, VmRuntime
 from qvd.hkd.backends import Backend
 from qvd.hkd.backends.homefs import HomeError, home_image, release_home
+from qvd.hkd.pidlock import pid_alive
 
 __all__ = [
     "DbFacts",
@@ -138,16 +139,6 @@ def _age(entry: os.DirEntry[str], now: float) -> float:
         return 0.0
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def plan(
     settings: GcSettings, facts: DbFacts, alive: Callable[[int], bool], now: float
 ) -> list[Removal]:
@@ -170,7 +161,7 @@ def plan(
     for entry in _entries(settings.basefs):
         untar = _UNTAR.match(entry.name)
         if untar is not None:
-            if not _pid_alive(int(untar.group(1))) and _age(entry, now) > grace:
+            if not pid_alive(int(untar.group(1))) and _age(entry, now) > grace:
                 out.append(Removal(Path(entry.path), "an unpack whose process is gone"))
             continue
         base = _BASE.match(entry.name)

@@ -6,7 +6,18 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["LockHeld", "PidLock"]
+__all__ = ["LockHeld", "PidLock", "pid_alive"]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LockHeld(Exception):

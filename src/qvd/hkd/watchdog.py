@@ -29,7 +29,7 @@ from qvd.config.tokens import Kind, find_family, lookup
 from qvd.hkd.backends import Backend, load_backend
 from qvd.hkd.fencing import kill_all
 from qvd.hkd.lease import LeaseFile, boot_clock
-from qvd.hkd.pidlock import LockHeld, PidLock
+from qvd.hkd.pidlock import LockHeld, PidLock, pid_alive
 from qvd.hkd.settings import FENCE_TIMER_PERIOD, HkdSettings
 
 __all__ = ["WatchdogHandle", "main", "watch"]
@@ -37,16 +37,6 @@ __all__ = ["WatchdogHandle", "main", "watch"]
 log = logging.getLogger("qvd.hkd.watchdog")
 
 _IDLE_EXPIRED = 0.5  # seconds between looks while the lease is expired and nothing ran
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def watch(lease_file: LeaseFile, backend: Backend, *, period: float = FENCE_TIMER_PERIOD) -> None:
@@ -63,7 +53,7 @@ def watch(lease_file: LeaseFile, backend: Backend, *, period: float = FENCE_TIME
         killed = kill_all(backend)
         if killed:
             log.error("lease expired: killed VMs %s", killed)
-        holder_gone = lease is None or not _pid_alive(lease.holder)
+        holder_gone = lease is None or not pid_alive(lease.holder)
         if holder_gone and not killed and not backend.list_running():
             log.info("lease expired, HKD gone, nothing runs: watchdog exits")
             return
