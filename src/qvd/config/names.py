@@ -199,20 +199,8 @@ VM_NAME = NameRule(
     inner_space=True,
     summary=f"a VM name is 1-64 {_DISPLAY}",
 )
-OSF_NAME = NameRule(
-    kind="OSF name",
-    max_len=64,
-    punctuation=_DISPLAY_PUNCTUATION,
-    inner_space=True,
-    summary=f"an OSF name is 1-64 {_DISPLAY}",
-)
-ROLE_NAME = NameRule(
-    kind="role name",
-    max_len=64,
-    punctuation=_DISPLAY_PUNCTUATION,
-    inner_space=True,
-    summary=f"a role name is 1-64 {_DISPLAY}",
-)
+OSF_NAME = replace(VM_NAME, kind="OSF name", summary=f"an OSF name is 1-64 {_DISPLAY}")
+ROLE_NAME = replace(VM_NAME, kind="role name", summary=f"a role name is 1-64 {_DISPLAY}")
 LOGIN = NameRule(
     kind="login",
     max_len=64,
@@ -223,11 +211,9 @@ LOGIN = NameRule(
         "with - . or @ (give the tenant after a separator when logging in: user@tenant)"
     ),
 )
-ADMIN_NAME = NameRule(
+ADMIN_NAME = replace(
+    LOGIN,
     kind="administrator name",
-    max_len=64,
-    punctuation="._-@",
-    bad_first="-.@",
     summary=(
         "an administrator name is 1-64 letters and digits of any script and . _ - @, "
         "not starting with - . or @"
