@@ -3,28 +3,14 @@ real unpack path (``LxcBackend.ensure_base``) to run them through."""
 
 from __future__ import annotations
 
-import io
-import subprocess
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 from qvd.config import config_from_text
 from qvd.hkd.backends.lxc import LxcBackend
+from tests.imagefile.test_tarcheck import Member, file_member, make_image
 
 __all__ = ["Member", "backend_for", "dir_member", "entry_member", "file_member", "make_image"]
-
-Member = Callable[[tarfile.TarFile], None]
-
-
-def file_member(name: str, data: bytes = b"x") -> Member:
-    def add(tar: tarfile.TarFile) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = 0o644
-        tar.addfile(info, io.BytesIO(data))
-
-    return add
 
 
 def dir_member(name: str) -> Member:
@@ -43,17 +29,6 @@ def entry_member(
         tar.addfile(info)
 
     return add
-
-
-def make_image(path: Path, *members: Member) -> Path:
-    """A ``.tar`` or ``.tar.zst`` image holding ``members`` in order."""
-    plain = path.with_name(path.name.removesuffix(".zst"))
-    with tarfile.open(plain, "w", format=tarfile.GNU_FORMAT) as tar:
-        for add in members:
-            add(tar)
-    if path.name.endswith(".zst"):
-        subprocess.run(["zstd", "-q", "--rm", "-f", str(plain), "-o", str(path)], check=True)
-    return path
 
 
 def backend_for(root: Path, **tokens: str) -> LxcBackend:
