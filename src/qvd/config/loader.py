@@ -31,10 +31,10 @@ from qvd.config.tokens import (
     TOKENS,
     Kind,
     db_may_refer_to,
-    find_family,
     is_node_local,
+    is_per_tenant,
     is_secret,
-    lookup,
+    kind_of,
     tenant_may_refer_to,
 )
 from qvd.config.values import check_value, parse_bool, parse_list
@@ -116,22 +116,6 @@ def current_os(os_release: Path = Path("/etc/os-release")) -> str:
     return f"{fields.get('ID', '')}-{fields.get('VERSION_ID', '')}"
 
 
-def _kind_of(name: str) -> Kind | None:
-    token = lookup(name)
-    if token is not None:
-        return token.kind
-    family = find_family(name)
-    return family.kind if family is not None else None
-
-
-def _is_per_tenant(name: str) -> bool:
-    token = lookup(name)
-    if token is not None:
-        return token.per_tenant
-    family = find_family(name)
-    return family.per_tenant if family is not None else False
-
-
 def _unknown_token_error(name: str, setting: Setting) -> ConfigValueError:
     known = [t.name for t in TOKENS]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
@@ -168,7 +152,7 @@ class Config:
             tenant: {
                 k: Setting(value=v, source=f"database configs (tenant {tenant})")
                 for k, v in rows.items()
-                if _is_per_tenant(k)
+                if is_per_tenant(k)
             }
             for tenant, rows in (tenant_rows or {}).items()
             if tenant != GLOBAL_TENANT
@@ -346,7 +330,7 @@ class Config:
         layers += list(self._tenants.items())
         for tenant_id, layer in layers:
             for name, setting in layer.items():
-                kind = _kind_of(name)
+                kind = kind_of(name)
                 if kind is None:
                     raise _unknown_token_error(name, setting)
                 resolved = self._resolve(name, tenant_id, ())

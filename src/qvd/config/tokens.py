@@ -38,7 +38,9 @@ __all__ = [
     "db_may_refer_to",
     "find_family",
     "is_node_local",
+    "is_per_tenant",
     "is_secret",
+    "kind_of",
     "lookup",
     "tenant_may_refer_to",
     "token_names",
@@ -549,6 +551,24 @@ def is_node_local(name: str) -> bool:
     return any(name == p or name.startswith(p) for p in NODE_LOCAL_PREFIXES)
 
 
+def kind_of(name: str) -> Kind | None:
+    """The kind of a token or of the family it belongs to; None when unknown."""
+    token = lookup(name)
+    if token is not None:
+        return token.kind
+    family = find_family(name)
+    return family.kind if family is not None else None
+
+
+def is_per_tenant(name: str) -> bool:
+    """Whether a tenant's configuration rows may set the token (or its family)."""
+    token = lookup(name)
+    if token is not None:
+        return token.per_tenant
+    family = find_family(name)
+    return family.per_tenant if family is not None else False
+
+
 def is_secret(name: str) -> bool:
     """Tokens whose value must never be shown, logged or expanded into a database row.
 
@@ -556,9 +576,7 @@ def is_secret(name: str) -> bool:
     secret (``auth.ldap.bindpass``, ``x.password``, …), except paths (a path to a key
     file is not the key).
     """
-    token = lookup(name)
-    family = find_family(name)
-    kind = token.kind if token is not None else family.kind if family is not None else None
+    kind = kind_of(name)
     if kind is Kind.SECRET:
         return True
     if kind is Kind.PATH:  # where a key lives (path.l7r.ssl.key) is not the key
@@ -569,17 +587,9 @@ def is_secret(name: str) -> bool:
     return any(part in _SECRET_PARTS for part in lowered.split("."))
 
 
-def _per_tenant(name: str) -> bool:
-    token = lookup(name)
-    if token is not None:
-        return token.per_tenant
-    family = find_family(name)
-    return family.per_tenant if family is not None else False
-
-
 def tenant_may_refer_to(name: str) -> bool:
     """Whether a tenant's row may contain ``${name}``: a per-tenant, non-secret token."""
-    return _per_tenant(name) and not is_secret(name) and not is_node_local(name)
+    return is_per_tenant(name) and not is_secret(name) and not is_node_local(name)
 
 
 def db_may_refer_to(name: str) -> bool:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from qvd.config import Config
-from qvd.config.tokens import Kind, find_family, lookup
+from qvd.config.tokens import is_secret
 from qvd.hkd.backends import Backend, load_backend
 from qvd.hkd.fencing import kill_all
 from qvd.hkd.lease import LeaseFile, boot_clock
@@ -66,10 +66,7 @@ def _node_settings(config: Config) -> dict[str, str]:
     secrets (the watchdog never connects anywhere)."""
     values: dict[str, str] = {}
     for name in config.names():
-        token = lookup(name)
-        family = None if token is not None else find_family(name)
-        kind = token.kind if token is not None else family.kind if family is not None else None
-        if name.startswith("database.") or kind is Kind.SECRET:
+        if name.startswith("database.") or is_secret(name):
             continue
         setting = config.setting(name)
         if setting is None or setting.source == "built-in default":
