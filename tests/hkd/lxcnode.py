@@ -178,6 +178,10 @@ class LxcNode:
             with contextlib.suppress(Exception):
                 backend.cleanup(vm_id)
         self.network().remove(guard=True)
+        # per-login homes stay mounted after their VMs (by design); a test that ends
+        # early must not hand them to the next test on the session's storage
+        for point in _mounts_under(self.storage):
+            subprocess.run(["umount", point], capture_output=True, check=False)
         shutil.rmtree(self.root / self.name, ignore_errors=True)
 
     def clean_in_netns(self, ns: str) -> None:
@@ -189,6 +193,16 @@ class LxcNode:
                             "-n", entry.name], capture_output=True, check=False)  # fmt: skip
         self.clean()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points below ``root`` on the host, deepest first."""
+    points = [
+        line.split()[1].replace("\\040", " ")
+        for line in Path("/proc/mounts").read_text().splitlines()
+    ]
+    prefix = f"{root}/"
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
 
 
 def _written(config: Config) -> list[str]:
