@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from qvd.config import Config
+from qvd.config import Config, ConfigValueError
 from qvd.db import (
     ConnectionLimits,
     DatabaseError,
@@ -35,7 +35,9 @@ from qvd.db import (
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.backends import Backend, BackendError, load_backend
+from qvd.hkd.backends import Backend, BackendError, VmSpec, load_backend
+from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress
+from qvd.hkd.dnsmasq import DhcpError, Dnsmasq
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
@@ -142,6 +144,9 @@ class Hkd:
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
         self.network: NodeNetwork | None = None
+        self.dhcp: Dnsmasq | None = None  # the node's DHCP server (vm.network.use_dhcp)
+        self.leases: LeaseBook | None = None
+        self._leases_changed = threading.Event()
 
     @property
     def fenced(self) -> bool:
@@ -185,6 +190,7 @@ class Hkd:
                 except NetworkError as exc:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
+                self._start_dhcp(host, self.network)
             backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
             self._backend = backend
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
@@ -196,6 +202,7 @@ class Hkd:
                 vma,
                 ports=ports,
                 fenced=lambda: self.fenced,
+                before_start=self._before_start,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
@@ -209,6 +216,7 @@ class Hkd:
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "running", os.getpid())
         except BaseException:
+            self._stop_dhcp()
             self._lock.release()
             raise
         for i in range(max(1, self.settings.workers)):
@@ -217,6 +225,8 @@ class Hkd:
         self._spawn("resync", self._resync)
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
+        if self.leases is not None:
+            self._spawn("leases", self._lease_keeper)
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
         self.fencer.start()
         try:
@@ -229,9 +239,58 @@ class Hkd:
             raise
         log.info("HKD running as host %s (%s)", host.id, host.name)
 
+    def _dhcp_settings(self, host: store.HostRow) -> DhcpSettings:
+        s = self.settings
+        return DhcpSettings.from_config(
+            self.config, server_address=host.address, network=vm_network(s.ip_start, s.netmask)
+        )
+
+    def _start_dhcp(self, host: store.HostRow, network: NodeNetwork) -> None:
+        """The node's dnsmasq on its bridge, serving the database's leases."""
+        if not network.dhcp:
+            return
+        self.dhcp = Dnsmasq(self._dhcp_settings(host))
+        self.leases = LeaseBook(network.network, self.settings.mac_prefix, self.dhcp.set_leases)
+        self._sync_leases()
+        try:
+            self.dhcp.start()
+        except DhcpError as exc:
+            raise HkdStartError(str(exc)) from None
+
+    def _sync_leases(self) -> None:
+        if self.leases is not None:
+            with self.engine.begin() as conn:
+                rows = store.vm_addresses(conn)
+            self.leases.sync(VmAddress(*row) for row in rows)
+
+    def _before_start(self, spec: VmSpec) -> None:
+        if self.leases is not None:
+            net = spec.network
+            gateway: str | None = getattr(net, "gateway", None)
+            self.leases.before_start(
+                spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=gateway
+            )
+
+    def _lease_keeper(self) -> None:
+        """Leases follow the database: at each change of a VM row, and every poll."""
+        while not self._stop.is_set():
+            self._leases_changed.wait(self.settings.poll_delay)
+            self._leases_changed.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._sync_leases()
+            except _TRANSIENT as exc:
+                log.warning("DHCP leases not updated: %s", exc)
+
+    def _stop_dhcp(self) -> None:
+        if self.dhcp is not None:
+            self.dhcp.stop()
+
     def _node_network(self, host: store.HostRow) -> NodeNetwork:
         s = self.settings
         try:
+            dhcp = self._dhcp_settings(host)
             node = NodeNetwork(
                 bridge=s.bridge,
                 host_address=host.address,
@@ -240,9 +299,11 @@ class Hkd:
                 vma_port=s.vma_port,
                 x_port=s.x_port,
                 firewall=s.firewall,
+                dhcp=dhcp.enabled,
+                dns=dhcp.enabled and dhcp.dns,
             )
             node.check()
-        except (ValueError, NetworkError) as exc:
+        except (ValueError, ConfigValueError, NetworkError) as exc:
             raise HkdStartError(str(exc)) from None
         return node
 
@@ -320,6 +381,8 @@ class Hkd:
     def _listener(self) -> None:
         assert self.host is not None
         channels = [vm_cmd_channel(self.host.id), host_cmd_channel(self.host.id)]
+        if self.leases is not None:  # a VM row added, changed (its address) or deleted
+            channels += ["vm_created", "vm_changed", "vm_deleted"]
         while not self._stop.is_set():
             try:
                 with Listener(self._listen_target, channels) as listener:
@@ -328,6 +391,8 @@ class Hkd:
                         for note in listener.wait(0.5):
                             if note.channel == channels[1]:
                                 self._host_command()
+                            elif note.channel in channels[2:]:
+                                self._leases_changed.set()
                             elif "vm_id" in note.payload:
                                 self.queue.add(int(note.payload["vm_id"]))
             except _TRANSIENT as exc:
@@ -455,6 +520,7 @@ class Hkd:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
+        self._stop_dhcp()
         try:
             if self.host is not None:
                 with self.engine.begin() as conn:
@@ -502,6 +568,7 @@ class Hkd:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
+        self._stop_dhcp()
         self._lock.release()
         self.engine.dispose()
         self.heartbeat_engine.dispose()

@@ -55,6 +55,8 @@ class NodeNetwork:
     vma_port: int
     x_port: int
     firewall: bool = True
+    dhcp: bool = False  # the node's dnsmasq serves DHCP on the bridge (qvd.hkd.dhcp)
+    dns: bool = False  # ... and DNS
 
     @property
     def vm_range(self) -> str:
@@ -146,6 +148,26 @@ class NodeNetwork:
         vms, br, t = self.vm_range, self.bridge, self.table
         service = f"{{ {self.vma_port}, {self.x_port} }}"
         arp = "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
+        node = self.host_address
+        # a VM with no address yet asks for one from 0.0.0.0, with its own MAC, to the
+        # node only (never forwarded to another VM); renewals come from its address
+        dhcp_in = (
+            "ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 "
+            "udp dport 67 iifname . ether saddr @macs accept"
+            if self.dhcp
+            else ""
+        )
+        node_in = (
+            f'iifname "{br}" ip saddr {vms} ip daddr {{ {node}, 255.255.255.255 }} '
+            "udp sport 68 udp dport 67 accept"
+            if self.dhcp
+            else ""
+        )
+        if self.dns:
+            node_in += (
+                f'\n    iifname "{br}" ip saddr {vms} ip daddr {node} udp dport 53 accept'
+                f'\n    iifname "{br}" ip saddr {vms} ip daddr {node} tcp dport 53 accept'
+            )
 
         def elements(name: str) -> str:
             items = [p.elements()[name] for p in ports.values()]
@@ -164,6 +186,7 @@ table bridge {t} {{
     type filter hook prerouting priority -200; policy accept;
     iifname != @ifaces accept
     iifname . ether saddr != @macs counter drop
+    {dhcp_in}
     {arp} iifname . arp saddr ether . arp saddr ip @ports accept
     {arp} arp saddr ip 0.0.0.0 iifname . arp saddr ether @macs accept
     ether type ip iifname . ether saddr . ip saddr @ports accept
@@ -171,6 +194,7 @@ table bridge {t} {{
   }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
+    ether type ip ip saddr 0.0.0.0 drop
     ip saddr {vms} ip daddr {vms} drop
     ip saddr {vms} tcp sport {service} accept
     ip saddr {vms} drop
@@ -181,6 +205,7 @@ table inet {t} {{
     type filter hook input priority 0; policy accept;
     iifname "{br}" meta nfproto ipv6 drop
     iifname "{br}" ip saddr {vms} ct state established,related accept
+    {node_in}
     iifname "{br}" ip saddr {vms} drop
   }}
   chain forward {{
