@@ -82,13 +82,20 @@ def _our_leftover(pid_file: Path) -> int | None:
     return None
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _end_pid(pid: int, grace: float = _STOP_GRACE) -> None:
     """SIGTERM, then SIGKILL after ``grace``, to one process that is not our child."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        if _gone(pid):
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
