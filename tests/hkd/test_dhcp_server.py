@@ -378,8 +378,8 @@ def _add_vm(engine: Engine, name: str, ip: str) -> int:
         )  # fmt: skip
 
 
-def _served(vm: FakeVm, mac: str, timeout: float = 4) -> str | None:
-    with client(vm, mac) as dhcp:
+def _served(vm: FakeVm, timeout: float = 4) -> str | None:
+    with client(vm) as dhcp:
         offer = dhcp.discover(timeout=timeout)
     return None if offer is None else offer.yiaddr
 
@@ -406,23 +406,25 @@ def test_the_hkd_serves_the_leases_of_the_database_and_follows_its_changes(
         assert hkd.dhcp is not None
         dnsmasq_pid = hkd.dhcp.pid
         assert dnsmasq_pid is not None
-        vm = net.add_vm(1)  # one namespace plays every VM: the MAC decides
+        # a namespace per MAC (the port filter lets each ask only in its own name)
+        vm1, vm2, vm50 = net.add_vm(1), net.add_vm(2), net.add_vm(50)
         assert host.address == net.node_address
-        assert _served(vm, mac_for(first_ip), timeout=10) == first_ip
+        assert vm1.mac == mac_for(first_ip)
+        assert _served(vm1, timeout=10) == first_ip
 
         second = _add_vm(engine, "desk-2", second_ip)  # a new VM
-        wait_for(lambda: _served(vm, mac_for(second_ip), 2) == second_ip, 20, "new VM")
+        wait_for(lambda: _served(vm2, 2) == second_ip, 20, "new VM")
 
         moved = str(subnet.network_address + 150)  # an address changed
         with engine.begin() as conn:
             conn.execute(text("UPDATE vms SET ip = :ip WHERE id = :v"), {"ip": moved, "v": first})
-        wait_for(lambda: _served(vm, mac_for(moved), 2) == moved, 20, "moved VM")
-        assert _served(vm, mac_for(first_ip)) is None
+        wait_for(lambda: _served(vm50, 2) == moved, 20, "moved VM")
+        assert _served(vm1) is None
 
         with engine.begin() as conn:  # a VM deleted
             conn.execute(text("DELETE FROM vm_runtimes WHERE vm_id = :v"), {"v": second})
             conn.execute(text("DELETE FROM vms WHERE id = :v"), {"v": second})
-        wait_for(lambda: _served(vm, mac_for(second_ip), 2) is None, 20, "deleted VM")
+        wait_for(lambda: _served(vm2, 2) is None, 20, "deleted VM")
     finally:
         hkd.stop()
         net.close()
