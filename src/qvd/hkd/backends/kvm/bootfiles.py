@@ -1,0 +1,314 @@
+"""The kernel, initrd and kernel command line of a KVM DI, taken out of the image for
+QEMU's direct kernel boot, without mounting it on the node.
+
+A DI's qcow2 holds one ext4 file system (label ``qvdroot``) with ``/boot/qvd/vmlinuz``,
+``/boot/qvd/initrd.img`` and ``/boot/qvd/cmdline``. The file system is the image
+author's, so it never meets the node's kernel: the image's header is checked first
+(``qvd.imagefile.check_qcow2``: no backing file, no external data file), ``qemu-img
+convert`` (opened with ``backing: null``) turns it into a sparse raw file in a private
+work directory, and e2fsprogs' ``debugfs`` (userspace, read-only, run as ``nobody`` when
+the daemon is root) stats each file and dumps it by inode. Each must be a regular file
+(a symbolic link, even to ``/etc/shadow``, is refused and never followed: debugfs
+resolves paths inside the image only) within its bound: kernel 64 MiB, initrd 256 MiB,
+command line 1 KiB of one printable line. The kernel must be a bzImage or an ELF.
+
+The command line is the image author's, and a DI may come from a tenant administrator,
+who is not trusted with the node: only the words in :data:`ALLOWED_FLAGS` and
+``key=value`` words whose key is in :data:`ALLOWED_KEYS`, with plain values, pass
+(``init=``, ``rdinit=``, ``systemd.unit=``, module options and anything unknown are
+refused), so a DI boots the QVD way: its own init, the VMA as a service.
+
+The result is cached per DI under ``cache_dir`` (0700, files 0600), keyed by the image
+file's name, inode, size and modification time, and made once under a per-key lock:
+VMs of one DI starting at once wait for one extraction and share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from qvd.hkd.backends.base import TerminalBackendError
+from qvd.imagefile import ImageRejected, check_qcow2_fd
+
+__all__ = [
+    "ALLOWED_FLAGS",
+    "ALLOWED_KEYS",
+    "BOOT_DIR",
+    "BootFiles",
+    "boot_files",
+    "check_cmdline",
+]
+
+BOOT_DIR = "/boot/qvd"
+KERNEL_MAX = 64 << 20
+INITRD_MAX = 256 << 20
+CMDLINE_MAX = 1024
+# what the header check lets qemu-img open (the backend bounds it by its own token)
+_VIRTUAL_MAX = 1 << 50
+_TIMEOUT = 600.0  # seconds for one tool run (converting a large image under load)
+
+ALLOWED_FLAGS = frozenset({"rw", "ro", "quiet", "rootwait", "nomodeset", "noresume"})
+ALLOWED_KEYS = frozenset(
+    {
+        "root",
+        "rootfstype",
+        "rootflags",
+        "console",
+        "loglevel",
+        "panic",
+        "net.ifnames",
+        "biosdevname",
+        "systemd.show_status",
+        "systemd.log_level",
+        "systemd.log_target",
+        "systemd.log_color",
+        "systemd.journald.forward_to_console",
+        "tsc",
+        "clocksource",
+        "mitigations",
+    }
+)
+_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+@=-]{1,200}$")  # root=LABEL=qvdroot
+_STAT_HEAD = re.compile(r"^Inode:\s+(\d+)\s+Type:\s+(\S+)", re.MULTILINE)
+_STAT_SIZE = re.compile(r"^User:.*\bSize:\s+(\d+)\s*$", re.MULTILINE)
+_BZIMAGE_MAGIC = b"HdrS"  # at 0x202 of a bzImage's setup header
+_ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootFiles:
+    kernel: Path
+    initrd: Path
+    cmdline: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    name: str  # under BOOT_DIR, and the cached file's name
+    max_bytes: int
+
+
+_KERNEL = _Wanted("vmlinuz", KERNEL_MAX)
+_INITRD = _Wanted("initrd.img", INITRD_MAX)
+_CMDLINE = _Wanted("cmdline", CMDLINE_MAX)
+
+
+def boot_files(image: Path, cache_dir: Path) -> BootFiles:
+    """The DI's boot files, extracted into ``cache_dir`` the first time; raises
+    :class:`TerminalBackendError` with the reason when the image breaks a rule."""
+    try:
+        fd = os.open(image, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TerminalBackendError(f"{image.name}: cannot open the DI ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TerminalBackendError(f"{image.name}: the DI is not a regular file")
+        _private_dir(cache_dir)
+        key = _key(image.name, st)
+        entry = cache_dir / key
+        with _locked(cache_dir / f"{key}.lock"):
+            if not (entry / _CMDLINE.name).is_file():
+                _extract(fd, image.name, cache_dir, entry)
+    finally:
+        os.close(fd)
+    cmdline = (entry / _CMDLINE.name).read_text(encoding="ascii")
+    return BootFiles(kernel=entry / _KERNEL.name, initrd=entry / _INITRD.name, cmdline=cmdline)
+
+
+def check_cmdline(raw: bytes) -> str:
+    """The kernel command line of ``/boot/qvd/cmdline`` if every word is allowed."""
+    if len(raw) > CMDLINE_MAX:
+        raise TerminalBackendError(f"{BOOT_DIR}/cmdline is longer than {CMDLINE_MAX} bytes")
+    text = raw.removesuffix(b"\n")
+    if not text.isascii() or any(c < 0x20 or c == 0x7F for c in text):
+        raise TerminalBackendError(f"{BOOT_DIR}/cmdline is not one line of printable ASCII")
+    words = text.decode("ascii").split(" ")
+    if not words or "" in words:
+        raise TerminalBackendError(f"{BOOT_DIR}/cmdline must be words separated by single spaces")
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq:
+            if word not in ALLOWED_FLAGS:
+                raise TerminalBackendError(f"{BOOT_DIR}/cmdline: {word[:40]!r} is not allowed")
+        elif key not in ALLOWED_KEYS:
+            raise TerminalBackendError(f"{BOOT_DIR}/cmdline: {key[:40]!r}= is not allowed")
+        elif not _VALUE.match(value):
+            raise TerminalBackendError(f"{BOOT_DIR}/cmdline: the value of {key}= is not plain")
+    return " ".join(words)
+
+
+def _key(name: str, st: os.stat_result) -> str:
+    ident = f"{name}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}"
+    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise TerminalBackendError(f"{path} is not a directory of this daemon's user")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _extract(fd: int, name: str, cache_dir: Path, entry: Path) -> None:
+    """Fill ``entry`` from the image open at ``fd`` (checked, then converted, from
+    that one open file); nothing is left behind when it fails."""
+    try:
+        info = check_qcow2_fd(fd, name, max_virtual_bytes=_VIRTUAL_MAX)
+    except ImageRejected as exc:
+        raise TerminalBackendError(str(exc)) from None
+    work = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_dir))
+    ready = Path(tempfile.mkdtemp(prefix=".ready-", dir=cache_dir))
+    try:
+        raw = work / "disk.raw"
+        _convert(fd, name, raw)
+        if raw.stat().st_size != info.virtual_size:
+            raise TerminalBackendError(f"{name}: qemu-img gave a disk of another size")
+        tool_user = _tool_user()
+        if tool_user is not None:  # debugfs, the file-system parser, runs unprivileged
+            os.chown(work, tool_user.pw_uid, tool_user.pw_gid)
+            os.chown(raw, tool_user.pw_uid, tool_user.pw_gid)
+        raw.chmod(0o400)
+        for wanted in (_KERNEL, _INITRD, _CMDLINE):
+            _dump(name, work, wanted, tool_user)
+            # copied out by this process, never through a link the tool could make
+            _copy_checked(work / f"{wanted.name}.out", ready / wanted.name, wanted)
+        _check_kernel(name, ready / _KERNEL.name)
+        try:
+            cmdline = check_cmdline((ready / _CMDLINE.name).read_bytes())
+        except TerminalBackendError as exc:
+            raise TerminalBackendError(f"{name}: {exc}") from None
+        (ready / _CMDLINE.name).write_text(cmdline, encoding="ascii")
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(ready, entry)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(ready, ignore_errors=True)
+
+
+def _convert(fd: int, name: str, raw: Path) -> None:
+    """The whole virtual disk as a sparse raw file, read from the open image (QEMU's
+    ``backing: null``: no backing file is ever opened)."""
+    spec = {
+        "driver": "qcow2",
+        "backing": None,
+        "file": {"driver": "file", "filename": f"/dev/fd/{fd}", "locking": "off"},
+    }
+    command = ["qemu-img", "convert", "-q", "-O", "raw", "json:" + json.dumps(spec), str(raw)]
+    _run(command, what=f"{name}: qemu-img convert", pass_fds=(fd,))
+
+
+def _dump(
+    image_name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd | None
+) -> None:
+    path = f"{BOOT_DIR}/{wanted.name}"
+    out = _run(["debugfs", "-c", "-R", f"stat {path}", "disk.raw"], cwd=work, user=tool_user,
+               what=f"{image_name}: debugfs")  # fmt: skip
+    head = _STAT_HEAD.search(out)
+    if head is None:
+        raise TerminalBackendError(f"{image_name}: {path} is missing from the image")
+    inode, kind = int(head.group(1)), head.group(2)
+    if kind != "regular":
+        raise TerminalBackendError(f"{image_name}: {path} is a {kind}, not a regular file")
+    size = _STAT_SIZE.search(out)
+    if size is None:
+        raise TerminalBackendError(f"{image_name}: cannot read the size of {path}")
+    if int(size.group(1)) > wanted.max_bytes:
+        raise TerminalBackendError(
+            f"{image_name}: {path} is {size.group(1)} bytes, over the limit of {wanted.max_bytes}"
+        )
+    _run(["debugfs", "-c", "-R", f"dump <{inode}> {wanted.name}.out", "disk.raw"], cwd=work,
+         user=tool_user, what=f"{image_name}: debugfs")  # fmt: skip
+
+
+def _copy_checked(source: Path, target: Path, wanted: _Wanted) -> None:
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TerminalBackendError(
+            f"{BOOT_DIR}/{wanted.name} was not extracted ({exc.strerror})"
+        ) from None
+    with os.fdopen(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > wanted.max_bytes:
+            raise TerminalBackendError(
+                f"{BOOT_DIR}/{wanted.name} was not extracted as a bounded file"
+            )
+        out_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(out_fd, "wb") as dst:
+            copied = 0
+            while chunk := src.read(1 << 20):
+                copied += len(chunk)
+                if copied > wanted.max_bytes:
+                    raise TerminalBackendError(f"{BOOT_DIR}/{wanted.name} grew while copied")
+                dst.write(chunk)
+
+
+def _check_kernel(image_name: str, kernel: Path) -> None:
+    with open(kernel, "rb") as f:
+        head = f.read(0x206)
+    if head[:4] != _ELF_MAGIC and head[0x202:0x206] != _BZIMAGE_MAGIC:
+        raise TerminalBackendError(
+            f"{image_name}: {BOOT_DIR}/vmlinuz is not a Linux kernel (neither bzImage nor ELF)"
+        )
+
+
+def _tool_user() -> pwd.struct_passwd | None:
+    """Who runs the file-system parser: ``nobody`` when the daemon is root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+
+
+def _run(
+    command: list[str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    user: pwd.struct_passwd | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> str:
+    """The command's standard output; its error output is the reason when it fails."""
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, timeout=_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL, pass_fds=pass_fds,
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise TerminalBackendError(f"{what}: {command[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise TerminalBackendError(f"{what}: took more than {_TIMEOUT:.0f} s") from None
+    err = done.stderr.decode(errors="replace").strip()
+    if done.returncode != 0:
+        raise TerminalBackendError(f"{what} failed: {err[-300:]}")
+    return done.stdout.decode(errors="replace")
