@@ -223,27 +223,35 @@ def _convert(fd: int, name: str, raw: Path) -> None:
     _run(command, what=f"{name}: qemu-img convert", pass_fds=(fd,))
 
 
-def _dump(
-    image_name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd | None
-) -> None:
+def _dump(name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd | None) -> None:
+    """Write the image's ``BOOT_DIR/<wanted>`` to ``<wanted>.out`` in ``work``: stat it
+    by path, refuse all but a bounded regular file, dump it by inode."""
     path = f"{BOOT_DIR}/{wanted.name}"
-    out = _run(["debugfs", "-c", "-R", f"stat {path}", "disk.raw"], cwd=work, user=tool_user,
-               what=f"{image_name}: debugfs")  # fmt: skip
+    out = _debugfs(name, work, f"stat {path}", tool_user)
     head = _STAT_HEAD.search(out)
     if head is None:
-        raise TerminalBackendError(f"{image_name}: {path} is missing from the image")
+        raise TerminalBackendError(f"{name}: {path} is missing from the image")
     inode, kind = int(head.group(1)), head.group(2)
     if kind != "regular":
-        raise TerminalBackendError(f"{image_name}: {path} is a {kind}, not a regular file")
+        raise TerminalBackendError(f"{name}: {path} is a {kind}, not a regular file")
     size = _STAT_SIZE.search(out)
     if size is None:
-        raise TerminalBackendError(f"{image_name}: cannot read the size of {path}")
+        raise TerminalBackendError(f"{name}: cannot read the size of {path}")
     if int(size.group(1)) > wanted.max_bytes:
         raise TerminalBackendError(
-            f"{image_name}: {path} is {size.group(1)} bytes, over the limit of {wanted.max_bytes}"
+            f"{name}: {path} is {size.group(1)} bytes, over the limit of {wanted.max_bytes}"
         )
-    _run(["debugfs", "-c", "-R", f"dump <{inode}> {wanted.name}.out", "disk.raw"], cwd=work,
-         user=tool_user, what=f"{image_name}: debugfs")  # fmt: skip
+    _debugfs(name, work, f"dump <{inode}> {wanted.name}.out", tool_user)
+
+
+def _debugfs(name: str, work: Path, request: str, tool_user: pwd.struct_passwd | None) -> str:
+    """debugfs's answer to one read-only request on ``work/disk.raw`` (it exits 0 even
+    when it cannot open the file system: its error output says so)."""
+    command = ["debugfs", "-c", "-R", request, "disk.raw"]
+    out, err = _run(command, cwd=work, user=tool_user, what=f"{name}: debugfs")
+    if "while trying to open" in err or "Filesystem not open" in err:
+        raise TerminalBackendError(f"{name}: the disk is not an ext4 file system debugfs can read")
+    return out
 
 
 def _copy_checked(source: Path, target: Path, wanted: _Wanted) -> None:
@@ -295,8 +303,8 @@ def _run(
     cwd: Path | None = None,
     user: pwd.struct_passwd | None = None,
     pass_fds: tuple[int, ...] = (),
-) -> str:
-    """The command's standard output; its error output is the reason when it fails."""
+) -> tuple[str, str]:
+    """The command's standard and error output; the latter is the reason when it fails."""
     try:
         done = subprocess.run(
             command, cwd=cwd, capture_output=True, timeout=_TIMEOUT, check=False,
@@ -311,4 +319,4 @@ def _run(
     err = done.stderr.decode(errors="replace").strip()
     if done.returncode != 0:
         raise TerminalBackendError(f"{what} failed: {err[-300:]}")
-    return done.stdout.decode(errors="replace")
+    return done.stdout.decode(errors="replace"), err
