@@ -9,6 +9,7 @@ upload). It depends on nothing else of ``qvd``.
 from qvd.imagefile.qcow2 import (
     Qcow2Info,
     Qcow2Rejected,
+    Qcow2TooLarge,
     check_qcow2,
     check_qcow2_fd,
     is_qcow2,
@@ -29,6 +30,7 @@ __all__ = [
     "Limits",
     "Qcow2Info",
     "Qcow2Rejected",
+    "Qcow2TooLarge",
     "TarReport",
     "check_qcow2",
     "check_qcow2_fd",

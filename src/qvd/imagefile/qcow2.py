@@ -38,6 +38,7 @@ __all__ = [
     "QCOW2_MAGIC",
     "Qcow2Info",
     "Qcow2Rejected",
+    "Qcow2TooLarge",
     "check_qcow2",
     "check_qcow2_fd",
     "is_qcow2",
@@ -74,6 +75,10 @@ _MAX_EXTENSIONS = 64
 
 class Qcow2Rejected(ImageRejected):
     """A qcow2 image that is unsafe to open or is not a qcow2 image at all."""
+
+
+class Qcow2TooLarge(Qcow2Rejected):
+    """A qcow2 image whose virtual disk is larger than the caller's bound."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +127,7 @@ def check_qcow2_fd(fd: int, name: str, *, max_virtual_bytes: int) -> Qcow2Info:
             raise Qcow2Rejected("not a regular file")
         return _check(fd, st.st_size, max_virtual_bytes)
     except Qcow2Rejected as exc:
-        raise Qcow2Rejected(f"{name}: {exc}") from None
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def _check(fd: int, file_size: int, max_virtual_bytes: int) -> Qcow2Info:
@@ -176,7 +181,7 @@ def _check(fd: int, file_size: int, max_virtual_bytes: int) -> Qcow2Info:
     if refcount_order > 6:
         raise Qcow2Rejected(f"refcount order {refcount_order} out of range (0..6)")
     if virtual_size > max_virtual_bytes:
-        raise Qcow2Rejected(
+        raise Qcow2TooLarge(
             f"its virtual size ({virtual_size} bytes) is over the limit of "
             f"{max_virtual_bytes} bytes"
         )
