@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from qvd.hkd.backends.base import TerminalBackendError
+from qvd.hkd.backends.base import BackendError, TerminalBackendError
 from qvd.imagefile import ImageRejected, check_qcow2_fd
 
 __all__ = [
@@ -59,6 +59,7 @@ CMDLINE_MAX = 1024
 # what the header check lets qemu-img open (the backend bounds it by its own token)
 _VIRTUAL_MAX = 1 << 50
 _TIMEOUT = 600.0  # seconds for one tool run (converting a large image under load)
+_ROOM_MARGIN = 256 << 20  # bytes the extraction leaves free on the cache's disk
 
 ALLOWED_FLAGS = frozenset({"rw", "ro", "quiet", "rootwait", "nomodeset", "noresume"})
 ALLOWED_KEYS = frozenset(
@@ -211,16 +212,64 @@ def _extract(fd: int, name: str, cache_dir: Path, entry: Path) -> None:
         shutil.rmtree(ready, ignore_errors=True)
 
 
-def _convert(fd: int, name: str, raw: Path) -> None:
-    """The whole virtual disk as a sparse raw file, read from the open image (QEMU's
-    ``backing: null``: no backing file is ever opened)."""
+def _image_spec(fd: int) -> str:
+    """QEMU's name for the open image: qcow2 over ``/dev/fd/N`` with ``backing: null``,
+    so no backing file is ever opened whatever the header says."""
     spec = {
         "driver": "qcow2",
         "backing": None,
         "file": {"driver": "file", "filename": f"/dev/fd/{fd}", "locking": "off"},
     }
-    command = ["qemu-img", "convert", "-q", "-O", "raw", "json:" + json.dumps(spec), str(raw)]
+    return "json:" + json.dumps(spec)
+
+
+def _convert(fd: int, name: str, raw: Path) -> None:
+    """The whole virtual disk as a sparse raw file, read from the open image, once the
+    disk has room for the data it holds (a compressed or repeated cluster expands)."""
+    room = shutil.disk_usage(raw.parent).free - _ROOM_MARGIN
+    needed = _data_bytes(fd, name, stop_over=room)
+    if needed > room:
+        raise BackendError(
+            f"{name}: its disk holds at least {needed} bytes of data, more than the "
+            f"{max(room, 0)} bytes free (less {_ROOM_MARGIN}) in {raw.parent.parent}"
+        )
+    command = ["qemu-img", "convert", "-q", "-O", "raw", _image_spec(fd), str(raw)]
     _run(command, what=f"{name}: qemu-img convert", pass_fds=(fd,))
+
+
+def _data_bytes(fd: int, name: str, *, stop_over: int) -> int:
+    """Bytes of the virtual disk that hold data (what the raw file will take), from
+    ``qemu-img map`` (one JSON object a line), counted until over ``stop_over``."""
+    command = ["qemu-img", "map", "--output=json", _image_spec(fd)]
+    total, stopped = 0, False
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        pass_fds=(fd,),
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                extent = json.loads(line.strip().lstrip(b"[").rstrip(b",]") or b"{}")
+                if extent.get("data") is True:
+                    total += int(extent.get("length", 0))
+                if total > stop_over:
+                    stopped = True
+                    break
+        except (ValueError, TypeError) as exc:
+            stopped = True
+            raise TerminalBackendError(f"{name}: cannot read qemu-img map: {exc}") from None
+        finally:
+            if stopped:
+                proc.kill()
+            try:
+                _, err = proc.communicate(timeout=_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise TerminalBackendError(f"{name}: qemu-img map took too long") from None
+        if not stopped and proc.returncode != 0:
+            reason = err.decode(errors="replace").strip()[-300:]
+            raise TerminalBackendError(f"{name}: qemu-img map failed: {reason}")
+    return total
 
 
 def _dump(name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd | None) -> None:
