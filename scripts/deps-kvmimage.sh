@@ -5,9 +5,10 @@
 #
 #   qemu-utils     qemu-img: converts a checked DI to a sparse raw disk (and the tests make images)
 #   e2fsprogs      debugfs (reads the DI's ext4 in userspace) and mkfs.ext4 -d (test images)
+#   util-linux     prlimit (bounds debugfs's memory, CPU time and output size)
 set -eu
 
-PACKAGES="qemu-utils e2fsprogs"
+PACKAGES="qemu-utils e2fsprogs util-linux"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -6,8 +6,10 @@ A DI's qcow2 holds one ext4 file system (label ``qvdroot``) with ``/boot/qvd/vml
 author's, so it never meets the node's kernel: the image's header is checked first
 (``qvd.imagefile.check_qcow2``: no backing file, no external data file), ``qemu-img
 convert`` (opened with ``backing: null``) turns it into a sparse raw file in a private
-work directory, and e2fsprogs' ``debugfs`` (userspace, read-only, run as ``nobody`` when
-the daemon is root) stats each file and dumps it by inode. Each must be a regular file
+work directory once ``qemu-img map`` shows the disk has room for the data it holds, and
+e2fsprogs' ``debugfs`` (userspace, read-only, run as ``nobody`` when the daemon is root,
+under ``prlimit`` bounds of memory, CPU time and output size) stats each file and dumps
+it by inode. Each must be a regular file
 (a symbolic link, even to ``/etc/shadow``, is refused and never followed: debugfs
 resolves paths inside the image only) within its bound: kernel 64 MiB, initrd 256 MiB,
 command line 1 KiB of one printable line. The kernel must be a bzImage or an ELF.
@@ -59,6 +61,8 @@ CMDLINE_MAX = 1024
 # what the header check lets qemu-img open (the backend bounds it by its own token)
 _VIRTUAL_MAX = 1 << 50
 _TIMEOUT = 600.0  # seconds for one tool run (converting a large image under load)
+_DEBUGFS_MEMORY = 1 << 30  # bytes of address space debugfs may use
+_DEBUGFS_CPU = 60  # seconds of CPU time debugfs may use for one request
 _ROOM_MARGIN = 256 << 20  # bytes the extraction leaves free on the cache's disk
 
 ALLOWED_FLAGS = frozenset({"rw", "ro", "quiet", "rootwait", "nomodeset", "noresume"})
@@ -276,7 +280,7 @@ def _dump(name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd |
     """Write the image's ``BOOT_DIR/<wanted>`` to ``<wanted>.out`` in ``work``: stat it
     by path, refuse all but a bounded regular file, dump it by inode."""
     path = f"{BOOT_DIR}/{wanted.name}"
-    out = _debugfs(name, work, f"stat {path}", tool_user)
+    out = _debugfs(name, work, f"stat {path}", tool_user, wanted)
     head = _STAT_HEAD.search(out)
     if head is None:
         raise TerminalBackendError(f"{name}: {path} is missing from the image")
@@ -290,14 +294,20 @@ def _dump(name: str, work: Path, wanted: _Wanted, tool_user: pwd.struct_passwd |
         raise TerminalBackendError(
             f"{name}: {path} is {size.group(1)} bytes, over the limit of {wanted.max_bytes}"
         )
-    _debugfs(name, work, f"dump <{inode}> {wanted.name}.out", tool_user)
+    _debugfs(name, work, f"dump <{inode}> {wanted.name}.out", tool_user, wanted)
 
 
-def _debugfs(name: str, work: Path, request: str, tool_user: pwd.struct_passwd | None) -> str:
+def _debugfs(
+    name: str, work: Path, request: str, tool_user: pwd.struct_passwd | None, wanted: _Wanted
+) -> str:
     """debugfs's answer to one read-only request on ``work/disk.raw`` (it exits 0 even
-    when it cannot open the file system: its error output says so)."""
-    command = ["debugfs", "-c", "-R", request, "disk.raw"]
-    out, err = _run(command, cwd=work, user=tool_user, what=f"{name}: debugfs")
+    when it cannot open the file system: its error output says so), run with bounded
+    memory, output file size and time (a hostile file system may try to exhaust them)."""
+    limits = [f"--as={_DEBUGFS_MEMORY}", f"--fsize={wanted.max_bytes}", f"--cpu={_DEBUGFS_CPU}"]
+    command = ["prlimit", *limits, "--", "debugfs", "-c", "-R", request, "disk.raw"]
+    out, err = _run(
+        command, cwd=work, user=tool_user, what=f"{name}: debugfs", timeout=_DEBUGFS_CPU * 4
+    )
     if "while trying to open" in err or "Filesystem not open" in err:
         raise TerminalBackendError(f"{name}: the disk is not an ext4 file system debugfs can read")
     return out
@@ -352,11 +362,12 @@ def _run(
     cwd: Path | None = None,
     user: pwd.struct_passwd | None = None,
     pass_fds: tuple[int, ...] = (),
+    timeout: float = _TIMEOUT,
 ) -> tuple[str, str]:
     """The command's standard and error output; the latter is the reason when it fails."""
     try:
         done = subprocess.run(
-            command, cwd=cwd, capture_output=True, timeout=_TIMEOUT, check=False,
+            command, cwd=cwd, capture_output=True, timeout=timeout, check=False,
             stdin=subprocess.DEVNULL, pass_fds=pass_fds,
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,
             extra_groups=[] if user else None,
@@ -364,7 +375,7 @@ def _run(
     except FileNotFoundError:
         raise TerminalBackendError(f"{what}: {command[0]} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise TerminalBackendError(f"{what}: took more than {_TIMEOUT:.0f} s") from None
+        raise TerminalBackendError(f"{what}: took more than {timeout:.0f} s") from None
     err = done.stderr.decode(errors="replace").strip()
     if done.returncode != 0:
         raise TerminalBackendError(f"{what} failed: {err[-300:]}")
