@@ -5,6 +5,7 @@ hostile layouts; the command-line allow list; the per-DI cache and its lock."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -16,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from qvd.hkd.backends.base import BackendError, TerminalBackendError
-from qvd.hkd.backends.kvm.bootfiles import BootFiles, boot_files, check_cmdline
+from qvd.hkd.backends.kvm.bootfiles import (
+    BootFiles,
+    boot_files,
+    check_cmdline,
+    prune_boot_files,
+)
 
 CMDLINE = "root=LABEL=qvdroot rw console=ttyS0 quiet"
 
@@ -277,3 +283,36 @@ def test_an_expanding_image_is_refused_before_it_fills_the_disk(
     assert not isinstance(err.value, TerminalBackendError)  # room may come back: retry
     no_leftovers(cache)
     assert shutil.disk_usage(small_disk).used < 1 << 20
+
+
+def test_prune_keeps_what_is_wanted_and_what_is_being_made(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kept = make_di(tmp_path / "a", boot_tree(tmp_path / "ra"), "10001-kept.qcow2")
+    gone = make_di(tmp_path / "b", boot_tree(tmp_path / "rb", kernel=fake_kernel(marker=b"g")),
+                   "10002-gone.qcow2")  # fmt: skip
+    kept_files, gone_files = boot_files(kept, cache), boot_files(gone, cache)
+    busy = gone_files.kernel.parent
+    lock = cache / f"{busy.name}.lock"
+    dead = cache / ".extract-died"  # what an extraction killed midway leaves
+    dead.mkdir()
+    other = cache / "notes.txt"  # not a cache entry: never touched
+    other.write_text("x")
+    holder = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # an extraction of that key runs now
+        assert prune_boot_files(cache, [kept]) == []
+        assert busy.is_dir()
+    finally:
+        os.close(holder)
+    assert prune_boot_files(cache, [kept]) == [busy]
+    assert not busy.exists()
+    assert not lock.exists()
+    assert dead.exists()  # within the grace period
+    assert prune_boot_files(cache, [kept], grace=0) == [dead]
+    assert kept_files.kernel.read_bytes() == fake_kernel()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [kept_files.kernel.parent.name, f"{kept_files.kernel.parent.name}.lock", "notes.txt"]
+    )
+    assert boot_files(gone, cache).kernel.read_bytes() == fake_kernel(marker=b"g")

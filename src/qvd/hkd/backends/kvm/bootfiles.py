@@ -9,10 +9,12 @@ convert`` (opened with ``backing: null``) turns it into a sparse raw file in a p
 work directory once ``qemu-img map`` shows the disk has room for the data it holds, and
 e2fsprogs' ``debugfs`` (userspace, read-only, run as ``nobody`` when the daemon is root,
 under ``prlimit`` bounds of memory, CPU time and output size) stats each file and dumps
-it by inode. Each must be a regular file
-(a symbolic link, even to ``/etc/shadow``, is refused and never followed: debugfs
-resolves paths inside the image only) within its bound: kernel 64 MiB, initrd 256 MiB,
-command line 1 KiB of one printable line. The kernel must be a bzImage or an ELF.
+it by inode. Each must be a regular file (a symbolic link, even to ``/etc/shadow``, is
+refused and never followed: debugfs resolves paths inside the image only) within its
+bound: kernel 64 MiB, initrd 256 MiB, command line 1 KiB of one printable line. The
+kernel must be a bzImage or an ELF. (Converting the whole disk costs about 0.7 s for a
+473 MiB DI, once per DI and node: see ``bench/bootfiles.py``; reading only the blocks
+needed would need a qcow2 and an ext4 reader of our own, more hostile-input code.)
 
 The command line is the image author's, and a DI may come from a tenant administrator,
 who is not trusted with the node: only the words in :data:`ALLOWED_FLAGS` and
@@ -23,6 +25,7 @@ refused), so a DI boots the QVD way: its own init, the VMA as a service.
 The result is cached per DI under ``cache_dir`` (0700, files 0600), keyed by the image
 file's name, inode, size and modification time, and made once under a per-key lock:
 VMs of one DI starting at once wait for one extraction and share it.
+:func:`prune_boot_files` removes what no image in use needs any more.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,7 @@ __all__ = [
     "BootFiles",
     "boot_files",
     "check_cmdline",
+    "prune_boot_files",
 ]
 
 BOOT_DIR = "/boot/qvd"
@@ -87,6 +92,7 @@ ALLOWED_KEYS = frozenset(
     }
 )
 _VALUE = re.compile(r"^[A-Za-z0-9_.,:/+@=-]{1,200}$")  # root=LABEL=qvdroot
+_KEY = re.compile(r"^[0-9a-f]{32}$")
 _STAT_HEAD = re.compile(r"^Inode:\s+(\d+)\s+Type:\s+(\S+)", re.MULTILINE)
 _STAT_SIZE = re.compile(r"^User:.*\bSize:\s+(\d+)\s*$", re.MULTILINE)
 _BZIMAGE_MAGIC = b"HdrS"  # at 0x202 of a bzImage's setup header
@@ -134,6 +140,42 @@ def boot_files(image: Path, cache_dir: Path) -> BootFiles:
     return BootFiles(kernel=entry / _KERNEL.name, initrd=entry / _INITRD.name, cmdline=cmdline)
 
 
+def prune_boot_files(
+    cache_dir: Path, images: Iterable[Path], *, grace: float = 3600.0
+) -> list[Path]:
+    """Remove the cached boot files of every image but ``images`` (those in use or
+    still wanted), skipping an entry whose lock is held (being extracted), and
+    extraction leftovers older than ``grace`` seconds; returns what was removed."""
+    if not cache_dir.is_dir():
+        return []
+    keep = set()
+    for image in images:
+        with contextlib.suppress(OSError):
+            keep.add(_key(image.name, image.lstat()))
+    removed: list[Path] = []
+    now = time.time()
+    keys: set[str] = set()
+    for entry in sorted(cache_dir.iterdir()):
+        if not entry.name.startswith("."):
+            keys.add(entry.name.removesuffix(".lock"))
+            continue
+        with contextlib.suppress(OSError):  # an extraction that died
+            if now - entry.lstat().st_mtime > grace:
+                shutil.rmtree(entry)
+                removed.append(entry)
+    for key in sorted(keys - keep):
+        if not _KEY.match(key):
+            continue  # not ours
+        lock = cache_dir / f"{key}.lock"
+        with _locked(lock, wait=False) as held:
+            if held:
+                if (cache_dir / key).exists():
+                    shutil.rmtree(cache_dir / key, ignore_errors=True)
+                    removed.append(cache_dir / key)
+                lock.unlink(missing_ok=True)
+    return removed
+
+
 def check_cmdline(raw: bytes) -> str:
     """The kernel command line of ``/boot/qvd/cmdline`` if every word is allowed."""
     if len(raw) > CMDLINE_MAX:
@@ -171,11 +213,17 @@ def _private_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """The lock file ``path`` held (True), or not held because another holds it and
+    ``wait`` is False (False)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # releases the lock
 
@@ -209,8 +257,9 @@ def _extract(fd: int, name: str, cache_dir: Path, entry: Path) -> None:
         except TerminalBackendError as exc:
             raise TerminalBackendError(f"{name}: {exc}") from None
         (ready / _CMDLINE.name).write_text(cmdline, encoding="ascii")
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(ready, entry)
+        if not (entry / _CMDLINE.name).is_file():  # (else made meanwhile: keep it)
+            shutil.rmtree(entry, ignore_errors=True)
+            os.replace(ready, entry)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(ready, ignore_errors=True)
