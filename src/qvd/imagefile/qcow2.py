@@ -71,6 +71,8 @@ _EXT_REFUSED = {
 }
 _COMPRESSION = {0: "zlib", 1: "zstd"}
 _MAX_EXTENSIONS = 64
+_MAX_L1_BYTES = 32 << 20  # QEMU's QCOW_MAX_L1_SIZE
+_MAX_REFCOUNT_TABLE_BYTES = 8 << 20  # QEMU's QCOW_MAX_REFTABLE_SIZE
 
 
 class Qcow2Rejected(ImageRejected):
@@ -236,26 +238,39 @@ def _check_tables(
     refcount_offset: int,
     refcount_clusters: int,
 ) -> None:
-    """The L1 and refcount tables lie cluster-aligned inside the file, and the L1 table
-    is large enough to map the whole virtual disk."""
+    """The L1 table lies cluster-aligned inside the file and can map the whole virtual
+    disk; the refcount table starts cluster-aligned inside the file (its last cluster
+    may end past it: QEMU reads what is missing as zeros); both within QEMU's own
+    bounds (32 MiB and 8 MiB)."""
     l2_entries = cluster_size // (16 if extended_l2 else 8)
     needed = -(-virtual_size // (cluster_size * l2_entries))
     if l1_size < needed:
         raise Qcow2Rejected(
             f"its L1 table ({l1_size} entries) cannot map its virtual size ({needed} needed)"
         )
-    tables = (
-        ("L1 table", l1_offset, l1_size * 8),
-        ("refcount table", refcount_offset, refcount_clusters * cluster_size),
-    )
-    for what, offset, length in tables:
-        if length == 0 and what == "L1 table":
-            continue  # an empty disk (virtual size 0) has no L1 table
-        if offset == 0 or offset % cluster_size or offset + length > file_size or length == 0:
-            raise Qcow2Rejected(
-                f"its {what} ({length} bytes at {offset}) is not inside the "
-                f"{file_size}-byte file (truncated or a lying header)"
-            )
+    l1_length, refcount_length = l1_size * 8, refcount_clusters * cluster_size
+    if l1_length > _MAX_L1_BYTES or refcount_length > _MAX_REFCOUNT_TABLE_BYTES:
+        raise Qcow2Rejected(
+            f"its L1 table ({l1_length} bytes) or refcount table ({refcount_length} bytes) "
+            "is larger than QEMU allows"
+        )
+    if l1_length and (
+        l1_offset == 0 or l1_offset % cluster_size or l1_offset + l1_length > file_size
+    ):
+        raise Qcow2Rejected(
+            f"its L1 table ({l1_length} bytes at {l1_offset}) is not inside the "
+            f"{file_size}-byte file (truncated or a lying header)"
+        )  # (an empty disk, virtual size 0, has no L1 table)
+    if (
+        refcount_length == 0
+        or refcount_offset == 0
+        or refcount_offset % cluster_size
+        or refcount_offset >= file_size
+    ):
+        raise Qcow2Rejected(
+            f"its refcount table ({refcount_length} bytes at {refcount_offset}) is not in "
+            f"the {file_size}-byte file (truncated or a lying header)"
+        )
 
 
 def _check_extensions(first_cluster: bytes, start: int) -> None:
