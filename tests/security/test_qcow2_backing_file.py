@@ -201,3 +201,22 @@ def test_a_kernel_linked_to_a_node_file_is_refused(tmp_path: Path, target: str) 
         boot_files(image, cache)
     leftovers = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 0]
     assert leftovers == []
+
+
+def test_a_boot_directory_linked_to_a_node_directory_is_read_inside_the_image(
+    tmp_path: Path,
+) -> None:
+    """``/boot/qvd`` itself a link to a node directory holding valid boot files: the
+    link resolves inside the image (where that path does not exist), never on the node."""
+    node_boot = boot_tree(tmp_path / "node") / "boot" / "qvd"  # valid, on the node
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / "qvd").symlink_to(node_boot)
+    image = make_di(_mkdir(tmp_path / "images"), root)
+    with pytest.raises(TerminalBackendError, match="/boot/qvd/vmlinuz is missing from the image"):
+        boot_files(image, tmp_path / "cache")
+    loop = tmp_path / "loop"
+    (loop / "boot").mkdir(parents=True)
+    (loop / "boot" / "qvd").symlink_to("qvd")  # a link to itself
+    with pytest.raises(TerminalBackendError, match="missing from the image"):
+        boot_files(make_di(tmp_path / "images", loop, "10002-loop.qcow2"), tmp_path / "cache")
