@@ -260,6 +260,9 @@ class LeaseBook:
         self._lock = threading.Lock()
         self._leases: dict[int, StaticLease] = {}
         self._gateways: dict[int, str | None] = {}
+        # the lease last made of each row (name, ip, gateway): a poll that finds the
+        # rows unchanged checks nothing again
+        self._made: dict[int, tuple[tuple[str, str | None, str | None], StaticLease | None]] = {}
 
     def leases(self) -> list[StaticLease]:
         with self._lock:
@@ -286,10 +289,15 @@ class LeaseBook:
         """Serve exactly the VMs given (the database's view)."""
         with self._lock:
             wanted: dict[int, StaticLease] = {}
+            made: dict[int, tuple[tuple[str, str | None, str | None], StaticLease | None]] = {}
             for vm in vms:
-                lease = self._lease(vm)
+                key = (vm.name, vm.ip, self._gateways.get(vm.vm_id))
+                cached = self._made.get(vm.vm_id)
+                lease = cached[1] if cached is not None and cached[0] == key else self._lease(vm)
+                made[vm.vm_id] = (key, lease)
                 if lease is not None:
                     wanted[vm.vm_id] = lease
+            self._made = made
             # two rows with one address (never in a sane database): serve neither
             by_ip: dict[str, list[int]] = {}
             for vm_id, lease in wanted.items():
