@@ -8,9 +8,12 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from qvd.config import Config, ConfigValueError
 from qvd.hkd.addressing import mac_for
+from qvd.hkd.backends import VmSpec
+from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.dhcp import (
     DhcpSettings,
     LeaseBook,
@@ -21,6 +24,10 @@ from qvd.hkd.dhcp import (
     render_hosts,
     render_options,
 )
+from qvd.hkd.reconcile import Reconciler
+from qvd.hkd.settings import HkdSettings
+from tests.hkd.conftest import FakeVma, add_host, add_vm, command, hkd_config
+from tests.hkd.test_reconcile import drive
 
 NET = ipaddress.IPv4Network("10.231.0.0/16")
 
@@ -275,3 +282,30 @@ def test_a_start_before_the_database_sync_is_served_and_takes_its_address() -> N
     assert published.calls[-1] == [
         StaticLease(mac=mac_for("10.231.0.101"), ip="10.231.0.101", hostname="new")
     ]
+
+
+# ---- the reconciler serves a VM's lease before it starts it ----------------------------------
+def test_the_lease_is_served_before_the_backend_starts_the_vm(
+    engine: Engine, run_dir: Path
+) -> None:
+    backend, vma = FakeBackend(), FakeVma()
+    settings = HkdSettings.from_config(hkd_config(run_dir))
+    published = Published()
+    book = LeaseBook(NET, settings.mac_prefix, published)
+
+    def before_start(spec: VmSpec) -> None:
+        backend.calls.append(("lease", spec.vm_id))  # in order with the backend's calls
+        net = spec.network
+        book.before_start(spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=None)
+
+    rec = Reconciler(engine, backend, add_host(engine), settings, vma, before_start=before_start)
+    vm_id, ip = add_vm(engine)
+    command(engine, vm_id, "start", rec.host.id)
+    vma.alive.add(ip)
+    drive(rec, vm_id, "running")
+    assert backend.calls == [("lease", vm_id), ("prepare", vm_id), ("start", vm_id)]
+    assert published.calls == [
+        [StaticLease(mac=mac_for(ip), ip=ip, hostname=f"vm{ip.split('.')[-1]}")]
+    ]
+    rec.reconcile(vm_id)  # running: nothing asked again
+    assert len(published.calls) == 1
