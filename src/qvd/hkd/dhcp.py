@@ -172,6 +172,7 @@ def dnsmasq_argv(settings: DhcpSettings) -> list[str]:
         "--conf-file=/dev/null",
         "--keep-in-foreground",
         "--log-facility=-",
+        "--quiet-dhcp",  # no line per DHCP packet: the log stays small
         f"--pid-file={s.pid_file}",
         f"--user={s.user}",
         f"--group={s.group}",

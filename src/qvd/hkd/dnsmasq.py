@@ -196,8 +196,8 @@ class Dnsmasq:
     def _spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.settings.pid_file.unlink()
-        if self._log is None:
-            self._log = self.log_file.open("ab")
+        if self._log is None:  # one HKD's run (restarts of dnsmasq included) per log
+            self._log = self.log_file.open("wb")
         try:
             proc = subprocess.Popen(
                 dnsmasq_argv(self.settings),
