@@ -72,8 +72,37 @@ def test_no_home_serial_is_allowed(tmp_path: Path) -> None:
 def test_missing_fw_cfg_loads_the_module_then_reports_none(tmp_path: Path) -> None:
     raw = tmp_path / "qemu_fw_cfg/by_name/opt/org.qvd/identity/raw"
     loads: list[int] = []
-    assert read_identity(raw, load_module=lambda: loads.append(1)) is None
-    assert loads == [1]
+    naps: list[float] = []
+    found = read_identity(
+        raw, load_module=lambda: loads.append(1), device=tmp_path / "no-device", sleep=naps.append
+    )
+    assert found is None
+    assert (loads, naps) == ([1], [])  # no fw_cfg device (a container): no wait
+
+
+def test_with_the_device_the_driver_is_waited_for(tmp_path: Path) -> None:
+    """udev may still be loading qemu_fw_cfg when the VMA starts."""
+    device = tmp_path / "QEMU0002:00"
+    device.mkdir()
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:  # the driver is bound a moment later
+            fw_cfg_tree(tmp_path, blob())
+
+    raw = tmp_path / "qemu_fw_cfg/by_name/opt/org.qvd/identity/raw"
+    identity = read_identity(raw, load_module=lambda: None, device=device, wait=30, sleep=nap)
+    assert identity is not None
+    assert identity.vm_id == 10001
+    assert len(naps) == 3
+
+
+def test_the_wait_for_the_driver_is_bounded(tmp_path: Path) -> None:
+    device = tmp_path / "QEMU0002:00"
+    device.mkdir()
+    raw = tmp_path / "qemu_fw_cfg/by_name/opt/org.qvd/identity/raw"
+    assert read_identity(raw, load_module=lambda: None, device=device, wait=0.2) is None
 
 
 def test_fw_cfg_without_our_entry_is_no_identity(tmp_path: Path) -> None:
@@ -150,6 +179,7 @@ def _config(tmp_path: Path, raw: Path) -> dict[str, str]:
         "vma.identity.fw_cfg": str(raw),
         "vma.identity.secret.file": str(tmp_path / "run/qvd/vma.secret"),
         "vma.secret.file": str(image_secret),
+        "vma.identity.fw_cfg.device": str(tmp_path / "no-fw-cfg-device"),
     }
 
 

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, str] = {
     "vma.init": "vma",  # or "systemd": as PID 1 the VMA execs /sbin/init at once
     # the identity of a virtual machine (QEMU fw_cfg), and where its secret is kept
     "vma.identity.fw_cfg": "/sys/firmware/qemu_fw_cfg/by_name/opt/org.qvd/identity/raw",
+    # with QEMU's fw_cfg device present, seconds to wait for its driver (udev loads it)
+    "vma.identity.fw_cfg.device": "/sys/bus/acpi/devices/QEMU0002:00",
+    "vma.identity.fw_cfg.wait": "10",
     "vma.identity.secret.file": "/run/qvd/vma.secret",
     "path.run": "/var/run/qvd",
     "path.log": "/var/log/qvd",

@@ -26,11 +26,13 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "FW_CFG_DEVICE",
     "FW_CFG_IDENTITY",
     "IDENTITY_VERSION",
     "MAX_IDENTITY_BYTES",
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 FW_CFG_IDENTITY = Path("/sys/firmware/qemu_fw_cfg/by_name/opt/org.qvd/identity/raw")
+FW_CFG_DEVICE = Path("/sys/bus/acpi/devices/QEMU0002:00")  # QEMU's fw_cfg, driver or not
 IDENTITY_VERSION = 1
 MAX_IDENTITY_BYTES = 4096
 _KEYS = frozenset({"version", "vm_id", "hostname", "vma_secret", "home_serial"})
@@ -151,15 +154,28 @@ def _fw_cfg_root(path: Path) -> Path:
 
 
 def read_identity(
-    path: Path = FW_CFG_IDENTITY, *, load_module: Callable[[], None] = load_fw_cfg_module
+    path: Path = FW_CFG_IDENTITY,
+    *,
+    load_module: Callable[[], None] = load_fw_cfg_module,
+    device: Path | None = FW_CFG_DEVICE,
+    wait: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Identity | None:
     """The fw_cfg identity, or None when there is no fw_cfg entry (a container).
 
-    Loads the fw_cfg module first if its sysfs directory is missing. Raises
+    Loads the fw_cfg module first if its sysfs directory is missing; when the machine
+    has the fw_cfg device (``device``: QEMU's ACPI node) it waits up to ``wait``
+    seconds for the directory (udev may be loading the module at the same time). A
+    container has no such device and waits for nothing. Raises
     :class:`IdentityError` when the entry exists but is unreadable or invalid.
     """
-    if not _fw_cfg_root(path).is_dir():
+    root = _fw_cfg_root(path)
+    if not root.is_dir():
         load_module()
+        if device is not None and device.exists():
+            end = time.monotonic() + wait
+            while not root.is_dir() and time.monotonic() < end:
+                sleep(0.1)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -89,8 +89,12 @@ def take_identity(
     secret file to read. A refused identity gives no secret file at all: every call
     is refused (never the image's own secret file instead)."""
     try:
-        identity = read_identity(Path(config.get("vma.identity.fw_cfg")))
-    except IdentityError as exc:
+        identity = read_identity(
+            Path(config.get("vma.identity.fw_cfg")),
+            device=Path(config.get("vma.identity.fw_cfg.device")),
+            wait=config.get_float("vma.identity.fw_cfg.wait"),
+        )
+    except (IdentityError, ConfigValueError) as exc:
         log.error("identity from fw_cfg refused: %s; every call will be refused", exc)
         return None, None
     if identity is None:
