@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from qvd.vma.main import exec_init
-from qvd.vma.systemd import notify, unit_text
+from qvd.vma.systemd import in_container, notify, unit_text
 
 
 def test_the_unit_runs_the_vma_as_a_restarted_notify_service_without_a_network_wait() -> None:
@@ -99,3 +99,10 @@ def test_a_vma_init_turns_halt_and_poweroff_signals_into_sigterm(sent: str) -> N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_container_is_recognised_by_the_variable_lxc_gives_its_init(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("container", "lxc")
+    assert in_container()

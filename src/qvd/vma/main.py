@@ -35,7 +35,13 @@ from qvd.vma.homedrive import HomeDrive, HomeDriveError, mount_home_drive
 from qvd.vma.identity import Identity, IdentityError, install_identity, read_identity
 from qvd.vma.server import make_server
 from qvd.vma.session import SessionRunner
-from qvd.vma.systemd import INIT_SYSTEMD, SYSTEMD_INIT, booted_by_systemd, notify
+from qvd.vma.systemd import (
+    INIT_SYSTEMD,
+    SYSTEMD_INIT,
+    booted_by_systemd,
+    in_container,
+    notify,
+)
 
 __all__ = ["exec_init", "home_preparer", "main", "run_as_init", "serve", "take_identity"]
 
@@ -89,9 +95,12 @@ def take_identity(
     secret file to read. A refused identity gives no secret file at all: every call
     is refused (never the image's own secret file instead)."""
     try:
+        # a container sees its node's /sys: the node's own fw_cfg device is no reason
+        # to wait (the identity entry, if any, would still be read and checked)
+        device = None if in_container() else Path(config.get("vma.identity.fw_cfg.device"))
         identity = read_identity(
             Path(config.get("vma.identity.fw_cfg")),
-            device=Path(config.get("vma.identity.fw_cfg.device")),
+            device=device,
             wait=config.get_float("vma.identity.fw_cfg.wait"),
         )
     except (IdentityError, ConfigValueError) as exc:

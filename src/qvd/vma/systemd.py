@@ -24,6 +24,7 @@ __all__ = [
     "SYSTEMD_INIT",
     "UNIT_NAME",
     "booted_by_systemd",
+    "in_container",
     "notify",
     "unit_text",
 ]
@@ -42,6 +43,13 @@ def unit_text() -> str:
 def booted_by_systemd() -> bool:
     """Whether systemd is this system's init (sd_booted(3))."""
     return os.path.isdir("/run/systemd/system")
+
+
+def in_container() -> bool:
+    """Whether this system is a container: LXC gives its init ``container=…`` and
+    systemd in a container writes ``/run/systemd/container``."""
+    container = os.environ.get("container")  # noqa: SIM112 -- its name, lower case
+    return bool(container) or os.path.exists("/run/systemd/container")
 
 
 def notify(state: str, environ: dict[str, str] | None = None) -> bool:
