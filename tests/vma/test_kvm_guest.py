@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from qvd.hkd.backends.kvm.bootfiles import BootFiles
+from qvd.hkd.backends.kvm.bootfiles import boot_files as extract_boot_files
 from qvd.vma.client import VmaAuthError, VmaClient, VmaError
 from tests.vma.helpers import wait_state
 
@@ -43,28 +45,10 @@ def guest_image() -> Path:
     )
 
 
-@dataclass(frozen=True)
-class BootFiles:
-    kernel: Path
-    initrd: Path
-    cmdline: str
-
-
 @pytest.fixture(scope="session")
 def boot_files(guest_image: Path, tmp_path_factory: pytest.TempPathFactory) -> BootFiles:
-    """The kernel, initrd and command line the image carries in /boot/qvd."""
-    out = tmp_path_factory.mktemp("boot")
-    raw = out / "root.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", str(guest_image), str(raw)], check=True)
-    try:
-        for name in ("vmlinuz", "initrd.img", "cmdline"):
-            subprocess.run(
-                ["debugfs", "-R", f"dump /boot/qvd/{name} {out / name}", str(raw)],
-                capture_output=True, check=True,
-            )  # fmt: skip
-    finally:
-        raw.unlink()
-    return BootFiles(out / "vmlinuz", out / "initrd.img", (out / "cmdline").read_text().strip())
+    """The kernel, initrd and command line of the image, as the KVM backend takes them."""
+    return extract_boot_files(guest_image, tmp_path_factory.mktemp("boot") / "cache")
 
 
 def _free_port() -> int:
