@@ -190,13 +190,13 @@ def serve(config_path: Path) -> int:
             subprocess.run(command.split(), check=False)
         elif os.getpid() != 1 and booted_by_systemd():
             # systemd shuts the guest down and stops this service with SIGTERM
-            done_ = subprocess.run(
+            asked = subprocess.run(
                 ["systemctl", "--no-block", "poweroff"], capture_output=True, text=True, check=False
             )
-            if done_.returncode == 0:
+            if asked.returncode == 0:
                 log.info("poweroff: systemd shuts the system down")
                 return
-            log.error("systemctl poweroff failed (%d): %s", done_.returncode, done_.stderr.strip())
+            log.error("systemctl poweroff failed (%d): %s", asked.returncode, asked.stderr.strip())
         stop("poweroff")
 
     runner.on_poweroff = poweroff
