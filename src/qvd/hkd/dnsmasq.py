@@ -25,7 +25,7 @@ from typing import IO
 
 from qvd.hkd.dhcp import DhcpSettings, StaticLease, dnsmasq_argv, render_hosts, render_options
 
-__all__ = ["DhcpError", "Dnsmasq"]
+__all__ = ["DhcpError", "Dnsmasq", "end_leftover"]
 
 log = logging.getLogger("qvd.hkd.dhcp")
 
@@ -100,6 +100,15 @@ def _end_pid(pid: int, grace: float = _STOP_GRACE) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def end_leftover(pid_file: Path) -> int | None:
+    """End the dnsmasq an HKD killed with -9 left running with this pid file (found
+    by the file and its own command line, never by name); its PID, or None."""
+    leftover = _our_leftover(pid_file)
+    if leftover is not None:
+        _end_pid(leftover)
+    return leftover
 
 
 class Dnsmasq:
@@ -177,10 +186,9 @@ class Dnsmasq:
             if self._watcher is not None:
                 return
             self._prepare_dir()
-            leftover = _our_leftover(self.settings.pid_file)
+            leftover = end_leftover(self.settings.pid_file)
             if leftover is not None:
-                log.warning("ending dnsmasq %s left by an earlier HKD", leftover)
-                _end_pid(leftover)
+                log.warning("ended dnsmasq %s left by an earlier HKD", leftover)
             self._stop.clear()
             self._write_files()
             self._spawn()
