@@ -106,7 +106,9 @@ def test_restart_adopts_running_vms_and_cleans_leftovers(
             name="ghost",
             di_id=1,
             image=Path("/nonexistent"),
-            memory_mb=64,
+            memory_mib=64,
+            vcpus=1,
+            cpu_weight=100,
             network=NetworkSpec(
                 bridge="b",
                 address="10.231.9.9",

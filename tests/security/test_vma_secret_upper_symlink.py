@@ -33,8 +33,8 @@ def _spec(image: Path, secret: str) -> VmSpec:
         host_device="qvdnone10",
     )  # fmt: skip
     return VmSpec(
-        vm_id=10042, name="persistent", di_id=10001, image=image, memory_mb=128,
-        network=network, vma_secret=secret, overlay_persistent=True,
+        vm_id=10042, name="persistent", di_id=10001, image=image, memory_mib=128,
+        vcpus=1, cpu_weight=100, network=network, vma_secret=secret, overlay_persistent=True,
     )  # fmt: skip
 
 

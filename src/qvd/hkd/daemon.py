@@ -49,7 +49,7 @@ from qvd.hkd.settings import HkdSettings
 from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
 
-__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory"]
+__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory", "backend_facts_line"]
 
 log = logging.getLogger("qvd.hkd")
 
@@ -63,6 +63,15 @@ _TRANSIENT = (
     NetworkError,
     OSError,
 )
+
+
+def backend_facts_line(backend: Backend) -> str:
+    """One log line of what the backend chose, e.g. ``backend=lxc homes=per-vm``."""
+    words = [f"backend={backend.name}"]
+    caps = backend.capabilities
+    words.append(f"start_timeout={caps.start_timeout:g}")
+    words += [f"{name}={value}" for name, value in sorted(backend.facts().items())]
+    return " ".join(words)
 
 
 class HkdStartError(Exception):
@@ -187,6 +196,7 @@ class Hkd:
                 ports = PortFilter(self.network.table) if self.network.firewall else None
             backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
             self._backend = backend
+            log.info("%s", backend_facts_line(backend))
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
             self.reconciler = Reconciler(
                 self.engine,

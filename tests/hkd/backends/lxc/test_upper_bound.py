@@ -48,10 +48,13 @@ def _spec(backend: LxcBackend, *, size: int, persistent: bool = False) -> VmSpec
         bridge="qvdnone", address="10.213.251.10", prefix=24, mac="54:52:00:00:01:10",
         host_device="qvdnone77",
     )  # fmt: skip
+    # the bound is the backend's own setting (vm.overlay.size), as a node restarted
+    # with another value would read it
+    backend.overlay_size_mib = size
     return VmSpec(
-        vm_id=VM_ID, name="bounded", di_id=DI_ID, image=image, memory_mb=128,
-        network=network, vma_secret=secrets.token_hex(16), overlay_persistent=persistent,
-        overlay_size_mib=size,
+        vm_id=VM_ID, name="bounded", di_id=DI_ID, image=image, memory_mib=128, vcpus=1,
+        cpu_weight=100, network=network, vma_secret=secrets.token_hex(16),
+        overlay_persistent=persistent,
     )  # fmt: skip
 
 
