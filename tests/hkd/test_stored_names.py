@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from qvd.hkd.backends.base import HomeSpec

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qvd.config import Config
+from qvd.config import Config, ConfigValueError
 from qvd.hkd.backends.base import NetworkSpec, VmSpec
 from qvd.hkd.backends.homefs import home_image, release_home
 from qvd.hkd.backends.lxc import LxcBackend
@@ -128,3 +128,17 @@ def test_size_zero_leaves_a_new_upper_unbounded(backend: LxcBackend) -> None:
     assert not os.path.ismount(layer)
     assert not home_image(layer).exists()
     assert backend.layout.upper(DI_ID, VM_ID).is_dir()
+
+
+def test_the_bound_is_the_backends_setting_and_a_negative_one_is_refused(
+    backend: LxcBackend,
+) -> None:
+    assert backend.overlay_size_mib == 2048  # vm.overlay.size's default
+    assert backend.facts() == {"homes": "per-vm", "overlay_mib": "2048"}
+    root = backend.layout.images.parent.parent
+    config = Config().with_overrides(
+        {"path.storage.root": str(root / "storage"), "path.run.lxc": str(root / "lxc"),
+         "vm.overlay.size": "-1"}
+    )  # fmt: skip
+    with pytest.raises(ConfigValueError, match=r"vm\.overlay\.size is -1"):
+        LxcBackend(config)
