@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,13 @@ def _spec(image: Path, secret: str) -> VmSpec:
 
 
 @pytest.fixture
-def backend(tmp_path: Path, root_only: None) -> LxcBackend:
+def backend(tmp_path: Path, root_only: None) -> Iterator[LxcBackend]:
     config = Config().with_overrides(
         {"path.storage.root": str(tmp_path / "storage"), "path.run.lxc": str(tmp_path / "lxc")}
     )
-    return LxcBackend(config)
+    backend = LxcBackend(config)
+    yield backend
+    backend.cleanup(10042)  # unmounts the VM's bounded upper (its image stays in tmp_path)
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ _MIB = 1 << 20
 
 _ALIVE = {"RUNNING", "STARTING", "STOPPING", "FREEZING", "FROZEN", "THAWED", "ABORTING"}
 SECRET_PATH = Path("etc/qvd/vma.secret")
+_OVERLAY_POLICY, _KEPT, _FRESH = "overlay", "kept\n", "fresh\n"  # in the container dir
 
 
 class LxcBackend(Backend):
@@ -188,6 +189,8 @@ class LxcBackend(Backend):
         cdir.mkdir(parents=True, exist_ok=True)
         os.chown(cdir, 0, ids.start)  # the mapped root's group may traverse, nobody else
         cdir.chmod(0o750)
+        # cleanup reads it: a fresh root's layer goes with the VM, a kept one stays
+        (cdir / _OVERLAY_POLICY).write_text(_KEPT if spec.overlay_persistent else _FRESH)
         mounts = [self.layout.lower_mount(spec.vm_id), self.layout.layer_mount(spec.vm_id)]
         if home_key is not None:
             mounts.append(self.layout.home_mount(spec.vm_id))
@@ -338,10 +341,18 @@ class LxcBackend(Backend):
         if device is not None:
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
-        shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
+        cdir = self.layout.container_dir(vm_id)
+        try:
+            fresh = (cdir / _OVERLAY_POLICY).read_text() == _FRESH
+        except OSError:  # cleaned already, or prepared by an older version: keep
+            fresh = False
         release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
-        for layer in self.layout.layers_of(vm_id):  # its image (a kept upper's files) stays
-            release_home(layer)
+        for layer in self.layout.layers_of(vm_id):
+            if fresh:  # a fresh root's changes go with the VM (layer, mount, image)
+                self._discard(layer)
+            else:  # unmounted; its image (a kept upper's files) stays
+                release_home(layer)
+        shutil.rmtree(cdir, ignore_errors=True)  # last: what says the layer is fresh
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:
