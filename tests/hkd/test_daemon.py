@@ -315,3 +315,19 @@ def test_the_heartbeat_path_has_tight_database_limits(
         assert info["keepalives"] == "1"
         assert info["connect_timeout"] == str(hkd.settings.heartbeat_connect_timeout)
     hkd.stop()
+
+
+def test_the_backends_choices_are_logged_at_start(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    class Chosen(FakeBackend):
+        def facts(self) -> dict[str, str]:
+            return {"accel": "tcg"}
+
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir), backend=Chosen(), vma=FakeVma(), target=db)
+    with caplog.at_level("INFO", logger="qvd.hkd"):
+        hkd.start()
+    started.append(hkd)
+    assert "backend=fake start_timeout=0 accel=tcg" in caplog.messages

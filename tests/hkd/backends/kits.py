@@ -7,10 +7,16 @@ eyes (not the backend's) that nothing of a VM is left: no process, mount, networ
 device, cgroup, runtime file or fresh disk overlay under the storage roots.
 
 Kits are opened by ``open_<name>_kit(request)`` context managers (module-scoped in the
-suite: one node per backend, reused by every case); closing one removes its node and
-raises if anything of any VM it handed out was left behind. The KVM backend's kit
-lives in ``tests/hkd/backends/kvm/kit.py``, which defines ``open_kit(request)`` the same
-way; the suite imports it when it is there (see ``KIT_OPENERS`` in ``conftest.py``).
+suite: one node per backend, reused by every case; ``request`` gives session fixtures
+such as ``test_image`` through ``request.getfixturevalue``); closing one removes its
+node. The suite's ``vms`` fixture checks after every case, with ``leaks`` and a new
+backend's ``list_leftovers``, that the case left nothing of its VMs.
+
+The KVM backend's kit lives in ``tests/hkd/backends/kvm/kit.py``, which defines
+``open_kit(request)`` the same way; the suite imports it once the file is there (see
+``KIT_OPENERS`` in ``conftest.py``). A kit whose ``survives_its_maker`` is true must be
+picklable: the suite hands it (and a VmSpec) to a child process that prepares and
+starts a VM with ``kit.backend()`` and is then killed with SIGKILL.
 """
 
 from __future__ import annotations
