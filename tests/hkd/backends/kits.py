@@ -115,10 +115,12 @@ def open_fake_kit(request: pytest.FixtureRequest) -> Iterator[BackendKit]:
     root = scratch_dir("qvd-test-fakekit-")
     image = root / "62000-contract.tar"
     image.write_bytes(b"")
+    kit = FakeKit(image=image)
     try:
-        yield FakeKit(image=image)
+        yield kit
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    assert kit.node == {}, f"the node kept VMs after the suite: {sorted(kit.node)}"
 
 
 # ---- lxc -------------------------------------------------------------------------------------
@@ -197,7 +199,9 @@ def open_lxc_kit(request: pytest.FixtureRequest) -> Iterator[BackendKit]:
     try:
         node.network().ensure()  # the bridge the veths join (an HKD makes it)
         yield LxcKit(node=node, image=image)
+        left = node.backend().list_leftovers()  # every case cleaned up after itself
     finally:
         node.clean()
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run(["ip", "link", "del", node.bridge], capture_output=True, check=False)
+    assert left == set(), f"the node kept VMs after the suite: {sorted(left)}"
