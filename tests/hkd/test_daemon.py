@@ -331,3 +331,21 @@ def test_the_backends_choices_are_logged_at_start(
         hkd.start()
     started.append(hkd)
     assert "backend=fake start_timeout=0 accel=tcg" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [({"vm.hypervisor": "xen"}, "not a known backend"),
+     ({"vm.hypervisor": "lxc", "vm.overlay.size": "-1"}, r"vm\.overlay\.size is -1")],
+)  # fmt: skip
+def test_a_backend_that_cannot_be_made_stops_the_start_with_its_reason(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, extra: dict[str, str], reason: str
+) -> None:
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir, **extra), vma=FakeVma(), target=db)
+    with pytest.raises(HkdStartError, match=rf"backend cannot start: .*{reason}"):
+        hkd.start()
+    hkd.stop()  # nothing runs: stopping is a no-op, and the lock is free again
+    again = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    again.start()
+    again.stop()
