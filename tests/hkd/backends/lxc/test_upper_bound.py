@@ -142,3 +142,16 @@ def test_the_bound_is_the_backends_setting_and_a_negative_one_is_refused(
     )  # fmt: skip
     with pytest.raises(ConfigValueError, match=r"vm\.overlay\.size is -1"):
         LxcBackend(config)
+
+
+def test_a_layer_left_mounted_without_its_container_is_a_leftover(backend: LxcBackend) -> None:
+    """An HKD killed in ``prepare`` after the layer was mounted, before the container's
+    directory was written: a new backend lists the VM and its cleanup unmounts it."""
+    backend.prepare(_spec(backend, size=24))
+    shutil.rmtree(backend.layout.container_dir(VM_ID))
+    layer = backend.layout.layer(DI_ID, VM_ID)
+    assert os.path.ismount(layer)
+    assert VM_ID in backend.list_leftovers()
+    backend.cleanup(VM_ID)
+    assert not os.path.ismount(layer)
+    assert VM_ID not in backend.list_leftovers()

@@ -331,7 +331,20 @@ class LxcBackend(Backend):
                 if vm_id is not None:
                     ids.add(vm_id)
         ids |= set(self._devices())
+        ids |= self._mounted_layers()
         return ids | self.list_running()
+
+    def _mounted_layers(self) -> set[int]:
+        """VMs whose bounded layer is still mounted (an HKD that died in ``prepare``
+        before the container directory existed leaves only that)."""
+        if not self.layout.overlayfs.is_dir():
+            return set()
+        found: set[int] = set()
+        for layer in self.layout.overlayfs.glob("*-*-overlayfs"):
+            middle = layer.name.split("-")[1]
+            if middle.isdigit() and os.path.ismount(layer):
+                found.add(int(middle))
+        return found
 
     def cleanup(self, vm_id: int) -> None:
         name = container_name(vm_id)
