@@ -153,7 +153,7 @@ TOKENS: tuple[Token, ...] = (
     _t("path.storage.overlays", "${path.storage.root}/overlays", PTH, "Per-VM qcow2 overlays."),
     _t("path.storage.homes", "${path.storage.root}/homes", PTH, "Persistent home disks (KVM)."),
     _t("path.run.lxc", "${path.run}/lxc", PTH, "LXC path for generated container configs."),
-    _t("path.run.kvm", "${path.run}/kvm", PTH, "Runtime files of KVM VMs (QMP sockets, pid files)."),
+    _t("path.run.kvm", "${path.run}/kvm", PTH, "KVM VMs' runtime files (QMP sockets, pid files)."),
     _t(
         "path.storage.bootfiles",
         "${path.storage.root}/bootfiles",

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 from qvd.config import Config
 from qvd.hkd.backends.base import (
@@ -34,7 +33,7 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
-from qvd.hkd.backends.kvm.accel import Accel, HostFacts, choose_accel, host_facts
+from qvd.hkd.backends.kvm.accel import HostFacts, choose_accel, host_facts
 from qvd.hkd.backends.kvm.cgroup import CpuGroups
 from qvd.hkd.backends.kvm.cmdline import CONSOLE_BYTES, HOME_SERIAL, MACHINES, QemuPlan, qemu_argv
 from qvd.hkd.backends.kvm.identity import identity_json
