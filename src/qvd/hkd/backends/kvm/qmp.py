@@ -154,10 +154,14 @@ class QmpClient:
             raise QmpError(f"QMP socket {self.path}: {exc.strerror or exc}") from None
         self._sock = sock
         deadline = time.monotonic() + self.timeout
-        while self.protocol.greeting is None:
-            self._read(deadline)
-        self._send(self.protocol.negotiate())
-        self._wait_reply(deadline)
+        try:
+            while self.protocol.greeting is None:
+                self._read(deadline)
+            self._send(self.protocol.negotiate())
+            self._wait_reply(deadline)
+        except BaseException:
+            self.close()
+            raise
 
     def execute(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
         """Run a command and return its value; a refusal raises :class:`QmpError`."""
