@@ -16,6 +16,7 @@ from pathlib import Path
 from qvd.config import Config
 from qvd.hkd.backends.base import HomeSpec, NetworkSpec, VmSpec
 from qvd.hkd.backends.kvm import KvmBackend
+from qvd.hkd.backends.kvm.cgroup import CpuGroups
 from qvd.hkd.backends.kvm.runtime import qemu_pid_of
 from qvd.hkd.backends.kvm.tap import list_taps
 from tests.conftest import scratch_dir
@@ -34,7 +35,6 @@ class KvmNode:
     tools: StubImageTools
     image: Path
     extra: dict[str, str] = field(default_factory=dict)
-    backends: list[KvmBackend] = field(default_factory=list)
 
     def config(self, **extra: str) -> Config:
         values = {
@@ -50,9 +50,7 @@ class KvmNode:
         return Config().with_overrides(values, source="test")
 
     def backend(self, **extra: str) -> KvmBackend:
-        made = KvmBackend(self.config(**extra), images=self.tools)
-        self.backends.append(made)
-        return made
+        return KvmBackend(self.config(**extra), images=self.tools)
 
     def spec(
         self,
@@ -113,8 +111,8 @@ class KvmNode:
         left += [f"tap {dev}" for dev in list_taps(self.prefix).values()]
         if self.run_kvm.is_dir():
             left += [f"runtime dir {p.name}" for p in self.run_kvm.iterdir()]
-        for made in self.backends[:1]:
-            left += [f"cpu group {vm}" for vm in made.groups.vm_ids()]
+        groups = CpuGroups(Path("/sys/fs/cgroup"), self.run_kvm)
+        left += [f"cpu group {vm}" for vm in groups.vm_ids()]
         return left
 
     def tear_down(self) -> None:

@@ -1,9 +1,10 @@
 """A guest that needs no disk image: a 70-byte multiboot kernel QEMU boots directly.
 
 It enables the ACPI power button (PM1a at 0x600, where SeaBIOS puts it on both ``pc``
-and ``q35``), polls for a press, and then powers the machine off (SLP_EN with S5):
-``system_powerdown`` ends it the way it ends a real guest, so the backend's whole
-lifecycle runs against a real QEMU in about a second. It polls (one host CPU while it
+and ``q35``), says ``QVD-STUB-READY`` on the serial console, polls for a press, and
+then powers the machine off (SLP_EN with S5): ``system_powerdown`` ends it the way it
+ends a real guest, so the backend's whole lifecycle runs against a real QEMU in about
+a second. It polls (one host CPU while it
 runs), so tests keep these guests short-lived.
 
 ``StubImageTools`` stands in for the DI checks and boot-file extraction (owned by the
@@ -18,10 +19,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["StubBoot", "StubImageTools", "make_stub_di", "stub_kernel"]
+__all__ = ["READY", "StubBoot", "StubImageTools", "make_stub_di", "stub_kernel"]
 
 _BASE = 0x100000
 _PM = 0x600  # PM1a event block: +0 status, +2 enable, +4 control
+_COM1 = 0x3F8
+READY = b"QVD-STUB-READY\n"
 
 
 def _out_dx(port: int) -> bytes:
@@ -34,6 +37,9 @@ def stub_kernel() -> bytes:
         "<8I", magic, flags, -(magic + flags) & 0xFFFFFFFF, _BASE, _BASE, 0, 0, _BASE + 32
     )
     code = _out_dx(_PM + 2) + b"\x66\xb8\x00\x01" + b"\x66\xef"  # PWRBTN_EN
+    code += _out_dx(_COM1)
+    for char in READY:  # to the serial console: the button is armed
+        code += b"\xb0" + bytes([char]) + b"\xee"  # mov al, char; out dx, al
     loop = _out_dx(_PM) + b"\x66\xed" + b"\x66\xa9\x00\x01" + b"\xf3\x90"  # in; test; pause
     code += loop + b"\x74" + struct.pack("<b", -(len(loop) + 2))  # jz loop
     code += _out_dx(_PM + 4) + b"\x66\xb8\x00\x20" + b"\x66\xef"  # SLP_EN, S5
