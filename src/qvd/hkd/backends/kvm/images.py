@@ -1,22 +1,23 @@
 """What the backend asks of a DI file: that it is a sound qcow2, and its boot files.
 
 The checks themselves live elsewhere (``qvd.imagefile.qcow2.check_qcow2`` reads the
-qcow2 structure, ``qvd.hkd.backends.kvm.bootfiles.boot_files`` takes the kernel, initrd
-and kernel arguments out of it); :class:`ImageTools` is the seam the backend calls them
-through, so a unit test can hand in its own. Results are kept per file version (inode,
+qcow2 structure, ``bootfiles.boot_files`` takes the kernel, initrd and kernel
+arguments out of it without mounting it); :class:`ImageTools` is the seam the backend
+calls them through, so a test can hand in a stub guest's. Results are kept per file version (inode,
 size, mtime): a DI is checked once, not at every start.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from qvd.hkd.backends.base import TerminalBackendError
+from qvd.hkd.backends.kvm.bootfiles import boot_files
 from qvd.hkd.backends.kvm.storage import is_qcow2
+from qvd.imagefile import ImageRejected, check_qcow2
 
 __all__ = ["BootFiles", "CheckedImages", "ImageTools", "RealImageTools"]
 
@@ -38,20 +39,16 @@ class ImageTools(Protocol):
 
 
 class RealImageTools:
-    """The project's own checks (imported when first used)."""
+    """The project's own checks."""
 
     def check(self, image: Path, *, max_virtual_bytes: int) -> None:
-        qcow2 = importlib.import_module("qvd.imagefile.qcow2")
-        rejected = importlib.import_module("qvd.imagefile").ImageRejected
         try:
-            qcow2.check_qcow2(image, max_virtual_bytes=max_virtual_bytes)
-        except rejected as exc:
+            check_qcow2(image, max_virtual_bytes=max_virtual_bytes)
+        except ImageRejected as exc:
             raise TerminalBackendError(f"disk image {image.name} refused: {exc}") from None
 
     def boot_files(self, image: Path, cache_dir: Path) -> BootFiles:
-        module = importlib.import_module("qvd.hkd.backends.kvm.bootfiles")
-        files: BootFiles = module.boot_files(image, cache_dir)
-        return files
+        return boot_files(image, cache_dir)
 
 
 @dataclass(frozen=True, slots=True)
