@@ -134,7 +134,7 @@ def test_a_starter_killed_hard_leaves_a_vm_a_new_backend_adopts(kvm_node: KvmNod
         "b = node.backend(); s = node.spec(10004)\n"
         "b.prepare(s); print(b.start(s), flush=True); time.sleep(600)\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    env = {**os.environ, "PYTHONPATH": ":".join(p for p in sys.path if p)}
     child = subprocess.Popen(
         [sys.executable, "-c", script, str(kvm_node.root), kvm_node.bridge, kvm_node.prefix,
          str(kvm_node.image)],

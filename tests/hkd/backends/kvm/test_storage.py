@@ -3,6 +3,7 @@ grown and never shrunk, everything root's only, a tarball DI refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -98,12 +99,10 @@ def test_a_tarball_di_on_a_kvm_node_is_refused(kvm_node: KvmNode) -> None:
     tarball = kvm_node.image.with_name("8-desktop.tar.zst")
     tarball.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
     spec = kvm_node.spec(20004)
-    bad = type(spec)(**{**{f: getattr(spec, f) for f in spec.__slots__}, "image": tarball})
+    bad = dataclasses.replace(spec, image=tarball)
     with pytest.raises(TerminalBackendError, match="not a qcow2 image"):
         backend.prepare(bad)
-    missing = type(spec)(
-        **{**{f: getattr(spec, f) for f in spec.__slots__}, "image": tarball.with_name("x")}
-    )
+    missing = dataclasses.replace(spec, image=tarball.with_name("x"))
     with pytest.raises(TerminalBackendError, match="missing"):
         backend.prepare(missing)
     backend.cleanup(20004)
