@@ -150,6 +150,7 @@ class KvmBackend(Backend):
             self.groups.place(vm_id, pid, spec.cpu_weight)
         except BaseException:
             self.kill(vm_id)
+            self._end_child(vm_id)  # one that never wrote its pid file, too
             delete_tap(net.host_device)
             raise
         log.info("VM %s: QEMU %s runs (accel=%s)", vm_id, pid, self.accel.value)
@@ -209,6 +210,14 @@ class KvmBackend(Backend):
             )  # fmt: skip
         if done.returncode not in (0, 9):  # 9: made meanwhile
             raise BackendError(f"useradd {self.user}: {done.stderr.strip()}")
+
+    def _end_child(self, vm_id: int) -> None:
+        """SIGKILL and reap the QEMU this object started for ``vm_id``, if it runs."""
+        with self._lock:
+            proc = self._children.pop(vm_id, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def _reap(self, vm_id: int) -> None:
         with self._lock:
