@@ -25,7 +25,7 @@ from qvd.hkd.backends.kvm.cgroup import CpuGroups
 from tests.hkd.backends.kvm.node import KvmNode, kvm_node_made
 from tests.hkd.backends.kvm.stubguest import READY
 
-__all__ = ["KvmKit", "open_kit"]
+__all__ = ["KvmKit", "open_kit", "qemus_of"]
 
 _FIRST_ID = 63000
 
@@ -62,7 +62,7 @@ class KvmKit:
         return False
 
     def leaks(self, vm_id: int) -> list[str]:
-        found = [f"qemu process {pid}" for pid in _qemus_of(self.node.run_kvm, vm_id)]
+        found = [f"qemu process {pid}" for pid in qemus_of(self.node.run_kvm, vm_id)]
         tap = Path("/sys/class/net") / f"{self.node.prefix}{vm_id}"
         if tap.exists():
             found.append(f"tap {tap.name}")
@@ -75,7 +75,7 @@ class KvmKit:
         return found
 
 
-def _qemus_of(run_kvm: Path, vm_id: int) -> list[int]:
+def qemus_of(run_kvm: Path, vm_id: int) -> list[int]:
     """QEMU processes whose command line names this VM's pid file (by /proc)."""
     pidfile = str(run_kvm / str(vm_id) / "qemu.pid").encode()
     found: list[int] = []

@@ -16,6 +16,7 @@ import pytest
 
 from qvd.hkd.backends.base import BackendError
 from qvd.hkd.backends.kvm import KvmBackend
+from tests.hkd.backends.kvm.kit import qemus_of
 from tests.hkd.backends.kvm.node import KvmNode
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -188,6 +189,6 @@ def test_a_qemu_that_does_not_answer_in_time_is_ended(kvm_node: KvmNode) -> None
     backend.prepare(spec)
     with pytest.raises(BackendError, match="did not answer on QMP"):
         backend.start(spec)
-    assert kvm_node.qemu_pids() == {}
+    assert qemus_of(kvm_node.run_kvm, 10007) == []  # by /proc, pid file or not
     backend.cleanup(10007)
     assert kvm_node.leaks() == []
