@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from qvd.hkd.backends.kvm.identity import hostname_for, identity_json
 from tests.hkd.backends.kvm.node import KvmNode, kvm_node_made
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -66,15 +66,17 @@ def test_the_secret_and_a_hostile_name_stay_off_the_command_line(node: KvmNode) 
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
         assert not any(secret in word for word in argv)
         assert not any("shadow" in word or "/bin/sh" in word for word in argv)
+        assert hostname_for(30001, HOSTILE) == "qvd-30001"  # what the identity carries
         append = argv[argv.index("-append") + 1]
         assert append == "console=ttyS0 quiet panic=-1"  # the image's own, and ours
-        identity = node.run_kvm / "30001" / "identity.json"
-        assert json.loads(identity.read_text())["hostname"] == "qvd-30001"
-        assert identity.stat().st_mode & 0o777 == 0o600
+        assert not (node.run_kvm / "30001" / "identity.json").exists(), "secret left on disk"
         assert (node.run_kvm / "30001").stat().st_mode & 0o777 == 0o700
-        # what the QEMU user could open if its guest took QEMU over
+        # what the QEMU user could open if its guest took QEMU over: another VM's
+        # identity (prepared, not started: the file a starting QEMU would read) and disks
+        identity = node.run_kvm / "30002" / "identity.json"
+        backend.runtime.write_private(identity, identity_json(30002, "vm", "other-secret", None))
         user = backend.user
-        assert _as_user(user, identity) != 0
+        assert _as_user(user, identity) != 0, "the QEMU user reads another VM's secret"
         assert _as_user(user, node.overlays / "7-30002-overlay.qcow2") != 0
         assert _as_user(user, node.homes / "30002-data.qcow2") != 0
     finally:

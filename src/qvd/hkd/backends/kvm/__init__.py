@@ -153,6 +153,9 @@ class KvmBackend(Backend):
             self._end_child(vm_id)  # one that never wrote its pid file, too
             delete_tap(net.host_device)
             raise
+        # QEMU read the identity into memory when it started (fw_cfg file=): the
+        # secret need not stay on the node's disk while the VM runs
+        self.runtime.identity(vm_id).unlink(missing_ok=True)
         log.info("VM %s: QEMU %s runs (accel=%s)", vm_id, pid, self.accel.value)
         return pid
 

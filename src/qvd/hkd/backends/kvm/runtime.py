@@ -1,8 +1,9 @@
 """A VM's runtime directory and the QEMU process it names.
 
 ``<path.run.kvm>/<vm_id>/`` (0700 root) holds ``qmp.sock``, ``qemu.pid``,
-``identity.json`` (0600: the VMA secret), ``qemu.log`` (QEMU's own messages) and
-``vm.json`` (what cleanup must know: the overlay and whether it persists). A QEMU
+``identity.json`` (0600: the VMA secret; removed once QEMU has read it),
+``qemu.log`` (QEMU's own messages) and ``vm.json`` (what cleanup must know: the
+overlay and whether it persists). A QEMU
 counts as this VM's only when the PID in the pid file is alive, not a zombie, and its
 command line names this very pid file: a PID reused by another process, or another
 node's QEMU of the same VM id on this machine, is never taken for ours.
