@@ -180,7 +180,7 @@ def test_is_alive_ignores_a_pid_file_naming_another_process(kvm_node: KvmNode) -
 
 
 def test_a_qemu_that_does_not_answer_in_time_is_ended(kvm_node: KvmNode) -> None:
-    backend = kvm_node.backend(**{"internal.hkd.kvm.qmp_timeout": "0.001"})
+    backend = kvm_node.backend(**{"internal.hkd.kvm.qmp_timeout": "0"})  # gives up at once
     spec = kvm_node.spec(10007, home_mib=None)
     backend.prepare(spec)
     with pytest.raises(BackendError, match="did not answer on QMP"):
