@@ -16,6 +16,8 @@ from qvd.hkd.backends.base import TerminalBackendError
 from qvd.hkd.backends.kvm.storage import Storage, virtual_size
 from tests.hkd.backends.kvm.node import KvmNode
 
+pytestmark = pytest.mark.root  # a node of its own (a bridge, root-owned storage)
+
 MIB = 1 << 20
 
 
