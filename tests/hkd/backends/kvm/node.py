@@ -123,10 +123,9 @@ class KvmNode:
                 probe.kill(vm_id)
             with contextlib.suppress(Exception):
                 probe.cleanup(vm_id)
-        for vm_id, pid in self.qemu_pids().items():  # pragma: no cover - last resort
+        for pid in self.qemu_pids().values():  # last resort, by the PID of our QEMU
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            del vm_id
         with contextlib.suppress(Exception):
             probe.groups.parent.rmdir()
 
