@@ -336,7 +336,13 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
     _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),
     _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),
-    _t("vm.kvm.machine", "pc", TXT, "QEMU machine type of KVM VMs: `pc` or `q35`."),
+    _t(
+        "vm.kvm.machine",
+        "pc",
+        TXT,
+        "QEMU machine type of KVM VMs: `pc` or `q35` (alike under TCG here: 10.9 s from "
+        "QEMU's start to the test image's VMA with either).",
+    ),
     _t(
         "vm.kvm.tb_size",
         "128",
