@@ -37,6 +37,7 @@ from qvd.di.recipe import Recipe, base_hash, recipe_hash, vma_source_files
 from qvd.di.sysinit import configure_systemd, layer_files
 
 __all__ = [
+    "KEEP_VERSIONS",
     "VMA_LAUNCHER",
     "VMA_PYTHON_DIR",
     "CachedStage",
@@ -51,6 +52,10 @@ __all__ = [
 ]
 
 VMA_PYTHON_DIR = "usr/lib/qvd/python"
+# Versions of an image (or stage) the cache keeps per recipe and format: the current one
+# and a few older, so that checkouts of different versions on one machine (branches,
+# worktrees) do not rebuild each other's images at every run.
+KEEP_VERSIONS = 3
 VMA_LAUNCHER = "usr/lib/qvd/bin/qvd-vma"
 
 _LAUNCHER = """#!/usr/bin/python3 -IS
@@ -276,14 +281,20 @@ def _os_steps(recipe: Recipe) -> list[tuple[str, float]]:
     ]
 
 
+def _versions(folder: Path, prefix: str, suffix: str) -> list[Path]:
+    """Files ``<prefix>-<16 hex digits><suffix>`` in ``folder``, newest first."""
+    name = re.compile(rf"{re.escape(prefix)}-[0-9a-f]{{16}}{re.escape(suffix)}")
+    found = [p for p in folder.glob(f"{prefix}-*{suffix}") if name.fullmatch(p.name)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def _cache_stage(
-    root: Path, stage: Path, pattern: str, step: str, plan: StepPlan, log: TextIO
+    root: Path, stage: Path, prefix: str, step: str, plan: StepPlan, log: TextIO
 ) -> None:
-    """Pack ``root`` as the cached ``stage``, replacing older files matching ``pattern``."""
+    """Pack ``root`` as the cached ``stage`` (``<prefix>-<key>.tar.zst``), keeping only
+    the newest versions of it."""
     plan.report(step, 0.0, f"caching {stage.name}")
     stage.parent.mkdir(parents=True, exist_ok=True)
-    for old in stage.parent.glob(pattern):
-        old.unlink()
     pack_tree(
         root,
         stage,
@@ -291,6 +302,9 @@ def _cache_stage(
         log=log,
         on_fraction=lambda f: plan.report(step, f, f"caching {stage.name}"),
     )
+    for old in _versions(stage.parent, prefix, ".tar.zst")[KEEP_VERSIONS:]:
+        if old != stage:
+            old.unlink(missing_ok=True)
 
 
 def build_image(
@@ -343,12 +357,12 @@ def build_image(
                     install_packages(recipe, root, plan, log)
                     configure(recipe, root, plan)
                     cleanup(recipe, root, plan, log)
-                    pattern = f"{recipe.name}-base-*.tar.zst"
-                    _cache_stage(root, stage, pattern, "stage", plan, log)
+                    prefix = f"{recipe.name}-base"
+                    _cache_stage(root, stage, prefix, "stage", plan, log)
                 if extra is not None and extra_file is not None and not have_extra:
                     extra.build(recipe, root, plan, log)
-                    pattern = f"{recipe.name}-{extra.label}-*.tar.zst"
-                    _cache_stage(root, extra_file, pattern, extra.steps[-1][0], plan, log)
+                    prefix = f"{recipe.name}-{extra.label}"
+                    _cache_stage(root, extra_file, prefix, extra.steps[-1][0], plan, log)
                 _install_vma(recipe, root, plan, log, rhash)
                 fmt.finish(recipe, root, plan, log)
                 packages = _package_versions(root)
@@ -379,10 +393,9 @@ def build_image(
 
 
 def _prune_older(cache: Path, recipe: Recipe, keep: Path, suffix: str) -> None:
-    """Drop the recipe's previous images of this format: the cache holds the current one
-    only (the recipe's images of other formats stay)."""
-    name = re.compile(rf"{re.escape(recipe.name)}-[0-9a-f]{{16}}{re.escape(suffix)}")
-    for old in cache.glob(f"{recipe.name}-*{suffix}"):
-        if old != keep and name.fullmatch(old.name) and old.is_file():
+    """Drop the recipe's older images of this format beyond the newest few (the recipe's
+    images of other formats stay)."""
+    for old in _versions(cache, recipe.name, suffix)[KEEP_VERSIONS:]:
+        if old != keep:
             meta_path(old).unlink(missing_ok=True)
             old.unlink(missing_ok=True)

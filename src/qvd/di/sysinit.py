@@ -21,6 +21,7 @@ from qvd.di.errors import BuildError
 from qvd.di.osstage import chroot
 from qvd.di.progress import StepPlan
 from qvd.di.recipe import module_files
+from qvd.di.rootfiles import replace_file, replace_symlink
 
 __all__ = [
     "MASKED_UNITS",
@@ -104,23 +105,7 @@ def vma_unit() -> str:
 
 def layer_files() -> list[tuple[str, bytes]]:
     """What an image with systemd as init depends on beyond the recipe (for its hash)."""
-    return [*module_files(("sysinit.py",)), (UNIT_NAME, vma_unit().encode())]
-
-
-def _replace(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` at ``path`` as a new regular file (never through a link)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink() or path.exists():
-        path.unlink()
-    path.write_text(text, encoding="utf-8")
-    path.chmod(mode)
-
-
-def _symlink(path: Path, target: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink() or path.exists():
-        path.unlink()
-    path.symlink_to(target)
+    return [*module_files(("sysinit.py", "rootfiles.py")), (UNIT_NAME, vma_unit().encode())]
 
 
 def configure_systemd(root: Path, plan: StepPlan, log: TextIO, *, vm: bool) -> None:
@@ -128,26 +113,26 @@ def configure_systemd(root: Path, plan: StepPlan, log: TextIO, *, vm: bool) -> N
     plan.report("init", 0.0, f"systemd as init, {UNIT_NAME}")
     if not (root / "sbin/init").exists() and not (root / "usr/sbin/init").exists():
         raise BuildError("init", "the image has no /sbin/init: install systemd-sysv")
-    _replace(root / UNIT_DIR / UNIT_NAME, vma_unit())
+    replace_file(root / UNIT_DIR / UNIT_NAME, vma_unit())
     units = [UNIT_NAME, *(_VM_UNITS if vm else ())]
     # First boot (empty machine-id) applies presets: enable only what we enable here.
     preset = "".join(f"enable {unit}\n" for unit in units) + "disable *\n"
-    _replace(root / "etc/systemd/system-preset/00-qvd.preset", preset)
+    replace_file(root / "etc/systemd/system-preset/00-qvd.preset", preset)
     if vm:
-        _replace(root / NETWORK_FILE, _NETWORK)
-        _symlink(root / "etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
+        replace_file(root / NETWORK_FILE, _NETWORK)
+        replace_symlink(root / "etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
     run_tool(chroot(root, "systemctl", "enable", *units), step="init", log=log)
     run_tool(chroot(root, "systemctl", "mask", *MASKED_UNITS), step="init", log=log)
     plan.report("init", 0.6, "vma.init = systemd, machine-id")
     conf = root / "etc/qvd/vma.conf"
-    with conf.open("a", encoding="utf-8") as fh:
-        fh.write("vma.init = systemd\n")
+    written = conf.read_text(encoding="utf-8") if conf.is_file() and not conf.is_symlink() else ""
+    replace_file(conf, written + "vma.init = systemd\n")
     # Each VM (each container) gets its own machine id at boot, never the image's.
-    _replace(root / "etc/machine-id", "", 0o444)
-    _symlink(root / "var/lib/dbus/machine-id", "/etc/machine-id")
+    replace_file(root / "etc/machine-id", "", 0o444)
+    replace_symlink(root / "var/lib/dbus/machine-id", "/etc/machine-id")
     # /etc and /var are up to date with /usr: no ldconfig and catalog rebuild at boot.
     now = time.time()
     for rel in ("etc/.updated", "var/.updated"):
-        _replace(root / rel, f"# written by qvd di build\nTIMESTAMP_NSEC={int(now * 1e9)}\n")
+        replace_file(root / rel, f"# written by qvd di build\nTIMESTAMP_NSEC={int(now * 1e9)}\n")
         os.utime(root / rel, (now, now))
     plan.report("init", 1.0, "systemd configured")

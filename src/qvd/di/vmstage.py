@@ -24,6 +24,7 @@ from qvd.di.errors import BuildError
 from qvd.di.osstage import _no_services, chroot
 from qvd.di.progress import AptMeter, StepPlan
 from qvd.di.recipe import Recipe, base_hash, module_files
+from qvd.di.rootfiles import replace_file, replace_symlink
 
 __all__ = [
     "BOOT_DIR",
@@ -35,6 +36,7 @@ __all__ = [
     "VM_PACKAGES",
     "VM_STAGE_STEPS",
     "build_vm_stage",
+    "host_resolver",
     "modules_to_keep",
     "vm_stage_key",
 ]
@@ -97,7 +99,7 @@ VM_STAGE_STEPS = (("kernel", 20.0), ("initrd", 5.0), ("vm-stage", 6.0))
 def vm_stage_key(recipe: Recipe) -> str:
     """Hash of the VM stage: the OS stage it sits on and this module's source."""
     digest = hashlib.sha256(base_hash(recipe).encode())
-    for name, content in module_files(("vmstage.py",)):
+    for name, content in module_files(("vmstage.py", "rootfiles.py")):
         digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
     return digest.hexdigest()[:16]
 
@@ -123,22 +125,20 @@ def modules_to_keep(modules_dep: str, keep: Iterable[str] = KEEP_MODULES) -> set
 
 
 @contextlib.contextmanager
-def _host_resolver(root: Path) -> Iterator[None]:
+def host_resolver(root: Path) -> Iterator[None]:
     """The host's resolver inside the root while apt runs; the image's afterwards."""
     resolv = root / "etc/resolv.conf"
-    saved = resolv.read_text(encoding="utf-8") if resolv.is_file() else ""
     was_link = resolv.is_symlink()
     link_target = str(resolv.readlink()) if was_link else ""
-    resolv.unlink(missing_ok=True)  # never write through a link out of the root
-    resolv.write_text(Path("/etc/resolv.conf").read_text(encoding="utf-8"), encoding="utf-8")
+    saved = "" if was_link or not resolv.is_file() else resolv.read_text(encoding="utf-8")
+    replace_file(resolv, Path("/etc/resolv.conf").read_text(encoding="utf-8"))
     try:
         yield
     finally:
-        resolv.unlink(missing_ok=True)
         if was_link:
-            resolv.symlink_to(link_target)
+            replace_symlink(resolv, link_target)
         else:
-            resolv.write_text(saved, encoding="utf-8")
+            replace_file(resolv, saved)
 
 
 def _kernel_version(root: Path) -> str:
@@ -157,15 +157,11 @@ def _install(root: Path, plan: StepPlan, log: TextIO) -> None:
             plan.report("kernel", 0.1 + 0.7 * fraction, line.strip()[:70])
 
     # The first initrd (the kernel's postinst) is already a small one.
-    conf = root / "etc/initramfs-tools/conf.d/qvd.conf"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text("MODULES=list\nCOMPRESS=gzip\n", encoding="utf-8")
+    replace_file(root / "etc/initramfs-tools/conf.d/qvd.conf", "MODULES=list\nCOMPRESS=gzip\n")
     # Root on the labelled disk, never checked at boot (each VM's overlay is fresh).
-    (root / "etc/fstab").write_text(
-        f"LABEL={ROOT_LABEL}\t/\text4\trw,noatime\t0\t0\n", encoding="utf-8"
-    )
+    replace_file(root / "etc/fstab", f"LABEL={ROOT_LABEL}\t/\text4\trw,noatime\t0\t0\n")
     with (
-        _host_resolver(root),
+        host_resolver(root),
         _no_services(root),
         mounted("proc", root / "proc", "proc", step="kernel"),
     ):
@@ -201,10 +197,10 @@ def _strip_modules(root: Path, version: str, plan: StepPlan, log: TextIO) -> Non
 
 def _make_initrd(root: Path, version: str, plan: StepPlan, log: TextIO) -> None:
     plan.report("initrd", 0.0, "small initrd (MODULES=list)")
-    (root / "etc/initramfs-tools/modules").write_text(
+    replace_file(
+        root / "etc/initramfs-tools/modules",
         "# Written by `qvd di build`: the drivers that reach the root disk.\n"
         + "".join(f"{name}\n" for name in INITRD_MODULES),
-        encoding="utf-8",
     )
     with mounted("proc", root / "proc", "proc", step="initrd"):
         run_tool(chroot(root, "update-initramfs", "-u", "-k", version), step="initrd", log=log)
@@ -218,8 +214,8 @@ def _make_initrd(root: Path, version: str, plan: StepPlan, log: TextIO) -> None:
         for where in (root, root / "boot"):
             if (where / link).is_symlink():
                 (where / link).unlink()
-    (boot / "cmdline").write_text(CMDLINE + "\n", encoding="utf-8")
-    for name in ("vmlinuz", "initrd.img", "cmdline"):
+    replace_file(boot / "cmdline", CMDLINE + "\n")
+    for name in ("vmlinuz", "initrd.img"):
         (boot / name).chmod(0o644)
     plan.report("initrd", 1.0, f"/{BOOT_DIR}: vmlinuz, initrd.img, cmdline")
 
