@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,31 @@ def test_qemu_boots_the_image_to_the_vma(
         if proc is not None:
             end_process(proc)
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_qvd_di_build_qcow2_from_the_command_line(test_image_qcow2: Path, tmp_path: Path) -> None:
+    """`qvd di build test --format qcow2 --output DIR` with the image cached: no step
+    runs, the image is copied out; `qvd di info` and `qvd di recipes` show it."""
+    cache = test_image_qcow2.parent
+    qvd = str(Path(sys.executable).with_name("qvd"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [qvd, "di", *args, "--cache", str(cache)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    done = run("build", "test", "--format", "qcow2", "--output", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout  # from the cache, no step ran
+    copied = tmp_path / test_image_qcow2.name
+    assert lines[0].startswith(f"{copied} (")
+    assert copied.read_bytes() == test_image_qcow2.read_bytes()
+    info = run("info", "test", "--format", "qcow2")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["file"] == test_image_qcow2.name
+    listing = run("recipes", "--format", "qcow2")
+    test_line = next(line for line in listing.stdout.splitlines() if line.startswith("test "))
+    assert "cached" in test_line
+    assert test_image_qcow2.name.removeprefix("test-").removesuffix(".qcow2") in test_line
