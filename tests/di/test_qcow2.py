@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from qvd.di.vmstage import CMDLINE
+from qvd.hkd.backends.kvm.bootfiles import boot_files
+from qvd.imagefile.qcow2 import check_qcow2
 from tests.conftest import end_process, free_port
 
 pytestmark = pytest.mark.timeout(1200)  # the first run on a machine builds the image
@@ -159,9 +161,7 @@ def _vma_answers(port: int) -> bool:
         return False
 
 
-def test_qemu_boots_the_image_to_the_vma(
-    test_image_qcow2: Path, raw_disk: Path, tmp_path: Path, evidence_dir: Path
-) -> None:
+def test_qemu_boots_the_image_to_the_vma(test_image_qcow2: Path, evidence_dir: Path) -> None:
     """The boot smoke test: the kernel, initrd and command line from the image itself,
     an overlay over the cached image, TCG, 2 vCPUs, user-mode network restricted to the
     guest (only the loopback port forward reaches it)."""
@@ -169,9 +169,11 @@ def test_qemu_boots_the_image_to_the_vma(
     run.mkdir(mode=0o700)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        for name in ("vmlinuz", "initrd.img"):
-            _debugfs(raw_disk, f"dump /boot/qvd/{name} {run / name}")
-        cmdline = _debugfs(raw_disk, "cat /boot/qvd/cmdline").strip()
+        # as the KVM backend takes them: the DI checked, its boot files read out of it
+        check_qcow2(test_image_qcow2, max_virtual_bytes=4 * 2**30)
+        (run / "boot").mkdir()
+        boot = boot_files(test_image_qcow2, run / "boot")
+        assert boot.cmdline == CMDLINE
         overlay = run / "overlay.qcow2"
         _run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(test_image_qcow2),
              "-F", "qcow2", str(overlay))  # fmt: skip
@@ -181,8 +183,8 @@ def test_qemu_boots_the_image_to_the_vma(
         proc = subprocess.Popen(
             ["qemu-system-x86_64", "-accel", "tcg,tb-size=128", "-machine", "pc",
              "-m", "512", "-smp", "2", "-nodefaults", "-no-user-config", "-display", "none",
-             "-kernel", str(run / "vmlinuz"), "-initrd", str(run / "initrd.img"),
-             "-append", cmdline,
+             "-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
+             "-append", boot.cmdline,
              "-drive", f"file={overlay},if=virtio,format=qcow2",
              "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:3030",
              "-device", "virtio-net-pci,netdev=n0",
