@@ -1,13 +1,17 @@
 """The image cache keeps the newest few versions of a recipe's image per format (several
 checkouts of different versions share one machine's cache), never another recipe's
-images nor the same recipe's images of another format."""
+images nor the same recipe's images of another format; a build whose tools are missing
+says which package to install before it starts."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from qvd.di.build import KEEP_VERSIONS, _prune_older
+import pytest
+
+from qvd.di import BuildError, build_image
+from qvd.di.build import KEEP_VERSIONS, LxcTarball, _prune_older
 from qvd.di.recipe import load_recipe
 
 
@@ -30,3 +34,14 @@ def test_the_newest_versions_stay(tmp_path: Path) -> None:
     expected = [p.name for p in (*kept, tarball, other)]
     expected += [p.name.split(".")[0] + ".json" for p in (*kept, tarball, other)]
     assert left == sorted(expected)
+
+
+class _NeedsAMissingTool(LxcTarball):
+    tools = (("qvd-no-such-tool", "qvd-no-such-package"),)
+
+
+def test_a_missing_tool_is_named_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"qvd-no-such-tool \(qvd-no-such-package\)") as info:
+        build_image(load_recipe("tiny"), tmp_path, fmt=_NeedsAMissingTool())
+    assert info.value.step == "tools"
+    assert list(tmp_path.iterdir()) == []

@@ -119,6 +119,7 @@ class OutputFormat(Protocol):
 
     name: str
     suffix: str
+    tools: tuple[tuple[str, str], ...]  # (program, Debian package) the format runs
 
     def layers(self, recipe: Recipe) -> list[tuple[str, bytes]]:
         """What the image depends on beyond the recipe and the builder (hash input)."""
@@ -146,6 +147,7 @@ class LxcTarball:
 
     name = "lxc-tar-zst"
     suffix = ".tar.zst"
+    tools: tuple[tuple[str, str], ...] = (("tar", "tar"), ("zstd", "zstd"))
 
     def layers(self, recipe: Recipe) -> list[tuple[str, bytes]]:
         return layer_files() if recipe.init == "systemd" else []
@@ -317,6 +319,12 @@ def build_image(
 ) -> Path:
     """Build (or find in ``cache``) the image of ``recipe``; returns the image file."""
     fmt = fmt or LxcTarball()
+    missing = [f"{tool} ({package})" for tool, package in fmt.tools
+               if shutil.which(tool, path=CLEAN_ENV["PATH"]) is None]  # fmt: skip
+    if missing:
+        raise BuildError(
+            "tools", f"missing {', '.join(missing)}: run scripts/deps-di.sh (or apt-get install)"
+        )
     rhash, bhash = image_hash(recipe, fmt), base_hash(recipe)
     dest = image_path(cache, recipe, fmt)
     with _locked(cache / f".{recipe.name}.lock"):

@@ -57,6 +57,7 @@ class Qcow2Image:
 
     name = "qcow2"
     suffix = ".qcow2"
+    tools: tuple[tuple[str, str], ...] = (("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils"))
 
     def layers(self, recipe: Recipe) -> list[tuple[str, bytes]]:
         return [
