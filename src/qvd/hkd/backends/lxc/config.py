@@ -102,6 +102,9 @@ def render_config(
         f"lxc.cap.drop = {' '.join(CAPS_DROPPED)}",
         "lxc.mount.entry = tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=256m 0 0",
         "lxc.mount.entry = tmpfs run tmpfs rw,nosuid,nodev,mode=0755,size=32m 0 0",
+        # an image whose init is systemd needs /run/lock mounted (it cannot: no sys_admin)
+        "lxc.mount.entry = tmpfs run/lock tmpfs rw,nosuid,nodev,noexec,create=dir,mode=1777,"
+        "size=4m 0 0",
         # nxagent's shared memory: LXC's autodev /dev has no /dev/shm
         "lxc.mount.entry = tmpfs dev/shm tmpfs rw,nosuid,nodev,noexec,create=dir,mode=1777,"
         "size=64m 0 0",
@@ -116,7 +119,8 @@ def render_config(
         f"lxc.cgroup.cpu.shares = {int(spec.cpu_shares)}",
         f"lxc.cgroup.pids.max = {int(spec.pids_max)}",
         f"lxc.init.cmd = {VMA_INIT}",
-        "lxc.signal.halt = SIGTERM",
+        # systemd's halt (SIGTERM would re-execute it); a VMA init takes it as SIGTERM
+        "lxc.signal.halt = SIGRTMIN+3",
         f"lxc.log.file = {_path('log file', log_file)}",
         "lxc.log.level = WARN",
     ]
