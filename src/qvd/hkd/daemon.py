@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from qvd.config import Config, ConfigValueError
+from qvd.config import Config, ConfigError, ConfigValueError
 from qvd.db import (
     ConnectionLimits,
     DatabaseError,
@@ -35,7 +35,7 @@ from qvd.db import (
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.backends import Backend, BackendError, VmSpec, load_backend
+from qvd.hkd.backends import Backend, BackendError, UnknownBackend, VmSpec, load_backend
 from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress
 from qvd.hkd.dnsmasq import DhcpError, Dnsmasq
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
@@ -51,7 +51,7 @@ from qvd.hkd.settings import HkdSettings
 from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
 
-__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory"]
+__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory", "backend_facts_line"]
 
 log = logging.getLogger("qvd.hkd")
 
@@ -65,6 +65,15 @@ _TRANSIENT = (
     NetworkError,
     OSError,
 )
+
+
+def backend_facts_line(backend: Backend) -> str:
+    """One log line of what the backend chose, e.g. ``backend=lxc homes=per-vm``."""
+    words = [f"backend={backend.name}"]
+    caps = backend.capabilities
+    words.append(f"start_timeout={caps.start_timeout:g}")
+    words += [f"{name}={value}" for name, value in sorted(backend.facts().items())]
+    return " ".join(words)
 
 
 class HkdStartError(Exception):
@@ -191,8 +200,16 @@ class Hkd:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
                 self._start_dhcp(host, self.network)
-            backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
+            try:
+                backend = self._backend or load_backend(
+                    self.settings.hypervisor, config=self.config
+                )
+            except (UnknownBackend, ConfigError, BackendError) as exc:
+                raise HkdStartError(
+                    f"the {self.settings.hypervisor} backend cannot start: {exc}"
+                ) from None
             self._backend = backend
+            log.info("%s", backend_facts_line(backend))
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
             self.reconciler = Reconciler(
                 self.engine,
@@ -266,9 +283,8 @@ class Hkd:
     def _before_start(self, spec: VmSpec) -> None:
         if self.leases is not None:
             net = spec.network
-            gateway: str | None = getattr(net, "gateway", None)
             self.leases.before_start(
-                spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=gateway
+                spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=net.gateway
             )
 
     def _lease_keeper(self) -> None:
