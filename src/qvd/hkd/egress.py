@@ -41,13 +41,15 @@ from pathlib import Path
 
 from qvd.config import Config, ConfigError
 from qvd.config.values import parse_bool, parse_list
+from qvd.hkd.ports import PortFilterError
 
 __all__ = [
     "EGRESS_PROPERTY",
     "Decision",
+    "Egress",
     "EgressError",
     "EgressFilter",
-    "EgressPolicy",
+    "EgressFilterError",
     "EgressRules",
     "EgressSettings",
     "decide",
@@ -65,7 +67,11 @@ _FORWARD_KNOB = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 class EgressError(Exception):
-    """Egress cannot be set up as configured, or nft refused a change of its set."""
+    """Egress cannot be set up as configured."""
+
+
+class EgressFilterError(PortFilterError):
+    """nft refused a change of the allowed set (a VM's port is not admitted)."""
 
 
 def _interface(name: str, what: str) -> str:
@@ -280,7 +286,7 @@ class EgressFilter:
         done = _nft("-f", "-", script="\n".join(lines) + "\n")
         if done.returncode != 0:
             self._known = None  # re-read what the kernel holds next time
-            raise EgressError(f"nft: {done.stderr.strip()}")
+            raise EgressFilterError(f"nft: {done.stderr.strip()}")
 
 
 # ---- the decision per VM -----------------------------------------------------------------
@@ -305,22 +311,36 @@ def decide(*, tenant_allows: bool, osf_choice: str | None) -> Decision:
     return Decision(tenant_allows, f"{ALLOW_SETTING}={int(tenant_allows)} for its tenant")
 
 
-class EgressPolicy:
-    """Decides per VM at its start; ``config`` gives the configuration with the
-    database's rows over the node's file (re-read when the rows change)."""
+class Egress:
+    """A node's egress as the HKD's reconciler uses it: the decision for a VM at its
+    start and the allowed set, kept in step where ports are admitted and released.
+    ``config`` gives the configuration with the database's rows over the node's file
+    (re-read when they change), for the tenant's ``vm.network.egress.allow``."""
 
-    def __init__(self, rules: EgressRules, config: Callable[[], Config]) -> None:
+    def __init__(
+        self, rules: EgressRules, allowed: EgressFilter, config: Callable[[], Config]
+    ) -> None:
         self.rules = rules
+        self.allowed = allowed
         self._config = config
 
-    def gateway_for(self, tenant_id: int, osf_choice: str | None) -> tuple[str | None, Decision]:
-        """The gateway to give the VM (None: no route out) and why."""
+    def gateway_for(self, tenant_id: int, osf_choices: list[str]) -> tuple[str | None, Decision]:
+        """The gateway to give a VM of ``tenant_id`` whose OSF has these values of the
+        property (None: no route out), and why. Values that disagree deny."""
         try:
             allows = self._config().get_bool(ALLOW_SETTING, tenant_id)
         except ConfigError:  # a row that does not read as a boolean: fail closed
             allows = False
-        decision = decide(tenant_allows=allows, osf_choice=osf_choice)
+        choices = {c.strip().lower() for c in osf_choices if c.strip()}
+        choice = choices.pop() if len(choices) == 1 else ("deny" if choices else None)
+        decision = decide(tenant_allows=allows, osf_choice=choice)
         return (self.rules.gateway if decision.out else None), decision
+
+    def admit(self, device: str, address: str, *, out: bool) -> None:
+        self.allowed.admit(device, address, out=out)
+
+    def release(self, device: str) -> None:
+        self.allowed.release(device)
 
 
 def how_to_enable(settings: EgressSettings) -> list[str]:
