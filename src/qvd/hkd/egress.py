@@ -107,6 +107,14 @@ class EgressSettings:
             deny=tuple(deny),
         )
 
+    def node_rules(
+        self, *, bridge: str, network: ipaddress.IPv4Network, node_address: str
+    ) -> EgressRules | None:
+        """The rules of a node, or None when its egress is off (the default)."""
+        if not self.enabled:
+            return None
+        return self.rules(bridge=bridge, network=network, node_address=node_address)
+
     def rules(
         self, *, bridge: str, network: ipaddress.IPv4Network, node_address: str
     ) -> EgressRules:

@@ -31,6 +31,7 @@ from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
 from qvd.hkd.backends import Backend, NetworkSpec, TerminalBackendError, VmSpec
+from qvd.hkd.egress import Egress
 from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
@@ -82,6 +83,7 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.monotonic,
         ports: PortFilter | None = None,
+        egress: Egress | None = None,
         fenced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
@@ -91,6 +93,7 @@ class Reconciler:
         self.vma = vma
         self.clock = clock
         self.ports = ports  # anti-spoofing of the VMs' bridge ports (None: not managed)
+        self.egress = egress  # desktops that may go out (None: the node has no egress)
         self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
@@ -314,8 +317,11 @@ class Reconciler:
 
     def _release_port(self, vm_id: int) -> None:
         """Called once nothing of the VM runs: its port may no longer speak."""
+        device = host_device(self.settings.device_prefix, vm_id)
+        if self.egress is not None:
+            self.egress.release(device)
         if self.ports is not None:
-            self.ports.release(host_device(self.settings.device_prefix, vm_id))
+            self.ports.release(device)
 
     def _spec_for_start(self, view: VmView) -> VmSpec | None:
         """Resolve the DI and address, save them with a fresh VMA secret, build the spec.
