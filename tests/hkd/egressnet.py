@@ -239,6 +239,9 @@ class EgressLab:
         self.echoes.append(made)
         return made
 
+    def in_node(self, fn: Callable[[], T]) -> T:
+        return in_netns(self.node, fn)
+
     def nft(self) -> str:
         return _run("ip", "netns", "exec", self.node, "nft", "list", "table", "inet",
                     self.network.table)  # fmt: skip
