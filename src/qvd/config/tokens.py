@@ -154,6 +154,13 @@ TOKENS: tuple[Token, ...] = (
     _t("path.storage.overlays", "${path.storage.root}/overlays", PTH, "Per-VM qcow2 overlays."),
     _t("path.storage.homes", "${path.storage.root}/homes", PTH, "Persistent home disks (KVM)."),
     _t("path.run.lxc", "${path.run}/lxc", PTH, "LXC path for generated container configs."),
+    _t("path.run.kvm", "${path.run}/kvm", PTH, "KVM VMs' runtime files (QMP sockets, pid files)."),
+    _t(
+        "path.storage.bootfiles",
+        "${path.storage.root}/bootfiles",
+        PTH,
+        "Kernels and initrds taken out of KVM DIs.",
+    ),
     _t("path.cgroup", "/sys/fs/cgroup", PTH, "cgroup mount point."),
     _t("path.cache.di", "/var/cache/qvd/di", PTH, "Cache of built disk images, by recipe hash."),
     _t("path.l7r.ssl.key", "${path.run}/l7r/ssl/key.pem", PTH, "L7R TLS key file."),
@@ -338,7 +345,6 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.lxc.home.per.user", "0", BOOL, "Homes per user login rather than per VM."),
     _t("vm.lxc.hooks.allow", "0", BOOL, "Run hooks shipped inside DIs."),
     _t("vm.lxc.redirect.allow", "0", BOOL, "Accept 'redirect' DIs."),
-    _t("vm.lxc.cpu.shares", "1024", INT, "cgroup cpu.shares of each container."),
     _t("vm.lxc.pids.max", "2048", INT, "cgroup pids.max of each container (new)."),
     _t(
         "vm.lxc.idmap.start",
@@ -355,6 +361,20 @@ TOKENS: tuple[Token, ...] = (
         "`vm_id mod ranges`, so VMs of a node share a range only when their ids differ "
         "by a multiple of it; 1 gives one range per node.",
     ),
+    _t(
+        "vm.cpus",
+        "${vm.kvm.cpus}",
+        INT,
+        "Virtual CPUs of each desktop (new name of QVD's `vm.kvm.cpus`): a VM's vCPUs, a "
+        "container's CPU time (at most this many CPUs, cgroup cfs quota).",
+    ),
+    _t(
+        "vm.cpu.weight",
+        "100",
+        INT,
+        "Relative CPU share of each desktop under contention, 1..10000, 100 = normal "
+        "(cgroup v2 semantics; LXC: cpu.shares = weight * 1024 / 100) (new).",
+    ),
     _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
     _t(
         "vm.overlay.size",
@@ -366,8 +386,47 @@ TOKENS: tuple[Token, ...] = (
         "it but never shrinks. 0: unbounded.",
     ),
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
-    _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),
+    _t("vm.kvm.cpus", "2", INT, "QVD's name of `vm.cpus` (its default; set either)."),
     _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),
+    _t(
+        "vm.kvm.machine",
+        "pc",
+        TXT,
+        "QEMU machine type of KVM VMs: `pc` or `q35` (alike under TCG here: 10.9 s from "
+        "QEMU's start to the test image's VMA with either).",
+    ),
+    _t(
+        "vm.kvm.tb_size",
+        "128",
+        INT,
+        "MiB of QEMU's translation cache per VM under TCG (QEMU's default takes ~270 MiB "
+        "more per VM).",
+    ),
+    _t(
+        "vm.kvm.user",
+        "qvd-kvm",
+        TXT,
+        "System user QEMU drops to once it has opened its files (`-runas`); made with "
+        "`useradd --system` when missing.",
+    ),
+    _t(
+        "internal.hkd.kvm.start_timeout.tcg",
+        "180",
+        NUM,
+        "Seconds a KVM VM under TCG (software emulation) may take to boot to its VMA.",
+    ),
+    _t(
+        "internal.hkd.kvm.start_timeout.kvm",
+        "30",
+        NUM,
+        "Seconds a KVM VM under hardware KVM may take to boot to its VMA.",
+    ),
+    _t(
+        "internal.hkd.kvm.qmp_timeout",
+        "20",
+        NUM,
+        "Seconds a QEMU just started may take to answer on its QMP socket.",
+    ),
     _t("internal.vm.port.vma", "3030", INT, "VMA port inside VMs."),
     _t("internal.vm.port.ssh", "22", INT, "SSH port inside VMs."),
     _t("internal.nxagent.display", "100", INT, "nxagent display; its port is display+4000."),

@@ -13,6 +13,7 @@ from qvd.hkd.backends.base import (
     Backend,
     BackendError,
     Capabilities,
+    HomeSpec,
     NetworkSpec,
     TerminalBackendError,
     VmSpec,
@@ -23,6 +24,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "Capabilities",
+    "HomeSpec",
     "NetworkSpec",
     "TerminalBackendError",
     "UnknownBackend",
@@ -35,6 +37,7 @@ __all__ = [
 # "fake" is for tests, which hand a FakeBackend to the daemon directly.
 BACKENDS: dict[str, str] = {
     "fake": "qvd.hkd.backends.fake:FakeBackend",
+    "kvm": "qvd.hkd.backends.kvm:KvmBackend",
     "lxc": "qvd.hkd.backends.lxc:LxcBackend",
 }
 
