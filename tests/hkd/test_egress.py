@@ -128,6 +128,8 @@ def test_deny_list_must_be_networks() -> None:
     with pytest.raises(EgressError, match="not an IPv4 network"):
         _settings(**{"vm.network.egress.deny": "10.0.0.0/8, lan"})
     assert _settings(**{"vm.network.egress.deny": ""}).deny == ()
+    overlapping = _settings(**{"vm.network.egress.deny": "10.1.0.0/16, 10.0.0.0/8, 10.2.3.4"})
+    assert overlapping.deny == (ipaddress.IPv4Network("10.0.0.0/8"),)
 
 
 def test_rules_text() -> None:

@@ -104,7 +104,7 @@ class EgressSettings:
             enabled=config.get_bool("vm.network.egress.enable"),
             uplink=config.get("vm.network.egress.uplink").strip(),
             gateway=config.get("vm.network.gateway").strip(),
-            deny=tuple(deny),
+            deny=tuple(ipaddress.collapse_addresses(deny)),  # nft refuses overlaps
         )
 
     def node_rules(
