@@ -30,10 +30,7 @@ with the VMs by :class:`EgressFilter`, where the HKD admits and releases their p
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import re
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +38,7 @@ from pathlib import Path
 
 from qvd.config import Config, ConfigError
 from qvd.config.values import parse_bool, parse_list
-from qvd.hkd.ports import PortFilterError
+from qvd.hkd.ports import PortFilterError, is_device_name, nft, read_set
 
 __all__ = [
     "EGRESS_PROPERTY",
@@ -62,7 +59,6 @@ log = logging.getLogger("qvd.hkd.egress")
 
 EGRESS_PROPERTY = "vm.network.egress"
 ALLOW_SETTING = "vm.network.egress.allow"
-_DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _FORWARD_KNOB = Path("/proc/sys/net/ipv4/ip_forward")
 
 
@@ -75,7 +71,7 @@ class EgressFilterError(PortFilterError):
 
 
 def _interface(name: str, what: str) -> str:
-    if not _DEVICE.fullmatch(name) or name in (".", ".."):
+    if not is_device_name(name):
         raise EgressError(f"{what} {name!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)")
     return name
 
@@ -200,27 +196,16 @@ def enable_forwarding(knob: Path = _FORWARD_KNOB) -> None:
 
 
 # ---- the allowed set ---------------------------------------------------------------------
-def _nft(*argv: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nft", *argv], input=script, capture_output=True, text=True, check=False)
-
-
 def read_allowed(table: str) -> dict[str, str]:
     """Host device → address of the VMs the kernel lets out (empty without the set)."""
-    done = _nft("-j", "list", "set", "inet", table, "egress_ports")
-    if done.returncode != 0:
-        return {}
     found: dict[str, str] = {}
-    for item in json.loads(done.stdout).get("nftables", []):
-        for elem in item.get("set", {}).get("elem", []):
-            parts = elem.get("concat") if isinstance(elem, dict) else None
-            if isinstance(parts, list) and len(parts) == 2:
-                device, address = str(parts[0]), str(parts[1])
-                try:
-                    _interface(device, "device")
-                    ipaddress.IPv4Address(address)
-                except (EgressError, ValueError):
-                    continue
-                found[device] = address
+    for device, address in read_set("inet", table, "egress_ports", 2):
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            continue
+        if is_device_name(device):
+            found[device] = address
     return found
 
 
@@ -291,7 +276,7 @@ class EgressFilter:
     def _apply(self, lines: list[str]) -> None:
         if not lines:
             return
-        done = _nft("-f", "-", script="\n".join(lines) + "\n")
+        done = nft("-f", "-", script="\n".join(lines) + "\n")
         if done.returncode != 0:
             self._known = None  # re-read what the kernel holds next time
             raise EgressFilterError(f"nft: {done.stderr.strip()}")

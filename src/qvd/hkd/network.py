@@ -31,19 +31,17 @@ firewall (reference §2.7, without NAT and without a route out).
 from __future__ import annotations
 
 import ipaddress
-import re
 import subprocess
 from dataclasses import dataclass
 
 from qvd.hkd.egress import EgressRules, enable_forwarding, read_allowed
-from qvd.hkd.ports import Port, disable_ipv6, read_ports
+from qvd.hkd.ports import Port, disable_ipv6, is_device_name, nft, read_ports
 
 __all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
 
 GUARD_METRIC = 4242
 # a DHCP message's client hardware address: 48 bits, 8 (UDP) + 28 bytes into it
 _CHADDR = "@th,288,48"
-_DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 class NetworkError(Exception):
@@ -86,7 +84,7 @@ class NodeNetwork:
                 "vm.network.egress.enable needs internal.vm.network.firewall.enable: "
                 "the firewall is what keeps desktops in"
             )
-        if not _DEVICE.fullmatch(self.bridge) or self.bridge in (".", ".."):
+        if not is_device_name(self.bridge):
             raise NetworkError(
                 f"vm.network.bridge {self.bridge!r} is not an interface name "
                 "(1-15 of A-Z a-z 0-9 _ . -)"
@@ -249,13 +247,8 @@ table inet {t} {{
 """
 
     def _apply_firewall(self) -> None:
-        done = subprocess.run(
-            ["nft", "-f", "-"],
-            input=self._ruleset(read_ports(self.table), read_allowed(self.table)),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        ruleset = self._ruleset(read_ports(self.table), read_allowed(self.table))
+        done = nft("-f", "-", script=ruleset)
         if done.returncode != 0:
             raise NetworkError(f"nft: {done.stderr.strip()}")
 
@@ -263,9 +256,7 @@ table inet {t} {{
         """Remove the firewall tables and the bridge, and the guard route if asked
         (when the whole node is being taken down, e.g. at the end of ``qvd up``)."""
         for family in ("bridge", "inet"):
-            subprocess.run(
-                ["nft", "delete", "table", family, self.table], capture_output=True, check=False
-            )
+            nft("delete", "table", family, self.table)
         _ip("link", "del", self.bridge, check=False)
         if guard:
             route = ("route", "del", "unreachable", str(self.network))

@@ -26,7 +26,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Port", "PortFilter", "PortFilterError", "read_ports"]
+__all__ = [
+    "Port",
+    "PortFilter",
+    "PortFilterError",
+    "is_device_name",
+    "nft",
+    "read_ports",
+    "read_set",
+]
 
 _DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -35,6 +43,12 @@ _SYSCTL = Path("/proc/sys/net/ipv6/conf")
 
 class PortFilterError(Exception):
     """nft refused a port change, or a port's facts are not well formed."""
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a network interface name, safe in an nft rule and a /proc
+    path (1-15 of A-Z a-z 0-9 _ . -, not ``.`` or ``..``)."""
+    return bool(_DEVICE.fullmatch(name)) and name not in (".", "..")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +61,7 @@ class Port:
     address: str
 
     def __post_init__(self) -> None:
-        if not _DEVICE.fullmatch(self.device) or self.device in (".", ".."):
+        if not is_device_name(self.device):
             raise PortFilterError(f"not an interface name: {self.device!r}")
         if not _MAC.fullmatch(self.mac) or int(self.mac[:2], 16) & 1:
             raise PortFilterError(f"not a unicast MAC address in lower case: {self.mac!r}")
@@ -66,32 +80,41 @@ class Port:
         }
 
 
-def _nft(*argv: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+def nft(*argv: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["nft", *argv], input=script, capture_output=True, text=True, check=False)
+
+
+def read_set(family: str, table: str, name: str, width: int) -> list[tuple[str, ...]]:
+    """The elements of a set of concatenations of ``width`` parts that the kernel holds
+    (unchecked strings); empty without the set."""
+    done = nft("-j", "list", "set", family, table, name)
+    if done.returncode != 0:
+        return []
+    found: list[tuple[str, ...]] = []
+    for item in json.loads(done.stdout).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []):
+            parts = elem.get("concat") if isinstance(elem, dict) else None
+            if isinstance(parts, list) and len(parts) == width:
+                found.append(tuple(str(part) for part in parts))
+    return found
 
 
 def read_ports(table: str) -> dict[str, Port]:
     """The ports the kernel holds in ``table`` (device → port); empty without the table."""
-    done = _nft("-j", "list", "set", "bridge", table, "ports")
-    if done.returncode != 0:
-        return {}
     found: dict[str, Port] = {}
-    for item in json.loads(done.stdout).get("nftables", []):
-        for elem in item.get("set", {}).get("elem", []):
-            parts = elem.get("concat") if isinstance(elem, dict) else None
-            if isinstance(parts, list) and len(parts) == 3:
-                try:
-                    port = Port(str(parts[0]), str(parts[1]), str(parts[2]))
-                except PortFilterError:
-                    continue
-                found[port.device] = port
+    for device, mac, address in read_set("bridge", table, "ports", 3):
+        try:
+            port = Port(device, mac, address)
+        except PortFilterError:
+            continue
+        found[port.device] = port
     return found
 
 
 def disable_ipv6(device: str) -> bool:
     """Turn IPv6 off on a host device (a second layer under the nft drop); False when
     the device (or IPv6) is not there."""
-    if not _DEVICE.fullmatch(device) or device in (".", ".."):
+    if not is_device_name(device):
         raise PortFilterError(f"not an interface name: {device!r}")
     knob = _SYSCTL / device / "disable_ipv6"
     try:
@@ -154,7 +177,7 @@ class PortFilter:
     def _apply(self, lines: list[str]) -> None:
         if not lines:
             return
-        done = _nft("-f", "-", script="\n".join(lines) + "\n")
+        done = nft("-f", "-", script="\n".join(lines) + "\n")
         if done.returncode != 0:
             self._known = None  # re-read what the kernel holds next time
             raise PortFilterError(f"nft: {done.stderr.strip()}")
