@@ -163,6 +163,9 @@ def test_a_qemu_that_cannot_start_leaves_nothing(kvm_node: KvmNode) -> None:
     with pytest.raises(BackendError, match="ended at start"):
         backend.start(spec)
     assert not backend.is_alive(10005)
+    # no tap, cpu group or secret; the disks and runtime directory are prepare's
+    assert not (kvm_node.run_kvm / "10005" / "identity.json").exists()
+    assert kvm_node.leaks() == ["runtime dir 10005"]
     backend.cleanup(10005)
     assert kvm_node.leaks() == []
 
@@ -186,5 +189,7 @@ def test_a_qemu_that_does_not_answer_in_time_is_ended(kvm_node: KvmNode) -> None
     with pytest.raises(BackendError, match="did not answer on QMP"):
         backend.start(spec)
     assert qemus_of(kvm_node.run_kvm, 10007) == []  # by /proc, pid file or not
+    assert not (kvm_node.run_kvm / "10007" / "identity.json").exists()
+    assert kvm_node.leaks() == ["runtime dir 10007"]
     backend.cleanup(10007)
     assert kvm_node.leaks() == []

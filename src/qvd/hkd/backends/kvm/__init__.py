@@ -130,10 +130,6 @@ class KvmBackend(Backend):
         self.runtime.ensure(vm_id)
         for stale in (self.runtime.qmp(vm_id), self.runtime.pidfile(vm_id)):
             stale.unlink(missing_ok=True)
-        self.runtime.write_private(
-            self.runtime.identity(vm_id),
-            identity_json(vm_id, spec.name, spec.vma_secret, HOME_SERIAL if home else None),
-        )
         self._ensure_user()
         net = spec.network
         plan = QemuPlan(
@@ -144,18 +140,22 @@ class KvmBackend(Backend):
             qmp=self.runtime.qmp(vm_id), pidfile=self.runtime.pidfile(vm_id), runas=self.user,
         )  # fmt: skip
         argv = qemu_argv(plan)
-        create_tap(net.host_device, net.bridge)
+        self.runtime.write_private(
+            plan.identity,
+            identity_json(vm_id, spec.name, spec.vma_secret, HOME_SERIAL if home else None),
+        )
         try:
-            pid = self._spawn(vm_id, argv)
-            self.groups.place(vm_id, pid, spec.cpu_weight)
-        except BaseException:
-            self.kill(vm_id)
-            self._end_child(vm_id)  # one that never wrote its pid file, too
-            delete_tap(net.host_device)
-            raise
-        # QEMU read the identity into memory when it started (fw_cfg file=): the
-        # secret need not stay on the node's disk while the VM runs
-        self.runtime.identity(vm_id).unlink(missing_ok=True)
+            create_tap(net.host_device, net.bridge)
+            try:
+                pid = self._spawn(vm_id, argv)
+                self.groups.place(vm_id, pid, spec.cpu_weight)
+            except BaseException:
+                self._undo_start(vm_id, net.host_device)
+                raise
+        finally:
+            # QEMU read the identity into memory when it started (fw_cfg file=), or
+            # never will: the secret does not stay on the node's disk
+            plan.identity.unlink(missing_ok=True)
         log.info("VM %s: QEMU %s runs (accel=%s)", vm_id, pid, self.accel.value)
         return pid
 
@@ -213,6 +213,17 @@ class KvmBackend(Backend):
             )  # fmt: skip
         if done.returncode not in (0, 9):  # 9: made meanwhile
             raise BackendError(f"useradd {self.user}: {done.stderr.strip()}")
+
+    def _undo_start(self, vm_id: int, device: str) -> None:
+        """End what a failed start made (its QEMU, tap and cpu group); what ``prepare``
+        made (disks, runtime directory) stays for the next try or ``cleanup``."""
+        try:
+            self.kill(vm_id)
+        finally:
+            self._end_child(vm_id)  # one that never wrote its pid file, too
+            delete_tap(device)
+            with contextlib.suppress(BackendError):
+                self.groups.remove(vm_id)
 
     def _end_child(self, vm_id: int) -> None:
         """SIGKILL and reap the QEMU this object started for ``vm_id``, if it runs."""
