@@ -245,27 +245,23 @@ def _start_node(
 
 
 def boot_demo_desktop(
-    report: UpReport,
+    target: DatabaseTarget,
+    vm_id: int,
+    host_id: int,
     say: Callable[[str], None],
     stop: threading.Event,
     *,
+    accel: str,
+    budget: float,
     every: float = 15.0,
 ) -> bool:
-    """Boot the demo desktop now and wait until its VMA answers, saying how it goes
-    every ``every`` seconds; only for a hypervisor that boots slowly (a VM). False
-    (said, not raised: the node stays up) when it does not boot in time or fails."""
-    if report.needs is None or not report.needs.boots_slowly:
-        return True
-    target = report.target
-    if report.desktop is None or report.hkd is None or report.host_id is None or target is None:
-        return True
-    accel = report.hkd.backend.facts().get("accel", "?")
-    # as long as a client's connect would wait for it
-    budget = report.hkd.config.get_float("internal.l7r.timeout.vm_start")
-    vm_id = report.desktop.vm_id
+    """Ask this node to boot VM ``vm_id`` now and wait until its VMA answers (the VM
+    ``running``), saying how it goes every ``every`` seconds. False (said, not raised:
+    the node stays up) when it fails, is blocked or does not run within ``budget``
+    seconds, or when ``stop`` is set."""
     engine = make_engine(target)
     try:
-        asked = start_desktop(engine, vm_id, report.host_id)
+        asked = start_desktop(engine, vm_id, host_id)
         slow = " (TCG: no hardware virtualisation here, a boot takes a minute or two)"
         note = (slow if accel == "tcg" else "") + ("" if asked else "; already on its way")
         say(f"booting the demo desktop, VM {vm_id}, with accel={accel}{note}")
@@ -291,6 +287,22 @@ def boot_demo_desktop(
         return False
     finally:
         engine.dispose()
+
+
+def _boot_if_slow(report: UpReport, say: Callable[[str], None], stop: threading.Event) -> None:
+    """A VM boots slowly: boot the demo desktop before the node says it is up."""
+    if report.needs is None or not report.needs.boots_slowly:
+        return
+    if report.desktop is None or report.hkd is None or report.host_id is None:
+        return
+    if report.target is None:
+        return
+    boot_demo_desktop(
+        report.target, report.desktop.vm_id, report.host_id, say, stop,
+        accel=report.hkd.backend.facts().get("accel", "?"),
+        # as long as a client's connect would wait for it
+        budget=report.hkd.config.get_float("internal.l7r.timeout.vm_start"),
+    )  # fmt: skip
 
 
 def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
@@ -367,7 +379,7 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
             print(line, file=out, flush=True)
 
         report = bring_up(config, say)
-        boot_demo_desktop(report, say, stop)
+        _boot_if_slow(report, say, stop)
         _summary(report, out, log_file)
         while not stop.wait(1.0):
             pass
