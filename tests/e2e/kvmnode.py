@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -213,13 +214,14 @@ def overlays(config: Config, vm_id: int) -> list[Path]:
 
 
 def dhcp_leases(run: Path) -> dict[str, str]:
-    """MAC → IPv4 of the leases dnsmasq handed out (its lease files under ``run``)."""
+    """MAC → IPv4 of every lease the node's dnsmasq acknowledged (its log, under
+    ``path.run``/dhcp: ``DHCPACK(<bridge>) <ip> <mac>``), the last one per MAC."""
     leases: dict[str, str] = {}
-    for path in run.rglob("*.leases"):
-        for line in path.read_text().splitlines():
-            words = line.split()
-            if len(words) >= 3 and words[1].count(":") == 5:
-                leases[words[1].lower()] = words[2]
+    for path in (run / "dhcp").glob("*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            found = re.search(r"DHCPACK\([^)]*\) (\S+) (\S+)", line)
+            if found:
+                leases[found.group(2).lower()] = found.group(1)
     return leases
 
 

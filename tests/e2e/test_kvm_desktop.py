@@ -69,15 +69,25 @@ def centre(shot: Screenshot) -> tuple[int, int]:
     return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
 
 
-def diagnose(node: KvmNode, client: Client | None, evidence: Path) -> str:
-    """The client's output and the tails of the HKD logs; the guest consoles are kept
-    with the evidence."""
+def diagnose(node: KvmNode, desk: KvmDesktop, client: Client | None, evidence: Path) -> str:
+    """The client's output, the tails of the HKD's, QEMU's and dnsmasq's logs and the
+    guest's serial console (kept with the evidence too)."""
     parts = [f"client:\n{client.output()}"] if client is not None else []
+    backend = node.backend()
+    console = getattr(backend, "console", None)  # the KVM backend's diagnostics
+    if callable(console):
+        try:
+            text_ = str(console(desk.vm_id))
+        except Exception as exc:  # noqa: BLE001 - a diagnostic, never the failure
+            text_ = f"(no console: {exc})"
+        (evidence / f"console-{desk.vm_id}.txt").write_text(text_)
+        parts.append(f"guest console:\n{text_[-3000:]}")
+    backend.close()
     for hkd in node.processes:
         parts.append(f"{hkd.log.name}:\n{hkd.log.read_text()[-3000:]}")
-    for console in node.run.rglob("console*.log"):
-        copy_evidence(console, evidence)
-        parts.append(f"{console}:\n{console.read_text(errors='replace')[-2000:]}")
+    for log in [*node.run.glob("kvm/**/*.log"), *node.run.glob("dhcp/*.log")]:
+        copy_evidence(log, evidence)
+        parts.append(f"{log}:\n{log.read_text(errors='replace')[-2000:]}")
     return "\n".join(parts)
 
 
@@ -93,9 +103,9 @@ def see_the_desktop(
         wait_for(booted, BOOT_BUDGET, f"VM {desk.vm_id} running within the boot budget")
         shot = wait_for_xterm(xvfb.display, 90)
         shot.save_png(evidence / shot_name)
-        assert xterm_visible(shot), diagnose(node, client, evidence)
+        assert xterm_visible(shot), diagnose(node, desk, client, evidence)
     except BaseException:
-        print(diagnose(node, client, evidence))
+        print(diagnose(node, desk, client, evidence))
         client.close()
         raise
     return client, shot
