@@ -78,7 +78,7 @@ def diagnose(node: KvmNode, desk: KvmDesktop, client: Client | None, evidence: P
     if callable(console):
         try:
             text_ = str(console(desk.vm_id))
-        except Exception as exc:  # noqa: BLE001 - a diagnostic, never the failure
+        except Exception as exc:  # a diagnostic, never the failure
             text_ = f"(no console: {exc})"
         (evidence / f"console-{desk.vm_id}.txt").write_text(text_)
         parts.append(f"guest console:\n{text_[-3000:]}")
