@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from qvd.api import create_app
 from qvd.config import Config
 from qvd.db import DatabaseTarget
-from qvd.hkd.addressing import mac_for
+from qvd.db.vmasecret import derive_vma_secret, master_secret
+from qvd.hkd.addressing import host_device, mac_for
 from qvd.hkd.backends import Backend, load_backend
 from tests.api.asgi import asgi_client
 from tests.api.conftest import Api, add_admin, api_config
@@ -40,6 +41,7 @@ __all__ = [
     "kvm_node",
     "qemu_pids",
     "tap_links",
+    "vma_secret",
 ]
 
 # QEMU under TCG (/dev/kvm is PVM here); a fence far longer than an HKD restart, so a
@@ -203,10 +205,19 @@ def qemu_argv(pid: int) -> list[str]:
     return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
 
 
-def tap_links(vm_id: int) -> list[str]:
-    """Host network interfaces whose name ends with the VM's id (its tap)."""
-    out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
-    return [link["ifname"] for link in json.loads(out) if link["ifname"].endswith(str(vm_id))]
+def tap_links(config: Config, vm_id: int) -> list[str]:
+    """The VM's host device (its tap) if it exists, and every port of the node's
+    bridge: empty when the VM left no link behind."""
+    device = host_device(config.get("internal.vm.network.device.prefix"), vm_id)
+    found = []
+    if subprocess.run(["ip", "link", "show", device], capture_output=True).returncode == 0:
+        found.append(device)
+    ports = subprocess.run(
+        ["ip", "-j", "link", "show", "master", config.get("vm.network.bridge")],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    found += [link["ifname"] for link in json.loads(ports or "[]") if link["ifname"] != device]
+    return found
 
 
 def overlays(config: Config, vm_id: int) -> list[Path]:
@@ -223,6 +234,15 @@ def dhcp_leases(run: Path) -> dict[str, str]:
             if found:
                 leases[found.group(2).lower()] = found.group(1)
     return leases
+
+
+def vma_secret(engine: Engine, vm_id: int) -> str:
+    """The VMA secret of the VM's current run (as the HKD and the L7R derive it)."""
+    with engine.connect() as conn:
+        attempts = conn.execute(
+            text("SELECT run_attempts FROM vm_counters WHERE vm_id = :v"), {"v": vm_id}
+        ).scalar_one()
+        return derive_vma_secret(master_secret(conn), vm_id, int(attempts))
 
 
 def vm_mac(address: str) -> str:

@@ -43,6 +43,7 @@ from tests.e2e.kvmnode import (
     qemu_pids,
     tap_links,
     vm_mac,
+    vma_secret,
 )
 from tests.e2e.node import Client
 from tests.hkd.conftest import command, runtime, state_of, wait_for
@@ -122,7 +123,7 @@ def stop_and_check_nothing_left(node: KvmNode, desk: KvmDesktop, config: Config)
     finally:
         backend.close()
     assert qemu_pids(desk.vm_id) == []
-    assert tap_links(desk.vm_id) == []
+    assert tap_links(config, desk.vm_id) == []
     assert overlays(config, desk.vm_id) == []
 
 
@@ -151,6 +152,15 @@ def test_kvm_desktop_boots_keeps_its_home_and_survives_a_kill_9_of_the_hkd(
             (pid,) = qemu_pids(desk.vm_id)
             accel = next(a for a in qemu_argv(pid) if a.startswith(("tcg", "accel=tcg")))
             assert "tb-size" in accel
+            # the guest's secret reaches it by fw_cfg from a root-only file, never by a
+            # command line or an environment another local user could read
+            secret = vma_secret(engine, desk.vm_id)
+            assert secret not in " ".join(qemu_argv(pid))
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+            identities = [p for p in node.run.glob("kvm/**/*") if p.is_file()
+                          and secret.encode() in p.read_bytes()]  # fmt: skip
+            assert identities
+            assert all(p.stat().st_mode & 0o077 == 0 for p in identities)
             assert runtime(engine, desk.vm_id)["vm_address"] == desk.address
             # the guest took its address by DHCP: the node's lease is the DB row's
             assert dhcp_leases(node.run).get(vm_mac(desk.address)) == desk.address
@@ -177,7 +187,7 @@ def test_kvm_desktop_boots_keeps_its_home_and_survives_a_kill_9_of_the_hkd(
             if now != [booting]:  # cleaned and booted again: the first QEMU is gone
                 assert not Path(f"/proc/{booting}").exists()
             print(f"after kill -9 of the HKD: {'adopted' if now == [booting] else 'cleaned'}")
-            assert len(tap_links(desk.vm_id)) == 1
+            assert len(tap_links(config, desk.vm_id)) == 1
             assert len(overlays(config, desk.vm_id)) == 1
 
             # 3. the home came back across the restart and the fresh overlay
