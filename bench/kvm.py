@@ -37,7 +37,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -176,8 +175,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     began = time.monotonic()
 
-    extra: dict[str, Any] = {"format": "qcow2"}
-    image = ensure_image("test", **extra)
+    image = ensure_image("test", fmt="qcow2")
     boots: list[float] = []
     frames: list[float] = []
     memory: list[float] = []

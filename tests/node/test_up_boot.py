@@ -101,7 +101,7 @@ def test_a_running_desktop_is_not_started_again(db: DatabaseTarget, engine: Engi
 
 
 @pytest.mark.parametrize(
-    ("hypervisor", "image_format", "slow"), [("lxc", "tarball", False), ("kvm", "qcow2", True)]
+    ("hypervisor", "image_format", "slow"), [("lxc", "lxc-tar-zst", False), ("kvm", "qcow2", True)]
 )
 def test_what_each_hypervisor_needs(hypervisor: str, image_format: str, slow: bool) -> None:
     needs = host_needs(hypervisor)

@@ -25,13 +25,13 @@ class PackageError(Exception):
 @dataclass(frozen=True, slots=True)
 class HostNeeds:
     packages: tuple[str, ...]  # Debian packages of the hypervisor (beyond qvd.sh's)
-    image_format: str  # the demo image's format: "tarball" or "qcow2"
+    image_format: str  # the demo image's format (qvd.di's: "lxc-tar-zst", "qcow2")
     boots_slowly: bool  # the demo desktop is booted (and waited for) by `qvd up`
     demo_memory_mb: int = 0  # at least this much memory for the demo OSF
 
 
 _NEEDS = {
-    "lxc": HostNeeds(packages=(), image_format="tarball", boots_slowly=False),
+    "lxc": HostNeeds(packages=(), image_format="lxc-tar-zst", boots_slowly=False),
     # QEMU, qemu-img (overlays, homes), the per-node DHCP server; e2fsprogs for the
     # builder's mkfs.ext4 -d of the root disk
     "kvm": HostNeeds(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TextIO
 
 from qvd.api import api_endpoint, login_instructions, serve
 from qvd.config import Config
@@ -160,12 +160,11 @@ def _bring_up_rest(
 def _demo_image(config: Config, recipe: str, image_format: str, say: Callable[[str], None]) -> Path:
     """The demo image of ``recipe`` in the hypervisor's format, built or reused."""
     say(f"disk image {recipe!r} ({image_format}): building it or reusing the cached one")
-    extra: dict[str, Any] = {} if image_format == "tarball" else {"format": image_format}
     image = ensure_image(
         recipe,
         progress=lambda p: say(f"  {p.render()}"),
         cache=config.get_path("path.cache.di"),
-        **extra,
+        fmt=image_format,
     )
     say(f"  {image}")
     return image
