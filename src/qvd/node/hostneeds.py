@@ -38,7 +38,7 @@ _NEEDS = {
         packages=("qemu-system-x86", "qemu-utils", "dnsmasq-base", "e2fsprogs"),
         image_format="qcow2",
         boots_slowly=True,
-        demo_memory_mb=512,  # a kernel, systemd and the X session of the guest
+        demo_memory_mb=1024,  # a kernel, systemd and the guest's desktop (Xfce)
     ),
 }
 

@@ -9,7 +9,7 @@ SIGTERM, then stops what it started.
 With ``vm.hypervisor = kvm`` it first installs the hypervisor's Debian packages when
 they are missing, builds the demo image as a qcow2, and boots the demo desktop before
 it says the node is up, with a progress line while the guest boots (under TCG, a
-machine without hardware virtualisation, that takes a minute or two).
+machine without hardware virtualisation, that takes tens of seconds).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def boot_demo_desktop(
     engine = make_engine(target)
     try:
         asked = start_desktop(engine, vm_id, host_id)
-        slow = " (TCG: no hardware virtualisation here, a boot takes a minute or two)"
+        slow = " (TCG: software emulation, no hardware virtualisation here; a slower boot)"
         note = (slow if accel == "tcg" else "") + ("" if asked else "; already on its way")
         say(f"booting the demo desktop, VM {vm_id}, with accel={accel}{note}")
         began = time.monotonic()
