@@ -484,7 +484,8 @@ TOKENS: tuple[Token, ...] = (
         INT,
         "Most bytes of file data an LXC image may unpack to (default 64 GiB): counted from "
         "the tar headers while the node unpacks it (and when an upload is checked), so a "
-        "tar bomb stops at the first member over, its partial directory removed.",
+        "tar bomb stops at the first member over, its partial directory removed. Also the "
+        "largest virtual disk a KVM (qcow2) image may declare, checked from its header.",
     ),
     _t(
         "di.unpack.max_members",

@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import subprocess
 import tarfile
 import threading
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from qvd.api import create_app
 from qvd.config import Config
 from qvd.db.models import DiTag, VmRuntime
-from tests.api.conftest import Api, World
+from tests.api.asgi import asgi_client
+from tests.api.conftest import Api, World, api_config
 from tests.api.services.test_properties import _admin, _ok
 
 
@@ -140,7 +143,14 @@ def test_unsafe_or_invalid_uploads_are_refused(
     assert not images.exists() or not list(images.iterdir())
 
 
-def test_qcow2_upload_through_the_action_face(api: Api, osf: int) -> None:
+def qcow2_bytes(tmp: Path, size: str = "64M") -> bytes:
+    """A real, empty qcow2 image made by qemu-img."""
+    path = tmp / f"made-{size}.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True)
+    return path.read_bytes()
+
+
+def test_qcow2_upload_through_the_action_face(api: Api, osf: int, tmp_path: Path) -> None:
     r = api.client.post(
         "/api/di/upload",
         data={
@@ -148,10 +158,51 @@ def test_qcow2_upload_through_the_action_face(api: Api, osf: int) -> None:
             "arguments": json.dumps({"osf_id": osf, "version": "k1"}),
             "sid": api.login("root"),
         },
-        files={"file": ("vm.qcow2", b"QFI\xfb" + b"\0" * 100, "application/octet-stream")},
+        files={"file": ("vm.qcow2", qcow2_bytes(tmp_path), "application/octet-stream")},
     )
     assert r.json()["status"] == 0, r.text
     assert tags_of(api, osf) == {"k1": ["head", "k1"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "cut", "needle"),
+    [
+        ("vm.qcow2", 100, "vm.qcow2: truncated"),
+        ("vm.qcow2", 4, "vm.qcow2: truncated"),
+        ("vm.tar.gz", None, "vm.tar.gz: is a qcow2 image: its name must end with .qcow2"),
+        ("vm.tar", None, "vm.tar: is a qcow2 image"),
+    ],
+)
+def test_a_qcow2_is_recognised_by_its_content(
+    api: Api, osf: int, config: Config, tmp_path: Path, name: str, cut: int | None, needle: str
+) -> None:
+    data = qcow2_bytes(tmp_path)[:cut]
+    r = upload(api, osf, name=name, data=data)
+    assert r.status_code == 400, r.text
+    assert r.json()["status"] == 2250
+    assert needle in r.json()["message"]
+    assert tags_of(api, osf) == {}
+    images = config.get_path("path.storage.images")
+    assert not images.exists() or not list(images.iterdir())
+
+
+def test_a_qcow2_larger_than_the_unpack_bound_is_refused(
+    tmp_path: Path, api_engine: Engine, world: World
+) -> None:
+    config = api_config(tmp_path, **{"di.unpack.max_bytes": str(1 << 30)})
+    with asgi_client(create_app(config, api_engine)) as client:
+        api = Api(client)
+        ok = upload(api, world.osfs["A"], name="one.qcow2", data=qcow2_bytes(tmp_path, "1G"))
+        assert ok.status_code == 201, ok.text
+        r = upload(api, world.osfs["A"], name="two.qcow2", data=qcow2_bytes(tmp_path, "2G"))
+    assert r.status_code == 400, r.text
+    assert r.json()["status"] == 2250
+    assert r.json()["message"] == (
+        f"two.qcow2: its virtual size ({2 << 30} bytes) is over the limit of {1 << 30} bytes "
+        "(di.unpack.max_bytes)"
+    )
+    stored = sorted(p.name for p in config.get_path("path.storage.images").iterdir())
+    assert [n.split("-", 1)[1] for n in stored] == ["one.qcow2"]
 
 
 def test_staging_import(api: Api, osf: int, config: Config) -> None:

@@ -4,10 +4,14 @@ An upload is streamed, as it arrives, to a temporary file next to the images
 (:class:`ImageSpool`: written once, never held in memory whole), checked, then renamed
 to ``images/<di_id>-<name>`` and the DI published. Checks: the name says a known format
 (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.xz``, ``.tar.zst`` for LXC; ``.qcow2`` for KVM),
-the size is within ``api.di.upload.max_size`` and the disk has room, a qcow2 file starts
-with its magic, and every member of a tarball passes ``qvd.imagefile.check_tar`` (the
-same check the node daemon makes before it unpacks: nothing outside the root, no link
-escaping it, nothing written through a link, no device node outside ``dev/``).
+the size is within ``api.di.upload.max_size`` and the disk has room, a file whose content
+is a qcow2 image is named ``.qcow2`` (and the other way round) and passes
+``qvd.imagefile.check_qcow2`` (no backing file, no external data file, no encryption,
+an honest header, a virtual size within ``di.unpack.max_bytes``: the node checks the
+same before QEMU opens it), and every member of a tarball passes
+``qvd.imagefile.check_tar`` (the same check the node daemon makes before it unpacks:
+nothing outside the root, no link escaping it, nothing written through a link, no
+device node outside ``dev/``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import IO, BinaryIO
 from qvd.api.errors import ApiError, InvalidRequest, Status
 from qvd.config.names import DI_FILE_NAME, shown
 from qvd.imagefile import IMAGE_SUFFIXES as TAR_SUFFIXES
-from qvd.imagefile import ImageRejected, Limits, check_tar
+from qvd.imagefile import (
+    ImageRejected,
+    Limits,
+    Qcow2TooLarge,
+    check_qcow2_fd,
+    check_tar,
+    is_qcow2,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -41,7 +52,6 @@ __all__ = [
 IMAGE_SUFFIXES = (*TAR_SUFFIXES, ".qcow2")
 _CHUNK = 1 << 20
 _RECHECK = 64 << 20  # bytes between two looks at the disk's free space during an upload
-_QCOW2_MAGIC = b"QFI\xfb"
 
 
 def check_name(name: str) -> str:
@@ -227,14 +237,24 @@ def copy_into(
 
 
 def check_image(path: Path, name: str, limits: Limits) -> int:
-    """Validate an image file; returns the number of tar members (0 for qcow2)."""
-    if name.endswith(".qcow2"):
-        with open(path, "rb") as f:
-            if f.read(4) != _QCOW2_MAGIC:
-                raise InvalidRequest(f"{name}: not a qcow2 image (bad magic)", Status.UPLOAD_FAILED)
-        return 0
+    """Validate an image file (its format from its content, which its name must
+    agree with); returns the number of tar members (0 for qcow2)."""
+    qcow2 = is_qcow2(path)
+    if qcow2 != name.endswith(".qcow2"):
+        why = (
+            "is a qcow2 image: its name must end with .qcow2"
+            if qcow2
+            else "not a qcow2 image (bad magic)"
+        )
+        raise InvalidRequest(f"{name}: {why}", Status.UPLOAD_FAILED)
     try:
+        if qcow2:
+            with open(path, "rb") as f:  # a spool or staging copy of ours: no link
+                check_qcow2_fd(f.fileno(), name, max_virtual_bytes=limits.max_bytes)
+            return 0
         return check_tar(path, name=name, limits=limits).members
+    except Qcow2TooLarge as exc:
+        raise InvalidRequest(f"{exc} (di.unpack.max_bytes)", Status.UPLOAD_FAILED) from None
     except ImageRejected as exc:
         reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
         raise InvalidRequest(reason, Status.UPLOAD_FAILED) from None
