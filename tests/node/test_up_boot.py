@@ -16,6 +16,7 @@ from qvd.db import DatabaseTarget
 from qvd.node.hostneeds import host_needs, missing_packages
 from qvd.node.up import boot_demo_desktop
 from tests.hkd.conftest import add_host, add_vm, runtime
+from tests.node.test_cli import qvd
 
 
 @contextmanager
@@ -113,3 +114,10 @@ def test_what_each_hypervisor_needs(hypervisor: str, image_format: str, slow: bo
 
 def test_missing_packages_asks_dpkg() -> None:
     assert missing_packages(("dpkg", "qvd-no-such-package")) == ["qvd-no-such-package"]
+
+
+def test_up_refuses_a_hypervisor_it_does_not_have() -> None:
+    done = qvd("up", "--hypervisor", "xen")
+    assert done.returncode == 1
+    assert "qvd: error: --hypervisor 'xen': use one of " in done.stderr
+    assert "lxc" in done.stderr
