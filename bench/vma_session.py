@@ -25,7 +25,8 @@ from pathlib import Path
 from benchkit import cleanup_begins, exit_on_sigterm, percentile
 from qvd.di import ensure_image
 from qvd.di.screenshot import Screenshot, take_screenshot
-from qvd.di.testbed import Bridge, Container, NxProxy, Xvfb, unpack_base
+from qvd.di.testbed import Bridge, NxProxy, Xvfb
+from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaClient, VmaError
 
 USER = {"qvd.vm.user.name": "bench", "qvd.client.link": "lan"}
@@ -36,9 +37,9 @@ def xterm_drawn(shot: Screenshot) -> bool:
     return shot.rgb[0::3].count(255) > 100_000
 
 
-def one_run(base: Path, work: Path, bridge: Bridge, xvfb: Xvfb, host: int) -> dict[str, float]:
+def one_run(image: Path, work: Path, bridge: Bridge, xvfb: Xvfb, host: int) -> dict[str, float]:
     secret = secrets.token_hex(24)
-    container = Container(base=base, workdir=work, bridge=bridge, host=host, secret=secret)
+    container = Container(image=image, workdir=work, bridge=bridge, host=host, secret=secret)
     proxy: NxProxy | None = None
     try:
         container.prepare()
@@ -98,11 +99,11 @@ def main() -> int:
     xvfb: Xvfb | None = None
     try:
         bridge = Bridge()
-        base = unpack_base(image, work / "base")
+        work.chmod(0o711)  # unprivileged containers traverse it to their LXC directory
         xvfb = Xvfb(size="800x600x24")
         results: list[dict[str, float]] = []
         for index in range(runs):
-            result = one_run(base, work, bridge, xvfb, host=10 + index)
+            result = one_run(image, work, bridge, xvfb, host=10 + index)
             results.append(result)
             print(
                 f"run {index + 1}: ping {result['ping']:.0f} ms, listening "

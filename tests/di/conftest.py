@@ -15,7 +15,7 @@ from tests.vma.conftest import (  # noqa: F401 (the container and display fixtur
     proxies,
     scratch,
     start_container,
-    test_base,
+    test_image,
     xvfb,
 )
 

@@ -13,7 +13,7 @@ import pytest
 
 from qvd.di import ensure_image
 from qvd.di.screenshot import Screenshot, take_screenshot
-from qvd.di.testbed import NxProxy, Xvfb, unpack_base
+from qvd.di.testbed import NxProxy, Xvfb
 from tests.vma.helpers import StartContainer, wait_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -32,8 +32,7 @@ def test_desktop_image_shows_a_desktop(
     evidence_dir: Path,
 ) -> None:
     image = ensure_image("desktop", progress=lambda p: print(p.render(), flush=True))
-    base = unpack_base(image, scratch / "base-desktop")
-    container, client = start_container(base)
+    container, client = start_container(image)
     cookie = str(client.x_start({"qvd.vm.user.name": "dora", "qvd.client.link": "lan"})["cookie"])
     assert wait_state(client, "listening") == "listening"
     proxy = proxies(

@@ -134,8 +134,8 @@ class LxcNode:
             ip_start=self.subnet.network_address + 100, vma_port=3030, x_port=4100,
         )  # fmt: skip
 
-    def backend(self) -> LxcBackend:
-        return LxcBackend(self.config())
+    def backend(self, **extra: str) -> LxcBackend:
+        return LxcBackend(self.config(**extra))
 
     def import_image(self, engine: Engine, image: Path, osf_id: int) -> int:
         """Put the image in the images directory as a published DI tagged `default`.

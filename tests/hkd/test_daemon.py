@@ -106,7 +106,9 @@ def test_restart_adopts_running_vms_and_cleans_leftovers(
             name="ghost",
             di_id=1,
             image=Path("/nonexistent"),
-            memory_mb=64,
+            memory_mib=64,
+            vcpus=1,
+            cpu_weight=100,
             network=NetworkSpec(
                 bridge="b",
                 address="10.231.9.9",
@@ -313,3 +315,37 @@ def test_the_heartbeat_path_has_tight_database_limits(
         assert info["keepalives"] == "1"
         assert info["connect_timeout"] == str(hkd.settings.heartbeat_connect_timeout)
     hkd.stop()
+
+
+def test_the_backends_choices_are_logged_at_start(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    class Chosen(FakeBackend):
+        def facts(self) -> dict[str, str]:
+            return {"accel": "tcg"}
+
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir), backend=Chosen(), vma=FakeVma(), target=db)
+    with caplog.at_level("INFO", logger="qvd.hkd"):
+        hkd.start()
+    started.append(hkd)
+    assert "backend=fake start_timeout=0 accel=tcg" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [({"vm.hypervisor": "xen"}, "not a known backend"),
+     ({"vm.hypervisor": "lxc", "vm.overlay.size": "-1"}, r"vm\.overlay\.size is -1")],
+)  # fmt: skip
+def test_a_backend_that_cannot_be_made_stops_the_start_with_its_reason(
+    db: DatabaseTarget, engine: Engine, run_dir: Path, extra: dict[str, str], reason: str
+) -> None:
+    add_host(engine)
+    hkd = Hkd(hkd_config(run_dir, **extra), vma=FakeVma(), target=db)
+    with pytest.raises(HkdStartError, match=rf"backend cannot start: .*{reason}"):
+        hkd.start()
+    hkd.stop()  # nothing runs: stopping is a no-op, and the lock is free again
+    again = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
+    again.start()
+    again.stop()

@@ -168,7 +168,9 @@ def spec(vm_id: int) -> VmSpec:
         name=f"vm{vm_id}",
         di_id=1,
         image=Path("/nonexistent"),
-        memory_mb=64,
+        memory_mib=64,
+        vcpus=1,
+        cpu_weight=100,
         network=NetworkSpec(
             bridge="b",
             address=f"10.231.9.{vm_id}",

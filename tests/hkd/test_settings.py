@@ -57,10 +57,23 @@ def test_the_margin_is_exactly_the_kill_time_and_jitter(run_dir: Path) -> None:
         HkdSettings.from_config(too_late)
 
 
-def test_the_upper_bound_is_read_and_a_negative_one_refused(run_dir: Path) -> None:
-    assert HkdSettings.from_config(Config().with_overrides({"nodename": "n"})).overlay_size_mib == (
-        2048
-    )
-    config = hkd_config(run_dir, **{"vm.overlay.size": "-1"})
-    with pytest.raises(ConfigError, match=r"vm\.overlay\.size is -1"):
-        HkdSettings.from_config(config)
+def test_cpus_and_weight_are_read_with_the_qvd_alias(run_dir: Path) -> None:
+    plain = HkdSettings.from_config(Config().with_overrides({"nodename": "n"}))
+    assert (plain.vcpus, plain.cpu_weight) == (2, 100)
+    # QVD's vm.kvm.cpus is vm.cpus's default, so an old configuration keeps working
+    old = HkdSettings.from_config(hkd_config(run_dir, **{"vm.kvm.cpus": "3"}))
+    assert old.vcpus == 3
+    new = HkdSettings.from_config(hkd_config(run_dir, **{"vm.kvm.cpus": "3", "vm.cpus": "1"}))
+    assert new.vcpus == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "value", "reason"),
+    [("vm.cpus", "0", r"vm\.cpus is 0"), ("vm.cpu.weight", "0", r"vm\.cpu\.weight is 0"),
+     ("vm.cpu.weight", "10001", r"1\.\.10000")],
+)  # fmt: skip
+def test_cpus_and_weight_out_of_range_are_refused(
+    run_dir: Path, token: str, value: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        HkdSettings.from_config(hkd_config(run_dir, **{token: value}))

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget
-from qvd.hkd.backends.base import NetworkSpec, TerminalBackendError, VmSpec
+from qvd.hkd.backends.base import HomeSpec, NetworkSpec, TerminalBackendError, VmSpec
 from tests.hkd.conftest import command, runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.security.desktops import node_hkd
@@ -112,12 +112,16 @@ def test_a_dot_dot_login_never_maps_a_home_outside_homefs(
 # ---- the LXC backend on its own (what reaches it if a check above is ever missed) -----
 def _spec(lxc_node: LxcNode, image: Path, **changes: object) -> VmSpec:
     spec = VmSpec(
-        vm_id=10077, name="desk", di_id=10077, image=image, memory_mb=128,
-        vma_secret="s" * 64,
+        vm_id=10077, name="desk", di_id=10077, image=image, memory_mib=128, vcpus=1,
+        cpu_weight=100, vma_secret="s" * 64,
         network=NetworkSpec(bridge=lxc_node.bridge, address=lxc_node.vm_address(77),
                             prefix=24, mac="54:52:00:00:00:77", host_device="qvd10077"),
     )  # fmt: skip
     return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
+
+
+def _home(login: str) -> HomeSpec:
+    return HomeSpec(login=login, size_mib=16)
 
 
 def _image(lxc_node: LxcNode, test_image: Path) -> Path:
@@ -130,15 +134,15 @@ def _image(lxc_node: LxcNode, test_image: Path) -> Path:
 
 
 def test_the_backend_refuses_a_hook_in_a_name_or_login(lxc_node: LxcNode, test_image: Path) -> None:
-    backend = lxc_node.backend()
+    backend = lxc_node.backend(**{"vm.lxc.home.per.user": "1"})
     image = _image(lxc_node, test_image)
     marker = _marker()
     config = backend.layout.container_dir(10077) / "config"
     with pytest.raises(TerminalBackendError, match=r"VM name .* control character"):
         backend.prepare(_spec(lxc_node, image, name="desk" + _hook(marker)))
     assert not config.exists()
-    with pytest.raises(TerminalBackendError, match="home directory name"):
-        backend.prepare(_spec(lxc_node, image, home_key="alice" + _hook(marker)))
+    with pytest.raises(TerminalBackendError, match="is not a valid path component"):
+        backend.prepare(_spec(lxc_node, image, home=_home("alice" + _hook(marker))))
     assert not config.exists() or "hook" not in config.read_text()
     backend.prepare(_spec(lxc_node, image, name="desk-ok"))  # and a plain one starts
     lxc_node.network().ensure()  # the bridge (the HKD makes it; lxc_node.clean removes it)
@@ -156,10 +160,10 @@ def test_the_backend_refuses_a_hook_in_a_name_or_login(lxc_node: LxcNode, test_i
 def test_the_backend_never_maps_a_home_outside_homefs(
     lxc_node: LxcNode, test_image: Path, login: str
 ) -> None:
-    backend = lxc_node.backend()
+    backend = lxc_node.backend(**{"vm.lxc.home.per.user": "1"})
     image = _image(lxc_node, test_image)
     before = {p.name for p in backend.layout.homefs.iterdir()}
-    with pytest.raises(TerminalBackendError, match="home directory"):
-        backend.prepare(_spec(lxc_node, image, home_key=login))
+    with pytest.raises(TerminalBackendError, match="is not a valid path component"):
+        backend.prepare(_spec(lxc_node, image, home=_home(login)))
     assert {p.name for p in backend.layout.homefs.iterdir()} == before
     assert not (lxc_node.storage / "etc").exists()

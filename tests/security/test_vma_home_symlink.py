@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from qvd.di.testbed import Container
+from qvd.hkd.backends.lxc.testbed import Container
 from tests.vma.conftest import (  # noqa: F401 (fixtures used by name)
     bridge,
     scratch,
     start_container,
-    test_base,
+    test_image,
 )
 from tests.vma.helpers import StartContainer, wait_state
 

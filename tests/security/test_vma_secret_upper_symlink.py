@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,17 +34,19 @@ def _spec(image: Path, secret: str) -> VmSpec:
         host_device="qvdnone10",
     )  # fmt: skip
     return VmSpec(
-        vm_id=10042, name="persistent", di_id=10001, image=image, memory_mb=128,
-        network=network, vma_secret=secret, overlay_persistent=True,
+        vm_id=10042, name="persistent", di_id=10001, image=image, memory_mib=128,
+        vcpus=1, cpu_weight=100, network=network, vma_secret=secret, overlay_persistent=True,
     )  # fmt: skip
 
 
 @pytest.fixture
-def backend(tmp_path: Path, root_only: None) -> LxcBackend:
+def backend(tmp_path: Path, root_only: None) -> Iterator[LxcBackend]:
     config = Config().with_overrides(
         {"path.storage.root": str(tmp_path / "storage"), "path.run.lxc": str(tmp_path / "lxc")}
     )
-    return LxcBackend(config)
+    backend = LxcBackend(config)
+    yield backend
+    backend.cleanup(10042)  # unmounts the VM's bounded upper (its image stays in tmp_path)
 
 
 @pytest.fixture

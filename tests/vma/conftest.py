@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from qvd.di import ensure_image
-from qvd.di.testbed import Bridge, Container, NetnsPeer, NxProxy, Xvfb, unpack_base
+from qvd.di.testbed import Bridge, NetnsPeer, NxProxy, Xvfb
+from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaClient
 from tests.vma.helpers import StartContainer, wait_ping
 
@@ -32,23 +33,20 @@ def _require_host() -> None:
 
 @pytest.fixture(scope="session")
 def scratch() -> Iterator[Path]:
-    """A per-run directory outside the checkout for unpacked bases and container layers."""
+    """A per-run directory outside the checkout: the containers' storage root (unpacked
+    bases, bounded uppers) and LXC path, as on a node."""
     path = Path(f"/var/tmp/qvd-tests-{os.getpid()}-{secrets.token_hex(3)}")
     path.mkdir(parents=True)
+    path.chmod(0o711)  # unprivileged containers traverse it to their LXC directory
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _unpacked(recipe: str, scratch: Path) -> Path:
-    _require_host()
-    image = ensure_image(recipe, progress=lambda p: print(p.render(), flush=True))
-    return unpack_base(image, scratch / f"base-{recipe}")
-
-
 @pytest.fixture(scope="session")
-def test_base(scratch: Path) -> Path:
-    """The ``test`` image (built once per machine, then cached), unpacked for this run."""
-    return _unpacked("test", scratch)
+def test_image() -> Path:
+    """The ``test`` image file (built once per machine, then cached)."""
+    _require_host()
+    return ensure_image("test", progress=lambda p: print(p.render(), flush=True))
 
 
 @pytest.fixture(scope="session")
@@ -60,15 +58,16 @@ def bridge() -> Iterator[Bridge]:
 
 
 @pytest.fixture
-def start_container(test_base: Path, bridge: Bridge, scratch: Path) -> Iterator[StartContainer]:
-    """Factory: a started container (of the test image unless ``base`` is given) and a
-    VMA client that already had its ping answered."""
+def start_container(test_image: Path, bridge: Bridge, scratch: Path) -> Iterator[StartContainer]:
+    """Factory: a started container (of the test image unless ``image`` is given), run
+    by the LXC backend as a node runs it, and a VMA client that already had its ping
+    answered."""
     made: list[Container] = []
 
-    def start(base: Path | None = None) -> tuple[Container, VmaClient]:
+    def start(image: Path | None = None) -> tuple[Container, VmaClient]:
         secret = secrets.token_hex(24)
         container = Container(
-            base=base or test_base,
+            image=image or test_image,
             workdir=scratch,
             bridge=bridge,
             host=next(_hosts),

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from qvd.di.screenshot import Screenshot, take_screenshot
-from qvd.di.testbed import Container
+from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaClient, VmaError
 
 __all__ = ["StartContainer", "wait_for_xterm", "wait_ping", "wait_state", "xterm_visible"]

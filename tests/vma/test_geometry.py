@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from qvd.di.testbed import Container, NxProxy, Xvfb
+from qvd.di.testbed import NxProxy, Xvfb
+from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaClient
 from qvd.vma.geometry import Geometry, connected_output, requested_geometry, resize_commands
 from tests.vma.helpers import StartContainer, wait_state

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qvd.di.testbed import Container, NetnsPeer, NxProxy, Xvfb, check_route
+from qvd.di.testbed import NetnsPeer, NxProxy, Xvfb, check_route
+from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaAuthError, VmaClient, VmaRpcError, call_vma
 from tests.vma.helpers import StartContainer, wait_for_xterm, wait_state, xterm_visible
 

@@ -299,7 +299,6 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.lxc.home.per.user", "0", BOOL, "Homes per user login rather than per VM."),
     _t("vm.lxc.hooks.allow", "0", BOOL, "Run hooks shipped inside DIs."),
     _t("vm.lxc.redirect.allow", "0", BOOL, "Accept 'redirect' DIs."),
-    _t("vm.lxc.cpu.shares", "1024", INT, "cgroup cpu.shares of each container."),
     _t("vm.lxc.pids.max", "2048", INT, "cgroup pids.max of each container (new)."),
     _t(
         "vm.lxc.idmap.start",
@@ -316,6 +315,20 @@ TOKENS: tuple[Token, ...] = (
         "`vm_id mod ranges`, so VMs of a node share a range only when their ids differ "
         "by a multiple of it; 1 gives one range per node.",
     ),
+    _t(
+        "vm.cpus",
+        "${vm.kvm.cpus}",
+        INT,
+        "Virtual CPUs of each desktop (new name of QVD's `vm.kvm.cpus`): a VM's vCPUs, a "
+        "container's CPU time (at most this many CPUs, cgroup cfs quota).",
+    ),
+    _t(
+        "vm.cpu.weight",
+        "100",
+        INT,
+        "Relative CPU share of each desktop under contention, 1..10000, 100 = normal "
+        "(cgroup v2 semantics; LXC: cpu.shares = weight * 1024 / 100) (new).",
+    ),
     _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
     _t(
         "vm.overlay.size",
@@ -327,7 +340,7 @@ TOKENS: tuple[Token, ...] = (
         "it but never shrinks. 0: unbounded.",
     ),
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
-    _t("vm.kvm.cpus", "2", INT, "vCPUs of KVM VMs."),
+    _t("vm.kvm.cpus", "2", INT, "QVD's name of `vm.cpus` (its default; set either)."),
     _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),
     _t("internal.vm.port.vma", "3030", INT, "VMA port inside VMs."),
     _t("internal.vm.port.ssh", "22", INT, "SSH port inside VMs."),

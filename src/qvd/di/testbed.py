@@ -1,14 +1,12 @@
-"""Run an image in a throwaway LXC container on a private bridge (tests and benchmarks).
-
-This is not the HKD: it is the smallest thing that starts an image the way the HKD
-will (overlay root over an unpacked base, the VMA as the container's init, the per-VM
-secret placed in ``/etc/qvd/vma.secret``), with everything named uniquely and removed
-on ``close()``:
+"""What runs around a desktop container in tests and benchmarks: a private bridge, the
+client's display and nxproxy, another "VM" on the bridge; everything named uniquely and
+removed on ``close()``:
 
 * ``Bridge``: a host bridge ``qvdt<hex>`` on a private /24 that no route on the host
   overlaps, host address ``.1``; no NAT, no forwarding, containers get no default route.
   ``check_route`` asserts with ``ip route get`` that an address is reached through it.
-* ``Container``: ``lxc-start``/``lxc-stop`` with its own lxcpath, upper/work dirs.
+* the container itself is the HKD's: ``qvd.hkd.backends.lxc.testbed.Container`` (the
+  LXC backend, so the node's own configuration), plugged into a ``Bridge`` of here.
 * ``Xvfb`` and ``NxProxy``: the client side of an NX session.
 * ``NetnsPeer``: a network namespace plugged into the bridge, standing for another VM.
 """
@@ -19,24 +17,19 @@ import contextlib
 import ipaddress
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qvd.di.archive import unpack_image
-
 __all__ = [
     "Bridge",
-    "Container",
     "NetnsPeer",
     "NxProxy",
     "TestbedError",
     "Xvfb",
     "check_route",
-    "unpack_base",
 ]
 
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -105,145 +98,6 @@ class Bridge:
 
     def close(self) -> None:
         _run("ip", "link", "del", self.name, check=False)
-
-
-def unpack_base(image: Path, dest: Path) -> Path:
-    """Unpack an image once into ``dest`` (reused if a complete copy is there)."""
-    marker = dest / ".qvd-unpacked"
-    if marker.exists():
-        return dest
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    unpack_image(image, tmp)
-    tmp.rename(dest)
-    marker.write_text(str(image) + "\n", encoding="utf-8")
-    return dest
-
-
-def _cleanup_cgroups(name: str) -> None:
-    root = Path("/sys/fs/cgroup")
-    if not root.is_dir():
-        return
-    for controller in root.iterdir():
-        with contextlib.suppress(OSError):  # LXC's shared helper group, removed once empty
-            (controller / "lxc.pivot").rmdir()
-        for prefix in ("lxc.payload.", "lxc.monitor."):
-            for suffix in ("", "-1", "-2", "-3"):
-                with contextlib.suppress(OSError):
-                    (controller / f"{prefix}{name}{suffix}").rmdir()
-
-
-class Container:
-    """One container from an unpacked base, with the VMA as its init."""
-
-    def __init__(
-        self,
-        *,
-        base: Path,
-        workdir: Path,
-        bridge: Bridge,
-        host: int,
-        secret: str,
-        name: str | None = None,
-        memory: str = "512M",
-    ) -> None:
-        self.name = name or f"qvdt-{os.getpid()}-{secrets.token_hex(2)}"
-        self.bridge = bridge
-        self.address = bridge.address(host)
-        self.secret = secret
-        self.lxcpath = (workdir / "lxc").resolve()
-        self.dir = (workdir / "ct" / self.name).resolve()
-        self._base = base.resolve()
-        self._memory = memory
-        self._host = host
-        self.veth = f"vq{secrets.token_hex(4)}"
-        self.started_at: float | None = None
-
-    def prepare(self) -> None:
-        """Write the LXC config and the upper layer (secret included); not started."""
-        upper = self.dir / "upper"
-        shutil.rmtree(self.dir, ignore_errors=True)
-        (self.dir / "work").mkdir(parents=True)
-        secret_file = upper / "etc/qvd/vma.secret"
-        secret_file.parent.mkdir(parents=True)
-        (upper / "etc/qvd").chmod(0o755)
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.secret + "\n")
-        (self.lxcpath / self.name).mkdir(parents=True, exist_ok=True)
-        mac = "02:00:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(self.address).packed)
-        config = f"""\
-lxc.include = /usr/share/lxc/config/common.conf
-lxc.uts.name = {self.name[:60]}
-lxc.rootfs.path = overlay:{self._base}:{upper}
-lxc.mount.auto = proc:mixed sys:ro cgroup:mixed
-lxc.autodev = 1
-lxc.tty.max = 0
-lxc.pty.max = 64
-lxc.console.path = none
-lxc.apparmor.profile = unconfined
-lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_rawio
-lxc.mount.entry = tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=64m 0 0
-lxc.mount.entry = tmpfs run tmpfs rw,nosuid,nodev,mode=0755,size=16m 0 0
-lxc.net.0.type = veth
-lxc.net.0.link = {self.bridge.name}
-lxc.net.0.flags = up
-lxc.net.0.name = eth0
-lxc.net.0.veth.pair = {self.veth}
-lxc.net.0.hwaddr = {mac}
-lxc.net.0.ipv4.address = {self.address}/24
-lxc.cgroup.memory.limit_in_bytes = {self._memory}
-lxc.cgroup.pids.max = 512
-lxc.init.cmd = /usr/lib/qvd/bin/qvd-vma
-lxc.log.file = {self.dir}/lxc.log
-lxc.log.level = WARN
-lxc.signal.halt = SIGTERM
-"""
-        (self.lxcpath / self.name / "config").write_text(config, encoding="utf-8")
-
-    def _lxc(self, tool: str, *args: str, check: bool = True) -> str:
-        return _run(tool, "-P", str(self.lxcpath), "-n", self.name, *args, check=check).stdout
-
-    def start(self) -> None:
-        check_route(self.address, self.bridge.name)
-        self.started_at = time.monotonic()
-        self._lxc("lxc-start")
-
-    def state(self) -> str:
-        out = self._lxc("lxc-info", "-s", check=False)
-        return out.split(":", 1)[1].strip() if ":" in out else "STOPPED"
-
-    def wait_stopped(self, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.state() == "STOPPED":
-                return True
-            time.sleep(0.05)
-        return False
-
-    def attach(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        """Run a command inside (lxc-attach), capturing its output."""
-        return _run(
-            "lxc-attach", "-P", str(self.lxcpath), "-n", self.name, "--", *argv, check=False
-        )
-
-    def log_text(self, path: str) -> str:
-        """A file of the running container (read through its merged root)."""
-        done = self.attach("cat", path)
-        return done.stdout
-
-    def close(self) -> None:
-        if (self.lxcpath / self.name / "config").exists():
-            if self.state() != "STOPPED":
-                self._lxc("lxc-stop", "-t", "3", check=False)
-            if self.state() != "STOPPED":
-                self._lxc("lxc-stop", "-k", check=False)
-        _run("ip", "link", "del", self.veth, check=False)
-        _cleanup_cgroups(self.name)
-        shutil.rmtree(self.lxcpath / self.name, ignore_errors=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Xvfb:

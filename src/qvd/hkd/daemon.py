@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from qvd.config import Config
+from qvd.config import Config, ConfigError
 from qvd.db import (
     ConnectionLimits,
     DatabaseError,
@@ -35,7 +35,7 @@ from qvd.db import (
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.backends import Backend, BackendError, load_backend
+from qvd.hkd.backends import Backend, BackendError, UnknownBackend, load_backend
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
@@ -49,7 +49,7 @@ from qvd.hkd.settings import HkdSettings
 from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
 
-__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory"]
+__all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory", "backend_facts_line"]
 
 log = logging.getLogger("qvd.hkd")
 
@@ -63,6 +63,15 @@ _TRANSIENT = (
     NetworkError,
     OSError,
 )
+
+
+def backend_facts_line(backend: Backend) -> str:
+    """One log line of what the backend chose, e.g. ``backend=lxc homes=per-vm``."""
+    words = [f"backend={backend.name}"]
+    caps = backend.capabilities
+    words.append(f"start_timeout={caps.start_timeout:g}")
+    words += [f"{name}={value}" for name, value in sorted(backend.facts().items())]
+    return " ".join(words)
 
 
 class HkdStartError(Exception):
@@ -185,8 +194,16 @@ class Hkd:
                 except NetworkError as exc:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
-            backend = self._backend or load_backend(self.settings.hypervisor, config=self.config)
+            try:
+                backend = self._backend or load_backend(
+                    self.settings.hypervisor, config=self.config
+                )
+            except (UnknownBackend, ConfigError, BackendError) as exc:
+                raise HkdStartError(
+                    f"the {self.settings.hypervisor} backend cannot start: {exc}"
+                ) from None
             self._backend = backend
+            log.info("%s", backend_facts_line(backend))
             vma = self._vma or HttpVmaProbe(self.settings.bridge, self.settings.rpc_timeout)
             self.reconciler = Reconciler(
                 self.engine,

@@ -20,17 +20,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from qvd.config.names import (
-    PATH_COMPONENT,
-    NameRuleError,
-    is_safe_config_value,
-    login_path_key,
-    shown,
-)
+from qvd.config.names import PATH_COMPONENT, NameRuleError, is_safe_config_value, shown
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
-from qvd.hkd.backends import Backend, NetworkSpec, TerminalBackendError, VmSpec
+from qvd.hkd.backends import Backend, HomeSpec, NetworkSpec, TerminalBackendError, VmSpec
 from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
@@ -96,6 +90,12 @@ class Reconciler:
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
         self._master: bytes | None = None
+
+    @property
+    def start_patience(self) -> float:
+        """Seconds a start may take until the VMA answers: the node's setting, or the
+        backend's own boot time when it is longer (a virtual machine boots a kernel)."""
+        return max(self.backend.capabilities.start_timeout, self.settings.vma_max_fail_starting)
 
     def vma_secret(self, view: VmView) -> str:
         """The secret of this run of the VM (see ``qvd.db.vmasecret``)."""
@@ -196,8 +196,8 @@ class Reconciler:
             log.info("VM %s is running (VMA answered)", view.vm_id)
             return Outcome(self.settings.vma_ok_delay, "running")
         waited = view.seconds_in_state()
-        if waited > self.settings.vma_max_fail_starting:
-            reason = f"its VMA did not answer within {self.settings.vma_max_fail_starting:g} s"
+        if waited > self.start_patience:
+            reason = f"its VMA did not answer within {self.start_patience:g} s"
             if self.settings.debug_keep_dead_vma:
                 with self.engine.begin() as conn:
                     store.set_vm_state(conn, view.vm_id, self.host.id, "debugging", error=reason)
@@ -335,8 +335,7 @@ class Reconciler:
         if not view.ip:
             self._fail_start(view, "the VM has no IP address (vms.ip is empty)")
             return None
-        home_per_user = bool(view.user_storage_mb) and self.settings.home_per_user
-        if (refused := stored_name_problem(view, di.path, home_per_user=home_per_user)) is not None:
+        if (refused := stored_name_problem(view, di.path)) is not None:
             self._fail_start(view, refused)
             return None
         if view.current_di_id is None:
@@ -352,37 +351,41 @@ class Reconciler:
                     di_id=di.id,
                     osf_id=view.osf_id,
                 )
-        home_key: str | None = None
-        if view.user_storage_mb:
-            home_key = login_path_key(view.login) if home_per_user else f"{view.vm_id}-fs"
+        home = None
+        if view.user_storage_mb:  # how and where it is kept is the backend's business
+            home = HomeSpec(login=view.login, size_mib=view.user_storage_mb)
         return VmSpec(
             vm_id=view.vm_id,
             name=view.name,
             di_id=di.id,
             image=self.settings.images_dir / di.path,
-            memory_mb=view.memory_mb,
+            memory_mib=view.memory_mb,
+            vcpus=self.settings.vcpus,
+            cpu_weight=self.settings.cpu_weight,
             network=NetworkSpec(
                 bridge=self.settings.bridge,
                 address=view.ip,
                 prefix=self._prefix,
                 mac=mac_for(view.ip, self.settings.mac_prefix),
                 host_device=host_device(self.settings.device_prefix, view.vm_id),
+                gateway=self._gateway_for(view),
             ),
             vma_secret=self.vma_secret(view),
-            home_key=home_key,
-            home_size_mib=view.user_storage_mb or 0,
+            home=home,
             overlay_persistent=self.settings.overlay_persistent,
-            overlay_size_mib=self.settings.overlay_size_mib,
-            cpu_shares=self.settings.cpu_shares,
-            pids_max=self.settings.pids_max,
         )
 
+    def _gateway_for(self, view: VmView) -> str | None:
+        """The default route given to the VM (egress); None: no route out."""
+        return None  # hook point of the egress (issue #13): per node/OSF/tenant policy
 
-def stored_name_problem(view: VmView, di_path: str, *, home_per_user: bool) -> str | None:
+
+def stored_name_problem(view: VmView, di_path: str) -> str | None:
     """Why a name stored before the name rules (qvd.config.names) cannot meet the
     backend's configuration file or paths, or None: the VM name goes on one line of a
-    configuration file, the DI file name is one path component under the images
-    directory, and with per-user homes so is the login."""
+    configuration file and the DI file name is one path component under the images
+    directory. (How a home is named is the backend's: it refuses a login it cannot
+    store with a :class:`TerminalBackendError`.)"""
     if not is_safe_config_value(view.name):
         return (
             f"the VM name {shown(view.name)} cannot be written into a configuration file "
@@ -390,8 +393,6 @@ def stored_name_problem(view: VmView, di_path: str, *, home_per_user: bool) -> s
         )
     try:
         PATH_COMPONENT.check(di_path)
-        if home_per_user:
-            login_path_key(view.login)
     except NameRuleError as exc:
         return f"refused: {exc}"
     return None

@@ -37,8 +37,16 @@ from pathlib import Path
 
 from qvd.config import Config, ConfigValueError
 
-__all__ = ["FenceOrderError", "HkdSettings", "check_fence_order", "fence_jitter"]
+__all__ = [
+    "CPU_WEIGHT_MAX",
+    "CPU_WEIGHT_MIN",
+    "FenceOrderError",
+    "HkdSettings",
+    "check_fence_order",
+    "fence_jitter",
+]
 
+CPU_WEIGHT_MIN, CPU_WEIGHT_MAX = 1, 10000  # cgroup v2 cpu.weight's range
 FENCE_TIMER_PERIOD = 0.1  # seconds between two looks of the fence timer at its deadline
 
 
@@ -85,10 +93,8 @@ class HkdSettings:
     stop_vms_on_exit: bool
     debug_keep_dead_vma: bool
     overlay_persistent: bool
-    overlay_size_mib: int
-    home_per_user: bool
-    cpu_shares: int
-    pids_max: int
+    vcpus: int
+    cpu_weight: int
     lock_path: Path
     fence_kill_time: float
     watchdog: bool
@@ -97,10 +103,12 @@ class HkdSettings:
 
     def __post_init__(self) -> None:
         check_fence_order(self.ticker_timeout, self.fence_kill_time, self.node_timeout)
-        if self.overlay_size_mib < 0:
+        if self.vcpus < 1:
+            raise ConfigValueError(f"vm.cpus is {self.vcpus}: a desktop has at least 1 CPU")
+        if not CPU_WEIGHT_MIN <= self.cpu_weight <= CPU_WEIGHT_MAX:
             raise ConfigValueError(
-                f"vm.overlay.size is {self.overlay_size_mib}: a desktop's upper layer bound "
-                "is 0 (unbounded) or a positive number of MiB"
+                f"vm.cpu.weight is {self.cpu_weight}: a relative CPU share is "
+                f"{CPU_WEIGHT_MIN}..{CPU_WEIGHT_MAX} (100 = normal)"
             )
 
     # ---- database limits of the heartbeat path (derived from the fence timeout) ----------
@@ -149,10 +157,8 @@ class HkdSettings:
             stop_vms_on_exit=b("internal.hkd.stopping.vms"),
             debug_keep_dead_vma=b("internal.vm.debug.enable"),
             overlay_persistent=b("vm.overlay.persistent"),
-            overlay_size_mib=i("vm.overlay.size"),
-            home_per_user=b("vm.lxc.home.per.user"),
-            cpu_shares=i("vm.lxc.cpu.shares"),
-            pids_max=i("vm.lxc.pids.max"),
+            vcpus=i("vm.cpus"),
+            cpu_weight=i("vm.cpu.weight"),
             lock_path=config.get_path("internal.hkd.lock.path"),
             fence_kill_time=f("internal.hkd.fence.kill_time"),
             watchdog=b("internal.hkd.watchdog.enable"),

@@ -1,10 +1,12 @@
 """The per-VM secret and the check of each call's ``Authorization`` header.
 
 The HKD places the secret in the container before it starts, as the file
-``/etc/qvd/vma.secret`` (``vma.secret.file``; mode 0600, root-owned, one line). If the
-file is absent the VMA takes ``QVD_VMA_SECRET`` from its environment (then removes it
-from the environment so that no child inherits it). Callers send
-``Authorization: Bearer <secret>``. Without a secret every call is refused.
+``/etc/qvd/vma.secret`` (``vma.secret.file``; mode 0600, root-owned, one line); a
+virtual machine gets it through fw_cfg and the VMA keeps it in
+``/run/qvd/vma.secret`` (see ``identity``). If the file is absent the VMA takes
+``QVD_VMA_SECRET`` from its environment (then removes it from the environment so that
+no child inherits it). Callers send ``Authorization: Bearer <secret>``. Without a
+secret (or with ``path=None``: a refused identity) every call is refused.
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ def authorized(header: str | None, secret: bytes | None) -> bool:
 class SecretStore:
     """Reads the secret file, re-reading it when it changes (the HKD may rotate it)."""
 
-    def __init__(self, path: Path, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, path: Path | None, environ: dict[str, str] | None = None) -> None:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._secret: bytes | None = None
         env = os.environ if environ is None else environ
         fallback = env.pop(SECRET_ENV, "").strip()
-        self._fallback = fallback.encode() if fallback else None
+        self._fallback = fallback.encode() if fallback and path is not None else None
 
     def current(self) -> bytes | None:
+        if self._path is None:
+            return None
         try:
             st = self._path.stat()
         except OSError:

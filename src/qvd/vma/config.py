@@ -34,9 +34,20 @@ DEFAULTS: dict[str, str] = {
     "vma.user.default.name": "qvd",
     "vma.user.default.groups": "qvduser",
     "vma.user.home.path": "/home",
+    # a persistent home drive (a device path; empty: the fw_cfg identity's home disk)
+    "vma.user.home.drive": "",
+    "vma.user.home.fs": "ext4",
+    "vma.user.home.drive.wait": "30",  # seconds for the device to appear (udev)
     "vma.user.shell": "/bin/bash",
     "vma.default.lang": "en_US.UTF-8",
-    "vma.poweroff.command": "",
+    "vma.poweroff.command": "",  # empty: exit (the VMA is init) or `systemctl poweroff`
+    "vma.init": "vma",  # or "systemd": as PID 1 the VMA execs /sbin/init at once
+    # the identity of a virtual machine (QEMU fw_cfg), and where its secret is kept
+    "vma.identity.fw_cfg": "/sys/firmware/qemu_fw_cfg/by_name/opt/org.qvd/identity/raw",
+    # with QEMU's fw_cfg device present, seconds to wait for its driver (udev loads it)
+    "vma.identity.fw_cfg.device": "/sys/bus/acpi/devices/QEMU0002:00",
+    "vma.identity.fw_cfg.wait": "10",
+    "vma.identity.secret.file": "/run/qvd/vma.secret",
     "path.run": "/var/run/qvd",
     "path.log": "/var/log/qvd",
 }

@@ -45,6 +45,7 @@ from qvd.vma.geometry import (
     resize_commands,
     wants_fullscreen,
 )
+from qvd.vma.homedrive import HomeDriveError
 from qvd.vma.homefiles import ensure_private_dir, open_home, write_private_file
 from qvd.vma.hooks import HookRunner
 from qvd.vma.methods import RpcError
@@ -127,8 +128,10 @@ class SessionRunner:
         *,
         hooks: HookRunner | None = None,
         clock: Callable[[], float] = time.monotonic,
+        prepare_home: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
+        self._prepare_home = prepare_home  # mounts the home drive (raises HomeDriveError)
         self._hooks = hooks or HookRunner(config)
         self._clock = clock
         self._display = config.display
@@ -309,8 +312,10 @@ class SessionRunner:
     def _provision(self, params: Mapping[str, str]) -> None:
         try:
             spec = user_spec(params, self._config)
+            if self._prepare_home is not None:
+                self._prepare_home()
             self._user = provision(spec, lambda step: self._hooks.provisioning(step, params))
-        except ProvisionError as exc:
+        except (ProvisionError, HomeDriveError) as exc:
             log.error("provisioning failed: %s", exc)
             self.submit(ProvisionFailed(reason=str(exc)))
             return

@@ -83,8 +83,10 @@ def test_start_and_stop_a_container(
         assert row["vma_ok_ts"] is not None
         backend = hkd.backend
         assert isinstance(backend, LxcBackend)
+        # the neutral figures (OSF memory, vm.cpus 2, vm.cpu.weight 100) as LXC's knobs
         assert backend.limits(vm_id) == {
-            "memory": str(256 * 1024 * 1024), "cpu.shares": "1024", "pids.max": "2048",
+            "memory": str(256 * 1024 * 1024), "cpu.shares": "1024",
+            "cpu.cfs_quota_us": "200000", "pids.max": "2048",
         }  # fmt: skip
         route = subprocess.run(["ip", "-o", "route", "get", node.vm_address(1)],
                                capture_output=True, text=True, check=False).stdout  # fmt: skip

@@ -38,12 +38,7 @@ class FakeBackend(Backend):
 
     name: str = "fake"
     capabilities: Capabilities = field(
-        default_factory=lambda: Capabilities(
-            shares_base_image=True,
-            persistent_home=True,
-            memory_limit=False,
-            needs_vma_poweroff=False,
-        )
+        default_factory=lambda: Capabilities(needs_vma_poweroff=False)
     )
     vms: dict[int, FakeVm] = field(default_factory=dict)
     calls: list[tuple[str, int]] = field(default_factory=list)

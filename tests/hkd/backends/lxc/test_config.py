@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qvd.hkd.backends.base import NetworkSpec, VmSpec
+from qvd.hkd.backends.base import NetworkSpec, TerminalBackendError, VmSpec
 from qvd.hkd.backends.lxc.config import (
     CAPS_DROPPED,
+    CFS_PERIOD_US,
     UnsafeConfigValue,
+    cgroup_limits,
     render_config,
     uts_name,
 )
@@ -22,7 +24,7 @@ CT = Path("/var/run/qvd/lxc/qvd-10000")
 def spec(**changes: object) -> VmSpec:
     base = VmSpec(
         vm_id=10000, name="desk1", di_id=10000, image=Path("/s/images/10000-test.tar.zst"),
-        memory_mb=256, vma_secret="s" * 64,
+        memory_mib=256, vcpus=2, cpu_weight=100, vma_secret="s" * 64,
         network=NetworkSpec(bridge="qvdnet0", address="10.3.0.101", prefix=24,
                             mac="54:52:00:03:00:65", host_device="qvd10000"),
     )  # fmt: skip
@@ -38,6 +40,7 @@ def render(vm: VmSpec, **paths: Path | None) -> str:
     return render_config(
         vm, name="qvd-10000", ids=IdRange(1_065_536), lower=values["lower"],  # type: ignore[arg-type]
         upper=values["upper"], home=values["home"], log_file=values["log_file"],  # type: ignore[arg-type]
+        pids_max=2048,
     )  # fmt: skip
 
 
@@ -106,3 +109,49 @@ def test_every_line_is_one_known_key_and_no_hook() -> None:
     assert all(k.startswith("lxc.") for k in keys(text))
     assert not any("hook" in k for k in keys(text))
     assert text.count("\n") == len(text.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("weight", "vcpus", "shares", "quota"),
+    [(100, 2, 1024, 200_000), (1, 1, 10, 100_000), (10000, 4, 102_400, 400_000),
+     (50, 3, 512, 300_000)],
+)  # fmt: skip
+def test_neutral_figures_map_to_cgroup_v1_knobs(
+    weight: int, vcpus: int, shares: int, quota: int
+) -> None:
+    vm = spec(memory_mib=300, vcpus=vcpus, cpu_weight=weight)
+    assert cgroup_limits(vm, pids_max=77) == {
+        ("memory", "memory.limit_in_bytes"): 300 << 20,
+        ("cpu", "cpu.shares"): shares,
+        ("cpu", "cpu.cfs_period_us"): CFS_PERIOD_US,
+        ("cpu", "cpu.cfs_quota_us"): quota,
+        ("pids", "pids.max"): 77,
+    }
+    lines = render(vm).splitlines()
+    assert f"lxc.cgroup.memory.limit_in_bytes = {300 << 20}" in lines
+    assert f"lxc.cgroup.cpu.shares = {shares}" in lines
+    assert f"lxc.cgroup.cpu.cfs_quota_us = {quota}" in lines
+    assert "lxc.cgroup.pids.max = 2048" in lines
+
+
+@pytest.mark.parametrize(
+    "changes", [{"memory_mib": 0}, {"vcpus": 0}, {"cpu_weight": 0}, {"cpu_weight": 10001}]
+)
+def test_figures_out_of_range_are_refused(changes: dict[str, int]) -> None:
+    with pytest.raises(TerminalBackendError, match="must be positive"):
+        render(spec(**changes))
+
+
+def test_a_gateway_is_a_route_only_when_given() -> None:
+    assert not any("gateway" in k for k in keys(render(spec())))
+    vm = spec()
+    routed = dataclasses.replace(vm, network=dataclasses.replace(vm.network, gateway="10.3.0.1"))
+    assert "lxc.net.0.ipv4.gateway = 10.3.0.1" in render(routed).splitlines()
+
+
+@pytest.mark.parametrize("gateway", ["10.3.0.1\nlxc.hook.mount = /x", "auto", "10.3.0", ""])
+def test_a_gateway_is_an_ipv4_address(gateway: str) -> None:
+    vm = spec()
+    bad = dataclasses.replace(vm, network=dataclasses.replace(vm.network, gateway=gateway))
+    with pytest.raises(UnsafeConfigValue):
+        render(bad)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qvd.config import Config
+from qvd.config import Config, ConfigValueError
 from qvd.hkd.backends.base import NetworkSpec, VmSpec
 from qvd.hkd.backends.homefs import home_image, release_home
 from qvd.hkd.backends.lxc import LxcBackend
@@ -48,10 +48,13 @@ def _spec(backend: LxcBackend, *, size: int, persistent: bool = False) -> VmSpec
         bridge="qvdnone", address="10.213.251.10", prefix=24, mac="54:52:00:00:01:10",
         host_device="qvdnone77",
     )  # fmt: skip
+    # the bound is the backend's own setting (vm.overlay.size), as a node restarted
+    # with another value would read it
+    backend.overlay_size_mib = size
     return VmSpec(
-        vm_id=VM_ID, name="bounded", di_id=DI_ID, image=image, memory_mb=128,
-        network=network, vma_secret=secrets.token_hex(16), overlay_persistent=persistent,
-        overlay_size_mib=size,
+        vm_id=VM_ID, name="bounded", di_id=DI_ID, image=image, memory_mib=128, vcpus=1,
+        cpu_weight=100, network=network, vma_secret=secrets.token_hex(16),
+        overlay_persistent=persistent,
     )  # fmt: skip
 
 
@@ -125,3 +128,30 @@ def test_size_zero_leaves_a_new_upper_unbounded(backend: LxcBackend) -> None:
     assert not os.path.ismount(layer)
     assert not home_image(layer).exists()
     assert backend.layout.upper(DI_ID, VM_ID).is_dir()
+
+
+def test_the_bound_is_the_backends_setting_and_a_negative_one_is_refused(
+    backend: LxcBackend,
+) -> None:
+    assert backend.overlay_size_mib == 2048  # vm.overlay.size's default
+    assert backend.facts() == {"homes": "per-vm", "overlay_mib": "2048"}
+    root = backend.layout.images.parent.parent
+    config = Config().with_overrides(
+        {"path.storage.root": str(root / "storage"), "path.run.lxc": str(root / "lxc"),
+         "vm.overlay.size": "-1"}
+    )  # fmt: skip
+    with pytest.raises(ConfigValueError, match=r"vm\.overlay\.size is -1"):
+        LxcBackend(config)
+
+
+def test_a_layer_left_mounted_without_its_container_is_a_leftover(backend: LxcBackend) -> None:
+    """An HKD killed in ``prepare`` after the layer was mounted, before the container's
+    directory was written: a new backend lists the VM and its cleanup unmounts it."""
+    backend.prepare(_spec(backend, size=24))
+    shutil.rmtree(backend.layout.container_dir(VM_ID))
+    layer = backend.layout.layer(DI_ID, VM_ID)
+    assert os.path.ismount(layer)
+    assert VM_ID in backend.list_leftovers()
+    backend.cleanup(VM_ID)
+    assert not os.path.ismount(layer)
+    assert VM_ID not in backend.list_leftovers()

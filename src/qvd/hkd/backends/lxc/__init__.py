@@ -9,8 +9,12 @@ and the VM's own upper layer (owned by the VM's range; a file system of its own 
 ``vm.overlay.size`` MiB, see ``_bound_layer``), mounted by LXC inside the container;
 the view and the binds live in a private mount namespace made for each start
 (``mountns``). Init: the VMA. Network: a veth on the node's bridge with the VM's
-fixed address and MAC. Limits: cgroup v1 memory, cpu.shares and pids.max, read back
-after start.
+fixed address and MAC. Limits: cgroup v1 memory, cpu.shares (the VM's CPU weight),
+a CFS quota of its vCPUs and pids.max, read back after start. Homes: a loop-mounted
+file system per VM (``<vm_id>-fs``) or, with ``vm.lxc.home.per.user``, per login.
+
+Its own settings, read from the node configuration it is made with: ``vm.lxc.*``
+(id map, pids.max, per-user homes) and ``vm.overlay.size`` (the bound of each upper).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import secrets
 import shutil
 from pathlib import Path
 
-from qvd.config import Config
+from qvd.config import Config, ConfigValueError
+from qvd.config.names import NameRuleError, login_path_key
 from qvd.hkd.backends.base import (
     Backend,
     BackendError,
@@ -31,7 +36,7 @@ from qvd.hkd.backends.base import (
     VmSpec,
 )
 from qvd.hkd.backends.homefs import ensure_home, home_image, release_home
-from qvd.hkd.backends.lxc.config import render_config
+from qvd.hkd.backends.lxc.config import cgroup_limits, render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
@@ -50,14 +55,13 @@ _MIB = 1 << 20
 
 _ALIVE = {"RUNNING", "STARTING", "STOPPING", "FREEZING", "FROZEN", "THAWED", "ABORTING"}
 SECRET_PATH = Path("etc/qvd/vma.secret")
+_OVERLAY_POLICY, _KEPT, _FRESH = "overlay", "kept\n", "fresh\n"  # in the container dir
 
 
 class LxcBackend(Backend):
     name = "lxc"
-    capabilities = Capabilities(
-        shares_base_image=True, persistent_home=True, memory_limit=True,
-        needs_vma_poweroff=False,
-    )  # fmt: skip
+    # the container's init is the VMA: SIGTERM is its shutdown; it answers in seconds
+    capabilities = Capabilities(needs_vma_poweroff=False)
 
     def __init__(self, config: Config) -> None:
         self.layout = Layout(
@@ -75,6 +79,16 @@ class LxcBackend(Backend):
             )
         except ValueError as exc:
             raise TerminalBackendError(str(exc)) from None
+        self.home_per_user = config.get_bool("vm.lxc.home.per.user")
+        self.pids_max = config.get_int("vm.lxc.pids.max")
+        self.overlay_size_mib = config.get_int("vm.overlay.size")
+        if self.overlay_size_mib < 0:
+            raise ConfigValueError(
+                f"vm.overlay.size is {self.overlay_size_mib}: a desktop's upper layer bound "
+                "is 0 (unbounded) or a positive number of MiB"
+            )
+        if self.pids_max <= 0:
+            raise ConfigValueError(f"vm.lxc.pids.max is {self.pids_max}: it must be positive")
         self.unpack_limits = Limits(
             max_bytes=config.get_int("di.unpack.max_bytes"),
             max_members=config.get_int("di.unpack.max_members"),
@@ -91,6 +105,22 @@ class LxcBackend(Backend):
         layout.lxcpath.mkdir(parents=True, exist_ok=True)
         layout.lxcpath.chmod(0o711)
         ensure_subordinate_ids(self.ids)
+
+    def facts(self) -> dict[str, str]:
+        homes = "per-user" if self.home_per_user else "per-vm"
+        return {"homes": homes, "overlay_mib": str(self.overlay_size_mib)}
+
+    def _home_key(self, spec: VmSpec) -> str | None:
+        """The name of the VM's home under homefs: its login with per-user homes (a
+        login that is not one plain path component is refused), else ``<vm_id>-fs``."""
+        if spec.home is None:
+            return None
+        if not self.home_per_user:
+            return f"{spec.vm_id}-fs"
+        try:
+            return login_path_key(spec.home.login)
+        except NameRuleError as exc:
+            raise TerminalBackendError(f"refused: {exc}") from None
 
     def _check_lxcpath_reachable(self) -> None:
         """The containers' mapped roots must traverse every parent of the LXC path."""
@@ -131,13 +161,14 @@ class LxcBackend(Backend):
         return base
 
     def prepare(self, spec: VmSpec) -> None:
+        home_key = self._home_key(spec)  # a login it cannot store: refused before anything
         ids = self.ids.for_vm(spec.vm_id)
         self.ensure_base(spec.di_id, spec.image)
         layer = self.layout.layer(spec.di_id, spec.vm_id)
         for old in self.layout.layers_of(spec.vm_id):
             if old != layer or not spec.overlay_persistent:
                 self._discard(old)
-        self._bound_layer(layer, spec.overlay_size_mib)
+        self._bound_layer(layer, self.overlay_size_mib)
         self._own_layer(layer, ids)
         try:  # a persistent upper is the desktop's root's: never follow its links
             write_private_file(
@@ -148,9 +179,9 @@ class LxcBackend(Backend):
             raise TerminalBackendError(
                 f"VM {spec.vm_id}: cannot place the VMA secret: {exc}"
             ) from None
-        if spec.home_key is not None:
-            home = self.layout.home(spec.home_key)
-            ensure_home(home, spec.home_size_mib)  # its own file system: the quota
+        if spec.home is not None and home_key is not None:
+            home = self.layout.home(home_key)
+            ensure_home(home, spec.home.size_mib)  # its own file system: the quota
             if home.is_symlink() or not home.is_dir():
                 raise TerminalBackendError(f"home {home} is not a directory")
         name = container_name(spec.vm_id)
@@ -158,8 +189,10 @@ class LxcBackend(Backend):
         cdir.mkdir(parents=True, exist_ok=True)
         os.chown(cdir, 0, ids.start)  # the mapped root's group may traverse, nobody else
         cdir.chmod(0o750)
+        # cleanup reads it: a fresh root's layer goes with the VM, a kept one stays
+        (cdir / _OVERLAY_POLICY).write_text(_KEPT if spec.overlay_persistent else _FRESH)
         mounts = [self.layout.lower_mount(spec.vm_id), self.layout.layer_mount(spec.vm_id)]
-        if spec.home_key is not None:
+        if home_key is not None:
             mounts.append(self.layout.home_mount(spec.vm_id))
         for point in mounts:
             point.mkdir(mode=0o755, exist_ok=True)
@@ -169,8 +202,9 @@ class LxcBackend(Backend):
             ids=ids,
             lower=self.layout.lower_mount(spec.vm_id),
             upper=self.layout.layer_mount(spec.vm_id) / "upper",
-            home=self.layout.home_mount(spec.vm_id) if spec.home_key is not None else None,
+            home=self.layout.home_mount(spec.vm_id) if home_key is not None else None,
             log_file=cdir / "lxc.log",
+            pids_max=self.pids_max,
         )
         config = cdir / "config"
         config.unlink(missing_ok=True)
@@ -223,8 +257,9 @@ class LxcBackend(Backend):
 
     def _start_mounts(self, spec: VmSpec) -> StartMounts:
         binds = [(self.layout.layer(spec.di_id, spec.vm_id), self.layout.layer_mount(spec.vm_id))]
-        if spec.home_key is not None:
-            binds.append((self.layout.home(spec.home_key), self.layout.home_mount(spec.vm_id)))
+        home_key = self._home_key(spec)
+        if home_key is not None:
+            binds.append((self.layout.home(home_key), self.layout.home_mount(spec.vm_id)))
         return StartMounts(
             base=self.layout.base(spec.di_id, spec.image),
             lower=self.layout.lower_mount(spec.vm_id),
@@ -256,12 +291,11 @@ class LxcBackend(Backend):
             log = self.layout.container_dir(spec.vm_id) / "lxc.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
             raise BackendError(f"container {name} did not start: {' | '.join(tail)}")
-        limit = self.lxc.limit(name, "memory", "memory.limit_in_bytes")
-        if limit is not None and int(limit) != spec.memory_mb * 1024 * 1024:
-            self.kill(spec.vm_id)
-            raise BackendError(
-                f"container {name}: memory limit reads back {limit}, not {spec.memory_mb} MB"
-            )
+        for (controller, key), wanted in cgroup_limits(spec, pids_max=self.pids_max).items():
+            value = self.lxc.limit(name, controller, key)
+            if value is not None and value != str(wanted):
+                self.kill(spec.vm_id)
+                raise BackendError(f"container {name}: {key} reads back {value}, not {wanted}")
         return pid
 
     def stop(self, vm_id: int) -> None:
@@ -297,7 +331,20 @@ class LxcBackend(Backend):
                 if vm_id is not None:
                     ids.add(vm_id)
         ids |= set(self._devices())
+        ids |= self._mounted_layers()
         return ids | self.list_running()
+
+    def _mounted_layers(self) -> set[int]:
+        """VMs whose bounded layer is still mounted (an HKD that died in ``prepare``
+        before the container directory existed leaves only that)."""
+        if not self.layout.overlayfs.is_dir():
+            return set()
+        found: set[int] = set()
+        for layer in self.layout.overlayfs.glob("*-*-overlayfs"):
+            middle = layer.name.split("-")[1]
+            if middle.isdigit() and os.path.ismount(layer):
+                found.add(int(middle))
+        return found
 
     def cleanup(self, vm_id: int) -> None:
         name = container_name(vm_id)
@@ -307,10 +354,18 @@ class LxcBackend(Backend):
         if device is not None:
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
-        shutil.rmtree(self.layout.container_dir(vm_id), ignore_errors=True)
+        cdir = self.layout.container_dir(vm_id)
+        try:
+            fresh = (cdir / _OVERLAY_POLICY).read_text() == _FRESH
+        except OSError:  # cleaned already, or prepared by an older version: keep
+            fresh = False
         release_home(self.layout.home(f"{vm_id}-fs"))  # a per-login home stays mounted
-        for layer in self.layout.layers_of(vm_id):  # its image (a kept upper's files) stays
-            release_home(layer)
+        for layer in self.layout.layers_of(vm_id):
+            if fresh:  # a fresh root's changes go with the VM (layer, mount, image)
+                self._discard(layer)
+            else:  # unmounted; its image (a kept upper's files) stays
+                release_home(layer)
+        shutil.rmtree(cdir, ignore_errors=True)  # last: what says the layer is fresh
 
     # ---- extras for operators and tests ---------------------------------------------------
     def limits(self, vm_id: int) -> dict[str, str | None]:
@@ -319,6 +374,7 @@ class LxcBackend(Backend):
         return {
             "memory": self.lxc.limit(name, "memory", "memory.limit_in_bytes"),
             "cpu.shares": self.lxc.limit(name, "cpu", "cpu.shares"),
+            "cpu.cfs_quota_us": self.lxc.limit(name, "cpu", "cpu.cfs_quota_us"),
             "pids.max": self.lxc.limit(name, "pids", "pids.max"),
         }
 
