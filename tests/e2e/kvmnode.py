@@ -36,7 +36,8 @@ __all__ = [
     "KVM_SETTINGS",
     "KvmDesktop",
     "KvmNode",
-    "dhcp_leases",
+    "dhcp_hosts",
+    "guest_lease",
     "home_file",
     "kvm_node",
     "qemu_pids",
@@ -224,16 +225,22 @@ def overlays(config: Config, vm_id: int) -> list[Path]:
     return sorted(config.get_path("path.storage.overlays").glob(f"*-{vm_id}-overlay.qcow2"))
 
 
-def dhcp_leases(run: Path) -> dict[str, str]:
-    """MAC → IPv4 of every lease the node's dnsmasq acknowledged (its log, under
-    ``path.run``/dhcp: ``DHCPACK(<bridge>) <ip> <mac>``), the last one per MAC."""
-    leases: dict[str, str] = {}
-    for path in (run / "dhcp").glob("*.log"):
-        for line in path.read_text(errors="replace").splitlines():
-            found = re.search(r"DHCPACK\([^)]*\) (\S+) (\S+)", line)
-            if found:
-                leases[found.group(2).lower()] = found.group(1)
-    return leases
+def dhcp_hosts(run: Path) -> dict[str, str]:
+    """MAC → IPv4 of the static leases the node's dnsmasq serves (its hosts file under
+    ``path.run``/dhcp: ``MAC[,set:TAG],IP[,NAME]`` per line)."""
+    hosts: dict[str, str] = {}
+    path = run / "dhcp" / "hosts"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        fields = line.split(",")
+        address = next((f for f in fields[1:] if re.fullmatch(r"[0-9.]+", f)), None)
+        if address is not None:
+            hosts[fields[0].lower()] = address
+    return hosts
+
+
+def guest_lease(text_: str) -> dict[str, str]:
+    """The fields of a systemd-networkd lease file (``KEY=VALUE`` lines)."""
+    return dict(line.split("=", 1) for line in text_.splitlines() if "=" in line)
 
 
 def vma_secret(engine: Engine, vm_id: int) -> str:

@@ -6,10 +6,11 @@ VM instead of adopting it), each boot within the 180 s budget of TCG:
 
 1. the qcow2 test image is imported through the admin API's staging import, and the
    OSF, user and VM are made through the API, as for LXC; the client's connect boots
-   the VM; its xterm is drawn on the client's display; the guest's address came from
-   the node's dnsmasq (its lease is the DB row's MAC and IP); the user types a file
-   into the home and one into the root file system; the VM is stopped: nothing is
-   left (no QEMU, no tap, no overlay) but the home disk, which holds the file;
+   the VM; its xterm is drawn on the client's display; the node's dnsmasq serves the
+   DB row's MAC and IP; the user types a file into the home, one into the root file
+   system and the guest's own DHCP lease into the home; the VM is stopped: nothing is
+   left (no QEMU, no tap, no overlay) but the home disk, which holds the files, the
+   lease saying the address came from the node's DHCP server;
 2. a start is asked, and while the guest boots the HKD is killed with SIGKILL; the
    restarted HKD adopts the QEMU (the same PID) or cleans it and boots again;
 3. the user connects again and types what the home holds into a new file and whether
@@ -35,7 +36,8 @@ from tests.e2e.kvmnode import (
     KvmDesktop,
     KvmNode,
     copy_evidence,
-    dhcp_leases,
+    dhcp_hosts,
+    guest_lease,
     home_file,
     kvm_node,
     overlays,
@@ -152,26 +154,30 @@ def test_kvm_desktop_boots_keeps_its_home_and_survives_a_kill_9_of_the_hkd(
             (pid,) = qemu_pids(desk.vm_id)
             accel = next(a for a in qemu_argv(pid) if a.startswith(("tcg", "accel=tcg")))
             assert "tb-size" in accel
-            # the guest's secret reaches it by fw_cfg from a root-only file, never by a
-            # command line or an environment another local user could read
-            secret = vma_secret(engine, desk.vm_id)
-            assert secret not in " ".join(qemu_argv(pid))
-            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
-            identities = [p for p in node.run.glob("kvm/**/*") if p.is_file()
-                          and secret.encode() in p.read_bytes()]  # fmt: skip
-            assert identities
-            assert all(p.stat().st_mode & 0o077 == 0 for p in identities)
+            # the guest's secret reaches it by fw_cfg from a root-only file (removed once
+            # QEMU has read it), never by a command line or an environment another
+            # local user could read through /proc
+            secret = vma_secret(engine, desk.vm_id).encode()
+            assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert secret not in Path(f"/proc/{pid}/environ").read_bytes()
+            holders = [p for p in node.run.rglob("*") if p.is_file() and secret in p.read_bytes()]
+            assert [p for p in holders if p.stat().st_mode & 0o077] == []
             assert runtime(engine, desk.vm_id)["vm_address"] == desk.address
-            # the guest took its address by DHCP: the node's lease is the DB row's
-            assert dhcp_leases(node.run).get(vm_mac(desk.address)) == desk.address
+            # the node's DHCP serves the DB row's MAC → IP
+            assert dhcp_hosts(node.run).get(vm_mac(desk.address)) == desk.address
 
-            line = f"cd; echo home-{token} > persist.txt; echo root-{token} > /var/tmp/rootmark"
+            line = (f"cd; echo home-{token} > persist.txt; echo root-{token} > /var/tmp/rootmark; "
+                    "cat /run/systemd/netif/leases/* > lease.txt")  # fmt: skip
             type_text(xvfb.display, f"{line}; sync\n", at=centre(shot))
             time.sleep(3)  # the shell runs the line; the poweroff below syncs again
             client.close()
             stop_and_check_nothing_left(node, desk, config)
             disk = home_disk(config, desk.vm_id)
             assert home_file(disk, "persist.txt", tmp_path) == f"home-{token}\n"
+            # the guest's own lease: its address came by DHCP from the node's server
+            lease = guest_lease(home_file(disk, "lease.txt", tmp_path) or "")
+            assert lease.get("ADDRESS") == desk.address, lease
+            assert lease.get("SERVER_ADDRESS") == lxc_node.host_address, lease
 
             # 2. kill -9 of the HKD while the guest boots: adopted or cleaned
             command(engine, desk.vm_id, "start", node.host_id)
