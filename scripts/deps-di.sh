@@ -12,9 +12,14 @@
 #   iproute2       ip link/addr/route/netns for the test bridge
 #   util-linux     nsenter / unshare
 #   procps         ps / pkill-free process inspection helpers used while debugging
+#   e2fsprogs      mkfs.ext4 -d makes a KVM image's root file system; debugfs reads it
+#   qemu-utils     qemu-img: the KVM images (qcow2), per-VM overlays and home disks
+#   qemu-system-x86  qemu-system-x86_64: the KVM backend and the image boot tests
+#   dnsmasq-base   the per-node DHCP (and DNS) server of the VMs
 set -eu
 
 PACKAGES="lxc debootstrap zstd nxproxy xvfb x11-apps x11-utils iproute2 util-linux procps"
+PACKAGES="$PACKAGES e2fsprogs qemu-utils qemu-system-x86 dnsmasq-base"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -31,7 +31,9 @@ _counter = itertools.count()
 # remembering them: ``lxc`` (containers, or the disk images built for them: run under
 # the machine's heavy lock), ``root`` (bridges, network namespaces, chroot, chown), and
 # ``slow`` (more than a few seconds). ``lxc`` implies the other two.
-LXC_FIXTURES = frozenset({"test_image", "test_base", "lxc_node", "start_container", "tiny_image"})
+LXC_FIXTURES = frozenset(
+    {"test_image", "test_image_qcow2", "test_base", "lxc_node", "start_container", "tiny_image"}
+)
 ROOT_FIXTURES = frozenset({"bridge", "bridge_peer", "root_only"})
 SLOW_FIXTURES = frozenset({"live_api", "own_cluster", "slapd", "fuzz_server"})
 
@@ -47,6 +49,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.root)
         if (lxc or used & SLOW_FIXTURES) and "slow" not in marks:
             item.add_marker(pytest.mark.slow)
+
+
+# ---- disk images -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def test_image_qcow2() -> Path:
+    """The ``test`` recipe as a KVM image (qcow2: ext4 ``qvdroot``, /boot/qvd/{vmlinuz,
+    initrd.img,cmdline}, systemd starting qvd-vma.service), built once per machine and
+    cached like ``test_image`` (keyed by the recipe hash and the format). Run under the
+    heavy lock: the first use builds it (about a minute over a cached OS stage)."""
+    from qvd.di import ensure_image
+
+    if os.geteuid() != 0:
+        pytest.fail("building a disk image needs root (chroot, mkfs of the image)")
+    cache = os.environ.get("QVD_TEST_DI_CACHE")  # a separate image cache, if set
+    return ensure_image(
+        "test",
+        progress=lambda p: print(p.render(), flush=True),
+        cache=Path(cache) if cache else None,
+        fmt="qcow2",
+    )
 
 
 @pytest.fixture

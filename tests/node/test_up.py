@@ -191,6 +191,8 @@ def test_up_creates_runs_and_stops_the_database(
     assert READY in text
     bridge = config.get("vm.network.bridge")
     assert f"VMs on bridge {bridge} (lxc)" in text
+    assert "egress:   off" in text  # and how to turn it on:
+    assert "`vm.network.egress.enable = 1` and `vm.network.egress.uplink = <interface>`" in text
     port = config.get_int("l7r.port")
     assert f"L7R:      TLS on port {port}" in text
     client_line = next(line for line in lines if "qvd-client --host" in line).strip()

@@ -8,8 +8,9 @@ that tenant's id; every other token reads only the global rows (tenant -1). Fami
 
 Who may see what (issue #12, "secrets stay on the node"):
 
-- *node-local* tokens (``nodename``, ``database.*``, ``path.database*``, ``metrics.*``)
-  describe the node itself; a database row never sets them.
+- *node-local* tokens (``nodename``, ``database.*``, ``path.database*``, ``metrics.*``,
+  the node's egress ``vm.network.egress.{enable,uplink,deny}``) describe the node
+  itself; a database row never sets them.
 - *secret* tokens (kind ``SECRET``, or a name part such as ``password``, ``bindpass``,
   ``secret``, ``token``, ``key``) are never logged, never shown in an audit entry, and
   never expanded into a value that comes from the database.
@@ -153,6 +154,13 @@ TOKENS: tuple[Token, ...] = (
     _t("path.storage.overlays", "${path.storage.root}/overlays", PTH, "Per-VM qcow2 overlays."),
     _t("path.storage.homes", "${path.storage.root}/homes", PTH, "Persistent home disks (KVM)."),
     _t("path.run.lxc", "${path.run}/lxc", PTH, "LXC path for generated container configs."),
+    _t("path.run.kvm", "${path.run}/kvm", PTH, "KVM VMs' runtime files (QMP sockets, pid files)."),
+    _t(
+        "path.storage.bootfiles",
+        "${path.storage.root}/bootfiles",
+        PTH,
+        "Kernels and initrds taken out of KVM DIs.",
+    ),
     _t("path.cgroup", "/sys/fs/cgroup", PTH, "cgroup mount point."),
     _t("path.cache.di", "/var/cache/qvd/di", PTH, "Cache of built disk images, by recipe hash."),
     _t("path.l7r.ssl.key", "${path.run}/l7r/ssl/key.pem", PTH, "L7R TLS key file."),
@@ -281,7 +289,45 @@ TOKENS: tuple[Token, ...] = (
     ),
     _t("vm.network.ip.start", "10.0.0.100", TXT, "First VM address; nodes sit below it."),
     _t("vm.network.netmask", "255.255.0.0", TXT, "Netmask (or prefix length) of the VM network."),
-    _t("vm.network.gateway", "", TXT, "Gateway given to VMs (empty: none, no route out)."),
+    _t(
+        "vm.network.gateway",
+        "",
+        TXT,
+        "Gateway given to the VMs that may go out (see `vm.network.egress.enable`); empty: "
+        "this node's bridge address. VMs without egress get no gateway, no route out.",
+    ),
+    _t(
+        "vm.network.egress.enable",
+        "0",
+        BOOL,
+        "Let desktops out to the network by NAT on `vm.network.egress.uplink` (new; off: "
+        "they reach nothing beyond their node). Node-local: set in node.conf. Turns on "
+        "net.ipv4.ip_forward, which is host-wide and stays on. Needs the managed bridge "
+        "and its firewall.",
+    ),
+    _t(
+        "vm.network.egress.uplink",
+        "",
+        TXT,
+        "The one interface desktops go out by when egress is on (node-local).",
+    ),
+    _t(
+        "vm.network.egress.deny",
+        "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,"
+        "192.168.0.0/16,224.0.0.0/4,240.0.0.0/4",
+        LST,
+        "IPv4 networks desktops never reach through egress (node-local; default: private, "
+        "shared, link-local, loopback and multicast ranges, so neither the node's LAN nor "
+        "a cloud's metadata service; empty: none).",
+    ),
+    _t(
+        "vm.network.egress.allow",
+        "1",
+        BOOL,
+        "Whether this tenant's desktops go out when their node has egress (new). An OSF's "
+        "property `vm.network.egress` (allow or deny) overrides it for that OSF's VMs.",
+        tenant=True,
+    ),
     _t("vm.network.domain", "", TXT, "DNS domain of VMs."),
     _t(
         "vm.network.use_dhcp",
@@ -342,6 +388,45 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.kvm.accel", "auto", TXT, "`kvm`, `tcg` or `auto` (tcg where /dev/kvm is PVM)."),
     _t("vm.kvm.cpus", "2", INT, "QVD's name of `vm.cpus` (its default; set either)."),
     _t("vm.kvm.virtio", "1", BOOL, "Virtio devices for KVM VMs."),
+    _t(
+        "vm.kvm.machine",
+        "pc",
+        TXT,
+        "QEMU machine type of KVM VMs: `pc` or `q35` (alike under TCG here: 10.9 s from "
+        "QEMU's start to the test image's VMA with either).",
+    ),
+    _t(
+        "vm.kvm.tb_size",
+        "128",
+        INT,
+        "MiB of QEMU's translation cache per VM under TCG (QEMU's default takes ~270 MiB "
+        "more per VM).",
+    ),
+    _t(
+        "vm.kvm.user",
+        "qvd-kvm",
+        TXT,
+        "System user QEMU drops to once it has opened its files (`-runas`); made with "
+        "`useradd --system` when missing.",
+    ),
+    _t(
+        "internal.hkd.kvm.start_timeout.tcg",
+        "180",
+        NUM,
+        "Seconds a KVM VM under TCG (software emulation) may take to boot to its VMA.",
+    ),
+    _t(
+        "internal.hkd.kvm.start_timeout.kvm",
+        "30",
+        NUM,
+        "Seconds a KVM VM under hardware KVM may take to boot to its VMA.",
+    ),
+    _t(
+        "internal.hkd.kvm.qmp_timeout",
+        "20",
+        NUM,
+        "Seconds a QEMU just started may take to answer on its QMP socket.",
+    ),
     _t("internal.vm.port.vma", "3030", INT, "VMA port inside VMs."),
     _t("internal.vm.port.ssh", "22", INT, "SSH port inside VMs."),
     _t("internal.nxagent.display", "100", INT, "nxagent display; its port is display+4000."),
@@ -554,7 +639,15 @@ if len(_BY_NAME) != len(TOKENS):  # pragma: no cover - a programming error
     raise RuntimeError("duplicate token in qvd.config.tokens.TOKENS")
 
 
-NODE_LOCAL_PREFIXES = ("nodename", "database.", "path.database", "metrics.")
+NODE_LOCAL_PREFIXES = (
+    "nodename",
+    "database.",
+    "path.database",
+    "metrics.",
+    "vm.network.egress.enable",
+    "vm.network.egress.uplink",
+    "vm.network.egress.deny",
+)
 _SECRET_PARTS = frozenset(
     {"password", "passwd", "pass", "bindpass", "secret", "secrets", "token", "key", "cookie"}
 )

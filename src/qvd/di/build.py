@@ -2,9 +2,12 @@
 
 Stage 1, the operating system (cached as ``stages/<name>-base-<base_hash>.tar.zst``):
 ``bootstrap``, ``packages``, ``configure`` and ``cleanup`` (in ``qvd.di.osstage``).
-Stage 2, the image (``<name>-<recipe_hash>``): ``vma`` (the agent's source, launcher
-and ``vma.conf``) and ``pack`` through an output format. Only LXC tarballs exist
-today; a KVM format (qcow2 + kernel) is another ``OutputFormat`` with its own ``pack``.
+An output format may add its own cached stage on top of it (the KVM image's VM stage,
+``stages/<name>-<label>-<key>.tar.zst``: kernel, initrd, systemd).
+Stage 2, the image (``<name>-<image_hash><suffix>``): ``vma`` (the agent's source,
+launcher and ``vma.conf``), the format's ``finish`` steps (systemd as init when the
+recipe or the format asks for it) and ``pack``. Formats: ``LxcTarball`` here (the
+default) and ``qvd.di.qcow2.Qcow2Image`` (KVM), found by name in ``qvd.di.formats``.
 
 Each step reports progress; a failing step raises ``BuildError`` with its name, the
 reason and the last lines of output; the full log stays in ``<cache>/logs/``.
@@ -17,9 +20,10 @@ import datetime
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -30,20 +34,28 @@ from qvd.di.errors import BuildError, DiError
 from qvd.di.osstage import bootstrap, chroot, cleanup, configure, install_packages
 from qvd.di.progress import ProgressSink, StepPlan
 from qvd.di.recipe import Recipe, base_hash, recipe_hash, vma_source_files
+from qvd.di.sysinit import configure_systemd, layer_files
 
 __all__ = [
+    "KEEP_VERSIONS",
     "VMA_LAUNCHER",
     "VMA_PYTHON_DIR",
+    "CachedStage",
     "ImageInfo",
     "LxcTarball",
     "OutputFormat",
     "build_image",
+    "image_hash",
     "image_path",
     "meta_path",
     "read_image_info",
 ]
 
 VMA_PYTHON_DIR = "usr/lib/qvd/python"
+# Versions of an image (or stage) the cache keeps per recipe and format: the current one
+# and a few older, so that checkouts of different versions on one machine (branches,
+# worktrees) do not rebuild each other's images at every run.
+KEEP_VERSIONS = 3
 VMA_LAUNCHER = "usr/lib/qvd/bin/qvd-vma"
 
 _LAUNCHER = """#!/usr/bin/python3 -IS
@@ -87,20 +99,69 @@ def read_image_info(image: Path) -> ImageInfo:
         raise DiError(f"{meta}: unreadable image metadata: {exc}") from None
 
 
+StageBuilder = Callable[[Recipe, Path, StepPlan, TextIO], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedStage:
+    """A stage an output format adds over the OS stage, cached like it under
+    ``stages/<recipe>-<label>-<key>.tar.zst``; ``build`` turns the OS root into it and
+    reports on ``steps``, whose last one is the caching of the result."""
+
+    label: str
+    key: str
+    steps: tuple[tuple[str, float], ...]
+    build: StageBuilder
+
+
 class OutputFormat(Protocol):
     """How a finished root becomes an image file for one hypervisor."""
 
     name: str
     suffix: str
+    tools: tuple[tuple[str, str], ...]  # (program, Debian package) the format runs
 
-    def pack(self, root: Path, dest: Path, plan: StepPlan, log: TextIO) -> None: ...
+    def layers(self, recipe: Recipe) -> list[tuple[str, bytes]]:
+        """What the image depends on beyond the recipe and the builder (hash input)."""
+        ...
+
+    def stage(self, recipe: Recipe) -> CachedStage | None:
+        """The format's own cached stage over the OS stage, if it has one."""
+        ...
+
+    def steps(self, recipe: Recipe) -> list[tuple[str, float]]:
+        """The (step, weight) of ``finish`` and ``pack``, run after the VMA is installed."""
+        ...
+
+    def finish(self, recipe: Recipe, root: Path, plan: StepPlan, log: TextIO) -> None:
+        """Last changes to the root before it is packed."""
+        ...
+
+    def pack(self, root: Path, dest: Path, plan: StepPlan, log: TextIO) -> None:
+        """Write the image file ``dest`` from ``root``."""
+        ...
 
 
 class LxcTarball:
-    """LXC images: the root as ``.tar.zst``."""
+    """LXC images: the root as ``.tar.zst``; systemd as init if the recipe says so."""
 
     name = "lxc-tar-zst"
     suffix = ".tar.zst"
+    tools: tuple[tuple[str, str], ...] = (("tar", "tar"), ("zstd", "zstd"))
+
+    def layers(self, recipe: Recipe) -> list[tuple[str, bytes]]:
+        return layer_files() if recipe.init == "systemd" else []
+
+    def stage(self, recipe: Recipe) -> CachedStage | None:
+        return None
+
+    def steps(self, recipe: Recipe) -> list[tuple[str, float]]:
+        init = [("init", 0.5)] if recipe.init == "systemd" else []
+        return [*init, ("pack", 8.0)]
+
+    def finish(self, recipe: Recipe, root: Path, plan: StepPlan, log: TextIO) -> None:
+        if recipe.init == "systemd":
+            configure_systemd(root, plan, log, vm=False)
 
     def pack(self, root: Path, dest: Path, plan: StepPlan, log: TextIO) -> None:
         plan.report("pack", 0.0, f"packing {dest.name}")
@@ -116,13 +177,19 @@ class LxcTarball:
 
 def meta_path(image: Path) -> Path:
     """The metadata file of an image (``<name>.json`` beside it)."""
-    return image.with_name(image.name.split(".tar")[0] + ".json")
+    return image.with_name(image.name.split(".tar")[0].removesuffix(".qcow2") + ".json")
+
+
+def image_hash(recipe: Recipe, fmt: OutputFormat | None = None) -> str:
+    """The hash that names the image of ``recipe`` in format ``fmt`` (an LXC tarball of
+    a recipe whose init is the VMA: ``recipe_hash``)."""
+    return recipe_hash(recipe, layers=(fmt or LxcTarball()).layers(recipe))
 
 
 def image_path(cache: Path, recipe: Recipe, fmt: OutputFormat | None = None) -> Path:
     """Where the image of ``recipe`` lives (or will live) in the cache."""
-    suffix = (fmt or LxcTarball()).suffix
-    return cache / f"{recipe.name}-{recipe_hash(recipe)}{suffix}"
+    fmt = fmt or LxcTarball()
+    return cache / f"{recipe.name}-{image_hash(recipe, fmt)}{fmt.suffix}"
 
 
 def _install_vma(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, rhash: str) -> None:
@@ -206,6 +273,42 @@ def _expected_packages(cache: Path, recipe: Recipe) -> int:
     return best
 
 
+def _os_steps(recipe: Recipe) -> list[tuple[str, float]]:
+    return [
+        ("bootstrap", 55.0),
+        ("packages", 25.0 if recipe.extra_packages else 0.5),
+        ("configure", 0.5),
+        ("cleanup", 2.0),
+        ("stage", 8.0),
+    ]
+
+
+def _versions(folder: Path, prefix: str, suffix: str) -> list[Path]:
+    """Files ``<prefix>-<16 hex digits><suffix>`` in ``folder``, newest first."""
+    name = re.compile(rf"{re.escape(prefix)}-[0-9a-f]{{16}}{re.escape(suffix)}")
+    found = [p for p in folder.glob(f"{prefix}-*{suffix}") if name.fullmatch(p.name)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _cache_stage(
+    root: Path, stage: Path, prefix: str, step: str, plan: StepPlan, log: TextIO
+) -> None:
+    """Pack ``root`` as the cached ``stage`` (``<prefix>-<key>.tar.zst``), keeping only
+    the newest versions of it."""
+    plan.report(step, 0.0, f"caching {stage.name}")
+    stage.parent.mkdir(parents=True, exist_ok=True)
+    pack_tree(
+        root,
+        stage,
+        step=step,
+        log=log,
+        on_fraction=lambda f: plan.report(step, f, f"caching {stage.name}"),
+    )
+    for old in _versions(stage.parent, prefix, ".tar.zst")[KEEP_VERSIONS:]:
+        if old != stage:
+            old.unlink(missing_ok=True)
+
+
 def build_image(
     recipe: Recipe,
     cache: Path,
@@ -216,25 +319,31 @@ def build_image(
 ) -> Path:
     """Build (or find in ``cache``) the image of ``recipe``; returns the image file."""
     fmt = fmt or LxcTarball()
-    rhash, bhash = recipe_hash(recipe), base_hash(recipe)
+    missing = [f"{tool} ({package})" for tool, package in fmt.tools
+               if shutil.which(tool, path=CLEAN_ENV["PATH"]) is None]  # fmt: skip
+    if missing:
+        raise BuildError(
+            "tools", f"missing {', '.join(missing)}: run scripts/deps-di.sh (or apt-get install)"
+        )
+    rhash, bhash = image_hash(recipe, fmt), base_hash(recipe)
     dest = image_path(cache, recipe, fmt)
     with _locked(cache / f".{recipe.name}.lock"):
         if dest.is_file() and meta_path(dest).is_file() and not force:
             return dest
-        stage = cache / "stages" / f"{recipe.name}-base-{bhash}.tar.zst"
+        stages = cache / "stages"
+        stage = stages / f"{recipe.name}-base-{bhash}.tar.zst"
+        extra = fmt.stage(recipe)
+        extra_file = stages / f"{recipe.name}-{extra.label}-{extra.key}.tar.zst" if extra else None
+        have_extra = extra_file is not None and extra_file.is_file() and not force
         have_stage = stage.is_file() and not force
-        steps: list[tuple[str, float]] = (
-            [("unpack", 8.0)]
-            if have_stage
-            else [
-                ("bootstrap", 55.0),
-                ("packages", 25.0 if recipe.extra_packages else 0.5),
-                ("configure", 0.5),
-                ("cleanup", 2.0),
-                ("stage", 8.0),
-            ]
-        )
-        steps += [("vma", 2.0), ("pack", 8.0)]
+        steps: list[tuple[str, float]] = []
+        if have_extra or have_stage:
+            steps.append(("unpack", 8.0))
+        else:
+            steps += _os_steps(recipe)
+        if extra is not None and not have_extra:
+            steps += extra.steps
+        steps += [("vma", 2.0), *fmt.steps(recipe)]
         plan = StepPlan(steps, progress)
         work = cache / "work" / f"{recipe.name}-{rhash}-{os.getpid()}"
         root = work / "rootfs"
@@ -246,26 +355,24 @@ def build_image(
                 shutil.rmtree(work)
             work.mkdir(parents=True)
             with open(log_path, "w", encoding="utf-8") as log:
-                if have_stage:
-                    plan.report("unpack", 0.0, f"reusing {stage.name}")
-                    unpack_image(stage, root, log=log)
+                if have_extra or have_stage:
+                    cached = extra_file if have_extra and extra_file else stage
+                    plan.report("unpack", 0.0, f"reusing {cached.name}")
+                    unpack_image(cached, root, log=log)
                     plan.report("unpack", 1.0, "unpacked")
                 else:
                     bootstrap(recipe, root, plan, log, _expected_packages(cache, recipe))
                     install_packages(recipe, root, plan, log)
                     configure(recipe, root, plan)
                     cleanup(recipe, root, plan, log)
-                    stage.parent.mkdir(parents=True, exist_ok=True)
-                    for old in stage.parent.glob(f"{recipe.name}-base-*.tar.zst"):
-                        old.unlink()
-                    pack_tree(
-                        root,
-                        stage,
-                        step="stage",
-                        log=log,
-                        on_fraction=lambda f: plan.report("stage", f, "caching the OS stage"),
-                    )
+                    prefix = f"{recipe.name}-base"
+                    _cache_stage(root, stage, prefix, "stage", plan, log)
+                if extra is not None and extra_file is not None and not have_extra:
+                    extra.build(recipe, root, plan, log)
+                    prefix = f"{recipe.name}-{extra.label}"
+                    _cache_stage(root, extra_file, prefix, extra.steps[-1][0], plan, log)
                 _install_vma(recipe, root, plan, log, rhash)
+                fmt.finish(recipe, root, plan, log)
                 packages = _package_versions(root)
                 rootfs_bytes = tree_bytes(root)
                 fmt.pack(root, dest, plan, log)
@@ -289,14 +396,14 @@ def build_image(
             packages=packages,
         )
         meta_path(dest).write_text(info.to_json(), encoding="utf-8")
-        _prune_older(cache, recipe, dest)
+        _prune_older(cache, recipe, dest, fmt.suffix)
         return dest
 
 
-def _prune_older(cache: Path, recipe: Recipe, keep: Path) -> None:
-    """Drop the recipe's previous images: the cache holds the current one only."""
-    for old in cache.glob(f"{recipe.name}-*"):
-        if old == keep or old == meta_path(keep) or old.name.startswith(f"{recipe.name}-base-"):
-            continue
-        if old.name.endswith((".tar.zst", ".json")) and old.is_file():
+def _prune_older(cache: Path, recipe: Recipe, keep: Path, suffix: str) -> None:
+    """Drop the recipe's older images of this format beyond the newest few (the recipe's
+    images of other formats stay)."""
+    for old in _versions(cache, recipe.name, suffix)[KEEP_VERSIONS:]:
+        if old != keep:
+            meta_path(old).unlink(missing_ok=True)
             old.unlink(missing_ok=True)

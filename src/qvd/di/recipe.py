@@ -2,13 +2,19 @@
 
 A recipe names a Debian suite, the packages debootstrap includes, extra packages that
 apt installs inside the new root, paths to remove before packing, and the settings
-written to the image's ``/etc/qvd/vma.conf``.
+written to the image's ``/etc/qvd/vma.conf``, and the image's init: ``init = "vma"`` (the
+default: the VMA is the container's init) or ``"systemd"`` (systemd is the init and starts
+the VMA as ``qvd-vma.service``; the recipe must install ``systemd-sysv``). A KVM image
+(qcow2) always boots systemd, whatever the recipe says.
 
 Two hashes key the cache: ``base_hash`` covers what the operating-system stage
 depends on (suite, variant, package lists, removals, and the source of the code that
 makes the stage); ``recipe_hash`` covers the whole recipe, the VMA's source files and
 the source of the whole builder, so a change to the VMA or to the image stage rebuilds
 only the cheap final stage, and a changed builder never hides behind a warm cache.
+An output format or init that adds its own stages (systemd as init, the KVM image) adds
+their files as ``layers`` to ``recipe_hash``; without layers the hash is the LXC
+tarball's, which those files never move.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,10 +32,12 @@ from qvd.di.errors import RecipeError
 
 __all__ = [
     "BUILDER_FORMAT",
+    "INITS",
     "Recipe",
     "base_hash",
     "builder_source_files",
     "load_recipe",
+    "module_files",
     "parse_recipe",
     "recipe_hash",
     "recipe_names",
@@ -42,6 +51,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+$")
 _SUITES = ("bookworm",)
 _VARIANTS = ("minbase",)
+INITS = ("vma", "systemd")
+_SET_BY_INIT = "vma.init"  # written by the builder from ``init``, never by vma_conf
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,10 +67,12 @@ class Recipe:
     extra_packages: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     vma_conf: tuple[tuple[str, str], ...] = field(default=())
+    init: str = "vma"
 
     def as_data(self) -> dict[str, object]:
-        """A canonical, JSON-ready form (the input of the hashes)."""
-        return {
+        """A canonical, JSON-ready form (the input of the hashes). ``init`` appears only
+        when it is not the default, so recipes without it keep their hashes."""
+        data: dict[str, object] = {
             "name": self.name,
             "description": self.description,
             "suite": self.suite,
@@ -69,6 +82,9 @@ class Recipe:
             "remove": list(self.remove),
             "vma_conf": [list(kv) for kv in self.vma_conf],
         }
+        if self.init != "vma":
+            data["init"] = self.init
+        return data
 
 
 def _strings(data: dict[str, object], key: str, *, required: bool, source: str) -> list[str]:
@@ -92,7 +108,7 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{source}: {exc}") from None
     known = {"name", "description", "suite", "variant", "packages", "extra_packages"}
-    known |= {"remove", "vma_conf"}
+    known |= {"remove", "vma_conf", "init"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(f"{source}: unknown keys {unknown}")
@@ -120,6 +136,13 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     conf = data.get("vma_conf", {})
     if not isinstance(conf, dict) or not all(isinstance(v, str) for v in conf.values()):
         raise RecipeError(f"{source}: 'vma_conf' must be a table of strings")
+    if _SET_BY_INIT in conf:
+        raise RecipeError(f"{source}: {_SET_BY_INIT!r} comes from the 'init' key, not vma_conf")
+    init = data.get("init", "vma")
+    if init not in INITS:
+        raise RecipeError(f"{source}: 'init' must be one of {list(INITS)}, not {init!r}")
+    if init == "systemd" and "systemd-sysv" not in packages:
+        raise RecipeError(f"{source}: init = 'systemd' needs 'systemd-sysv' in packages")
     return Recipe(
         name=name,
         description=_string(data, "description", source),
@@ -129,6 +152,7 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         extra_packages=tuple(extra),
         remove=tuple(remove),
         vma_conf=tuple(sorted((str(k), str(v)) for k, v in conf.items())),
+        init=str(init),
     )
 
 
@@ -178,8 +202,12 @@ _IMAGE_MODULES = (*_STAGE_MODULES, "build.py", "recipe.py")
 def builder_source_files(*, stage_only: bool = False) -> list[tuple[str, bytes]]:
     """(file name, content) of the builder's modules in ``qvd/di`` (those of the OS
     stage only, with ``stage_only``), sorted."""
+    return module_files(_STAGE_MODULES if stage_only else _IMAGE_MODULES)
+
+
+def module_files(names: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(file name, content) of the named modules of ``qvd/di``, sorted."""
     folder = resources.files("qvd.di")
-    names = _STAGE_MODULES if stage_only else _IMAGE_MODULES
     return sorted((name, (folder / name).read_bytes()) for name in names)
 
 
@@ -210,13 +238,15 @@ def base_hash(recipe: Recipe) -> str:
     )
 
 
-def recipe_hash(recipe: Recipe) -> str:
-    """Hash of the whole image: recipe, builder format and source, and the VMA source."""
-    return _digest(
-        {
-            "format": BUILDER_FORMAT,
-            "recipe": recipe.as_data(),
-            "vma": _files_digest(vma_source_files()),
-            "builder": _files_digest(builder_source_files()),
-        }
-    )
+def recipe_hash(recipe: Recipe, *, layers: Sequence[tuple[str, bytes]] = ()) -> str:
+    """Hash of the whole image: recipe, builder format and source, the VMA source, and
+    the ``layers`` (name, content) that an init or output format adds."""
+    payload: dict[str, object] = {
+        "format": BUILDER_FORMAT,
+        "recipe": recipe.as_data(),
+        "vma": _files_digest(vma_source_files()),
+        "builder": _files_digest(builder_source_files()),
+    }
+    if layers:
+        payload["layers"] = _files_digest(sorted(layers))
+    return _digest(payload)

@@ -33,9 +33,11 @@ from qvd.db import (
     require_current_schema,
 )
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
+from qvd.db.dbconfig import LiveConfig
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import Backend, BackendError, UnknownBackend, load_backend
+from qvd.hkd.egress import Egress, EgressError, EgressFilter, EgressSettings
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
@@ -187,6 +189,7 @@ class Hkd:
             ) from None
         try:
             ports: PortFilter | None = None
+            egress: Egress | None = None
             if self.settings.manage_bridge:
                 self.network = self._node_network(host)
                 try:
@@ -194,6 +197,16 @@ class Hkd:
                 except NetworkError as exc:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
+                if self.network.egress is not None:  # desktops may go out (qvd.hkd.egress)
+                    allowed = EgressFilter(self.network.table)
+                    live = LiveConfig(self.config, self.engine)
+                    egress = Egress(self.network.egress, allowed, live.get)
+                    log.info("desktop egress on: NAT out of %s", self.network.egress.uplink)
+            elif self._egress_settings().enabled:
+                raise HkdStartError(
+                    "vm.network.egress.enable needs vm.network.bridge.manage: the node's "
+                    "own firewall is what lets desktops out, and only them"
+                )
             try:
                 backend = self._backend or load_backend(
                     self.settings.hypervisor, config=self.config
@@ -212,6 +225,7 @@ class Hkd:
                 self.settings,
                 vma,
                 ports=ports,
+                egress=egress,
                 fenced=lambda: self.fenced,
             )
             with self.engine.begin() as conn:
@@ -246,20 +260,30 @@ class Hkd:
             raise
         log.info("HKD running as host %s (%s)", host.id, host.name)
 
+    def _egress_settings(self) -> EgressSettings:
+        try:
+            return EgressSettings.from_config(self.config)
+        except EgressError as exc:
+            raise HkdStartError(str(exc)) from None
+
     def _node_network(self, host: store.HostRow) -> NodeNetwork:
         s = self.settings
         try:
+            network = vm_network(s.ip_start, s.netmask)
             node = NodeNetwork(
                 bridge=s.bridge,
                 host_address=host.address,
-                network=vm_network(s.ip_start, s.netmask),
+                network=network,
                 ip_start=ipaddress.IPv4Address(s.ip_start),
                 vma_port=s.vma_port,
                 x_port=s.x_port,
                 firewall=s.firewall,
+                egress=self._egress_settings().node_rules(
+                    bridge=s.bridge, network=network, node_address=host.address
+                ),
             )
             node.check()
-        except (ValueError, NetworkError) as exc:
+        except (ValueError, NetworkError, EgressError) as exc:
             raise HkdStartError(str(exc)) from None
         return node
 

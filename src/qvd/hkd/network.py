@@ -18,6 +18,9 @@ firewall (reference §2.7, without NAT and without a route out).
   each VM's host device (a second layer).
 - A VM network that overlaps a route or an address of this host (its LAN, another
   node network of the project) is refused: the node does not start.
+- Egress (optional, ``qvd.hkd.egress``): when the node has it, its set, forward rules
+  and NAT chain are part of the same ``inet`` table, so they come and go with it in
+  one transaction; without it nothing from a VM is routed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from qvd.hkd.egress import EgressRules, enable_forwarding, read_allowed
 from qvd.hkd.ports import Port, disable_ipv6, read_ports
 
 __all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
@@ -55,6 +59,7 @@ class NodeNetwork:
     vma_port: int
     x_port: int
     firewall: bool = True
+    egress: EgressRules | None = None  # desktops go out (needs the firewall)
 
     @property
     def vm_range(self) -> str:
@@ -67,6 +72,11 @@ class NodeNetwork:
     def check(self) -> None:
         """The bridge name must be an interface name (it is written into nft rules and
         a /proc path); the node's address must sit in the host part of the VM network."""
+        if self.egress is not None and not self.firewall:
+            raise NetworkError(
+                "vm.network.egress.enable needs internal.vm.network.firewall.enable: "
+                "the firewall is what keeps desktops in"
+            )
         if not _DEVICE.fullmatch(self.bridge) or self.bridge in (".", ".."):
             raise NetworkError(
                 f"vm.network.bridge {self.bridge!r} is not an interface name "
@@ -141,8 +151,10 @@ class NodeNetwork:
         disable_ipv6(self.bridge)
         if self.firewall:
             self._apply_firewall()
+        if self.egress is not None:
+            enable_forwarding()
 
-    def _ruleset(self, ports: dict[str, Port]) -> str:
+    def _ruleset(self, ports: dict[str, Port], allowed: dict[str, str] | None = None) -> str:
         vms, br, t = self.vm_range, self.bridge, self.table
         service = f"{{ {self.vma_port}, {self.x_port} }}"
         arp = "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
@@ -151,6 +163,10 @@ class NodeNetwork:
             items = [p.elements()[name] for p in ports.values()]
             return f"elements = {{ {', '.join(items)} }}" if items else ""
 
+        egress = self.egress
+        egress_sets = egress.sets(allowed or {}) if egress is not None else ""
+        egress_forward = egress.forward(br) if egress is not None else ""
+        egress_nat = egress.nat() if egress is not None else ""
         return f"""
 table bridge {t}
 delete table bridge {t}
@@ -177,6 +193,7 @@ table bridge {t} {{
   }}
 }}
 table inet {t} {{
+  {egress_sets}
   chain input {{
     type filter hook input priority 0; policy accept;
     iifname "{br}" meta nfproto ipv6 drop
@@ -187,16 +204,18 @@ table inet {t} {{
     type filter hook forward priority 0; policy accept;
     iifname "{br}" meta nfproto ipv6 drop
     oifname "{br}" meta nfproto ipv6 drop
+    {egress_forward}
     iifname "{br}" ip saddr {vms} tcp sport {service} accept
     iifname "{br}" ip saddr {vms} drop
   }}
+  {egress_nat}
 }}
 """
 
     def _apply_firewall(self) -> None:
         done = subprocess.run(
             ["nft", "-f", "-"],
-            input=self._ruleset(read_ports(self.table)),
+            input=self._ruleset(read_ports(self.table), read_allowed(self.table)),
             capture_output=True,
             text=True,
             check=False,

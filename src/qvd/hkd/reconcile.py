@@ -25,6 +25,7 @@ from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
 from qvd.hkd.addressing import host_device, mac_for, prefix_length
 from qvd.hkd.backends import Backend, HomeSpec, NetworkSpec, TerminalBackendError, VmSpec
+from qvd.hkd.egress import EGRESS_PROPERTY, Egress
 from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
@@ -76,6 +77,7 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.monotonic,
         ports: PortFilter | None = None,
+        egress: Egress | None = None,
         fenced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
@@ -85,6 +87,7 @@ class Reconciler:
         self.vma = vma
         self.clock = clock
         self.ports = ports  # anti-spoofing of the VMs' bridge ports (None: not managed)
+        self.egress = egress  # desktops that may go out (None: the node has no egress)
         self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
@@ -308,14 +311,19 @@ class Reconciler:
         return Outcome(None, "stopped")
 
     def _admit_port(self, spec: VmSpec) -> None:
+        net = spec.network
         if self.ports is not None:
-            net = spec.network
             self.ports.admit(Port(net.host_device, net.mac, net.address))
+        if self.egress is not None:  # its address may go out exactly when it has a gateway
+            self.egress.admit(net.host_device, net.address, out=net.gateway is not None)
 
     def _release_port(self, vm_id: int) -> None:
         """Called once nothing of the VM runs: its port may no longer speak."""
+        device = host_device(self.settings.device_prefix, vm_id)
+        if self.egress is not None:
+            self.egress.release(device)
         if self.ports is not None:
-            self.ports.release(host_device(self.settings.device_prefix, vm_id))
+            self.ports.release(device)
 
     def _spec_for_start(self, view: VmView) -> VmSpec | None:
         """Resolve the DI and address, save them with a fresh VMA secret, build the spec.
@@ -377,7 +385,16 @@ class Reconciler:
 
     def _gateway_for(self, view: VmView) -> str | None:
         """The default route given to the VM (egress); None: no route out."""
-        return None  # hook point of the egress (issue #13): per node/OSF/tenant policy
+        if self.egress is None:  # the node has no egress: nobody goes out
+            return None
+        with self.engine.begin() as conn:
+            facts = store.egress_facts(conn, view.vm_id, EGRESS_PROPERTY)
+        if facts is None:
+            return None
+        gateway, decision = self.egress.gateway_for(facts.tenant_id, facts.osf_choices)
+        how = "may go out" if gateway is not None else "stays in"
+        log.info("VM %s %s (%s)", view.vm_id, how, decision.because)
+        return gateway
 
 
 def stored_name_problem(view: VmView, di_path: str) -> str | None:

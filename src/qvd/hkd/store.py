@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 
 __all__ = [
     "DiRow",
+    "EgressFacts",
     "HostRow",
     "VmView",
     "active_vm_ids",
@@ -23,6 +24,7 @@ __all__ = [
     "claim_start",
     "claim_stop",
     "clear_runtime",
+    "egress_facts",
     "find_host",
     "heartbeat",
     "load_di",
@@ -137,6 +139,42 @@ def load_vm(conn: Connection, vm_id: int) -> VmView | None:
         expiration_hard=row[16],
         db_now=row[17],
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EgressFacts:
+    """What decides whether a VM may go out (``qvd.hkd.egress``): its tenant (for the
+    per-tenant token) and its OSF's values of the ``vm.network.egress`` property."""
+
+    tenant_id: int
+    osf_choices: list[str]
+
+
+def egress_facts(conn: Connection, vm_id: int, key: str) -> EgressFacts | None:
+    """The VM's tenant (its user's) and its OSF's values of the property ``key``."""
+    row = conn.execute(
+        text(
+            """
+            SELECT u.tenant_id, v.osf_id FROM vms v JOIN users u ON u.id = v.user_id
+             WHERE v.id = :id
+            """
+        ),
+        {"id": vm_id},
+    ).one_or_none()
+    if row is None:
+        return None
+    values = conn.execute(
+        text(
+            """
+            SELECT x.value FROM osf_properties x
+              JOIN qvd_object_properties_list a ON a.id = x.property_id AND a.qvd_object = 'osf'
+              JOIN properties_list p ON p.id = a.property_id
+             WHERE x.osf_id = :osf AND p.key = :key
+            """
+        ),
+        {"osf": row.osf_id, "key": key},
+    )
+    return EgressFacts(tenant_id=row.tenant_id, osf_choices=[str(v[0]) for v in values])
 
 
 def claim_start(conn: Connection, vm_id: int, host_id: int) -> bool:

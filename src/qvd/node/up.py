@@ -40,6 +40,7 @@ from qvd.db import (
 from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.hkd.egress import EgressSettings, how_to_enable
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.runner import configure_logging
 from qvd.node.daemons import node_services
@@ -318,6 +319,8 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
         settings = report.hkd.settings
         print(f"  node:     {settings.nodename} at {report.host_address}, VMs on bridge "
               f"{settings.bridge} ({settings.hypervisor})", file=out)  # fmt: skip
+        for line in how_to_enable(EgressSettings.from_config(report.hkd.config)):
+            print(line, file=out)
     if report.superadmin_password is not None:
         print("  superadmin (tenant '*') password, shown this once:", file=out)
         print(f"    {report.superadmin_password}", file=out)

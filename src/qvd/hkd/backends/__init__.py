@@ -37,6 +37,7 @@ __all__ = [
 # "fake" is for tests, which hand a FakeBackend to the daemon directly.
 BACKENDS: dict[str, str] = {
     "fake": "qvd.hkd.backends.fake:FakeBackend",
+    "kvm": "qvd.hkd.backends.kvm:KvmBackend",
     "lxc": "qvd.hkd.backends.lxc:LxcBackend",
 }
 
