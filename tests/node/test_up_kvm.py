@@ -79,6 +79,9 @@ def test_up_with_kvm_boots_the_demo_desktop_and_shows_it(
     assert "the demo desktop is running" in text, text
     assert text.index("the demo desktop is running") < text.index(READY)
     assert f"VMs on bridge {config.get('vm.network.bridge')} (kvm)" in text
+    # how to let desktops out, one line of the summary (off by default)
+    assert "  egress:   off (desktops reach nothing beyond this node)" in text
+    assert "`vm.network.egress.enable = 1` and `vm.network.egress.uplink = <interface>`" in text
     (running,) = qemus_under(root)
 
     client_line = next(line for line in lines if "qvd-client --host" in line).strip()
