@@ -17,8 +17,9 @@ die() { printf 'qvd.sh: %s\n' "$*" >&2; exit 1; }
 
 # Packages every mode needs: Python venv for the project, PostgreSQL 15 binaries for
 # the embedded cluster (initdb/pg_ctl, run as the 'postgres' user), and what the node
-# daemon drives: LXC, iproute2 (bridge, routes) and nftables (the VM firewall).
-BASE_PACKAGES=(python3 python3-venv postgresql-15 postgresql-client-15 util-linux iproute2 nftables lxc)
+# daemon drives: LXC, iproute2 (bridge, routes), nftables (the VM firewall) and
+# dnsmasq-base (the VMs' DHCP/DNS on the node bridge; no system service).
+BASE_PACKAGES=(python3 python3-venv postgresql-15 postgresql-client-15 util-linux iproute2 nftables lxc dnsmasq-base)
 
 apt_install() {
     local missing=() p

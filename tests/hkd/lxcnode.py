@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from qvd.config import Config
 from qvd.hkd.backends.lxc import LxcBackend
+from qvd.hkd.dnsmasq import end_leftover
 from qvd.hkd.network import NodeNetwork
 
 __all__ = ["LxcNode", "add_lxc_vm", "free_subnet", "leaks", "node_config"]
@@ -178,6 +179,7 @@ class LxcNode:
             with contextlib.suppress(Exception):
                 backend.cleanup(vm_id)
         self.network().remove(guard=True)
+        end_leftover(self.root / self.name / "dhcp" / "dnsmasq.pid")  # of a killed HKD
         # per-login homes stay mounted after their VMs (by design); a test that ends
         # early must not hand them to the next test on the session's storage
         for point in _mounts_under(self.storage):

@@ -285,13 +285,13 @@ class NodeNet:
 
 
 @contextlib.contextmanager
-def node_net(*, firewall: bool = True) -> Iterator[NodeNet]:
+def node_net(*, firewall: bool = True, dhcp: bool = False, dns: bool = False) -> Iterator[NodeNet]:
     """A node network set up by ``NodeNetwork.ensure`` on a free private /24."""
     subnet = free_subnet()
     network = NodeNetwork(
         bridge=f"qvds{secrets.token_hex(3)}", host_address=str(subnet.network_address + 2),
         network=subnet, ip_start=subnet.network_address + 100, vma_port=3030, x_port=4100,
-        firewall=firewall,
+        firewall=firewall, dhcp=dhcp, dns=dns,
     )  # fmt: skip
     net = NodeNet(network, PortFilter(network.table))
     try:

@@ -331,9 +331,34 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.network.domain", "", TXT, "DNS domain of VMs."),
     _t(
         "vm.network.use_dhcp",
+        "1",
+        BOOL,
+        "Run the node's DHCP server on the VM bridge (one dnsmasq, bound to the bridge only, "
+        "started by the HKD when it manages the bridge): each VM's MAC gets its address "
+        "from the database, unknown MACs get nothing. KVM guests take their address by "
+        "DHCP; LXC containers have theirs written in their config either way.",
+    ),
+    _t(
+        "vm.network.dhcp.lease_time",
+        "3600",
+        INT,
+        "Lease time the node's DHCP gives, seconds (at least 120).",
+    ),
+    _t(
+        "vm.network.dns.enable",
         "0",
         BOOL,
-        "Give VMs their address by DHCP (QVD: 1; here static by default).",
+        "The node's dnsmasq answers DNS on the VM bridge (only there), forwarding to "
+        "vm.network.dns.servers; VMs with a gateway (egress) are given the bridge address "
+        "as their DNS server. Off: no DNS at all (port 0).",
+    ),
+    _t(
+        "vm.network.dns.servers",
+        "",
+        LST,
+        "Upstream DNS servers (IP addresses, optionally IP#port) of the node's dnsmasq, "
+        "used only when vm.network.dns.enable is on; nothing of the node's "
+        "/etc/resolv.conf or /etc/hosts is used.",
     ),
     _t("vm.network.mac.prefix", "54:52:00", TXT, "First three octets of VM MACs."),
     _t("internal.vm.network.device.prefix", "qvd", TXT, "Host-side veth name prefix."),

@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from qvd.config import Config, ConfigError
+from qvd.config import Config, ConfigError, ConfigValueError
 from qvd.db import (
     ConnectionLimits,
     DatabaseError,
@@ -36,7 +36,9 @@ from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.db.dbconfig import LiveConfig
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.backends import Backend, BackendError, UnknownBackend, load_backend
+from qvd.hkd.backends import Backend, BackendError, UnknownBackend, VmSpec, load_backend
+from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress
+from qvd.hkd.dnsmasq import DhcpError, Dnsmasq
 from qvd.hkd.egress import Egress, EgressError, EgressFilter, EgressSettings
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
@@ -153,6 +155,9 @@ class Hkd:
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
         self.network: NodeNetwork | None = None
+        self.dhcp: Dnsmasq | None = None  # the node's DHCP server (vm.network.use_dhcp)
+        self.leases: LeaseBook | None = None
+        self._leases_changed = threading.Event()
 
     @property
     def fenced(self) -> bool:
@@ -197,6 +202,7 @@ class Hkd:
                 except NetworkError as exc:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
+                self._start_dhcp(host, self.network)
                 if self.network.egress is not None:  # desktops may go out (qvd.hkd.egress)
                     allowed = EgressFilter(self.network.table)
                     live = LiveConfig(self.config, self.engine)
@@ -227,6 +233,7 @@ class Hkd:
                 ports=ports,
                 egress=egress,
                 fenced=lambda: self.fenced,
+                before_start=self._before_start,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
@@ -240,6 +247,7 @@ class Hkd:
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "running", os.getpid())
         except BaseException:
+            self._stop_dhcp()
             self._lock.release()
             raise
         for i in range(max(1, self.settings.workers)):
@@ -248,6 +256,8 @@ class Hkd:
         self._spawn("resync", self._resync)
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
+        if self.leases is not None:
+            self._spawn("leases", self._lease_keeper)
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
         self.fencer.start()
         try:
@@ -260,6 +270,53 @@ class Hkd:
             raise
         log.info("HKD running as host %s (%s)", host.id, host.name)
 
+    def _dhcp_settings(self, host: store.HostRow) -> DhcpSettings:
+        s = self.settings
+        return DhcpSettings.from_config(
+            self.config, server_address=host.address, network=vm_network(s.ip_start, s.netmask)
+        )
+
+    def _start_dhcp(self, host: store.HostRow, network: NodeNetwork) -> None:
+        """The node's dnsmasq on its bridge, serving the database's leases."""
+        if not network.dhcp:
+            return
+        self.dhcp = Dnsmasq(self._dhcp_settings(host))
+        self.leases = LeaseBook(network.network, self.settings.mac_prefix, self.dhcp.set_leases)
+        self._sync_leases()
+        try:
+            self.dhcp.start()
+        except DhcpError as exc:
+            raise HkdStartError(str(exc)) from None
+
+    def _sync_leases(self) -> None:
+        if self.leases is not None:
+            with self.engine.begin() as conn:
+                rows = store.vm_addresses(conn)
+            self.leases.sync(VmAddress(*row) for row in rows)
+
+    def _before_start(self, spec: VmSpec) -> None:
+        if self.leases is not None:
+            net = spec.network
+            self.leases.before_start(
+                spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=net.gateway
+            )
+
+    def _lease_keeper(self) -> None:
+        """Leases follow the database: at each change of a VM row, and every poll."""
+        while not self._stop.is_set():
+            self._leases_changed.wait(self.settings.poll_delay)
+            self._leases_changed.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._sync_leases()
+            except _TRANSIENT as exc:
+                log.warning("DHCP leases not updated: %s", exc)
+
+    def _stop_dhcp(self) -> None:
+        if self.dhcp is not None:
+            self.dhcp.stop()
+
     def _egress_settings(self) -> EgressSettings:
         try:
             return EgressSettings.from_config(self.config)
@@ -270,6 +327,7 @@ class Hkd:
         s = self.settings
         try:
             network = vm_network(s.ip_start, s.netmask)
+            dhcp = self._dhcp_settings(host)
             node = NodeNetwork(
                 bridge=s.bridge,
                 host_address=host.address,
@@ -281,9 +339,11 @@ class Hkd:
                 egress=self._egress_settings().node_rules(
                     bridge=s.bridge, network=network, node_address=host.address
                 ),
+                dhcp=dhcp.enabled,
+                dns=dhcp.enabled and dhcp.dns,
             )
             node.check()
-        except (ValueError, NetworkError, EgressError) as exc:
+        except (ValueError, ConfigValueError, NetworkError, EgressError) as exc:
             raise HkdStartError(str(exc)) from None
         return node
 
@@ -361,6 +421,8 @@ class Hkd:
     def _listener(self) -> None:
         assert self.host is not None
         channels = [vm_cmd_channel(self.host.id), host_cmd_channel(self.host.id)]
+        if self.leases is not None:  # a VM row added, changed (its address) or deleted
+            channels += ["vm_created", "vm_changed", "vm_deleted"]
         while not self._stop.is_set():
             try:
                 with Listener(self._listen_target, channels) as listener:
@@ -369,6 +431,8 @@ class Hkd:
                         for note in listener.wait(0.5):
                             if note.channel == channels[1]:
                                 self._host_command()
+                            elif note.channel in channels[2:]:
+                                self._leases_changed.set()
                             elif "vm_id" in note.payload:
                                 self.queue.add(int(note.payload["vm_id"]))
             except _TRANSIENT as exc:
@@ -496,6 +560,7 @@ class Hkd:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
+        self._stop_dhcp()
         try:
             if self.host is not None:
                 with self.engine.begin() as conn:
@@ -543,6 +608,7 @@ class Hkd:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
+        self._stop_dhcp()
         self._lock.release()
         self.engine.dispose()
         self.heartbeat_engine.dispose()

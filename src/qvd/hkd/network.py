@@ -16,6 +16,11 @@ firewall (reference §2.7, without NAT and without a route out).
   and no VM sends IPv6 (nor VLAN tags, nor any other protocol) to anyone. IPv6 is
   also dropped on the bridge at the node's input, and turned off on the bridge and on
   each VM's host device (a second layer).
+- DHCP (``dhcp``, the node's dnsmasq): a port may ask from 0.0.0.0 to the broadcast
+  address with its own MAC, and renew from its own address, to the node only; every
+  DHCP message of a port names the port's own MAC as its client, so no VM can decline
+  or release another VM's lease. With ``dns``, VMs may query the node's address on
+  port 53. Nothing else of the node opens to the VMs.
 - A VM network that overlaps a route or an address of this host (its LAN, another
   node network of the project) is refused: the node does not start.
 - Egress (optional, ``qvd.hkd.egress``): when the node has it, its set, forward rules
@@ -36,6 +41,8 @@ from qvd.hkd.ports import Port, disable_ipv6, read_ports
 __all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
 
 GUARD_METRIC = 4242
+# a DHCP message's client hardware address: 48 bits, 8 (UDP) + 28 bytes into it
+_CHADDR = "@th,288,48"
 _DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
@@ -60,6 +67,8 @@ class NodeNetwork:
     x_port: int
     firewall: bool = True
     egress: EgressRules | None = None  # desktops go out (needs the firewall)
+    dhcp: bool = False  # the node's dnsmasq serves DHCP on the bridge (qvd.hkd.dhcp)
+    dns: bool = False  # ... and DNS
 
     @property
     def vm_range(self) -> str:
@@ -158,6 +167,29 @@ class NodeNetwork:
         vms, br, t = self.vm_range, self.bridge, self.table
         service = f"{{ {self.vma_port}, {self.x_port} }}"
         arp = "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
+        node = self.host_address
+        # a VM with no address yet asks for one from 0.0.0.0, with its own MAC, to the
+        # node only (never forwarded to another VM); renewals come from its address
+        dhcp_in = (
+            # the client hardware address inside a DHCP message is the port's own MAC
+            f"ether type ip ip protocol udp udp dport 67 iifname . {_CHADDR} != @chaddrs "
+            "counter drop\n    "
+            "ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 "
+            "udp dport 67 iifname . ether saddr @macs accept"
+            if self.dhcp
+            else ""
+        )
+        node_in = (
+            f'iifname "{br}" ip saddr {vms} ip daddr {{ {node}, 255.255.255.255 }} '
+            "udp sport 68 udp dport 67 accept"
+            if self.dhcp
+            else ""
+        )
+        if self.dns:
+            node_in += (
+                f'\n    iifname "{br}" ip saddr {vms} ip daddr {node} udp dport 53 accept'
+                f'\n    iifname "{br}" ip saddr {vms} ip daddr {node} tcp dport 53 accept'
+            )
 
         def elements(name: str) -> str:
             items = [p.elements()[name] for p in ports.values()]
@@ -176,10 +208,12 @@ table bridge {t} {{
   set ifaces {{ type ifname; {elements("ifaces")} }}
   set macs {{ type ifname . ether_addr; {elements("macs")} }}
   set ports {{ type ifname . ether_addr . ipv4_addr; {elements("ports")} }}
+  set chaddrs {{ typeof iifname . {_CHADDR}; {elements("chaddrs")} }}
   chain ports_in {{
     type filter hook prerouting priority -200; policy accept;
     iifname != @ifaces accept
     iifname . ether saddr != @macs counter drop
+    {dhcp_in}
     {arp} iifname . arp saddr ether . arp saddr ip @ports accept
     {arp} arp saddr ip 0.0.0.0 iifname . arp saddr ether @macs accept
     ether type ip iifname . ether saddr . ip saddr @ports accept
@@ -187,6 +221,7 @@ table bridge {t} {{
   }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
+    ether type ip ip saddr 0.0.0.0 drop
     ip saddr {vms} ip daddr {vms} drop
     ip saddr {vms} tcp sport {service} accept
     ip saddr {vms} drop
@@ -198,6 +233,7 @@ table inet {t} {{
     type filter hook input priority 0; policy accept;
     iifname "{br}" meta nfproto ipv6 drop
     iifname "{br}" ip saddr {vms} ct state established,related accept
+    {node_in}
     iifname "{br}" ip saddr {vms} drop
   }}
   chain forward {{

@@ -6,7 +6,9 @@ its three sets in step with the VMs of the node:
 
 - ``ifaces``: the host-side devices of admitted VM ports; frames from them are checked;
 - ``macs``: ``device . MAC``, the only Ethernet source a port may use;
-- ``ports``: ``device . MAC . IPv4``, the only IPv4 source and ARP sender a port may use.
+- ``ports``: ``device . MAC . IPv4``, the only IPv4 source and ARP sender a port may use;
+- ``chaddrs``: ``device . MAC`` as a number, the only client hardware address its DHCP
+  messages to the node may carry (so no VM declines or releases another's lease).
 
 Admitting a port replaces whatever its device had (a device name is reused when a VM
 restarts), releasing it removes it; both are idempotent and go through ``nft -f`` as one
@@ -60,6 +62,7 @@ class Port:
             "ifaces": f'"{self.device}"',
             "macs": f'"{self.device}" . {self.mac}',
             "ports": f'"{self.device}" . {self.mac} . {self.address}',
+            "chaddrs": f'"{self.device}" . 0x{self.mac.replace(":", "")}',
         }
 
 

@@ -79,6 +79,7 @@ class Reconciler:
         ports: PortFilter | None = None,
         egress: Egress | None = None,
         fenced: Callable[[], bool] = lambda: False,
+        before_start: Callable[[VmSpec], None] = lambda spec: None,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -89,6 +90,7 @@ class Reconciler:
         self.ports = ports  # anti-spoofing of the VMs' bridge ports (None: not managed)
         self.egress = egress  # desktops that may go out (None: the node has no egress)
         self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
+        self.before_start = before_start  # e.g. its DHCP lease served (qvd.hkd.dhcp)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -176,6 +178,7 @@ class Reconciler:
                 return Outcome(None, "stopped")
             try:
                 self._admit_port(spec)  # before the port exists: never unfiltered
+                self.before_start(spec)
                 with self._heavy:
                     self.backend.prepare(spec)
                     pid = self.backend.start(spec)

@@ -35,6 +35,7 @@ __all__ = [
     "save_start_details",
     "set_host_state",
     "set_vm_state",
+    "vm_addresses",
     "vm_ids_on_host",
 ]
 
@@ -90,6 +91,12 @@ def vm_ids_on_host(conn: Connection, host_id: int) -> set[int]:
     """VMs this node must look after: assigned to it, whatever their state."""
     rows = conn.execute(text("SELECT vm_id FROM vm_runtimes WHERE host_id = :h"), {"h": host_id})
     return {r[0] for r in rows}
+
+
+def vm_addresses(conn: Connection) -> list[tuple[int, str, str | None]]:
+    """Every VM's id, name and address (the node's DHCP leases)."""
+    rows = conn.execute(text("SELECT id, name, ip FROM vms WHERE ip IS NOT NULL ORDER BY id"))
+    return [(r.id, r.name, r.ip) for r in rows]
 
 
 def active_vm_ids(conn: Connection, host_id: int) -> set[int]:

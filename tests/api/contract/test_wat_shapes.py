@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from qvd.api.faces.qvdshape import remaining_time
 from qvd.config import TOKENS
+from qvd.config.tokens import is_node_local
 from qvd.db.models import (
     Acl,
     AclRoleRelation,
@@ -375,14 +376,17 @@ def test_config_prefixes_and_key_re(api: Api, world: World) -> None:
     assert {"l7r", "vm", "wat"} <= set(body["rows"])
     assert "database" not in body["rows"]  # node-local tokens are not the API's
 
-    wanted = sorted(t.name for t in TOKENS if t.name.startswith("vm.network."))
+    # node-local tokens (the egress switches) are the node's, never the API's
+    wanted = sorted(
+        t.name for t in TOKENS if t.name.startswith("vm.network.") and not is_node_local(t.name)
+    )
     rows = _ok(api.act("config_get", sid=sid, filters={"key_re": r"^vm\.network\."},
                        fields=["key"]))["rows"]  # fmt: skip
     assert [r["key"] for r in rows] == wanted
     # the WAT's search box: a bare key is a part of the names
     found = _ok(api.act("config_get", sid=sid, filters={"key": "network."}, fields=["key"]))
     assert [r["key"] for r in found["rows"]] == sorted(
-        t.name for t in TOKENS if "network." in t.name
+        t.name for t in TOKENS if "network." in t.name and not is_node_local(t.name)
     )
     bad = api.act("config_get", sid=sid, filters={"key_re": "(unclosed"})
     assert bad["status"] == 6310
