@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from qvd.config import Config
 from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
-from qvd.hkd.backends.lxc import LxcBackend
+from qvd.hkd.backends import load_backend
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.network import NodeNetwork
 from qvd.node.daemons import node_services
@@ -216,6 +216,7 @@ class BenchNode:
     bridge: str
     db: BenchDatabase
     hkd: Hkd | None = None
+    hypervisor: str = "lxc"
     figures: str = ""
     """The bench's ``name=value`` line: printed by ``bench_node`` after the clean-up
     report, so that it stays the last line of the output."""
@@ -229,10 +230,11 @@ class BenchNode:
         return self.root / "storage/images"
 
     def config(self, **extra: str) -> Config:
-        """LXC on the node's bridge, VMs from .100 of its /24, run and storage under root."""
+        """The hypervisor (LXC unless the bench says) on the node's bridge, VMs from .100
+        of its /24, run and storage under root."""
         values = {
             "nodename": "bench",
-            "vm.hypervisor": "lxc",
+            "vm.hypervisor": self.hypervisor,
             "vm.network.bridge": self.bridge,
             "vm.network.ip.start": str(self.subnet.network_address + 100),
             "vm.network.netmask": "24",
@@ -242,15 +244,15 @@ class BenchNode:
         }
         return Config().with_overrides(values, source="bench")
 
-    def seed(self, image: Path, count: int) -> tuple[int, list[int]]:
-        """The node's hosts row, an OSF of ``image`` and ``count`` VMs (``vm<n>`` of the
-        users ``u<n>``, from .100). Returns the host id and the VM ids."""
+    def seed(self, image: Path, count: int, memory: int = 256) -> tuple[int, list[int]]:
+        """The node's hosts row, an OSF of ``image`` (``memory`` MB) and ``count`` VMs
+        (``vm<n>`` of the users ``u<n>``, from .100). Returns the host id and the VM ids."""
         with self.db.engine.begin() as conn:
             host = conn.execute(
                 text("INSERT INTO hosts (name, address) VALUES ('bench', :a) RETURNING id"),
                 {"a": self.host_address},
             ).scalar_one()
-            osf = add_osf(conn, image, self.images, "bench", 256, 10000)
+            osf = add_osf(conn, image, self.images, "bench", memory, 10000)
             vms = [
                 add_vm(conn, osf, f"u{n}", f"vm{n}", str(self.subnet.network_address + 100 + n))
                 for n in range(count)
@@ -278,12 +280,13 @@ class BenchNode:
         return port
 
     def remove(self) -> None:
-        """Remove what the node left: containers, bridge, firewall and guard route."""
-        backend = LxcBackend(self.config())
+        """Remove what the node left: containers or VMs, bridge, firewall, guard route."""
+        backend = load_backend(self.hypervisor, config=self.config())
         for vm in backend.list_leftovers():
             with contextlib.suppress(Exception):
                 backend.kill(vm)
                 backend.cleanup(vm)
+        backend.close()
         NodeNetwork(
             bridge=self.bridge,
             host_address=self.host_address,
@@ -308,7 +311,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def bench_node(prefix: str) -> Iterator[BenchNode]:
+def bench_node(prefix: str, *, hypervisor: str = "lxc") -> Iterator[BenchNode]:
     """A throwaway node in a ``scratch_dir``: a free /24, a bridge name, a database
     (``throwaway_database``); at the end, also on failure or SIGTERM (call
     ``exit_on_sigterm`` first), its HKD halted and everything removed, the time each
@@ -319,7 +322,9 @@ def bench_node(prefix: str) -> Iterator[BenchNode]:
     try:
         with scratch_dir(prefix) as root, throwaway_database(root) as db:
             bridge = f"qvdb{secrets.token_hex(3)}"
-            node = BenchNode(root=root, subnet=free_subnet(), bridge=bridge, db=db)
+            node = BenchNode(
+                root=root, subnet=free_subnet(), bridge=bridge, db=db, hypervisor=hypervisor
+            )
             try:
                 yield node
             finally:

@@ -24,7 +24,7 @@ from qvd.db import (
 from qvd.db import downgrade as db_downgrade
 from qvd.db import upgrade as db_upgrade
 from qvd.di.cli import app as di_app
-from qvd.hkd.backends import load_backend
+from qvd.hkd.backends import BACKENDS, load_backend
 from qvd.hkd.daemon import HkdStartError
 from qvd.hkd.gc import run_once
 from qvd.hkd.runner import configure_logging, run_hkd
@@ -236,9 +236,25 @@ def api(config: ConfigOption = None) -> None:
 
 # ---- qvd up ------------------------------------------------------------------------------
 @app.command("up")
-def up(config: ConfigOption = None) -> None:
+def up(
+    config: ConfigOption = None,
+    hypervisor: Annotated[
+        str | None,
+        typer.Option(
+            "--hypervisor",
+            help="Run the desktops as `lxc` containers or `kvm` virtual machines "
+            "(vm.hypervisor; default: the configuration's, else lxc).",
+        ),
+    ] = None,
+) -> None:
     """Run an all-in-one node in the foreground: database, HKD with L7R, API, demo desktop."""
-    run_up(_config(config), sys.stdout)
+    cfg = _config(config)
+    if hypervisor is not None:
+        known = sorted(name for name in BACKENDS if name != "fake")
+        if hypervisor not in known:
+            raise _Failure(f"--hypervisor {hypervisor!r}: use one of {', '.join(known)}")
+        cfg = cfg.with_overrides({"vm.hypervisor": hypervisor}, source="qvd up --hypervisor")
+    run_up(cfg, sys.stdout)
 
 
 def main() -> None:

@@ -18,9 +18,12 @@ __all__ = [
     "DEMO_OSF",
     "DemoDesktop",
     "DemoImage",
+    "DesktopState",
+    "desktop_state",
     "ensure_demo_desktop",
     "import_demo_image",
     "register_host",
+    "start_desktop",
 ]
 
 DEMO_OSF = "demo"
@@ -181,3 +184,36 @@ def ensure_demo_desktop(
                 {"u": user, "o": osf_id, "ip": vm_ip},
             ).scalar_one()
     return DemoDesktop(user=login, vm_id=int(vm_id), password_file=password_file)
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopState:
+    vm_state: str
+    vm_cmd: str | None
+    blocked: bool
+    last_error: str | None
+
+
+def start_desktop(engine: Engine, vm_id: int, host_id: int) -> bool:
+    """Ask this node (``host_id``) to start the VM, as the API's start does, when it is
+    stopped with no command pending; False when it runs or a command is pending."""
+    with engine.begin() as conn:
+        started = conn.execute(
+            text(
+                "UPDATE vm_runtimes SET host_id = :h, vm_cmd = 'start', last_error = NULL "
+                "WHERE vm_id = :v AND vm_state = 'stopped' AND vm_cmd IS NULL AND NOT blocked"
+            ),
+            {"h": host_id, "v": vm_id},
+        ).rowcount
+    return bool(started)
+
+
+def desktop_state(engine: Engine, vm_id: int) -> DesktopState:
+    with engine.begin() as conn:
+        row = conn.execute(
+            text("SELECT vm_state, vm_cmd, blocked, last_error FROM vm_runtimes WHERE vm_id = :v"),
+            {"v": vm_id},
+        ).one()
+    return DesktopState(
+        vm_state=row.vm_state, vm_cmd=row.vm_cmd, blocked=row.blocked, last_error=row.last_error
+    )

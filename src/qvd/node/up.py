@@ -5,6 +5,11 @@ external server), applies migrations, creates the superadmin on first run, build
 reuses the demo image, starts the node daemon (HKD) with its L7R and the admin API,
 makes the demo desktop, prints how to reach everything and runs until SIGINT or
 SIGTERM, then stops what it started.
+
+With ``vm.hypervisor = kvm`` it first installs the hypervisor's Debian packages when
+they are missing, builds the demo image as a qcow2, and boots the demo desktop before
+it says the node is up, with a progress line while the guest boots (under TCG, a
+machine without hardware virtualisation, that takes tens of seconds).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +46,22 @@ from qvd.hkd.runner import configure_logging
 from qvd.node.daemons import node_services
 from qvd.node.demo import (
     DemoDesktop,
+    desktop_state,
     ensure_demo_desktop,
     import_demo_image,
     register_host,
+    start_desktop,
 )
+from qvd.node.hostneeds import HostNeeds, PackageError, ensure_packages, host_needs
 
-__all__ = ["NodeAlreadyRunning", "NodeStartError", "UpReport", "bring_up", "run_up"]
+__all__ = [
+    "NodeAlreadyRunning",
+    "NodeStartError",
+    "UpReport",
+    "boot_demo_desktop",
+    "bring_up",
+    "run_up",
+]
 
 
 class NodeAlreadyRunning(EmbeddedClusterError):
@@ -66,9 +82,12 @@ class UpReport:
     superadmin_password: str | None
     demo_image: Path | None = None
     hkd: Hkd | None = None
+    host_id: int | None = None
     host_address: str | None = None
     desktop: DemoDesktop | None = None
     api: ApiThread | None = None
+    needs: HostNeeds | None = None
+    target: DatabaseTarget | None = None
 
 
 def bring_up(config: Config, say: Callable[[str], None]) -> UpReport:
@@ -109,23 +128,25 @@ def _bring_up_rest(
         engine.dispose()
     if result.migrated_from != result.schema:
         say(f"schema migrated from {result.migrated_from or 'empty'} to {result.schema}")
+    hypervisor = config.get("vm.hypervisor")
+    needs = host_needs(hypervisor)
     report = UpReport(
         cluster=cluster,
         database=target.describe(),
         schema=result.schema,
         superadmin_password=result.superadmin_password,
+        needs=needs,
+        target=target,
     )
+    try:
+        ensure_packages(needs.packages, f"vm.hypervisor = {hypervisor}", say)
+    except PackageError as exc:
+        raise NodeStartError(str(exc)) from None
     recipe = config.get("node.demo.recipe").strip()
     if recipe:
-        say(f"disk image {recipe!r}: building it or reusing the cached one")
-        report.demo_image = ensure_image(
-            recipe,
-            progress=lambda p: say(f"  {p.render()}"),
-            cache=config.get_path("path.cache.di"),
-        )
-        say(f"  {report.demo_image}")
-    report.hkd, report.host_address, report.desktop = _start_node(
-        config, target, report.demo_image, say
+        report.demo_image = _demo_image(config, recipe, needs.image_format, say)
+    report.hkd, report.host_id, report.host_address, report.desktop = _start_node(
+        config, target, report.demo_image, needs, say
     )
     try:
         report.api = ApiThread(config)
@@ -135,6 +156,19 @@ def _bring_up_rest(
         raise
     say(f"admin API listening on {report.api.endpoint.url}")
     return report
+
+
+def _demo_image(config: Config, recipe: str, image_format: str, say: Callable[[str], None]) -> Path:
+    """The demo image of ``recipe`` in the hypervisor's format, built or reused."""
+    say(f"disk image {recipe!r} ({image_format}): building it or reusing the cached one")
+    image = ensure_image(
+        recipe,
+        progress=lambda p: say(f"  {p.render()}"),
+        cache=config.get_path("path.cache.di"),
+        fmt=image_format,
+    )
+    say(f"  {image}")
+    return image
 
 
 class ApiThread:
@@ -168,8 +202,12 @@ class ApiThread:
 
 
 def _start_node(
-    config: Config, target: DatabaseTarget, image: Path | None, say: Callable[[str], None]
-) -> tuple[Hkd, str, DemoDesktop | None]:
+    config: Config,
+    target: DatabaseTarget,
+    image: Path | None,
+    needs: HostNeeds,
+    say: Callable[[str], None],
+) -> tuple[Hkd, int, str, DemoDesktop | None]:
     """Register this node, publish the demo image and run the HKD."""
     network = vm_network(config.get("vm.network.ip.start"), config.get("vm.network.netmask"))
     address = str(network.network_address + 1)
@@ -187,7 +225,7 @@ def _start_node(
         if image is not None:
             demo = import_demo_image(
                 engine, image, config.get_path("path.storage.images"),
-                config.get_int("osf.default.memory"),
+                max(config.get_int("osf.default.memory"), needs.demo_memory_mb),
             )  # fmt: skip
             say(f"demo OSF {demo.osf_id}: disk image {demo.di_id} published as 'default'")
             desktop = ensure_demo_desktop(
@@ -203,7 +241,68 @@ def _start_node(
     except HkdStartError as exc:
         raise NodeStartError(f"the node daemon cannot start: {exc}") from None
     say(f"node daemon running; VM bridge {config.get('vm.network.bridge')} on {network}")
-    return hkd, address, desktop
+    return hkd, host_id, address, desktop
+
+
+def boot_demo_desktop(
+    target: DatabaseTarget,
+    vm_id: int,
+    host_id: int,
+    say: Callable[[str], None],
+    stop: threading.Event,
+    *,
+    accel: str,
+    budget: float,
+    every: float = 15.0,
+) -> bool:
+    """Ask this node to boot VM ``vm_id`` now and wait until its VMA answers (the VM
+    ``running``), saying how it goes every ``every`` seconds. False (said, not raised:
+    the node stays up) when it fails, is blocked or does not run within ``budget``
+    seconds, or when ``stop`` is set."""
+    engine = make_engine(target)
+    try:
+        asked = start_desktop(engine, vm_id, host_id)
+        slow = " (TCG: software emulation, no hardware virtualisation here; a slower boot)"
+        note = (slow if accel == "tcg" else "") + ("" if asked else "; already on its way")
+        say(f"booting the demo desktop, VM {vm_id}, with accel={accel}{note}")
+        began = time.monotonic()
+        next_note = began + every
+        while not stop.is_set():
+            state = desktop_state(engine, vm_id)
+            elapsed = time.monotonic() - began
+            if state.vm_state == "running":
+                say(f"  the demo desktop is running ({elapsed:.0f} s to boot)")
+                return True
+            failed = state.blocked or (state.vm_state == "stopped" and state.vm_cmd is None)
+            if failed or elapsed > budget:
+                why = state.last_error or (
+                    "blocked" if state.blocked else f"not running after {elapsed:.0f} s"
+                )
+                say(f"  the demo desktop did not boot: {why}; the node stays up (see its log)")
+                return False
+            if time.monotonic() >= next_note:
+                say(f"  still booting: {elapsed:.0f} s, {state.vm_state}")
+                next_note += every
+            stop.wait(0.5)
+        return False
+    finally:
+        engine.dispose()
+
+
+def _boot_if_slow(report: UpReport, say: Callable[[str], None], stop: threading.Event) -> None:
+    """A VM boots slowly: boot the demo desktop before the node says it is up."""
+    if report.needs is None or not report.needs.boots_slowly:
+        return
+    if report.desktop is None or report.hkd is None or report.host_id is None:
+        return
+    if report.target is None:
+        return
+    boot_demo_desktop(
+        report.target, report.desktop.vm_id, report.host_id, say, stop,
+        accel=report.hkd.backend.facts().get("accel", "?"),
+        # as long as a client's connect would wait for it
+        budget=report.hkd.config.get_float("internal.l7r.timeout.vm_start"),
+    )  # fmt: skip
 
 
 def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
@@ -277,7 +376,12 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     report: UpReport | None = None
     try:
-        report = bring_up(config, lambda line: print(line, file=out, flush=True))
+
+        def say(line: str) -> None:
+            print(line, file=out, flush=True)
+
+        report = bring_up(config, say)
+        _boot_if_slow(report, say, stop)
         _summary(report, out, log_file)
         while not stop.wait(1.0):
             pass
