@@ -145,7 +145,7 @@ def test_the_hkd_starts_a_kvm_desktop_that_takes_its_address_by_dhcp(
         wait_for(settled, 240, "the VM to run")
         row = runtime(engine, vm_id)
         assert row["vm_state"] == "running", row["last_error"]
-        leased = [lease.ip for lease in hkd.leases.leases()] if hkd.leases else []
+        leased = [lease.ip for lease in hkd.dhcp.leases.leases()]
         assert lxc_node.vm_address(1) in leased
         command(engine, vm_id, "stop")
         wait_for(lambda: state_of(engine, vm_id) == "stopped", 180, "the VM to stop")

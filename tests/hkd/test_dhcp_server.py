@@ -404,7 +404,7 @@ def test_the_hkd_serves_the_leases_of_the_database_and_follows_its_changes(
     net = NodeNet(hkd.network, PortFilter(hkd.network.table))  # removes the bridge too
     try:
         assert hkd.dhcp is not None
-        dnsmasq_pid = hkd.dhcp.pid
+        dnsmasq_pid = hkd.dhcp.server.pid
         assert dnsmasq_pid is not None
         # a namespace per MAC (the port filter lets each ask only in its own name)
         vm1, vm2, vm50 = net.add_vm(1), net.add_vm(2), net.add_vm(50)

@@ -36,9 +36,9 @@ from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.db.dbconfig import LiveConfig
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.backends import Backend, BackendError, UnknownBackend, VmSpec, load_backend
-from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress
-from qvd.hkd.dnsmasq import DhcpError, Dnsmasq
+from qvd.hkd.backends import Backend, BackendError, UnknownBackend, load_backend
+from qvd.hkd.dhcp import DhcpSettings
+from qvd.hkd.dnsmasq import DhcpError
 from qvd.hkd.egress import Egress, EgressError, EgressFilter, EgressSettings
 from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
@@ -46,6 +46,7 @@ from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.lease import Lease, LeaseFile, boot_clock
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
+from qvd.hkd.nodedhcp import NodeDhcp
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.ports import PortFilter
 from qvd.hkd.reconcile import Reconciler
@@ -155,9 +156,7 @@ class Hkd:
         self.host: store.HostRow | None = None
         self.reconciler: Reconciler | None = None
         self.network: NodeNetwork | None = None
-        self.dhcp: Dnsmasq | None = None  # the node's DHCP server (vm.network.use_dhcp)
-        self.leases: LeaseBook | None = None
-        self._leases_changed = threading.Event()
+        self.dhcp: NodeDhcp | None = None  # the node's DHCP server (vm.network.use_dhcp)
 
     @property
     def fenced(self) -> bool:
@@ -233,7 +232,7 @@ class Hkd:
                 ports=ports,
                 egress=egress,
                 fenced=lambda: self.fenced,
-                before_start=self._before_start,
+                before_start=self.dhcp.before_start if self.dhcp else lambda spec: None,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
@@ -256,8 +255,9 @@ class Hkd:
         self._spawn("resync", self._resync)
         self._spawn("ticker", self._ticker)
         self._spawn("cluster", self._cluster_monitor)
-        if self.leases is not None:
-            self._spawn("leases", self._lease_keeper)
+        if self.dhcp is not None:
+            dhcp, poll = self.dhcp, self.settings.poll_delay
+            self._spawn("leases", lambda: dhcp.keep(self._stop, poll, _TRANSIENT))
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
         self.fencer.start()
         try:
@@ -280,38 +280,13 @@ class Hkd:
         """The node's dnsmasq on its bridge, serving the database's leases."""
         if not network.dhcp:
             return
-        self.dhcp = Dnsmasq(self._dhcp_settings(host))
-        self.leases = LeaseBook(network.network, self.settings.mac_prefix, self.dhcp.set_leases)
-        self._sync_leases()
         try:
+            self.dhcp = NodeDhcp(
+                self._dhcp_settings(host), self.engine, mac_prefix=self.settings.mac_prefix
+            )
             self.dhcp.start()
         except DhcpError as exc:
             raise HkdStartError(str(exc)) from None
-
-    def _sync_leases(self) -> None:
-        if self.leases is not None:
-            with self.engine.begin() as conn:
-                rows = store.vm_addresses(conn)
-            self.leases.sync(VmAddress(*row) for row in rows)
-
-    def _before_start(self, spec: VmSpec) -> None:
-        if self.leases is not None:
-            net = spec.network
-            self.leases.before_start(
-                spec.vm_id, spec.name, mac=net.mac, ip=net.address, gateway=net.gateway
-            )
-
-    def _lease_keeper(self) -> None:
-        """Leases follow the database: at each change of a VM row, and every poll."""
-        while not self._stop.is_set():
-            self._leases_changed.wait(self.settings.poll_delay)
-            self._leases_changed.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self._sync_leases()
-            except _TRANSIENT as exc:
-                log.warning("DHCP leases not updated: %s", exc)
 
     def _stop_dhcp(self) -> None:
         if self.dhcp is not None:
@@ -421,8 +396,8 @@ class Hkd:
     def _listener(self) -> None:
         assert self.host is not None
         channels = [vm_cmd_channel(self.host.id), host_cmd_channel(self.host.id)]
-        if self.leases is not None:  # a VM row added, changed (its address) or deleted
-            channels += ["vm_created", "vm_changed", "vm_deleted"]
+        if self.dhcp is not None:  # a VM row added, changed (its address) or deleted
+            channels += NodeDhcp.CHANNELS
         while not self._stop.is_set():
             try:
                 with Listener(self._listen_target, channels) as listener:
@@ -431,8 +406,8 @@ class Hkd:
                         for note in listener.wait(0.5):
                             if note.channel == channels[1]:
                                 self._host_command()
-                            elif note.channel in channels[2:]:
-                                self._leases_changed.set()
+                            elif self.dhcp and note.channel in NodeDhcp.CHANNELS:
+                                self.dhcp.changed()
                             elif "vm_id" in note.payload:
                                 self.queue.add(int(note.payload["vm_id"]))
             except _TRANSIENT as exc:
