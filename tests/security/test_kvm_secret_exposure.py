@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from qvd.hkd.backends.hostfs import write_private
 from qvd.hkd.backends.kvm.identity import hostname_for, identity_json
 from tests.hkd.backends.kvm.node import KvmNode, kvm_node_made
 
@@ -74,7 +75,7 @@ def test_the_secret_and_a_hostile_name_stay_off_the_command_line(node: KvmNode) 
         # what the QEMU user could open if its guest took QEMU over: another VM's
         # identity (prepared, not started: the file a starting QEMU would read) and disks
         identity = node.run_kvm / "30002" / "identity.json"
-        backend.runtime.write_private(identity, identity_json(30002, "vm", "other-secret", None))
+        write_private(identity, identity_json(30002, "vm", "other-secret", None))
         user = backend.user
         assert _as_user(user, identity) != 0, "the QEMU user reads another VM's secret"
         assert _as_user(user, node.overlays / "7-30002-overlay.qcow2") != 0

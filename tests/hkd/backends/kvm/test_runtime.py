@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qvd.hkd.backends.base import TerminalBackendError
+from qvd.hkd.backends.hostfs import write_private
 from qvd.hkd.backends.kvm.cgroup import shares_for
 from qvd.hkd.backends.kvm.runtime import Runtime, VmRecord, qemu_pid_of
 from qvd.hkd.backends.kvm.tap import create_tap
@@ -63,7 +64,7 @@ def test_private_files_replace_links(tmp_path: Path) -> None:
     target.write_text("keep")
     runtime.dir(5).mkdir(parents=True)
     runtime.identity(5).symlink_to(target)
-    runtime.write_private(runtime.identity(5), b"{}")
+    write_private(runtime.identity(5), b"{}")
     assert target.read_text() == "keep"
     assert not runtime.identity(5).is_symlink()
     assert runtime.identity(5).stat().st_mode & 0o777 == 0o600

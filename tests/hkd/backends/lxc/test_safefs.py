@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qvd.hkd.backends.lxc.safefs import UnsafePath, private_dir, shift_owners, write_private_file
+from qvd.hkd.backends.lxc.safefs import UnsafePath, shift_owners, write_private_file
 
 SECRET = Path("etc/qvd/vma.secret")
 OWNER = (1_000_000, 1_000_000)
@@ -58,16 +58,6 @@ def test_a_directory_in_place_of_the_secret_is_refused(tmp_path: Path) -> None:
     (tmp_path / SECRET).mkdir(parents=True)
     with pytest.raises(UnsafePath, match="directory"):
         write_private_file(tmp_path, SECRET, b"x", OWNER)
-
-
-def test_private_dir_fixes_an_existing_mode(tmp_path: Path) -> None:
-    target = tmp_path / "basefs"
-    target.mkdir(mode=0o755)
-    target.chmod(0o755)
-    private_dir(target)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o700
-    private_dir(tmp_path / "new" / "homefs")
-    assert stat.S_IMODE((tmp_path / "new" / "homefs").stat().st_mode) == 0o700
 
 
 def test_shift_owners_keeps_setuid_bits_and_ignores_other_ids(tmp_path: Path) -> None:

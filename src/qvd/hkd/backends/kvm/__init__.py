@@ -33,6 +33,7 @@ from qvd.hkd.backends.base import (
     TerminalBackendError,
     VmSpec,
 )
+from qvd.hkd.backends.hostfs import write_private
 from qvd.hkd.backends.kvm.accel import HostFacts, choose_accel, host_facts
 from qvd.hkd.backends.kvm.cgroup import CpuGroups
 from qvd.hkd.backends.kvm.cmdline import CONSOLE_BYTES, HOME_SERIAL, MACHINES, QemuPlan, qemu_argv
@@ -109,7 +110,7 @@ class KvmBackend(Backend):
         overlay = self.storage.overlay(spec.di_id, spec.vm_id)
         record = VmRecord(overlay=overlay.name, overlay_persistent=spec.overlay_persistent)
         # written before the overlay: cleanup always knows whether an overlay may go
-        self.runtime.write_private(self.runtime.record_path(spec.vm_id), record.to_json())
+        write_private(self.runtime.record_path(spec.vm_id), record.to_json())
         self.storage.ensure_overlay(
             spec.image, spec.di_id, spec.vm_id, persistent=spec.overlay_persistent
         )
@@ -140,7 +141,7 @@ class KvmBackend(Backend):
             qmp=self.runtime.qmp(vm_id), pidfile=self.runtime.pidfile(vm_id), runas=self.user,
         )  # fmt: skip
         argv = qemu_argv(plan)
-        self.runtime.write_private(
+        write_private(
             plan.identity,
             identity_json(vm_id, spec.name, spec.vma_secret, HOME_SERIAL if home else None),
         )

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from qvd.hkd.backends.kvm.storage import private_dir
+from qvd.hkd.backends.hostfs import private_dir
 
 __all__ = ["Runtime", "VmRecord", "qemu_pid_of"]
 
@@ -108,15 +108,6 @@ class Runtime:
         private_dir(self.root)
         private_dir(self.dir(vm_id))
         return self.dir(vm_id)
-
-    def write_private(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to a fresh 0600 file (an old one, or a link, is replaced)."""
-        tmp = path.with_name(f".{path.name}.new")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        tmp.rename(path)
 
     def record(self, vm_id: int) -> VmRecord | None:
         try:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qvd.hkd.backends.base import BackendError, TerminalBackendError
+from qvd.hkd.backends.hostfs import private_dir
 
-__all__ = ["QCOW2_MAGIC", "Storage", "is_qcow2", "private_dir", "qemu_img"]
+__all__ = ["QCOW2_MAGIC", "Storage", "is_qcow2", "qemu_img"]
 
 QCOW2_MAGIC = b"QFI\xfb"
 _OVERLAY = re.compile(r"(\d+)-(\d+)-overlay\.qcow2")
@@ -47,15 +48,6 @@ def qemu_img(*args: str, timeout: float = 120) -> str:
         reason = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
         raise BackendError(f"qemu-img {args[0]}: {reason}")
     return done.stdout
-
-
-def private_dir(path: Path) -> None:
-    """``path`` (and missing parents) as a directory only root may enter."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.is_symlink() or not path.is_dir():
-        raise TerminalBackendError(f"{path} is not a directory")
-    os.chown(path, 0, 0)
-    path.chmod(0o700)
 
 
 def is_qcow2(path: Path) -> bool:

@@ -36,16 +36,12 @@ from qvd.hkd.backends.base import (
     VmSpec,
 )
 from qvd.hkd.backends.homefs import ensure_home, home_image, release_home
+from qvd.hkd.backends.hostfs import private_dir, write_private
 from qvd.hkd.backends.lxc.config import cgroup_limits, render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
 from qvd.hkd.backends.lxc.layout import Layout, container_name, vm_id_of
-from qvd.hkd.backends.lxc.safefs import (
-    UnsafePath,
-    private_dir,
-    shift_owners,
-    write_private_file,
-)
+from qvd.hkd.backends.lxc.safefs import UnsafePath, shift_owners, write_private_file
 from qvd.imagefile import ImageRejected, Limits, unpack_checked
 
 __all__ = ["LxcBackend"]
@@ -206,11 +202,7 @@ class LxcBackend(Backend):
             log_file=cdir / "lxc.log",
             pids_max=self.pids_max,
         )
-        config = cdir / "config"
-        config.unlink(missing_ok=True)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write_private(cdir / "config", text.encode())
 
     def _bound_layer(self, layer: Path, size_mib: int) -> None:
         """Make ``layer`` (upper and LXC's overlay workdir, so both are on one file

@@ -18,25 +18,13 @@ from pathlib import Path
 
 from qvd.hkd.backends.base import TerminalBackendError
 
-__all__ = ["UnsafePath", "private_dir", "shift_owners", "write_private_file"]
+__all__ = ["UnsafePath", "shift_owners", "write_private_file"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafePath(TerminalBackendError):
     """A path the HKD writes into leads through a link or a non-directory."""
-
-
-def private_dir(path: Path) -> None:
-    """``path`` exists as a directory owned by root with mode 0700 (fixed if not)."""
-    path.mkdir(parents=True, exist_ok=True)
-    info = path.lstat()
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePath(f"{path} is not a directory")
-    if (info.st_uid, info.st_gid) != (0, 0):
-        os.chown(path, 0, 0)
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        path.chmod(0o700)
 
 
 @contextlib.contextmanager
