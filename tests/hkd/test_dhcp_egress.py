@@ -1,12 +1,12 @@
 """The egress decision of a start reaches the VM's DHCP lease: a VM that may go out is
 served its gateway (the DHCP router option), one that may not is served none, and the
-lease book keeps that gateway across the database's resyncs. Real nftables (a node
-table made by ``NodeNetwork.ensure`` in a namespace of the test), the egress decision
-of the HKD, the fake backend, a real database."""
+lease book keeps that gateway across the database's resyncs and an HKD's restart. Real
+nftables (a node table made by ``NodeNetwork.ensure`` in a namespace of the test), the
+egress decision of the HKD, the fake backend, a real database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,9 @@ from qvd.config import Config
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import VmSpec
 from qvd.hkd.backends.fake import FakeBackend
-from qvd.hkd.dhcp import LeaseBook, StaticLease, VmAddress
+from qvd.hkd.dhcp import DhcpSettings, LeaseBook, StaticLease, VmAddress
 from qvd.hkd.egress import Egress, EgressFilter
+from qvd.hkd.nodedhcp import NodeDhcp
 from qvd.hkd.ports import PortFilter
 from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
@@ -36,19 +37,10 @@ def lab(root_only: None) -> Iterator[EgressLab]:
         yield made
 
 
-def test_a_desktop_that_may_go_out_is_served_its_route(
-    engine: Engine, run_dir: Path, lab: EgressLab
-) -> None:
-    settings = HkdSettings.from_config(hkd_config(run_dir))
-    served: list[list[StaticLease]] = []
-    book = LeaseBook(vm_network(settings.ip_start, settings.netmask), settings.mac_prefix,
-                     served.append)  # fmt: skip
-
-    def before_start(spec: VmSpec) -> None:
-        net = spec.network
-        book.before_start(spec.vm_id, spec.name, mac=net.mac, ip=net.address,
-                          gateway=net.gateway)  # fmt: skip
-
+def _start_two(
+    engine: Engine, settings: HkdSettings, lab: EgressLab, before_start: Callable[[VmSpec], None]
+) -> tuple[VmAddress, VmAddress]:
+    """Start a VM that may go out and one whose OSF denies it (in that order)."""
     table = lab.network.table
     egress = Egress(lab.rules(), EgressFilter(table), lambda: Config())
     vma = FakeVma()
@@ -62,9 +54,49 @@ def test_a_desktop_that_may_go_out_is_served_its_route(
         command(engine, vm_id, "start", rec.host.id)
         vma.alive.add(ip)
         lab.in_node(lambda v=vm_id: drive(rec, v, "running"))  # type: ignore[misc]
+    return VmAddress(out_vm, "x", out_ip), VmAddress(in_vm, "y", in_ip)
+
+
+def test_a_desktop_that_may_go_out_is_served_its_route(
+    engine: Engine, run_dir: Path, lab: EgressLab
+) -> None:
+    settings = HkdSettings.from_config(hkd_config(run_dir))
+    served: list[list[StaticLease]] = []
+    book = LeaseBook(vm_network(settings.ip_start, settings.netmask), settings.mac_prefix,
+                     served.append)  # fmt: skip
+
+    def before_start(spec: VmSpec) -> None:
+        net = spec.network
+        book.before_start(spec.vm_id, spec.name, mac=net.mac, ip=net.address,
+                          gateway=net.gateway)  # fmt: skip
+
+    out_vm, in_vm = _start_two(engine, settings, lab, before_start)
     gateways = {lease.ip: lease.gateway for lease in served[-1]}
-    assert gateways == {out_ip: NODE_ADDRESS, in_ip: None}
+    assert gateways == {out_vm.ip: NODE_ADDRESS, in_vm.ip: None}
 
     # the database's resync keeps what the starts decided
-    book.sync([VmAddress(out_vm, "x", out_ip), VmAddress(in_vm, "y", in_ip)])
+    book.sync([out_vm, in_vm])
     assert {lease.ip: lease.gateway for lease in book.leases()} == gateways
+
+
+def test_an_hkd_that_restarts_serves_a_running_desktop_its_route(
+    engine: Engine, run_dir: Path, lab: EgressLab
+) -> None:
+    """The starts were an earlier HKD's: the new one's leases take each VM's gateway
+    from the node's egress set, so a renewal does not take the route away."""
+    config = hkd_config(run_dir)
+    settings = HkdSettings.from_config(config)
+    out_vm, in_vm = _start_two(engine, settings, lab, lambda spec: None)
+
+    network = vm_network(settings.ip_start, settings.netmask)
+    dhcp_settings = DhcpSettings.from_config(
+        config, server_address=str(network.network_address + 1), network=network
+    )
+    egress = Egress(lab.rules(), EgressFilter(lab.network.table), lambda: Config())
+    dhcp = NodeDhcp(dhcp_settings, engine, mac_prefix=settings.mac_prefix,
+                    device_prefix=settings.device_prefix, egress=egress)  # fmt: skip
+    lab.in_node(lambda: dhcp.sync(adopt=True))
+    gateways = {lease.ip: lease.gateway for lease in dhcp.leases.leases()}
+    assert gateways == {out_vm.ip: NODE_ADDRESS, in_vm.ip: None}
+    dhcp.sync()  # and keeps it at the next poll
+    assert {lease.ip: lease.gateway for lease in dhcp.leases.leases()} == gateways

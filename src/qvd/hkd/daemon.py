@@ -201,12 +201,12 @@ class Hkd:
                 except NetworkError as exc:
                     raise HkdStartError(str(exc)) from None
                 ports = PortFilter(self.network.table) if self.network.firewall else None
-                self._start_dhcp(host, self.network)
                 if self.network.egress is not None:  # desktops may go out (qvd.hkd.egress)
                     allowed = EgressFilter(self.network.table)
                     live = LiveConfig(self.config, self.engine)
                     egress = Egress(self.network.egress, allowed, live.get)
                     log.info("desktop egress on: NAT out of %s", self.network.egress.uplink)
+                self._start_dhcp(host, self.network, egress)
             elif self._egress_settings().enabled:
                 raise HkdStartError(
                     "vm.network.egress.enable needs vm.network.bridge.manage: the node's "
@@ -276,13 +276,18 @@ class Hkd:
             self.config, server_address=host.address, network=vm_network(s.ip_start, s.netmask)
         )
 
-    def _start_dhcp(self, host: store.HostRow, network: NodeNetwork) -> None:
+    def _start_dhcp(self, host: store.HostRow, network: NodeNetwork, egress: Egress | None) -> None:
         """The node's dnsmasq on its bridge, serving the database's leases."""
         if not network.dhcp:
             return
+        s = self.settings
         try:
             self.dhcp = NodeDhcp(
-                self._dhcp_settings(host), self.engine, mac_prefix=self.settings.mac_prefix
+                self._dhcp_settings(host),
+                self.engine,
+                mac_prefix=s.mac_prefix,
+                device_prefix=s.device_prefix,
+                egress=egress,
             )
             self.dhcp.start()
         except DhcpError as exc:

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,9 +286,11 @@ class LeaseBook:
             log.warning("VM %s gets no DHCP lease: %s", vm.vm_id, exc)
             return None
 
-    def sync(self, vms: Iterable[VmAddress]) -> None:
-        """Serve exactly the VMs given (the database's view)."""
+    def sync(self, vms: Iterable[VmAddress], *, gateways: Mapping[int, str] | None = None) -> None:
+        """Serve exactly the VMs given (the database's view); ``gateways``: those of VMs
+        whose starts this book did not see (an HKD that restarts), kept from then on."""
         with self._lock:
+            self._gateways.update(gateways or {})
             wanted: dict[int, StaticLease] = {}
             made: dict[int, tuple[tuple[str, str | None, str | None], StaticLease | None]] = {}
             for vm in vms:

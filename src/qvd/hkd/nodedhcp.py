@@ -2,6 +2,9 @@
 lease book (:mod:`qvd.hkd.dhcp`), which follows the database's VM rows (at each change
 of one, ``changed``, and every poll) and the reconciler (``before_start``: a VM's lease,
 with the gateway its start decided, is served before it can ask).
+
+An HKD that restarts finds running VMs whose starts it did not see: those the node's
+egress set still lets out keep the gateway in their lease (renewals keep their route).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import threading
 from sqlalchemy import Engine
 
 from qvd.hkd import store
+from qvd.hkd.addressing import host_device
 from qvd.hkd.backends import VmSpec
 from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress
 from qvd.hkd.dnsmasq import Dnsmasq
+from qvd.hkd.egress import Egress
 
 __all__ = ["NodeDhcp"]
 
@@ -33,25 +38,41 @@ class NodeDhcp:
         engine: Engine,
         *,
         mac_prefix: str,
+        device_prefix: str,
+        egress: Egress | None = None,
     ) -> None:
         self.server = Dnsmasq(settings)
         self.leases = LeaseBook(settings.network, mac_prefix, self.server.set_leases)
         self._engine = engine
+        self._device_prefix = device_prefix
+        self._egress = egress
         self._changed = threading.Event()
 
     def start(self) -> None:
         """Serve the database's leases (raises :class:`~qvd.hkd.dnsmasq.DhcpError`)."""
-        self.sync()
+        self.sync(adopt=True)
         self.server.start()
 
     def stop(self) -> None:
         self.server.stop()
 
-    def sync(self) -> None:
-        """Serve exactly the VM rows of the database."""
+    def sync(self, *, adopt: bool = False) -> None:
+        """Serve exactly the VM rows of the database; with ``adopt``, the VMs the egress
+        set lets out (started before this HKD) get their gateway back."""
         with self._engine.begin() as conn:
             rows = [VmAddress(*row) for row in store.vm_addresses(conn)]
-        self.leases.sync(rows)
+        self.leases.sync(rows, gateways=self._let_out(rows) if adopt else None)
+
+    def _let_out(self, rows: list[VmAddress]) -> dict[int, str]:
+        if self._egress is None:
+            return {}
+        out = self._egress.allowed.allowed()  # host device → address
+        gateway = self._egress.rules.gateway
+        return {
+            vm.vm_id: gateway
+            for vm in rows
+            if vm.ip and out.get(host_device(self._device_prefix, vm.vm_id)) == vm.ip
+        }
 
     def before_start(self, spec: VmSpec) -> None:
         net = spec.network
