@@ -10,9 +10,10 @@ Who decides what:
   a cloud's metadata service, the cluster's database). ``net.ipv4.ip_forward`` is
   turned on for the node's network namespace (on a host: host-wide) and left on.
 - Per VM, when the node has egress: the OSF property ``vm.network.egress`` (``allow`` or
-  ``deny``) wins; without it, the token ``vm.network.egress.allow`` as the VM's tenant
-  has it (a tenant row, else the global row, else node.conf, else 1). An OSF property
-  that is neither allow nor deny denies (fail closed).
+  ``deny``, or a boolean word: 1/0, yes/no, on/off) wins; without it, the token
+  ``vm.network.egress.allow`` as the VM's tenant has it (a tenant row, else the global
+  row, else node.conf, else 1). Any other value of the property, or values of it that
+  disagree, deny (fail closed).
 - A VM that may go out gets a gateway (``vm.network.gateway``, or this node's bridge
   address when empty) in its :class:`~qvd.hkd.backends.NetworkSpec`; the others get none
   and their address stays out of the allowed set, so a route they add themselves leads
