@@ -13,12 +13,12 @@ import subprocess
 from pathlib import Path
 
 from qvd.hkd.backends.base import BackendError, TerminalBackendError
+from qvd.hkd.backends.hostnet import NET, host_devices
 
 __all__ = ["create_tap", "delete_tap", "list_taps", "tap_exists"]
 
 _DEVICE = re.compile(r"[A-Za-z0-9_-]{1,15}")
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-_NET = Path("/sys/class/net")
 
 
 def _check(name: str) -> str:
@@ -35,11 +35,11 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def tap_exists(name: str) -> bool:
-    return (_NET / _check(name)).exists()
+    return (NET / _check(name)).exists()
 
 
 def _is_tap(name: str) -> bool:
-    return (_NET / name / "tun_flags").exists()
+    return (NET / name / "tun_flags").exists()
 
 
 def create_tap(name: str, bridge: str) -> None:
@@ -47,7 +47,7 @@ def create_tap(name: str, bridge: str) -> None:
     name (a tap left by a dead QEMU) is replaced."""
     _check(name)
     _check(bridge)
-    if not (_NET / bridge / "bridge").is_dir():
+    if not (NET / bridge / "bridge").is_dir():
         raise BackendError(f"bridge {bridge} does not exist on this node")
     if tap_exists(name):
         delete_tap(name)
@@ -73,11 +73,4 @@ def delete_tap(name: str) -> None:
 
 def list_taps(prefix: str) -> dict[int, str]:
     """Taps named ``<prefix><vm_id>`` on this host: vm_id -> device."""
-    found: dict[int, str] = {}
-    if not _NET.is_dir():
-        return found
-    for entry in _NET.iterdir():
-        rest = entry.name[len(prefix) :]
-        if entry.name.startswith(prefix) and rest.isdigit() and _is_tap(entry.name):
-            found[int(rest)] = entry.name
-    return found
+    return {vm_id: dev for vm_id, dev in host_devices(prefix).items() if _is_tap(dev)}

@@ -37,6 +37,7 @@ from qvd.hkd.backends.base import (
 )
 from qvd.hkd.backends.homefs import ensure_home, home_image, release_home
 from qvd.hkd.backends.hostfs import private_dir, write_private
+from qvd.hkd.backends.hostnet import host_devices
 from qvd.hkd.backends.lxc.config import cgroup_limits, render_config
 from qvd.hkd.backends.lxc.control import Lxc, StartMounts, run
 from qvd.hkd.backends.lxc.idmap import IdPlan, IdRange, ensure_subordinate_ids
@@ -302,19 +303,6 @@ class LxcBackend(Backend):
     def list_running(self) -> set[int]:
         return {i for n in self.lxc.running() if (i := vm_id_of(n)) is not None}
 
-    def _devices(self) -> dict[int, str]:
-        found: dict[int, str] = {}
-        out = run("ip", "-o", "link", "show", check=False).stdout
-        for line in out.splitlines():
-            parts = line.split(":", 2)
-            if len(parts) < 2:
-                continue
-            dev = parts[1].strip().split("@", 1)[0]
-            rest = dev[len(self.device_prefix) :]
-            if dev.startswith(self.device_prefix) and rest.isdigit():
-                found[int(rest)] = dev
-        return found
-
     def list_leftovers(self) -> set[int]:
         ids: set[int] = set()
         if self.layout.lxcpath.is_dir():
@@ -322,7 +310,7 @@ class LxcBackend(Backend):
                 vm_id = vm_id_of(entry.name)
                 if vm_id is not None:
                     ids.add(vm_id)
-        ids |= set(self._devices())
+        ids |= set(host_devices(self.device_prefix))
         ids |= self._mounted_layers()
         return ids | self.list_running()
 
@@ -342,7 +330,7 @@ class LxcBackend(Backend):
         name = container_name(vm_id)
         if self.is_alive(vm_id):
             raise BackendError(f"container {name} still runs: stop it before cleaning up")
-        device = self._devices().get(vm_id)
+        device = host_devices(self.device_prefix).get(vm_id)
         if device is not None:
             run("ip", "link", "del", device, check=False)
         self.lxc.remove_cgroups(name)
