@@ -1,19 +1,25 @@
 """A tiny DHCP client for tests: DISCOVER and REQUEST sent as raw frames from a "VM"
 (a network namespace on the node's bridge, ``tests.security.hostile_net.FakeVm``), the
 server's answers read from a capture of its ``eth0``. No DHCP client package needed,
-and nothing is configured in the namespace by it."""
+and nothing is configured in the namespace by it. And the server it talks to:
+``dhcp_node``, a node network with the node's dnsmasq started on it."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.security.hostile_net import Capture, FakeVm, udp_frame
+from qvd.hkd.dhcp import DhcpSettings
+from qvd.hkd.dnsmasq import Dnsmasq
+from tests.security.hostile_net import Capture, FakeVm, NodeNet, node_net, udp_frame
 
-__all__ = ["DISCOVER", "REQUEST", "DhcpClient", "DhcpReply", "bootp"]
+__all__ = ["DISCOVER", "REQUEST", "DhcpClient", "DhcpReply", "bootp", "dhcp_node"]
 
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 _COOKIE = b"\x63\x82\x53\x63"
@@ -136,3 +142,23 @@ class DhcpClient:
         if offer is None:
             return None
         return self.request(offer, timeout)
+
+
+@contextlib.contextmanager
+def dhcp_node(
+    run: Path, *, dns: bool = False, dns_servers: tuple[str, ...] = ()
+) -> Iterator[tuple[NodeNet, Dnsmasq]]:
+    """A node network (with the DHCP/DNS holes of its firewall) and a started dnsmasq on
+    it, its files in ``run``/<bridge>; both removed at the end."""
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(node_net(dhcp=True, dns=dns))
+        server = Dnsmasq(
+            DhcpSettings(
+                enabled=True, bridge=net.bridge, server_address=net.node_address,
+                network=net.network.network, lease_time=600, dns=dns, dns_servers=dns_servers,
+                run_dir=run / net.bridge,
+            )
+        )  # fmt: skip
+        stack.callback(server.stop)
+        server.start()
+        yield net, server

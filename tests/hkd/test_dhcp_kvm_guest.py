@@ -28,14 +28,13 @@ from qvd.hkd.addressing import mac_for
 from qvd.hkd.backends.kvm import KvmBackend
 from qvd.hkd.backends.kvm.bootfiles import BootFiles, boot_files
 from qvd.hkd.daemon import Hkd
-from qvd.hkd.dhcp import DhcpSettings, StaticLease
-from qvd.hkd.dnsmasq import Dnsmasq
+from qvd.hkd.dhcp import StaticLease
 from qvd.hkd.ports import Port
 from qvd.vma.client import VmaClient, VmaError
 from tests.conftest import scratch_dir
 from tests.hkd.conftest import add_host, command, runtime, state_of, wait_for
+from tests.hkd.dhcpclient import dhcp_node
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
-from tests.security.hostile_net import node_net
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -77,18 +76,9 @@ def test_a_kvm_guest_takes_its_leased_address(test_image_qcow2: Path, run: Path)
     tap = f"qvdk{secrets.token_hex(3)}"
     secret = secrets.token_hex(32)
     with contextlib.ExitStack() as stack:
-        net = stack.enter_context(node_net(dhcp=True))
+        net, server = stack.enter_context(dhcp_node(run))
         address = net.vm_address(1)
         mac = mac_for(address)
-        server = Dnsmasq(
-            DhcpSettings(
-                enabled=True, bridge=net.bridge, server_address=net.node_address,
-                network=net.network.network, lease_time=600, dns=False, dns_servers=(),
-                run_dir=run / "dhcp",
-            )
-        )  # fmt: skip
-        stack.callback(server.stop)
-        server.start()
         server.set_leases([StaticLease(mac=mac, ip=address, hostname="desk-1")])
         subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
         stack.callback(subprocess.run, ["ip", "link", "del", tap], capture_output=True)

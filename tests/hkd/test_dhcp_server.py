@@ -31,9 +31,9 @@ from qvd.hkd.dnsmasq import DhcpError, Dnsmasq
 from qvd.hkd.ports import PortFilter
 from tests.conftest import scratch_dir
 from tests.hkd.conftest import FakeVma, add_host, hkd_config, wait_for
-from tests.hkd.dhcpclient import ACK, OFFER, DhcpClient
+from tests.hkd.dhcpclient import ACK, OFFER, DhcpClient, dhcp_node
 from tests.hkd.lxcnode import free_subnet
-from tests.security.hostile_net import FakeVm, NodeNet, node_net, socket_in
+from tests.security.hostile_net import FakeVm, NodeNet, socket_in
 
 pytestmark = pytest.mark.root
 
@@ -130,21 +130,8 @@ def serve(run_dir: Path, upstream: Upstream) -> Iterator[Serve]:
     stack = contextlib.ExitStack()
 
     def make(*, dns: bool = False) -> tuple[NodeNet, Dnsmasq]:
-        net = stack.enter_context(node_net(dhcp=True, dns=dns))
-        settings = DhcpSettings(
-            enabled=True,
-            bridge=net.bridge,
-            server_address=net.node_address,
-            network=net.network.network,
-            lease_time=600,
-            dns=dns,
-            dns_servers=(f"127.0.0.1#{upstream.port}",),
-            run_dir=run_dir / net.bridge,
-        )
-        server = Dnsmasq(settings)
-        stack.callback(server.stop)
-        server.start()
-        return net, server
+        upstreams = (f"127.0.0.1#{upstream.port}",)
+        return stack.enter_context(dhcp_node(run_dir, dns=dns, dns_servers=upstreams))
 
     with stack:
         yield make

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from qvd.hkd.dhcp import DhcpSettings, StaticLease
+from qvd.hkd.dhcp import StaticLease
 from qvd.hkd.dnsmasq import Dnsmasq
 from tests.conftest import scratch_dir
-from tests.hkd.dhcpclient import DECLINE, RELEASE, DhcpClient, bootp
-from tests.security.hostile_net import FakeVm, NodeNet, node_net, udp_frame
+from tests.hkd.dhcpclient import DECLINE, RELEASE, DhcpClient, bootp, dhcp_node
+from tests.security.hostile_net import FakeVm, NodeNet, udp_frame
 
 pytestmark = pytest.mark.root
 
@@ -32,16 +32,7 @@ def served(root_only: None) -> Iterator[tuple[NodeNet, Dnsmasq]]:
     run = scratch_dir(f"qvd-test-dhcp-decline-{os.getpid()}-")
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, run, True)
-        net = stack.enter_context(node_net(dhcp=True))
-        server = Dnsmasq(
-            DhcpSettings(
-                enabled=True, bridge=net.bridge, server_address=net.node_address,
-                network=net.network.network, lease_time=600, dns=False, dns_servers=(),
-                run_dir=run / "dhcp",
-            )
-        )  # fmt: skip
-        stack.callback(server.stop)
-        server.start()
+        net, server = stack.enter_context(dhcp_node(run))
         yield net, server
 
 

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from qvd.hkd.dhcp import DhcpSettings, LeaseBook, VmAddress, render_hosts
+from qvd.hkd.dhcp import LeaseBook, VmAddress, render_hosts
 from qvd.hkd.dnsmasq import Dnsmasq
 from tests.conftest import scratch_dir
-from tests.hkd.dhcpclient import DhcpClient
-from tests.security.hostile_net import FakeVm, NodeNet, node_net
+from tests.hkd.dhcpclient import DhcpClient, dhcp_node
+from tests.security.hostile_net import FakeVm, NodeNet
 
 pytestmark = pytest.mark.root
 
@@ -33,16 +33,7 @@ def served(root_only: None) -> Iterator[tuple[NodeNet, Dnsmasq, LeaseBook]]:
     run = scratch_dir(f"qvd-test-dhcp-inj-{os.getpid()}-")
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, run, True)
-        net = stack.enter_context(node_net(dhcp=True))
-        server = Dnsmasq(
-            DhcpSettings(
-                enabled=True, bridge=net.bridge, server_address=net.node_address,
-                network=net.network.network, lease_time=600, dns=False, dns_servers=(),
-                run_dir=run / "dhcp",
-            )
-        )  # fmt: skip
-        stack.callback(server.stop)
-        server.start()
+        net, server = stack.enter_context(dhcp_node(run))
         book = LeaseBook(net.network.network, "54:52:00", server.set_leases)
         yield net, server, book
 
