@@ -1,40 +1,27 @@
 """The backend kits of the contract suite, one module-scoped node per backend kind.
 
 ``KIT_OPENERS`` maps a backend name to the context manager that opens its kit (see
-``kits.py``). The KVM kit is ``open_kit`` in ``tests/hkd/backends/kvm/kit.py``; until
-that module exists its cases are skipped, with the reason."""
+``kits.py``). The KVM kit is ``open_kit`` in ``tests/hkd/backends/kvm/kit.py``."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.hkd.backends.kits import BackendKit, open_fake_kit, open_lxc_kit
+from tests.hkd.backends.kvm.kit import open_kit as open_kvm_kit
 
 __all__ = ["KIT_OPENERS", "KIT_PARAMS", "kit"]
 
 KitOpener = Callable[[pytest.FixtureRequest], contextlib.AbstractContextManager[BackendKit]]
 
 
-@contextlib.contextmanager
-def _open_kvm_kit(request: pytest.FixtureRequest) -> Iterator[BackendKit]:
-    if not (Path(__file__).parent / "kvm" / "kit.py").is_file():
-        pytest.skip("the KVM backend's kit (tests/hkd/backends/kvm/kit.py) is not there yet")
-    # imported for real once it is there: an error in it fails the cases, never skips
-    module = importlib.import_module("tests.hkd.backends.kvm.kit")
-    opener: KitOpener = module.open_kit
-    with opener(request) as kit:
-        yield kit
-
-
 KIT_OPENERS: dict[str, KitOpener] = {
     "fake": open_fake_kit,
     "lxc": open_lxc_kit,
-    "kvm": _open_kvm_kit,
+    "kvm": open_kvm_kit,
 }
 
 _REAL = (pytest.mark.root, pytest.mark.slow)

@@ -13,10 +13,10 @@ node. The suite's ``vms`` fixture checks after every case, with ``leaks`` and a 
 backend's ``list_leftovers``, that the case left nothing of its VMs.
 
 The KVM backend's kit lives in ``tests/hkd/backends/kvm/kit.py``, which defines
-``open_kit(request)`` the same way; the suite imports it once the file is there (see
-``KIT_OPENERS`` in ``conftest.py``). A kit whose ``survives_its_maker`` is true must be
-picklable: the suite hands it (and a VmSpec) to a child process that prepares and
-starts a VM with ``kit.backend()`` and is then killed with SIGKILL.
+``open_kit(request)`` the same way (see ``KIT_OPENERS`` in ``conftest.py``). A kit
+whose ``survives_its_maker`` is true must be picklable: the suite hands it (and a
+VmSpec) to a child process that prepares and starts a VM with ``kit.backend()`` and is
+then killed with SIGKILL.
 """
 
 from __future__ import annotations
