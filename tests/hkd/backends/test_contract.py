@@ -144,6 +144,8 @@ def test_a_prepared_vm_that_never_ran_cleans_up(kit: BackendKit, vms: VmsOf) -> 
     backend = kit.backend()
     backend.prepare(spec)
     assert not backend.is_alive(spec.vm_id)
+    # the HKD cleans only what is listed: prepared storage must be
+    assert spec.vm_id in backend.list_leftovers()
     backend.cleanup(spec.vm_id)
     assert_clean(kit, backend, spec.vm_id)
     backend.close()
@@ -207,6 +209,7 @@ def test_storage_prepared_by_an_hkd_killed_hard_is_cleaned(kit: BackendKit, vms:
     _hkd_dies_hard(kit, spec, start=False)
     fresh = kit.backend()
     assert not fresh.is_alive(spec.vm_id)
+    assert spec.vm_id in fresh.list_leftovers()  # what the HKD cleans after its restart
     fresh.cleanup(spec.vm_id)
     assert_clean(kit, fresh, spec.vm_id)
     fresh.close()
