@@ -16,8 +16,7 @@ from typing import Protocol
 
 from qvd.hkd.backends.base import TerminalBackendError
 from qvd.hkd.backends.kvm.bootfiles import boot_files
-from qvd.hkd.backends.kvm.storage import is_qcow2
-from qvd.imagefile import ImageRejected, check_qcow2
+from qvd.imagefile import ImageRejected, check_qcow2, is_qcow2
 
 __all__ = ["BootFiles", "CheckedImages", "ImageTools", "RealImageTools"]
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from qvd.hkd.backends.base import BackendError, TerminalBackendError
 from qvd.hkd.backends.hostfs import private_dir
 
-__all__ = ["QCOW2_MAGIC", "Storage", "is_qcow2", "qemu_img"]
+__all__ = ["Storage", "qemu_img"]
 
-QCOW2_MAGIC = b"QFI\xfb"
 _OVERLAY = re.compile(r"(\d+)-(\d+)-overlay\.qcow2")
 _HOME = re.compile(r"(\d+)-data\.qcow2")
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -48,12 +47,6 @@ def qemu_img(*args: str, timeout: float = 120) -> str:
         reason = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
         raise BackendError(f"qemu-img {args[0]}: {reason}")
     return done.stdout
-
-
-def is_qcow2(path: Path) -> bool:
-    """Whether ``path`` starts with the qcow2 magic (a tarball DI does not)."""
-    with open(path, "rb") as f:
-        return f.read(4) == QCOW2_MAGIC
 
 
 def _private_file(path: Path) -> None:
