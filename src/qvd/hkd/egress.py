@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qvd.config import Config, ConfigError
 from qvd.config.values import parse_bool, parse_list
-from qvd.hkd.ports import PortFilterError, is_device_name, nft, read_set
+from qvd.hkd.ports import NftSets, PortFilterError, is_device_name, read_set
 
 __all__ = [
     "EGRESS_PROPERTY",
@@ -210,22 +209,16 @@ def read_allowed(table: str) -> dict[str, str]:
     return found
 
 
-class EgressFilter:
-    """Which VMs of a node table may go out; safe to share between HKD workers."""
+class EgressFilter(NftSets[str]):
+    """Which VMs of a node table may go out (host device → address)."""
 
-    def __init__(self, table: str) -> None:
-        self.table = table
-        self._lock = threading.Lock()
-        self._known: dict[str, str] | None = None
+    error = EgressFilterError
 
-    def _allowed(self) -> dict[str, str]:
-        if self._known is None:
-            self._known = read_allowed(self.table)
-        return self._known
+    def _read(self) -> dict[str, str]:
+        return read_allowed(self.table)
 
     def allowed(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._allowed())
+        return self.held()
 
     def admit(self, device: str, address: str, *, out: bool) -> None:
         """The VM on ``device`` at ``address`` may go out (``out``) or may not: its
@@ -233,7 +226,7 @@ class EgressFilter:
         _interface(device, "device")
         ipaddress.IPv4Address(address)
         with self._lock:
-            known = self._allowed()
+            known = self._held()
             holders = {d for d, a in known.items() if a == address}
             if out and holders == {device}:
                 return
@@ -241,7 +234,7 @@ class EgressFilter:
                 return
             lines: list[str] = []
             for d in holders | ({device} if device in known else set()):
-                lines += self._drop(d, known[d])
+                lines += self._removal(d, known[d])
             if out:
                 lines.append(f"add element inet {self.table} egress {{ {address} }}")
                 lines.append(
@@ -254,33 +247,9 @@ class EgressFilter:
             if out:
                 known[device] = address
 
-    def release(self, device: str) -> None:
-        """The VM on ``device`` is gone: its address may no longer go out."""
-        with self._lock:
-            known = self._allowed()
-            address = known.get(device)
-            if address is None:
-                return
-            self._apply(self._drop(device, address))
-            del known[device]
-
-    def _drop(self, device: str, address: str) -> list[str]:
-        # add-then-delete: deleting works whether or not the element is still there
-        t = self.table
-        return [
-            f"add element inet {t} egress {{ {address} }}",
-            f"delete element inet {t} egress {{ {address} }}",
-            f'add element inet {t} egress_ports {{ "{device}" . {address} }}',
-            f'delete element inet {t} egress_ports {{ "{device}" . {address} }}',
-        ]
-
-    def _apply(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        done = nft("-f", "-", script="\n".join(lines) + "\n")
-        if done.returncode != 0:
-            self._known = None  # re-read what the kernel holds next time
-            raise EgressFilterError(f"nft: {done.stderr.strip()}")
+    def _removal(self, device: str, held: str) -> list[str]:
+        pair = f'"{device}" . {held}'
+        return self._delete("inet", "egress", held) + self._delete("inet", "egress_ports", pair)
 
 
 # ---- the decision per VM -----------------------------------------------------------------

@@ -25,8 +25,10 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
 
 __all__ = [
+    "NftSets",
     "Port",
     "PortFilter",
     "PortFilterError",
@@ -39,6 +41,7 @@ __all__ = [
 _DEVICE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _SYSCTL = Path("/proc/sys/net/ipv6/conf")
+T = TypeVar("T")
 
 
 class PortFilterError(Exception):
@@ -124,55 +127,48 @@ def disable_ipv6(device: str) -> bool:
     return True
 
 
-class PortFilter:
-    """The admitted ports of one node table; safe to share between HKD workers."""
+class NftSets(Generic[T]):
+    """What the sets of one node table hold per host device (read from the kernel once,
+    lazily, and again after nft refused a change), changed by nft transactions; safe
+    to share between HKD workers."""
+
+    error: ClassVar[type[PortFilterError]] = PortFilterError
 
     def __init__(self, table: str) -> None:
         self.table = table
         self._lock = threading.Lock()
-        self._known: dict[str, Port] | None = None
+        self._known: dict[str, T] | None = None
 
-    def _ports(self) -> dict[str, Port]:
+    def _read(self) -> dict[str, T]:
+        raise NotImplementedError
+
+    def _removal(self, device: str, held: T) -> list[str]:
+        """The nft lines that take ``held`` of ``device`` out of the sets."""
+        raise NotImplementedError
+
+    def _held(self) -> dict[str, T]:
         if self._known is None:
-            self._known = read_ports(self.table)
+            self._known = self._read()
         return self._known
 
-    def admitted(self) -> dict[str, Port]:
+    def held(self) -> dict[str, T]:
         with self._lock:
-            return dict(self._ports())
-
-    def admit(self, port: Port) -> None:
-        """Let ``port.device`` speak as ``port.mac`` / ``port.address`` and as nothing
-        else; turns IPv6 off on the device when it exists already."""
-        with self._lock:
-            known = self._ports()
-            if known.get(port.device) != port:
-                lines = self._removal(known.get(port.device), port.device)
-                for name, element in port.elements().items():
-                    lines.append(f"add element bridge {self.table} {name} {{ {element} }}")
-                self._apply(lines)
-                known[port.device] = port
-        disable_ipv6(port.device)
+            return dict(self._held())
 
     def release(self, device: str) -> None:
-        """Forget the port of ``device`` (its VM is gone); nothing when unknown."""
+        """Forget what ``device`` had (its VM is gone); nothing when unknown."""
         with self._lock:
-            known = self._ports()
+            known = self._held()
             old = known.get(device)
             if old is None:
                 return
-            self._apply(self._removal(old, device))
+            self._apply(self._removal(device, old))
             del known[device]
 
-    def _removal(self, old: Port | None, device: str) -> list[str]:
-        if old is None:
-            return []
+    def _delete(self, family: str, name: str, element: str) -> list[str]:
         # add-then-delete: deleting works whether or not the element is still there
-        lines = []
-        for name, element in old.elements().items():
-            lines.append(f"add element bridge {self.table} {name} {{ {element} }}")
-            lines.append(f"delete element bridge {self.table} {name} {{ {element} }}")
-        return lines
+        where = f"element {family} {self.table} {name} {{ {element} }}"
+        return [f"add {where}", f"delete {where}"]
 
     def _apply(self, lines: list[str]) -> None:
         if not lines:
@@ -180,4 +176,34 @@ class PortFilter:
         done = nft("-f", "-", script="\n".join(lines) + "\n")
         if done.returncode != 0:
             self._known = None  # re-read what the kernel holds next time
-            raise PortFilterError(f"nft: {done.stderr.strip()}")
+            raise self.error(f"nft: {done.stderr.strip()}")
+
+
+class PortFilter(NftSets[Port]):
+    """The admitted ports of one node table."""
+
+    def _read(self) -> dict[str, Port]:
+        return read_ports(self.table)
+
+    def admitted(self) -> dict[str, Port]:
+        return self.held()
+
+    def admit(self, port: Port) -> None:
+        """Let ``port.device`` speak as ``port.mac`` / ``port.address`` and as nothing
+        else; turns IPv6 off on the device when it exists already."""
+        with self._lock:
+            known = self._held()
+            old = known.get(port.device)
+            if old != port:
+                lines = self._removal(port.device, old) if old is not None else []
+                for name, element in port.elements().items():
+                    lines.append(f"add element bridge {self.table} {name} {{ {element} }}")
+                self._apply(lines)
+                known[port.device] = port
+        disable_ipv6(port.device)
+
+    def _removal(self, device: str, held: Port) -> list[str]:
+        lines: list[str] = []
+        for name, element in held.elements().items():
+            lines += self._delete("bridge", name, element)
+        return lines
