@@ -26,7 +26,6 @@ from qvd.hkd.backends.hostfs import private_dir
 __all__ = ["Storage", "qemu_img"]
 
 _OVERLAY = re.compile(r"(\d+)-(\d+)-overlay\.qcow2")
-_HOME = re.compile(r"(\d+)-data\.qcow2")
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _MIB = 1 << 20
 
@@ -80,13 +79,6 @@ class Storage:
             if (m := _OVERLAY.fullmatch(p.name)) and int(m.group(2)) == vm_id
         )  # fmt: skip
 
-    def overlay_vm_ids(self) -> set[int]:
-        if not self.overlays.is_dir():
-            return set()
-        return {
-            int(m.group(2)) for p in self.overlays.iterdir() if (m := _OVERLAY.fullmatch(p.name))
-        }
-
     def ensure_overlay(self, image: Path, di_id: int, vm_id: int, *, persistent: bool) -> Path:
         """The VM's root overlay on ``image``: kept when ``persistent`` (and on this
         DI), made anew otherwise; overlays on another DI go."""
@@ -130,11 +122,6 @@ class Storage:
         if virtual_size(home) < size_mib * _MIB:
             qemu_img("resize", "-q", "-f", "qcow2", str(home), f"{size_mib}M")
         return home
-
-    def home_vm_ids(self) -> set[int]:
-        if not self.homes.is_dir():
-            return set()
-        return {int(m.group(1)) for p in self.homes.iterdir() if (m := _HOME.fullmatch(p.name))}
 
 
 def virtual_size(path: Path) -> int:
