@@ -133,8 +133,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def cleanup(self, vm_id: int) -> None:
-        """Remove what a stopped VM left (mounts, links, cgroups, runtime state). Raises
-        if the VM still runs."""
+        """Remove what a stopped VM left (mounts, links, cgroups, runtime state, the
+        overlay of a non-persistent root); a persistent home or root stays. Raises if
+        the VM still runs."""
 
     def facts(self) -> dict[str, str]:
         """What the backend chose when it was made (e.g. ``accel=tcg``), for the HKD's
