@@ -205,6 +205,7 @@ def test_settings_from_the_configuration() -> None:
         {"vm.network.dns.servers": "192.0.2.1#99999"},
         {"vm.network.dns.servers": "192.0.2.1#53,x"},
         {"vm.network.dhcp.lease_time": "60"},
+        {"vm.network.bridge": "qvdbr0,eth0"},  # would serve the node's LAN too
     ],
 )
 def test_settings_refuse_bad_values(values: dict[str, str]) -> None:

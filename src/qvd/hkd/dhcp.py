@@ -29,6 +29,7 @@ from pathlib import Path
 
 from qvd.config import Config, ConfigValueError
 from qvd.hkd.addressing import mac_for
+from qvd.hkd.ports import is_device_name
 
 __all__ = [
     "DhcpSettings",
@@ -123,6 +124,8 @@ class DhcpSettings:
     program: str = "dnsmasq"
 
     def __post_init__(self) -> None:
+        if not is_device_name(self.bridge):  # dnsmasq reads a comma as a second interface
+            raise ConfigValueError(f"vm.network.bridge {self.bridge!r} is not an interface name")
         if self.lease_time < _MIN_LEASE:
             raise ConfigValueError(
                 f"vm.network.dhcp.lease_time is {self.lease_time}: at least {_MIN_LEASE} s"
