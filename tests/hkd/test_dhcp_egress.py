@@ -6,7 +6,7 @@ egress decision of the HKD, the fake backend, a real database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,13 @@ from sqlalchemy import Engine
 from qvd.config import Config
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import VmSpec
-from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.dhcp import DhcpSettings, LeaseBook, StaticLease, VmAddress
 from qvd.hkd.egress import Egress, EgressFilter
 from qvd.hkd.nodedhcp import NodeDhcp
-from qvd.hkd.ports import PortFilter
-from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
-from tests.hkd.conftest import FakeVma, add_host, add_vm, command, hkd_config
+from tests.hkd.conftest import hkd_config
 from tests.hkd.egressnet import NODE_ADDRESS, EgressLab, egress_lab
-from tests.hkd.test_egress import _osf_property
-from tests.hkd.test_reconcile import drive
+from tests.hkd.test_egress_reconcile import egress_reconciler, start_out_and_in
 
 pytestmark = pytest.mark.root
 
@@ -35,26 +31,6 @@ def lab(root_only: None) -> Iterator[EgressLab]:
     with egress_lab() as made:
         made.ensure(made.rules())
         yield made
-
-
-def _start_two(
-    engine: Engine, settings: HkdSettings, lab: EgressLab, before_start: Callable[[VmSpec], None]
-) -> tuple[VmAddress, VmAddress]:
-    """Start a VM that may go out and one whose OSF denies it (in that order)."""
-    table = lab.network.table
-    egress = Egress(lab.rules(), EgressFilter(table), lambda: Config())
-    vma = FakeVma()
-    rec = Reconciler(engine, FakeBackend(), add_host(engine), settings, vma,
-                     ports=PortFilter(table), egress=egress,
-                     before_start=before_start)  # fmt: skip
-    out_vm, out_ip = add_vm(engine)
-    in_vm, in_ip = add_vm(engine)
-    _osf_property(engine, in_vm, "deny")
-    for vm_id, ip in ((out_vm, out_ip), (in_vm, in_ip)):
-        command(engine, vm_id, "start", rec.host.id)
-        vma.alive.add(ip)
-        lab.in_node(lambda v=vm_id: drive(rec, v, "running"))  # type: ignore[misc]
-    return VmAddress(out_vm, "x", out_ip), VmAddress(in_vm, "y", in_ip)
 
 
 def test_a_desktop_that_may_go_out_is_served_its_route(
@@ -70,12 +46,13 @@ def test_a_desktop_that_may_go_out_is_served_its_route(
         book.before_start(spec.vm_id, spec.name, mac=net.mac, ip=net.address,
                           gateway=net.gateway)  # fmt: skip
 
-    out_vm, in_vm = _start_two(engine, settings, lab, before_start)
+    rec, _, vma, _ = egress_reconciler(engine, run_dir, lab, Config(), before_start)
+    (out_vm, out_ip), (in_vm, in_ip) = start_out_and_in(engine, rec, vma, lab)
     gateways = {lease.ip: lease.gateway for lease in served[-1]}
-    assert gateways == {out_vm.ip: NODE_ADDRESS, in_vm.ip: None}
+    assert gateways == {out_ip: NODE_ADDRESS, in_ip: None}
 
     # the database's resync keeps what the starts decided
-    book.sync([out_vm, in_vm])
+    book.sync([VmAddress(out_vm, "x", out_ip), VmAddress(in_vm, "y", in_ip)])
     assert {lease.ip: lease.gateway for lease in book.leases()} == gateways
 
 
@@ -86,7 +63,8 @@ def test_an_hkd_that_restarts_serves_a_running_desktop_its_route(
     from the node's egress set, so a renewal does not take the route away."""
     config = hkd_config(run_dir)
     settings = HkdSettings.from_config(config)
-    out_vm, in_vm = _start_two(engine, settings, lab, lambda spec: None)
+    rec, _, vma, _ = egress_reconciler(engine, run_dir, lab, Config())
+    (_, out_ip), (_, in_ip) = start_out_and_in(engine, rec, vma, lab)
 
     network = vm_network(settings.ip_start, settings.netmask)
     dhcp_settings = DhcpSettings.from_config(
@@ -97,6 +75,6 @@ def test_an_hkd_that_restarts_serves_a_running_desktop_its_route(
                     device_prefix=settings.device_prefix, egress=egress)  # fmt: skip
     lab.in_node(lambda: dhcp.sync(adopt=True))
     gateways = {lease.ip: lease.gateway for lease in dhcp.leases.leases()}
-    assert gateways == {out_vm.ip: NODE_ADDRESS, in_vm.ip: None}
+    assert gateways == {out_ip: NODE_ADDRESS, in_ip: None}
     dhcp.sync()  # and keeps it at the next poll
     assert {lease.ip: lease.gateway for lease in dhcp.leases.leases()} == gateways

@@ -6,7 +6,7 @@ fake backend, a real database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from qvd.config import Config
 from qvd.hkd.addressing import host_device
+from qvd.hkd.backends import VmSpec
 from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.egress import Egress, EgressFilter
 from qvd.hkd.ports import PortFilter
@@ -34,23 +35,26 @@ def lab(root_only: None) -> Iterator[EgressLab]:
         yield made
 
 
-def _parts(
-    engine: Engine, run_dir: Path, lab: EgressLab, config: Config
+def egress_reconciler(
+    engine: Engine,
+    run_dir: Path,
+    lab: EgressLab,
+    config: Config,
+    before_start: Callable[[VmSpec], None] = lambda spec: None,
 ) -> tuple[Reconciler, FakeBackend, FakeVma, HkdSettings]:
     settings = HkdSettings.from_config(hkd_config(run_dir))
     backend, vma = FakeBackend(), FakeVma()
     table = lab.network.table
     egress = Egress(lab.rules(), EgressFilter(table), lambda: config)
-    rec = Reconciler(
-        engine, backend, add_host(engine), settings, vma, ports=PortFilter(table), egress=egress
-    )
+    rec = Reconciler(engine, backend, add_host(engine), settings, vma, ports=PortFilter(table),
+                     egress=egress, before_start=before_start)  # fmt: skip
     return rec, backend, vma, settings
 
 
-def test_gateway_and_allowed_set_follow_the_decision(
-    engine: Engine, run_dir: Path, lab: EgressLab
-) -> None:
-    rec, backend, vma, settings = _parts(engine, run_dir, lab, Config())
+def start_out_and_in(
+    engine: Engine, rec: Reconciler, vma: FakeVma, lab: EgressLab
+) -> tuple[tuple[int, str], tuple[int, str]]:
+    """Start a VM that may go out and one whose OSF denies it: (id, address) of each."""
     out_vm, out_ip = add_vm(engine)
     in_vm, in_ip = add_vm(engine)
     _osf_property(engine, in_vm, "deny")
@@ -58,6 +62,14 @@ def test_gateway_and_allowed_set_follow_the_decision(
         command(engine, vm_id, "start", rec.host.id)
         vma.alive.add(ip)
         lab.in_node(lambda v=vm_id: drive(rec, v, "running"))  # type: ignore[misc]
+    return (out_vm, out_ip), (in_vm, in_ip)
+
+
+def test_gateway_and_allowed_set_follow_the_decision(
+    engine: Engine, run_dir: Path, lab: EgressLab
+) -> None:
+    rec, backend, vma, settings = egress_reconciler(engine, run_dir, lab, Config())
+    (out_vm, out_ip), (in_vm, _in_ip) = start_out_and_in(engine, rec, vma, lab)
     assert backend.vms[out_vm].spec.network.gateway == NODE_ADDRESS
     assert backend.vms[in_vm].spec.network.gateway is None
     allowed = lab.in_node(EgressFilter(lab.network.table).allowed)
@@ -73,7 +85,7 @@ def test_gateway_and_allowed_set_follow_the_decision(
 
 def test_a_tenant_that_opts_out(engine: Engine, run_dir: Path, lab: EgressLab) -> None:
     config = Config().with_db({}, {1: {"vm.network.egress.allow": "0"}})
-    rec, backend, vma, _settings = _parts(engine, run_dir, lab, config)
+    rec, backend, vma, _settings = egress_reconciler(engine, run_dir, lab, config)
     vm_id, ip = add_vm(engine)  # tenant 1
     command(engine, vm_id, "start", rec.host.id)
     vma.alive.add(ip)
