@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qvd.config import Config, ConfigValueError
+from qvd.config.values import parse_list
 from qvd.hkd.addressing import mac_for
 from qvd.hkd.ports import is_device_name
 
@@ -91,9 +92,7 @@ class StaticLease:
 
 def _dns_servers(text: str) -> tuple[str, ...]:
     servers: list[str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
+    for item in parse_list(text):
         address, hash_, port = item.partition("#")
         try:
             server = str(ipaddress.ip_address(address))
