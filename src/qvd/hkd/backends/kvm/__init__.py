@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+from typing import Any
 
 from qvd.config import Config
 from qvd.hkd.backends.base import (
@@ -185,8 +186,7 @@ class KvmBackend(Backend):
                 raise BackendError(f"QEMU of VM {vm_id} ended at start: {tail}")
             if self.runtime.qmp(vm_id).exists():
                 try:
-                    with QmpClient(self.runtime.qmp(vm_id), timeout=2) as qmp:
-                        qmp.execute("query-status")
+                    self._qmp(vm_id, "query-status", timeout=2)
                     break
                 except QmpError:
                     pass
@@ -199,6 +199,15 @@ class KvmBackend(Backend):
         if pid != proc.pid:
             raise BackendError(f"QEMU of VM {vm_id}: its pid file names {pid}, not {proc.pid}")
         return pid
+
+    def _qmp(
+        self, vm_id: int, name: str, arguments: dict[str, object] | None = None, *,
+        timeout: float = 5.0,
+    ) -> Any:  # fmt: skip
+        """One QMP command to the VM's QEMU, on a connection of its own; raises
+        :class:`QmpError`."""
+        with QmpClient(self.runtime.qmp(vm_id), timeout=timeout) as qmp:
+            return qmp.execute(name, arguments)
 
     def _ensure_user(self) -> None:
         try:
@@ -244,8 +253,7 @@ class KvmBackend(Backend):
         if not self.is_alive(vm_id):
             return
         try:
-            with QmpClient(self.runtime.qmp(vm_id), timeout=5) as qmp:
-                qmp.execute("system_powerdown")
+            self._qmp(vm_id, "system_powerdown")
         except QmpError as exc:
             log.warning("VM %s: powerdown not sent: %s", vm_id, exc)
 
@@ -254,11 +262,8 @@ class KvmBackend(Backend):
         if pid is None:
             self._reap(vm_id)
             return
-        try:
-            with QmpClient(self.runtime.qmp(vm_id), timeout=2) as qmp:
-                qmp.execute("quit")
-        except QmpError:
-            pass  # a hung or half-dead QEMU: SIGKILL below
+        with contextlib.suppress(QmpError):  # a hung or half-dead QEMU: SIGKILL below
+            self._qmp(vm_id, "quit", timeout=2)
         if self._wait_gone(vm_id, _QUIT_GRACE):
             return
         if self.runtime.pid(vm_id) == pid:  # still our QEMU, never a reused PID
@@ -312,8 +317,7 @@ class KvmBackend(Backend):
         if not self.is_alive(vm_id):
             return None
         try:
-            with QmpClient(self.runtime.qmp(vm_id), timeout=5) as qmp:
-                value = qmp.execute("query-status")
+            value = self._qmp(vm_id, "query-status")
         except QmpError:
             return None
         return str(value.get("status")) if isinstance(value, dict) else None
@@ -323,10 +327,8 @@ class KvmBackend(Backend):
         if not self.is_alive(vm_id):
             return ""
         try:
-            with QmpClient(self.runtime.qmp(vm_id), timeout=5) as qmp:
-                text = qmp.execute(
-                    "ringbuf-read", {"device": "console", "size": CONSOLE_BYTES, "format": "utf8"}
-                )
+            ring = {"device": "console", "size": CONSOLE_BYTES, "format": "utf8"}
+            text = self._qmp(vm_id, "ringbuf-read", ring)
         except QmpError:
             return ""
         return str(text)
