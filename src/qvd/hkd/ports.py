@@ -2,7 +2,7 @@
 port may speak as.
 
 The rules live in the node's ``bridge`` table (``qvd.hkd.network``); this module keeps
-its three sets in step with the VMs of the node:
+its four sets in step with the VMs of the node:
 
 - ``ifaces``: the host-side devices of admitted VM ports; frames from them are checked;
 - ``macs``: ``device . MAC``, the only Ethernet source a port may use;
@@ -14,6 +14,7 @@ Admitting a port replaces whatever its device had (a device name is reused when 
 restarts), releasing it removes it; both are idempotent and go through ``nft -f`` as one
 transaction, so a port is never half-registered. What the kernel holds is read once,
 lazily, so an HKD that restarts carries on with the ports of the VMs it adopts.
+(:class:`NftSets` is that bookkeeping; ``qvd.hkd.egress`` keeps its set with it too.)
 """
 
 from __future__ import annotations
