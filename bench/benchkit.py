@@ -15,10 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, text
 
@@ -40,6 +40,7 @@ __all__ = [
     "free_port",
     "free_subnet",
     "percentile",
+    "run_main",
     "scratch_dir",
     "stop_process",
     "throwaway_database",
@@ -48,6 +49,9 @@ __all__ = [
 
 
 # ---- SIGTERM ----------------------------------------------------------------------------------
+_terminated: list[int] = []  # the signal that ended the bench, once one did
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM (a timeout's kill) ends the bench like Ctrl-C: through its ``finally``,
     which removes the cluster, bridge, route and nftables tables it made. The cleanup
@@ -55,9 +59,23 @@ def exit_on_sigterm() -> None:
 
     def stop(signum: int, _frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _terminated.append(signum)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s status, or 128 + the signal once SIGTERM ended it: the
+    SystemExit it raises may land inside a library (a database driver's wait) that
+    turns it into an error of its own, and the status must still say "terminated"."""
+    try:
+        code = main()
+    except BaseException:
+        if _terminated:
+            sys.exit(128 + _terminated[0])
+        raise
+    sys.exit(128 + _terminated[0] if _terminated else code)
 
 
 def cleanup_begins() -> None:

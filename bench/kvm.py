@@ -35,13 +35,12 @@ import itertools
 import logging
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from benchkit import BenchNode, bench_node, cleanup_begins, exit_on_sigterm
+from benchkit import BenchNode, bench_node, cleanup_begins, exit_on_sigterm, run_main
 from e2e import PASSWORD, Bench, Client, Desk, Screen
 from hkd import command
 from l7r import wait_user_state
@@ -228,4 +227,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
