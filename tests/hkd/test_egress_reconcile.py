@@ -41,13 +41,15 @@ def egress_reconciler(
     lab: EgressLab,
     config: Config,
     before_start: Callable[[VmSpec], None] = lambda spec: None,
+    dns_servers: tuple[str, ...] = (),
 ) -> tuple[Reconciler, FakeBackend, FakeVma, HkdSettings]:
     settings = HkdSettings.from_config(hkd_config(run_dir))
     backend, vma = FakeBackend(), FakeVma()
     table = lab.network.table
     egress = Egress(lab.rules(), EgressFilter(table), lambda: config)
     rec = Reconciler(engine, backend, add_host(engine), settings, vma, ports=PortFilter(table),
-                     egress=egress, before_start=before_start)  # fmt: skip
+                     egress=egress, before_start=before_start,
+                     dns_servers=dns_servers)  # fmt: skip
     return rec, backend, vma, settings
 
 
@@ -81,6 +83,17 @@ def test_gateway_and_allowed_set_follow_the_decision(
     command(engine, out_vm, "stop")
     lab.in_node(lambda: drive(rec, out_vm, "stopped"))
     assert lab.in_node(EgressFilter(lab.network.table).allowed) == {}
+
+
+def test_only_a_vm_that_may_go_out_is_given_the_nodes_dns(
+    engine: Engine, run_dir: Path, lab: EgressLab
+) -> None:
+    rec, backend, vma, _settings = egress_reconciler(
+        engine, run_dir, lab, Config(), dns_servers=(NODE_ADDRESS,)
+    )
+    (out_vm, _out_ip), (in_vm, _in_ip) = start_out_and_in(engine, rec, vma, lab)
+    assert backend.vms[out_vm].spec.network.dns == (NODE_ADDRESS,)
+    assert backend.vms[in_vm].spec.network.dns == ()
 
 
 def test_a_tenant_that_opts_out(engine: Engine, run_dir: Path, lab: EgressLab) -> None:

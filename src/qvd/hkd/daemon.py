@@ -233,6 +233,7 @@ class Hkd:
                 egress=egress,
                 fenced=lambda: self.fenced,
                 before_start=self.dhcp.before_start if self.dhcp else lambda spec: None,
+                dns_servers=self.dhcp.dns_servers if self.dhcp else (),
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())

@@ -42,6 +42,8 @@ class NodeDhcp:
         egress: Egress | None = None,
     ) -> None:
         self.server = Dnsmasq(settings)
+        # what a VM that may go out is told to use: the node's dnsmasq, when it answers DNS
+        self.dns_servers: tuple[str, ...] = (settings.server_address,) if settings.dns else ()
         self.leases = LeaseBook(settings.network, mac_prefix, self.server.set_leases)
         self._engine = engine
         self._device_prefix = device_prefix

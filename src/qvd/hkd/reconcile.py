@@ -80,6 +80,7 @@ class Reconciler:
         egress: Egress | None = None,
         fenced: Callable[[], bool] = lambda: False,
         before_start: Callable[[VmSpec], None] = lambda spec: None,
+        dns_servers: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -91,6 +92,7 @@ class Reconciler:
         self.egress = egress  # desktops that may go out (None: the node has no egress)
         self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self.before_start = before_start  # e.g. its DHCP lease served (qvd.hkd.dhcp)
+        self.dns_servers = dns_servers  # the node's DNS for VMs that may go out (dnsmasq)
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -365,6 +367,7 @@ class Reconciler:
         home = None
         if view.user_storage_mb:  # how and where it is kept is the backend's business
             home = HomeSpec(login=view.login, size_mib=view.user_storage_mb)
+        gateway = self._gateway_for(view)
         return VmSpec(
             vm_id=view.vm_id,
             name=view.name,
@@ -379,7 +382,8 @@ class Reconciler:
                 prefix=self._prefix,
                 mac=mac_for(view.ip, self.settings.mac_prefix),
                 host_device=host_device(self.settings.device_prefix, view.vm_id),
-                gateway=self._gateway_for(view),
+                gateway=gateway,
+                dns=self.dns_servers if gateway is not None else (),
             ),
             vma_secret=self.vma_secret(view),
             home=home,

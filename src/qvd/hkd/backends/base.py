@@ -67,6 +67,7 @@ class NetworkSpec:
     mac: str
     host_device: str  # host-side interface name (veth or tap), e.g. qvd10000
     gateway: str | None = None  # default route given to the VM; None: no route out
+    dns: tuple[str, ...] = ()  # name servers the VM uses (with a gateway only); (): none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ Its own settings, read from the node configuration it is made with: ``vm.lxc.*``
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
@@ -52,6 +53,7 @@ _MIB = 1 << 20
 
 _ALIVE = {"RUNNING", "STARTING", "STOPPING", "FREEZING", "FROZEN", "THAWED", "ABORTING"}
 SECRET_PATH = Path("etc/qvd/vma.secret")
+RESOLV_CONF_PATH = Path("etc/resolv.conf")
 _OVERLAY_POLICY, _KEPT, _FRESH = "overlay", "kept\n", "fresh\n"  # in the container dir
 
 
@@ -176,6 +178,8 @@ class LxcBackend(Backend):
             raise TerminalBackendError(
                 f"VM {spec.vm_id}: cannot place the VMA secret: {exc}"
             ) from None
+        if spec.network.dns:  # a desktop that may go out resolves through the node's DNS
+            self._write_resolv_conf(spec, (ids.start, ids.start))
         if spec.home is not None and home_key is not None:
             home = self.layout.home(home_key)
             ensure_home(home, spec.home.size_mib)  # its own file system: the quota
@@ -204,6 +208,25 @@ class LxcBackend(Backend):
             pids_max=self.pids_max,
         )
         write_private(cdir / "config", text.encode())
+
+    def _write_resolv_conf(self, spec: VmSpec, owner: tuple[int, int]) -> None:
+        """``/etc/resolv.conf`` in the VM's upper naming ``spec.network.dns`` (IPv4
+        addresses only: checked, never copied raw), world-readable, no link followed."""
+        try:
+            servers = [str(ipaddress.IPv4Address(a)) for a in spec.network.dns]
+        except ValueError as exc:
+            raise TerminalBackendError(f"VM {spec.vm_id}: bad name server: {exc}") from None
+        text = "# written by the QVD HKD at every start\n"
+        text += "".join(f"nameserver {server}\n" for server in servers)
+        try:
+            write_private_file(
+                self.layout.upper(spec.di_id, spec.vm_id), RESOLV_CONF_PATH,
+                text.encode(), owner, mode=0o644,
+            )  # fmt: skip
+        except UnsafePath as exc:
+            raise TerminalBackendError(
+                f"VM {spec.vm_id}: cannot write its resolv.conf: {exc}"
+            ) from None
 
     def _bound_layer(self, layer: Path, size_mib: int) -> None:
         """Make ``layer`` (upper and LXC's overlay workdir, so both are on one file

@@ -55,9 +55,11 @@ def _open_child_dir(parent: int, name: str, where: str, owner: tuple[int, int]) 
         raise
 
 
-def write_private_file(root: Path, relative: Path, data: bytes, owner: tuple[int, int]) -> None:
-    """Write ``root/relative`` (mode 0600, ``owner``) without following any link below
-    ``root``; missing directories are made with mode 0755 and ``owner``."""
+def write_private_file(
+    root: Path, relative: Path, data: bytes, owner: tuple[int, int], *, mode: int = 0o600
+) -> None:
+    """Write ``root/relative`` (``mode``, default 0600, and ``owner``) without following
+    any link below ``root``; missing directories are made with mode 0755 and ``owner``."""
     *dirs, name = relative.parts
     if not name or any(part in ("", ".", "..") or "/" in part for part in relative.parts):
         raise UnsafePath(f"{relative}: not a plain relative path")
@@ -82,7 +84,7 @@ def write_private_file(root: Path, relative: Path, data: bytes, owner: tuple[int
             out = os.open(name, flags, 0o600, dir_fd=fd)
             try:
                 os.fchown(out, *owner)
-                os.fchmod(out, 0o600)
+                os.fchmod(out, mode)
                 os.write(out, data)
             finally:
                 os.close(out)
