@@ -25,7 +25,8 @@ VIEW_TABLES = ("tenant_views", "administrator_views")
 # 0006 (login hardening): a new table, and a column on user_tokens ('' for the tokens
 # that exist at upgrade time: they were issued without a password binding and end)
 LOGIN_TABLES = ("user_totp_uses",)
-WIDENED = ("user_tokens",)
+# 0007 (host backend): a column on host_runtimes, NULL until the node's HKD starts again
+WIDENED = ("user_tokens", "host_runtimes")
 
 Snapshot = dict[str, list[str]]
 
@@ -321,6 +322,9 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
     assert len(at_head["user_tokens"]) == len(filled["user_tokens"])
     with engine.connect() as conn:
         assert conn.scalars(text("SELECT DISTINCT password_fp FROM user_tokens")).all() == [""]
+        facts = conn.scalars(text("SELECT DISTINCT backend_facts FROM host_runtimes")).all()
+        assert facts == [None]
+    assert len(at_head["host_runtimes"]) == len(filled["host_runtimes"]) == 1
 
     fill_views(engine)
     with_views = snapshot(engine)

@@ -3,6 +3,7 @@ adoption after a restart, leftovers, two nodes watching each other, host command
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,6 +332,9 @@ def test_the_backends_choices_are_logged_at_start(
         hkd.start()
     started.append(hkd)
     assert "backend=fake start_timeout=0 accel=tcg" in caplog.messages
+    with engine.connect() as conn:  # and kept in the database for /metrics
+        stored = conn.execute(text("SELECT backend_facts FROM host_runtimes")).scalar_one()
+    assert json.loads(stored) == {"backend": "fake", "accel": "tcg"}
 
 
 @pytest.mark.parametrize(

@@ -398,6 +398,8 @@ class HostRuntime(Base):
     state_ts: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
     blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     cmd: Mapped[str | None] = mapped_column(ForeignKey("host_cmds.name"))
+    # JSON of what the node's backend chose at its HKD's start (backend, accel, ...)
+    backend_facts: Mapped[str | None] = mapped_column(Text)
 
 
 class HostCounter(Base):

@@ -237,6 +237,7 @@ class Hkd:
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
+                store.set_backend_facts(conn, host.id, {"backend": backend.name, **backend.facts()})
             self._sampler = CpuSampler()
             # prove the heartbeat (renewing the lease) before touching any running VM,
             # and make sure a watchdog guards the lease before adopting them

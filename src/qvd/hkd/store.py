@@ -10,6 +10,7 @@ HKD and an admin, can never both act on one command.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -346,6 +347,14 @@ def clear_runtime(conn: Connection, vm_id: int, host_id: int, *, error: str | No
 
 
 # ---- the node itself -------------------------------------------------------------------------
+def set_backend_facts(conn: Connection, host_id: int, facts: dict[str, str]) -> None:
+    """What the node's backend chose at start (``Backend.facts()`` and its name)."""
+    conn.execute(
+        text("UPDATE host_runtimes SET backend_facts = :f WHERE host_id = :h"),
+        {"f": json.dumps(facts, sort_keys=True), "h": host_id},
+    )
+
+
 def set_host_state(conn: Connection, host_id: int, state: str, pid: int | None) -> None:
     conn.execute(
         text(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from qvd.db.models import ApiSession, AuditLog
+from qvd.db.models import ApiSession, AuditLog, Host, HostRuntime
 from tests.api.conftest import PASSWORD, Api, World
 
 CLI = {"parameters": {"source": "CLI"}}
@@ -310,6 +310,20 @@ def test_metrics_count_requests_and_objects(api: Api, world: World) -> None:
     assert 'qvd_api_requests_total{method="POST",route="/api",status="200"}' in text
     assert 'qvd_vms{state="stopped"} 2.0' in text
     assert 'qvd_hosts{state="running"} 1.0' in text
+
+
+def test_metrics_say_which_backend_and_accelerator_each_node_chose(
+    api: Api, world: World, api_engine: Engine
+) -> None:
+    assert "qvd_host_backend{" not in api.client.get("/metrics").text  # no HKD started yet
+    with Session(api_engine) as s, s.begin():
+        host = s.scalars(select(Host)).one()
+        runtime = s.get(HostRuntime, host.id)
+        assert runtime is not None
+        runtime.backend_facts = json.dumps({"backend": "kvm", "accel": "tcg", "machine": "pc"})
+        name = host.name
+    text = api.client.get("/metrics").text
+    assert f'qvd_host_backend{{accel="tcg",backend="kvm",host="{name}"}} 1.0' in text
 
 
 def test_opening_a_session_is_audited(api: Api, world: World) -> None:

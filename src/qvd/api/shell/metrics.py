@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from qvd.db.models import HostRuntime, VmRuntime
+from qvd.db.models import Host, HostRuntime, VmRuntime
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsGate", "MetricsMiddleware", "Refusal", "is_loopback"]
 
@@ -83,6 +84,11 @@ class _StateCollector(Collector):
         vms = GaugeMetricFamily("qvd_vms", "VMs by state", labels=["state"])
         users = GaugeMetricFamily("qvd_user_sessions", "VM user states", labels=["state"])
         hosts = GaugeMetricFamily("qvd_hosts", "Hosts by state", labels=["state"])
+        backends = GaugeMetricFamily(
+            "qvd_host_backend",
+            "The hypervisor backend each node's HKD runs and the accelerator it chose",
+            labels=["host", "backend", "accel"],
+        )
         with Session(self.engine) as session:
             for state, n in session.execute(
                 select(VmRuntime.vm_state, func.count()).group_by(VmRuntime.vm_state)
@@ -96,9 +102,28 @@ class _StateCollector(Collector):
                 select(HostRuntime.state, func.count()).group_by(HostRuntime.state)
             ):
                 hosts.add_metric([state], n)
+            for name, facts in session.execute(
+                select(Host.name, HostRuntime.backend_facts)
+                .join(HostRuntime, HostRuntime.host_id == Host.id)
+                .where(HostRuntime.backend_facts.is_not(None))
+            ):
+                chosen = _facts(facts)
+                backends.add_metric([name, chosen.get("backend", ""), chosen.get("accel", "")], 1)
         yield vms
         yield users
         yield hosts
+        yield backends
+
+
+def _facts(stored: str | None) -> dict[str, str]:
+    """The JSON an HKD wrote (``qvd.hkd.store.set_backend_facts``); {} if unreadable."""
+    try:
+        value = json.loads(stored or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
 
 
 class Metrics:
