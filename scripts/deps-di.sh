@@ -10,7 +10,7 @@
 #   x11-apps       xwd, to take screenshots of that display (parsed in Python, no ImageMagick)
 #   x11-utils      xwininfo / xdpyinfo, to wait for windows and for the display
 #   iproute2       ip link/addr/route/netns for the test bridge
-#   util-linux     nsenter / unshare
+#   util-linux     nsenter / unshare; prlimit (bounds debugfs when a node takes a DI's boot files)
 #   procps         ps / pkill-free process inspection helpers used while debugging
 #   e2fsprogs      mkfs.ext4 -d makes a KVM image's root file system; debugfs reads it
 #   qemu-utils     qemu-img: the KVM images (qcow2), per-VM overlays and home disks
