@@ -301,6 +301,7 @@ class KvmBackend(Backend):
     def cleanup(self, vm_id: int) -> None:
         if self.is_alive(vm_id):
             raise BackendError(f"VM {vm_id} still runs: stop it before cleaning up")
+        self._end_child(vm_id)  # reap a QEMU this object started (dead, maybe a zombie)
         device = list_taps(self.device_prefix).get(vm_id)
         if device is not None:
             delete_tap(device)
