@@ -35,13 +35,16 @@ from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.auth import delete_session
 from qvd.api.actions.core import ActionRequest, ActionResult
+from qvd.api.actions.dispatch import CATALOGUE
 from qvd.api.errors import ApiError, AuthError, InvalidRequest, Status
 from qvd.api.faces import qvdshape
 from qvd.api.shell.state import (
     SESSION_COOKIE,
+    SESSION_HEADER,
     AppState,
     Credentials,
     app_state,
+    check_cookie_use,
     client_address,
     token_from_headers,
 )
@@ -250,16 +253,27 @@ def _text(value: Any) -> str | None:
 def _token(request: Request, data: dict[str, Any]) -> str | None:
     """The request's ``sid``, else a token in the headers or the cookie."""
     sid = _text(data.get("sid"))
-    return sid if sid else token_from_headers(request)
+    return sid if sid else token_from_headers(request, check_cookie=False)
+
+
+def _check_cookie(request: Request, data: dict[str, Any], creds: Credentials) -> None:
+    """A session from the cookie alone may only run an action that changes something
+    with the page's anti-CSRF token (``check_cookie_use``); reads need none."""
+    if creds.token is None or _text(data.get("sid")):
+        return
+    if request.headers.get("authorization") or request.headers.get(SESSION_HEADER):
+        return  # the token came in a header
+    action = CATALOGUE.get(data.get("action") or "")
+    if action is not None and action.mutating:
+        check_cookie_use(request, creds.token)
 
 
 def body_credentials(request: Request, data: dict[str, Any]) -> Credentials:
     params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
     source = params.get("source") if isinstance(params, dict) else None
-    token = _token(request, data)
     has_login = data.get("login") is not None or data.get("password") is not None
     return Credentials(
-        token=None if has_login else token,
+        token=None if has_login else _token(request, data),
         login=_text(data.get("login")) if has_login else None,
         password=_text(data.get("password")) if has_login else None,
         tenant=_text(data.get("tenant")),
@@ -313,6 +327,7 @@ async def action_endpoint(request: Request) -> JSONResponse:
     try:
         data = await read_body(request)
         creds = body_credentials(request, data)
+        _check_cookie(request, data, creds)
         return await run_in_threadpool(_run, app_state(request), creds, data)
     except ApiError as exc:
         return _error(exc)

@@ -13,11 +13,13 @@ from qvd.api.faces.routes import ROUTERS
 from qvd.api.faces.routes.dis import action_router as di_action_router
 from qvd.api.shell.metrics import Metrics, MetricsGate, MetricsMiddleware
 from qvd.api.shell.state import AppState
+from qvd.api.shell.watport import ApiPort
 from qvd.config import Config
+from qvd.wat import install as install_wat
 
 __all__ = ["create_app"]
 
-DESCRIPTION = """The QVD admin API.
+DESCRIPTION = """The QVD admin API (the WAT, its web administration tool, is at `/`).
 
 Two faces over one service layer:
 
@@ -76,4 +78,5 @@ def create_app(config: Config, engine: Engine) -> FastAPI:
             )
         return metrics.render()
 
+    install_wat(app, ApiPort(app.state.qvd))
     return app

@@ -4,6 +4,7 @@ authentication of a request from a session token or from credentials."""
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import threading
 import time
 from dataclasses import dataclass
@@ -25,23 +26,28 @@ from qvd.api.actions.auth import (
 )
 from qvd.api.actions.dispatch import Runner
 from qvd.api.actions.principal import Principal
-from qvd.api.errors import ApiError, AuthError, Status
+from qvd.api.errors import ApiError, AuthError, Forbidden, Status
 from qvd.config import Config
 from qvd.db import LiveConfig
+from qvd.wat.port import csrf_token
 
 __all__ = [
+    "CSRF_HEADER",
     "SESSION_COOKIE",
     "SESSION_HEADER",
     "AppState",
     "Credentials",
     "PrincipalCache",
     "app_state",
+    "check_cookie_use",
     "client_address",
     "token_from_headers",
 ]
 
 SESSION_COOKIE = "sid"
 SESSION_HEADER = "X-QVD-Sid"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 PRINCIPAL_TTL = 2.0
@@ -197,12 +203,47 @@ def client_address(conn: HTTPConnection) -> str | None:
     return conn.client.host if conn.client else None
 
 
-def token_from_headers(conn: HTTPConnection) -> str | None:
-    """A session token from ``Authorization: Bearer``, ``X-QVD-Sid`` or the cookie."""
+def token_from_headers(conn: HTTPConnection, *, check_cookie: bool = True) -> str | None:
+    """A session token from ``Authorization: Bearer``, ``X-QVD-Sid`` or the cookie.
+
+    The cookie is what a browser sends by itself, so a token taken from it is checked
+    against cross-site use (:func:`check_cookie_use`) unless ``check_cookie`` is off (the
+    caller checks it once it knows whether the request changes something); a header is
+    not checked (another site's page cannot set one)."""
     auth = conn.headers.get("authorization", "")
     if auth[:7].lower() == "bearer " and auth[7:].strip():
         return auth[7:].strip()
     header = conn.headers.get(SESSION_HEADER)
     if header:
         return header.strip()
-    return conn.cookies.get(SESSION_COOKIE) or None
+    cookie = conn.cookies.get(SESSION_COOKIE) or None
+    if cookie is not None and check_cookie:
+        check_cookie_use(conn, cookie)
+    return cookie
+
+
+def check_cookie_use(conn: HTTPConnection, token: str) -> None:
+    """Refuse a cookie-authenticated request that another site could have made: an
+    HTTP request that may change something (any method but GET, HEAD, OPTIONS) must
+    carry the page's anti-CSRF token in ``X-CSRF-Token`` (``qvd.wat.port.csrf_token``);
+    a WebSocket must come from a page of this origin (its ``Origin`` names this host)."""
+    if conn.scope.get("type") == "websocket":
+        origin = conn.headers.get("origin")
+        host = conn.headers.get("host", "")
+        if origin is not None and origin.split("://", 1)[-1].rstrip("/") != host:
+            raise Forbidden(
+                f"a WebSocket authenticated by the session cookie must come from a page of "
+                f"this server (Origin {origin[:100]!r} is another site)",
+                Status.FORBIDDEN_ACTION,
+            )
+        return
+    if conn.scope.get("method", "GET") in _SAFE_METHODS:
+        return
+    sent = conn.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+        raise Forbidden(
+            f"a request authenticated by the session cookie must carry its page's "
+            f"{CSRF_HEADER} header (a cross-site request is refused); clients that are not "
+            "browsers send the token in 'Authorization: Bearer' instead",
+            Status.FORBIDDEN_ACTION,
+        )

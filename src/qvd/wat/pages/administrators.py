@@ -1,0 +1,9 @@
+"""Administrators: list, details, create and edit, their roles."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)

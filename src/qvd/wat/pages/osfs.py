@@ -1,0 +1,9 @@
+"""OS flavours: list, details (their DIs and tags), create and edit."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)

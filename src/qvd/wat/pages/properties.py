@@ -1,0 +1,9 @@
+"""Property definitions: list, create, edit, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)

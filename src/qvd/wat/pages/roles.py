@@ -1,0 +1,9 @@
+"""Roles and ACLs: list, details, the ACL editor (inherited roles, granted and denied, effective)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
