@@ -197,11 +197,17 @@ def test_up_creates_runs_and_stops_the_database(
     assert f"L7R:      TLS on port {port}" in text
     client_line = next(line for line in lines if "qvd-client --host" in line).strip()
     api_port = config.get_int("api.port")
-    assert f"  API:      https://127.0.0.1:{api_port}/" in text
+    assert f"  WAT:      https://127.0.0.1:{api_port}/ " in text
+    assert f"  API:      https://127.0.0.1:{api_port}/api " in text
     trust = ssl.create_default_context(cafile=str(config.get_path("path.api.ssl.cert")))
     info = httpx.post(f"https://127.0.0.1:{api_port}/api/info", json={}, verify=trust, timeout=10)
     assert info.status_code == 200
     assert info.json()["status"] == 0
+    wat = httpx.get(f"https://127.0.0.1:{api_port}/", verify=trust, timeout=10)
+    assert wat.status_code == 303
+    assert wat.headers["location"] == "/login"
+    login_page = httpx.get(f"https://127.0.0.1:{api_port}/login", verify=trust, timeout=10)
+    assert 'id="login-form"' in login_page.text
     assert f"qvd-client --host 127.0.0.1 --port {port} --user demo " in client_line
     assert Path(client_line.split()[0]).name == "qvd-client"
     assert _link_exists(bridge)

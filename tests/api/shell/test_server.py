@@ -48,3 +48,4 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path, api_engine: Engine) -> No
             serve(config, engine=api_engine)
     lines = login_instructions(api_endpoint(config))
     assert any(f"qa -u https://127.0.0.1:{port}/" in line for line in lines)
+    assert lines[0].split()[:2] == ["WAT:", f"https://127.0.0.1:{port}/"]

@@ -63,9 +63,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def login_instructions(endpoint: ApiEndpoint, superadmin: str = "superadmin") -> list[str]:
-    """Lines ``qvd up`` prints: where the API is and how to log in with ``qa``."""
+    """Lines ``qvd up`` prints: the WAT's URL, where the API is and how to log in with
+    ``qa``."""
     return [
-        f"  API:      {endpoint.url} (TLS; certificate {endpoint.cert})",
+        f"  WAT:      {endpoint.url} (web administration: log in as {superadmin}, tenant *)",
+        f"  API:      {endpoint.url}api (TLS; certificate {endpoint.cert})",
         f"  OpenAPI:  {endpoint.url}api/v1/docs",
         f"  qa:       qa -u {endpoint.url} --ca {endpoint.cert} -l {superadmin} -t '*' "
         "-p <password> vm get",
