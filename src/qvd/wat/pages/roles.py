@@ -1,4 +1,4 @@
-"""Roles and ACLs: list, details, the ACL editor (inherited roles, granted and denied, effective)."""
+"""Roles and ACLs: list, details, the ACL editor (inherited roles, granted, denied, effective)."""
 
 from __future__ import annotations
 

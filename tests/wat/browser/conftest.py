@@ -1,0 +1,217 @@
+"""Browser fixtures: the real API server (TLS, uvicorn; the WAT at ``/``) over a fresh
+database holding the API tests' world, and Debian's Chromium driven headless by
+Playwright (no browser download: ``/usr/bin/chromium``, installed by
+``scripts/deps-wat.sh``).
+
+Every page a test opens collects its console errors, failed requests and uncaught
+exceptions; a test fails at teardown if there were any (``BrowserPage.allow`` lists the
+ones a test provokes on purpose). ``axe_violations`` runs axe-core (from the WAT's
+npm lockfile) in the page; ``keep_screenshot`` writes a PNG to the evidence directory
+($QVD_TEST_OUTPUT/wat when set) and checks that it shows something.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from qvd.db import make_engine
+from tests.api.conftest import PASSWORD, World, build_world, running_api
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+
+__all__ = ["BrowserPage", "LiveWat", "axe_violations", "keep_screenshot", "log_in"]
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).resolve().parents[3] / "src/qvd/wat/vendor/node_modules/axe-core/axe.min.js"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root, in CI
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # this machine's network is closed: no calls out
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=Translate,OptimizationHints,MediaRouter",
+]
+
+
+@dataclass
+class LiveWat:
+    """A running API (and WAT) over its own database."""
+
+    base: str
+    engine: Engine
+    world: World
+    tmp: Path
+
+
+@dataclass
+class BrowserPage:
+    """A Playwright page with what went wrong in it."""
+
+    page: Page
+    base: str
+    errors: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    def allow(self, pattern: str) -> None:
+        """An error text this test provokes on purpose (a regular expression)."""
+        self.allowed.append(re.compile(pattern))
+
+    def goto(self, path: str) -> Any:
+        return self.page.goto(self.base + path)
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/deps-wat.sh (./qvd.sh test does)")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    browser = playwright_driver.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def live_wat(db: Any, tmp_path: Path) -> Iterator[LiveWat]:
+    """The API server on a free loopback port, over a fresh database with the world."""
+    engine = make_engine(db)
+    try:
+        world = build_world(engine)
+        with running_api(tmp_path, engine) as api:
+            yield LiveWat(f"https://127.0.0.1:{api.port}", engine, world, tmp_path)
+    finally:
+        engine.dispose()
+
+
+def _watch(bp: BrowserPage) -> None:
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            bp.errors.append(f"console: {message.text}")
+
+    bp.page.on("console", console)
+    bp.page.on("pageerror", lambda exc: bp.errors.append(f"pageerror: {exc}"))
+    bp.page.on(
+        "requestfailed",
+        lambda req: (
+            bp.errors.append(f"requestfailed: {req.url} {req.failure}")
+            if not req.url.startswith("wss:")
+            else None
+        ),
+    )
+
+
+@pytest.fixture
+def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
+    """A fresh browser context (no cookies) on the live WAT; fails the test at teardown
+    on console errors, failed requests or page exceptions it did not allow."""
+    context = chromium.new_context(
+        ignore_https_errors=True, viewport={"width": 1366, "height": 768}, locale="en-GB"
+    )
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    bp = BrowserPage(page, live_wat.base)
+    _watch(bp)
+    try:
+        yield bp
+        unexpected = bp.unexpected_errors()
+        assert not unexpected, f"errors in the browser: {unexpected}"
+    finally:
+        context.close()
+
+
+def log_in(
+    bp: BrowserPage, name: str = "root", tenant: str = "*", password: str = PASSWORD
+) -> None:
+    """Log in through the form (from wherever the page is) and wait for the dashboard."""
+    bp.goto("/login")
+    tenant_box = bp.page.locator("#tenant")
+    if tenant_box.count():
+        tenant_box.fill(tenant)
+    bp.page.fill("#login", name)
+    bp.page.fill("#password", password)
+    bp.page.click("#login-form button[type=submit]")
+    bp.page.wait_for_selector("#admin-name")
+
+
+def axe_violations(
+    page: Page, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[dict[str, Any]]:
+    """axe-core's violations of ``impacts`` on the page as it is now (the script is
+    evaluated through the DevTools protocol, which the page's CSP does not govern)."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run scripts/deps-wat.sh (npm ci)")
+    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    result: dict[str, Any] = page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations']})"
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in result["violations"]
+        if v.get("impact") in impacts
+    ]
+
+
+def _png_colours(data: bytes) -> int:
+    """How many distinct pixel values a PNG holds (sampled): a blank page has one or two."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, width, height, chunks = 8, 0, 0, b""
+    bit_depth = colour_type = 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, bit_depth, colour_type = struct.unpack(">IIBB", body[:10])
+        elif kind == b"IDAT":
+            chunks += body
+        pos += 12 + length
+    assert bit_depth == 8, bit_depth
+    assert colour_type in (2, 6), colour_type
+    channels = 3 if colour_type == 2 else 4
+    raw = zlib.decompress(chunks)
+    stride = width * channels + 1
+    seen: set[bytes] = set()
+    for y in range(0, height, max(1, height // 60)):
+        row = raw[y * stride + 1 : (y + 1) * stride]  # filtered bytes: enough to tell variety
+        for x in range(0, width * channels, channels * max(1, width // 80)):
+            seen.add(row[x : x + channels])
+    return len(seen)
+
+
+def keep_screenshot(page: Page, evidence_dir: Path, name: str, must_show: tuple[str, ...]) -> Path:
+    """Save a screenshot of the whole page as ``wat/<name>.png`` among the test
+    artefacts, after checking the page shows each text of ``must_show`` and that the
+    picture is not blank."""
+    body = page.inner_text("body")
+    missing = [t for t in must_show if t not in body]
+    assert not missing, f"{name}: the page does not show {missing}"
+    folder = evidence_dir / "wat"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    data = page.screenshot(path=str(path), full_page=True)
+    assert _png_colours(data) > 8, f"{name}: the screenshot looks blank"
+    return path
