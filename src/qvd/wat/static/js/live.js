@@ -1,5 +1,7 @@
-// Live lists: a <table data-live-action="vm_get_list" data-live-fields="state,..."> keeps
-// the cells <tr data-id><td data-field> of its rows current. It opens the API's
+// Live lists: an element <table|div id=… data-live-action="vm_get_list"
+// data-live-fields="state,..."> keeps the elements [data-field] inside its [data-id]
+// children current (a list's <tr data-id><td data-field>, a detail page's
+// <dl data-id><dd data-field>). It opens the API's
 // WebSocket (/api/ws, authenticated by the session cookie) with the list action over
 // the ids on screen; the API re-runs it on every database notification and pushes the
 // rows when they changed.
@@ -15,10 +17,10 @@ function render(cell, value) {
 
 function apply(table, fields, rows) {
   for (const row of rows) {
-    const tr = table.querySelector(`tr[data-id="${Number(row.id)}"]`);
+    const tr = table.querySelector(`[data-id="${Number(row.id)}"]`);
     if (!tr) continue;
     for (const field of fields) {
-      const cell = tr.querySelector(`td[data-field="${field}"]`);
+      const cell = tr.querySelector(`[data-field="${field}"]`);
       if (cell && field in row) {
         let value = row[field];
         // /api/ws answers in QVD's shape: booleans as 0/1
@@ -31,10 +33,10 @@ function apply(table, fields, rows) {
 }
 
 export function startLive(root) {
-  const tables = root.matches && root.matches("table[data-live-action]")
-    ? [root] : root.querySelectorAll("table[data-live-action]");
+  const tables = root.matches && root.matches("[data-live-action]")
+    ? [root] : root.querySelectorAll("[data-live-action]");
   for (const table of tables) {
-    const ids = [...table.querySelectorAll("tbody tr[data-id]")].map((tr) => Number(tr.dataset.id));
+    const ids = [...table.querySelectorAll("[data-id]")].map((el) => Number(el.dataset.id));
     const old = sockets.get(table.id);
     if (old) {
       sockets.delete(table.id);
