@@ -123,9 +123,9 @@ def _show(
     admin = _load(page, admin_id)
     if admin is None:
         return _gone(page)
-    roles = sorted(
+    roles: list[dict[str, Any]] = sorted(
         ({"id": int(k), "name": str(v)} for k, v in (admin.get("role_map") or {}).items()),
-        key=lambda r: r["name"],
+        key=lambda r: str(r["name"]),
     )
     effective = _effective(page, admin_id)
     facts: list[tuple[str, Any, str | None]] = [(page.t("Id"), admin["id"], None)]
@@ -170,11 +170,9 @@ def _new_form(page: Page, form: Mapping[str, str], status: int = 200) -> Respons
     tenants = []
     if page.superadmin:
         tenants = [*tenant_options(page), ("0", page.t("* (superadministrators)"))]
-    return render(
-        page, "administrators/new.html",
-        {"form": form, "tenant_choices": tenants, "languages": [(v, page.t(t)) for v, t in LANGUAGE_CHOICES]},
-        status=status,
-    )  # fmt: skip
+    languages = [(v, page.t(t)) for v, t in LANGUAGE_CHOICES]
+    context = {"form": form, "tenant_choices": tenants, "languages": languages}
+    return render(page, "administrators/new.html", context, status=status)
 
 
 @router.get("/administrators/new")

@@ -49,9 +49,7 @@ VIEW = ListView(
     search=("name",),
     detail="/roles/{id}",
     create="/roles/new",
-    mass=(
-        MassAction("delete", "Delete", "role_delete", acl="role.delete.", confirm=True),
-    ),
+    mass=(MassAction("delete", "Delete", "role_delete", acl="role.delete.", confirm=True),),
     default_order=(("name", False),),
     acl="role.see-main.",
 )
@@ -102,7 +100,9 @@ def tenant_options(page: Page) -> list[tuple[str, str]]:
         rows = page.call("tenant_tiny_list", order_by=[("name", False)]).rows
     except WatError:
         return []
-    return [(str(r["id"]), str(r["name"])) for r in rows if isinstance(r.get("id"), int) and r["id"] > 0]
+    return [
+        (str(r["id"]), str(r["name"])) for r in rows if isinstance(r.get("id"), int) and r["id"] > 0
+    ]
 
 
 # ---- reading a role ------------------------------------------------------------------------
@@ -215,7 +215,11 @@ def _show_role(
     context = {
         "role": role,
         "facts": facts,
-        "form": {"name": role["name"], "description": role.get("description") or "", **(form or {})},
+        "form": {
+            "name": role["name"],
+            "description": role.get("description") or "",
+            **(form or {}),
+        },
         "inherited": inherited,
         "granted": acl_groups({"name": e["name"]} for e in effective if e["own"]),
         "denied": acl_groups({"name": n} for n in acl_map.get("negative", [])),
@@ -231,7 +235,9 @@ def _show_role(
             if editable and page.can("role.update.assign-role")
             else []
         ),
-        "acl_choices": _acl_choices(page) if editable and page.can("role.update.assign-acl") else [],
+        "acl_choices": _acl_choices(page)
+        if editable and page.can("role.update.assign-acl")
+        else [],
     }
     return render(page, "roles/detail.html", context, status=status)
 
