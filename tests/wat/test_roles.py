@@ -86,6 +86,7 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     page = wat.client.get(f"/roles/{role}").text
     assert _effective(page)["vm.see.ip"] == "yes"
     assert 'data-acl="vm.see.ip"' not in _section(page, "denied")
+    assert 'data-acl="vm.see.ip"' not in _section(page, "granted")  # inherited again
 
     r = wat.client.post(
         f"/roles/{role}/roles", data={"csrf": csrf, "role": str(reader), "how": "disinherit"}

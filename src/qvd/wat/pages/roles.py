@@ -6,7 +6,7 @@ Everything goes through the API's role actions (``role_update`` with
 ``__acls_changes__`` / ``__roles_changes__``); built-in roles (``fixed``) are shown
 read-only, and the API refuses changes to them anyway. The API's deny rule: unassigning
 an ACL drops a direct grant and denies it when the role still inherits it; assigning an
-ACL grants it on the role (lifting a deny)."""
+ACL the role denies lifts the deny (inherited again), any other is granted on the role."""
 
 from __future__ import annotations
 
@@ -166,6 +166,12 @@ def _effective(page: Page, role_id: int) -> list[dict[str, Any]]:
     return out
 
 
+def _result(effective: list[dict[str, Any]], denied: list[str]) -> list[dict[str, Any]]:
+    """The effective ACLs (in effect) and the denied ones (not), for one table."""
+    shown = [{**e, "in_effect": True} for e in effective]
+    return shown + [{"name": n, "in_effect": False, "own": False, "via": []} for n in denied]
+
+
 def _role_choices(page: Page, role: Mapping[str, Any], taken: set[int]) -> list[tuple[int, str]]:
     """Roles this role could inherit: visible, usable in its tenant, not itself nor
     already inherited."""
@@ -223,7 +229,7 @@ def _show_role(
         "inherited": inherited,
         "granted": acl_groups({"name": e["name"]} for e in effective if e["own"]),
         "denied": acl_groups({"name": n} for n in acl_map.get("negative", [])),
-        "effective": acl_groups(effective),
+        "result": acl_groups(_result(effective, acl_map.get("negative", []))),
         "effective_count": len(effective),
         "editable": editable,
         "can_acls": editable and page.can("role.update.assign-acl"),
