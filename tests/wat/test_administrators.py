@@ -55,6 +55,10 @@ def test_create_give_roles_and_see_the_effective_acls(wat: Wat) -> None:
     assert not any(a.startswith("vm.") for a in acls)
     assert '<details data-object="user">' in page
     assert "through Users Reader" in page
+    summary = re.search(r'<li data-object="user">.*?</span> (\d+) of (\d+)</li>', page)
+    assert summary, "no per-object summary"
+    assert int(summary.group(1)) == sum(1 for a in acls if a.startswith("user."))
+    assert '<li data-object="vm">' in page  # 0 of N shown too
 
     r = wat.client.post(
         f"/administrators/{admin}/roles",

@@ -60,6 +60,11 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     assert "user.see-main." not in effective
     row = page[page.index('<tr data-acl="vm.see.ip"') :]
     assert "VMs Reader" in row[: row.index("</tr>")]
+    summary = re.search(r'<li data-object="vm">.*?</span> (\d+) of (\d+)</li>', page)
+    assert summary, "no per-object summary"
+    held = sum(1 for name in effective if name.startswith("vm."))
+    assert int(summary.group(1)) == held
+    assert int(summary.group(2)) > held  # VMs Reader does not hold vm.update.* nor vm.create.
 
     r = wat.client.post(
         f"/roles/{role}/acls", data={"csrf": csrf, "acl": "user.see-main.", "how": "grant"}

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages.roles import (
     acl_groups,
+    acl_summary,
     missing,
     refusal_status,
     refusal_text,
@@ -150,6 +151,9 @@ def _show(
         "roles": roles,
         "effective": acl_groups(effective),
         "effective_count": len(effective),
+        "summary": acl_summary(page, "number_of_acls_in_admin", "admin_id", admin_id)
+        if page.can("administrator.see.acl-list")
+        else [],
         "oneself": oneself,
         "form": {
             "name": admin["name"],

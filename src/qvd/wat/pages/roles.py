@@ -23,6 +23,7 @@ from qvd.wat.web import MutatingPage, Page, ReadPage, render
 __all__ = [
     "VIEW",
     "acl_groups",
+    "acl_summary",
     "missing",
     "refusal_status",
     "refusal_text",
@@ -92,6 +93,27 @@ def acl_groups(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[Mappin
         name = str(row.get("name", ""))
         groups.setdefault(name.split(".", 1)[0], []).append(row)
     return sorted(groups.items())
+
+
+ACL_OBJECTS = (
+    "administrator", "config", "di", "host", "log", "osf", "property", "role", "tenant",
+    "user", "views", "vm",
+)  # fmt: skip
+
+
+def acl_summary(page: Page, action: str, key: str, object_id: int) -> list[tuple[str, int, int]]:
+    """``(object, effective, total)`` per kind of object, from ``number_of_acls_in_role``
+    or ``number_of_acls_in_admin`` (objects the viewer sees no ACL of are left out)."""
+    patterns = [f"{o}.%" for o in ACL_OBJECTS]
+    try:
+        rows = page.call(action, filters={key: object_id, "acl_pattern": patterns}).rows
+    except WatError:
+        return []
+    return [
+        (str(r["acl_pattern"]).removesuffix(".%"), int(r["effective"]), int(r["total"]))
+        for r in rows
+        if r.get("total")
+    ]
 
 
 def tenant_options(page: Page) -> list[tuple[str, str]]:
@@ -231,6 +253,9 @@ def _show_role(
         "denied": acl_groups({"name": n} for n in acl_map.get("negative", [])),
         "result": acl_groups(_result(effective, acl_map.get("negative", []))),
         "effective_count": len(effective),
+        "summary": acl_summary(page, "number_of_acls_in_role", "role_id", role_id)
+        if page.can("role.see.acl-list")
+        else [],
         "editable": editable,
         "can_acls": editable and page.can("role.update.assign-acl"),
         "can_roles": editable and page.can("role.update.assign-role"),
