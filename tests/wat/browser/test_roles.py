@@ -74,6 +74,8 @@ def test_build_a_role_give_it_to_a_new_admin_and_use_it(
     page.wait_for_selector("table#list tbody tr[data-id]")
     assert "vmA" in page.inner_text("table#list")
     assert "vmB" not in page.inner_text("table#list")
+    page.click("#logout")  # closes the list's live socket before the server stops
+    page.wait_for_selector("#login-form")
 
 
 def test_the_lists_and_a_builtin_role(browser_page: BrowserPage) -> None:
