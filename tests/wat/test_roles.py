@@ -178,3 +178,17 @@ def test_rename_delete_and_form_errors(wat: Wat) -> None:
     assert r.status_code == 303
     assert r.headers["location"] == "/roles"
     assert wat.client.get(f"/roles/{role}").status_code == 404
+
+
+def test_the_editor_speaks_spanish(wat: Wat) -> None:
+    csrf = wat.login()
+    wat.client.post("/settings/language", data={"csrf": csrf, "language": "es", "next": "/"})
+    page = wat.client.get(f"/roles/{wat.world.roles['A']}").text
+    for text in (
+        "Resultado efectivo",
+        "Roles heredados",
+        "ACLs concedidas en este rol",
+        "Conceder",
+    ):
+        assert text in page, text
+    assert "Effective result" not in page

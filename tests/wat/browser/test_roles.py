@@ -93,3 +93,23 @@ def test_the_lists_and_a_builtin_role(browser_page: BrowserPage) -> None:
     assert page.locator("#acl-form").count() == 0
     assert page.locator("#inherited li a:text-is('Master')").count() == 1
     assert axe_violations(page) == []
+
+
+def test_the_acl_editor_works_with_the_keyboard(
+    browser_page: BrowserPage, live_wat: LiveWat
+) -> None:
+    page = browser_page.page
+    log_in(browser_page)
+    browser_page.goto(f"/roles/{live_wat.world.roles['A']}")
+    page.wait_for_selector("h1:text-is('roleA')")
+    page.focus("#f-acl-filter")
+    page.keyboard.type("user.see-main")
+    page.keyboard.press("Tab")  # to the ACL list, narrowed to one option
+    assert page.evaluate("document.activeElement.id") == "f-acl"
+    page.keyboard.press("ArrowDown")
+    assert page.locator("#f-acl").input_value() == "user.see-main."
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "acl-grant"
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#effective tr[data-acl="user.see-main."][data-effective="yes"]')
+    assert page.locator('#granted li[data-acl="user.see-main."]').count() == 1
