@@ -139,3 +139,21 @@ def test_new_admin_refused_keeps_the_name_not_the_password(wat: Wat) -> None:
     assert 'value="adminA"' in r.text
     assert "typed-secret-9" not in r.text
     assert 'name="tenant_id"' not in r.text  # only superadmins choose a tenant
+
+
+def test_changing_ones_own_password_needs_the_current_one(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    me = wat.world.admins["A"]
+    form = {"csrf": csrf, "name": "adminA", "language": "auto", "block": "10"}
+    r = wat.client.post(f"/administrators/{me}", data={**form, "password": "brand-new-pw-1"})
+    assert r.status_code == 400
+    assert "current_password" in r.text
+    assert "brand-new-pw-1" not in r.text
+    r = wat.client.post(
+        f"/administrators/{me}",
+        data={**form, "password": "brand-new-pw-1", "current_password": "pw-for-tests"},
+    )
+    assert r.status_code == 303
+    assert wat.client.get(f"/administrators/{me}").status_code == 200  # this session lives on
+    wat.client.post("/logout", data={"csrf": csrf})
+    wat.login("adminA", "tenantA", password="brand-new-pw-1")

@@ -164,6 +164,9 @@ def _show(
         },
         "languages": [(v, page.t(t)) for v, t in LANGUAGE_CHOICES],
         "can_roles": can_roles,
+        "can_password": page.can("administrator.update.password"),
+        "can_language": page.can("administrator.update.language"),
+        "can_description": page.can("administrator.update.description") and "description" in admin,
         "can_delete": page.can("administrator.delete."),
         "role_choices": _role_choices(page, admin, {r["id"] for r in roles}) if can_roles else [],
     }
@@ -234,14 +237,14 @@ def edit_admin(
     current_password: Annotated[str, Form(max_length=MAX_NAME)] = "",
     language: Annotated[str, Form(max_length=16)] = "",
     block: Annotated[str, Form(max_length=12)] = "",
-    description: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+    description: Annotated[str | None, Form(max_length=MAX_TEXT)] = None,
 ) -> Response:
     """Change what differs from the administrator as stored (so that a field the
     editor may not change is not sent); an empty password leaves it as it is."""
     admin = _load(page, admin_id)
     if admin is None:
         return _gone(page)
-    form = {"name": name, "language": language, "block": block, "description": description}
+    form = {"name": name, "language": language, "block": block, "description": description or ""}
     arguments: dict[str, Any] = {}
     if name.strip() and name.strip() != admin["name"]:
         arguments["name"] = name.strip()
@@ -252,7 +255,7 @@ def edit_admin(
             page.flash("error", page.t("The page size must be a whole number from 1 to 10000."))
             return _show(page, admin_id, status=400, form=form)
         arguments["block"] = int(block)
-    if "description" in admin and description != (admin.get("description") or ""):
+    if description is not None and description != (admin.get("description") or ""):
         arguments["description"] = description or None
     if password:
         arguments["password"] = password

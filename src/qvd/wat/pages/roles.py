@@ -330,7 +330,7 @@ def edit_role(
     role_id: int,
     page: MutatingPage,
     name: Annotated[str, Form(max_length=MAX_NAME)] = "",
-    description: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+    description: Annotated[str | None, Form(max_length=MAX_TEXT)] = None,
 ) -> Response:
     role = _load_role(page, role_id)
     if role is None:
@@ -338,11 +338,11 @@ def edit_role(
     arguments: dict[str, Any] = {}
     if name.strip() != role["name"]:
         arguments["name"] = name.strip()
-    if "description" in role and description != (role.get("description") or ""):
+    if description is not None and description != (role.get("description") or ""):
         arguments["description"] = description or None
     if not arguments:
         return RedirectResponse(f"/roles/{role_id}", status_code=303)
-    return _update(page, role_id, arguments, {"name": name, "description": description})
+    return _update(page, role_id, arguments, {"name": name, "description": description or ""})
 
 
 _ACL_MOVES = {
