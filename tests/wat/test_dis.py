@@ -263,3 +263,33 @@ def test_the_list_offers_mass_block_and_delete(wat: Wat) -> None:
     assert VIEW.live == ("state", "blocked")
     wat.login()
     assert 'data-live-action="di_get_list"' in wat.client.get("/dis").text
+
+
+_TEXT = re.compile(r"""(?:\b_|page\.t)\(\s*(?:"([^"]+)"|'([^']+)')\s*\)""")
+
+
+def test_every_text_of_the_area_has_a_spanish_entry() -> None:
+    from qvd.wat.i18n import catalogue
+    from qvd.wat.pages.dis import VIEW
+
+    root = Path(__file__).resolve().parents[2] / "src/qvd/wat"
+    sources = [*(root / "templates/dis").glob("*.html"), root / "pages/dis.py",
+               root / "pages/di_tags.py"]  # fmt: skip
+    texts = {a or b for p in sources for a, b in _TEXT.findall(p.read_text(encoding="utf-8"))}
+    texts |= {VIEW.title, *(c.label for c in VIEW.columns), *(m.label for m in VIEW.mass)}
+    assert len(texts) > 80
+    spanish = catalogue("es")
+    assert sorted(t for t in texts if t not in spanish) == []
+
+
+def test_the_upload_page_in_spanish(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    assert (
+        wat.client.post(
+            "/settings/language", data={"csrf": csrf, "language": "es", "next": "/dis/new"}
+        ).status_code
+        == 303
+    )
+    page = wat.client.get("/dis/new").text
+    assert "Subir una imagen de disco" in page
+    assert "Progreso de la subida" in page
