@@ -181,6 +181,8 @@ def test_move_default_by_drag_then_back_with_the_form(
 ) -> None:
     page = browser_page.page
     old, new = live_wat.world.dis["A"], _second_di(live_wat)
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
     log_in(browser_page, "adminA", "tenantA")
     browser_page.goto(f"/osfs/{live_wat.world.osfs['A']}/tags")
     page.wait_for_selector("#tag-preview")
@@ -212,6 +214,9 @@ def test_move_default_by_drag_then_back_with_the_form(
     assert page.locator(f'.di-card[data-di-id="{old}"] [data-tag="default"]').count() == 1
     assert _holder(live_wat, "default") == old
     assert axe_violations(page) == []
+    previews = [u for u in urls if "/tags/preview" in u]
+    assert len(previews) >= 2
+    assert not [u for u in previews if "csrf" in u]  # the token never goes into a URL
 
 
 def test_di_page_and_staging_page_are_accessible(
