@@ -78,6 +78,7 @@ def test_detail_shows_facts_tags_and_the_vms_using_it(wat: Wat) -> None:
     vms = r.text.split('id="di-vms"')[1].split("</table>")[0]
     assert "vmA" in vms  # its tag (default) points here
     assert 'id="edit"' in r.text
+    assert re.search(r"<dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", r.text)
     assert 'id="delete"' in r.text
 
 

@@ -10,6 +10,7 @@ and the ``X-CSRF-Token`` header (the WAT never holds the file)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
@@ -21,7 +22,7 @@ from qvd.wat.pages.di_tags import failure_text, refusal_status
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
-__all__ = ["VIEW", "load_di", "osf_options", "router"]
+__all__ = ["VIEW", "load_di", "osf_options", "router", "shown_time"]
 
 VIEW = ListView(
     object="di",
@@ -123,12 +124,28 @@ def load_di(page: Page, di_id: int) -> dict[str, Any] | None:
     if not rows:
         return None
     di = dict(rows[0])
+    for key in ("state_ts", "creation_date"):
+        if key in di:
+            di[key] = shown_time(di[key])
     if page.can("di.see.tags"):
         tagged = page.call(
             "di_get_list", filters={"id": di_id}, fields=["id", "tag_objects"], limit=1
         ).rows
         di["tag_objects"] = tagged[0]["tag_objects"] if tagged else []
     return di
+
+
+def shown_time(value: Any) -> str | None:
+    """A timestamp as the page shows it: ``2026-12-05 03:26:44 UTC``."""
+    if value is None:
+        return None
+    try:
+        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _vms_of(page: Page, di_id: int) -> tuple[list[dict[str, Any]], str | None]:
