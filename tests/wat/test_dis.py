@@ -294,3 +294,26 @@ def test_the_upload_page_in_spanish(wat: Wat) -> None:
     page = wat.client.get("/dis/new").text
     assert "Subir una imagen de disco" in page
     assert "Progreso de la subida" in page
+
+
+def test_superadmin_imports_a_tenants_staged_file(wat: Wat, storage: Path) -> None:
+    csrf = wat.login()
+    folder = storage / "staging" / str(wat.world.tenants["A"])
+    folder.mkdir(parents=True)
+    (folder / "gold.tar.gz").write_bytes(tarball())
+    name = f"{wat.world.tenants['A']}/gold.tar.gz"
+    assert name in wat.client.get("/dis/staging").text
+    body = {"disk_image": name, "osf_id": wat.world.osfs["A"], "version": "gold"}
+    r = wat.client.post("/api/v1/dis/staging", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 201, r.text
+
+
+def test_ids_out_of_range_are_not_found(wat: Wat) -> None:
+    csrf = wat.login()
+    assert wat.client.get("/dis/99999999999").status_code == 404
+    assert wat.client.get("/osfs/99999999999/tags").status_code == 404
+    osf = wat.world.osfs["A"]
+    r = wat.client.post(
+        f"/osfs/{osf}/tags", data={"csrf": csrf, "tag": "head", "di_id": "99999999999"}
+    )
+    assert r.status_code == 404

@@ -21,7 +21,15 @@ from starlette.responses import Response
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
-__all__ = ["Preview", "failure_text", "parse_expiry", "preview", "refusal_status", "router"]
+__all__ = [
+    "Preview",
+    "failure_text",
+    "known_id",
+    "parse_expiry",
+    "preview",
+    "refusal_status",
+    "router",
+]
 
 router = APIRouter(include_in_schema=False)
 MAX_TAG = 64
@@ -92,7 +100,14 @@ def failure_text(exc: WatError) -> str:
     return exc.message
 
 
+def known_id(value: int) -> bool:
+    """Whether ``value`` can be an object's id (the API's ids are positive int32)."""
+    return 0 < value < 2**31
+
+
 def _osf(page: Page, osf_id: int) -> dict[str, Any] | None:
+    if not known_id(osf_id):
+        return None
     rows = page.call("osf_get_list", filters={"id": osf_id}, fields=["id", "name"], limit=1).rows
     return rows[0] if rows else None
 
@@ -193,8 +208,11 @@ def move(
     tag = tag.strip()
     form = {"tag": tag, "di_id": str(di_id), "expire_soft": expire_soft,
             "expire_hard": expire_hard}  # fmt: skip
-    target = page.call("di_get_list", filters={"id": di_id, "osf_id": osf_id},
-                       fields=["id", "version"], limit=1).rows  # fmt: skip
+    target = (
+        page.call("di_get_list", filters={"id": di_id, "osf_id": osf_id},
+                  fields=["id", "version"], limit=1).rows
+        if known_id(di_id) else []
+    )  # fmt: skip
     if not target:
         page.flash("error", page.t("That disk image is not one of this OS flavour."))
         return _board(page, osf, form, None, status=404)

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages import di_tags
-from qvd.wat.pages.di_tags import failure_text, refusal_status
+from qvd.wat.pages.di_tags import failure_text, known_id, refusal_status
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -120,6 +120,8 @@ def _missing(page: Page, di_id: int) -> Response:
 def load_di(page: Page, di_id: int) -> dict[str, Any] | None:
     """The DI ``di_id`` with every field this administrator may see (its tags as
     ``tag_objects``: ``{tag, fixed}``), or None when there is none they may see."""
+    if not known_id(di_id):
+        return None
     rows = page.call("di_get_list", filters={"id": di_id}, limit=1).rows
     if not rows:
         return None
