@@ -317,3 +317,17 @@ def test_ids_out_of_range_are_not_found(wat: Wat) -> None:
         f"/osfs/{osf}/tags", data={"csrf": csrf, "tag": "head", "di_id": "99999999999"}
     )
     assert r.status_code == 404
+
+
+def test_an_admin_without_di_acls_gets_the_apis_refusal(wat: Wat, engine: Engine) -> None:
+    from tests.api.conftest import add_admin
+
+    with Session(engine) as s, s.begin():
+        add_admin(s, "nobody", wat.world.tenants["A"], role=None)
+    wat.login("nobody", "tenantA")
+    r = wat.client.get(f"/dis/{wat.world.dis['A']}")
+    assert r.status_code == 403
+    assert "Refused" in r.text
+    assert "di_get_list" in r.text or "ACL" in r.text
+    assert wat.client.get(f"/osfs/{wat.world.osfs['A']}/tags").status_code == 403
+    assert wat.client.get("/dis/new").status_code == 403

@@ -12,8 +12,10 @@ expiry the page sets ``expiration_soft``/``expiration_hard`` on the affected VMs
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 router = APIRouter(include_in_schema=False)
+P = ParamSpec("P")
 MAX_TAG = 64
 MAX_VMS = 500
 VM_FIELDS = ["id", "name", "user_name", "state", "di_id_in_use", "di_version_in_use"]
@@ -105,6 +108,25 @@ def known_id(value: int) -> bool:
     return 0 < value < 2**31
 
 
+def shows_refusals(route: Callable[P, Response]) -> Callable[P, Response]:
+    """``route`` with an API refusal it did not handle shown as a page (the API's
+    message, the HTTP status fitting QVD's code) instead of a server error."""
+
+    @functools.wraps(route)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return route(*args, **kwargs)
+        except WatError as exc:
+            page = next(v for v in kwargs.values() if isinstance(v, Page))
+            return render(
+                page, "dis/missing.html",
+                {"heading": page.t("Refused"), "message": failure_text(exc)},
+                status=refusal_status(exc),
+            )  # fmt: skip
+
+    return wrapper
+
+
 def _osf(page: Page, osf_id: int) -> dict[str, Any] | None:
     if not known_id(osf_id):
         return None
@@ -169,6 +191,7 @@ def _chosen(request: Request) -> tuple[str, int | None]:
 
 
 @router.get("/osfs/{osf_id}/tags")
+@shows_refusals
 def board(osf_id: int, request: Request, page: ReadPage) -> Response:
     """The board; ``?tag=&di_id=`` preselects a move and shows its preview."""
     osf = _osf(page, osf_id)
@@ -181,6 +204,7 @@ def board(osf_id: int, request: Request, page: ReadPage) -> Response:
 
 
 @router.get("/osfs/{osf_id}/tags/preview")
+@shows_refusals
 def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
     """``#tag-preview`` alone (htmx asks for it whenever the move form changes)."""
     osf = _osf(page, osf_id)
@@ -192,6 +216,7 @@ def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
 
 
 @router.post("/osfs/{osf_id}/tags")
+@shows_refusals
 def move(
     osf_id: int,
     page: MutatingPage,

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages import di_tags
-from qvd.wat.pages.di_tags import failure_text, known_id, refusal_status
+from qvd.wat.pages.di_tags import failure_text, known_id, refusal_status, shows_refusals
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -78,6 +78,7 @@ def _no_create(page: Page) -> Response:
 
 
 @router.get("/dis/new")
+@shows_refusals
 def upload_page(page: ReadPage) -> Response:
     """The upload form (``#create``); the file goes to the API from the browser."""
     if not page.can("di.create."):
@@ -86,6 +87,7 @@ def upload_page(page: ReadPage) -> Response:
 
 
 @router.get("/dis/staging")
+@shows_refusals
 def staging_page(page: ReadPage) -> Response:
     """The files in staging this administrator may import, and the import form."""
     if not page.can("di.create."):
@@ -176,6 +178,7 @@ def _detail(
 
 
 @router.get("/dis/{di_id}")
+@shows_refusals
 def detail_page(di_id: int, page: ReadPage) -> Response:
     di = load_di(page, di_id)
     if di is None:
@@ -193,6 +196,7 @@ def _seconds(text: str) -> int | None:
 
 
 @router.post("/dis/{di_id}")
+@shows_refusals
 def edit(
     di_id: int,
     page: MutatingPage,
@@ -235,6 +239,7 @@ def edit(
 
 
 @router.post("/dis/{di_id}/delete")
+@shows_refusals
 def delete(di_id: int, page: MutatingPage) -> Response:
     di = load_di(page, di_id)
     if di is None:
