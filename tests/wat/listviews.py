@@ -1,0 +1,46 @@
+"""A test-only list over VMs with mass actions of every kind (plain, confirmed, with
+typed values, with built arguments), mounted at ``/test-vms`` by the list tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter
+
+from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
+from qvd.wat.pages.vms import VIEW as VM_VIEW
+
+__all__ = ["TEST_VIEW", "extra_router"]
+
+
+def _set_property(values: Mapping[str, str]) -> dict[str, Any]:
+    return {"__properties_changes__": {"set": {values["key"]: values["value"]}}}
+
+
+TEST_VIEW = ListView(
+    object="vm",
+    path="/test-vms",
+    title="Virtual machines",
+    list_action="vm_get_list",
+    columns=(
+        *VM_VIEW.columns,
+        Column("description", "Description", acl="vm.see.description", default=False),
+    ),
+    live=("state", "blocked"),
+    mass=(
+        MassAction("block", "Block", "vm_update", acl="vm.update.block",
+                   arguments={"blocked": True}),
+        MassAction("start", "Start", "vm_start", acl="vm.update.state"),
+        MassAction("delete", "Delete", "vm_delete", acl="vm.delete.", confirm=True),
+        MassAction("describe", "Describe", "vm_update",
+                   inputs=(MassInput("description", "Description", max_len=40),)),
+        MassAction("set_property", "Set a property", "vm_update", build=_set_property,
+                   inputs=(MassInput("key", "Key", max_len=64), MassInput("value", "Value"))),
+    ),
+)  # fmt: skip
+
+
+def extra_router() -> APIRouter:
+    """The list routes of :data:`TEST_VIEW` (mounted next to the WAT's own)."""
+    return list_router(TEST_VIEW)
