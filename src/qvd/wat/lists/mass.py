@@ -45,13 +45,14 @@ def input_name(action: MassAction, name: str) -> str:
 
 @dataclass(slots=True)
 class MassRequest:
-    """A mass action asked for from a form, checked: ``problem`` says (in English) what
-    is wrong with it, if anything."""
+    """A mass action asked for from a form, checked: ``problem`` says (in English, a
+    format string over ``problem_args``) what is wrong with it, if anything."""
 
     action: MassAction | None
     ids: list[int]
     values: dict[str, str] = field(default_factory=dict)
     problem: str = ""
+    problem_args: dict[str, Any] = field(default_factory=dict)
     confirmed: bool = False
 
     @classmethod
@@ -67,22 +68,34 @@ class MassRequest:
         elif not ids:
             request.problem = "Select at least one row."
         elif len(ids) > MAX_SELECTED:
-            request.problem = f"Select at most {MAX_SELECTED} rows at once."
+            request.problem = "Select at most {count} rows at once."
+            request.problem_args = {"count": MAX_SELECTED}
         else:
-            request.problem = request._read_inputs(action, form)
+            request._read_inputs(action, form)
         return request
 
-    def _read_inputs(self, action: MassAction, form: Mapping[str, Any]) -> str:
+    def _read_inputs(self, action: MassAction, form: Mapping[str, Any]) -> None:
         for spec in action.inputs:
             value = str(form.get(input_name(action, spec.name), "")).strip()
+            problem = ""
             if not value.isprintable() or len(value) > spec.max_len:
-                return f"{spec.label}: at most {spec.max_len} printable characters."
-            if spec.required and not value:
-                return f"{spec.label}: a value is needed."
-            if spec.choices and value and value not in {v for v, _ in spec.choices}:
-                return f"{spec.label}: choose one of the offered values."
+                problem = "{label}: at most {count} printable characters."
+            elif spec.required and not value:
+                problem = "{label}: a value is needed."
+            elif spec.choices and value and value not in {v for v, _ in spec.choices}:
+                problem = "{label}: choose one of the offered values."
+            if problem:
+                self.problem = problem
+                self.problem_args = {"label": spec.label, "count": spec.max_len}
+                return
             self.values[spec.name] = value
-        return ""
+
+    def explain(self, page: Page) -> str:
+        """``problem`` in the administrator's language."""
+        args = dict(self.problem_args)
+        if "label" in args:
+            args["label"] = page.t(str(args["label"]))
+        return page.t(self.problem).format(**args)
 
 
 @dataclass(slots=True)

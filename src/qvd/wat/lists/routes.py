@@ -127,8 +127,10 @@ def list_router(view: ListView) -> APIRouter:
     def show(request: Request, page: ReadPage) -> Response:
         query = ListQuery.parse(request.query_params, view, view.visible_columns(page))
         context, status = _context(view, page, query)
-        template = "lists/region.html" if _region_only(request) else "lists/page.html"
-        return render(page, template, context, status=status)
+        if _region_only(request):  # the address bar shows the tidy query, not the form's
+            headers = {"HX-Push-Url": query.url(view.path)}
+            return render(page, "lists/region.html", context, status=status, headers=headers)
+        return render(page, "lists/page.html", context, status=status)
 
     @router.get(view.path + ".csv")
     def export(request: Request, page: ReadPage) -> Response:
@@ -159,7 +161,7 @@ def list_router(view: ListView) -> APIRouter:
         query = _query_of(view, page, str(form.get("qs", "")))
         mass_request = MassRequest.from_form(view, page, fields)
         if mass_request.problem:
-            page.flash("error", page.t(mass_request.problem))
+            page.flash("error", mass_request.explain(page))
             context, _ = _context(view, page, query)
             return render(page, "lists/page.html", context, status=400)
         action = mass_request.action
