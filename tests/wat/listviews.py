@@ -3,15 +3,22 @@ typed values, with built arguments), mounted at ``/test-vms`` by the list tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import APIRouter
 
+from qvd.api import create_app
+from qvd.db import make_engine
 from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.pages.vms import VIEW as VM_VIEW
+from tests.api.asgi import asgi_client
+from tests.api.conftest import api_config, build_world
+from tests.wat.conftest import Wat
 
-__all__ = ["TEST_VIEW", "extra_router"]
+__all__ = ["TEST_VIEW", "extra_router", "wat"]
 
 
 def _set_property(values: Mapping[str, str]) -> dict[str, Any]:
@@ -44,3 +51,18 @@ TEST_VIEW = ListView(
 def extra_router() -> APIRouter:
     """The list routes of :data:`TEST_VIEW` (mounted next to the WAT's own)."""
     return list_router(TEST_VIEW)
+
+
+@pytest.fixture
+def wat(db: Any, tmp_path: Path) -> Iterator[Wat]:
+    """The WAT (as ``tests.wat.conftest.wat``), with the test list at /test-vms:
+    import it into a test module to use it there."""
+    engine = make_engine(db)
+    try:
+        world = build_world(engine)
+        app = create_app(api_config(tmp_path), engine)
+        app.include_router(extra_router())
+        with asgi_client(app) as client:
+            yield Wat(client, world)
+    finally:
+        engine.dispose()

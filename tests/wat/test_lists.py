@@ -9,34 +9,16 @@ import csv
 import io
 import re
 import urllib.parse
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qvd.api import create_app
-from qvd.db import make_engine
 from qvd.wat.lists.query import ListQuery
 from qvd.wat.pages.vms import VIEW as VM_VIEW
-from tests.api.asgi import asgi_client
-from tests.api.conftest import api_config, build_world
 from tests.wat.conftest import Wat
-from tests.wat.listviews import extra_router
+from tests.wat.listviews import wat
 
-
-@pytest.fixture
-def wat(db: Any, tmp_path: Path) -> Iterator[Wat]:
-    """The WAT, with the test list at /test-vms."""
-    engine = make_engine(db)
-    try:
-        world = build_world(engine)
-        app = create_app(api_config(tmp_path), engine)
-        app.include_router(extra_router())
-        with asgi_client(app) as client:
-            yield Wat(client, world)
-    finally:
-        engine.dispose()
+__all__ = ["wat"]
 
 
 def act(wat: Wat, csrf: str, action: str, **body: Any) -> dict[str, Any]:

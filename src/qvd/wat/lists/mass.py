@@ -110,9 +110,11 @@ class MassOutcome:
     error: WatError | None = None
 
 
-def names_of(view: ListView, page: Page, ids: Sequence[int]) -> dict[int, str]:
-    """id → name of the objects ``ids`` the administrator may see (id as text when
-    the list has no name field)."""
+def names_of(
+    view: ListView, page: Page, ids: Sequence[int], *, keep_missing: bool = True
+) -> dict[int, str]:
+    """id → name of the objects ``ids`` the administrator may see (the id as text for
+    the others, unless ``keep_missing`` is false: then they are left out)."""
     if not ids:
         return {}
     fields = ["id", view.name_field] if view.name_field != "id" else ["id"]
@@ -121,9 +123,9 @@ def names_of(view: ListView, page: Page, ids: Sequence[int]) -> dict[int, str]:
             view.list_action, filters={"id": list(ids)}, fields=fields, limit=len(ids)
         )
     except WatError:
-        return {i: str(i) for i in ids}
+        return {i: str(i) for i in ids} if keep_missing else {}
     found = {int(r["id"]): str(r.get(view.name_field, r["id"])) for r in answer.rows}
-    return {i: found.get(i, str(i)) for i in ids}
+    return {i: found.get(i, str(i)) for i in ids if keep_missing or i in found}
 
 
 def run_mass(view: ListView, page: Page, request: MassRequest) -> MassOutcome:

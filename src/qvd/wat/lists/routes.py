@@ -167,7 +167,11 @@ def list_router(view: ListView) -> APIRouter:
         action = mass_request.action
         assert action is not None
         if action.confirm and not mass_request.confirmed:
-            names = names_of(view, page, mass_request.ids)
+            names = names_of(view, page, mass_request.ids, keep_missing=False)
+            if not names:
+                page.flash("error", page.t("None of the selected objects is there any more."))
+                context, _ = _context(view, page, query)
+                return render(page, "lists/page.html", context, status=404)
             context = {
                 "view": view,
                 "action": action,
