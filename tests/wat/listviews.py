@@ -3,6 +3,7 @@ typed values, with built arguments), mounted at ``/test-vms`` by the list tests.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import APIRouter
 from qvd.api import create_app
 from qvd.db import make_engine
 from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
+from qvd.wat.lists.choices import USER_STATE_CHOICES, VM_STATE_CHOICES
 from qvd.wat.pages.vms import VIEW as VM_VIEW
 from tests.api.asgi import asgi_client
 from tests.api.conftest import api_config, build_world
@@ -25,13 +27,18 @@ def _set_property(values: Mapping[str, str]) -> dict[str, Any]:
     return {"__properties_changes__": {"set": {values["key"]: values["value"]}}}
 
 
+def _with_choices(column: Column) -> Column:
+    choices = {"state": VM_STATE_CHOICES, "user_state": USER_STATE_CHOICES}.get(column.field)
+    return dataclasses.replace(column, choices=choices) if choices else column
+
+
 TEST_VIEW = ListView(
     object="vm",
     path="/test-vms",
     title="Virtual machines",
     list_action="vm_get_list",
     columns=(
-        *VM_VIEW.columns,
+        *(_with_choices(c) for c in VM_VIEW.columns),
         Column("description", "Description", acl="vm.see.description", default=False),
     ),
     live=("state", "blocked"),

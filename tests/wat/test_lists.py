@@ -315,3 +315,14 @@ def test_csv_refusal_shows_the_message(wat: Wat) -> None:
     r = wat.client.get("/vms.csv?f.id=x")
     assert r.status_code == 400
     assert "is not a valid int" in r.text
+
+
+def test_state_choice_filter(wat: Wat) -> None:
+    wat.login()
+    page = wat.client.get("/test-vms").text
+    assert '<select id="filter-state" class="filter-choice" name="f.state">' in page
+    assert '<option value="running">Running</option>' in page
+    assert sorted(row_names(wat.client.get("/test-vms?f.state=stopped").text)) == ["vmA", "vmB"]
+    assert row_names(wat.client.get("/test-vms?f.state=running").text) == []
+    # a value that is not one of the choices is dropped, not sent
+    assert len(row_names(wat.client.get("/test-vms?f.state=bogus").text)) == 2

@@ -21,6 +21,7 @@ __all__ = ["ColumnSave", "chosen", "reset_choice", "save_choice", "shown_columns
 VIEW_TYPE = "list_column"
 DEVICE = "desktop"
 UPDATE_ACL = "views.update.columns"
+UNKNOWN_FIELD = 6320  # the API knows no such list field of the object
 
 
 def chosen(view: ListView, page: Page) -> dict[str, bool]:
@@ -47,7 +48,7 @@ def shown_columns(view: ListView, page: Page) -> list[Column]:
     column's default); never none (the first one stays)."""
     allowed = view.visible_columns(page)
     choice = chosen(view, page)
-    shown = [c for c in allowed if choice.get(c.field, c.default)]
+    shown = [c for c in allowed if (choice.get(c.field, c.default) if c.choosable else c.default)]
     return shown or allowed[:1]
 
 
@@ -68,8 +69,8 @@ def save_choice(
     now are written; a column the API refuses keeps its default and its message is
     reported."""
     result = ColumnSave()
-    allowed = view.visible_columns(page)
-    if not any(c.field in wanted for c in allowed):
+    allowed = [c for c in view.visible_columns(page) if c.choosable]
+    if not any(c.field in wanted for c in view.visible_columns(page)):
         result.errors.append(page.t("Keep at least one column."))
         return result
     current = {c.field for c in shown_columns(view, page)}
@@ -91,7 +92,8 @@ def save_choice(
             page.call(action, arguments=arguments)
             result.changed += 1
         except WatError as exc:
-            result.errors.append(f"{page.t(column.label)}: {exc.message}")
+            if exc.status != UNKNOWN_FIELD:  # not a view attribute: keeps its default
+                result.errors.append(f"{page.t(column.label)}: {exc.message}")
     return result
 
 

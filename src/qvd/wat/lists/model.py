@@ -31,7 +31,8 @@ class Column:
     it shows before the administrator chose. ``filter``: ``"auto"`` (from ``kind``: text →
     ``text``, number → ``exact``, bool and state → ``choice``), one of
     :data:`FILTER_KINDS`, or None (no filter); ``choices``: ``(value, English label)``
-    pairs of a ``choice`` filter (a state column without them filters by exact text)."""
+    pairs of a ``choice`` filter (a state column without them filters by exact text);
+    ``choosable``: offered in the column choice (else it always follows ``default``)."""
 
     field: str
     label: str
@@ -42,6 +43,7 @@ class Column:
     default: bool = True
     filter: str | None = "auto"
     choices: tuple[tuple[str, str], ...] = ()
+    choosable: bool = True
 
     @property
     def filter_kind(self) -> str | None:

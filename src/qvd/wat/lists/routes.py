@@ -95,7 +95,7 @@ def _context(view: ListView, page: Page, query: ListQuery) -> tuple[dict[str, An
         "query": query,
         "answer": answer,
         "columns": columns,
-        "all_columns": [(c, c.field in shown) for c in allowed],
+        "all_columns": [(c, c.field in shown) for c in allowed if c.choosable],
         "filter_columns": [c for c in allowed if c.filter_kind is not None],
         "live": live_fields(view, columns),
         "total": total,
