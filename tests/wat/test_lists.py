@@ -326,3 +326,11 @@ def test_state_choice_filter(wat: Wat) -> None:
     assert row_names(wat.client.get("/test-vms?f.state=running").text) == []
     # a value that is not one of the choices is dropped, not sent
     assert len(row_names(wat.client.get("/test-vms?f.state=bogus").text)) == 2
+
+
+def test_reloading_an_answer_goes_back_to_the_list(wat: Wat) -> None:
+    wat.login()
+    for path in ("/vms/mass", "/vms/columns"):
+        r = wat.client.get(path)
+        assert r.status_code == 303
+        assert r.headers["location"] == "/vms"

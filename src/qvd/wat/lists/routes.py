@@ -189,6 +189,12 @@ def list_router(view: ListView) -> APIRouter:
         status = 200 if outcome.error is None else _status(outcome.error)
         return render(page, "lists/page.html", context, status=status)
 
+    @router.get(view.path + "/mass")
+    @router.get(view.path + "/columns")
+    def back_to_list(page: ReadPage) -> Response:
+        """A reload of a mass action's or a column choice's answer: the list again."""
+        return RedirectResponse(view.path, status_code=303)
+
     @router.post(view.path + "/columns")
     async def columns(request: Request, page: MutatingPage) -> Response:
         form = await request.form()
