@@ -55,6 +55,7 @@ VIEW = ListView(
 )
 
 router = APIRouter(include_in_schema=False)
+router.include_router(list_router(VIEW))  # first: <path>/mass and <path>/columns are not ids
 
 
 def _gone(page: Page) -> Response:
@@ -294,5 +295,3 @@ def delete_admin(admin_id: int, page: MutatingPage) -> Response:
         return _show(page, admin_id, status=refusal_status(exc))
     return RedirectResponse("/administrators", status_code=303)
 
-
-router.include_router(list_router(VIEW))

@@ -56,6 +56,7 @@ VIEW = ListView(
 )
 
 router = APIRouter(include_in_schema=False)
+router.include_router(list_router(VIEW))  # first: <path>/mass and <path>/columns are not ids
 
 
 # ---- shared with the administrators' pages ------------------------------------------------
@@ -394,5 +395,3 @@ def delete_role(role_id: int, page: MutatingPage) -> Response:
         return _show_role(page, role_id, status=refusal_status(exc))
     return RedirectResponse("/roles", status_code=303)
 
-
-router.include_router(list_router(VIEW))
