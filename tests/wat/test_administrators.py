@@ -157,3 +157,32 @@ def test_changing_ones_own_password_needs_the_current_one(wat: Wat) -> None:
     assert wat.client.get(f"/administrators/{me}").status_code == 200  # this session lives on
     wat.client.post("/logout", data={"csrf": csrf})
     wat.login("adminA", "tenantA", password="brand-new-pw-1")
+
+
+def test_mass_delete_asks_first_and_refuses_oneself(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    a = _create_admin_as(wat, csrf, "temp-one")
+    b = _create_admin_as(wat, csrf, "temp-two")
+    me = wat.world.admins["A"]
+    data = {"csrf": csrf, "op": "delete", "ids": [str(a), str(b), str(me)]}
+    ask = wat.client.post("/administrators/mass", data=data)
+    assert ask.status_code == 200
+    assert 'id="confirm"' in ask.text
+    assert "temp-one" in ask.text
+    assert wat.client.get(f"/administrators/{a}").status_code == 200  # nothing deleted yet
+    done = wat.client.post("/administrators/mass", data={**data, "confirmed": "1"})
+    result = done.text.split('id="mass-result"')[1].split("</section>")[0]
+    assert "an administrator cannot delete itself" in result
+    assert "adminA" in result
+    assert wat.client.get(f"/administrators/{a}").status_code == 404
+    assert wat.client.get(f"/administrators/{b}").status_code == 404
+    assert wat.client.get(f"/administrators/{me}").status_code == 200
+
+
+def _create_admin_as(wat: Wat, csrf: str, name: str) -> int:
+    r = wat.client.post(
+        "/administrators/new",
+        data={"csrf": csrf, "name": name, "password": "a-secret-pw-1", "language": "auto"},
+    )
+    assert r.status_code == 303, r.text
+    return int(r.headers["location"].rsplit("/", 1)[1])

@@ -192,3 +192,16 @@ def test_the_editor_speaks_spanish(wat: Wat) -> None:
     ):
         assert text in page, text
     assert "Effective result" not in page
+
+
+def test_mass_delete_of_roles_leaves_builtin_ones(wat: Wat) -> None:
+    csrf = wat.login()
+    mine = _create_role(wat, csrf, "short lived", wat.world.tenants["A"])
+    listing = wat.client.get("/roles?q=Operator+L1").text
+    builtin = int(re.search(r'<tr data-id="(\d+)"', listing).group(1))  # type: ignore[union-attr]
+    data = {"csrf": csrf, "op": "delete", "ids": [str(mine), str(builtin)], "confirmed": "1"}
+    done = wat.client.post("/roles/mass", data=data)
+    result = done.text.split('id="mass-result"')[1].split("</section>")[0]
+    assert "built in and cannot be deleted" in result
+    assert wat.client.get(f"/roles/{mine}").status_code == 404
+    assert wat.client.get(f"/roles/{builtin}").status_code == 200

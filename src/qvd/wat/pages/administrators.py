@@ -294,4 +294,3 @@ def delete_admin(admin_id: int, page: MutatingPage) -> Response:
         page.flash("error", refusal_text(exc))
         return _show(page, admin_id, status=refusal_status(exc))
     return RedirectResponse("/administrators", status_code=303)
-

@@ -394,4 +394,3 @@ def delete_role(role_id: int, page: MutatingPage) -> Response:
         page.flash("error", refusal_text(exc))
         return _show_role(page, role_id, status=refusal_status(exc))
     return RedirectResponse("/roles", status_code=303)
-
