@@ -16,7 +16,9 @@ def test_build_a_role_give_it_to_a_new_admin_and_use_it(
     tenant_a = str(live_wat.world.tenants["A"])
     log_in(browser_page)
 
-    browser_page.goto("/roles/new")
+    browser_page.goto("/roles")
+    page.click("a#create")  # the list's "New"
+    page.wait_for_selector("form#create")
     page.fill("#f-name", "Helpdesk")
     page.select_option("#f-tenant_id", tenant_a)
     assert axe_violations(page) == []
@@ -47,7 +49,9 @@ def test_build_a_role_give_it_to_a_new_admin_and_use_it(
         ("Helpdesk", "Effective result", "VMs Reader", "vm.see.ip", "no: denied here"),
     )  # fmt: skip
 
-    browser_page.goto("/administrators/new")
+    browser_page.goto("/administrators")
+    page.click("a#create")
+    page.wait_for_selector("form#create")
     page.fill("#f-name", "helper")
     page.fill("#f-password", "helper-pw-123")
     page.select_option("#f-tenant_id", tenant_a)
