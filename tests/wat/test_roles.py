@@ -37,7 +37,7 @@ def _role_option(html: str, name: str) -> int:
 
 def _section(html: str, ident: str) -> str:
     start = html.index(f'id="{ident}"')
-    return html[start : html.index("</ul>", start)]
+    return html[start : html.index("\n  </ul>", start)]  # the outer list's end
 
 
 def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
@@ -74,6 +74,18 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     assert _effective(page)["user.see-main."] == "yes"
     assert 'data-acl="user.see-main."' in _section(page, "granted")
 
+    # granted here and inherited at once: both origins shown
+    r = wat.client.post(
+        f"/roles/{role}/acls", data={"csrf": csrf, "acl": "vm.see.mac", "how": "grant"}
+    )
+    assert r.status_code == 303
+    page = wat.client.get(f"/roles/{role}").text
+    assert 'data-acl="vm.see.mac"' in _section(page, "granted")
+    row = page[page.index('<tr data-acl="vm.see.mac"') :]
+    row = row[: row.index("</tr>")]
+    assert "this role" in row
+    assert "VMs Reader" in row
+
     r = wat.client.post(
         f"/roles/{role}/acls", data={"csrf": csrf, "acl": "vm.see.ip", "how": "deny"}
     )
@@ -98,7 +110,8 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     )
     assert r.status_code == 303
     page = wat.client.get(f"/roles/{role}").text
-    assert "vm.see.mac" not in _effective(page)
+    assert "vm.see.host" not in _effective(page)
+    assert _effective(page)["vm.see.mac"] == "yes"  # granted here: stays
     assert "VMs Reader" not in _section(page, "inherited")
 
 

@@ -15,6 +15,7 @@ from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages.roles import (
     acl_groups,
     acl_summary,
+    acls_of_roles,
     missing,
     refusal_status,
     refusal_text,
@@ -91,17 +92,23 @@ def _load(page: Page, admin_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def _effective(page: Page, admin_id: int) -> list[dict[str, Any]]:
+def _effective(
+    page: Page, admin: Mapping[str, Any], roles: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The administrator's ACLs in effect (the union of its roles'), each with the roles
+    that give it."""
     if not page.can("administrator.see.acl-list"):
         return []
-    fields = ["name", "roles"] if page.can("administrator.see.acl-list-roles") else ["name"]
-    rows = page.call(
-        "get_acls_in_admins", filters={"admin_id": admin_id}, fields=fields,
-        order_by=[("name", False)],
-    ).rows  # fmt: skip
+    if "role_map" not in admin:  # its roles are not ours to see: the API's list alone
+        rows = page.call(
+            "get_acls_in_admins", filters={"admin_id": admin["id"]}, fields=["name"]
+        ).rows
+        return [{"name": str(r["name"]), "via": []} for r in rows]
+    held = acls_of_roles(page, [r["id"] for r in roles])
+    names = set().union(*held.values()) if held else set()
     return [
-        {"name": r["name"], "via": sorted(str(n) for n in (r.get("roles") or {}).values())}
-        for r in rows
+        {"name": name, "via": sorted(r["name"] for r in roles if name in held.get(r["id"], ()))}
+        for name in sorted(names)
     ]
 
 
@@ -129,7 +136,7 @@ def _show(
         ({"id": int(k), "name": str(v)} for k, v in (admin.get("role_map") or {}).items()),
         key=lambda r: str(r["name"]),
     )
-    effective = _effective(page, admin_id)
+    effective = _effective(page, admin, roles)
     facts: list[tuple[str, Any, str | None]] = [(page.t("Id"), admin["id"], None)]
     if page.superadmin:
         facts.append((page.t("Tenant"), admin.get("tenant_name"), None))

@@ -24,6 +24,7 @@ __all__ = [
     "VIEW",
     "acl_groups",
     "acl_summary",
+    "acls_of_roles",
     "missing",
     "refusal_status",
     "refusal_text",
@@ -33,6 +34,7 @@ __all__ = [
 
 MAX_NAME = 256
 MAX_TEXT = 32768
+MAX_ORIGIN_CHECK = 40  # ACLs granted and inherited at once whose origin is asked for
 
 VIEW = ListView(
     object="role",
@@ -166,27 +168,43 @@ def _inherited(role: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["name"])
 
 
-def _effective(page: Page, role_id: int) -> list[dict[str, Any]]:
-    """The role's ACLs in effect, each with the roles it comes through (``via``) and
-    whether the role grants it itself (``own``)."""
+def acls_of_roles(page: Page, role_ids: list[int]) -> dict[int, set[str]]:
+    """Each role's ACLs in effect, in one ``get_acls_in_roles`` call (the API's ``roles``
+    origin field is not asked for: it costs a recursive walk per ACL and role)."""
+    if not role_ids:
+        return {}
+    rows = page.call(
+        "get_acls_in_roles", filters={"role_id": role_ids}, fields=["role_id", "name"]
+    ).rows
+    held: dict[int, set[str]] = {r: set() for r in role_ids}
+    for row in rows:
+        held.setdefault(int(row["role_id"]), set()).add(str(row["name"]))
+    return held
+
+
+def _effective(
+    page: Page, role: Mapping[str, Any], parents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The role's ACLs in effect, each with the inherited roles it comes through
+    (``via``) and whether the role grants it itself (``own``). An ACL the role both
+    grants and inherits is told apart by the API's origin field, asked only for those."""
     if not page.can("role.see.acl-list"):
         return []
-    fields = ["name", "roles"] if page.can("role.see.acl-list-roles") else ["name"]
-    rows = page.call(
-        "get_acls_in_roles", filters={"role_id": role_id}, fields=fields,
-        order_by=[("name", False)],
-    ).rows  # fmt: skip
-    out = []
-    for row in rows:
-        via = row.get("roles") or {}
-        out.append(
-            {
-                "name": row["name"],
-                "own": str(role_id) in via,
-                "via": sorted(str(n) for k, n in via.items() if k != str(role_id)),
-            }
-        )
-    return out
+    role_id = int(role["id"])
+    held = acls_of_roles(page, [role_id, *(p["id"] for p in parents)])
+    via = {
+        name: sorted(p["name"] for p in parents if name in held.get(p["id"], ()))
+        for name in held.get(role_id, set())
+    }
+    own = {name for name, through in via.items() if not through}
+    both = sorted(name for name, through in via.items() if through)
+    if both and not role.get("fixed") and len(both) <= MAX_ORIGIN_CHECK:
+        rows = page.call(
+            "get_acls_in_roles", filters={"role_id": role_id, "name": both},
+            fields=["name", "roles"],
+        ).rows  # fmt: skip
+        own |= {str(r["name"]) for r in rows if str(role_id) in (r.get("roles") or {})}
+    return [{"name": name, "own": name in own, "via": via[name]} for name in sorted(via)]
 
 
 def _result(effective: list[dict[str, Any]], denied: list[str]) -> list[dict[str, Any]]:
@@ -229,7 +247,7 @@ def _show_role(
     if role is None:
         return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
     inherited = _inherited(role)
-    effective = _effective(page, role_id)
+    effective = _effective(page, role, inherited)
     acl_map = role.get("acl_map") or {}
     editable = not role.get("fixed")
     facts: list[tuple[str, Any, str | None]] = [(page.t("Id"), role["id"], None)]
