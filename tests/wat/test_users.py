@@ -107,7 +107,7 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
     r = wat.client.post(
         f"/users/{user_id}",
         data={"csrf": csrf, "description": "desk <owner>", "password": "new-pass-123",
-              "blocked": "1"},
+              "blocked_shown": "1", "blocked": "1"},
     )  # fmt: skip
     assert r.status_code == 303, r.text
     page = wat.client.get(r.headers["location"]).text
@@ -119,7 +119,10 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
     row = listing.split(f'<tr data-id="{user_id}">')[1].split("</tr>")[0]
     assert '<td data-field="blocked" data-kind="bool">✔</td>' in row
     # unchecked: unblocked
-    r = wat.client.post(f"/users/{user_id}", data={"csrf": csrf, "description": "desk <owner>"})
+    r = wat.client.post(
+        f"/users/{user_id}",
+        data={"csrf": csrf, "description": "desk <owner>", "blocked_shown": "1"},
+    )
     assert r.status_code == 303
     assert "checked" not in wat.client.get(f"/users/{user_id}").text.split('id="f-blocked"')[1][:60]
     # a user whose VM is not stopped cannot be deleted: the API's message

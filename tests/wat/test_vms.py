@@ -72,6 +72,7 @@ def test_a_tenant_admin_gets_404_for_another_tenants_vm(wat: Wat) -> None:
     assert "There is no such virtual machine" in r.text
     assert "vmB" not in r.text
     assert wat.client.get("/vms/999999").status_code == 404
+    assert wat.client.get("/vms/99999999999999999999").status_code == 404
     # changes by URL are refused too, and reveal nothing
     for verb in ("start", "block", "delete"):
         r = wat.client.post(f"/vms/{other}/{verb}", data={"csrf": csrf})
@@ -148,6 +149,12 @@ def test_edit_changes_only_what_changed(wat: Wat) -> None:
     assert "2031-01-02 03:04:00 UTC" in page
     assert 'value="2031-01-02T03:04"' in page
     assert '<option value="head" selected>head</option>' in page
+    # a form without a field leaves it; an emptied one clears it
+    r = wat.client.post(f"/vms/{vm_id}", data={"csrf": csrf, "expiration_soft": ""})
+    assert r.status_code == 303
+    page = wat.client.get(f"/vms/{vm_id}").text
+    assert "<h1>vmA2</h1>" in page
+    assert "2031-01-02" not in page
     # a refused change keeps the typed values and shows why
     r = wat.client.post(f"/vms/{vm_id}", data={"csrf": csrf, "name": "", "di_tag": "head"})
     assert r.status_code == 400
@@ -242,3 +249,13 @@ def test_list_declares_the_mass_actions_and_links_to_new(wat: Wat) -> None:
     wat.login()
     page = wat.client.get("/vms").text
     assert '<a href="/vms/new" id="create-link">' in page
+
+
+def test_vm_page_in_spanish(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    wat.client.post("/settings/language", data={"csrf": csrf, "language": "es", "next": "/"})
+    page = wat.client.get(f"/vms/{wat.world.vms['A']}").text
+    assert '<html lang="es">' in page
+    assert ">Arrancar</button>" in page
+    assert "Espiar (llegará con el acceso por navegador)" in page
+    assert "Esa máquina virtual no existe" in wat.client.get("/vms/999999").text

@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 from qvd.wat.port import WatError
@@ -24,6 +25,7 @@ __all__ = [
     "refusal_text",
     "show_done",
     "shown_time",
+    "typed_fields",
     "visible_fields",
 ]
 
@@ -39,6 +41,8 @@ DONE: Mapping[str, str] = {
 }
 """Notices a page shows after a redirect (``?done=<key>``); any other key shows none."""
 
+MAX_TEXT = 32768  # longest text a form field may carry
+MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 _NOT_FOUND = frozenset({7100, 7110})
 _CONFLICT = frozenset({1200, 7120, 7300, 7310, 7320, 7321, 7330, 7340})
 
@@ -74,6 +78,8 @@ def visible_fields(page: Page, fields: Mapping[str, str | None]) -> list[str]:
 def fetch_one(page: Page, action: str, object_id: int, fields: list[str]) -> dict[str, Any] | None:
     """The object ``object_id`` as the API shows it to this administrator; None when it
     does not exist or is outside their scope (both read as the same absence)."""
+    if not 0 < object_id <= MAX_ID:
+        return None
     answer = page.call(action, filters={"id": object_id}, fields=fields, limit=1)
     return answer.rows[0] if answer.rows else None
 
@@ -81,8 +87,9 @@ def fetch_one(page: Page, action: str, object_id: int, fields: list[str]) -> dic
 def missing(page: Page, what: str, back: str, refusal: WatError | None = None) -> Response:
     """The 404 page of an object that does not exist or is not this admin's to see
     (or, with the API's ``refusal``, the page saying why it may not be shown)."""
-    context = {"what": what, "back": back, "refusal": refusal_text(refusal) if refusal else ""}
     status = http_status(refusal) if refusal else 404
+    context = {"what": what, "back": back, "status": status,
+               "refusal": refusal_text(refusal) if refusal else ""}  # fmt: skip
     return render(page, "vms/missing.html", context, status=status)
 
 
@@ -131,3 +138,15 @@ def _utc(value: Any) -> dt.datetime | None:
     if not isinstance(value, dt.datetime):
         return None
     return value.astimezone(dt.UTC) if value.tzinfo is not None else value
+
+
+async def typed_fields(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The fields ``names`` a form carried (absent ones left out: not sent to the API;
+    empty ones kept: the admin cleared them)."""
+    form = await request.form()
+    out: dict[str, str] = {}
+    for name in names:
+        value = form.get(name)
+        if isinstance(value, str):
+            out[name] = value[:MAX_TEXT]
+    return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
@@ -17,6 +18,7 @@ from qvd.wat.pages.objectpages import (
     refusal_text,
     show_done,
     shown_time,
+    typed_fields,
     visible_fields,
 )
 from qvd.wat.port import WatError
@@ -184,14 +186,17 @@ def user_page(user_id: int, page: ReadPage) -> Response:
     return _detail(page, user_id)
 
 
+EDITABLE = ("description", "password", "blocked", "blocked_shown")
+"""The edit form's fields (each on the form only with its ACL, ``user.update.*``;
+``blocked_shown`` says the form carried the checkbox, which is absent when unticked)."""
+
+
 @router.post("/users/{user_id:int}")
-def edit_user(
-    user_id: int,
-    page: MutatingPage,
-    description: Text = "",
-    password: Text = "",
-    blocked: Text = "",
-) -> Response:
+async def edit_user(user_id: int, request: Request, page: MutatingPage) -> Response:
+    return await run_in_threadpool(_edit, page, user_id, await typed_fields(request, EDITABLE))
+
+
+def _edit(page: Page, user_id: int, typed: dict[str, str]) -> Response:
     try:
         user = fetch_one(page, "user_get_details", user_id, visible_fields(page, FIELDS))
     except WatError as exc:
@@ -199,20 +204,20 @@ def edit_user(
     if user is None:
         return missing(page, GONE, "/users")
     arguments: dict[str, Any] = {}
-    # the form has each field only with its ACL (see users/detail.html)
-    can = page.can
-    if can("user.update.description") and description != (user.get("description") or ""):
+    description = typed.get("description")
+    if description is not None and description != (user.get("description") or ""):
         arguments["description"] = description or None
-    if can("user.update.password") and password:
-        arguments["password"] = password
-    if can("user.update.block") and bool(blocked) != bool(user.get("blocked")):
-        arguments["blocked"] = bool(blocked)
+    if typed.get("password"):
+        arguments["password"] = typed["password"]
+    blocked = bool(typed.get("blocked"))
+    if "blocked_shown" in typed and blocked != bool(user.get("blocked")):
+        arguments["blocked"] = blocked
     if arguments:
         try:
             page.call("user_update", filters={"id": user_id}, arguments=arguments)
         except WatError as exc:
             page.flash("error", refusal_text(exc))
-            kept = {"description": description}  # the password is never sent back
+            kept = {"description": description or ""}  # the password is never sent back
             return _detail(page, user_id, typed=kept, status=http_status(exc))
     return RedirectResponse(f"/users/{user_id}?done=saved", status_code=303)
 

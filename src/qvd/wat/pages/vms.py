@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
@@ -20,6 +21,7 @@ from qvd.wat.pages.objectpages import (
     refusal_text,
     show_done,
     shown_time,
+    typed_fields,
     visible_fields,
 )
 from qvd.wat.port import WatError
@@ -265,23 +267,15 @@ def vm_page(vm_id: int, page: ReadPage) -> Response:
     return _detail(page, vm_id)
 
 
-EDITABLE: dict[str, str] = {
-    "name": "vm.update.name",
-    "description": "vm.update.description",
-    "di_tag": "vm.update.di-tag",
-    "expiration_soft": "vm.update.expiration",
-    "expiration_hard": "vm.update.expiration",
-}
-"""The edit form's fields and the ACL that puts each on the form."""
+EDITABLE = ("name", "description", "di_tag", "expiration_soft", "expiration_hard")
+"""The edit form's fields (each on the form only with its ACL, ``vm.update.*``)."""
 
 
-def _changes(page: Page, vm: dict[str, Any], typed: dict[str, str]) -> dict[str, Any]:
-    """The arguments of ``vm_update`` for what the admin changed (fields not on their
-    form, or unchanged, are not sent: each needs its own ACL)."""
+def _changes(vm: dict[str, Any], typed: dict[str, str]) -> dict[str, Any]:
+    """The arguments of ``vm_update`` for what the admin changed: a field the form did
+    not carry, or left as it was, is not sent (each needs its own ACL)."""
     out: dict[str, Any] = {}
     for key, value in typed.items():
-        if not page.can(EDITABLE[key]):
-            continue
         if key.startswith("expiration_"):
             if value != local_input(vm.get(key)):
                 out[key] = value or None
@@ -294,24 +288,18 @@ def _changes(page: Page, vm: dict[str, Any], typed: dict[str, str]) -> dict[str,
 
 
 @router.post("/vms/{vm_id:int}")
-def edit_vm(
-    vm_id: int,
-    page: MutatingPage,
-    name: Text = "",
-    description: Text = "",
-    di_tag: Text = "",
-    expiration_soft: Text = "",
-    expiration_hard: Text = "",
-) -> Response:
-    typed = {"name": name, "description": description, "di_tag": di_tag,
-             "expiration_soft": expiration_soft, "expiration_hard": expiration_hard}  # fmt: skip
+async def edit_vm(vm_id: int, request: Request, page: MutatingPage) -> Response:
+    return await run_in_threadpool(_edit, page, vm_id, await typed_fields(request, EDITABLE))
+
+
+def _edit(page: Page, vm_id: int, typed: dict[str, str]) -> Response:
     try:
         vm = fetch_one(page, "vm_get_details", vm_id, visible_fields(page, FIELDS))
     except WatError as exc:
         return missing(page, GONE, "/vms", exc)
     if vm is None:
         return missing(page, GONE, "/vms")
-    arguments = _changes(page, vm, typed)
+    arguments = _changes(vm, typed)
     if arguments:
         try:
             page.call("vm_update", filters={"id": vm_id}, arguments=arguments)
