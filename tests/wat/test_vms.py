@@ -259,3 +259,16 @@ def test_vm_page_in_spanish(wat: Wat) -> None:
     assert ">Arrancar</button>" in page
     assert "Espiar (llegará con el acceso por navegador)" in page
     assert "Esa máquina virtual no existe" in wat.client.get("/vms/999999").text
+
+
+def test_superadmin_new_vm_form_names_the_tenants(wat: Wat) -> None:
+    wat.login()
+    user_b = wat.world.users["B"]
+    form = wat.client.get(f"/vms/new?user_id={user_b}").text
+    assert f'<option value="{user_b}" selected>userb (tenantB)</option>' in form
+    assert "usera (tenantA)" in form
+    # the OSFs offered are those of the chosen user's tenant
+    assert "osfB (tenantB)" in form
+    assert "osfA" not in form
+    page = wat.client.get("/vms").text
+    assert '<th scope="col" data-field="tenant_name"' in page

@@ -55,7 +55,7 @@ def test_create_a_user_and_a_vm_start_it_and_see_it_run_live(
 
     page.click("#user-new-vm")
     page.wait_for_selector("form#create")
-    assert page.locator("#f-user_id option:checked").inner_text() == "carol"
+    assert page.locator("#f-user_id option:checked").inner_text() == "carol (tenantA)"
     assert axe_violations(page) == []
     page.fill("#f-name", "desk-carol")
     page.select_option("#f-osf_id", str(live_wat.world.osfs["A"]))
@@ -92,3 +92,38 @@ def test_create_a_user_and_a_vm_start_it_and_see_it_run_live(
     _wait_text(page, f"#user-vms tr[data-id='{vm_id}'] [data-field=state]", "stopping")
     assert axe_violations(page) == []
     keep_screenshot(page, evidence_dir, "user", ("carol", "desk-carol", "stopping"))
+
+
+def test_a_tenant_admin_blocks_edits_and_deletes_a_vm(
+    browser_page: BrowserPage, live_wat: LiveWat
+) -> None:
+    page = browser_page.page
+    log_in(browser_page, "adminA", "tenantA")
+    vm_id = live_wat.world.vms["A"]
+    browser_page.goto(f"/vms/{vm_id}")
+    page.wait_for_selector("h1:text-is('vmA')")
+    page.click("#vm-block")
+    page.wait_for_selector("#vm-unblock")
+    assert page.locator("#vm-live [data-field=blocked]").inner_text() == "✔"
+    page.select_option("#f-di_tag", "head")
+    page.fill("#f-expiration_soft", "2031-05-06T07:08")
+    page.click("#edit-save")
+    page.wait_for_selector("text=Changes saved.")
+    assert "2031-05-06 07:08:00 UTC" in page.inner_text("dl.details:not(.live)")
+    assert page.locator("#f-di_tag option:checked").inner_text() == "head"
+    # another tenant's VM by URL: not found
+    browser_page.allow(r"status of 404")
+    browser_page.goto(f"/vms/{live_wat.world.vms['B']}")
+    page.wait_for_selector("#not-found")
+    assert "vmB" not in page.content()
+    # delete asks first; dismissing keeps the VM
+    browser_page.goto(f"/vms/{vm_id}")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#vm-delete")
+    page.wait_for_timeout(300)  # a dismissed confirm submits nothing
+    assert page.url.endswith(f"/vms/{vm_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#vm-delete")
+    page.wait_for_url("**/vms")
+    page.wait_for_selector("table#list")
+    assert page.locator(f"table#list tr[data-id='{vm_id}']").count() == 0
