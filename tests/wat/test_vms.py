@@ -247,8 +247,9 @@ def test_list_declares_the_mass_actions_and_links_to_new(wat: Wat) -> None:
     assert names["delete"].action == "vm_delete"
     assert {"start", "stop", "disconnect", "set_property", "move_tag"} <= set(names)
     wat.login()
+    assert vms.VIEW.create == "/vms/new"
     page = wat.client.get("/vms").text
-    assert '<a href="/vms/new" id="create-link">' in page
+    assert 'data-object="vm"' in page
 
 
 def test_vm_page_in_spanish(wat: Wat) -> None:

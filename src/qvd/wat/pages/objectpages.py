@@ -23,6 +23,7 @@ __all__ = [
     "missing",
     "property_changes",
     "refusal_text",
+    "set_property_arguments",
     "show_done",
     "shown_time",
     "typed_fields",
@@ -113,6 +114,11 @@ def property_changes(key: str, value: str, delete: str) -> dict[str, Any]:
     if delete.strip():
         return {"delete": [delete.strip()]}
     return {"set": {key.strip(): value}}
+
+
+def set_property_arguments(values: Mapping[str, str]) -> dict[str, Any]:
+    """A "set a property" mass action's arguments from its typed ``key`` and ``value``."""
+    return {"__properties_changes__": property_changes(values["key"], values["value"], "")}
 
 
 def local_input(value: Any) -> str:
