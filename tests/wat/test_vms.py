@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from qvd.db import make_engine
 from qvd.db.models import VmRuntime
 from qvd.wat.pages import vms
+from tests.api.conftest import add_admin
 from tests.wat.conftest import Wat
 
 
@@ -273,3 +274,25 @@ def test_superadmin_new_vm_form_names_the_tenants(wat: Wat) -> None:
     assert "osfA" not in form
     page = wat.client.get("/vms").text
     assert '<th scope="col" data-field="tenant_name"' in page
+
+
+def test_a_reader_sees_no_buttons_and_the_api_refuses_a_forged_start(
+    wat: Wat, engine: Engine
+) -> None:
+    with Session(engine) as s, s.begin():
+        add_admin(s, "readerA", wat.world.tenants["A"], role="VMs Reader")
+    csrf = wat.login("readerA", "tenantA")
+    vm_id = wat.world.vms["A"]
+    page = wat.client.get(f"/vms/{vm_id}")
+    assert page.status_code == 200, page.text
+    assert "<h1>vmA</h1>" in page.text
+    for button in ("vm-start", "vm-stop", "vm-block", "vm-delete", 'id="edit"'):
+        assert button not in page.text
+    assert 'id="vm-spy" disabled' in page.text
+    r = wat.client.post(f"/vms/{vm_id}/start", data={"csrf": csrf})
+    assert r.status_code == 403
+    assert 'class="flash error"' in r.text
+    assert "vm_start" in r.text.split('class="flash error"')[1].split("</p>")[0]
+    r = wat.client.post(f"/vms/{vm_id}", data={"csrf": csrf, "name": "renamed"})
+    assert r.status_code == 403
+    assert "<h1>vmA</h1>" in r.text
