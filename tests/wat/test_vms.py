@@ -175,7 +175,7 @@ def test_start_shows_in_the_history_and_a_started_vm_cannot_be_deleted(
     assert "Start requested" in page
     history = page.split('id="history"')[1].split("</table>")[0]
     assert '<td data-field="action">vm_start</td>' in history
-    assert "Pending command" in page
+    assert '<dd data-field="vm_cmd">start</dd>' in page
     # starting again: the API's refusal, shown on the VM's page
     r = wat.client.post(f"/vms/{vm_id}/start", data={"csrf": csrf})
     assert r.status_code == 409

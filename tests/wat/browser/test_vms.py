@@ -71,10 +71,12 @@ def test_create_a_user_and_a_vm_start_it_and_see_it_run_live(
     page.wait_for_selector("text=Start requested")
     page.wait_for_selector("#vm-live[data-live=open]", state="attached")
     assert page.locator(LIVE_STATE).inner_text() == "stopped"
+    assert page.locator("#vm-cmd-live [data-field=vm_cmd]").inner_text() == "start"
     page.evaluate("() => { window.qvdSamePage = true; }")  # gone if the page reloads
 
     _set_state(live_wat, vm_id, vm_state="starting", vm_cmd=None)
     _wait_text(page, LIVE_STATE, "starting")
+    _wait_text(page, "#vm-cmd-live [data-field=vm_cmd]", "")  # the node took the command
     assert page.locator("#vm-live [data-field=host_name]").inner_text() == "node1"
     _set_state(live_wat, vm_id, vm_state="running", user_state="connected")
     _wait_text(page, LIVE_STATE, "running")
