@@ -179,3 +179,27 @@ def test_user_list_columns_and_mass_actions(wat: Wat) -> None:
     assert 'data-field="tenant_name"' not in page
     assert "usera" in page
     assert "userb" not in page
+
+
+def test_mass_block_and_set_property_on_the_user_list(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    made = wat.client.post("/users/new", data={"csrf": csrf, "name": "dave",
+                                               "password": "dave-pass-123"})  # fmt: skip
+    ids = [str(wat.world.users["A"]), str(created_id(made.headers["location"]))]
+    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    assert r.status_code == 200
+    assert "2 done" in r.text
+    assigned = wat.client.post(
+        "/api", json={"action": "user_create_property_list",
+                      "arguments": {"property_id": wat.world.props["A"]}},
+        headers={"X-CSRF-Token": csrf},
+    )  # fmt: skip
+    assert assigned.json()["status"] == 0
+    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
+                                             "in.set_property.key": "propA",
+                                             "in.set_property.value": "x1"})  # fmt: skip
+    assert "2 done" in r.text
+    for user_id in ids:
+        page = wat.client.get(f"/users/{user_id}").text
+        assert 'value="1" checked' in page.split('id="f-blocked"')[1][:80]
+        assert '<tr data-key="propA"><td>propA</td><td>x1</td>' in page

@@ -296,3 +296,45 @@ def test_a_reader_sees_no_buttons_and_the_api_refuses_a_forged_start(
     r = wat.client.post(f"/vms/{vm_id}", data={"csrf": csrf, "name": "renamed"})
     assert r.status_code == 403
     assert "<h1>vmA</h1>" in r.text
+
+
+def test_mass_move_tag_block_and_set_property_on_the_vm_list(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    made = [
+        wat.client.post(
+            "/vms/new",
+            data={
+                "csrf": csrf,
+                "name": f"m{i}",
+                "user_id": str(wat.world.users["A"]),
+                "osf_id": str(wat.world.osfs["A"]),
+            },
+        )
+        for i in range(2)
+    ]
+    ids = [str(wat.world.vms["A"]), *(created_id(r.headers["location"], "/vms") for r in made)]
+    listing = wat.client.get("/vms").text
+    for op in ("start", "stop", "disconnect", "block", "unblock", "delete", "set_property",
+               "move_tag"):  # fmt: skip
+        assert f'value="{op}"' in listing, op
+    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "move_tag", "ids": ids,
+                                           "in.move_tag.di_tag": "head"})  # fmt: skip
+    assert r.status_code == 200
+    assert "3 done" in r.text
+    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    assert "3 done" in r.text
+    assigned = wat.client.post(
+        "/api", json={"action": "vm_create_property_list",
+                      "arguments": {"property_id": wat.world.props["A"]}},
+        headers={"X-CSRF-Token": csrf},
+    )  # fmt: skip
+    assert assigned.json()["status"] == 0
+    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
+                                           "in.set_property.key": "propA",
+                                           "in.set_property.value": "lab"})  # fmt: skip
+    assert "3 done" in r.text
+    for vm_id in ids:
+        page = wat.client.get(f"/vms/{vm_id}").text
+        assert '<option value="head" selected>head</option>' in page
+        assert 'id="vm-unblock"' in page
+        assert '<tr data-key="propA"><td>propA</td><td>lab</td>' in page

@@ -12,11 +12,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from qvd.wat.lists import MassInput
 from qvd.wat.port import WatError
 from qvd.wat.web import Page, render
 
 __all__ = [
     "DONE",
+    "PROPERTY_INPUTS",
     "fetch_one",
     "http_status",
     "local_input",
@@ -114,6 +116,10 @@ def property_changes(key: str, value: str, delete: str) -> dict[str, Any]:
     if delete.strip():
         return {"delete": [delete.strip()]}
     return {"set": {key.strip(): value}}
+
+
+PROPERTY_INPUTS = (MassInput("key", "Key", max_len=64), MassInput("value", "Value", max_len=1024))
+"""What a "set a property" mass action asks for."""
 
 
 def set_property_arguments(values: Mapping[str, str]) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages.objectpages import (
+    PROPERTY_INPUTS,
     fetch_one,
     http_status,
     missing,
     property_changes,
     refusal_text,
+    set_property_arguments,
     show_done,
     shown_time,
     typed_fields,
@@ -35,8 +37,8 @@ MASS = (
     MassAction("unblock", "Unblock", "user_update", acl="user.update.block",
                arguments={"blocked": False}),
     MassAction("delete", "Delete", "user_delete", acl="user.delete.", confirm=True),
-    # takes what the admin types: ``__properties_changes__: {"set": {key: value}}``
-    MassAction("set_property", "Set a property", "user_update", acl="user.update.properties"),
+    MassAction("set_property", "Set a property", "user_update", acl="user.update.properties",
+               inputs=PROPERTY_INPUTS, build=set_property_arguments),
 )  # fmt: skip
 
 VIEW = ListView(

@@ -11,14 +11,17 @@ from fastapi import APIRouter, Form, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from qvd.wat.lists import Column, ListView, MassAction, list_router
+from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
+from qvd.wat.lists.choices import USER_STATE_CHOICES, VM_STATE_CHOICES
 from qvd.wat.pages.objectpages import (
+    PROPERTY_INPUTS,
     fetch_one,
     http_status,
     local_input,
     missing,
     property_changes,
     refusal_text,
+    set_property_arguments,
     show_done,
     shown_time,
     typed_fields,
@@ -41,10 +44,10 @@ MASS = (
     MassAction("unblock", "Unblock", "vm_update", acl="vm.update.block",
                arguments={"blocked": False}),
     MassAction("delete", "Delete", "vm_delete", acl="vm.delete.", confirm=True),
-    # these two take what the admin types: a property key and value
-    # (``__properties_changes__: {"set": {key: value}}``) and a tag (``di_tag``)
-    MassAction("set_property", "Set a property", "vm_update", acl="vm.update.properties"),
-    MassAction("move_tag", "Move to tag", "vm_update", acl="vm.update.di-tag"),
+    MassAction("set_property", "Set a property", "vm_update", acl="vm.update.properties",
+               inputs=PROPERTY_INPUTS, build=set_property_arguments),
+    MassAction("move_tag", "Move to tag", "vm_update", acl="vm.update.di-tag",
+               inputs=(MassInput("di_tag", "Tag", max_len=64),)),
 )  # fmt: skip
 
 VIEW = ListView(
@@ -58,8 +61,10 @@ VIEW = ListView(
         Column("user_name", "User", link="/users/{user_id}", acl="vm.see.user"),
         Column("osf_name", "OS flavour", link="/osfs/{osf_id}", acl="vm.see.osf"),
         Column("di_tag", "Tag", acl="vm.see.di-tag"),
-        Column("state", "State", "state", acl="vm.see.state"),
-        Column("user_state", "User state", "state", acl="vm.see.user-state"),
+        Column("state", "State", "state", acl="vm.see.state", choices=VM_STATE_CHOICES),
+        Column(
+            "user_state", "User state", "state", acl="vm.see.user-state", choices=USER_STATE_CHOICES
+        ),
         Column("host_name", "Node", link="/hosts/{host_id}", acl="vm.see.host"),
         Column("blocked", "Blocked", "bool", acl="vm.see.block"),
         Column("tenant_name", "Tenant", acl="tenant.see-main."),
