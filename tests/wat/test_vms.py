@@ -180,6 +180,9 @@ def test_start_shows_in_the_history_and_a_started_vm_cannot_be_deleted(
     r = wat.client.post(f"/vms/{vm_id}/start", data={"csrf": csrf})
     assert r.status_code == 409
     assert "only a stopped VM can be started" in r.text
+    reload = wat.client.get(f"/vms/{vm_id}/start")  # a reload of that page
+    assert reload.status_code == 303
+    assert reload.headers["location"] == f"/vms/{vm_id}"
     with Session(engine) as s, s.begin():
         s.execute(update(VmRuntime).where(VmRuntime.vm_id == vm_id)
                   .values(vm_state="running", vm_cmd=None))  # fmt: skip

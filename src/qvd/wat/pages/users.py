@@ -246,3 +246,9 @@ def user_properties(
         page.flash("error", refusal_text(exc))
         return _detail(page, user_id, status=http_status(exc))
     return RedirectResponse(f"/users/{user_id}?done=properties#properties", status_code=303)
+
+
+@router.get("/users/{user_id:int}/{verb}")
+def user_form_reloaded(user_id: int, verb: str) -> Response:
+    """A form's URL opened again (a reload after a refusal): back to the user's page."""
+    return RedirectResponse(f"/users/{user_id}", status_code=303)

@@ -359,3 +359,9 @@ def vm_command(vm_id: int, verb: str, page: MutatingPage) -> Response:
         page.flash("error", refusal_text(exc))
         return _detail(page, vm_id, status=http_status(exc))
     return RedirectResponse(f"/vms/{vm_id}?done={verb}", status_code=303)
+
+
+@router.get("/vms/{vm_id:int}/{verb}")
+def vm_command_reloaded(vm_id: int, verb: str) -> Response:
+    """A button's URL opened again (a reload after a refusal): back to the VM's page."""
+    return RedirectResponse(f"/vms/{vm_id}", status_code=303)
