@@ -18,7 +18,8 @@ def test_superadmin_lists_every_tenant(wat: Wat) -> None:
     assert r.status_code == 200
     assert 'data-object="tenant"' in r.text
     assert sorted(_ids(r.text)) == sorted([*wat.world.tenants.values(), 1])
-    assert "tenantA" in r.text and "tenantB" in r.text
+    assert "tenantA" in r.text
+    assert "tenantB" in r.text
     found = wat.client.get("/tenants", params={"q": "tenantB"}).text
     assert _ids(found) == [wat.world.tenants["B"]]
 
@@ -57,7 +58,8 @@ def test_create_a_tenant_then_see_its_page(wat: Wat) -> None:
     page = wat.client.get(r.headers["location"])
     assert page.status_code == 200
     assert "<h1>acme</h1>" in page.text
-    assert 'id="edit"' in page.text and 'id="wat-settings"' in page.text
+    assert 'id="edit"' in page.text
+    assert 'id="wat-settings"' in page.text
     assert f'href="/configs?tenant={match.group(1)}"' in page.text
     counts = dict(re.findall(r'<dd data-count="(\w+)">(\d+)</dd>', page.text))
     assert counts == {"users": "0", "vms": "0", "administrators": "0"}
@@ -98,7 +100,8 @@ def test_block_edit_and_wat_settings(wat: Wat) -> None:
     assert r.status_code == 303, r.text
     listed = wat.client.get("/tenants", params={"q": "tenantA2"}).text
     row = re.search(rf'<tr data-id="{a}">(.*?)</tr>', listed, re.S)
-    assert row and "✔" in row.group(1)
+    assert row
+    assert "✔" in row.group(1)
     r = wat.client.post(f"/tenants/{a}/settings", data={"csrf": csrf, "language": "es",
                                                         "block": "15"})  # fmt: skip
     assert r.status_code == 303

@@ -41,12 +41,22 @@ VIEW = ListView(
     detail="/tenants/{id}",
     create="/tenants/new",
     mass=(
-        MassAction("block", "Block", "tenant_update", acl="tenant.update.block",
-                   arguments={"blocked": True}),
-        MassAction("unblock", "Unblock", "tenant_update", acl="tenant.update.block",
-                   arguments={"blocked": False}),
+        MassAction(
+            "block",
+            "Block",
+            "tenant_update",
+            acl="tenant.update.block",
+            arguments={"blocked": True},
+        ),
+        MassAction(
+            "unblock",
+            "Unblock",
+            "tenant_update",
+            acl="tenant.update.block",
+            arguments={"blocked": False},
+        ),
         MassAction("delete", "Delete", "tenant_delete", acl="tenant.delete.", confirm=True),
-    ),  # fmt: skip
+    ),
     default_order=(("name", False),),
     acl="tenant.see-main.",
 )
