@@ -195,7 +195,8 @@ def _detail(
 def new_tenant(page: ReadPage) -> Response:
     if not page.superadmin:
         return _forbidden(page)
-    return _new_form(page, {"language": "auto", "block": 10})
+    return _new_form(page, {"name": "", "language": "auto", "block": 10, "blocked": False,
+                           "description": ""})  # fmt: skip
 
 
 def _new_form(page: Page, form: Mapping[str, Any], status: int = 200) -> Response:
