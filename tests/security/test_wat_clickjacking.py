@@ -10,7 +10,10 @@ import re
 from starlette.routing import Route
 
 from qvd.wat.pages import ROUTERS
-from tests.wat.conftest import Wat, wat  # noqa: F401 - the fixture
+from tests.wat import conftest as wat_fixtures
+from tests.wat.conftest import Wat
+
+wat = wat_fixtures.wat  # the WAT's fixture (an in-process client of the real app)
 
 
 def _wat_paths(wat: Wat) -> list[str]:

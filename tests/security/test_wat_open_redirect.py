@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 
 from tests.api.conftest import PASSWORD
-from tests.wat.conftest import Wat, wat  # noqa: F401 - the fixture
+from tests.wat import conftest as wat_fixtures
+from tests.wat.conftest import Wat
+
+wat = wat_fixtures.wat  # the WAT's fixture (an in-process client of the real app)
 
 HOSTILE = (
     "//evil.example",

@@ -21,7 +21,10 @@ from starlette.routing import Route
 from qvd.db import make_engine
 from qvd.wat.pages import ROUTERS
 from qvd.wat.web import SESSION_COOKIE, SETUP_TTL
-from tests.wat.conftest import Wat, wat  # noqa: F401 - the fixture
+from tests.wat import conftest as wat_fixtures
+from tests.wat.conftest import Wat
+
+wat = wat_fixtures.wat  # the WAT's fixture (an in-process client of the real app)
 
 
 def _get_paths(wat: Wat) -> list[str]:
@@ -29,9 +32,12 @@ def _get_paths(wat: Wat) -> list[str]:
     paths = set()
     for router in ROUTERS:
         for route in router.routes:
-            if isinstance(route, Route) and "GET" in (route.methods or set()):
-                if route.path != "/login":
-                    paths.add(re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1), "1"),
+            if (
+                isinstance(route, Route)
+                and "GET" in (route.methods or set())
+                and route.path != "/login"
+            ):
+                paths.add(re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1), "1"),
                                      route.path))  # fmt: skip
     return sorted(paths)
 
@@ -81,7 +87,8 @@ def test_the_session_token_never_shows(wat: Wat, db: Any, caplog: pytest.LogCapt
     r = wat.client.post("/login", data={"login": "root", "password": "pw-for-tests",
                                         "tenant": "*", "next": "/tenants"})  # fmt: skip
     sid = wat.client.cookies.get(SESSION_COOKIE)
-    assert sid and len(sid) >= 20
+    assert sid
+    assert len(sid) >= 20
     seen: list[tuple[str, str]] = [("login redirect", r.headers["location"])]
     for path in [*_get_paths(wat), "/login", "/tenants/999999", "/configs/auth.ldap.bindpass"]:
         page = wat.client.get(path)
