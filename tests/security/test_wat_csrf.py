@@ -57,10 +57,10 @@ def _pages(wat: str, tenant_id: int) -> dict[str, str]:
         "/user": _form_page(
             f"{wat}/users/new",
             {"name": VICTIM_USER, "password": "x" * 16, "tenant_id": str(tenant_id)},
-        ),  # fmt: skip
+        ),
         "/api-form": _form_page(
             f"{wat}/api", {"action": "user_create", "arguments": json.dumps(arguments)}
-        ),  # fmt: skip
+        ),
         "/api-plain": _form_page(f"{wat}/api", {plain_name: '"}'}, enctype="text/plain"),
         "/api-fetch": (
             "<!doctype html><html><body><p id='done'></p><script>"
