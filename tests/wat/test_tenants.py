@@ -4,7 +4,12 @@ tenants and change their WAT settings; tenant administrators get a clear refusal
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from sqlalchemy.orm import Session
+
+from qvd.db import make_engine
+from tests.api.conftest import add_admin
 from tests.wat.conftest import Wat
 
 
@@ -140,3 +145,33 @@ def test_changes_need_the_csrf_token(wat: Wat) -> None:
     r = wat.client.post("/tenants/new", data={"name": "nocsrf"})
     assert r.status_code == 403
     assert "nocsrf" not in wat.client.get("/tenants").text
+
+
+def test_tenant_page_shows_its_recent_changes(wat: Wat) -> None:
+    csrf = wat.login()
+    a = wat.world.tenants["A"]
+    wat.client.post(f"/tenants/{a}", data={"csrf": csrf, "name": "tenantA", "blocked": "1"})
+    page = wat.client.get(f"/tenants/{a}").text
+    history = re.search(r'<table class="list" id="tenant-history">(.*?)</table>', page, re.S)
+    assert history
+    assert "tenant_update" in history.group(1)
+    assert re.search(r'<a href="/logs/\d+">', history.group(1))
+
+
+def test_a_reader_superadmin_sees_no_edit_or_delete(wat: Wat, db: Any) -> None:
+    engine = make_engine(db)
+    try:
+        with Session(engine) as s, s.begin():
+            add_admin(s, "reader", 0, role="Tenants Reader")
+    finally:
+        engine.dispose()
+    csrf = wat.login("reader", "*")
+    a = wat.world.tenants["A"]
+    page = wat.client.get(f"/tenants/{a}")
+    assert page.status_code == 200
+    assert "<h1>tenantA</h1>" in page.text
+    assert 'id="edit"' not in page.text
+    assert 'id="delete"' not in page.text
+    refused = wat.client.post(f"/tenants/{a}/delete", data={"csrf": csrf})  # the API refuses
+    assert refused.status_code == 403
+    assert 'class="flash error"' in refused.text

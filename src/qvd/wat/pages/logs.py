@@ -181,6 +181,7 @@ def logs(request: Request, page: ReadPage) -> Response:
         "objects": _choices(page, "object_get_list"),
         "sources": _choices(page, "sources_in_log"),
         "object_link": object_link, "see_admin": page.can(_ADMIN_ACL),
+        "see_details": page.can("log.see-details."),
     }  # fmt: skip
     partial = request.headers.get("hx-request") == "true" and (
         request.headers.get("hx-target") == "list-region"

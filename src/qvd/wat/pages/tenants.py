@@ -170,6 +170,20 @@ def _wat_settings(page: Page, tenant_id: int) -> dict[str, Any] | None:
     return answer.rows[0] if answer.rows else None
 
 
+def _history(page: Page, tenant_id: int) -> list[dict[str, Any]]:
+    """The tenant's latest audit log entries (empty when the log is not readable)."""
+    if not page.can("tenant.see.log"):
+        return []
+    try:
+        answer = page.call(
+            "log_get_list", filters={"qvd_object": "tenant", "object_id": tenant_id},
+            fields=["id", "time", "action", "status"], order_by=[("id", True)], limit=10,
+        )  # fmt: skip
+    except WatError:
+        return []
+    return answer.rows
+
+
 def _detail(
     page: Page,
     tenant: Mapping[str, Any],
@@ -185,7 +199,9 @@ def _detail(
         {
             "tenant": tenant, "form": form or tenant, "counts": _counts(page, tenant_id),
             "settings": settings, "wat_form": wat_form or settings or {},
-            "languages": _languages(page),
+            "languages": _languages(page), "history": _history(page, tenant_id),
+            "can_edit": any(a.startswith("tenant.update.") for a in page.acls),
+            "can_delete": page.can("tenant.delete."),
         },
         status=status,
     )  # fmt: skip
