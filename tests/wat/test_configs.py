@@ -141,3 +141,19 @@ def test_tenant_admin_edits_only_their_tenants_tokens(wat: Wat) -> None:
     a_layer = wat.client.get("/configs", params={"tenant": wat.world.tenants["A"]}).text
     assert _row(b_layer, key)["stored"] == ""
     assert _row(a_layer, key)["stored"] == "%"
+
+
+def test_the_header_tenant_choice_picks_the_layer(wat: Wat) -> None:
+    csrf = wat.login()
+    a = wat.world.tenants["A"]
+    wat.client.post("/settings/tenant", data={"csrf": csrf, "tenant": str(a), "next": "/"})
+    key = "l7r.auth.plugin.default.separators"
+    layer = wat.client.get("/configs").text
+    assert f'<option value="{a}" selected>' in layer
+    assert "l7r.port" not in re.findall(r'<tr data-id="([^"]+)"', layer)
+    glob = wat.client.get("/configs", params={"tenant": ""}).text
+    assert "l7r.port" in re.findall(r'<tr data-id="([^"]+)"', glob)
+    r = wat.client.post(f"/configs/{key}", data={"csrf": csrf, "value": "+"})
+    assert r.headers["location"] == f"/configs/{key}?saved=1&tenant="
+    assert _row(wat.client.get("/configs", params={"tenant": ""}).text, key)["stored"] == "+"
+    assert _row(layer, key)["stored"] == ""

@@ -175,3 +175,12 @@ def test_a_reader_superadmin_sees_no_edit_or_delete(wat: Wat, db: Any) -> None:
     refused = wat.client.post(f"/tenants/{a}/delete", data={"csrf": csrf})  # the API refuses
     assert refused.status_code == 403
     assert 'class="flash error"' in refused.text
+
+
+def test_the_header_tenant_choice_does_not_filter_tenants(wat: Wat) -> None:
+    csrf = wat.login()
+    wat.client.post("/settings/tenant", data={"csrf": csrf, "tenant": str(wat.world.tenants["A"])})
+    r = wat.client.get("/tenants")
+    assert r.status_code == 200
+    assert 'class="flash error"' not in r.text
+    assert sorted(_ids(r.text)) == sorted([*wat.world.tenants.values(), 1])

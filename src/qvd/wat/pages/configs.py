@@ -61,10 +61,13 @@ def _masked(value: str | None, secret: bool) -> str | None:
 
 
 def _tenant_choice(page: Page, raw: str | None) -> int:
-    """The layer shown: superadmins choose (global unless ``?tenant=<id>``); others
-    always see their own tenant's."""
+    """The layer shown: superadmins choose (``?tenant=<id>``, ``?tenant=`` for the global
+    one; without it, the tenant chosen in the header, else global); others always see
+    their own tenant's."""
     if not page.superadmin:
         return int(page.setup.get("tenant_id") or 0)
+    if raw is None and page.tenant_choice is not None:
+        return page.tenant_choice
     if raw and raw.isdigit() and len(raw) < 12:
         return int(raw)
     return GLOBAL
@@ -134,6 +137,8 @@ def _query(tenant_id: int, page: Page, **more: str) -> str:
     values = {k: v for k, v in more.items() if v}
     if page.superadmin and tenant_id != GLOBAL:
         values["tenant"] = str(tenant_id)
+    elif page.superadmin and page.tenant_choice is not None:
+        values["tenant"] = ""  # the global layer, not the tenant chosen in the header
     return ("?" + urllib.parse.urlencode(values)) if values else ""
 
 

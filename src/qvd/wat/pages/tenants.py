@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -133,7 +134,8 @@ def tenants(request: Request, page: ReadPage) -> Response:
     if not page.superadmin:
         return _forbidden(page)
     accepted = inspect.signature(_show_list).parameters
-    values: dict[str, Any] = {"request": request, "page": page}
+    # tenants have no tenant: the superadmin's choice of tenant to show does not apply
+    values: dict[str, Any] = {"request": request, "page": replace(page, tenant_choice=None)}
     result: Response = _show_list(**{k: v for k, v in values.items() if k in accepted})
     return result
 
