@@ -106,3 +106,19 @@ def test_tenant_admin_sees_only_their_tenants_entries(wat: Wat) -> None:
     assert "userb" not in page
     for entry in root_entries:
         assert wat.client.get(f"/logs/{entry}").status_code == 404
+
+
+def test_the_tenants_area_in_spanish(wat: Wat) -> None:
+    csrf = wat.login()
+    wat.client.post("/settings/language", data={"csrf": csrf, "language": "es", "next": "/"})
+    expected = {
+        f"/tenants/{wat.world.tenants['A']}": "Preferencias del WAT",
+        "/tenants/new": "Nuevo tenant",
+        "/configs": "Valor en vigor",
+        "/configs/l7r.port": "Valor en la base de datos",
+        "/logs": "Tipo de acción",
+    }
+    for path, text in expected.items():
+        r = wat.client.get(path)
+        assert r.status_code == 200, path
+        assert text in r.text, path
