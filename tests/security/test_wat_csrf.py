@@ -21,13 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qvd.db.models import Tenant, User
-from tests.security.wat_attacker import attacker_site
+from tests.security.wat_attacker import ABORTED_ON_LEAVING, attacker_site
 from tests.wat.browser import conftest as browser_fixtures
 from tests.wat.browser.conftest import BrowserPage, LiveWat, log_in
 
 # the browser fixtures (a real API server over TLS, Debian's Chromium)
-playwright_driver = browser_fixtures.playwright_driver
-chromium = browser_fixtures.chromium
 live_wat = browser_fixtures.live_wat
 browser_page = browser_fixtures.browser_page
 
@@ -92,6 +90,7 @@ def test_cross_origin_forms_and_fetch_change_nothing(
     browser_page: BrowserPage, live_wat: LiveWat
 ) -> None:
     bp, page = browser_page, browser_page.page
+    bp.allow(ABORTED_ON_LEAVING)
     bp.allow(r"status of 40[345]")  # the WAT's refusals, shown as the forms' results
     bp.allow(r"^requestfailed: \S+/api net::ERR_ABORTED")  # the opaque no-cors answer
     log_in(bp)
@@ -124,6 +123,7 @@ def test_another_site_does_not_get_the_session_along(
     browser_page: BrowserPage, live_wat: LiveWat
 ) -> None:
     bp, page = browser_page, browser_page.page
+    bp.allow(ABORTED_ON_LEAVING)
     log_in(bp)
     pages = _pages(live_wat.base, live_wat.world.tenants["A"])
     with attacker_site(pages, host="localhost") as elsewhere:

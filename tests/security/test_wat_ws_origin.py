@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.security.wat_attacker import attacker_site
+from tests.security.wat_attacker import ABORTED_ON_LEAVING, attacker_site
 from tests.wat.browser import conftest as browser_fixtures
 from tests.wat.browser.conftest import BrowserPage, LiveWat, log_in
 
-playwright_driver = browser_fixtures.playwright_driver
-chromium = browser_fixtures.chromium
 live_wat = browser_fixtures.live_wat
 browser_page = browser_fixtures.browser_page
 
@@ -49,6 +47,7 @@ def _vm_names(messages: list[str]) -> set[str]:
 
 def test_foreign_origin_websocket_is_refused(browser_page: BrowserPage, live_wat: LiveWat) -> None:
     bp, page = browser_page, browser_page.page
+    bp.allow(ABORTED_ON_LEAVING)
     log_in(bp)
     url = live_wat.base.replace("https://", "wss://") + "/api/ws?action=vm_get_list"
     own: dict[str, Any] = page.evaluate(OPEN, url)

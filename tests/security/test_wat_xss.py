@@ -15,11 +15,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from qvd.db.models import Config, PropertyDefinition, Tenant, User, Vm
+from tests.security.wat_attacker import ABORTED_ON_LEAVING
 from tests.wat.browser import conftest as browser_fixtures
 from tests.wat.browser.conftest import BrowserPage, LiveWat, log_in
 
-playwright_driver = browser_fixtures.playwright_driver
-chromium = browser_fixtures.chromium
 live_wat = browser_fixtures.live_wat
 browser_page = browser_fixtures.browser_page
 
@@ -68,6 +67,7 @@ def test_markup_in_names_shows_as_text_and_never_runs(
     browser_page: BrowserPage, live_wat: LiveWat
 ) -> None:
     bp = browser_page
+    bp.allow(ABORTED_ON_LEAVING)
     _plant(live_wat)
     missing: list[str] = []
     bp.page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)

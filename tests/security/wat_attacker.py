@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["Attacker", "attacker_site"]
+__all__ = ["ABORTED_ON_LEAVING", "Attacker", "attacker_site"]
+
+ABORTED_ON_LEAVING = r"^requestfailed: \S+/static/favicon\.svg net::ERR_ABORTED"
+"""A browser error the attack tests allow: a page left while its icon loads (the browser
+drops that request; harmless)."""
 
 
 @dataclass
