@@ -76,7 +76,9 @@ def _tenant_options(page: Page) -> list[tuple[int, str]]:
     return [(int(t["id"]), str(t["name"])) for t in tenants(page)]
 
 
-def _new_form(page: Page, values: dict[str, Any], *, error: str = "", status: int = 200) -> Response:
+def _new_form(
+    page: Page, values: dict[str, Any], *, error: str = "", status: int = 200
+) -> Response:
     context = {
         "values": values,
         "error": error,
@@ -165,8 +167,8 @@ def _tags(page: Page, osf_id: int, dis: list[dict[str, Any]]) -> tuple[list[dict
 def _vms(page: Page, osf_id: int) -> tuple[list[dict[str, Any]], int | None, str]:
     if not page.can("osf.see.vm-list", "vm.see-main."):
         return [], None, ""
-    fields = ["id", "name"] + [f for f, acl in (("state", "vm.see.state"),
-                                                ("di_tag", "vm.see.di-tag")) if page.can(acl)]  # fmt: skip
+    optional = (("state", "vm.see.state"), ("di_tag", "vm.see.di-tag"))
+    fields = ["id", "name", *(f for f, acl in optional if page.can(acl))]
     try:
         answer = page.call("vm_get_list", filters={"osf_id": osf_id}, fields=fields,
                            order_by=[("name", False)], limit=VM_ROWS)  # fmt: skip
