@@ -78,6 +78,9 @@ def test_create_edit_block_and_delete_a_node(wat: Wat) -> None:
     assert r.status_code == 303
     page = wat.client.get(f"/hosts/{host_id}").text
     assert "<h1>node8</h1>" in page
+    history = page.split('id="object-history"')[1].split("</table>")[0]
+    assert '<td data-field="action">host_update</td>' in history
+    assert '<td data-field="admin_name">root</td>' in history
     assert "10.9.0.8" in page
     assert "rack 2" in page
 

@@ -18,6 +18,7 @@ from qvd.wat.pages.infra import (
     ObjectKind,
     changed,
     fetch_one,
+    history,
     missing,
     properties_router,
     property_keys,
@@ -156,6 +157,7 @@ def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
         "keys": property_keys(page, KIND) if page.can("host.update.properties") else [],
         "kind": KIND,
         "object_id": host_id,
+        "history": history(page, KIND, host_id),
         "can_edit": page.can("host.update.properties"),
     }
     return render(page, "hosts/detail.html", context, status=status)

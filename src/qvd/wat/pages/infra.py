@@ -25,6 +25,7 @@ __all__ = [
     "Refused",
     "changed",
     "fetch_one",
+    "history",
     "http_status",
     "missing",
     "number",
@@ -158,6 +159,31 @@ def saved_flash(page: Page, done: str) -> None:
     }
     if done in texts:
         page.flash("ok", page.t(texts[done]))
+
+
+HISTORY_ROWS = 10
+
+
+def history(page: Page, kind: ObjectKind, object_id: int) -> list[dict[str, Any]] | None:
+    """The latest audit-log entries about one object (None: this administrator may
+    not read them)."""
+    if not page.can(f"{kind.object}.see.log"):
+        return None
+    fields = ["id", "time", "action", "status"]
+    if page.can("log.see.administrator"):
+        fields.append("admin_name")
+    try:
+        answer = page.call(
+            "log_get_list",
+            filters={"qvd_object": kind.object, "object_id": object_id},
+            fields=fields,
+            order_by=[("time", True), ("id", True)],
+            limit=HISTORY_ROWS,
+            count=False,
+        )
+    except WatError:
+        return None
+    return answer.rows
 
 
 def property_keys(page: Page, kind: ObjectKind) -> list[str]:

@@ -19,6 +19,7 @@ from qvd.wat.pages.infra import (
     Refused,
     changed,
     fetch_one,
+    history,
     missing,
     number,
     properties_router,
@@ -216,6 +217,7 @@ def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
         "keys": property_keys(page, KIND) if page.can("osf.update.properties") else [],
         "kind": KIND,
         "object_id": osf_id,
+        "history": history(page, KIND, osf_id),
         "can_edit": page.can("osf.update.properties"),
     }
     return render(page, "osfs/detail.html", context, status=status)
