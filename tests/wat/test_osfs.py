@@ -5,7 +5,10 @@ OSF is not found."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from qvd.wat.i18n import catalogue
+from qvd.wat.pages import hosts, osfs, properties
 from tests.wat.conftest import Wat
 
 
@@ -151,3 +154,29 @@ def test_properties_of_an_osf(wat: Wat) -> None:
     assert r.status_code == 303
     page = wat.client.get(f"/osfs/{osf}").text
     assert '<tr data-key="propA">' in page
+
+
+def test_osf_page_in_spanish(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    wat.client.post("/settings/language", data={"csrf": csrf, "language": "es", "next": "/"})
+    page = wat.client.get(f"/osfs/{wat.world.osfs['A']}").text
+    assert '<html lang="es">' in page
+    for text in ("Etiquetas", "Imágenes de disco de este sistema operativo", "Mover etiquetas"):
+        assert text in page
+    r = wat.client.post("/osfs/new", data={"csrf": csrf, "name": "x1", "memory": "mucha"})
+    assert "Memoria (MB) debe ser un número entero" in r.text
+
+
+def test_every_text_of_the_infra_pages_has_spanish() -> None:
+    wat_dir = Path(__file__).resolve().parents[2] / "src/qvd/wat"
+    texts: set[str] = set()
+    for folder in ("hosts", "osfs", "properties", "infra"):
+        for template in (wat_dir / "templates" / folder).glob("*.html"):
+            source = template.read_text(encoding="utf-8")
+            texts |= set(re.findall(r'_\("([^"]+)"\)', source))
+            texts |= set(re.findall(r"_\('([^']+)'\)", source))
+    for view in (hosts.VIEW, osfs.VIEW, properties.VIEW):
+        texts |= {view.title, *(c.label for c in view.columns), *(m.label for m in view.mass)}
+    texts |= {label for _, label in properties.OBJECTS}
+    spanish = catalogue("es")
+    assert sorted(t for t in texts if t not in spanish) == []
