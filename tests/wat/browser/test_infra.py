@@ -85,7 +85,9 @@ def test_create_an_osf_find_it_and_see_its_di_and_tags(
     page.wait_for_selector("dd[data-field=memory]:text-is('768')")
 
 
-def test_node_state_changes_live(browser_page: BrowserPage, live_wat: LiveWat) -> None:
+def test_node_state_changes_live(
+    browser_page: BrowserPage, live_wat: LiveWat, evidence_dir: Path
+) -> None:
     page = browser_page.page
     log_in(browser_page)
     host = live_wat.world.host
@@ -100,6 +102,9 @@ def test_node_state_changes_live(browser_page: BrowserPage, live_wat: LiveWat) -
     with Session(live_wat.engine) as s, s.begin():
         s.execute(update(HostRuntime).where(HostRuntime.host_id == host).values(state="stopping"))
     page.wait_for_selector("#host-state:text-is('stopping')", timeout=20000)
+    keep_screenshot(
+        page, evidence_dir, "node", ("node1", "stopping", "Virtual machines on this node")
+    )
 
     browser_page.goto("/hosts")
     cell = page.locator(f"table#list tr[data-id='{host}'] td[data-field=state]")
