@@ -58,7 +58,7 @@ VIEW = ListView(
     search=("name",),
     detail="/osfs/{id}",
     create="/osfs/new",
-    live=(),
+    live=("number_of_dis", "number_of_vms"),
     mass=(
         MassAction("delete", "Delete", "osf_delete", "osf.delete.", confirm=True),
         MassAction("set_property", "Set property", "osf_update", "osf.update.properties"),
