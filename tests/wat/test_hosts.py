@@ -138,6 +138,9 @@ def test_nodes_are_for_superadmins_only(wat: Wat, db: Any) -> None:
     listing = wat.client.get("/hosts").text
     assert "node1.nodes.test" not in listing
     assert 'role="alert"' in listing
+    r = wat.client.get("/hosts/new")
+    assert r.status_code == 403
+    assert 'id="create"' not in r.text
     r = wat.client.post("/hosts/new", data={"csrf": csrf, "name": "evil", "address": "10.9.0.66"})
     assert r.status_code == 403
     r = wat.client.post(f"/hosts/{wat.world.host}/block", data={"csrf": csrf})

@@ -19,6 +19,7 @@ from qvd.wat.pages.infra import (
     changed,
     fetch_one,
     history,
+    may_create,
     missing,
     properties_router,
     property_keys,
@@ -86,6 +87,8 @@ def _form(
 
 @router.get("/hosts/new")
 def new_host(page: ReadPage) -> Response:
+    if (refusal := may_create(page, KIND)) is not None:
+        return refusal
     return _form(page, "hosts/new.html", {"name": "", "address": "", "description": ""})
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "fetch_one",
     "history",
     "http_status",
+    "may_create",
     "missing",
     "number",
     "properties_router",
@@ -120,6 +121,17 @@ def refused_page(page: Page, kind: ObjectKind, exc: WatError) -> Response:
         {"kind": kind, "message": refusal_text(exc)},
         status=refusal_status(exc),
     )
+
+
+def may_create(page: Page, kind: ObjectKind) -> Response | None:
+    """None when the administrator may create objects of ``kind``; else the 403 page
+    (the API would refuse the form anyway: this only saves typing it)."""
+    if page.can(f"{kind.object}.create.") or (
+        kind.object == "property" and page.can("property.manage.")
+    ):
+        return None
+    message = page.t("Your roles do not allow you to create this kind of object.")
+    return render(page, "infra/refused.html", {"kind": kind, "message": message}, status=403)
 
 
 def number(page: Page, label: str, raw: str, *, minimum: int = 0) -> int | None:

@@ -20,6 +20,7 @@ from qvd.wat.pages.infra import (
     changed,
     fetch_one,
     history,
+    may_create,
     missing,
     number,
     properties_router,
@@ -90,6 +91,8 @@ def _new_form(
 
 @router.get("/osfs/new")
 def new_osf(page: ReadPage) -> Response:
+    if (refusal := may_create(page, KIND)) is not None:
+        return refusal
     values = {"name": "", "memory": "", "user_storage": "", "overlay": True, "description": "",
               "tenant_id": page.tenant_choice}  # fmt: skip
     return _new_form(page, values)

@@ -16,6 +16,7 @@ from qvd.wat.pages.infra import (
     ObjectKind,
     changed,
     fetch_one,
+    may_create,
     missing,
     refusal_status,
     refusal_text,
@@ -85,6 +86,8 @@ def _form(page: Page, template: str, values: dict[str, Any], *, error: str = "",
 
 @router.get("/properties/new")
 def new_property(page: ReadPage) -> Response:
+    if (refusal := may_create(page, KIND)) is not None:
+        return refusal
     values = {"key": "", "description": "", "objects": [o for o, _ in _objects(page)],
               "tenant_id": page.tenant_choice}  # fmt: skip
     return _form(page, "properties/new.html", values)
