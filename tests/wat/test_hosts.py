@@ -185,3 +185,17 @@ def test_properties_of_a_node_are_set_and_removed(wat: Wat) -> None:
     )
     assert r.status_code == 303
     assert '<tr data-key="rack">' not in wat.client.get(f"/hosts/{wat.world.host}").text
+
+
+def test_ids_beyond_the_apis_range_answer_404(wat: Wat) -> None:
+    csrf = wat.login()
+    huge = 2**40
+    for path in (f"/hosts/{huge}", f"/osfs/{huge}", f"/properties/{huge}"):
+        assert wat.client.get(path).status_code == 404, path
+        for suffix in ("", "/delete", "/properties", "/properties/delete"):
+            if path.startswith("/properties") and suffix.startswith("/properties"):
+                continue
+            data = {"csrf": csrf, "name": "x", "key": "k", "value": "v", "address": "a"}
+            r = wat.client.post(path + suffix, data=data)
+            assert r.status_code == 404, (path + suffix, r.status_code)
+    assert wat.client.post(f"/hosts/{huge}/block", data={"csrf": csrf}).status_code == 404

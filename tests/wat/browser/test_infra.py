@@ -84,6 +84,11 @@ def test_create_an_osf_find_it_and_see_its_di_and_tags(
     page.click("#edit button[type=submit]")
     page.wait_for_selector("dd[data-field=memory]:text-is('768')")
 
+    # "Move tags" leads to the disk images area's tag page of this OSF
+    page.click("#move-tags")
+    page.wait_for_url(f"**/osfs/{osf_id}/tags")
+    assert "debian" in page.inner_text("h1")
+
 
 def test_node_state_changes_live(
     browser_page: BrowserPage, live_wat: LiveWat, evidence_dir: Path

@@ -19,6 +19,7 @@ from qvd.wat.pages.infra import (
     changed,
     fetch_one,
     history,
+    known_id,
     may_create,
     missing,
     properties_router,
@@ -199,6 +200,8 @@ def edit_host(
 
 def _act(page: Page, host_id: int, action: str, arguments: dict[str, Any] | None,
          done: str) -> Response:  # fmt: skip
+    if not known_id(host_id):
+        return missing(page, KIND, host_id)
     try:
         page.call(action, filters={"id": host_id}, arguments=arguments)
     except WatError as exc:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
+from qvd.wat.pages.di_tags import known_id
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, render
 
@@ -27,6 +28,7 @@ __all__ = [
     "fetch_one",
     "history",
     "http_status",
+    "known_id",
     "may_create",
     "missing",
     "number",
@@ -97,6 +99,8 @@ def fetch_one(
     """The object ``object_id`` as this administrator may see it; None when it does
     not exist or lies outside their scope (another tenant's). Other refusals (no ACL
     to see this kind of object) raise :class:`WatError`."""
+    if not known_id(object_id):
+        return None
     answer = page.call(
         kind.list_action, filters={"id": object_id}, fields=list(fields), limit=1, count=False
     )
@@ -216,6 +220,8 @@ def properties_router(kind: ObjectKind) -> APIRouter:
     update = f"{kind.object}_update"
 
     def change(page: Page, object_id: int, changes: dict[str, Any], done: str) -> Response:
+        if not known_id(object_id):
+            return missing(page, kind, object_id)
         try:
             page.call(
                 update, filters={"id": object_id}, arguments={"__properties_changes__": changes}

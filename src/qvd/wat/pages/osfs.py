@@ -20,6 +20,7 @@ from qvd.wat.pages.infra import (
     changed,
     fetch_one,
     history,
+    known_id,
     may_create,
     missing,
     number,
@@ -269,6 +270,8 @@ def edit_osf(
 
 @router.post("/osfs/{osf_id:int}/delete")
 def delete_osf(page: MutatingPage, osf_id: int) -> Response:
+    if not known_id(osf_id):
+        return missing(page, KIND, osf_id)
     try:
         page.call("osf_delete", filters={"id": osf_id})
     except WatError as exc:

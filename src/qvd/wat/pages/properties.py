@@ -16,6 +16,7 @@ from qvd.wat.pages.infra import (
     ObjectKind,
     changed,
     fetch_one,
+    known_id,
     may_create,
     missing,
     refusal_status,
@@ -179,6 +180,8 @@ def edit_property(
 
 @router.post("/properties/{property_id:int}/delete")
 def delete_property(page: MutatingPage, property_id: int) -> Response:
+    if not known_id(property_id):
+        return missing(page, KIND, property_id)
     try:
         page.call("property_delete", filters={"id": property_id})
     except WatError as exc:
