@@ -199,3 +199,20 @@ def test_ids_beyond_the_apis_range_answer_404(wat: Wat) -> None:
             r = wat.client.post(path + suffix, data=data)
             assert r.status_code == 404, (path + suffix, r.status_code)
     assert wat.client.post(f"/hosts/{huge}/block", data={"csrf": csrf}).status_code == 404
+
+
+def test_mass_block_and_filter_by_state(wat: Wat) -> None:
+    csrf = wat.login()
+    host = str(wat.world.host)
+    r = wat.client.post("/hosts/mass", data={"csrf": csrf, "op": "block", "ids": [host]})
+    assert r.status_code == 200, r.text
+    assert "Block: 1 done" in r.text
+    assert 'id="unblock"' in wat.client.get(f"/hosts/{host}").text
+    assert f'<tr data-id="{host}">' in wat.client.get("/hosts?f.state=running").text
+    assert f'<tr data-id="{host}">' not in wat.client.get("/hosts?f.state=lost").text
+    ask = wat.client.post("/hosts/mass", data={"csrf": csrf, "op": "delete", "ids": [host]})
+    assert 'id="confirm"' in ask.text
+    done = wat.client.post(
+        "/hosts/mass", data={"csrf": csrf, "op": "delete", "ids": [host], "confirmed": "1"}
+    )
+    assert "stop its HKD before deleting it" in done.text

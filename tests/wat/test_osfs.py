@@ -180,3 +180,21 @@ def test_every_text_of_the_infra_pages_has_spanish() -> None:
     texts |= {label for _, label in properties.OBJECTS}
     spanish = catalogue("es")
     assert sorted(t for t in texts if t not in spanish) == []
+
+
+def test_mass_set_property_on_osfs(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    body = {
+        "action": "osf_create_property_list",
+        "arguments": {"property_id": wat.world.props["A"]},
+    }
+    assert wat.client.post("/api", json=body, headers={"X-CSRF-Token": csrf}).json()["status"] == 0
+    osf = str(wat.world.osfs["A"])
+    data = {"csrf": csrf, "op": "set_property", "ids": [osf],
+            "in.set_property.key": "propA", "in.set_property.value": "blue"}  # fmt: skip
+    r = wat.client.post("/osfs/mass", data=data)
+    assert r.status_code == 200, r.text
+    assert "1 done" in r.text
+    page = wat.client.get(f"/osfs/{osf}").text
+    assert '<tr data-key="propA">' in page
+    assert "<td>blue</td>" in page

@@ -96,3 +96,15 @@ def test_another_tenants_property_is_not_found(wat: Wat) -> None:
     assert wat.client.post(f"/properties/{other}/delete", data={"csrf": csrf}).status_code == 404
     wat.login()
     assert "<h1>propB</h1>" in wat.client.get(f"/properties/{other}").text
+
+
+def test_mass_delete_names_the_keys_and_asks_first(wat: Wat) -> None:
+    csrf = wat.login("adminA", "tenantA")
+    prop = str(wat.world.props["A"])
+    ask = wat.client.post("/properties/mass", data={"csrf": csrf, "op": "delete", "ids": [prop]})
+    assert 'id="confirm"' in ask.text
+    assert "propA" in ask.text
+    data = {"csrf": csrf, "op": "delete", "ids": [prop], "confirmed": "1"}
+    done = wat.client.post("/properties/mass", data=data)
+    assert "1 done" in done.text
+    assert wat.client.get(f"/properties/{prop}").status_code == 404

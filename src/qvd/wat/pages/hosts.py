@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
+from qvd.wat.lists.choices import HOST_STATE_CHOICES
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
@@ -48,7 +49,7 @@ VIEW = ListView(
         Column("id", "Id", "number", acl="host.see.id"),
         Column("name", "Name", link="/hosts/{id}"),
         Column("address", "Address", acl="host.see.address"),
-        Column("state", "State", "state", acl="host.see.state"),
+        Column("state", "State", "state", acl="host.see.state", choices=HOST_STATE_CHOICES),
         Column("blocked", "Blocked", "bool", acl="host.see.block"),
         Column("number_of_vms", "VMs running", "number", acl="host.see.vms-info"),
         Column("number_of_vms_connected", "Users connected", "number", acl="host.see.vms-info"),

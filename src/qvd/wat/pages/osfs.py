@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
-from qvd.wat.lists import Column, ListView, MassAction, list_router
+from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
@@ -63,10 +63,12 @@ VIEW = ListView(
     live=("number_of_dis", "number_of_vms"),
     mass=(
         MassAction("delete", "Delete", "osf_delete", "osf.delete.", confirm=True),
-        MassAction("set_property", "Set property", "osf_update", "osf.update.properties"),
+        MassAction("set_property", "Set property", "osf_update", "osf.update.properties",
+                   inputs=(MassInput("key", "Key", max_len=1024), MassInput("value", "Value")),
+                   build=lambda v: {"__properties_changes__": {"set": {v["key"]: v["value"]}}}),
     ),
     acl="osf.see-main.",
-)
+)  # fmt: skip
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))

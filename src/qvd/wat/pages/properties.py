@@ -57,6 +57,7 @@ VIEW = ListView(
     mass=(MassAction("delete", "Delete", "property_delete", "property.manage.", confirm=True),),
     default_order=(("key", False),),
     acl="property.see-main.",
+    name_field="key",
 )
 
 router = APIRouter(include_in_schema=False)
