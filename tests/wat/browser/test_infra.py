@@ -42,7 +42,8 @@ def test_create_an_osf_find_it_and_see_its_di_and_tags(
 ) -> None:
     page = browser_page.page
     log_in(browser_page)
-    browser_page.goto("/osfs/new")
+    browser_page.goto("/osfs")
+    page.click("a#create")  # the list's "New"
     page.wait_for_selector("form#create")
     assert axe_violations(page) == []
     page.select_option("#f-tenant_id", str(live_wat.world.tenants["A"]))
