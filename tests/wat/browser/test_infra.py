@@ -100,14 +100,15 @@ def test_node_state_changes_live(
     browser_page.goto(f"/hosts/{host}")
     state = page.locator("#host-state")
     assert state.inner_text() == "running"
-    page.wait_for_selector("#host-live[data-live=open]", state="attached")
+    # the first push comes after the socket subscribed to the database's notifications
+    page.wait_for_selector("#host-live[data-live-updated]", state="attached", timeout=30000)
     with Session(live_wat.engine) as s, s.begin():
         s.execute(update(HostRuntime).where(HostRuntime.host_id == host).values(state="lost"))
-    page.wait_for_selector("#host-state[data-state=lost]", timeout=20000)
+    page.wait_for_selector("#host-state[data-state=lost]", timeout=30000)
     assert state.inner_text() == "lost"
     with Session(live_wat.engine) as s, s.begin():
         s.execute(update(HostRuntime).where(HostRuntime.host_id == host).values(state="stopping"))
-    page.wait_for_selector("#host-state:text-is('stopping')", timeout=20000)
+    page.wait_for_selector("#host-state:text-is('stopping')", timeout=30000)
     keep_screenshot(
         page, evidence_dir, "node", ("node1", "stopping", "Virtual machines on this node")
     )
@@ -115,12 +116,12 @@ def test_node_state_changes_live(
     browser_page.goto("/hosts")
     cell = page.locator(f"table#list tr[data-id='{host}'] td[data-field=state]")
     assert cell.inner_text() == "stopping"
-    page.wait_for_selector("table#list[data-live=open]", state="attached")
+    page.wait_for_selector("table#list[data-live-updated]", state="attached", timeout=30000)
     with Session(live_wat.engine) as s, s.begin():
         s.execute(update(HostRuntime).where(HostRuntime.host_id == host).values(state="running"))
     page.wait_for_selector(
         f"table#list tr[data-id='{host}'] td[data-field=state]:text-is('running')",
-        timeout=20000,
+        timeout=30000,
     )
 
 
