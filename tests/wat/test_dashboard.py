@@ -89,7 +89,7 @@ def test_the_numbers_match_the_database_and_follow_it(dash: DashWat) -> None:
     )  # fmt: skip
     assert numbers["users-connected"] == "1"
     assert numbers["blocked-vms"] == numbers["blocked-users"] == "1"
-    node_row = re.search(r'<tr data-id="%d">.*?</tr>' % dash.world.host, page, re.S)
+    node_row = re.search(rf'<tr data-id="{dash.world.host}">.*?</tr>', page, re.S)
     assert node_row is not None
     assert '<td data-field="number_of_vms">1</td>' in node_row.group(0)  # vmB has no node yet
 

@@ -102,7 +102,7 @@ COUNTERS: dict[str, tuple[Counter, ...]] = {
         *(
             Counter(
                 f"vms-{s}", _STATE_LABELS[s], "vm_get_list", {"state": s}, (*_VM, "vm.see.state")
-            )  # fmt: skip
+            )
             for s in VM_STATES
         ),
     ),
@@ -114,7 +114,7 @@ COUNTERS: dict[str, tuple[Counter, ...]] = {
             "user_get_list",
             {"number_of_vms_connected": {">": 0}},
             (*_USER, "user.see.vms-info"),
-        ),  # fmt: skip
+        ),
     ),
     "blocked": (
         Counter(
@@ -123,10 +123,10 @@ COUNTERS: dict[str, tuple[Counter, ...]] = {
             "vm_get_list",
             {"blocked": True},
             (*_VM, "vm.see.block"),
-        ),  # fmt: skip
+        ),
         Counter(
             "blocked-users", "Users", "user_get_list", {"blocked": True}, (*_USER, "user.see.block")
-        ),  # fmt: skip
+        ),
         Counter(
             "blocked-hosts",
             "Nodes",
@@ -134,10 +134,10 @@ COUNTERS: dict[str, tuple[Counter, ...]] = {
             {"blocked": True},
             (*_HOST, "host.see.block"),
             tenant_scoped=False,
-        ),  # fmt: skip
+        ),
         Counter(
             "blocked-dis", "Disk images", "di_get_list", {"blocked": True}, (*_DI, "di.see.block")
-        ),  # fmt: skip
+        ),
     ),
 }
 """The counter blocks of the page, in order."""
@@ -293,14 +293,12 @@ PANELS: dict[str, Panel] = {
     p.name: p
     for p in (
         Panel("nodes", "Nodes", _HOST, _nodes, _nodes_watch, superadmin=True),
-        Panel("dis", "Disk images", _DI + ("di.see.block",), _dis, _dis_watch),
+        Panel("dis", "Disk images", (*_DI, "di.see.block"), _dis, _dis_watch),
         Panel("errors", "Recent errors", ("log.see-main.",), _errors, _errors_watch),
-        Panel(
-            "vm-errors", "VMs with errors", (*_VM, "vm.see.state"), _vm_errors, _vm_errors_watch
-        ),  # fmt: skip
+        Panel("vm-errors", "VMs with errors", (*_VM, "vm.see.state"), _vm_errors, _vm_errors_watch),
         Panel(
             "expiring", "Close to expiry", (*_VM, "vm.see.expiration"), _expiring, _expiring_watch
-        ),  # fmt: skip
+        ),
     )
 }
 """The panels of the page, in order."""
