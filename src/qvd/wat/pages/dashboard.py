@@ -98,7 +98,7 @@ _DI = ("di.see-main.",)
 
 COUNTERS: dict[str, tuple[Counter, ...]] = {
     "vms": (
-        Counter("vms-total", "All", "vm_get_list", acls=_VM),
+        Counter("vms-total", "Total", "vm_get_list", acls=_VM),
         *(
             Counter(
                 f"vms-{s}", _STATE_LABELS[s], "vm_get_list", {"state": s}, (*_VM, "vm.see.state")
@@ -107,7 +107,7 @@ COUNTERS: dict[str, tuple[Counter, ...]] = {
         ),
     ),
     "users": (
-        Counter("users-total", "All", "user_get_list", acls=_USER),
+        Counter("users-total", "Total", "user_get_list", acls=_USER),
         Counter(
             "users-connected",
             "Connected",

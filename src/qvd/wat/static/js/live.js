@@ -106,6 +106,8 @@ class Follower {
 export function follow(element, query, onBody) {
   const key = element.id || element;
   const old = followers.get(key);
+  // wired twice (page load, then htmx's first htmx:load): the socket stays
+  if (old && old.element === element && old.query === query && !old.stopped) return old;
   if (old) old.stop();
   const follower = new Follower(element, query, onBody);
   followers.set(key, follower);
