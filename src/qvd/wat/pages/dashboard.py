@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,19 +316,31 @@ def panel_context(page: Page, panel: Panel) -> dict[str, Any]:
 # ------------------------------------------------------------------ routes
 
 
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qvd-wat-dashboard")
+"""The dashboard's reads run side by side: each is one action (a count over the list's
+joins), and with 10,000 VMs one after the other they take most of the page's time."""
+
+
 @router.get("/")
 def dashboard(page: ReadPage) -> Response:
-    blocks = []
-    for name, counters in COUNTERS.items():
-        shown = [(c, count(page, c), c.query(page)) for c in counters if c.visible(page)]
-        if shown:
-            blocks.append({"name": name, "title": COUNTER_TITLES[name], "counters": shown})
-    panels = [
-        {**panel_context(page, p), "query": p.watch(page)}
-        for p in PANELS.values()
-        if p.visible(page)
+    counters = {name: [c for c in group if c.visible(page)] for name, group in COUNTERS.items()}
+    panels = [p for p in PANELS.values() if p.visible(page)]
+    numbers = {c.key: _POOL.submit(count, page, c) for group in counters.values() for c in group}
+    contexts = [_POOL.submit(panel_context, page, p) for p in panels]
+    blocks = [
+        {
+            "name": name,
+            "title": COUNTER_TITLES[name],
+            "counters": [(c, numbers[c.key].result(), c.query(page)) for c in group],
+        }
+        for name, group in counters.items()
+        if group
     ]
-    return render(page, "dashboard.html", {"blocks": blocks, "panels": panels})
+    shown = [
+        {**future.result(), "query": p.watch(page)}
+        for p, future in zip(panels, contexts, strict=True)
+    ]
+    return render(page, "dashboard.html", {"blocks": blocks, "panels": shown})
 
 
 @router.get("/dashboard/panels/{name}")
