@@ -189,3 +189,13 @@ def test_ws_query_and_remaining() -> None:
     assert remaining(59) == "0 min"
     assert remaining(3 * 3600 + 600) == "3 h 10 min"
     assert remaining(None) == ""
+
+
+def test_the_dashboard_in_spanish(dash: DashWat) -> None:
+    csrf = dash.login()
+    r = dash.client.post("/settings/language", data={"language": "es", "next": "/", "csrf": csrf})
+    assert r.status_code == 303
+    page = dash.client.get("/").text
+    for spanish in ("Máquinas virtuales por estado", "Objetos bloqueados", "En ejecución",
+                 "Errores recientes", "Próximas a caducar", "RAM libre (MB)"):  # fmt: skip
+        assert spanish in page, spanish
