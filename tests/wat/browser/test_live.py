@@ -173,3 +173,23 @@ def _wait(page: Any, check: Any, seconds: float = 5.0) -> bool:
             return True
         page.wait_for_timeout(50)
     return bool(check())
+
+
+def test_an_ended_session_closes_the_socket_for_good(
+    browser_page: BrowserPage, live_wat: LiveWat
+) -> None:
+    page = browser_page.page
+    log_in(browser_page)
+    browser_page.goto("/vms")
+    page.wait_for_selector("table#list[data-live=open]")
+    _sql(live_wat, "DELETE FROM api_sessions")  # logged out elsewhere, or expired
+    # the next run (any change) finds no session: the API closes the socket with 4401
+    _sql(
+        live_wat,
+        "UPDATE vm_runtimes SET vm_state = 'starting' WHERE vm_id = :vm",
+        vm=live_wat.world.vms["A"],
+    )
+    page.wait_for_selector("table#list[data-live=closed]", state="attached")
+    page.wait_for_timeout(3000)  # longer than the first reconnection delay (0.25-0.5 s)
+    assert page.get_attribute("table#list", "data-live-reconnects") is None
+    assert page.get_attribute("table#list", "data-live") == "closed"
