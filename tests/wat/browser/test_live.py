@@ -52,7 +52,7 @@ def test_the_dashboard_follows_the_database(
     page = browser_page.page
     log_in(browser_page)
     browser_page.goto("/")
-    page.wait_for_selector("#count-vms-running[data-live=open]")
+    page.wait_for_selector("#dashboard[data-live=open]")
     page.wait_for_selector("#panel-nodes[data-live=open]")
     assert page.inner_text("#count-vms-running output") == "0"
     assert page.inner_text("#count-vms-stopped output") == "2"

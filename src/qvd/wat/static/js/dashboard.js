@@ -1,18 +1,33 @@
 // The dashboard's live blocks. Every [data-dash-query] element is followed over
 // /api/ws (live.js's follow: reconnects with backoff, data-live="open"|"closed"):
-// - a counter (it holds an [data-dash-total] output) shows the pushed list's total;
+// - the counters ([data-dash-stats]: qvd_objects_statistics) show the pushed
+//   statistics in their [data-stat="name" or "name.key"] outputs;
 // - a panel ([data-dash-panel="name"]) is fetched again from the WAT
 //   (GET /dashboard/panels/<name>) when the rows its socket watches change, and its
 //   [data-dash-body] replaced (server-rendered, the same template as the page).
 import { follow } from "/static/js/live.js";
 
-function showTotal(element, body) {
-  if (body.status !== 0 || typeof body.total !== "number") return;
-  const output = element.querySelector("[data-dash-total]");
-  const text = String(body.total);
-  if (output && output.textContent !== text) {
-    output.textContent = text;
-    element.dataset.dashChanged = String(performance.now());
+function statOf(stats, path) {
+  let value = stats;
+  for (const part of path.split(".")) {
+    value = value !== null && typeof value === "object" ? value[part] : undefined;
+  }
+  return typeof value === "number" ? value : undefined;
+}
+
+function showStats(element, body) {
+  if (body.status !== 0) return;
+  // QVD's shape: the statistics at the top of the body (and in rows[0])
+  const first = Array.isArray(body.rows) ? body.rows[0] : undefined;
+  const stats = first !== null && typeof first === "object" ? first : body;
+  for (const output of element.querySelectorAll("[data-stat]")) {
+    const value = statOf(stats, output.dataset.stat);
+    if (value === undefined) continue;
+    const text = String(value);
+    if (output.textContent !== text) {
+      output.textContent = text;
+      element.dataset.dashChanged = String(performance.now());
+    }
   }
 }
 
@@ -60,8 +75,8 @@ function wire(root) {
         // have missed changes
         if (body.status === 0 && (!first || reconnected)) refreshPanel(element);
       });
-    } else {
-      follow(element, query, (body) => showTotal(element, body));
+    } else if (element.dataset.dashStats !== undefined) {
+      follow(element, query, (body) => showStats(element, body));
     }
   }
 }
