@@ -193,3 +193,22 @@ def test_an_ended_session_closes_the_socket_for_good(
     page.wait_for_timeout(3000)  # longer than the first reconnection delay (0.25-0.5 s)
     assert page.get_attribute("table#list", "data-live-reconnects") is None
     assert page.get_attribute("table#list", "data-live") == "closed"
+
+
+def test_back_to_a_list_follows_again(browser_page: BrowserPage, live_wat: LiveWat) -> None:
+    """Leaving a page closes its sockets; coming back (from the browser's page cache
+    or by loading it again) follows the database again."""
+    page = browser_page.page
+    log_in(browser_page)
+    browser_page.goto("/vms")
+    page.wait_for_selector("table#list[data-live=open]")
+    browser_page.goto("/users")
+    page.wait_for_selector("table#list[data-object=user]")
+    page.wait_for_load_state("load")
+    # leaving quickly may cut the favicon's request short (the browser's, not the WAT's)
+    browser_page.allow(r"favicon\.svg net::ERR_ABORTED")
+    page.go_back()
+    page.wait_for_selector("table#list[data-live=open]")
+    vm = live_wat.world.vms["B"]
+    _sql(live_wat, "UPDATE vm_runtimes SET vm_state = 'zombie' WHERE vm_id = :vm", vm=vm)
+    _wait_text(page, f"table#list tr[data-id='{vm}'] td[data-field=state]", "zombie")

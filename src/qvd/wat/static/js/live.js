@@ -21,10 +21,16 @@ let leaving = false;
 window.addEventListener("pagehide", () => {
   leaving = true;
   for (const follower of followers.values()) follower.stop();
-  followers.clear();
 });
 window.addEventListener("pageshow", (event) => {
-  if (event.persisted) leaving = false; // back from the page cache: htmx/wat.js wire again
+  if (!event.persisted) return;
+  // back from the browser's page cache: the same document, its sockets closed on the
+  // way out; open them again (missed changes: the first push counts as a reconnection)
+  leaving = false;
+  for (const [key, follower] of followers) {
+    if (follower.element.isConnected) follower.resume();
+    else followers.delete(key);
+  }
 });
 
 function closeQuietly(socket) {
@@ -90,6 +96,14 @@ class Follower {
       this.element.dataset.liveReconnects = String(this.reconnects);
       this.connect();
     }, delay);
+  }
+
+  resume() {
+    this.stopped = false;
+    this.attempt = 0;
+    this.reconnects += 1;
+    this.element.dataset.liveReconnects = String(this.reconnects);
+    this.connect();
   }
 
   stop() {
