@@ -195,6 +195,6 @@ def test_the_dashboard_in_spanish(dash: DashWat) -> None:
     r = dash.client.post("/settings/language", data={"language": "es", "next": "/", "csrf": csrf})
     assert r.status_code == 303
     page = dash.client.get("/").text
-    for spanish in ("Máquinas virtuales por estado", "Objetos bloqueados", "En ejecución",
+    for spanish in ("Máquinas virtuales por estado", "Objetos bloqueados", "En marcha",
                  "Errores recientes", "Próximas a caducar", "RAM libre (MB)"):  # fmt: skip
         assert spanish in page, spanish
