@@ -249,6 +249,6 @@ def user_properties(
 
 
 @router.get("/users/{user_id:int}/{verb}")
-def user_form_reloaded(user_id: int, verb: str) -> Response:
+def user_form_reloaded(user_id: int, verb: str, page: ReadPage) -> Response:
     """A form's URL opened again (a reload after a refusal): back to the user's page."""
     return RedirectResponse(f"/users/{user_id}", status_code=303)

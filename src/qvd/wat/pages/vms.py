@@ -362,6 +362,6 @@ def vm_command(vm_id: int, verb: str, page: MutatingPage) -> Response:
 
 
 @router.get("/vms/{vm_id:int}/{verb}")
-def vm_command_reloaded(vm_id: int, verb: str) -> Response:
+def vm_command_reloaded(vm_id: int, verb: str, page: ReadPage) -> Response:
     """A button's URL opened again (a reload after a refusal): back to the VM's page."""
     return RedirectResponse(f"/vms/{vm_id}", status_code=303)
