@@ -16,9 +16,12 @@ from qvd.wat.pages.roles import (
     acl_groups,
     acl_summary,
     acls_of_roles,
+    load_one,
     missing,
     refusal_status,
     refusal_text,
+    role_choices,
+    seen_fields,
     tenant_options,
 )
 from qvd.wat.port import WatError
@@ -65,31 +68,17 @@ def _gone(page: Page) -> Response:
     )
 
 
-def _fields(page: Page) -> list[str]:
-    fields = ["id", "name", "language", "block"]
-    for name, acl in (
-        ("description", "administrator.see.description"),
-        ("role_map", "administrator.see.roles"),
-        ("creation_date", "administrator.see.creation-date"),
-        ("creation_admin_name", "administrator.see.created-by"),
-    ):
-        if page.can(acl):
-            fields.append(name)
-    if page.superadmin:
-        fields += ["tenant_id", "tenant_name"]
-    return fields
+_FIELDS_BY_ACL = (
+    ("description", "administrator.see.description"),
+    ("role_map", "administrator.see.roles"),
+    ("creation_date", "administrator.see.creation-date"),
+    ("creation_admin_name", "administrator.see.created-by"),
+)
 
 
 def _load(page: Page, admin_id: int) -> dict[str, Any] | None:
-    try:
-        rows = page.call(
-            "administrator_get_list", filters={"id": admin_id}, fields=_fields(page), limit=1
-        ).rows
-    except WatError as exc:
-        if refusal_status(exc) == 404:
-            return None
-        raise
-    return rows[0] if rows else None
+    fields = seen_fields(page, ["id", "name", "language", "block"], _FIELDS_BY_ACL)
+    return load_one(page, "administrator_get_list", admin_id, fields)
 
 
 def _effective(
@@ -110,20 +99,6 @@ def _effective(
         {"name": name, "via": sorted(r["name"] for r in roles if name in held.get(r["id"], ()))}
         for name in sorted(names)
     ]
-
-
-def _role_choices(page: Page, admin: Mapping[str, Any], taken: set[int]) -> list[tuple[int, str]]:
-    """Roles that could be given to the administrator: usable in its tenant."""
-    filters: dict[str, Any] | None = None
-    if page.superadmin and isinstance(admin.get("tenant_id"), int):
-        filters = {"tenant_id": [admin["tenant_id"], -1]}
-    try:
-        rows = page.call(
-            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
-        ).rows
-    except WatError:
-        return []
-    return [(int(r["id"]), str(r["name"])) for r in rows if r["id"] not in taken]
 
 
 def _show(
@@ -176,7 +151,9 @@ def _show(
         "can_language": page.can("administrator.update.language"),
         "can_description": page.can("administrator.update.description") and "description" in admin,
         "can_delete": page.can("administrator.delete."),
-        "role_choices": _role_choices(page, admin, {r["id"] for r in roles}) if can_roles else [],
+        "role_choices": role_choices(page, admin.get("tenant_id"), {r["id"] for r in roles})
+        if can_roles
+        else [],
     }
     return render(page, "administrators/detail.html", context, status=status)
 

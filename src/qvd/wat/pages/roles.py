@@ -25,10 +25,13 @@ __all__ = [
     "acl_groups",
     "acl_summary",
     "acls_of_roles",
+    "load_one",
     "missing",
     "refusal_status",
     "refusal_text",
+    "role_choices",
     "router",
+    "seen_fields",
     "tenant_options",
 ]
 
@@ -130,31 +133,54 @@ def tenant_options(page: Page) -> list[tuple[str, str]]:
     ]
 
 
-# ---- reading a role ------------------------------------------------------------------------
-def _role_fields(page: Page) -> list[str]:
-    fields = ["id", "name", "fixed", "internal"]
-    for name, acl in (
-        ("description", "role.see.description"),
-        ("role_map", "role.see.inherited-roles"),
-        ("acl_map", "role.see.acl-list"),
-    ):
-        if page.can(acl):
-            fields.append(name)
+def seen_fields(page: Page, always: list[str], by_acl: Iterable[tuple[str, str]]) -> list[str]:
+    """The fields to ask for: ``always``, each ``(field, acl)`` of ``by_acl`` the viewer
+    holds the ACL of, and the tenant's for a superadmin."""
+    fields = [*always, *(name for name, acl in by_acl if page.can(acl))]
     if page.superadmin:
         fields += ["tenant_id", "tenant_name"]
     return fields
 
 
-def _load_role(page: Page, role_id: int) -> dict[str, Any] | None:
+def load_one(page: Page, action: str, object_id: int, fields: list[str]) -> dict[str, Any] | None:
+    """One object by id through its ``*_get_list`` action; None when it is not there or
+    not the viewer's to see."""
     try:
-        rows = page.call(
-            "role_get_list", filters={"id": role_id}, fields=_role_fields(page), limit=1
-        ).rows
+        rows = page.call(action, filters={"id": object_id}, fields=fields, limit=1).rows
     except WatError as exc:
         if refusal_status(exc) == 404:
             return None
         raise
     return rows[0] if rows else None
+
+
+def role_choices(page: Page, tenant_id: object, taken: set[int]) -> list[tuple[int, str]]:
+    """Roles that could be given (to an administrator, or inherited by a role) in the
+    tenant ``tenant_id`` (known to a superadmin only): visible, usable there (its own or
+    the superadmins' roles), not in ``taken``."""
+    filters: dict[str, Any] | None = None
+    if page.superadmin and isinstance(tenant_id, int):
+        filters = {"tenant_id": [tenant_id, -1]}
+    try:
+        rows = page.call(
+            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
+        ).rows
+    except WatError:
+        return []
+    return [(int(r["id"]), str(r["name"])) for r in rows if r["id"] not in taken]
+
+
+# ---- reading a role ------------------------------------------------------------------------
+_ROLE_FIELDS_BY_ACL = (
+    ("description", "role.see.description"),
+    ("role_map", "role.see.inherited-roles"),
+    ("acl_map", "role.see.acl-list"),
+)
+
+
+def _load_role(page: Page, role_id: int) -> dict[str, Any] | None:
+    fields = seen_fields(page, ["id", "name", "fixed", "internal"], _ROLE_FIELDS_BY_ACL)
+    return load_one(page, "role_get_list", role_id, fields)
 
 
 def _inherited(role: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -213,25 +239,6 @@ def _result(effective: list[dict[str, Any]], denied: list[str]) -> list[dict[str
     return shown + [{"name": n, "in_effect": False, "own": False, "via": []} for n in denied]
 
 
-def _role_choices(page: Page, role: Mapping[str, Any], taken: set[int]) -> list[tuple[int, str]]:
-    """Roles this role could inherit: visible, usable in its tenant, not itself nor
-    already inherited."""
-    filters: dict[str, Any] | None = None
-    if page.superadmin and isinstance(role.get("tenant_id"), int):
-        filters = {"tenant_id": [role["tenant_id"], -1]}
-    try:
-        rows = page.call(
-            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
-        ).rows
-    except WatError:
-        return []
-    return [
-        (int(r["id"]), str(r["name"]))
-        for r in rows
-        if r["id"] != role["id"] and r["id"] not in taken
-    ]
-
-
 def _acl_choices(page: Page) -> list[tuple[str, list[Mapping[str, Any]]]]:
     try:
         rows = page.call("acl_get_list", fields=["id", "name"], order_by=[("name", False)]).rows
@@ -281,7 +288,7 @@ def _show_role(
         "can_edit": editable and page.can("role.update.name"),
         "can_delete": editable and page.can("role.delete."),
         "role_choices": (
-            _role_choices(page, role, {r["id"] for r in inherited})
+            role_choices(page, role.get("tenant_id"), {role["id"], *(r["id"] for r in inherited)})
             if editable and page.can("role.update.assign-role")
             else []
         ),
