@@ -1,6 +1,8 @@
 """WAT test fixtures: the API's app (the WAT mounted at ``/``) over a fresh database
-with the API tests' world (tenants A and B, their admins, users, VMs, a node), and an
-httpx client that keeps the session cookie like a browser."""
+with the API tests' world (tenants A and B, their admins, users, VMs, a node), an
+httpx client that keeps the session cookie like a browser, and the small helpers the
+server-side WAT tests share (an engine on the test database, the id a create form
+redirected to, a VM set running, an option's value)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
 from qvd.api import create_app
 from qvd.db import make_engine
+from qvd.db.models import VmRuntime
 from tests.api.asgi import asgi_client
 from tests.api.conftest import PASSWORD, World, api_config, build_world
 
-__all__ = ["Wat", "csrf_of"]
+__all__ = ["Wat", "created_id", "csrf_of", "engine", "option_value", "set_vm_runtime"]
 
 _CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -44,6 +49,45 @@ class Wat:
         )
         assert r.status_code == 303, r.text
         return csrf_of(self.client.get("/").text)
+
+    def act(self, csrf: str, action: str, **body: Any) -> dict[str, Any]:
+        """One API action (``POST /api``) the way the page's own script sends it: the
+        session cookie and the anti-CSRF header. The API's answer."""
+        r = self.client.post(
+            "/api", json={"action": action, **body}, headers={"X-CSRF-Token": csrf}
+        )
+        answer: dict[str, Any] = r.json()
+        return answer
+
+
+def created_id(location: str, path: str, done: str = "?done=created") -> int:
+    """The id in the redirect a create form answered with (``<path>/<id><done>``)."""
+    match = re.fullmatch(rf"{re.escape(path)}/(\d+){re.escape(done)}", location)
+    assert match, location
+    return int(match.group(1))
+
+
+def option_value(html: str, name: str) -> int:
+    """The value of the ``<option>`` showing ``name`` (an id)."""
+    match = re.search(r'<option value="(\d+)">' + re.escape(name) + "</option>", html)
+    assert match, f"no option {name!r}"
+    return int(match.group(1))
+
+
+def set_vm_runtime(engine: Engine, vm_id: int, **values: Any) -> None:
+    """Change a VM's runtime row as a node would (``vm_state``, ``host_id``, …)."""
+    with Session(engine) as s, s.begin():
+        s.execute(update(VmRuntime).where(VmRuntime.vm_id == vm_id).values(**values))
+
+
+@pytest.fixture
+def engine(db: Any) -> Iterator[Engine]:
+    """An engine on the test database (the one the ``wat`` fixture's API uses)."""
+    eng = make_engine(db)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, created_id, option_value
 
 _EFFECTIVE_ROW = re.compile(r'<tr data-acl="([^"]+)" data-effective="(yes|no)"')
 
@@ -17,9 +17,7 @@ def _create_role(wat: Wat, csrf: str, name: str, tenant: int | None = None) -> i
         data["tenant_id"] = str(tenant)
     r = wat.client.post("/roles/new", data=data)
     assert r.status_code == 303, r.text
-    match = re.fullmatch(r"/roles/(\d+)", r.headers["location"])
-    assert match, r.headers["location"]
-    return int(match.group(1))
+    return created_id(r.headers["location"], "/roles", done="")
 
 
 def _effective(html: str) -> dict[str, str]:
@@ -27,12 +25,6 @@ def _effective(html: str) -> dict[str, str]:
     table = html[html.index('<table id="effective"') :]
     table = table[: table.index("</table>")]
     return dict(_EFFECTIVE_ROW.findall(table))
-
-
-def _role_option(html: str, name: str) -> int:
-    match = re.search(r'<option value="(\d+)">' + re.escape(name) + "</option>", html)
-    assert match, f"no option {name!r}"
-    return int(match.group(1))
 
 
 def _section(html: str, ident: str) -> str:
@@ -46,7 +38,7 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     page = wat.client.get(f"/roles/{role}").text
     assert "<h1>desk operators</h1>" in page
     assert _effective(page) == {}
-    reader = _role_option(page, "VMs Reader")
+    reader = option_value(page, "VMs Reader")
 
     r = wat.client.post(
         f"/roles/{role}/roles", data={"csrf": csrf, "role": str(reader), "how": "inherit"}
