@@ -6,6 +6,7 @@ redirected to, a VM set running, an option's value)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
@@ -23,7 +25,16 @@ from qvd.db.models import VmRuntime
 from tests.api.asgi import asgi_client
 from tests.api.conftest import PASSWORD, World, api_config, build_world
 
-__all__ = ["Wat", "created_id", "csrf_of", "engine", "option_value", "set_vm_runtime"]
+__all__ = [
+    "Wat",
+    "created_id",
+    "csrf_of",
+    "engine",
+    "open_engine",
+    "option_value",
+    "serve_wat",
+    "set_vm_runtime",
+]
 
 _CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -80,9 +91,9 @@ def set_vm_runtime(engine: Engine, vm_id: int, **values: Any) -> None:
         s.execute(update(VmRuntime).where(VmRuntime.vm_id == vm_id).values(**values))
 
 
-@pytest.fixture
-def engine(db: Any) -> Iterator[Engine]:
-    """An engine on the test database (the one the ``wat`` fixture's API uses)."""
+@contextlib.contextmanager
+def open_engine(db: Any) -> Iterator[Engine]:
+    """An engine on the test database ``db``, disposed of at the end."""
     eng = make_engine(db)
     try:
         yield eng
@@ -91,11 +102,27 @@ def engine(db: Any) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def engine(db: Any) -> Iterator[Engine]:
+    """An engine on the test database (the one the ``wat`` fixture's API uses)."""
+    with open_engine(db) as eng:
+        yield eng
+
+
+@contextlib.contextmanager
+def serve_wat(engine: Engine, tmp_path: Path, *routers: APIRouter) -> Iterator[Wat]:
+    """The API's app (the WAT at ``/``, plus ``routers``) over ``engine`` with the API
+    tests' world built in it, and a client of it."""
+    world = build_world(engine)
+    app = create_app(api_config(tmp_path), engine)
+    for extra in routers:
+        app.include_router(extra)
+    with asgi_client(app) as client:
+        yield Wat(client, world)
+
+
+@pytest.fixture
 def wat(db: Any, tmp_path: Path) -> Iterator[Wat]:
-    engine = make_engine(db)
-    try:
-        world = build_world(engine)
-        with asgi_client(create_app(api_config(tmp_path), engine)) as client:
-            yield Wat(client, world)
-    finally:
-        engine.dispose()
+    """The WAT over the API tests' world (usable from other test directories: it needs
+    only the ``db`` fixture)."""
+    with open_engine(db) as engine, serve_wat(engine, tmp_path) as client:
+        yield client
