@@ -32,6 +32,33 @@ def _section(html: str, ident: str) -> str:
     return html[start : html.index("\n  </ul>", start)]  # the outer list's end
 
 
+def test_taking_back_a_grant_also_inherited_keeps_it_inherited(wat: Wat) -> None:
+    """'Remove' on a granted ACL takes back the grant; the API's unassign would deny an
+    ACL the role still inherits, and the editor must not leave that deny behind."""
+    csrf = wat.login()
+    role = _create_role(wat, csrf, "mac readers", wat.world.tenants["A"])
+    reader = option_value(wat.client.get(f"/roles/{role}").text, "VMs Reader")
+    for path, data in (
+        (f"/roles/{role}/roles", {"role": str(reader), "how": "inherit"}),
+        (f"/roles/{role}/acls", {"acl": "vm.see.mac", "how": "grant"}),
+        (f"/roles/{role}/acls", {"acl": "user.see-main.", "how": "grant"}),
+    ):
+        assert wat.client.post(path, data={"csrf": csrf, **data}).status_code == 303
+    for acl in ("vm.see.mac", "user.see-main."):
+        r = wat.client.post(
+            f"/roles/{role}/acls", data={"csrf": csrf, "acl": acl, "how": "ungrant"}
+        )
+        assert r.status_code == 303, r.text
+    page = wat.client.get(f"/roles/{role}").text
+    effective = _effective(page)
+    assert effective["vm.see.mac"] == "yes"  # inherited from VMs Reader still
+    assert "user.see-main." not in effective  # only granted here: gone
+    assert 'data-acl="vm.see.mac"' not in _section(page, "denied")
+    assert 'data-acl="vm.see.mac"' not in _section(page, "granted")
+    row = page[page.index('<tr data-acl="vm.see.mac"') :]
+    assert "this role" not in row[: row.index("</tr>")]
+
+
 def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     csrf = wat.login()
     role = _create_role(wat, csrf, "desk operators", wat.world.tenants["A"])

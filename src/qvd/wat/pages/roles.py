@@ -391,7 +391,31 @@ def change_acl(
     if key is None or not acl:
         page.flash("error", page.t("Choose an ACL and what to do with it."))
         return _show_role(page, role_id, status=400)
+    if how == "ungrant":
+        return _ungrant(page, role_id, acl)
     return _update(page, role_id, {"__acls_changes__": {key: [acl]}})
+
+
+def _ungrant(page: Page, role_id: int, acl: str) -> Response:
+    """Take back a grant made on the role. The API's unassign also denies an ACL the
+    role still inherits; taking back a grant must not deny, so such a deny is lifted
+    at once (the ACL stays as the inherited roles give it)."""
+    if _load_role(page, role_id) is None:
+        return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
+    try:
+        for key in ("unassign_acls", "assign_acls"):
+            page.call(
+                "role_update", filters={"id": role_id},
+                arguments={"__acls_changes__": {key: [acl]}},
+            )  # fmt: skip
+            role = _load_role(page, role_id)
+            denied = (role or {}).get("acl_map", {}).get("negative", [])
+            if acl not in denied:
+                break
+    except WatError as exc:
+        page.flash("error", refusal_text(exc))
+        return _show_role(page, role_id, status=refusal_status(exc))
+    return RedirectResponse(f"/roles/{role_id}", status_code=303)
 
 
 @router.post("/roles/{role_id}/roles")
