@@ -29,7 +29,15 @@ from tests.api.conftest import PASSWORD, World, build_world, running_api
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-__all__ = ["BrowserPage", "LiveWat", "axe_violations", "keep_screenshot", "log_in"]
+__all__ = [
+    "BrowserPage",
+    "LiveWat",
+    "WatPage",
+    "axe_violations",
+    "keep_screenshot",
+    "log_in",
+    "wat_pages",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parents[3] / "src/qvd/wat/vendor/node_modules/axe-core/axe.min.js"
@@ -144,15 +152,22 @@ def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
 
 
 def log_in(
-    bp: BrowserPage, name: str = "root", tenant: str = "*", password: str = PASSWORD
+    bp: BrowserPage,
+    name: str = "root",
+    tenant: str = "*",
+    password: str = PASSWORD,
+    language: str = "",
 ) -> None:
-    """Log in through the form (from wherever the page is) and wait for the dashboard."""
+    """Log in through the form (from wherever the page is) and wait for the dashboard;
+    ``language`` ("en", "es") is chosen on the form (and saved to the administrator)."""
     bp.goto("/login")
     tenant_box = bp.page.locator("#tenant")
     if tenant_box.count():
         tenant_box.fill(tenant)
     bp.page.fill("#login", name)
     bp.page.fill("#password", password)
+    if language:
+        bp.page.select_option("#language", language)
     bp.page.click("#login-form button[type=submit]")
     bp.page.wait_for_selector("#admin-name")
 
@@ -215,3 +230,61 @@ def keep_screenshot(page: Page, evidence_dir: Path, name: str, must_show: tuple[
     data = page.screenshot(path=str(path), full_page=True)
     assert _png_colours(data) > 8, f"{name}: the screenshot looks blank"
     return path
+
+
+# ---- the pages the WAT shows an administrator ------------------------------------------
+_DETAIL = re.compile(r"^(/[a-z]+)/(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class WatPage:
+    """A page to visit: ``kind`` is "dashboard", "list", "new" or "detail"; ``name`` is
+    the text the page's link showed (a detail page's object name)."""
+
+    path: str
+    kind: str
+    name: str = ""
+
+
+def _status(bp: BrowserPage, path: str) -> int:
+    """The HTTP status of ``path`` for this session, without navigating to it."""
+    answer = bp.page.request.get(bp.base + path, max_redirects=0)
+    try:
+        return answer.status
+    finally:
+        answer.dispose()
+
+
+def wat_pages(bp: BrowserPage) -> tuple[list[WatPage], list[str]]:
+    """The pages this logged-in administrator can reach, found the way they would: the
+    menu the WAT shows (``nav.menu a``), and from each list page its ``<list>/new`` link
+    and its first row's detail link (``<list>/<id>``). Menu entries that answer 404 are
+    areas not built yet: returned apart (second value) so suites grow with the WAT."""
+    bp.goto("/")
+    bp.page.wait_for_selector("nav.menu")
+    menu = bp.page.eval_on_selector_all(
+        "nav.menu a", "links => links.map(a => [a.getAttribute('href'), a.textContent.trim()])"
+    )
+    pages: list[WatPage] = []
+    missing: list[str] = []
+    for path, label in menu:
+        if _status(bp, path) == 404:
+            missing.append(path)
+            continue
+        pages.append(WatPage(path, "dashboard" if path == "/" else "list", label))
+        if path == "/":
+            continue
+        bp.goto(path)
+        new = bp.page.locator(f'main a[href="{path}/new"]')
+        if new.count() and _status(bp, f"{path}/new") != 404:
+            pages.append(WatPage(f"{path}/new", "new"))
+        links = bp.page.eval_on_selector_all(
+            "table#list tbody tr[data-id] a[href]",
+            "links => links.map(a => [a.getAttribute('href'), a.textContent.trim()])",
+        )
+        for href, text in links:
+            match = _DETAIL.match(href or "")
+            if match and match.group(1) == path and _status(bp, href) != 404:
+                pages.append(WatPage(href, "detail", text))
+                break
+    return pages, missing
