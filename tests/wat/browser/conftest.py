@@ -12,6 +12,7 @@ npm lockfile) in the page; ``keep_screenshot`` writes a PNG to the evidence dire
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 import zlib
@@ -36,6 +37,7 @@ __all__ = [
     "axe_violations",
     "keep_screenshot",
     "log_in",
+    "open_page",
     "wat_pages",
 ]
 
@@ -132,16 +134,16 @@ def _watch(bp: BrowserPage) -> None:
     )
 
 
-@pytest.fixture
-def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
-    """A fresh browser context (no cookies) on the live WAT; fails the test at teardown
-    on console errors, failed requests or page exceptions it did not allow."""
+@contextlib.contextmanager
+def open_page(chromium: Browser, base: str) -> Iterator[BrowserPage]:
+    """A fresh browser context (no cookies) on the WAT at ``base``; fails on exit on
+    console errors, failed requests or page exceptions it did not allow."""
     context = chromium.new_context(
         ignore_https_errors=True, viewport={"width": 1366, "height": 768}, locale="en-GB"
     )
     page = context.new_page()
     page.set_default_timeout(15000)
-    bp = BrowserPage(page, live_wat.base)
+    bp = BrowserPage(page, base)
     _watch(bp)
     try:
         yield bp
@@ -149,6 +151,14 @@ def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
         assert not unexpected, f"errors in the browser: {unexpected}"
     finally:
         context.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
+    """A fresh browser context (no cookies) on the live WAT; fails the test at teardown
+    on console errors, failed requests or page exceptions it did not allow."""
+    with open_page(chromium, live_wat.base) as bp:
+        yield bp
 
 
 def log_in(
