@@ -3,7 +3,7 @@
 Texts are collected by parsing, not by regular expressions over code:
 - templates (``src/qvd/wat/templates/**/*.html``): every ``_("…")`` call with a literal,
   found in the Jinja AST of the WAT's own environment;
-- Python (``src/qvd/wat/pages/*.py``, ``lists.py``): ``t("…")``, ``page.t("…")`` and
+- Python (``src/qvd/wat/**/*.py``: the pages, the list engine): ``t("…")``, ``page.t("…")`` and
   ``_("…")`` calls, the labels declared for later translation (``ListView`` titles,
   ``Column``/``MassAction``/``MenuItem`` labels, positional or by keyword) and any
   ``label=``/``title=`` keyword given a literal, and module constants (UPPER_CASE) that
@@ -11,7 +11,9 @@ Texts are collected by parsing, not by regular expressions over code:
 
 An entry is stale when its English text appears nowhere in the WAT: in no template
 (as any literal) and as no string constant in its Python. Labels that reach ``_`` through
-a variable (``_(item.label)``) are literals in the Python, so they count as used.
+a variable (``_(item.label)``) are literals in the Python, so they count as used; so do
+the display forms of the data model's values (``upload_stalled`` → "Upload stalled",
+as a page shows a state with ``_(state.replace("_", " ").capitalize())``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from jinja2 import nodes
 from qvd.wat.web import templates
 
 WAT = Path(__file__).resolve().parents[2] / "src/qvd/wat"
+MODELS = WAT.parent / "db/models.py"  # the data model: states and kinds the pages show
 CATALOGUE = WAT / "i18n/es"
 TEMPLATES = WAT / "templates"
-PYTHON = [*sorted((WAT / "pages").glob("*.py")), WAT / "lists.py"]
+PYTHON = sorted(p for p in WAT.rglob("*.py") if "node_modules" not in p.parts)
 
 # constructor → index of its positional label argument
 LABELLED = {"ListView": 2, "Column": 1, "MassAction": 1, "MenuItem": 1}
@@ -153,9 +156,10 @@ def all_literals() -> set[str]:
     found: set[str] = set()
     for path in sorted(TEMPLATES.rglob("*.html")):
         found |= template_literals(path)
-    for path in sorted(WAT.rglob("*.py")):
+    for path in PYTHON:
         found |= python_literals(path)
-    return found
+    values = python_literals(MODELS)
+    return found | {v.replace("_", " ").capitalize() for v in values if v.isidentifier()}
 
 
 def catalogue_files() -> list[Path]:
