@@ -117,10 +117,20 @@ def live_wat(db: Any, tmp_path: Path) -> Iterator[LiveWat]:
         engine.dispose()
 
 
+def _benign(failure: str | None, url: str) -> bool:
+    """A request failure that says nothing about the WAT: a WebSocket closed by leaving
+    the page, a static file (icon, stylesheet) whose load a navigation cut short (a real
+    failure to serve one shows as an HTTP status in the console)."""
+    if url.startswith(("wss:", "ws:")):
+        return True
+    return failure == "net::ERR_ABORTED" and "/static/" in url
+
+
 def _watch(bp: BrowserPage) -> None:
     def console(message: ConsoleMessage) -> None:
         if message.type == "error":
-            bp.errors.append(f"console: {message.text}")
+            where = message.location.get("url", "") if message.location else ""
+            bp.errors.append(f"console: {message.text}" + (f" [{where}]" if where else ""))
 
     bp.page.on("console", console)
     bp.page.on("pageerror", lambda exc: bp.errors.append(f"pageerror: {exc}"))
@@ -128,7 +138,7 @@ def _watch(bp: BrowserPage) -> None:
         "requestfailed",
         lambda req: (
             bp.errors.append(f"requestfailed: {req.url} {req.failure}")
-            if not req.url.startswith("wss:")
+            if not _benign(req.failure, req.url)
             else None
         ),
     )

@@ -31,7 +31,6 @@ FOCUSED = """() => {
     text: (el.textContent || el.value || "").trim().slice(0, 40),
     inHeader: !!el.closest("header"), inMenu: !!el.closest("nav.menu"),
     skip: el.classList.contains("skip"),
-    focusVisible: el.matches(":focus-visible"),
     outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
     shadow: style.boxShadow !== "none",
     width: box.width, height: box.height,
@@ -70,7 +69,7 @@ def keyboard_problems(bp: BrowserPage, with_menu: bool) -> list[str]:
         if seen and key == seen[0]:
             break  # wrapped around
         seen.append(key)
-        if not (el["focusVisible"] and (el["outline"] or el["shadow"])):
+        if not (el["outline"] or el["shadow"]):
             problems.append(f"tab stop {stop + 1} shows no focus outline: {key}")
         if el["width"] < 1 or el["height"] < 1 or not el["onScreen"]:
             problems.append(f"tab stop {stop + 1} is focused but not on screen: {key}")
