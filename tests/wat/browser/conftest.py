@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import make_engine
+from qvd.wat.pages import ROUTERS
 from tests.api.conftest import PASSWORD, World, build_world, running_api
 
 pytest.importorskip("playwright.sync_api")
@@ -38,6 +39,7 @@ __all__ = [
     "keep_screenshot",
     "log_in",
     "open_page",
+    "routed",
     "wat_pages",
 ]
 
@@ -308,3 +310,29 @@ def wat_pages(bp: BrowserPage) -> tuple[list[WatPage], list[str]]:
                 pages.append(WatPage(href, "detail", text))
                 break
     return pages, missing
+
+
+# ---- which URLs the WAT routes (areas are built in parallel) ---------------------------
+def _route_rule(path: str) -> re.Pattern[str]:
+    """A route's path as a regular expression (``{x:int}`` digits, ``{x}`` one segment)."""
+    rule = re.sub(r"\\\{[a-z_]+:int\\\}", r"\\d+", re.escape(path))
+    return re.compile("^" + re.sub(r"\\\{[a-z_]+(:[a-z]+)?\\\}", "[^/]+", rule) + "$")
+
+
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, into included routers (the WAT's have no prefixes)."""
+    for route in routes:
+        if hasattr(route, "path"):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+
+
+def routed(url: str, method: str = "GET") -> bool:
+    """Whether the WAT has a page route for ``url`` (a sample URL: ``/vms/1/start``)."""
+    return any(
+        _route_rule(route.path).match(url) and method in (getattr(route, "methods", None) or ())
+        for router in ROUTERS
+        for route in _routes(router.routes)
+    )

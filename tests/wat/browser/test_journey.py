@@ -31,7 +31,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from qvd.api import serve
-from qvd.wat.pages import ROUTERS
 from tests.api.conftest import PASSWORD, add_admin, api_config
 from tests.conftest import free_port
 from tests.e2e.node import L7rNode
@@ -41,7 +40,7 @@ from tests.hkd.conftest import lxc_storage as lxc_storage
 from tests.hkd.conftest import run_dir as run_dir
 from tests.hkd.conftest import test_image as test_image
 from tests.hkd.conftest import wait_for
-from tests.wat.browser.conftest import BrowserPage, keep_screenshot, log_in, open_page
+from tests.wat.browser.conftest import BrowserPage, keep_screenshot, log_in, open_page, routed
 
 pytestmark = [pytest.mark.lxc, pytest.mark.timeout(900)]
 
@@ -49,28 +48,18 @@ START_TIMEOUT = 180_000  # ms: an LXC desktop's start (a DI unpacked the first t
 TENANT = 1  # the seeded tenant "default"
 
 # What the journey needs of the other areas' pages (sample URLs the WAT must route).
-JOURNEY_URLS = ("/users/new", "/vms/new", "/vms/1/start", "/vms/1/stop", "/osfs/1/tags", "/logs")
-
-
-def _route_rule(path: str) -> re.Pattern[str]:
-    """A route's path as a regular expression (``{x:int}`` digits, ``{x}`` one segment)."""
-    rule = re.sub(r"\\\{[a-z_]+:int\\\}", r"\\d+", re.escape(path))
-    return re.compile("^" + re.sub(r"\\\{[a-z_]+(:[a-z]+)?\\\}", "[^/]+", rule) + "$")
-
-
-def _paths(routes: list[Any]) -> Iterator[str]:
-    """Every route path, into included routers (the WAT's have no prefixes)."""
-    for route in routes:
-        if hasattr(route, "path"):
-            yield route.path
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            yield from _paths(inner.routes)
+JOURNEY_URLS = (
+    ("POST", "/users/new"),
+    ("POST", "/vms/new"),
+    ("POST", "/vms/1/start"),
+    ("POST", "/vms/1/stop"),
+    ("POST", "/osfs/1/tags"),
+    ("GET", "/logs"),
+)
 
 
 def missing_routes() -> list[str]:
-    rules = [_route_rule(path) for router in ROUTERS for path in _paths(router.routes)]
-    return [url for url in JOURNEY_URLS if not any(rule.match(url) for rule in rules)]
+    return [url for method, url in JOURNEY_URLS if not routed(url, method)]
 
 
 # ---- the node's world and the API over it --------------------------------------------
