@@ -197,3 +197,39 @@ def test_another_tenants_objects_answer_a_clear_accessible_404(
         assert not problems, report({path: problems})
         checked.append(path)
     assert checked or not routed("/vms/1"), "the VM page is routed but was not checked"
+
+
+def tab_to(bp: BrowserPage, selector: str, limit: int = 60) -> None:
+    """Press Tab until the element ``selector`` has the focus."""
+    for _ in range(limit):
+        bp.page.keyboard.press("Tab")
+        if bp.page.evaluate("(sel) => document.activeElement?.matches(sel) ?? false", selector):
+            return
+    raise AssertionError(f"{limit} Tabs never reached {selector}")
+
+
+def test_keyboard_only_log_in_open_the_vms_and_a_vm(browser_page: BrowserPage) -> None:
+    """No mouse: type into the login form (its first field has the focus), Enter; Tab to
+    the menu's VM list, Enter; Tab to a VM's link, Enter."""
+    page = browser_page.page
+    browser_page.goto("/login")
+    page.wait_for_selector("#login-form")
+    page.keyboard.type("root")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-for-tests")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("#admin-name")
+    tab_to(browser_page, 'nav.menu a[href="/vms"]')
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("table#list tbody tr[data-id]")
+    assert page.url.endswith("/vms")
+    tab_to(browser_page, "table#list tbody tr[data-id] a")
+    target = page.evaluate("() => document.activeElement.getAttribute('href')")
+    assert target.startswith("/")
+    if routed(target):  # the VM page is built
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.url.endswith(target)
+        page.wait_for_selector("h1")
