@@ -39,6 +39,7 @@ __all__ = [
     "keep_screenshot",
     "log_in",
     "open_page",
+    "route_of",
     "routed",
     "wat_pages",
 ]
@@ -277,37 +278,69 @@ def _status(bp: BrowserPage, path: str) -> int:
         answer.dispose()
 
 
+def _is_page(bp: BrowserPage, path: str) -> bool:
+    """Whether ``path`` answers an HTML page (not a 404, a redirect or a CSV download)."""
+    answer = bp.page.request.get(bp.base + path, max_redirects=0)
+    try:
+        kind = answer.headers.get("content-type", "")
+        return answer.status == 200 and kind.startswith("text/html")
+    finally:
+        answer.dispose()
+
+
+def _links(bp: BrowserPage, selector: str) -> list[tuple[str, str]]:
+    found: list[list[str]] = bp.page.eval_on_selector_all(
+        selector, "links => links.map(a => [a.getAttribute('href') || '', a.textContent.trim()])"
+    )
+    return [(href.split("#")[0], text) for href, text in found]
+
+
 def wat_pages(bp: BrowserPage) -> tuple[list[WatPage], list[str]]:
     """The pages this logged-in administrator can reach, found the way they would: the
-    menu the WAT shows (``nav.menu a``), and from each list page its ``<list>/new`` link
-    and its first row's detail link (``<list>/<id>``). Menu entries that answer 404 are
-    areas not built yet: returned apart (second value) so suites grow with the WAT."""
+    menu the WAT shows (``nav.menu a``); from each list page its links below it
+    (``<list>/new``: "new", ``<list>/staging``: "sub") and its first row's detail link
+    (``<list>/<id>``: "detail"); from that detail page its links below it
+    (``/osfs/<id>/tags``: "sub"). Only HTML pages are kept (no downloads). Menu entries
+    that answer 404 are areas not built yet: returned apart (second value) so suites
+    grow with the WAT."""
     bp.goto("/")
     bp.page.wait_for_selector("nav.menu")
-    menu = bp.page.eval_on_selector_all(
-        "nav.menu a", "links => links.map(a => [a.getAttribute('href'), a.textContent.trim()])"
-    )
+    menu = _links(bp, "nav.menu a")
     pages: list[WatPage] = []
+    seen: set[str] = set()
     missing: list[str] = []
+
+    def add(path: str, kind: str, name: str = "") -> None:
+        """One page per route: ``/configs/<token>`` once, not once per token."""
+        route = route_of(path) or path
+        if route not in seen and _is_page(bp, path):
+            seen.add(route)
+            pages.append(WatPage(path, kind, name))
+
     for path, label in menu:
         if _status(bp, path) == 404:
             missing.append(path)
             continue
-        pages.append(WatPage(path, "dashboard" if path == "/" else "list", label))
+        add(path, "dashboard" if path == "/" else "list", label)
         if path == "/":
             continue
         bp.goto(path)
-        new = bp.page.locator(f'main a[href="{path}/new"]')
-        if new.count() and _status(bp, f"{path}/new") != 404:
-            pages.append(WatPage(f"{path}/new", "new"))
-        links = bp.page.eval_on_selector_all(
-            "table#list tbody tr[data-id] a[href]",
-            "links => links.map(a => [a.getAttribute('href'), a.textContent.trim()])",
-        )
-        for href, text in links:
-            match = _DETAIL.match(href or "")
-            if match and match.group(1) == path and _status(bp, href) != 404:
-                pages.append(WatPage(href, "detail", text))
+        found = [h for h, _ in _links(bp, f'main a[href^="{path}/"]')]
+        if f"{path}/new" in found:  # the new page's own links (upload → staging)
+            bp.goto(f"{path}/new")
+            found += [h for h, _ in _links(bp, f'main a[href^="{path}/"]')]
+            bp.goto(path)
+        for href in found:
+            if not _DETAIL.match(href) and "?" not in href:
+                add(href, "new" if href == f"{path}/new" else "sub")
+        for href, text in _links(bp, "table#list tbody tr[data-id] a[href]"):
+            match = _DETAIL.match(href)
+            if match and match.group(1) == path and _is_page(bp, href):
+                add(href, "detail", text)
+                bp.goto(href)
+                for below, _ in _links(bp, f'main a[href^="{href}/"]'):
+                    if "?" not in below:
+                        add(below, "sub")
                 break
     return pages, missing
 
@@ -329,10 +362,16 @@ def _routes(routes: list[Any]) -> Iterator[Any]:
             yield from _routes(inner.routes)
 
 
+def route_of(url: str, method: str = "GET") -> str | None:
+    """The path of the WAT's route that answers ``url`` (``/vms/{vm_id:int}``), if any."""
+    for router in ROUTERS:
+        for route in _routes(router.routes):
+            methods = getattr(route, "methods", None) or ()
+            if method in methods and _route_rule(route.path).match(url.split("?")[0]):
+                return str(route.path)
+    return None
+
+
 def routed(url: str, method: str = "GET") -> bool:
     """Whether the WAT has a page route for ``url`` (a sample URL: ``/vms/1/start``)."""
-    return any(
-        _route_rule(route.path).match(url) and method in (getattr(route, "methods", None) or ())
-        for router in ROUTERS
-        for route in _routes(router.routes)
-    )
+    return route_of(url, method) is not None
