@@ -51,6 +51,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+# ---- a real browser (the WAT's browser tests, and its attack tests in tests/security) ----
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Any]:
+    """Playwright, once per session wherever the browser tests live (two session
+    instances would clash); see ``tests/wat/browser/conftest.py``."""
+    from tests.wat.browser.conftest import start_playwright
+
+    yield from start_playwright()
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright_driver: Any) -> Iterator[Any]:
+    """Debian's Chromium, headless, once per session."""
+    from tests.wat.browser.conftest import launch_chromium
+
+    yield from launch_chromium(playwright_driver)
+
+
 # ---- disk images -----------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def test_image_qcow2() -> Path:

@@ -41,3 +41,18 @@ def test_number_of_acls_in_admin(api: Api, world: World, api_engine: Engine) -> 
     r = api.act("number_of_acls_in_admin", sid=api.login("reader", "tenantA"),
                 filters={"admin_id": world.admins["A"]})  # fmt: skip
     assert r["status"] == 4210
+
+
+def test_an_administrator_shows_who_created_it(api: Api, world: World) -> None:
+    sid = api.login("root")
+    arguments = {"name": "made-by-root", "password": "pw-made-1", "tenant_id": world.tenants["A"]}
+    new = _ok(api.act("administrator_create", sid=sid, arguments=arguments))["rows"][0]["id"]
+    fields = ["id", "creation_admin_id", "creation_admin_name"]
+    r = _ok(api.act("administrator_get_list", sid=sid, filters={"id": new}, fields=fields))
+    assert r["rows"][0]["creation_admin_name"] == "root"
+    assert isinstance(r["rows"][0]["creation_admin_id"], int)
+    role = _ok(
+        api.act("role_create", sid=sid, arguments={"name": "r1", "tenant_id": world.tenants["A"]})
+    )["rows"][0]["id"]
+    r = _ok(api.act("role_get_list", sid=sid, filters={"id": role}, fields=["creation_admin_name"]))
+    assert r["rows"][0]["creation_admin_name"] == "root"

@@ -69,3 +69,36 @@ def test_number_of_acls_in_role_errors(api: Api, world: World, api_engine: Engin
     r = api.act("number_of_acls_in_role", sid=api.login("reader", "tenantA"),
                 filters={"role_id": world.roles["A"]})  # fmt: skip
     assert r["status"] == 4210
+
+
+# ---- deny and lift a deny ----------------------------------------------------------------
+def test_assigning_a_denied_acl_lifts_the_deny_and_keeps_inheritance(
+    api: Api, world: World, api_engine: Engine
+) -> None:
+    sid = api.login("root")
+    reader = _role_id(api_engine, "VMs Reader")
+    arguments = {"name": "lifted", "tenant_id": world.tenants["A"], "__roles__": [reader]}
+    role = _ok(api.act("role_create", sid=sid, arguments=arguments))["rows"][0]["id"]
+
+    def acl_map() -> dict[str, list[str]]:
+        r = _ok(api.act("role_get_list", sid=sid, filters={"id": role}, fields=["acl_map"]))
+        got: dict[str, list[str]] = r["rows"][0]["acl_map"]
+        return got
+
+    def change(key: str, name: str) -> None:
+        _ok(api.act("role_update", sid=sid, filters={"id": role},
+                    arguments={"__acls_changes__": {key: [name]}}))  # fmt: skip
+
+    change("unassign_acls", "vm.see.ip")  # inherited: denied
+    assert acl_map()["negative"] == ["vm.see.ip"]
+    assert "vm.see.ip" not in acl_map()["positive"]
+    change("assign_acls", "vm.see.ip")  # the deny lifted: inherited again, not granted here
+    assert acl_map()["negative"] == []
+    assert "vm.see.ip" in acl_map()["positive"]
+    _ok(api.act("role_update", sid=sid, filters={"id": role},
+                arguments={"__roles_changes__": {"unassign_roles": [reader]}}))  # fmt: skip
+    assert acl_map()["positive"] == []  # nothing was granted on the role itself
+    change("unassign_acls", "user.see-main.")  # not held: nothing to deny
+    assert acl_map()["negative"] == []
+    change("assign_acls", "user.see-main.")  # not denied: a plain grant
+    assert acl_map()["positive"] == ["user.see-main."]

@@ -89,16 +89,18 @@ class BrowserPage:
         return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
 
 
-@pytest.fixture(scope="session")
-def playwright_driver() -> Iterator[Playwright]:
+def start_playwright() -> Iterator[Playwright]:
+    """The body of the session fixture ``playwright_driver`` (``tests/conftest.py``:
+    one per session for the WAT's browser tests and its attack tests in
+    ``tests/security``: two would clash, each runs its own event loop)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/deps-wat.sh (./qvd.sh test does)")
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
-def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+def launch_chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    """The body of the session fixture ``chromium`` (``tests/conftest.py``)."""
     browser = playwright_driver.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from qvd.api.actions.core import (
     Action,
@@ -76,10 +76,12 @@ def tenant_fields(tenant_id: Expr) -> dict[str, Field]:
 
 
 def created_fields(obj: str, table: Any) -> dict[str, Field]:
+    # an alias: for administrators the creator is another row of the same table
+    creator_row = aliased(Administrator)
     creator = (
-        select(Administrator.name)
-        .where(Administrator.id == table.creation_admin_id)
-        .correlate_except(Administrator)
+        select(creator_row.name)
+        .where(creator_row.id == table.creation_admin_id)
+        .correlate_except(creator_row)
         .scalar_subquery()
     )
     return {

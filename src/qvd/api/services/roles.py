@@ -1,6 +1,6 @@
 """Roles and ACLs: a role grants ACLs, inherits other roles, and may deny an ACL it
-would inherit (reference §5.4-5.6). Built-in roles (tenant -1, ``fixed``) are shared
-by every tenant and cannot be changed.
+would inherit (reference §5.4-5.6); assigning an ACL the role denies lifts the deny.
+Built-in roles (tenant -1, ``fixed``) are shared by every tenant and cannot be changed.
 
 ``number_of_acls_in_role`` (and ``number_of_acls_in_admin`` in ``administrators``)
 count ACLs by name pattern, for the WAT's ACL tree ("12 of 40 vm ACLs"). Filters:
@@ -205,7 +205,20 @@ def _set_acl(session: Session, role_id: int, acl_id: int, positive: bool) -> Non
 
 
 def _assign_acls(session: Session, role: Role, acl_ids: list[int]) -> None:
+    """Grant each ACL; one the role denies gets its deny lifted, and is granted on the
+    role only when no inherited role gives it back (so that inheritance stays live)."""
     for acl_id in acl_ids:
+        denied = (
+            AclRoleRelation.role_id == role.id,
+            AclRoleRelation.acl_id == acl_id,
+            AclRoleRelation.positive.is_(False),
+        )
+        if session.scalar(select(AclRoleRelation.acl_id).where(*denied)) is not None:
+            session.execute(delete(AclRoleRelation).where(*denied))
+            session.flush()
+            name = session.scalar(select(Acl.name).where(Acl.id == acl_id))
+            if name in role_acls(session, role.id):
+                continue
         _set_acl(session, role.id, acl_id, True)
 
 

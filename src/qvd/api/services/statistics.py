@@ -7,38 +7,59 @@ any ``stats`` ACL of its object, as in QVD.
 ``{id, name, number_of_vms}`` (VMs not stopped), most populated first;
 ``vms_with_expiration_date`` lists the VMs whose hard expiration is still ahead, soonest
 first, as ``{id, name, expiration, remaining_time}`` (``remaining_time`` in seconds).
+
+Beyond QVD: ``vms_by_state`` (``{state: count}``, every VM state) and ``dis_by_state``
+(``{state: count}``, the states some DI is in), so that a dashboard follows every
+state change over one ``/api/ws`` socket; and a superadmin may narrow the counts to
+one tenant with the filter ``{"tenant_id": N}`` (nodes are global: their counts stay
+whole). Any other filter, or ``tenant_id`` from a tenant administrator, is refused
+(4220), as the list actions refuse it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, true
 
 from qvd.api.actions.core import Action, ActionRequest, ActionResult, Ctx
+from qvd.api.actions.principal import Principal
+from qvd.api.errors import Forbidden, InvalidRequest, Status
 from qvd.api.services.common import in_scope
-from qvd.db.models import Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
+from qvd.db.models import VM_STATES, Di, DiRuntime, Host, HostRuntime, Osf, User, Vm, VmRuntime
 
 __all__ = ["ACTIONS", "statistics"]
 
 
-def _tenant(ctx: Ctx, col: Any) -> Any:
-    return in_scope(col)(ctx.principal)
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What the statistics run with: the transaction, the caller and, for a superadmin,
+    the one tenant asked for (None: every tenant the caller sees)."""
+
+    session: Any
+    principal: Principal
+    tenant_id: int | None = None
 
 
-def _count(ctx: Ctx, stmt: Any) -> int:
+def _tenant(ctx: _Scope, col: Any) -> Any:
+    scope = in_scope(col)(ctx.principal)
+    return scope if ctx.tenant_id is None else scope & (col == ctx.tenant_id)
+
+
+def _count(ctx: _Scope, stmt: Any) -> int:
     return int(ctx.session.scalar(stmt) or 0)
 
 
-def _users(ctx: Ctx, *where: Any) -> int:
+def _users(ctx: _Scope, *where: Any) -> int:
     return _count(
         ctx, select(func.count()).select_from(User).where(_tenant(ctx, User.tenant_id), *where)
     )
 
 
-def _in_vms(ctx: Ctx, *columns: Any) -> Any:
+def _in_vms(ctx: _Scope, *columns: Any) -> Any:
     """``columns`` over the caller's VMs with their runtimes."""
     return (
         select(*columns)
@@ -49,16 +70,16 @@ def _in_vms(ctx: Ctx, *columns: Any) -> Any:
     )
 
 
-def _vms(ctx: Ctx, *where: Any) -> int:
+def _vms(ctx: _Scope, *where: Any) -> int:
     return _count(ctx, _in_vms(ctx, func.count()).where(*where))
 
 
-def _hosts(ctx: Ctx, *where: Any) -> int:
+def _hosts(ctx: _Scope, *where: Any) -> int:
     stmt = select(func.count()).select_from(Host).join(HostRuntime, HostRuntime.host_id == Host.id)
     return _count(ctx, stmt.where(true(), *where))
 
 
-def _dis(ctx: Ctx, *where: Any) -> int:
+def _dis(ctx: _Scope, *where: Any) -> int:
     stmt = (
         select(func.count())
         .select_from(Di)
@@ -69,7 +90,7 @@ def _dis(ctx: Ctx, *where: Any) -> int:
     return _count(ctx, stmt)
 
 
-def _top_hosts(ctx: Ctx) -> list[dict[str, Any]]:
+def _top_hosts(ctx: _Scope) -> list[dict[str, Any]]:
     running = func.count(VmRuntime.vm_id)
     rows = ctx.session.execute(
         select(Host.id, Host.name, running)
@@ -80,12 +101,12 @@ def _top_hosts(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"id": r[0], "name": r[1], "number_of_vms": int(r[2])} for r in rows]
 
 
-def _connected_users(ctx: Ctx) -> int:
+def _connected_users(ctx: _Scope) -> int:
     stmt = _in_vms(ctx, func.count(func.distinct(Vm.user_id)))
     return _count(ctx, stmt.where(VmRuntime.user_state == "connected"))
 
 
-def _expiring(ctx: Ctx) -> list[dict[str, Any]]:
+def _expiring(ctx: _Scope) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
     rows = ctx.session.execute(
         _in_vms(ctx, Vm.id, Vm.name, VmRuntime.vm_expiration_hard)
@@ -103,7 +124,26 @@ def _expiring(ctx: Ctx) -> list[dict[str, Any]]:
     ]
 
 
-_STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
+def _vms_by_state(ctx: _Scope) -> dict[str, int]:
+    rows = ctx.session.execute(
+        _in_vms(ctx, VmRuntime.vm_state, func.count()).group_by(VmRuntime.vm_state)
+    )
+    return {state: 0 for state in VM_STATES} | {str(s): int(n) for s, n in rows}
+
+
+def _dis_by_state(ctx: _Scope) -> dict[str, int]:
+    rows = ctx.session.execute(
+        select(DiRuntime.state, func.count())
+        .select_from(Di)
+        .join(Osf, Osf.id == Di.osf_id)
+        .join(DiRuntime, DiRuntime.di_id == Di.id)
+        .where(_tenant(ctx, Osf.tenant_id))
+        .group_by(DiRuntime.state)
+    )
+    return {str(s): int(n) for s, n in rows}
+
+
+_STATS: dict[str, tuple[str, Callable[[_Scope], Any]]] = {
     "users_count": (r"^user\.stats\.", lambda c: _users(c)),
     "blocked_users_count": ("user.stats.blocked", lambda c: _users(c, User.blocked.is_(True))),
     "connected_users_count": (
@@ -133,16 +173,40 @@ _STATS: dict[str, tuple[str, Callable[[Ctx], Any]]] = {
     ),
     "dis_count": (r"^di\.stats\.", lambda c: _dis(c)),
     "blocked_dis_count": ("di.stats.blocked", lambda c: _dis(c, Di.blocked.is_(True))),
+    "vms_by_state": (r"^vm\.stats\.", _vms_by_state),
+    "dis_by_state": (r"^di\.stats\.", _dis_by_state),
 }
 
 
-def statistics(ctx: Ctx) -> dict[str, Any]:
-    """Every statistic the caller's ACLs allow."""
-    return {name: fn(ctx) for name, (acl, fn) in _STATS.items() if ctx.principal.can(acl)}
+def statistics(ctx: Ctx, tenant_id: int | None = None) -> dict[str, Any]:
+    """Every statistic the caller's ACLs allow (within ``tenant_id`` when given)."""
+    scope = _Scope(ctx.session, ctx.principal, tenant_id)
+    return {name: fn(scope) for name, (acl, fn) in _STATS.items() if ctx.principal.can(acl)}
+
+
+def _tenant_filter(principal: Principal, filters: Any) -> int | None:
+    """The tenant a superadmin narrows the counts to (``{"tenant_id": N}``)."""
+    if filters in (None, {}, []):
+        return None
+    if not isinstance(filters, dict) or set(filters) != {"tenant_id"}:
+        raise InvalidRequest(
+            'qvd_objects_statistics: the only filter is {"tenant_id": N}', Status.FORBIDDEN_FILTER
+        )
+    if not principal.superadmin:
+        raise Forbidden(
+            "qvd_objects_statistics: only superadmins filter by tenant_id", Status.FORBIDDEN_FILTER
+        )
+    value = filters["tenant_id"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            "qvd_objects_statistics: tenant_id must be a tenant's id", Status.BAD_FILTER_VALUE
+        )
+    return value
 
 
 def _handler(ctx: Ctx, req: ActionRequest) -> ActionResult:
-    return ActionResult(rows=[statistics(ctx)], total=1)
+    tenant_id = _tenant_filter(ctx.principal, req.filters)
+    return ActionResult(rows=[statistics(ctx, tenant_id)], total=1)
 
 
 ACTIONS = (

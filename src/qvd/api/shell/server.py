@@ -15,6 +15,8 @@ from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
+from wsproto.connection import ConnectionState
 
 from qvd.api.errors import ServeError
 from qvd.api.shell.app import create_app
@@ -22,7 +24,23 @@ from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
 from qvd.db import database_target, make_engine
 
-__all__ = ["ApiEndpoint", "api_endpoint", "login_instructions", "serve"]
+__all__ = ["ApiEndpoint", "ClosingAwareWSProtocol", "api_endpoint", "login_instructions", "serve"]
+
+
+class ClosingAwareWSProtocol(WSProtocol):
+    """uvicorn's wsproto WebSocket protocol, stopping cleanly when a socket whose
+    closing handshake is done still waits for its TLS shutdown: uvicorn (0.54) would
+    send a 1012 close frame on the closed connection at server exit and its thread
+    would die of ``LocalProtocolError`` (a browser left a page just before the API
+    stopped). Such a connection is left to finish closing."""
+
+    def shutdown(self) -> None:
+        if not self.close_sent and self.conn.state is ConnectionState.CLOSED:
+            self.stop_keepalive()  # nothing more to send: the transport ends as it is
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        super().shutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +114,7 @@ def serve(
         ssl_certfile=str(endpoint.cert),
         ssl_keyfile=str(endpoint.key),
         http="h11",
-        ws="wsproto",
+        ws=ClosingAwareWSProtocol,
         lifespan="off",
         log_level="info" if access_log else "warning",
         access_log=access_log,

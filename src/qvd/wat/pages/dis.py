@@ -48,6 +48,7 @@ VIEW = ListView(
         MassAction("delete", "Delete", "di_delete", "di.delete.", confirm=True),
     ),
     default_order=(("id", True),),
+    name_field="disk_image",
 )
 
 VM_FIELDS = ("id", "name", "user_name", "state", "di_tag", "di_id", "di_id_in_use", "blocked")
