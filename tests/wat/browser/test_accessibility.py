@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import ViewportSize
 
 from tests.api.conftest import World
 from tests.wat.browser.conftest import (
@@ -28,7 +29,7 @@ from tests.wat.browser.conftest import (
 )
 
 TAB_STOPS = 40  # tab stops checked per page (the header's and the first of the content)
-LAPTOP = {"width": 1280, "height": 720}
+LAPTOP = ViewportSize(width=1280, height=720)
 
 # What the focused element looks like: the outline drawn for :focus-visible, its box.
 FOCUSED = """() => {
