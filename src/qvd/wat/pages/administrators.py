@@ -16,15 +16,13 @@ from qvd.wat.pages.roles import (
     acl_groups,
     acl_summary,
     acls_of_roles,
+    attempt,
     load_one,
     missing,
-    refusal_status,
-    refusal_text,
     role_choices,
     seen_fields,
     tenant_options,
 )
-from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = ["VIEW", "router"]
@@ -189,12 +187,10 @@ def create_admin(
         arguments["language"] = language
     if page.superadmin and tenant_id.lstrip("-").isdigit():
         arguments["tenant_id"] = int(tenant_id)
-    try:
-        answer = page.call("administrator_create", arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _new_form(page, form, refusal_status(exc))
-    return RedirectResponse(f"/administrators/{answer.rows[0]['id']}", status_code=303)
+    return attempt(
+        page, "administrator_create", lambda answer: f"/administrators/{answer.rows[0]['id']}",
+        lambda status: _new_form(page, form, status), arguments=arguments,
+    )  # fmt: skip
 
 
 @router.get("/administrators/{admin_id}")
@@ -205,12 +201,11 @@ def show_admin(admin_id: int, page: ReadPage) -> Response:
 def _update(
     page: Page, admin_id: int, arguments: Mapping[str, Any], form: Mapping[str, str] | None = None
 ) -> Response:
-    try:
-        page.call("administrator_update", filters={"id": admin_id}, arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show(page, admin_id, status=refusal_status(exc), form=form)
-    return RedirectResponse(f"/administrators/{admin_id}", status_code=303)
+    return attempt(
+        page, "administrator_update", f"/administrators/{admin_id}",
+        lambda status: _show(page, admin_id, status=status, form=form),
+        filters={"id": admin_id}, arguments=arguments,
+    )  # fmt: skip
 
 
 @router.post("/administrators/{admin_id}")
@@ -272,9 +267,7 @@ def change_roles(
 def delete_admin(admin_id: int, page: MutatingPage) -> Response:
     if _load(page, admin_id) is None:
         return _gone(page)
-    try:
-        page.call("administrator_delete", filters={"id": admin_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show(page, admin_id, status=refusal_status(exc))
-    return RedirectResponse("/administrators", status_code=303)
+    return attempt(
+        page, "administrator_delete", "/administrators",
+        lambda status: _show(page, admin_id, status=status), filters={"id": admin_id},
+    )  # fmt: skip

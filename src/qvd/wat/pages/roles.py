@@ -10,14 +10,14 @@ ACL the role denies lifts the deny (inherited again), any other is granted on th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
-from qvd.wat.port import WatError
+from qvd.wat.port import Answer, WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "acl_groups",
     "acl_summary",
     "acls_of_roles",
+    "attempt",
     "load_one",
     "missing",
     "refusal_status",
@@ -84,6 +85,24 @@ def refusal_status(exc: WatError) -> int:
     if 5000 <= code < 6000 or 7000 <= code < 8000:
         return 409
     return 400
+
+
+def attempt(
+    page: Page,
+    action: str,
+    done: str | Callable[[Answer], str],
+    refused: Callable[[int], Response],
+    **kw: Any,
+) -> Response:
+    """Run ``action`` (``filters=``, ``arguments=``): on success a 303 to ``done`` (or
+    where ``done(answer)`` says); refused, the API's reason flashed on ``refused(status)``
+    (the page again, with the HTTP status fitting QVD's code)."""
+    try:
+        answer = page.call(action, **kw)
+    except WatError as exc:
+        page.flash("error", refusal_text(exc))
+        return refused(refusal_status(exc))
+    return RedirectResponse(done if isinstance(done, str) else done(answer), status_code=303)
 
 
 def missing(page: Page, what: str, back: str) -> Response:
@@ -324,12 +343,10 @@ def create_role(
         arguments["description"] = description
     if page.superadmin and tenant_id.lstrip("-").isdigit():
         arguments["tenant_id"] = int(tenant_id)
-    try:
-        answer = page.call("role_create", arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _new_form(page, form, refusal_status(exc))
-    return RedirectResponse(f"/roles/{answer.rows[0]['id']}", status_code=303)
+    return attempt(
+        page, "role_create", lambda answer: f"/roles/{answer.rows[0]['id']}",
+        lambda status: _new_form(page, form, status), arguments=arguments,
+    )  # fmt: skip
 
 
 @router.get("/roles/{role_id}")
@@ -343,12 +360,11 @@ def _update(
     """``role_update`` on one role: back to its page, or its page with the API's refusal."""
     if _load_role(page, role_id) is None:
         return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
-    try:
-        page.call("role_update", filters={"id": role_id}, arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show_role(page, role_id, status=refusal_status(exc), form=form)
-    return RedirectResponse(f"/roles/{role_id}", status_code=303)
+    return attempt(
+        page, "role_update", f"/roles/{role_id}",
+        lambda status: _show_role(page, role_id, status=status, form=form),
+        filters={"id": role_id}, arguments=arguments,
+    )  # fmt: skip
 
 
 @router.post("/roles/{role_id}")
@@ -437,9 +453,7 @@ def change_inheritance(
 def delete_role(role_id: int, page: MutatingPage) -> Response:
     if _load_role(page, role_id) is None:
         return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
-    try:
-        page.call("role_delete", filters={"id": role_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show_role(page, role_id, status=refusal_status(exc))
-    return RedirectResponse("/roles", status_code=303)
+    return attempt(
+        page, "role_delete", "/roles", lambda status: _show_role(page, role_id, status=status),
+        filters={"id": role_id},
+    )  # fmt: skip
