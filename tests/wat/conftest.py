@@ -70,6 +70,22 @@ class Wat:
         answer: dict[str, Any] = r.json()
         return answer
 
+    def assign_property(self, csrf: str, kind: str, tenant: str = "A") -> None:
+        """Make the tenant's property ``propA``/``propB`` usable on ``kind`` objects
+        (``vm``, ``user``, ``osf``, …): ``<kind>_create_property_list``."""
+        answer = self.act(
+            csrf, f"{kind}_create_property_list",
+            arguments={"property_id": self.world.props[tenant]},
+        )  # fmt: skip
+        assert answer["status"] == 0, answer
+
+    def mass(self, csrf: str, path: str, op: str, ids: list[str], **inputs: str) -> httpx.Response:
+        """A list's mass action ``op`` on ``ids`` (``POST <path>/mass``), with the
+        values it asks for (``in.<op>.<name>``)."""
+        data: dict[str, Any] = {"csrf": csrf, "op": op, "ids": ids}
+        data |= {f"in.{op}.{name}": value for name, value in inputs.items()}
+        return self.client.post(f"{path}/mass", data=data)
+
 
 def created_id(location: str, path: str, done: str = "?done=created") -> int:
     """The id in the redirect a create form answered with (``<path>/<id><done>``)."""

@@ -249,10 +249,7 @@ def test_mass_set_property_builds_its_arguments(wat: Wat) -> None:
     vm_a, vm_b = wat.world.vms["A"], wat.world.vms["B"]
     data = {"csrf": csrf, "op": "set_property", "ids": [str(vm_a), str(vm_b)],
             "in.set_property.key": "propA", "in.set_property.value": "=v1"}  # fmt: skip
-    assigned = wat.act(
-        csrf, "vm_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0, assigned
+    wat.assign_property(csrf, "vm")
     r = wat.client.post("/test-vms/mass", data=data)
     assert "the action failed for 1 of 2 objects (1 done)" in r.text
     failed = r.text.split('id="mass-result"')[1].split("</section>")[0]

@@ -182,15 +182,9 @@ def test_every_text_of_the_infra_pages_has_spanish() -> None:
 
 def test_mass_set_property_on_osfs(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
-    body = {
-        "action": "osf_create_property_list",
-        "arguments": {"property_id": wat.world.props["A"]},
-    }
-    assert wat.act(csrf, **body)["status"] == 0
+    wat.assign_property(csrf, "osf")
     osf = str(wat.world.osfs["A"])
-    data = {"csrf": csrf, "op": "set_property", "ids": [osf],
-            "in.set_property.key": "propA", "in.set_property.value": "blue"}  # fmt: skip
-    r = wat.client.post("/osfs/mass", data=data)
+    r = wat.mass(csrf, "/osfs", "set_property", [osf], key="propA", value="blue")
     assert r.status_code == 200, r.text
     assert "1 done" in r.text
     page = wat.client.get(f"/osfs/{osf}").text

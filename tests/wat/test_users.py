@@ -122,10 +122,7 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
 def test_user_properties(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
     user_id = wat.world.users["A"]
-    assigned = wat.act(
-        csrf, "user_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0, assigned
+    wat.assign_property(csrf, "user")
     r = wat.client.post(f"/users/{user_id}/properties",
                         data={"csrf": csrf, "key": "propA", "value": "42"})  # fmt: skip
     assert r.status_code == 303
@@ -156,16 +153,11 @@ def test_mass_block_and_set_property_on_the_user_list(wat: Wat) -> None:
     made = wat.client.post("/users/new", data={"csrf": csrf, "name": "dave",
                                                "password": "dave-pass-123"})  # fmt: skip
     ids = [str(wat.world.users["A"]), str(created_id(made.headers["location"], "/users"))]
-    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    r = wat.mass(csrf, "/users", "block", ids)
     assert r.status_code == 200
     assert "2 done" in r.text
-    assigned = wat.act(
-        csrf, "user_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0
-    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
-                                             "in.set_property.key": "propA",
-                                             "in.set_property.value": "x1"})  # fmt: skip
+    wat.assign_property(csrf, "user")
+    r = wat.mass(csrf, "/users", "set_property", ids, key="propA", value="x1")
     assert "2 done" in r.text
     for user_id in ids:
         page = wat.client.get(f"/users/{user_id}").text

@@ -205,10 +205,7 @@ def test_properties_set_and_removed(wat: Wat) -> None:
                         data={"csrf": csrf, "key": "propA", "value": "v1"})  # fmt: skip
     assert r.status_code == 400  # not assigned to VMs yet: the API says so
     assert "propA" in r.text
-    assigned = wat.act(
-        csrf, "vm_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0, assigned
+    wat.assign_property(csrf, "vm")
     r = wat.client.post(f"/vms/{vm_id}/properties",
                         data={"csrf": csrf, "key": "propA", "value": "<v1>"})  # fmt: skip
     assert r.status_code == 303
@@ -296,19 +293,13 @@ def test_mass_move_tag_block_and_set_property_on_the_vm_list(wat: Wat) -> None:
     for op in ("start", "stop", "disconnect", "block", "unblock", "delete", "set_property",
                "move_tag"):  # fmt: skip
         assert f'value="{op}"' in listing, op
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "move_tag", "ids": ids,
-                                           "in.move_tag.di_tag": "head"})  # fmt: skip
+    r = wat.mass(csrf, "/vms", "move_tag", ids, di_tag="head")
     assert r.status_code == 200
     assert "3 done" in r.text
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    r = wat.mass(csrf, "/vms", "block", ids)
     assert "3 done" in r.text
-    assigned = wat.act(
-        csrf, "vm_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
-                                           "in.set_property.key": "propA",
-                                           "in.set_property.value": "lab"})  # fmt: skip
+    wat.assign_property(csrf, "vm")
+    r = wat.mass(csrf, "/vms", "set_property", ids, key="propA", value="lab")
     assert "3 done" in r.text
     for vm_id in ids:
         page = wat.client.get(f"/vms/{vm_id}").text
