@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
 import time
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from benchkit import (
-    cleanup_begins,
+    api_server,
     exit_on_sigterm,
-    free_port,
     scratch_dir,
+    seed_vms,
     throwaway_database,
-    wait_listening,
 )
-from qvd.config import Config
-from qvd.db import DATABASE_URL_ENV, Listener, hash_password
+from qvd.db import Listener
 from qvd.db.channels import vm_cmd_channel
 
 VMS = 10_000
@@ -44,70 +41,7 @@ PASSWORD = "bench-password"  # noqa: S105 - a throwaway cluster's admin
 def populate(engine: Engine) -> int:
     """10,000 VMs of 1,000 users in tenant 1; two running hosts; an admin. Returns
     the first host id."""
-    pw = hash_password(PASSWORD)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO administrators (tenant_id, name, password) "
-                          "VALUES (0, 'bench', :pw)"), {"pw": pw})  # fmt: skip
-        conn.execute(text(
-            "INSERT INTO role_administrator_relations (role_id, administrator_id) "
-            "SELECT r.id, a.id FROM roles r, administrators a "
-            "WHERE r.name = 'Root' AND a.name = 'bench'"))  # fmt: skip
-        conn.execute(text("INSERT INTO osfs (tenant_id, name, memory) VALUES (1, 'desk', 256)"))
-        conn.execute(
-            text("INSERT INTO dis (osf_id, path, version) SELECT id, 'desk.tar', 'v1' FROM osfs")
-        )
-        conn.execute(
-            text(
-                "INSERT INTO di_tags (di_id, tag, fixed) SELECT id, t, t = 'v1' FROM dis, "
-                "unnest(ARRAY['v1', 'head', 'default']) t"
-            )
-        )
-        conn.execute(text("UPDATE di_runtimes SET state = 'published'"))
-        conn.execute(
-            text(
-                "INSERT INTO hosts (name, address) "
-                "VALUES ('node1', '10.9.0.1'), ('node2', '10.9.0.2')"
-            )
-        )
-        conn.execute(
-            text(
-                "UPDATE host_runtimes SET state = 'running', ok_ts = now() + interval '1 day', "
-                "free_ram_mb = 64000, idle_cpu = 0.9, running_vms = 0"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO users (tenant_id, login, password) "
-                "SELECT 1, 'user' || g, :pw FROM generate_series(1, :n) g"
-            ),
-            {"pw": pw, "n": USERS},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO vms (name, user_id, osf_id, ip) "
-                "SELECT 'vm-' || g, u.id, o.id, '10.1.' || (g / 250) || '.' || (g % 250 + 1) "
-                "FROM generate_series(1, :n) g "
-                "JOIN users u ON u.login = 'user' || (g % :users + 1) CROSS JOIN osfs o"
-            ),
-            {"n": VMS, "users": USERS},
-        )
-        conn.execute(
-            text(
-                "UPDATE vm_runtimes SET vm_state = 'running', host_id = "
-                "(SELECT min(id) FROM hosts), user_state = 'connected' WHERE vm_id % 3 = 0"
-            )
-        )
-        conn.execute(text("ANALYZE"))
-        host = conn.execute(text("SELECT min(id) FROM hosts")).scalar_one()
-    return int(host)
-
-
-def _serve(overrides: dict[str, str], url: str) -> None:
-    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
-    os.environ[DATABASE_URL_ENV] = url
-    from qvd.api import serve
-
-    serve(Config().with_overrides(overrides, source="bench"))
+    return seed_vms(engine, PASSWORD, VMS, USERS)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -210,22 +144,12 @@ def main() -> int:
         scratch_dir("qvd-bench-api-") as base,
         throwaway_database(base, spread_vm_ids=False) as db,
     ):
-        cluster, target = db.cluster, db.target
+        target = db.target
         t0 = time.monotonic()
         host = populate(db.engine)
         db.engine.dispose()  # its connections are not needed while the API runs
         print(f"populated {VMS} VMs in {time.monotonic() - t0:.1f} s", flush=True)
-        port = free_port()
-        overrides = {
-            "api.port": str(port), "path.api.ssl.cert": str(base / "cert.pem"),
-            "path.api.ssl.key": str(base / "key.pem"), "path.storage.root": str(base / "st"),
-        }  # fmt: skip
-        url = (f"postgresql:///{cluster.dbname}?host={cluster.socket_dir}&port={cluster.port}"
-               f"&user={cluster.role}")  # fmt: skip
-        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(overrides, url))
-        try:
-            server.start()
-            wait_listening(port, 30)
+        with api_server(base, db) as port:
             api = f"https://127.0.0.1:{port}/"
             ca = str(base / "cert.pem")
             with httpx.Client(base_url=api, verify=ca, timeout=30) as client:
@@ -241,11 +165,6 @@ def main() -> int:
                 start = bench_start(client, sid, target, host, starts)
                 print(f"vm_start request to vm_cmd NOTIFY: p50 {start:.1f} ms", flush=True)
             print(f"list10k_p50_ms={p50:.1f} reads_per_s={reads:.0f} start_to_cmd_ms={start:.1f}")
-        finally:
-            cleanup_begins()
-            if server.pid is not None:
-                server.terminate()
-                server.join(10)
     return 0
 
 

@@ -23,7 +23,14 @@ from typing import Any, NoReturn
 from sqlalchemy import Connection, Engine, text
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
+from qvd.db import (
+    DATABASE_URL_ENV,
+    DatabaseTarget,
+    EmbeddedCluster,
+    hash_password,
+    make_engine,
+    upgrade,
+)
 from qvd.hkd.backends import load_backend
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.network import NodeNetwork
@@ -34,6 +41,7 @@ __all__ = [
     "BenchNode",
     "add_osf",
     "add_vm",
+    "api_server",
     "bench_node",
     "cleanup_begins",
     "exit_on_sigterm",
@@ -42,6 +50,7 @@ __all__ = [
     "percentile",
     "run_main",
     "scratch_dir",
+    "seed_vms",
     "stop_process",
     "throwaway_database",
     "wait_listening",
@@ -169,6 +178,78 @@ def throwaway_database(root: Path, *, spread_vm_ids: bool = True) -> Iterator[Be
         if engine is not None:
             engine.dispose()
         cluster.remove()
+
+
+def seed_vms(engine: Engine, password: str, vms: int = 10_000, users: int = 1_000) -> int:
+    """The API and WAT benches' world: ``vms`` VMs of ``users`` users in tenant 1 (a third
+    running and connected on the first node), an OSF ``desk`` with a published DI, two
+    running nodes, and a superadmin ``bench`` (role Root) with ``password``. SQL bulk
+    inserts, then ANALYZE. Returns the first node's id."""
+    pw = hash_password(password)
+    with engine.begin() as conn:
+        run = conn.execute
+        run(text("INSERT INTO administrators (tenant_id, name, password) "
+                 "VALUES (0, 'bench', :pw)"), {"pw": pw})  # fmt: skip
+        run(text("INSERT INTO role_administrator_relations (role_id, administrator_id) "
+                 "SELECT r.id, a.id FROM roles r, administrators a "
+                 "WHERE r.name = 'Root' AND a.name = 'bench'"))  # fmt: skip
+        run(text("INSERT INTO osfs (tenant_id, name, memory) VALUES (1, 'desk', 256)"))
+        run(text("INSERT INTO dis (osf_id, path, version) SELECT id, 'desk.tar', 'v1' FROM osfs"))
+        run(text("INSERT INTO di_tags (di_id, tag, fixed) SELECT id, t, t = 'v1' FROM dis, "
+                 "unnest(ARRAY['v1', 'head', 'default']) t"))  # fmt: skip
+        run(text("UPDATE di_runtimes SET state = 'published'"))
+        run(text("INSERT INTO hosts (name, address) "
+                 "VALUES ('node1', '10.9.0.1'), ('node2', '10.9.0.2')"))  # fmt: skip
+        run(text("UPDATE host_runtimes SET state = 'running', ok_ts = now() + interval '1 day', "
+                 "free_ram_mb = 64000, idle_cpu = 0.9, running_vms = 0"))  # fmt: skip
+        run(text("INSERT INTO users (tenant_id, login, password) "
+                 "SELECT 1, 'user' || g, :pw FROM generate_series(1, :n) g"),
+            {"pw": pw, "n": users})  # fmt: skip
+        run(text("INSERT INTO vms (name, user_id, osf_id, ip) "
+                 "SELECT 'vm-' || g, u.id, o.id, '10.1.' || (g / 250) || '.' || (g % 250 + 1) "
+                 "FROM generate_series(1, :n) g "
+                 "JOIN users u ON u.login = 'user' || (g % :users + 1) CROSS JOIN osfs o"),
+            {"n": vms, "users": users})  # fmt: skip
+        run(text("UPDATE vm_runtimes SET vm_state = 'running', user_state = 'connected', "
+                 "host_id = (SELECT min(id) FROM hosts) WHERE vm_id % 3 = 0"))  # fmt: skip
+        run(text("ANALYZE"))
+        host = conn.execute(text("SELECT min(id) FROM hosts")).scalar_one()
+    return int(host)
+
+
+def _serve_api(overrides: dict[str, str], url: str) -> None:
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
+    os.environ[DATABASE_URL_ENV] = url
+    from qvd.api import serve
+
+    serve(Config().with_overrides(overrides, source="bench"))
+
+
+@contextlib.contextmanager
+def api_server(root: Path, db: BenchDatabase) -> Iterator[int]:
+    """The admin API (and so the WAT) over TLS on a free loopback port, in a process of
+    its own as ``qvd up`` runs it, on ``db``; its certificate in ``root/cert.pem``.
+    Yields the port once it listens; stopped at the end, also on failure or SIGTERM."""
+    import multiprocessing
+
+    cluster = db.cluster
+    port = free_port()
+    overrides = {
+        "api.port": str(port), "path.api.ssl.cert": str(root / "cert.pem"),
+        "path.api.ssl.key": str(root / "key.pem"), "path.storage.root": str(root / "st"),
+    }  # fmt: skip
+    url = (f"postgresql:///{cluster.dbname}?host={cluster.socket_dir}&port={cluster.port}"
+           f"&user={cluster.role}")  # fmt: skip
+    server = multiprocessing.get_context("spawn").Process(target=_serve_api, args=(overrides, url))
+    try:
+        server.start()
+        wait_listening(port, 30)
+        yield port
+    finally:
+        cleanup_begins()
+        if server.pid is not None:
+            server.terminate()
+            server.join(10)
 
 
 # ---- rows -------------------------------------------------------------------------------------

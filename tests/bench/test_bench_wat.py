@@ -1,5 +1,6 @@
-"""bench/wat.py runs whole on a small database: a real API server, Chromium, its
-figures on the last line (name=value pairs), and nothing left behind."""
+"""bench/wat.py runs whole on a small database: a real API server, Chromium, the HTTP
+figures (filtered list, CSV, roles' and administrators' pages), its figures on the last
+line (name=value pairs, the issue's three first), and nothing left behind."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ("vm_list_ms", "live_update_ms", "dashboard_ms", "fcp_ms", "list_server_ms")
+FIGURES = (
+    "vm_list_ms", "live_update_ms", "dashboard_ms", "fcp_ms", "list_server_ms",
+    "list_filtered_ms", "csv10k_ms", "role_page_ms", "role_custom_ms", "admin_page_ms",
+)  # fmt: skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

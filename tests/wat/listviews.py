@@ -11,14 +11,10 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 
-from qvd.api import create_app
-from qvd.db import make_engine
 from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.lists.choices import USER_STATE_CHOICES, VM_STATE_CHOICES
 from qvd.wat.pages.vms import VIEW as VM_VIEW
-from tests.api.asgi import asgi_client
-from tests.api.conftest import api_config, build_world
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, open_engine, serve_wat
 
 __all__ = ["TEST_VIEW", "extra_router", "wat"]
 
@@ -64,12 +60,5 @@ def extra_router() -> APIRouter:
 def wat(db: Any, tmp_path: Path) -> Iterator[Wat]:
     """The WAT (as ``tests.wat.conftest.wat``), with the test list at /test-vms:
     import it into a test module to use it there."""
-    engine = make_engine(db)
-    try:
-        world = build_world(engine)
-        app = create_app(api_config(tmp_path), engine)
-        app.include_router(extra_router())
-        with asgi_client(app) as client:
-            yield Wat(client, world)
-    finally:
-        engine.dispose()
+    with open_engine(db) as engine, serve_wat(engine, tmp_path, extra_router()) as client:
+        yield client

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, created_id, option_value
 
 
 def _create_admin(wat: Wat, csrf: str, name: str, tenant: int) -> int:
@@ -16,15 +16,7 @@ def _create_admin(wat: Wat, csrf: str, name: str, tenant: int) -> int:
               "language": "es"},
     )  # fmt: skip
     assert r.status_code == 303, r.text
-    match = re.fullmatch(r"/administrators/(\d+)", r.headers["location"])
-    assert match, r.headers["location"]
-    return int(match.group(1))
-
-
-def _role_option(html: str, name: str) -> int:
-    match = re.search(r'<option value="(\d+)">' + re.escape(name) + "</option>", html)
-    assert match, f"no option {name!r}"
-    return int(match.group(1))
+    return created_id(r.headers["location"], "/administrators", done="")
 
 
 def _acls(html: str) -> set[str]:
@@ -42,7 +34,7 @@ def test_create_give_roles_and_see_the_effective_acls(wat: Wat) -> None:
     assert _acls(page) == set()
     assert "a-secret-pw-1" not in page
 
-    reader = _role_option(page, "Users Reader")
+    reader = option_value(page, "Users Reader")
     r = wat.client.post(
         f"/administrators/{admin}/roles", data={"csrf": csrf, "role": str(reader), "how": "assign"}
     )
@@ -185,4 +177,4 @@ def _create_admin_as(wat: Wat, csrf: str, name: str) -> int:
         data={"csrf": csrf, "name": name, "password": "a-secret-pw-1", "language": "auto"},
     )
     assert r.status_code == 303, r.text
-    return int(r.headers["location"].rsplit("/", 1)[1])
+    return created_id(r.headers["location"], "/administrators", done="")

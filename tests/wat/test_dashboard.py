@@ -16,12 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from qvd.api import create_app
-from qvd.db import make_engine
 from qvd.wat.pages.dashboard import remaining, ws_query
-from tests.api.asgi import asgi_client
-from tests.api.conftest import api_config, build_world
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, serve_wat
 
 
 @dataclass
@@ -34,14 +30,9 @@ class DashWat(Wat):
 
 
 @pytest.fixture
-def dash(db: Any, tmp_path: Path) -> Iterator[DashWat]:
-    engine = make_engine(db)
-    try:
-        world = build_world(engine)
-        with asgi_client(create_app(api_config(tmp_path), engine)) as client:
-            yield DashWat(client, world, engine)
-    finally:
-        engine.dispose()
+def dash(engine: Engine, tmp_path: Path) -> Iterator[DashWat]:
+    with serve_wat(engine, tmp_path) as wat:
+        yield DashWat(wat.client, wat.world, engine)
 
 
 _COUNTER = re.compile(

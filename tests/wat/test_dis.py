@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from qvd.db import make_engine
 from qvd.db.models import Di, DiTag, VmRuntime
 from tests.api.services.test_dis import tarball
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, set_vm_runtime
 
 STORAGE = "storage"
 
@@ -38,15 +36,6 @@ def upload(wat: Wat, csrf: str | None, osf_id: int, version: str, **extra: Any) 
 def storage(tmp_path: Path) -> Path:
     """The storage root of the ``wat`` fixture's API (``api_config``)."""
     return tmp_path / "storage"
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[Engine]:
-    eng = make_engine(db)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def test_list_shows_the_tenants_dis_only(wat: Wat) -> None:
@@ -173,15 +162,6 @@ def test_staging_page_lists_files_and_the_api_imports_one(wat: Wat, storage: Pat
     assert "gold" in wat.client.get(f"/dis/{r.json()['id']}").text
 
 
-def _running_on(wat: Wat, engine: Engine, vm_id: int, di_id: int) -> None:
-    with Session(engine) as s, s.begin():
-        s.execute(
-            update(VmRuntime)
-            .where(VmRuntime.vm_id == vm_id)
-            .values(vm_state="running", current_di_id=di_id, host_id=wat.world.host)
-        )
-
-
 def _tag_holder(wat: Wat, engine: Engine, tag: str) -> int | None:
     with Session(engine) as s:
         return s.scalar(
@@ -193,7 +173,9 @@ def test_tag_board_preview_move_with_expiry_and_roll_back(wat: Wat, engine: Engi
     csrf = wat.login("adminA", "tenantA")
     osf, old = wat.world.osfs["A"], wat.world.dis["A"]
     new = upload(wat, csrf, osf, "v2").json()["id"]
-    _running_on(wat, engine, wat.world.vms["A"], old)
+    set_vm_runtime(
+        engine, wat.world.vms["A"], vm_state="running", current_di_id=old, host_id=wat.world.host
+    )
     board = wat.client.get(f"/osfs/{osf}/tags")
     assert board.status_code == 200
     assert f'data-di-id="{old}"' in board.text

@@ -4,28 +4,11 @@ superadmins' only."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from qvd.db import make_engine
-from qvd.db.models import Host, HostRuntime, VmRuntime
-from tests.wat.conftest import Wat
-
-
-def _run_vm_on_node(db: Any, vm_id: int, host_id: int) -> None:
-    engine = make_engine(db)
-    try:
-        with Session(engine) as s, s.begin():
-            s.execute(
-                update(VmRuntime)
-                .where(VmRuntime.vm_id == vm_id)
-                .values(host_id=host_id, vm_state="running")
-            )
-    finally:
-        engine.dispose()
+from qvd.db.models import Host, HostRuntime
+from tests.wat.conftest import Wat, created_id, set_vm_runtime
 
 
 def test_list_shows_the_node_with_live_state(wat: Wat) -> None:
@@ -39,8 +22,8 @@ def test_list_shows_the_node_with_live_state(wat: Wat) -> None:
     assert 'data-field="state"' in page.text
 
 
-def test_node_page_shows_facts_vms_and_live_state(wat: Wat, db: Any) -> None:
-    _run_vm_on_node(db, wat.world.vms["A"], wat.world.host)
+def test_node_page_shows_facts_vms_and_live_state(wat: Wat, engine: Engine) -> None:
+    set_vm_runtime(engine, wat.world.vms["A"], host_id=wat.world.host, vm_state="running")
     wat.login()
     page = wat.client.get(f"/hosts/{wat.world.host}")
     assert page.status_code == 200
@@ -64,9 +47,7 @@ def test_create_edit_block_and_delete_a_node(wat: Wat) -> None:
     assert 'id="create"' in r.text
     r = wat.client.post("/hosts/new", data={"csrf": csrf, "name": "node7", "address": "10.9.0.7"})
     assert r.status_code == 303, r.text
-    match = re.fullmatch(r"/hosts/(\d+)\?done=created", r.headers["location"])
-    assert match
-    host_id = int(match.group(1))
+    host_id = created_id(r.headers["location"], "/hosts")
     page = wat.client.get(r.headers["location"]).text
     assert "<h1>node7</h1>" in page
     assert "Created." in page
@@ -129,7 +110,7 @@ def test_a_missing_node_answers_404(wat: Wat) -> None:
     assert wat.client.get("/hosts/not-a-number").status_code == 404
 
 
-def test_nodes_are_for_superadmins_only(wat: Wat, db: Any) -> None:
+def test_nodes_are_for_superadmins_only(wat: Wat, engine: Engine) -> None:
     csrf = wat.login("adminA", "tenantA")
     r = wat.client.get(f"/hosts/{wat.world.host}")
     assert r.status_code == 403
@@ -145,16 +126,10 @@ def test_nodes_are_for_superadmins_only(wat: Wat, db: Any) -> None:
     assert r.status_code == 403
     r = wat.client.post(f"/hosts/{wat.world.host}/block", data={"csrf": csrf})
     assert r.status_code in (403, 404)
-    engine = make_engine(db)
-    try:
-        with Session(engine) as s:
-            assert s.scalar(select(Host.id).where(Host.name == "evil")) is None
-            blocked = s.scalar(
-                select(HostRuntime.blocked).where(HostRuntime.host_id == wat.world.host)
-            )
-            assert blocked is False
-    finally:
-        engine.dispose()
+    with Session(engine) as s:
+        assert s.scalar(select(Host.id).where(Host.name == "evil")) is None
+        blocked = s.scalar(select(HostRuntime.blocked).where(HostRuntime.host_id == wat.world.host))
+        assert blocked is False
 
 
 def test_properties_of_a_node_are_set_and_removed(wat: Wat) -> None:
@@ -163,8 +138,8 @@ def test_properties_of_a_node_are_set_and_removed(wat: Wat) -> None:
         "action": "property_create",
         "arguments": {"key": "rack", "tenant_id": 0, "__property_assign__": ["host"]},
     }
-    done = wat.client.post("/api", json=body, headers={"X-CSRF-Token": csrf})
-    assert done.json()["status"] == 0, done.text
+    done = wat.act(csrf, **body)
+    assert done["status"] == 0, done
     page = wat.client.get(f"/hosts/{wat.world.host}").text
     assert 'id="set-property"' in page
     assert '<option value="rack">' in page

@@ -21,18 +21,12 @@ from tests.wat.listviews import wat
 __all__ = ["wat"]
 
 
-def act(wat: Wat, csrf: str, action: str, **body: Any) -> dict[str, Any]:
-    r = wat.client.post("/api", json={"action": action, **body}, headers={"X-CSRF-Token": csrf})
-    out: dict[str, Any] = r.json()
-    return out
-
-
 def make_vms(wat: Wat, csrf: str, count: int, prefix: str = "many") -> list[int]:
     ids = []
     for i in range(count):
         args = {"name": f"{prefix}{i:02d}", "user_id": wat.world.users["A"],
                 "osf_id": wat.world.osfs["A"]}  # fmt: skip
-        answer = act(wat, csrf, "vm_create", arguments=args)
+        answer = wat.act(csrf, "vm_create", arguments=args)
         assert answer["status"] == 0, answer
         ids.append(int(answer["rows"][0]["id"]))
     return ids
@@ -43,7 +37,7 @@ def row_names(html: str) -> list[str]:
 
 
 def vm_rows(wat: Wat, csrf: str, ids: list[int], fields: list[str]) -> dict[int, dict[str, Any]]:
-    answer = act(wat, csrf, "vm_get_list", filters={"id": ids}, fields=["id", *fields])
+    answer = wat.act(csrf, "vm_get_list", filters={"id": ids}, fields=["id", *fields])
     assert answer["status"] == 0, answer
     return {int(r["id"]): r for r in answer["rows"]}
 
@@ -76,7 +70,7 @@ def test_column_filters_combine_with_the_free_text(wat: Wat) -> None:
     # exact on ids, choice on booleans
     vm_a = wat.world.vms["A"]
     assert row_names(wat.client.get(f"/vms?f.id={vm_a}").text) == ["vmA"]
-    act(wat, csrf, "vm_update", filters={"id": vm_a}, arguments={"blocked": True})
+    wat.act(csrf, "vm_update", filters={"id": vm_a}, arguments={"blocked": True})
     assert row_names(wat.client.get("/vms?f.blocked=true").text) == ["vmA"]
     assert "vmA" not in row_names(wat.client.get("/vms?f.blocked=false").text)
     # the filter is kept in the form and in the sort and page links
@@ -131,7 +125,7 @@ def test_column_choice_is_saved_per_admin_and_reset(wat: Wat) -> None:
     page = wat.client.get("/test-vms").text
     assert columns_of(page) == wanted
     assert '<td data-field="description"' in page
-    stored = act(wat, csrf, "admin_view_get_list", filters={"qvd_object": "vm"})
+    stored = wat.act(csrf, "admin_view_get_list", filters={"qvd_object": "vm"})
     hidden = {r["field"] for r in stored["rows"] if not r["visible"]}
     assert {"user_name", "osf_name", "blocked"} <= hidden
     # the /vms list reads the same stored choice (one per kind of object)
@@ -157,7 +151,7 @@ def test_tenant_default_columns_and_no_empty_choice(wat: Wat) -> None:
         "/vms/columns", data={"csrf": csrf, "col": ["name", "state"], "scope": "tenant"}
     )
     assert r.status_code == 303
-    rows = act(wat, csrf, "tenant_view_get_list", filters={"qvd_object": "vm"})["rows"]
+    rows = wat.act(csrf, "tenant_view_get_list", filters={"qvd_object": "vm"})["rows"]
     assert {r["field"] for r in rows if r["visible"]} == {"name", "state"}
     assert columns_of(wat.client.get("/vms").text) == ["name", "state"]
     refused = wat.client.post("/vms/columns", data={"csrf": csrf})
@@ -209,7 +203,7 @@ def test_mass_action_with_typed_values(wat: Wat) -> None:
 def test_mass_partial_failure_names_each_failed_object(wat: Wat) -> None:
     csrf = wat.login()
     vm_a, vm_b = wat.world.vms["A"], wat.world.vms["B"]
-    assert act(wat, csrf, "vm_start", filters={"id": vm_a})["status"] == 0
+    assert wat.act(csrf, "vm_start", filters={"id": vm_a})["status"] == 0
     r = wat.client.post(
         "/test-vms/mass", data={"csrf": csrf, "op": "start", "ids": [str(vm_a), str(vm_b)]}
     )
@@ -255,10 +249,7 @@ def test_mass_set_property_builds_its_arguments(wat: Wat) -> None:
     vm_a, vm_b = wat.world.vms["A"], wat.world.vms["B"]
     data = {"csrf": csrf, "op": "set_property", "ids": [str(vm_a), str(vm_b)],
             "in.set_property.key": "propA", "in.set_property.value": "=v1"}  # fmt: skip
-    assigned = act(
-        wat, csrf, "vm_create_property_list", arguments={"property_id": wat.world.props["A"]}
-    )
-    assert assigned["status"] == 0, assigned
+    wat.assign_property(csrf, "vm")
     r = wat.client.post("/test-vms/mass", data=data)
     assert "the action failed for 1 of 2 objects (1 done)" in r.text
     failed = r.text.split('id="mass-result"')[1].split("</section>")[0]
@@ -297,7 +288,7 @@ def test_csv_defuses_formulas(wat: Wat) -> None:
     csrf = wat.login()
     vm_a = wat.world.vms["A"]
     formula = '=HYPERLINK("http://evil.example","x")'
-    act(wat, csrf, "vm_update", filters={"id": vm_a}, arguments={"description": formula})
+    wat.act(csrf, "vm_update", filters={"id": vm_a}, arguments={"description": formula})
     shown = {"csrf": csrf, "col": ["id", "name", "description"]}
     assert wat.client.post("/test-vms/columns", data=shown).status_code == 303
     rows = read_csv(wat.client.get(f"/test-vms.csv?f.id={vm_a}").text)

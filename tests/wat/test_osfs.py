@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qvd.wat.i18n import catalogue
 from qvd.wat.pages import hosts, osfs, properties
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, created_id
 
 
 def _section(html: str, table_id: str) -> str:
@@ -71,9 +71,7 @@ def test_create_edit_and_delete_an_osf(wat: Wat) -> None:
               "memory": "512", "user_storage": "100", "overlay": "1"},
     )  # fmt: skip
     assert r.status_code == 303, r.text
-    match = re.fullmatch(r"/osfs/(\d+)\?done=created", r.headers["location"])
-    assert match
-    osf_id = int(match.group(1))
+    osf_id = created_id(r.headers["location"], "/osfs")
     page = wat.client.get(r.headers["location"]).text
     assert "<h1>debian</h1>" in page
     assert "Created." in page
@@ -146,7 +144,7 @@ def test_properties_of_an_osf(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
     body = {"action": "property_update", "filters": {"id": wat.world.props["A"]},
             "arguments": {"__property_assign__": ["osf"]}}  # fmt: skip
-    assert wat.client.post("/api", json=body, headers={"X-CSRF-Token": csrf}).json()["status"] == 0
+    assert wat.act(csrf, **body)["status"] == 0
     osf = wat.world.osfs["A"]
     r = wat.client.post(
         f"/osfs/{osf}/properties", data={"csrf": csrf, "key": "propA", "value": "7"}
@@ -184,15 +182,9 @@ def test_every_text_of_the_infra_pages_has_spanish() -> None:
 
 def test_mass_set_property_on_osfs(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
-    body = {
-        "action": "osf_create_property_list",
-        "arguments": {"property_id": wat.world.props["A"]},
-    }
-    assert wat.client.post("/api", json=body, headers={"X-CSRF-Token": csrf}).json()["status"] == 0
+    wat.assign_property(csrf, "osf")
     osf = str(wat.world.osfs["A"])
-    data = {"csrf": csrf, "op": "set_property", "ids": [osf],
-            "in.set_property.key": "propA", "in.set_property.value": "blue"}  # fmt: skip
-    r = wat.client.post("/osfs/mass", data=data)
+    r = wat.mass(csrf, "/osfs", "set_property", [osf], key="propA", value="blue")
     assert r.status_code == 200, r.text
     assert "1 done" in r.text
     page = wat.client.get(f"/osfs/{osf}").text

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.wat.conftest import Wat
+from tests.wat.conftest import Wat, created_id, option_value
 
 _EFFECTIVE_ROW = re.compile(r'<tr data-acl="([^"]+)" data-effective="(yes|no)"')
 
@@ -17,9 +17,7 @@ def _create_role(wat: Wat, csrf: str, name: str, tenant: int | None = None) -> i
         data["tenant_id"] = str(tenant)
     r = wat.client.post("/roles/new", data=data)
     assert r.status_code == 303, r.text
-    match = re.fullmatch(r"/roles/(\d+)", r.headers["location"])
-    assert match, r.headers["location"]
-    return int(match.group(1))
+    return created_id(r.headers["location"], "/roles", done="")
 
 
 def _effective(html: str) -> dict[str, str]:
@@ -29,15 +27,36 @@ def _effective(html: str) -> dict[str, str]:
     return dict(_EFFECTIVE_ROW.findall(table))
 
 
-def _role_option(html: str, name: str) -> int:
-    match = re.search(r'<option value="(\d+)">' + re.escape(name) + "</option>", html)
-    assert match, f"no option {name!r}"
-    return int(match.group(1))
-
-
 def _section(html: str, ident: str) -> str:
     start = html.index(f'id="{ident}"')
     return html[start : html.index("\n  </ul>", start)]  # the outer list's end
+
+
+def test_taking_back_a_grant_also_inherited_keeps_it_inherited(wat: Wat) -> None:
+    """'Remove' on a granted ACL takes back the grant; the API's unassign would deny an
+    ACL the role still inherits, and the editor must not leave that deny behind."""
+    csrf = wat.login()
+    role = _create_role(wat, csrf, "mac readers", wat.world.tenants["A"])
+    reader = option_value(wat.client.get(f"/roles/{role}").text, "VMs Reader")
+    for path, data in (
+        (f"/roles/{role}/roles", {"role": str(reader), "how": "inherit"}),
+        (f"/roles/{role}/acls", {"acl": "vm.see.mac", "how": "grant"}),
+        (f"/roles/{role}/acls", {"acl": "user.see-main.", "how": "grant"}),
+    ):
+        assert wat.client.post(path, data={"csrf": csrf, **data}).status_code == 303
+    for acl in ("vm.see.mac", "user.see-main."):
+        r = wat.client.post(
+            f"/roles/{role}/acls", data={"csrf": csrf, "acl": acl, "how": "ungrant"}
+        )
+        assert r.status_code == 303, r.text
+    page = wat.client.get(f"/roles/{role}").text
+    effective = _effective(page)
+    assert effective["vm.see.mac"] == "yes"  # inherited from VMs Reader still
+    assert "user.see-main." not in effective  # only granted here: gone
+    assert 'data-acl="vm.see.mac"' not in _section(page, "denied")
+    assert 'data-acl="vm.see.mac"' not in _section(page, "granted")
+    row = page[page.index('<tr data-acl="vm.see.mac"') :]
+    assert "this role" not in row[: row.index("</tr>")]
 
 
 def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
@@ -46,7 +65,7 @@ def test_inherit_grant_then_deny_changes_the_effective_result(wat: Wat) -> None:
     page = wat.client.get(f"/roles/{role}").text
     assert "<h1>desk operators</h1>" in page
     assert _effective(page) == {}
-    reader = _role_option(page, "VMs Reader")
+    reader = option_value(page, "VMs Reader")
 
     r = wat.client.post(
         f"/roles/{role}/roles", data={"csrf": csrf, "role": str(reader), "how": "inherit"}

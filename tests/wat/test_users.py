@@ -5,33 +5,10 @@ message; a tenant administrator kept to their tenant."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import Any
+from sqlalchemy import Engine
 
-import pytest
-from sqlalchemy import Engine, update
-from sqlalchemy.orm import Session
-
-from qvd.db import make_engine
-from qvd.db.models import VmRuntime
 from qvd.wat.pages import users
-from tests.wat.conftest import Wat
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[Engine]:
-    eng = make_engine(db)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-def created_id(location: str) -> int:
-    match = re.fullmatch(r"/users/(\d+)\?done=created", location)
-    assert match, location
-    return int(match.group(1))
+from tests.wat.conftest import Wat, created_id, set_vm_runtime
 
 
 def test_superadmin_creates_a_user_in_a_chosen_tenant(wat: Wat) -> None:
@@ -47,7 +24,7 @@ def test_superadmin_creates_a_user_in_a_chosen_tenant(wat: Wat) -> None:
               "tenant_id": str(wat.world.tenants["B"])},
     )  # fmt: skip
     assert r.status_code == 303, r.text
-    user_id = created_id(r.headers["location"])
+    user_id = created_id(r.headers["location"], "/users")
     page = wat.client.get(r.headers["location"]).text
     assert "<h1>alice</h1>" in page  # logins are lower-cased unless case-sensitive
     assert "tenantB" in page
@@ -126,12 +103,7 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
     assert r.status_code == 303
     assert "checked" not in wat.client.get(f"/users/{user_id}").text.split('id="f-blocked"')[1][:60]
     # a user whose VM is not stopped cannot be deleted: the API's message
-    with Session(engine) as s, s.begin():
-        s.execute(
-            update(VmRuntime)
-            .where(VmRuntime.vm_id == wat.world.vms["A"])
-            .values(vm_state="running")
-        )
+    set_vm_runtime(engine, wat.world.vms["A"], vm_state="running")
     r = wat.client.post(f"/users/{user_id}/delete", data={"csrf": csrf})
     assert r.status_code == 409
     assert "has 1 VM(s) not stopped; stop them first" in r.text
@@ -140,7 +112,7 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
     made = wat.client.post(
         "/users/new", data={"csrf": csrf, "name": "gone", "password": "pw-z-1234"}
     )
-    gone = created_id(made.headers["location"])
+    gone = created_id(made.headers["location"], "/users")
     r = wat.client.post(f"/users/{gone}/delete", data={"csrf": csrf})
     assert r.status_code == 303
     assert r.headers["location"] == "/users"
@@ -150,12 +122,7 @@ def test_edit_password_and_block_then_delete(wat: Wat, engine: Engine) -> None:
 def test_user_properties(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
     user_id = wat.world.users["A"]
-    assigned = wat.client.post(
-        "/api", json={"action": "user_create_property_list",
-                      "arguments": {"property_id": wat.world.props["A"]}},
-        headers={"X-CSRF-Token": csrf},
-    )  # fmt: skip
-    assert assigned.json()["status"] == 0, assigned.text
+    wat.assign_property(csrf, "user")
     r = wat.client.post(f"/users/{user_id}/properties",
                         data={"csrf": csrf, "key": "propA", "value": "42"})  # fmt: skip
     assert r.status_code == 303
@@ -185,19 +152,12 @@ def test_mass_block_and_set_property_on_the_user_list(wat: Wat) -> None:
     csrf = wat.login("adminA", "tenantA")
     made = wat.client.post("/users/new", data={"csrf": csrf, "name": "dave",
                                                "password": "dave-pass-123"})  # fmt: skip
-    ids = [str(wat.world.users["A"]), str(created_id(made.headers["location"]))]
-    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    ids = [str(wat.world.users["A"]), str(created_id(made.headers["location"], "/users"))]
+    r = wat.mass(csrf, "/users", "block", ids)
     assert r.status_code == 200
     assert "2 done" in r.text
-    assigned = wat.client.post(
-        "/api", json={"action": "user_create_property_list",
-                      "arguments": {"property_id": wat.world.props["A"]}},
-        headers={"X-CSRF-Token": csrf},
-    )  # fmt: skip
-    assert assigned.json()["status"] == 0
-    r = wat.client.post("/users/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
-                                             "in.set_property.key": "propA",
-                                             "in.set_property.value": "x1"})  # fmt: skip
+    wat.assign_property(csrf, "user")
+    r = wat.mass(csrf, "/users", "set_property", ids, key="propA", value="x1")
     assert "2 done" in r.text
     for user_id in ids:
         page = wat.client.get(f"/users/{user_id}").text

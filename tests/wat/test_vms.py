@@ -5,33 +5,13 @@ the values typed kept; a tenant administrator kept to their tenant."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from qvd.db import make_engine
-from qvd.db.models import VmRuntime
 from qvd.wat.pages import vms
 from tests.api.conftest import add_admin
-from tests.wat.conftest import Wat
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[Engine]:
-    eng = make_engine(db)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-def created_id(location: str, path: str) -> int:
-    match = re.fullmatch(rf"{path}/(\d+)\?done=created", location)
-    assert match, location
-    return int(match.group(1))
+from tests.wat.conftest import Wat, created_id, set_vm_runtime
 
 
 def test_vm_page_shows_live_facts_buttons_and_a_disabled_spy(wat: Wat) -> None:
@@ -183,9 +163,7 @@ def test_start_shows_in_the_history_and_a_started_vm_cannot_be_deleted(
     reload = wat.client.get(f"/vms/{vm_id}/start")  # a reload of that page
     assert reload.status_code == 303
     assert reload.headers["location"] == f"/vms/{vm_id}"
-    with Session(engine) as s, s.begin():
-        s.execute(update(VmRuntime).where(VmRuntime.vm_id == vm_id)
-                  .values(vm_state="running", vm_cmd=None))  # fmt: skip
+    set_vm_runtime(engine, vm_id, vm_state="running", vm_cmd=None)
     page = wat.client.get(f"/vms/{vm_id}").text
     assert 'data-field="state" data-state="running"' in page
     assert 'data-field="host_name">node1<' in page
@@ -227,12 +205,7 @@ def test_properties_set_and_removed(wat: Wat) -> None:
                         data={"csrf": csrf, "key": "propA", "value": "v1"})  # fmt: skip
     assert r.status_code == 400  # not assigned to VMs yet: the API says so
     assert "propA" in r.text
-    assigned = wat.client.post(
-        "/api", json={"action": "vm_create_property_list",
-                      "arguments": {"property_id": wat.world.props["A"]}},
-        headers={"X-CSRF-Token": csrf},
-    )  # fmt: skip
-    assert assigned.json()["status"] == 0, assigned.text
+    wat.assign_property(csrf, "vm")
     r = wat.client.post(f"/vms/{vm_id}/properties",
                         data={"csrf": csrf, "key": "propA", "value": "<v1>"})  # fmt: skip
     assert r.status_code == 303
@@ -320,21 +293,13 @@ def test_mass_move_tag_block_and_set_property_on_the_vm_list(wat: Wat) -> None:
     for op in ("start", "stop", "disconnect", "block", "unblock", "delete", "set_property",
                "move_tag"):  # fmt: skip
         assert f'value="{op}"' in listing, op
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "move_tag", "ids": ids,
-                                           "in.move_tag.di_tag": "head"})  # fmt: skip
+    r = wat.mass(csrf, "/vms", "move_tag", ids, di_tag="head")
     assert r.status_code == 200
     assert "3 done" in r.text
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "block", "ids": ids})
+    r = wat.mass(csrf, "/vms", "block", ids)
     assert "3 done" in r.text
-    assigned = wat.client.post(
-        "/api", json={"action": "vm_create_property_list",
-                      "arguments": {"property_id": wat.world.props["A"]}},
-        headers={"X-CSRF-Token": csrf},
-    )  # fmt: skip
-    assert assigned.json()["status"] == 0
-    r = wat.client.post("/vms/mass", data={"csrf": csrf, "op": "set_property", "ids": ids,
-                                           "in.set_property.key": "propA",
-                                           "in.set_property.value": "lab"})  # fmt: skip
+    wat.assign_property(csrf, "vm")
+    r = wat.mass(csrf, "/vms", "set_property", ids, key="propA", value="lab")
     assert "3 done" in r.text
     for vm_id in ids:
         page = wat.client.get(f"/vms/{vm_id}").text

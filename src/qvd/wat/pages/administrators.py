@@ -16,12 +16,13 @@ from qvd.wat.pages.roles import (
     acl_groups,
     acl_summary,
     acls_of_roles,
+    attempt,
+    load_one,
     missing,
-    refusal_status,
-    refusal_text,
+    role_choices,
+    seen_fields,
     tenant_options,
 )
-from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = ["VIEW", "router"]
@@ -65,31 +66,17 @@ def _gone(page: Page) -> Response:
     )
 
 
-def _fields(page: Page) -> list[str]:
-    fields = ["id", "name", "language", "block"]
-    for name, acl in (
-        ("description", "administrator.see.description"),
-        ("role_map", "administrator.see.roles"),
-        ("creation_date", "administrator.see.creation-date"),
-        ("creation_admin_name", "administrator.see.created-by"),
-    ):
-        if page.can(acl):
-            fields.append(name)
-    if page.superadmin:
-        fields += ["tenant_id", "tenant_name"]
-    return fields
+_FIELDS_BY_ACL = (
+    ("description", "administrator.see.description"),
+    ("role_map", "administrator.see.roles"),
+    ("creation_date", "administrator.see.creation-date"),
+    ("creation_admin_name", "administrator.see.created-by"),
+)
 
 
 def _load(page: Page, admin_id: int) -> dict[str, Any] | None:
-    try:
-        rows = page.call(
-            "administrator_get_list", filters={"id": admin_id}, fields=_fields(page), limit=1
-        ).rows
-    except WatError as exc:
-        if refusal_status(exc) == 404:
-            return None
-        raise
-    return rows[0] if rows else None
+    fields = seen_fields(page, ["id", "name", "language", "block"], _FIELDS_BY_ACL)
+    return load_one(page, "administrator_get_list", admin_id, fields)
 
 
 def _effective(
@@ -110,20 +97,6 @@ def _effective(
         {"name": name, "via": sorted(r["name"] for r in roles if name in held.get(r["id"], ()))}
         for name in sorted(names)
     ]
-
-
-def _role_choices(page: Page, admin: Mapping[str, Any], taken: set[int]) -> list[tuple[int, str]]:
-    """Roles that could be given to the administrator: usable in its tenant."""
-    filters: dict[str, Any] | None = None
-    if page.superadmin and isinstance(admin.get("tenant_id"), int):
-        filters = {"tenant_id": [admin["tenant_id"], -1]}
-    try:
-        rows = page.call(
-            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
-        ).rows
-    except WatError:
-        return []
-    return [(int(r["id"]), str(r["name"])) for r in rows if r["id"] not in taken]
 
 
 def _show(
@@ -176,7 +149,9 @@ def _show(
         "can_language": page.can("administrator.update.language"),
         "can_description": page.can("administrator.update.description") and "description" in admin,
         "can_delete": page.can("administrator.delete."),
-        "role_choices": _role_choices(page, admin, {r["id"] for r in roles}) if can_roles else [],
+        "role_choices": role_choices(page, admin.get("tenant_id"), {r["id"] for r in roles})
+        if can_roles
+        else [],
     }
     return render(page, "administrators/detail.html", context, status=status)
 
@@ -212,12 +187,10 @@ def create_admin(
         arguments["language"] = language
     if page.superadmin and tenant_id.lstrip("-").isdigit():
         arguments["tenant_id"] = int(tenant_id)
-    try:
-        answer = page.call("administrator_create", arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _new_form(page, form, refusal_status(exc))
-    return RedirectResponse(f"/administrators/{answer.rows[0]['id']}", status_code=303)
+    return attempt(
+        page, "administrator_create", lambda answer: f"/administrators/{answer.rows[0]['id']}",
+        lambda status: _new_form(page, form, status), arguments=arguments,
+    )  # fmt: skip
 
 
 @router.get("/administrators/{admin_id}")
@@ -228,12 +201,11 @@ def show_admin(admin_id: int, page: ReadPage) -> Response:
 def _update(
     page: Page, admin_id: int, arguments: Mapping[str, Any], form: Mapping[str, str] | None = None
 ) -> Response:
-    try:
-        page.call("administrator_update", filters={"id": admin_id}, arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show(page, admin_id, status=refusal_status(exc), form=form)
-    return RedirectResponse(f"/administrators/{admin_id}", status_code=303)
+    return attempt(
+        page, "administrator_update", f"/administrators/{admin_id}",
+        lambda status: _show(page, admin_id, status=status, form=form),
+        filters={"id": admin_id}, arguments=arguments,
+    )  # fmt: skip
 
 
 @router.post("/administrators/{admin_id}")
@@ -295,9 +267,7 @@ def change_roles(
 def delete_admin(admin_id: int, page: MutatingPage) -> Response:
     if _load(page, admin_id) is None:
         return _gone(page)
-    try:
-        page.call("administrator_delete", filters={"id": admin_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show(page, admin_id, status=refusal_status(exc))
-    return RedirectResponse("/administrators", status_code=303)
+    return attempt(
+        page, "administrator_delete", "/administrators",
+        lambda status: _show(page, admin_id, status=status), filters={"id": admin_id},
+    )  # fmt: skip

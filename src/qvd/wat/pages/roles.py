@@ -10,14 +10,14 @@ ACL the role denies lifts the deny (inherited again), any other is granted on th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
-from qvd.wat.port import WatError
+from qvd.wat.port import Answer, WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = [
@@ -25,10 +25,14 @@ __all__ = [
     "acl_groups",
     "acl_summary",
     "acls_of_roles",
+    "attempt",
+    "load_one",
     "missing",
     "refusal_status",
     "refusal_text",
+    "role_choices",
     "router",
+    "seen_fields",
     "tenant_options",
 ]
 
@@ -83,6 +87,24 @@ def refusal_status(exc: WatError) -> int:
     return 400
 
 
+def attempt(
+    page: Page,
+    action: str,
+    done: str | Callable[[Answer], str],
+    refused: Callable[[int], Response],
+    **kw: Any,
+) -> Response:
+    """Run ``action`` (``filters=``, ``arguments=``): on success a 303 to ``done`` (or
+    where ``done(answer)`` says); refused, the API's reason flashed on ``refused(status)``
+    (the page again, with the HTTP status fitting QVD's code)."""
+    try:
+        answer = page.call(action, **kw)
+    except WatError as exc:
+        page.flash("error", refusal_text(exc))
+        return refused(refusal_status(exc))
+    return RedirectResponse(done if isinstance(done, str) else done(answer), status_code=303)
+
+
 def missing(page: Page, what: str, back: str) -> Response:
     """The clear 404 page of an object that is not there (or not this tenant's)."""
     return render(page, "roles/missing.html", {"what": what, "back": back}, status=404)
@@ -130,31 +152,54 @@ def tenant_options(page: Page) -> list[tuple[str, str]]:
     ]
 
 
-# ---- reading a role ------------------------------------------------------------------------
-def _role_fields(page: Page) -> list[str]:
-    fields = ["id", "name", "fixed", "internal"]
-    for name, acl in (
-        ("description", "role.see.description"),
-        ("role_map", "role.see.inherited-roles"),
-        ("acl_map", "role.see.acl-list"),
-    ):
-        if page.can(acl):
-            fields.append(name)
+def seen_fields(page: Page, always: list[str], by_acl: Iterable[tuple[str, str]]) -> list[str]:
+    """The fields to ask for: ``always``, each ``(field, acl)`` of ``by_acl`` the viewer
+    holds the ACL of, and the tenant's for a superadmin."""
+    fields = [*always, *(name for name, acl in by_acl if page.can(acl))]
     if page.superadmin:
         fields += ["tenant_id", "tenant_name"]
     return fields
 
 
-def _load_role(page: Page, role_id: int) -> dict[str, Any] | None:
+def load_one(page: Page, action: str, object_id: int, fields: list[str]) -> dict[str, Any] | None:
+    """One object by id through its ``*_get_list`` action; None when it is not there or
+    not the viewer's to see."""
     try:
-        rows = page.call(
-            "role_get_list", filters={"id": role_id}, fields=_role_fields(page), limit=1
-        ).rows
+        rows = page.call(action, filters={"id": object_id}, fields=fields, limit=1).rows
     except WatError as exc:
         if refusal_status(exc) == 404:
             return None
         raise
     return rows[0] if rows else None
+
+
+def role_choices(page: Page, tenant_id: object, taken: set[int]) -> list[tuple[int, str]]:
+    """Roles that could be given (to an administrator, or inherited by a role) in the
+    tenant ``tenant_id`` (known to a superadmin only): visible, usable there (its own or
+    the superadmins' roles), not in ``taken``."""
+    filters: dict[str, Any] | None = None
+    if page.superadmin and isinstance(tenant_id, int):
+        filters = {"tenant_id": [tenant_id, -1]}
+    try:
+        rows = page.call(
+            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
+        ).rows
+    except WatError:
+        return []
+    return [(int(r["id"]), str(r["name"])) for r in rows if r["id"] not in taken]
+
+
+# ---- reading a role ------------------------------------------------------------------------
+_ROLE_FIELDS_BY_ACL = (
+    ("description", "role.see.description"),
+    ("role_map", "role.see.inherited-roles"),
+    ("acl_map", "role.see.acl-list"),
+)
+
+
+def _load_role(page: Page, role_id: int) -> dict[str, Any] | None:
+    fields = seen_fields(page, ["id", "name", "fixed", "internal"], _ROLE_FIELDS_BY_ACL)
+    return load_one(page, "role_get_list", role_id, fields)
 
 
 def _inherited(role: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -213,25 +258,6 @@ def _result(effective: list[dict[str, Any]], denied: list[str]) -> list[dict[str
     return shown + [{"name": n, "in_effect": False, "own": False, "via": []} for n in denied]
 
 
-def _role_choices(page: Page, role: Mapping[str, Any], taken: set[int]) -> list[tuple[int, str]]:
-    """Roles this role could inherit: visible, usable in its tenant, not itself nor
-    already inherited."""
-    filters: dict[str, Any] | None = None
-    if page.superadmin and isinstance(role.get("tenant_id"), int):
-        filters = {"tenant_id": [role["tenant_id"], -1]}
-    try:
-        rows = page.call(
-            "role_get_list", filters=filters, fields=["id", "name"], order_by=[("name", False)]
-        ).rows
-    except WatError:
-        return []
-    return [
-        (int(r["id"]), str(r["name"]))
-        for r in rows
-        if r["id"] != role["id"] and r["id"] not in taken
-    ]
-
-
 def _acl_choices(page: Page) -> list[tuple[str, list[Mapping[str, Any]]]]:
     try:
         rows = page.call("acl_get_list", fields=["id", "name"], order_by=[("name", False)]).rows
@@ -281,7 +307,7 @@ def _show_role(
         "can_edit": editable and page.can("role.update.name"),
         "can_delete": editable and page.can("role.delete."),
         "role_choices": (
-            _role_choices(page, role, {r["id"] for r in inherited})
+            role_choices(page, role.get("tenant_id"), {role["id"], *(r["id"] for r in inherited)})
             if editable and page.can("role.update.assign-role")
             else []
         ),
@@ -317,12 +343,10 @@ def create_role(
         arguments["description"] = description
     if page.superadmin and tenant_id.lstrip("-").isdigit():
         arguments["tenant_id"] = int(tenant_id)
-    try:
-        answer = page.call("role_create", arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _new_form(page, form, refusal_status(exc))
-    return RedirectResponse(f"/roles/{answer.rows[0]['id']}", status_code=303)
+    return attempt(
+        page, "role_create", lambda answer: f"/roles/{answer.rows[0]['id']}",
+        lambda status: _new_form(page, form, status), arguments=arguments,
+    )  # fmt: skip
 
 
 @router.get("/roles/{role_id}")
@@ -336,12 +360,11 @@ def _update(
     """``role_update`` on one role: back to its page, or its page with the API's refusal."""
     if _load_role(page, role_id) is None:
         return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
-    try:
-        page.call("role_update", filters={"id": role_id}, arguments=arguments)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show_role(page, role_id, status=refusal_status(exc), form=form)
-    return RedirectResponse(f"/roles/{role_id}", status_code=303)
+    return attempt(
+        page, "role_update", f"/roles/{role_id}",
+        lambda status: _show_role(page, role_id, status=status, form=form),
+        filters={"id": role_id}, arguments=arguments,
+    )  # fmt: skip
 
 
 @router.post("/roles/{role_id}")
@@ -384,7 +407,31 @@ def change_acl(
     if key is None or not acl:
         page.flash("error", page.t("Choose an ACL and what to do with it."))
         return _show_role(page, role_id, status=400)
+    if how == "ungrant":
+        return _ungrant(page, role_id, acl)
     return _update(page, role_id, {"__acls_changes__": {key: [acl]}})
+
+
+def _ungrant(page: Page, role_id: int, acl: str) -> Response:
+    """Take back a grant made on the role. The API's unassign also denies an ACL the
+    role still inherits; taking back a grant must not deny, so such a deny is lifted
+    at once (the ACL stays as the inherited roles give it)."""
+    if _load_role(page, role_id) is None:
+        return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
+    try:
+        for key in ("unassign_acls", "assign_acls"):
+            page.call(
+                "role_update", filters={"id": role_id},
+                arguments={"__acls_changes__": {key: [acl]}},
+            )  # fmt: skip
+            role = _load_role(page, role_id)
+            denied = (role or {}).get("acl_map", {}).get("negative", [])
+            if acl not in denied:
+                break
+    except WatError as exc:
+        page.flash("error", refusal_text(exc))
+        return _show_role(page, role_id, status=refusal_status(exc))
+    return RedirectResponse(f"/roles/{role_id}", status_code=303)
 
 
 @router.post("/roles/{role_id}/roles")
@@ -406,9 +453,7 @@ def change_inheritance(
 def delete_role(role_id: int, page: MutatingPage) -> Response:
     if _load_role(page, role_id) is None:
         return missing(page, page.t("This role does not exist or is not yours to see."), "/roles")
-    try:
-        page.call("role_delete", filters={"id": role_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _show_role(page, role_id, status=refusal_status(exc))
-    return RedirectResponse("/roles", status_code=303)
+    return attempt(
+        page, "role_delete", "/roles", lambda status: _show_role(page, role_id, status=status),
+        filters={"id": role_id},
+    )  # fmt: skip
