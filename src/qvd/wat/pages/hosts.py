@@ -16,19 +16,21 @@ from qvd.wat.lists.choices import HOST_STATE_CHOICES
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
-    ObjectKind,
     changed,
-    fetch_one,
-    history,
-    known_id,
     may_create,
-    missing,
     properties_router,
     property_keys,
+    saved_flash,
+)
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    fetch_one,
+    history,
+    missing,
     refusal_status,
     refusal_text,
     refused_page,
-    saved_flash,
+    run_button,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -140,7 +142,7 @@ _VM_ACL = {
 def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
           values: dict[str, Any] | None = None) -> Response:  # fmt: skip
     try:
-        host = fetch_one(page, KIND, host_id)
+        host = fetch_one(page, KIND.list_action, host_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if host is None:
@@ -183,7 +185,7 @@ def edit_host(
 ) -> Response:
     values = {"name": name.strip(), "address": address.strip(), "description": description}
     try:
-        host = fetch_one(page, KIND, host_id, ["id", "name", "address", "description"])
+        host = fetch_one(page, KIND.list_action, host_id, ["id", "name", "address", "description"])
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if host is None:
@@ -200,15 +202,11 @@ def edit_host(
 
 
 def _act(page: Page, host_id: int, action: str, arguments: dict[str, Any] | None,
-         done: str) -> Response:  # fmt: skip
-    if not known_id(host_id):
-        return missing(page, KIND, host_id)
-    try:
-        page.call(action, filters={"id": host_id}, arguments=arguments)
-    except WatError as exc:
+         done: str | None) -> Response:  # fmt: skip
+    def again(exc: WatError) -> Response:
         return _show(page, host_id, error=refusal_text(exc), status=refusal_status(exc))
-    target = "/hosts" if done == "deleted" else f"/hosts/{host_id}?done={done}"
-    return RedirectResponse(target, status_code=303)
+
+    return run_button(page, KIND, host_id, action, arguments, done, again)
 
 
 @router.post("/hosts/{host_id:int}/block")
@@ -228,4 +226,4 @@ def stop_host_vms(page: MutatingPage, host_id: int) -> Response:
 
 @router.post("/hosts/{host_id:int}/delete")
 def delete_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_delete", None, "deleted")
+    return _act(page, host_id, "host_delete", None, None)

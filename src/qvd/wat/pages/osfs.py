@@ -15,23 +15,25 @@ from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
-    ObjectKind,
     Refused,
     changed,
-    fetch_one,
-    history,
-    known_id,
     may_create,
-    missing,
     number,
     properties_router,
     property_keys,
-    refusal_status,
-    refusal_text,
-    refused_page,
     saved_flash,
 )
 from qvd.wat.pages.nav import tenants
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    fetch_one,
+    history,
+    missing,
+    refusal_status,
+    refusal_text,
+    refused_page,
+    run_button,
+)
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -197,7 +199,7 @@ def _values_of(osf: dict[str, Any]) -> dict[str, Any]:
 def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
           values: dict[str, Any] | None = None) -> Response:  # fmt: skip
     try:
-        osf = fetch_one(page, KIND, osf_id)
+        osf = fetch_one(page, KIND.list_action, osf_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if osf is None:
@@ -249,7 +251,7 @@ def edit_osf(
         "overlay": bool(overlay), "description": description,
     }  # fmt: skip
     try:
-        osf = fetch_one(page, KIND, osf_id)
+        osf = fetch_one(page, KIND.list_action, osf_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if osf is None:
@@ -272,12 +274,7 @@ def edit_osf(
 
 @router.post("/osfs/{osf_id:int}/delete")
 def delete_osf(page: MutatingPage, osf_id: int) -> Response:
-    if not known_id(osf_id):
-        return missing(page, KIND, osf_id)
-    try:
-        page.call("osf_delete", filters={"id": osf_id})
-    except WatError as exc:
-        if exc.status == 1300:
-            return missing(page, KIND, osf_id)
+    def again(exc: WatError) -> Response:
         return _show(page, osf_id, error=refusal_text(exc), status=refusal_status(exc))
-    return RedirectResponse("/osfs", status_code=303)
+
+    return run_button(page, KIND, osf_id, "osf_delete", None, None, again)
