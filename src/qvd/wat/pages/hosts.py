@@ -18,19 +18,19 @@ from qvd.wat.pages.infra import (
     MAX_TEXT,
     changed,
     may_create,
-    properties_router,
-    property_keys,
-    saved_flash,
 )
 from qvd.wat.pages.objectpages import (
     ObjectKind,
     fetch_one,
     history,
     missing,
+    properties_context,
+    properties_router,
     refusal_status,
     refusal_text,
     refused_page,
     run_button,
+    show_done,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -74,7 +74,13 @@ VIEW = ListView(
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))
-router.include_router(properties_router(KIND))
+
+
+def _refused(page: Page, host_id: int, exc: WatError) -> Response:
+    return _show(page, host_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 
 def _form(
@@ -150,7 +156,7 @@ def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
     if error:
         page.flash("error", error)
     else:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     vms, vms_total, vms_error = _vms(page, host_id)
     context = {
         "host": host,
@@ -160,12 +166,8 @@ def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
         "vms_error": vms_error,
         "live_fields": [f for f in LIVE_FIELDS if f in host],
         "vm_live_fields": [f for f in VM_LIVE_FIELDS if vms and f in vms[0]],
-        "props": host.get("properties") or {},
-        "keys": property_keys(page, KIND) if page.can("host.update.properties") else [],
-        "kind": KIND,
-        "object_id": host_id,
+        **properties_context(page, KIND, host_id, host),
         "history": history(page, KIND, host_id),
-        "can_edit": page.can("host.update.properties"),
     }
     return render(page, "hosts/detail.html", context, status=status)
 
@@ -203,20 +205,17 @@ def edit_host(
 
 def _act(page: Page, host_id: int, action: str, arguments: dict[str, Any] | None,
          done: str | None) -> Response:  # fmt: skip
-    def again(exc: WatError) -> Response:
-        return _show(page, host_id, error=refusal_text(exc), status=refusal_status(exc))
-
-    return run_button(page, KIND, host_id, action, arguments, done, again)
+    return run_button(page, KIND, host_id, action, arguments, done, _refused)
 
 
 @router.post("/hosts/{host_id:int}/block")
 def block_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_update", {"blocked": True}, "blocked")
+    return _act(page, host_id, "host_update", {"blocked": True}, "block")
 
 
 @router.post("/hosts/{host_id:int}/unblock")
 def unblock_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_update", {"blocked": False}, "unblocked")
+    return _act(page, host_id, "host_update", {"blocked": False}, "unblock")
 
 
 @router.post("/hosts/{host_id:int}/stop-vms")

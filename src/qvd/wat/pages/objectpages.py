@@ -13,15 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Form
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import MassInput
 from qvd.wat.port import WatError
-from qvd.wat.web import Page, ReadPage, render
+from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = [
     "DONE",
@@ -34,7 +34,10 @@ __all__ = [
     "known_id",
     "local_input",
     "missing",
+    "properties_context",
+    "properties_router",
     "property_changes",
+    "property_keys",
     "refusal_page",
     "refusal_status",
     "refusal_text",
@@ -56,11 +59,14 @@ DONE: Mapping[str, str] = {
     "disconnect": "The user is being disconnected.",
     "block": "Blocked.",
     "unblock": "Unblocked.",
-    "properties": "Properties saved.",
+    "stopping": "Stopping its virtual machines.",
+    "property": "Property saved.",
+    "unproperty": "Property removed.",
 }
 """Notices a page shows after a redirect (``?done=<key>``); any other key shows none."""
 
 MAX_TEXT = 32768  # longest text a form field may carry
+MAX_KEY = 1024  # longest property key a form may carry
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 
 
@@ -283,7 +289,7 @@ def run_button(
     action: str,
     arguments: Mapping[str, Any] | None,
     done: str | None,
-    on_refusal: Callable[[WatError], Response],
+    on_refusal: Callable[[Page, int, WatError], Response],
 ) -> Response:
     """A button of an object's page: run ``action`` on the object, then redirect 303 to
     its page with ``?done=<done>`` (``done`` None: to the list, the object is gone). A
@@ -296,7 +302,7 @@ def run_button(
     except WatError as exc:
         if exc.status == 1300:  # nothing selected: absent or out of scope
             return missing(page, kind, object_id)
-        return on_refusal(exc)
+        return on_refusal(page, object_id, exc)
     target = kind.path if done is None else f"{kind.path}/{object_id}?done={done}"
     return RedirectResponse(target, status_code=303)
 
@@ -311,5 +317,67 @@ def reloaded_buttons_router(kind: ObjectKind) -> APIRouter:
     @router.get(kind.path + "/{object_id:int}/{verb}")
     def button_reloaded(object_id: int, verb: str, page: ReadPage) -> Response:
         return RedirectResponse(f"{kind.path}/{object_id}", status_code=303)
+
+    return router
+
+
+def property_keys(page: Page, kind: ObjectKind) -> list[str]:
+    """The property keys that may be set on objects of ``kind`` (empty when this
+    administrator may not list them: the form then asks for the key as text)."""
+    try:
+        answer = page.call(
+            f"{kind.object}_get_property_list", fields=["key"], order_by=[("key", False)]
+        )
+    except WatError:
+        return []
+    return sorted({str(r["key"]) for r in answer.rows if r.get("key")})
+
+
+def properties_context(
+    page: Page, kind: ObjectKind, object_id: int, obj: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What ``templates/objects/properties.html`` needs for the object ``obj``."""
+    can = page.can(f"{kind.object}.update.properties")
+    return {
+        "props": obj.get("properties") or {},
+        "prop_base": f"{kind.path}/{object_id}",
+        "can_props": can,
+        "keys": property_keys(page, kind) if can else [],
+    }
+
+
+def properties_router(
+    kind: ObjectKind, on_refusal: Callable[[Page, int, WatError], Response]
+) -> APIRouter:
+    """``POST <path>/<id>/properties`` (set ``key`` to ``value``; or, from an older form,
+    remove the key named by ``delete``) and ``…/properties/delete`` (remove ``key``),
+    through ``<object>_update``'s ``__properties_changes__``. A refusal is answered by
+    ``on_refusal(page, id, exc)``; an absent object by the 404 page."""
+    router = APIRouter(include_in_schema=False)
+    update = f"{kind.object}_update"
+
+    def change(page: Page, object_id: int, changes: dict[str, Any], done: str) -> Response:
+        arguments = {"__properties_changes__": changes}
+        response = run_button(page, kind, object_id, update, arguments, done, on_refusal)
+        if isinstance(response, RedirectResponse):
+            response.headers["location"] += "#properties"
+        return response
+
+    @router.post(kind.path + "/{object_id:int}/properties")
+    def set_property(
+        page: MutatingPage,
+        object_id: int,
+        key: Annotated[str, Form(max_length=MAX_KEY)] = "",
+        value: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+        delete: Annotated[str, Form(max_length=MAX_KEY)] = "",
+    ) -> Response:
+        changes = property_changes(key, value, delete)
+        return change(page, object_id, changes, "unproperty" if "delete" in changes else "property")
+
+    @router.post(kind.path + "/{object_id:int}/properties/delete")
+    def delete_property(
+        page: MutatingPage, object_id: int, key: Annotated[str, Form(max_length=MAX_KEY)] = ""
+    ) -> Response:
+        return change(page, object_id, {"delete": [key.strip()]}, "unproperty")
 
     return router

@@ -19,9 +19,6 @@ from qvd.wat.pages.infra import (
     changed,
     may_create,
     number,
-    properties_router,
-    property_keys,
-    saved_flash,
 )
 from qvd.wat.pages.nav import tenants
 from qvd.wat.pages.objectpages import (
@@ -29,10 +26,13 @@ from qvd.wat.pages.objectpages import (
     fetch_one,
     history,
     missing,
+    properties_context,
+    properties_router,
     refusal_status,
     refusal_text,
     refused_page,
     run_button,
+    show_done,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -74,7 +74,13 @@ VIEW = ListView(
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))
-router.include_router(properties_router(KIND))
+
+
+def _refused(page: Page, osf_id: int, exc: WatError) -> Response:
+    return _show(page, osf_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 _FORM_FIELDS = ("name", "memory", "user_storage", "overlay", "description")
 
@@ -207,7 +213,7 @@ def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
     if error:
         page.flash("error", error)
     else:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     dis, dis_error = _dis(page, osf_id)
     tags, tags_error = _tags(page, osf_id, dis) if page.can("osf.see.di-list") else ([], "")
     vms, vms_total, vms_error = _vms(page, osf_id)
@@ -221,12 +227,8 @@ def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
         "vms": vms,
         "vms_total": vms_total,
         "vms_error": vms_error,
-        "props": osf.get("properties") or {},
-        "keys": property_keys(page, KIND) if page.can("osf.update.properties") else [],
-        "kind": KIND,
-        "object_id": osf_id,
+        **properties_context(page, KIND, osf_id, osf),
         "history": history(page, KIND, osf_id),
-        "can_edit": page.can("osf.update.properties"),
     }
     return render(page, "osfs/detail.html", context, status=status)
 
@@ -274,7 +276,4 @@ def edit_osf(
 
 @router.post("/osfs/{osf_id:int}/delete")
 def delete_osf(page: MutatingPage, osf_id: int) -> Response:
-    def again(exc: WatError) -> Response:
-        return _show(page, osf_id, error=refusal_text(exc), status=refusal_status(exc))
-
-    return run_button(page, KIND, osf_id, "osf_delete", None, None, again)
+    return run_button(page, KIND, osf_id, "osf_delete", None, None, _refused)

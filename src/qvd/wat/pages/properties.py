@@ -15,7 +15,6 @@ from qvd.wat.pages.infra import (
     MAX_TEXT,
     changed,
     may_create,
-    saved_flash,
 )
 from qvd.wat.pages.nav import tenants
 from qvd.wat.pages.objectpages import (
@@ -26,6 +25,7 @@ from qvd.wat.pages.objectpages import (
     refusal_text,
     refused_page,
     run_button,
+    show_done,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -139,7 +139,7 @@ def _show(page: Page, property_id: int, *, error: str = "", status: int = 200,
     if prop is None:
         return missing(page, KIND, property_id)
     if not error:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     return _form(page, "properties/detail.html", values or _values_of(prop), error=error,
                  status=status, prop=prop)  # fmt: skip
 
@@ -181,9 +181,10 @@ def edit_property(
     return RedirectResponse(f"/properties/{property_id}?done=saved", status_code=303)
 
 
+def _refused(page: Page, property_id: int, exc: WatError) -> Response:
+    return _show(page, property_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
 @router.post("/properties/{property_id:int}/delete")
 def delete_property(page: MutatingPage, property_id: int) -> Response:
-    def again(exc: WatError) -> Response:
-        return _show(page, property_id, error=refusal_text(exc), status=refusal_status(exc))
-
-    return run_button(page, KIND, property_id, "property_delete", None, None, again)
+    return run_button(page, KIND, property_id, "property_delete", None, None, _refused)

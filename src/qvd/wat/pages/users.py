@@ -3,7 +3,6 @@ their VMs with live state, properties, edit, delete) and the new-user form."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -16,7 +15,8 @@ from qvd.wat.pages.objectpages import (
     ObjectKind,
     fetch_one,
     missing,
-    property_changes,
+    properties_context,
+    properties_router,
     refusal_status,
     refusal_text,
     reloaded_buttons_router,
@@ -181,9 +181,7 @@ def _detail(page: Page, user_id: int, *, typed: dict[str, str] | None = None,
         "vm_fields": vm_fields,
         "vms_error": vms_error,
         "shown_time": shown_time,
-        "props": user.get("properties") or {},
-        "prop_action": f"/users/{user_id}/properties",
-        "can_props": page.can("user.update.properties"),
+        **properties_context(page, KIND, user_id, user),
     }
     return render(page, "users/detail.html", context, status=status)
 
@@ -230,33 +228,18 @@ def _edit(page: Page, user_id: int, typed: dict[str, str]) -> Response:
     return RedirectResponse(f"/users/{user_id}?done=saved", status_code=303)
 
 
-def _again(page: Page, user_id: int) -> Callable[[WatError], Response]:
-    """The object's page again with the API's reason (a refused button)."""
+def _refused(page: Page, user_id: int, exc: WatError) -> Response:
+    """The object's page again with the API's reason (a refused button or property)."""
+    page.flash("error", refusal_text(exc))
+    return _detail(page, user_id, status=refusal_status(exc))
 
-    def again(exc: WatError) -> Response:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, user_id, status=refusal_status(exc))
 
-    return again
+router.include_router(properties_router(KIND, _refused))
 
 
 @router.post("/users/{user_id:int}/delete")
 def delete_user(user_id: int, page: MutatingPage) -> Response:
-    return run_button(page, KIND, user_id, "user_delete", None, None, _again(page, user_id))
-
-
-@router.post("/users/{user_id:int}/properties")
-def user_properties(
-    user_id: int, page: MutatingPage, key: Text = "", value: Text = "", delete: Text = ""
-) -> Response:
-    changes = property_changes(key, value, delete)
-    try:
-        page.call("user_update", filters={"id": user_id},
-                  arguments={"__properties_changes__": changes})  # fmt: skip
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, user_id, status=refusal_status(exc))
-    return RedirectResponse(f"/users/{user_id}?done=properties#properties", status_code=303)
+    return run_button(page, KIND, user_id, "user_delete", None, None, _refused)
 
 
 router.include_router(reloaded_buttons_router(KIND))

@@ -5,7 +5,6 @@ with their ACL, and a refusal shows the API's reason."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -20,7 +19,8 @@ from qvd.wat.pages.objectpages import (
     fetch_one,
     local_input,
     missing,
-    property_changes,
+    properties_context,
+    properties_router,
     refusal_status,
     refusal_text,
     reloaded_buttons_router,
@@ -278,9 +278,7 @@ def _detail(page: Page, vm_id: int, *, typed: dict[str, str] | None = None,
         "history": history,
         "history_error": history_error,
         "shown_time": shown_time,
-        "props": vm.get("properties") or {},
-        "prop_action": f"/vms/{vm_id}/properties",
-        "can_props": page.can("vm.update.properties"),
+        **properties_context(page, KIND, vm_id, vm),
     }
     return render(page, "vms/detail.html", context, status=status)
 
@@ -333,33 +331,18 @@ def _edit(page: Page, vm_id: int, typed: dict[str, str]) -> Response:
     return RedirectResponse(f"/vms/{vm_id}?done=saved", status_code=303)
 
 
-def _again(page: Page, vm_id: int) -> Callable[[WatError], Response]:
-    """The object's page again with the API's reason (a refused button)."""
+def _refused(page: Page, vm_id: int, exc: WatError) -> Response:
+    """The object's page again with the API's reason (a refused button or property)."""
+    page.flash("error", refusal_text(exc))
+    return _detail(page, vm_id, status=refusal_status(exc))
 
-    def again(exc: WatError) -> Response:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, vm_id, status=refusal_status(exc))
 
-    return again
+router.include_router(properties_router(KIND, _refused))
 
 
 @router.post("/vms/{vm_id:int}/delete")
 def delete_vm(vm_id: int, page: MutatingPage) -> Response:
-    return run_button(page, KIND, vm_id, "vm_delete", None, None, _again(page, vm_id))
-
-
-@router.post("/vms/{vm_id:int}/properties")
-def vm_properties(
-    vm_id: int, page: MutatingPage, key: Text = "", value: Text = "", delete: Text = ""
-) -> Response:
-    changes = property_changes(key, value, delete)
-    try:
-        page.call("vm_update", filters={"id": vm_id},
-                  arguments={"__properties_changes__": changes})  # fmt: skip
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, vm_id, status=refusal_status(exc))
-    return RedirectResponse(f"/vms/{vm_id}?done=properties#properties", status_code=303)
+    return run_button(page, KIND, vm_id, "vm_delete", None, None, _refused)
 
 
 @router.post("/vms/{vm_id:int}/{verb}")
@@ -367,7 +350,7 @@ def vm_command(vm_id: int, verb: str, page: MutatingPage) -> Response:
     if verb not in VERBS:
         return missing(page, KIND, vm_id)
     action, arguments = VERBS[verb]
-    return run_button(page, KIND, vm_id, action, arguments, verb, _again(page, vm_id))
+    return run_button(page, KIND, vm_id, action, arguments, verb, _refused)
 
 
 router.include_router(reloaded_buttons_router(KIND))
