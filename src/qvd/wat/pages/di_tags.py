@@ -166,7 +166,7 @@ def _chosen(request: Request) -> tuple[str, int | None]:
     return tag, (int(raw) if raw.isdigit() and len(raw) < 12 else None)
 
 
-@router.get("/osfs/{osf_id}/tags")
+@router.get("/osfs/{osf_id:int}/tags")
 @shows_refusals
 def board(osf_id: int, request: Request, page: ReadPage) -> Response:
     """The board; ``?tag=&di_id=`` preselects a move and shows its preview."""
@@ -179,7 +179,7 @@ def board(osf_id: int, request: Request, page: ReadPage) -> Response:
     return _board(page, osf, form, shown)
 
 
-@router.get("/osfs/{osf_id}/tags/preview")
+@router.get("/osfs/{osf_id:int}/tags/preview")
 @shows_refusals
 def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
     """``#tag-preview`` alone (htmx asks for it whenever the move form changes)."""
@@ -191,7 +191,7 @@ def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
     return render(page, "dis/tag_preview.html", {"preview": shown})
 
 
-@router.post("/osfs/{osf_id}/tags")
+@router.post("/osfs/{osf_id:int}/tags")
 @shows_refusals
 def move(
     osf_id: int,

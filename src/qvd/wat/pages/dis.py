@@ -26,6 +26,7 @@ from qvd.wat.pages.objectpages import (
     refusal_page,
     refusal_status,
     refusal_text,
+    reloaded_buttons_router,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -187,7 +188,7 @@ def _detail(
     )  # fmt: skip
 
 
-@router.get("/dis/{di_id}")
+@router.get("/dis/{di_id:int}")
 @shows_refusals
 def detail_page(di_id: int, page: ReadPage) -> Response:
     di = load_di(page, di_id)
@@ -205,7 +206,7 @@ def _seconds(text: str) -> int | None:
     return int(text)
 
 
-@router.post("/dis/{di_id}")
+@router.post("/dis/{di_id:int}")
 @shows_refusals
 def edit(
     di_id: int,
@@ -248,7 +249,7 @@ def edit(
     return RedirectResponse(f"/dis/{di_id}", status_code=303)
 
 
-@router.post("/dis/{di_id}/delete")
+@router.post("/dis/{di_id:int}/delete")
 @shows_refusals
 def delete(di_id: int, page: MutatingPage) -> Response:
     di = load_di(page, di_id)
@@ -260,3 +261,6 @@ def delete(di_id: int, page: MutatingPage) -> Response:
         page.flash("error", refusal_text(exc))
         return _detail(page, di, status=refusal_status(exc))
     return RedirectResponse("/dis", status_code=303)
+
+
+router.include_router(reloaded_buttons_router(KIND))

@@ -29,6 +29,7 @@ from qvd.wat.pages.objectpages import (
     refusal_status,
     refusal_text,
     refused_page,
+    reloaded_buttons_router,
     run_button,
     show_done,
 )
@@ -226,3 +227,6 @@ def stop_host_vms(page: MutatingPage, host_id: int) -> Response:
 @router.post("/hosts/{host_id:int}/delete")
 def delete_host(page: MutatingPage, host_id: int) -> Response:
     return _act(page, host_id, "host_delete", None, None)
+
+
+router.include_router(reloaded_buttons_router(KIND))

@@ -190,7 +190,7 @@ def logs(request: Request, page: ReadPage) -> Response:
     return render(page, template, context, status=refusal_status(error) if error else 200)
 
 
-@router.get("/logs/{log_id}")
+@router.get("/logs/{log_id:int}")
 def log_entry(page: ReadPage, log_id: int) -> Response:
     try:
         answer = page.call("log_get_details", filters={"id": log_id}, limit=1)

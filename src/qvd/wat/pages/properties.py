@@ -24,6 +24,7 @@ from qvd.wat.pages.objectpages import (
     refusal_status,
     refusal_text,
     refused_page,
+    reloaded_buttons_router,
     run_button,
     show_done,
 )
@@ -188,3 +189,6 @@ def _refused(page: Page, property_id: int, exc: WatError) -> Response:
 @router.post("/properties/{property_id:int}/delete")
 def delete_property(page: MutatingPage, property_id: int) -> Response:
     return run_button(page, KIND, property_id, "property_delete", None, None, _refused)
+
+
+router.include_router(reloaded_buttons_router(KIND))

@@ -25,6 +25,7 @@ from qvd.wat.pages.objectpages import (
     refusal_page,
     refusal_status,
     refusal_text,
+    reloaded_buttons_router,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -318,3 +319,6 @@ def delete_tenant(page: MutatingPage, tenant_id: int) -> Response:
 
 
 router.include_router(_lists)  # the list engine's other routes (mass actions, export)
+
+
+router.include_router(reloaded_buttons_router(KIND))
