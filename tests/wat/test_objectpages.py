@@ -115,3 +115,27 @@ def test_the_properties_block_sets_and_removes_a_key_on_a_vm(wat: Wat) -> None:
     r = wat.client.post(f"/vms/{vm}/properties", data={"key": "propA", "value": "evil"})
     assert r.status_code == 403
     assert 'data-key="propA"' not in wat.client.get(f"/vms/{vm}").text
+
+
+def test_saving_a_tenant_unchanged_asks_the_api_for_nothing(wat: Wat) -> None:
+    """Each field needs its own ACL: an edit sends only what changed (the tenant form
+    used to send ``blocked`` every time, needing ``tenant.update.block`` for a rename)."""
+    csrf = wat.login()
+    a = wat.world.tenants["A"]
+
+    def updates() -> int:
+        body = {"action": "log_get_list", "filters": {"action": "tenant_update"}}
+        answer = wat.client.post("/api", json=body, headers={"X-CSRF-Token": csrf}).json()
+        assert answer["status"] == 0, answer
+        return int(answer["total"])
+
+    before = updates()
+    page = wat.client.get(f"/tenants/{a}").text
+    assert 'name="blocked"' in page
+    same = {"csrf": csrf, "name": "tenantA", "language": "", "block": "", "description": ""}
+    r = wat.client.post(f"/tenants/{a}", data=same)
+    assert r.status_code == 303, r.text
+    assert updates() == before
+    r = wat.client.post(f"/tenants/{a}", data={**same, "blocked": "1"})
+    assert r.status_code == 303
+    assert updates() == before + 1

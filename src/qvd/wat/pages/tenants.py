@@ -257,7 +257,9 @@ def update_tenant(
     tenant = _tenant(page, tenant_id)
     if tenant is None:
         return _missing(page, tenant_id)
-    arguments: dict[str, Any] = {"blocked": bool(blocked)}
+    arguments: dict[str, Any] = {}  # only what changed: each field has its own ACL
+    if bool(blocked) != bool(tenant.get("blocked")):
+        arguments["blocked"] = bool(blocked)
     if name != tenant.get("name"):
         arguments["name"] = name
     if language and language != tenant.get("language"):
@@ -267,7 +269,8 @@ def update_tenant(
     if description != (tenant.get("description") or ""):
         arguments["description"] = description or None
     try:
-        page.call("tenant_update", filters={"id": tenant_id}, arguments=arguments)
+        if arguments:
+            page.call("tenant_update", filters={"id": tenant_id}, arguments=arguments)
     except WatError as exc:
         page.flash("error", refusal_text(exc))
         form = {**tenant, "name": name, "language": language, "block": block,
