@@ -12,6 +12,7 @@ npm lockfile) in the page; ``keep_screenshot`` writes a PNG to the evidence dire
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 import zlib
@@ -24,12 +25,24 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import make_engine
+from qvd.wat.pages import ROUTERS
 from tests.api.conftest import PASSWORD, World, build_world, running_api
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-__all__ = ["BrowserPage", "LiveWat", "axe_violations", "keep_screenshot", "log_in"]
+__all__ = [
+    "BrowserPage",
+    "LiveWat",
+    "WatPage",
+    "axe_violations",
+    "keep_screenshot",
+    "log_in",
+    "open_page",
+    "route_of",
+    "routed",
+    "wat_pages",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parents[3] / "src/qvd/wat/vendor/node_modules/axe-core/axe.min.js"
@@ -109,10 +122,20 @@ def live_wat(db: Any, tmp_path: Path) -> Iterator[LiveWat]:
         engine.dispose()
 
 
+def _benign(failure: str | None, url: str) -> bool:
+    """A request failure that says nothing about the WAT: a WebSocket closed by leaving
+    the page, a static file (icon, stylesheet) whose load a navigation cut short (a real
+    failure to serve one shows as an HTTP status in the console)."""
+    if url.startswith(("wss:", "ws:")):
+        return True
+    return failure == "net::ERR_ABORTED" and "/static/" in url
+
+
 def _watch(bp: BrowserPage) -> None:
     def console(message: ConsoleMessage) -> None:
         if message.type == "error":
-            bp.errors.append(f"console: {message.text}")
+            where = message.location.get("url", "") if message.location else ""
+            bp.errors.append(f"console: {message.text}" + (f" [{where}]" if where else ""))
 
     bp.page.on("console", console)
     bp.page.on("pageerror", lambda exc: bp.errors.append(f"pageerror: {exc}"))
@@ -120,22 +143,22 @@ def _watch(bp: BrowserPage) -> None:
         "requestfailed",
         lambda req: (
             bp.errors.append(f"requestfailed: {req.url} {req.failure}")
-            if not req.url.startswith("wss:")
+            if not _benign(req.failure, req.url)
             else None
         ),
     )
 
 
-@pytest.fixture
-def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
-    """A fresh browser context (no cookies) on the live WAT; fails the test at teardown
-    on console errors, failed requests or page exceptions it did not allow."""
+@contextlib.contextmanager
+def open_page(chromium: Browser, base: str) -> Iterator[BrowserPage]:
+    """A fresh browser context (no cookies) on the WAT at ``base``; fails on exit on
+    console errors, failed requests or page exceptions it did not allow."""
     context = chromium.new_context(
         ignore_https_errors=True, viewport={"width": 1366, "height": 768}, locale="en-GB"
     )
     page = context.new_page()
     page.set_default_timeout(15000)
-    bp = BrowserPage(page, live_wat.base)
+    bp = BrowserPage(page, base)
     _watch(bp)
     try:
         yield bp
@@ -145,16 +168,31 @@ def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
         context.close()
 
 
+@pytest.fixture
+def browser_page(chromium: Browser, live_wat: LiveWat) -> Iterator[BrowserPage]:
+    """A fresh browser context (no cookies) on the live WAT; fails the test at teardown
+    on console errors, failed requests or page exceptions it did not allow."""
+    with open_page(chromium, live_wat.base) as bp:
+        yield bp
+
+
 def log_in(
-    bp: BrowserPage, name: str = "root", tenant: str = "*", password: str = PASSWORD
+    bp: BrowserPage,
+    name: str = "root",
+    tenant: str = "*",
+    password: str = PASSWORD,
+    language: str = "",
 ) -> None:
-    """Log in through the form (from wherever the page is) and wait for the dashboard."""
+    """Log in through the form (from wherever the page is) and wait for the dashboard;
+    ``language`` ("en", "es") is chosen on the form (and saved to the administrator)."""
     bp.goto("/login")
     tenant_box = bp.page.locator("#tenant")
     if tenant_box.count():
         tenant_box.fill(tenant)
     bp.page.fill("#login", name)
     bp.page.fill("#password", password)
+    if language:
+        bp.page.select_option("#language", language)
     bp.page.click("#login-form button[type=submit]")
     bp.page.wait_for_selector("#admin-name")
 
@@ -217,3 +255,125 @@ def keep_screenshot(page: Page, evidence_dir: Path, name: str, must_show: tuple[
     data = page.screenshot(path=str(path), full_page=True)
     assert _png_colours(data) > 8, f"{name}: the screenshot looks blank"
     return path
+
+
+# ---- the pages the WAT shows an administrator ------------------------------------------
+_DETAIL = re.compile(r"^(/[a-z]+)/(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class WatPage:
+    """A page to visit: ``kind`` is "dashboard", "list", "new" or "detail"; ``name`` is
+    the text the page's link showed (a detail page's object name)."""
+
+    path: str
+    kind: str
+    name: str = ""
+
+
+def _status(bp: BrowserPage, path: str) -> int:
+    """The HTTP status of ``path`` for this session, without navigating to it."""
+    answer = bp.page.request.get(bp.base + path, max_redirects=0)
+    try:
+        return answer.status
+    finally:
+        answer.dispose()
+
+
+def _is_page(bp: BrowserPage, path: str) -> bool:
+    """Whether ``path`` answers an HTML page (not a 404, a redirect or a CSV download)."""
+    answer = bp.page.request.get(bp.base + path, max_redirects=0)
+    try:
+        kind = answer.headers.get("content-type", "")
+        return answer.status == 200 and kind.startswith("text/html")
+    finally:
+        answer.dispose()
+
+
+def _links(bp: BrowserPage, selector: str) -> list[tuple[str, str]]:
+    found: list[list[str]] = bp.page.eval_on_selector_all(
+        selector, "links => links.map(a => [a.getAttribute('href') || '', a.textContent.trim()])"
+    )
+    return [(href.split("#")[0], text) for href, text in found]
+
+
+def wat_pages(bp: BrowserPage) -> tuple[list[WatPage], list[str]]:
+    """The pages this logged-in administrator can reach, found the way they would: the
+    menu the WAT shows (``nav.menu a``); from each list page its links below it
+    (``<list>/new``: "new", ``<list>/staging``: "sub") and its first row's detail link
+    (``<list>/<id>``: "detail"); from that detail page its links below it
+    (``/osfs/<id>/tags``: "sub"). Only HTML pages are kept (no downloads). Menu entries
+    that answer 404 are areas not built yet: returned apart (second value) so suites
+    grow with the WAT."""
+    bp.goto("/")
+    bp.page.wait_for_selector("nav.menu")
+    menu = _links(bp, "nav.menu a")
+    pages: list[WatPage] = []
+    seen: set[str] = set()
+    missing: list[str] = []
+
+    def add(path: str, kind: str, name: str = "") -> None:
+        """One page per route: ``/configs/<token>`` once, not once per token."""
+        route = route_of(path) or path
+        if route not in seen and _is_page(bp, path):
+            seen.add(route)
+            pages.append(WatPage(path, kind, name))
+
+    for path, label in menu:
+        if _status(bp, path) == 404:
+            missing.append(path)
+            continue
+        add(path, "dashboard" if path == "/" else "list", label)
+        if path == "/":
+            continue
+        bp.goto(path)
+        found = [h for h, _ in _links(bp, f'main a[href^="{path}/"]')]
+        if f"{path}/new" in found:  # the new page's own links (upload → staging)
+            bp.goto(f"{path}/new")
+            found += [h for h, _ in _links(bp, f'main a[href^="{path}/"]')]
+            bp.goto(path)
+        for href in found:
+            if not _DETAIL.match(href) and "?" not in href:
+                add(href, "new" if href == f"{path}/new" else "sub")
+        for href, text in _links(bp, "table#list tbody tr[data-id] a[href]"):
+            match = _DETAIL.match(href)
+            if match and match.group(1) == path and _is_page(bp, href):
+                add(href, "detail", text)
+                bp.goto(href)
+                for below, _ in _links(bp, f'main a[href^="{href}/"]'):
+                    if "?" not in below:
+                        add(below, "sub")
+                break
+    return pages, missing
+
+
+# ---- which URLs the WAT routes (areas are built in parallel) ---------------------------
+def _route_rule(path: str) -> re.Pattern[str]:
+    """A route's path as a regular expression (``{x:int}`` digits, ``{x}`` one segment)."""
+    rule = re.sub(r"\\\{[a-z_]+:int\\\}", r"\\d+", re.escape(path))
+    return re.compile("^" + re.sub(r"\\\{[a-z_]+(:[a-z]+)?\\\}", "[^/]+", rule) + "$")
+
+
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, into included routers (the WAT's have no prefixes)."""
+    for route in routes:
+        if hasattr(route, "path"):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+
+
+def route_of(url: str, method: str = "GET") -> str | None:
+    """The path of the WAT's route that answers ``url`` (``/vms/{vm_id:int}``), if any."""
+    for router in ROUTERS:
+        for route in _routes(router.routes):
+            methods = getattr(route, "methods", None) or ()
+            if method in methods and _route_rule(route.path).match(url.split("?")[0]):
+                return str(route.path)
+    return None
+
+
+def routed(url: str, method: str = "GET") -> bool:
+    """Whether the WAT has a page route for ``url`` (a sample URL: ``/vms/1/start``)."""
+    return route_of(url, method) is not None

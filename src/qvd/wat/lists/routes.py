@@ -236,7 +236,7 @@ def _flash_outcome(page: Page, label: str, outcome: MassOutcome) -> None:
     elif outcome.failures:
         page.flash("error", f"{what}: {outcome.summary}")
     else:
-        page.flash("ok", f"{what}: {outcome.done} {page.t('done')}")
+        page.flash("ok", f"{what}: " + page.t("{count} done").format(count=outcome.done))
 
 
 def _region_only(request: Request) -> bool:
