@@ -27,6 +27,7 @@ from qvd.wat.pages.objectpages import (
     refusal_status,
     refusal_text,
     reloaded_buttons_router,
+    run_button,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -249,18 +250,19 @@ def edit(
     return RedirectResponse(f"/dis/{di_id}", status_code=303)
 
 
-@router.post("/dis/{di_id:int}/delete")
-@shows_refusals
-def delete(di_id: int, page: MutatingPage) -> Response:
+def _refused(page: Page, di_id: int, exc: WatError) -> Response:
+    """The DI's page again with the API's reason (a refused button)."""
     di = load_di(page, di_id)
     if di is None:
         return _missing(page, di_id)
-    try:
-        page.call("di_delete", filters={"id": di_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, di, status=refusal_status(exc))
-    return RedirectResponse("/dis", status_code=303)
+    page.flash("error", refusal_text(exc))
+    return _detail(page, di, status=refusal_status(exc))
+
+
+@router.post("/dis/{di_id:int}/delete")
+@shows_refusals
+def delete(di_id: int, page: MutatingPage) -> Response:
+    return run_button(page, KIND, di_id, "di_delete", None, None, _refused)
 
 
 router.include_router(reloaded_buttons_router(KIND))
