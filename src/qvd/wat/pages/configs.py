@@ -22,7 +22,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from qvd.config.tokens import find_family, is_secret, kind_of, lookup
-from qvd.wat.pages.tenants import http_status, refusal_page
+from qvd.wat.pages.objectpages import refusal_page, refusal_status
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -162,7 +162,7 @@ def configs(request: Request, page: ReadPage) -> Response:
         "suffix": _query(tenant_id, page), "global_layer": tenant_id == GLOBAL,
     }  # fmt: skip
     return render(page, "configs/list.html", context,
-                  status=http_status(error) if error else 200)  # fmt: skip
+                  status=refusal_status(error) if error else 200)  # fmt: skip
 
 
 def _token_page(
@@ -174,7 +174,7 @@ def _token_page(
     try:
         rows = _token_rows(page, tenant_id, {"key": key})
     except WatError as exc:
-        return refusal_page(page, page.t("Configuration"), exc.message, http_status(exc))
+        return refusal_page(page, page.t("Configuration"), exc.message, refusal_status(exc))
     if not rows and lookup(key) is None and find_family(key) is None:
         return _no_token(page, key)
     kind = kind_of(key)
@@ -236,7 +236,7 @@ def set_token(
     except WatError as exc:
         page.flash("error", exc.message)
         typed = None if is_secret(key) else value  # a secret typed is never echoed back
-        return _token_page(page, key, tenant_id, typed=typed, status=http_status(exc))
+        return _token_page(page, key, tenant_id, typed=typed, status=refusal_status(exc))
     url = f"/configs/{urllib.parse.quote(key)}" + _query(tenant_id, page, saved="1")
     return RedirectResponse(url, status_code=303)
 
@@ -256,6 +256,6 @@ def reset_token(
         page.call("config_delete", filters=filters)
     except WatError as exc:
         page.flash("error", exc.message)
-        return _token_page(page, key, tenant_id, status=http_status(exc))
+        return _token_page(page, key, tenant_id, status=refusal_status(exc))
     url = f"/configs/{urllib.parse.quote(key)}" + _query(tenant_id, page, saved="reset")
     return RedirectResponse(url, status_code=303)

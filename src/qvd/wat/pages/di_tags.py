@@ -20,16 +20,22 @@ from typing import Annotated, Any, ParamSpec
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    fetch_one,
+    known_id,
+    missing,
+    refusal_page,
+    refusal_status,
+    refusal_text,
+)
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
 __all__ = [
     "Preview",
-    "failure_text",
-    "known_id",
     "parse_expiry",
     "preview",
-    "refusal_status",
     "router",
 ]
 
@@ -51,6 +57,11 @@ class Preview:
     affected: list[dict[str, Any]] = field(default_factory=list)
     later: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+
+
+OSF = ObjectKind("osf", "/osfs", "OS flavour", gone="There is no OS flavour {id} that you may see.",
+                 gone_heading="OS flavour not found", back_label="Back to the disk images",
+                 back_path="/dis")  # fmt: skip
 
 
 def preview(page: Page, osf_id: int, tag: str, di_id: int) -> Preview:
@@ -84,30 +95,6 @@ def parse_expiry(text: str) -> str | None:
     return when.isoformat()
 
 
-def refusal_status(exc: WatError) -> int:
-    """The HTTP status of a page that shows the API's refusal ``exc`` (a one-object
-    action's failure (1200) counts as that object's own)."""
-    code = next(iter(exc.failures.values()))[0] if exc.failures else exc.status
-    if code in (1300, 7110):  # nothing selected / missing object
-        return 404
-    if 4000 <= code < 5000 or 8000 <= code < 9000:
-        return 403
-    if 7000 <= code < 8000:
-        return 409
-    return 400
-
-
-def failure_text(exc: WatError) -> str:
-    if exc.failures:
-        return "; ".join(message for _, message in exc.failures.values())
-    return exc.message
-
-
-def known_id(value: int) -> bool:
-    """Whether ``value`` can be an object's id (the API's ids are positive int32)."""
-    return 0 < value < 2**31
-
-
 def shows_refusals(route: Callable[P, Response]) -> Callable[P, Response]:
     """``route`` with an API refusal it did not handle shown as a page (the API's
     message, the HTTP status fitting QVD's code) instead of a server error."""
@@ -118,20 +105,14 @@ def shows_refusals(route: Callable[P, Response]) -> Callable[P, Response]:
             return route(*args, **kwargs)
         except WatError as exc:
             page = next(v for v in kwargs.values() if isinstance(v, Page))
-            return render(
-                page, "dis/missing.html",
-                {"heading": page.t("Refused"), "message": failure_text(exc)},
-                status=refusal_status(exc),
-            )  # fmt: skip
+            return refusal_page(page, page.t("Refused"), refusal_text(exc), refusal_status(exc),
+                                back="/dis", back_label="Back to the disk images")  # fmt: skip
 
     return wrapper
 
 
 def _osf(page: Page, osf_id: int) -> dict[str, Any] | None:
-    if not known_id(osf_id):
-        return None
-    rows = page.call("osf_get_list", filters={"id": osf_id}, fields=["id", "name"], limit=1).rows
-    return rows[0] if rows else None
+    return fetch_one(page, OSF.list_action, osf_id, ["id", "name"])
 
 
 def _dis(page: Page, osf_id: int) -> list[dict[str, Any]]:
@@ -159,12 +140,7 @@ def _label(di: dict[str, Any]) -> str:
 
 
 def _missing(page: Page, osf_id: int) -> Response:
-    return render(
-        page, "dis/missing.html",
-        {"heading": page.t("OS flavour not found"),
-         "message": page.t("There is no OS flavour {id} that you may see.").format(id=osf_id)},
-        status=404,
-    )  # fmt: skip
+    return missing(page, OSF, osf_id)
 
 
 def _board(
@@ -190,7 +166,7 @@ def _chosen(request: Request) -> tuple[str, int | None]:
     return tag, (int(raw) if raw.isdigit() and len(raw) < 12 else None)
 
 
-@router.get("/osfs/{osf_id}/tags")
+@router.get("/osfs/{osf_id:int}/tags")
 @shows_refusals
 def board(osf_id: int, request: Request, page: ReadPage) -> Response:
     """The board; ``?tag=&di_id=`` preselects a move and shows its preview."""
@@ -203,7 +179,7 @@ def board(osf_id: int, request: Request, page: ReadPage) -> Response:
     return _board(page, osf, form, shown)
 
 
-@router.get("/osfs/{osf_id}/tags/preview")
+@router.get("/osfs/{osf_id:int}/tags/preview")
 @shows_refusals
 def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
     """``#tag-preview`` alone (htmx asks for it whenever the move form changes)."""
@@ -215,7 +191,7 @@ def preview_fragment(osf_id: int, request: Request, page: ReadPage) -> Response:
     return render(page, "dis/tag_preview.html", {"preview": shown})
 
 
-@router.post("/osfs/{osf_id}/tags")
+@router.post("/osfs/{osf_id:int}/tags")
 @shows_refusals
 def move(
     osf_id: int,
@@ -251,7 +227,7 @@ def move(
         page.call("di_update", filters={"id": di_id},
                   arguments={"__tags_changes__": {"create": [tag]}})  # fmt: skip
     except WatError as exc:
-        page.flash("error", failure_text(exc))
+        page.flash("error", refusal_text(exc))
         return _board(page, osf, form, before, status=refusal_status(exc))
     version = str(target[0].get("version") or di_id)
     page.flash("ok", page.t("Tag {tag} is now on version {version}.").format(
@@ -262,7 +238,7 @@ def move(
         try:
             page.call("vm_update", filters={"id": ids}, arguments=expiry)
         except WatError as exc:
-            reason = failure_text(exc)
+            reason = refusal_text(exc)
             page.flash("error", page.t("The expiry was not set: {reason}").format(reason=reason))
             return _board(page, osf, form, before, status=400)
         page.flash("ok", page.t("Expiry set on {count} VMs.").format(count=len(ids)))

@@ -18,7 +18,17 @@ from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages import di_tags
-from qvd.wat.pages.di_tags import failure_text, known_id, refusal_status, shows_refusals
+from qvd.wat.pages.di_tags import shows_refusals
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    known_id,
+    missing,
+    refusal_page,
+    refusal_status,
+    refusal_text,
+    reloaded_buttons_router,
+    run_button,
+)
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -60,6 +70,16 @@ router.include_router(list_router(VIEW))
 router.include_router(di_tags.router)
 
 
+KIND = ObjectKind(
+    "di",
+    "/dis",
+    "Disk image",
+    gone="There is no disk image {id} that you may see.",
+    gone_heading="Disk image not found",
+    back_label="Back to the disk images",
+)
+
+
 def osf_options(page: Page) -> list[tuple[int, str]]:
     """(id, name) of the OSFs a DI may be created for (the chosen tenant's)."""
     answer = page.call(
@@ -70,12 +90,8 @@ def osf_options(page: Page) -> list[tuple[int, str]]:
 
 
 def _no_create(page: Page) -> Response:
-    return render(
-        page, "dis/missing.html",
-        {"heading": page.t("Not allowed"),
-         "message": page.t("You may not create disk images.")},
-        status=403,
-    )  # fmt: skip
+    return refusal_page(page, page.t("Not allowed"), page.t("You may not create disk images."),
+                        403, back="/dis", back_label="Back to the disk images")  # fmt: skip
 
 
 @router.get("/dis/new")
@@ -112,12 +128,7 @@ def staging_page(page: ReadPage) -> Response:
 
 
 def _missing(page: Page, di_id: int) -> Response:
-    return render(
-        page, "dis/missing.html",
-        {"heading": page.t("Disk image not found"),
-         "message": page.t("There is no disk image {id} that you may see.").format(id=di_id)},
-        status=404,
-    )  # fmt: skip
+    return missing(page, KIND, di_id)
 
 
 def load_di(page: Page, di_id: int) -> dict[str, Any] | None:
@@ -178,7 +189,7 @@ def _detail(
     )  # fmt: skip
 
 
-@router.get("/dis/{di_id}")
+@router.get("/dis/{di_id:int}")
 @shows_refusals
 def detail_page(di_id: int, page: ReadPage) -> Response:
     di = load_di(page, di_id)
@@ -196,7 +207,7 @@ def _seconds(text: str) -> int | None:
     return int(text)
 
 
-@router.post("/dis/{di_id}")
+@router.post("/dis/{di_id:int}")
 @shows_refusals
 def edit(
     di_id: int,
@@ -234,20 +245,24 @@ def edit(
     try:
         page.call("di_update", filters={"id": di_id}, arguments=arguments)
     except WatError as exc:
-        page.flash("error", failure_text(exc))
+        page.flash("error", refusal_text(exc))
         return _detail(page, di, form=typed, status=refusal_status(exc))
     return RedirectResponse(f"/dis/{di_id}", status_code=303)
 
 
-@router.post("/dis/{di_id}/delete")
-@shows_refusals
-def delete(di_id: int, page: MutatingPage) -> Response:
+def _refused(page: Page, di_id: int, exc: WatError) -> Response:
+    """The DI's page again with the API's reason (a refused button)."""
     di = load_di(page, di_id)
     if di is None:
         return _missing(page, di_id)
-    try:
-        page.call("di_delete", filters={"id": di_id})
-    except WatError as exc:
-        page.flash("error", failure_text(exc))
-        return _detail(page, di, status=refusal_status(exc))
-    return RedirectResponse("/dis", status_code=303)
+    page.flash("error", refusal_text(exc))
+    return _detail(page, di, status=refusal_status(exc))
+
+
+@router.post("/dis/{di_id:int}/delete")
+@shows_refusals
+def delete(di_id: int, page: MutatingPage) -> Response:
+    return run_button(page, KIND, di_id, "di_delete", None, None, _refused)
+
+
+router.include_router(reloaded_buttons_router(KIND))

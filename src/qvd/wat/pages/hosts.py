@@ -16,19 +16,22 @@ from qvd.wat.lists.choices import HOST_STATE_CHOICES
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
-    ObjectKind,
     changed,
+    may_create,
+)
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
     fetch_one,
     history,
-    known_id,
-    may_create,
     missing,
+    properties_context,
     properties_router,
-    property_keys,
     refusal_status,
     refusal_text,
     refused_page,
-    saved_flash,
+    reloaded_buttons_router,
+    run_button,
+    show_done,
 )
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
@@ -72,7 +75,13 @@ VIEW = ListView(
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))
-router.include_router(properties_router(KIND))
+
+
+def _refused(page: Page, host_id: int, exc: WatError) -> Response:
+    return _show(page, host_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 
 def _form(
@@ -140,7 +149,7 @@ _VM_ACL = {
 def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
           values: dict[str, Any] | None = None) -> Response:  # fmt: skip
     try:
-        host = fetch_one(page, KIND, host_id)
+        host = fetch_one(page, KIND.list_action, host_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if host is None:
@@ -148,7 +157,7 @@ def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
     if error:
         page.flash("error", error)
     else:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     vms, vms_total, vms_error = _vms(page, host_id)
     context = {
         "host": host,
@@ -158,12 +167,8 @@ def _show(page: Page, host_id: int, *, error: str = "", status: int = 200,
         "vms_error": vms_error,
         "live_fields": [f for f in LIVE_FIELDS if f in host],
         "vm_live_fields": [f for f in VM_LIVE_FIELDS if vms and f in vms[0]],
-        "props": host.get("properties") or {},
-        "keys": property_keys(page, KIND) if page.can("host.update.properties") else [],
-        "kind": KIND,
-        "object_id": host_id,
+        **properties_context(page, KIND, host_id, host),
         "history": history(page, KIND, host_id),
-        "can_edit": page.can("host.update.properties"),
     }
     return render(page, "hosts/detail.html", context, status=status)
 
@@ -183,7 +188,7 @@ def edit_host(
 ) -> Response:
     values = {"name": name.strip(), "address": address.strip(), "description": description}
     try:
-        host = fetch_one(page, KIND, host_id, ["id", "name", "address", "description"])
+        host = fetch_one(page, KIND.list_action, host_id, ["id", "name", "address", "description"])
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if host is None:
@@ -200,25 +205,18 @@ def edit_host(
 
 
 def _act(page: Page, host_id: int, action: str, arguments: dict[str, Any] | None,
-         done: str) -> Response:  # fmt: skip
-    if not known_id(host_id):
-        return missing(page, KIND, host_id)
-    try:
-        page.call(action, filters={"id": host_id}, arguments=arguments)
-    except WatError as exc:
-        return _show(page, host_id, error=refusal_text(exc), status=refusal_status(exc))
-    target = "/hosts" if done == "deleted" else f"/hosts/{host_id}?done={done}"
-    return RedirectResponse(target, status_code=303)
+         done: str | None) -> Response:  # fmt: skip
+    return run_button(page, KIND, host_id, action, arguments, done, _refused)
 
 
 @router.post("/hosts/{host_id:int}/block")
 def block_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_update", {"blocked": True}, "blocked")
+    return _act(page, host_id, "host_update", {"blocked": True}, "block")
 
 
 @router.post("/hosts/{host_id:int}/unblock")
 def unblock_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_update", {"blocked": False}, "unblocked")
+    return _act(page, host_id, "host_update", {"blocked": False}, "unblock")
 
 
 @router.post("/hosts/{host_id:int}/stop-vms")
@@ -228,4 +226,7 @@ def stop_host_vms(page: MutatingPage, host_id: int) -> Response:
 
 @router.post("/hosts/{host_id:int}/delete")
 def delete_host(page: MutatingPage, host_id: int) -> Response:
-    return _act(page, host_id, "host_delete", None, "deleted")
+    return _act(page, host_id, "host_delete", None, None)
+
+
+router.include_router(reloaded_buttons_router(KIND))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from qvd.wat.lists import Column, ListView, list_router
-from qvd.wat.pages.tenants import http_status, refusal_page
+from qvd.wat.pages.objectpages import refusal_page, refusal_status
 from qvd.wat.port import Answer, WatError
 from qvd.wat.web import Page, ReadPage, render
 
@@ -187,15 +187,15 @@ def logs(request: Request, page: ReadPage) -> Response:
         request.headers.get("hx-target") == "list-region"
     )
     template = "logs/table.html" if partial else "logs/list.html"
-    return render(page, template, context, status=http_status(error) if error else 200)
+    return render(page, template, context, status=refusal_status(error) if error else 200)
 
 
-@router.get("/logs/{log_id}")
+@router.get("/logs/{log_id:int}")
 def log_entry(page: ReadPage, log_id: int) -> Response:
     try:
         answer = page.call("log_get_details", filters={"id": log_id}, limit=1)
     except WatError as exc:
-        return refusal_page(page, page.t("Audit log"), exc.message, http_status(exc))
+        return refusal_page(page, page.t("Audit log"), exc.message, refusal_status(exc))
     if not answer.rows:
         return refusal_page(
             page, page.t("No such log entry"),

@@ -15,23 +15,25 @@ from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
-    ObjectKind,
     Refused,
     changed,
+    may_create,
+    number,
+)
+from qvd.wat.pages.nav import tenants
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
     fetch_one,
     history,
-    known_id,
-    may_create,
     missing,
-    number,
+    properties_context,
     properties_router,
-    property_keys,
     refusal_status,
     refusal_text,
     refused_page,
-    saved_flash,
+    run_button,
+    show_done,
 )
-from qvd.wat.pages.nav import tenants
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -72,7 +74,13 @@ VIEW = ListView(
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))
-router.include_router(properties_router(KIND))
+
+
+def _refused(page: Page, osf_id: int, exc: WatError) -> Response:
+    return _show(page, osf_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 _FORM_FIELDS = ("name", "memory", "user_storage", "overlay", "description")
 
@@ -197,7 +205,7 @@ def _values_of(osf: dict[str, Any]) -> dict[str, Any]:
 def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
           values: dict[str, Any] | None = None) -> Response:  # fmt: skip
     try:
-        osf = fetch_one(page, KIND, osf_id)
+        osf = fetch_one(page, KIND.list_action, osf_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if osf is None:
@@ -205,7 +213,7 @@ def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
     if error:
         page.flash("error", error)
     else:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     dis, dis_error = _dis(page, osf_id)
     tags, tags_error = _tags(page, osf_id, dis) if page.can("osf.see.di-list") else ([], "")
     vms, vms_total, vms_error = _vms(page, osf_id)
@@ -219,12 +227,8 @@ def _show(page: Page, osf_id: int, *, error: str = "", status: int = 200,
         "vms": vms,
         "vms_total": vms_total,
         "vms_error": vms_error,
-        "props": osf.get("properties") or {},
-        "keys": property_keys(page, KIND) if page.can("osf.update.properties") else [],
-        "kind": KIND,
-        "object_id": osf_id,
+        **properties_context(page, KIND, osf_id, osf),
         "history": history(page, KIND, osf_id),
-        "can_edit": page.can("osf.update.properties"),
     }
     return render(page, "osfs/detail.html", context, status=status)
 
@@ -249,7 +253,7 @@ def edit_osf(
         "overlay": bool(overlay), "description": description,
     }  # fmt: skip
     try:
-        osf = fetch_one(page, KIND, osf_id)
+        osf = fetch_one(page, KIND.list_action, osf_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if osf is None:
@@ -272,12 +276,4 @@ def edit_osf(
 
 @router.post("/osfs/{osf_id:int}/delete")
 def delete_osf(page: MutatingPage, osf_id: int) -> Response:
-    if not known_id(osf_id):
-        return missing(page, KIND, osf_id)
-    try:
-        page.call("osf_delete", filters={"id": osf_id})
-    except WatError as exc:
-        if exc.status == 1300:
-            return missing(page, KIND, osf_id)
-        return _show(page, osf_id, error=refusal_text(exc), status=refusal_status(exc))
-    return RedirectResponse("/osfs", status_code=303)
+    return run_button(page, KIND, osf_id, "osf_delete", None, None, _refused)

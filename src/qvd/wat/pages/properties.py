@@ -13,18 +13,21 @@ from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages.infra import (
     MAX_NAME,
     MAX_TEXT,
-    ObjectKind,
     changed,
-    fetch_one,
-    known_id,
     may_create,
+)
+from qvd.wat.pages.nav import tenants
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    fetch_one,
     missing,
     refusal_status,
     refusal_text,
     refused_page,
-    saved_flash,
+    reloaded_buttons_router,
+    run_button,
+    show_done,
 )
-from qvd.wat.pages.nav import tenants
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
@@ -131,13 +134,13 @@ def _values_of(prop: dict[str, Any]) -> dict[str, Any]:
 def _show(page: Page, property_id: int, *, error: str = "", status: int = 200,
           values: dict[str, Any] | None = None) -> Response:  # fmt: skip
     try:
-        prop = fetch_one(page, KIND, property_id)
+        prop = fetch_one(page, KIND.list_action, property_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if prop is None:
         return missing(page, KIND, property_id)
     if not error:
-        saved_flash(page, page.request.query_params.get("done", ""))
+        show_done(page)
     return _form(page, "properties/detail.html", values or _values_of(prop), error=error,
                  status=status, prop=prop)  # fmt: skip
 
@@ -159,7 +162,7 @@ def edit_property(
         "key": key.strip(), "description": description, "objects": list(objects or []),
     }  # fmt: skip
     try:
-        prop = fetch_one(page, KIND, property_id)
+        prop = fetch_one(page, KIND.list_action, property_id)
     except WatError as exc:
         return refused_page(page, KIND, exc)
     if prop is None:
@@ -179,14 +182,13 @@ def edit_property(
     return RedirectResponse(f"/properties/{property_id}?done=saved", status_code=303)
 
 
+def _refused(page: Page, property_id: int, exc: WatError) -> Response:
+    return _show(page, property_id, error=refusal_text(exc), status=refusal_status(exc))
+
+
 @router.post("/properties/{property_id:int}/delete")
 def delete_property(page: MutatingPage, property_id: int) -> Response:
-    if not known_id(property_id):
-        return missing(page, KIND, property_id)
-    try:
-        page.call("property_delete", filters={"id": property_id})
-    except WatError as exc:
-        if exc.status == 1300:
-            return missing(page, KIND, property_id)
-        return _show(page, property_id, error=refusal_text(exc), status=refusal_status(exc))
-    return RedirectResponse("/properties", status_code=303)
+    return run_button(page, KIND, property_id, "property_delete", None, None, _refused)
+
+
+router.include_router(reloaded_buttons_router(KIND))

@@ -5,10 +5,7 @@ administrators it holds, a link to its configuration tokens) and a new tenant's 
 Tenant administrators never hold ``tenant.*`` ACLs: every page here answers them 403
 with a clear page before asking the API (which would refuse anyway). A tenant that does
 not exist, or that the API does not show, answers 404.
-
-Also the refusal helpers the configuration and audit log pages share:
-:func:`http_status` (QVD's status code → the HTTP status a page answers with) and
-:func:`refusal_page` (a page that says why)."""
+"""
 
 from __future__ import annotations
 
@@ -21,10 +18,19 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from qvd.wat.lists import Column, ListView, MassAction, list_router
+from qvd.wat.pages.objectpages import (
+    ObjectKind,
+    fetch_one,
+    history,
+    refusal_page,
+    refusal_status,
+    refusal_text,
+    reloaded_buttons_router,
+)
 from qvd.wat.port import WatError
 from qvd.wat.web import MutatingPage, Page, ReadPage, render
 
-__all__ = ["LANGUAGE_CHOICES", "VIEW", "http_status", "refusal_page", "router"]
+__all__ = ["LANGUAGE_CHOICES", "VIEW", "router"]
 
 VIEW = ListView(
     object="tenant",
@@ -78,30 +84,9 @@ COUNTED = (
     ("administrator_get_list", "Administrators", "/administrators"),
 )
 
+KIND = ObjectKind("tenant", "/tenants", "Tenant")
 router = APIRouter(include_in_schema=False)
 _lists = list_router(VIEW)
-
-
-def http_status(exc: WatError) -> int:
-    """The HTTP status a page answers a refusal ``exc`` with (QVD's code → HTTP; when
-    every object failed for one reason, that reason's code)."""
-    codes = {status for status, _message in exc.failures.values()}
-    code = codes.pop() if len(codes) == 1 else exc.status
-    if 4200 <= code < 4300:
-        return 403
-    if code in (7100, 7110, 2290, 2291):
-        return 404
-    if 7120 <= code < 7400 or code == 7200:
-        return 409
-    if code == 1100:
-        return 500
-    return 400
-
-
-def refusal_page(page: Page, title: str, message: str, status: int) -> Response:
-    """A page that says why the administrator cannot see what they asked for."""
-    return render(page, "tenants/refused.html", {"title": title, "message": message},
-                  status=status)  # fmt: skip
 
 
 def _forbidden(page: Page) -> Response:
@@ -115,6 +100,7 @@ def _missing(page: Page, tenant_id: int) -> Response:
     return refusal_page(
         page, page.t("No such tenant"),
         page.t("There is no tenant with id") + f" {tenant_id}.", 404,
+        back="/tenants", back_label="Back to the list",
     )  # fmt: skip
 
 
@@ -143,12 +129,11 @@ def tenants(request: Request, page: ReadPage) -> Response:
 # ---- one tenant ---------------------------------------------------------------------------
 def _tenant(page: Page, tenant_id: int) -> dict[str, Any] | None:
     try:
-        answer = page.call("tenant_get_list", filters={"id": tenant_id}, limit=1)
+        return fetch_one(page, VIEW.list_action, tenant_id)
     except WatError as exc:
-        if http_status(exc) in (403, 404):
+        if refusal_status(exc) in (403, 404):
             return None
         raise
-    return answer.rows[0] if answer.rows else None
 
 
 def _counts(page: Page, tenant_id: int) -> list[tuple[str, int | None, str]]:
@@ -172,20 +157,6 @@ def _wat_settings(page: Page, tenant_id: int) -> dict[str, Any] | None:
     return answer.rows[0] if answer.rows else None
 
 
-def _history(page: Page, tenant_id: int) -> list[dict[str, Any]]:
-    """The tenant's latest audit log entries (empty when the log is not readable)."""
-    if not page.can("tenant.see.log"):
-        return []
-    try:
-        answer = page.call(
-            "log_get_list", filters={"qvd_object": "tenant", "object_id": tenant_id},
-            fields=["id", "time", "action", "status"], order_by=[("id", True)], limit=10,
-        )  # fmt: skip
-    except WatError:
-        return []
-    return answer.rows
-
-
 def _detail(
     page: Page,
     tenant: Mapping[str, Any],
@@ -201,7 +172,7 @@ def _detail(
         {
             "tenant": tenant, "form": form or tenant, "counts": _counts(page, tenant_id),
             "settings": settings, "wat_form": wat_form or settings or {},
-            "languages": _languages(page), "history": _history(page, tenant_id),
+            "languages": _languages(page), "history": history(page, KIND, tenant_id),
             "can_edit": any(a.startswith("tenant.update.") for a in page.acls),
             "can_delete": page.can("tenant.delete."),
         },
@@ -254,14 +225,14 @@ def create_tenant(
     try:
         answer = page.call("tenant_create", arguments=arguments)
     except WatError as exc:
-        page.flash("error", exc.message)
-        return _new_form(page, form, status=http_status(exc))
+        page.flash("error", refusal_text(exc))
+        return _new_form(page, form, status=refusal_status(exc))
     new_id = answer.rows[0]["id"] if answer.rows else None
     target = f"/tenants/{int(new_id)}" if isinstance(new_id, int) else "/tenants"
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/tenants/{tenant_id}")
+@router.get("/tenants/{tenant_id:int}")
 def tenant_page(page: ReadPage, tenant_id: int) -> Response:
     if not page.superadmin:
         return _forbidden(page)
@@ -271,7 +242,7 @@ def tenant_page(page: ReadPage, tenant_id: int) -> Response:
     return _detail(page, tenant)
 
 
-@router.post("/tenants/{tenant_id}")
+@router.post("/tenants/{tenant_id:int}")
 def update_tenant(
     page: MutatingPage,
     tenant_id: int,
@@ -286,7 +257,9 @@ def update_tenant(
     tenant = _tenant(page, tenant_id)
     if tenant is None:
         return _missing(page, tenant_id)
-    arguments: dict[str, Any] = {"blocked": bool(blocked)}
+    arguments: dict[str, Any] = {}  # only what changed: each field has its own ACL
+    if bool(blocked) != bool(tenant.get("blocked")):
+        arguments["blocked"] = bool(blocked)
     if name != tenant.get("name"):
         arguments["name"] = name
     if language and language != tenant.get("language"):
@@ -296,16 +269,17 @@ def update_tenant(
     if description != (tenant.get("description") or ""):
         arguments["description"] = description or None
     try:
-        page.call("tenant_update", filters={"id": tenant_id}, arguments=arguments)
+        if arguments:
+            page.call("tenant_update", filters={"id": tenant_id}, arguments=arguments)
     except WatError as exc:
-        page.flash("error", _failure_text(exc))
+        page.flash("error", refusal_text(exc))
         form = {**tenant, "name": name, "language": language, "block": block,
                 "blocked": bool(blocked), "description": description}  # fmt: skip
-        return _detail(page, tenant, form=form, status=http_status(exc))
+        return _detail(page, tenant, form=form, status=refusal_status(exc))
     return RedirectResponse(f"/tenants/{tenant_id}", status_code=303)
 
 
-@router.post("/tenants/{tenant_id}/settings")
+@router.post("/tenants/{tenant_id:int}/settings")
 def update_wat_settings(
     page: MutatingPage,
     tenant_id: int,
@@ -326,13 +300,13 @@ def update_wat_settings(
     try:
         page.call("config_wat_update", arguments=arguments)
     except WatError as exc:
-        page.flash("error", exc.message)
+        page.flash("error", refusal_text(exc))
         return _detail(page, tenant, wat_form={"language": language, "block": block},
-                       status=http_status(exc))  # fmt: skip
+                       status=refusal_status(exc))  # fmt: skip
     return RedirectResponse(f"/tenants/{tenant_id}", status_code=303)
 
 
-@router.post("/tenants/{tenant_id}/delete")
+@router.post("/tenants/{tenant_id:int}/delete")
 def delete_tenant(page: MutatingPage, tenant_id: int) -> Response:
     if not page.superadmin:
         return _forbidden(page)
@@ -342,15 +316,12 @@ def delete_tenant(page: MutatingPage, tenant_id: int) -> Response:
     try:
         page.call("tenant_delete", filters={"id": tenant_id})
     except WatError as exc:
-        page.flash("error", _failure_text(exc))
-        return _detail(page, tenant, status=http_status(exc))
+        page.flash("error", refusal_text(exc))
+        return _detail(page, tenant, status=refusal_status(exc))
     return RedirectResponse("/tenants", status_code=303)
 
 
-def _failure_text(exc: WatError) -> str:
-    """The API's message, and the per-object reason when one object failed (1200)."""
-    reasons = [message for _status, message in exc.failures.values()]
-    return "; ".join(reasons) if reasons else exc.message
-
-
 router.include_router(_lists)  # the list engine's other routes (mass actions, export)
+
+
+router.include_router(reloaded_buttons_router(KIND))

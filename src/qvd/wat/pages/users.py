@@ -12,11 +12,15 @@ from starlette.responses import RedirectResponse, Response
 from qvd.wat.lists import Column, ListView, MassAction, list_router
 from qvd.wat.pages.objectpages import (
     PROPERTY_INPUTS,
+    ObjectKind,
     fetch_one,
-    http_status,
     missing,
-    property_changes,
+    properties_context,
+    properties_router,
+    refusal_status,
     refusal_text,
+    reloaded_buttons_router,
+    run_button,
     set_property_arguments,
     show_done,
     shown_time,
@@ -85,7 +89,9 @@ VM_FIELDS: dict[str, str | None] = {
 }
 """The columns of the user's VM list (all live but the name)."""
 
-GONE = "There is no such user, or it is not yours to see."
+KIND = ObjectKind(
+    "user", "/users", "User", gone="There is no such user, or it is not yours to see."
+)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(list_router(VIEW))
@@ -136,7 +142,7 @@ def create_user(
         answer = page.call("user_create", arguments=arguments)
     except WatError as exc:
         page.flash("error", refusal_text(exc))
-        return _new_form(page, typed, status=http_status(exc))  # the password is not kept
+        return _new_form(page, typed, status=refusal_status(exc))  # the password is not kept
     return RedirectResponse(f"/users/{answer.rows[0]['id']}?done=created", status_code=303)
 
 
@@ -161,9 +167,9 @@ def _detail(page: Page, user_id: int, *, typed: dict[str, str] | None = None,
     try:
         user = fetch_one(page, "user_get_details", user_id, visible_fields(page, FIELDS))
     except WatError as exc:
-        return missing(page, GONE, "/users", exc)
+        return missing(page, KIND, user_id, exc)
     if user is None:
-        return missing(page, GONE, "/users")
+        return missing(page, KIND, user_id)
     user.setdefault("id", user_id)
     vms, vm_fields, vms_error = _vms(page, user_id)
     form = {"name": user.get("name") or "", "description": user.get("description") or "",
@@ -175,9 +181,7 @@ def _detail(page: Page, user_id: int, *, typed: dict[str, str] | None = None,
         "vm_fields": vm_fields,
         "vms_error": vms_error,
         "shown_time": shown_time,
-        "props": user.get("properties") or {},
-        "prop_action": f"/users/{user_id}/properties",
-        "can_props": page.can("user.update.properties"),
+        **properties_context(page, KIND, user_id, user),
     }
     return render(page, "users/detail.html", context, status=status)
 
@@ -202,9 +206,9 @@ def _edit(page: Page, user_id: int, typed: dict[str, str]) -> Response:
     try:
         user = fetch_one(page, "user_get_details", user_id, visible_fields(page, FIELDS))
     except WatError as exc:
-        return missing(page, GONE, "/users", exc)
+        return missing(page, KIND, user_id, exc)
     if user is None:
-        return missing(page, GONE, "/users")
+        return missing(page, KIND, user_id)
     arguments: dict[str, Any] = {}
     description = typed.get("description")
     if description is not None and description != (user.get("description") or ""):
@@ -220,35 +224,22 @@ def _edit(page: Page, user_id: int, typed: dict[str, str]) -> Response:
         except WatError as exc:
             page.flash("error", refusal_text(exc))
             kept = {"description": description or ""}  # the password is never sent back
-            return _detail(page, user_id, typed=kept, status=http_status(exc))
+            return _detail(page, user_id, typed=kept, status=refusal_status(exc))
     return RedirectResponse(f"/users/{user_id}?done=saved", status_code=303)
+
+
+def _refused(page: Page, user_id: int, exc: WatError) -> Response:
+    """The object's page again with the API's reason (a refused button or property)."""
+    page.flash("error", refusal_text(exc))
+    return _detail(page, user_id, status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 
 @router.post("/users/{user_id:int}/delete")
 def delete_user(user_id: int, page: MutatingPage) -> Response:
-    try:
-        page.call("user_delete", filters={"id": user_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, user_id, status=http_status(exc))
-    return RedirectResponse("/users", status_code=303)
+    return run_button(page, KIND, user_id, "user_delete", None, None, _refused)
 
 
-@router.post("/users/{user_id:int}/properties")
-def user_properties(
-    user_id: int, page: MutatingPage, key: Text = "", value: Text = "", delete: Text = ""
-) -> Response:
-    changes = property_changes(key, value, delete)
-    try:
-        page.call("user_update", filters={"id": user_id},
-                  arguments={"__properties_changes__": changes})  # fmt: skip
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, user_id, status=http_status(exc))
-    return RedirectResponse(f"/users/{user_id}?done=properties#properties", status_code=303)
-
-
-@router.get("/users/{user_id:int}/{verb}")
-def user_form_reloaded(user_id: int, verb: str, page: ReadPage) -> Response:
-    """A form's URL opened again (a reload after a refusal): back to the user's page."""
-    return RedirectResponse(f"/users/{user_id}", status_code=303)
+router.include_router(reloaded_buttons_router(KIND))

@@ -15,12 +15,16 @@ from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.lists.choices import USER_STATE_CHOICES, VM_STATE_CHOICES
 from qvd.wat.pages.objectpages import (
     PROPERTY_INPUTS,
+    ObjectKind,
     fetch_one,
-    http_status,
     local_input,
     missing,
-    property_changes,
+    properties_context,
+    properties_router,
+    refusal_status,
     refusal_text,
+    reloaded_buttons_router,
+    run_button,
     set_property_arguments,
     show_done,
     shown_time,
@@ -106,7 +110,12 @@ FIELDS: dict[str, str | None] = {
 }
 """What a VM's page shows, with the ACL each needs."""
 
-GONE = "There is no such virtual machine, or it is not yours to see."
+KIND = ObjectKind(
+    "vm",
+    "/vms",
+    "Virtual machine",
+    gone="There is no such virtual machine, or it is not yours to see.",
+)
 
 VERBS: dict[str, tuple[str, dict[str, Any]]] = {
     "start": ("vm_start", {}),
@@ -202,7 +211,7 @@ def create_vm(
         answer = page.call("vm_create", arguments=arguments)
     except WatError as exc:
         page.flash("error", refusal_text(exc))
-        return _new_form(page, typed, status=http_status(exc))
+        return _new_form(page, typed, status=refusal_status(exc))
     return RedirectResponse(f"/vms/{answer.rows[0]['id']}?done=created", status_code=303)
 
 
@@ -249,9 +258,9 @@ def _detail(page: Page, vm_id: int, *, typed: dict[str, str] | None = None,
     try:
         vm = fetch_one(page, "vm_get_details", vm_id, visible_fields(page, FIELDS))
     except WatError as exc:
-        return missing(page, GONE, "/vms", exc)
+        return missing(page, KIND, vm_id, exc)
     if vm is None:
-        return missing(page, GONE, "/vms")
+        return missing(page, KIND, vm_id)
     vm.setdefault("id", vm_id)
     history, history_error = _history(page, vm_id)
     form = {
@@ -269,9 +278,7 @@ def _detail(page: Page, vm_id: int, *, typed: dict[str, str] | None = None,
         "history": history,
         "history_error": history_error,
         "shown_time": shown_time,
-        "props": vm.get("properties") or {},
-        "prop_action": f"/vms/{vm_id}/properties",
-        "can_props": page.can("vm.update.properties"),
+        **properties_context(page, KIND, vm_id, vm),
     }
     return render(page, "vms/detail.html", context, status=status)
 
@@ -311,57 +318,39 @@ def _edit(page: Page, vm_id: int, typed: dict[str, str]) -> Response:
     try:
         vm = fetch_one(page, "vm_get_details", vm_id, visible_fields(page, FIELDS))
     except WatError as exc:
-        return missing(page, GONE, "/vms", exc)
+        return missing(page, KIND, vm_id, exc)
     if vm is None:
-        return missing(page, GONE, "/vms")
+        return missing(page, KIND, vm_id)
     arguments = _changes(vm, typed)
     if arguments:
         try:
             page.call("vm_update", filters={"id": vm_id}, arguments=arguments)
         except WatError as exc:
             page.flash("error", refusal_text(exc))
-            return _detail(page, vm_id, typed=typed, status=http_status(exc))
+            return _detail(page, vm_id, typed=typed, status=refusal_status(exc))
     return RedirectResponse(f"/vms/{vm_id}?done=saved", status_code=303)
+
+
+def _refused(page: Page, vm_id: int, exc: WatError) -> Response:
+    """The object's page again with the API's reason (a refused button or property)."""
+    page.flash("error", refusal_text(exc))
+    return _detail(page, vm_id, status=refusal_status(exc))
+
+
+router.include_router(properties_router(KIND, _refused))
 
 
 @router.post("/vms/{vm_id:int}/delete")
 def delete_vm(vm_id: int, page: MutatingPage) -> Response:
-    try:
-        page.call("vm_delete", filters={"id": vm_id})
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, vm_id, status=http_status(exc))
-    return RedirectResponse("/vms", status_code=303)
-
-
-@router.post("/vms/{vm_id:int}/properties")
-def vm_properties(
-    vm_id: int, page: MutatingPage, key: Text = "", value: Text = "", delete: Text = ""
-) -> Response:
-    changes = property_changes(key, value, delete)
-    try:
-        page.call("vm_update", filters={"id": vm_id},
-                  arguments={"__properties_changes__": changes})  # fmt: skip
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, vm_id, status=http_status(exc))
-    return RedirectResponse(f"/vms/{vm_id}?done=properties#properties", status_code=303)
+    return run_button(page, KIND, vm_id, "vm_delete", None, None, _refused)
 
 
 @router.post("/vms/{vm_id:int}/{verb}")
 def vm_command(vm_id: int, verb: str, page: MutatingPage) -> Response:
     if verb not in VERBS:
-        return missing(page, GONE, "/vms")
+        return missing(page, KIND, vm_id)
     action, arguments = VERBS[verb]
-    try:
-        page.call(action, filters={"id": vm_id}, arguments=arguments or None)
-    except WatError as exc:
-        page.flash("error", refusal_text(exc))
-        return _detail(page, vm_id, status=http_status(exc))
-    return RedirectResponse(f"/vms/{vm_id}?done={verb}", status_code=303)
+    return run_button(page, KIND, vm_id, action, arguments, verb, _refused)
 
 
-@router.get("/vms/{vm_id:int}/{verb}")
-def vm_command_reloaded(vm_id: int, verb: str, page: ReadPage) -> Response:
-    """A button's URL opened again (a reload after a refusal): back to the VM's page."""
-    return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+router.include_router(reloaded_buttons_router(KIND))
