@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.wat.browser.conftest import (
-    BrowserPage,
-    LiveWat,
-    browser_page,
-    chromium,
-    live_wat,
-    log_in,
-    playwright_driver,
-)
+from tests.wat.browser import conftest as browser_fixtures
+from tests.wat.browser.conftest import BrowserPage, LiveWat, log_in
 
-__all__ = ["browser_page", "chromium", "live_wat", "playwright_driver"]
+live_wat = browser_fixtures.live_wat  # the browser fixtures (chromium comes from tests/conftest)
+browser_page = browser_fixtures.browser_page
 
 PAYLOAD = '<img src="/static/favicon.svg" id="injected" alt="x"><b>bold</b>'
 NAME = "<b id=bold>vm</b>"  # names are at most 64 characters
