@@ -52,18 +52,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # ---- a real browser (the WAT's browser tests, and its attack tests in tests/security) ----
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
-    """Playwright, once per session wherever the browser tests live (two session
-    instances would clash); see ``tests/wat/browser/conftest.py``."""
+    """Playwright, one per test module that drives a browser (the WAT's browser tests
+    and its attack tests in tests/security). Not per session: while it lives, its sync
+    API keeps an asyncio loop running in the main thread, and any later test that runs
+    asyncio there (``asyncio.run``) would fail with "Already running asyncio in this
+    thread"; two at once would clash too (see ``tests/wat/browser/conftest.py``)."""
     from tests.wat.browser.conftest import start_playwright
 
     yield from start_playwright()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright_driver: Any) -> Iterator[Any]:
-    """Debian's Chromium, headless, once per session."""
+    """Debian's Chromium, headless, one per test module that drives a browser."""
     from tests.wat.browser.conftest import launch_chromium
 
     yield from launch_chromium(playwright_driver)

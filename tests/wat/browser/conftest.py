@@ -90,9 +90,9 @@ class BrowserPage:
 
 
 def start_playwright() -> Iterator[Playwright]:
-    """The body of the session fixture ``playwright_driver`` (``tests/conftest.py``:
-    one per session for the WAT's browser tests and its attack tests in
-    ``tests/security``: two would clash, each runs its own event loop)."""
+    """The body of the fixture ``playwright_driver`` (``tests/conftest.py``: one per
+    test module, for the WAT's browser tests and its attack tests in ``tests/security``;
+    two at once would clash, each runs its own event loop)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/deps-wat.sh (./qvd.sh test does)")
     with sync_playwright() as p:
@@ -100,7 +100,7 @@ def start_playwright() -> Iterator[Playwright]:
 
 
 def launch_chromium(playwright_driver: Playwright) -> Iterator[Browser]:
-    """The body of the session fixture ``chromium`` (``tests/conftest.py``)."""
+    """The body of the fixture ``chromium`` (``tests/conftest.py``)."""
     browser = playwright_driver.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
     )

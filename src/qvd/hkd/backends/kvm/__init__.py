@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from qvd.config import Config
@@ -53,6 +54,7 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _QUIT_GRACE = 3.0  # seconds QEMU gets to leave after ``quit`` before SIGKILL
 _KILL_WAIT = 10.0
+_REAP_WAIT = 1.0  # seconds to wait for an exiting child of ours to become reapable
 
 
 class KvmBackend(Backend):
@@ -243,11 +245,21 @@ class KvmBackend(Backend):
             proc.kill()
             proc.wait()
 
-    def _reap(self, vm_id: int) -> None:
+    def _reap(self, vm_id: int, *, gone: bool = False) -> None:
+        """Forget (and reap) the QEMU this object started for ``vm_id`` once it has
+        ended; with ``gone`` (the VM is seen gone, killed perhaps by another backend
+        object) wait a moment for its exit, so that no zombie is left behind."""
         with self._lock:
             proc = self._children.get(vm_id)
-            if proc is not None and proc.poll() is not None:
-                del self._children[vm_id]
+        if proc is None:
+            return
+        if gone and proc.poll() is None and _exiting(proc.pid):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(_REAP_WAIT)
+        if proc.poll() is not None:
+            with self._lock:
+                if self._children.get(vm_id) is proc:
+                    del self._children[vm_id]
 
     def stop(self, vm_id: int) -> None:
         if not self.is_alive(vm_id):
@@ -282,8 +294,9 @@ class KvmBackend(Backend):
             time.sleep(0.02)
 
     def is_alive(self, vm_id: int) -> bool:
-        self._reap(vm_id)
-        return self.runtime.pid(vm_id) is not None
+        alive = self.runtime.pid(vm_id) is not None
+        self._reap(vm_id, gone=not alive)
+        return alive
 
     def list_running(self) -> set[int]:
         return {vm_id for vm_id in self.runtime.vm_ids() if self.is_alive(vm_id)}
@@ -336,3 +349,12 @@ class KvmBackend(Backend):
 
     def cpu_shares(self, vm_id: int) -> int | None:
         return self.groups.shares(vm_id)
+
+
+def _exiting(pid: int) -> bool:
+    """Whether our child ``pid`` is on its way out: its command line is gone (a zombie,
+    or a process whose memory was already released)."""
+    try:
+        return not Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
