@@ -29,7 +29,6 @@ __all__ = [
     "Wat",
     "created_id",
     "csrf_of",
-    "engine",
     "open_engine",
     "option_value",
     "serve_wat",
@@ -115,13 +114,6 @@ def open_engine(db: Any) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[Engine]:
-    """An engine on the test database (the one the ``wat`` fixture's API uses)."""
-    with open_engine(db) as eng:
-        yield eng
 
 
 @contextlib.contextmanager
