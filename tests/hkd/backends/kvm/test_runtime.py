@@ -39,17 +39,25 @@ def test_a_pid_file_counts_only_for_the_process_started_with_it(tmp_path: Path) 
         assert qemu_pid_of(pidfile) is None
     pidfile.write_text(f"{os.getpid()}\n")  # alive, but started without it
     assert qemu_pid_of(pidfile) is None
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "-pidfile", str(pidfile)]
+    # The child writes its pid file after exec, as QEMU does: before exec its
+    # command line is still ours, and a pid file naming it then would not count.
+    script = (
+        "import os, sys, time; open(sys.argv[2], 'w').write(f'{os.getpid()}\\n'); time.sleep(60)"
     )
+    child = subprocess.Popen([sys.executable, "-c", script, "-pidfile", str(pidfile)])
     try:
-        pidfile.write_text(f"{child.pid}\n")
+        deadline = time.monotonic() + 10
+        while pidfile.read_text().strip() != str(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert qemu_pid_of(pidfile) == child.pid
         other = tmp_path / "other.pid"
         other.write_text(f"{child.pid}\n")
         assert qemu_pid_of(other) is None  # another VM's pid file naming this PID
-    finally:
+    except BaseException:
         child.kill()
+        child.wait()
+        raise
+    child.kill()
     deadline = time.monotonic() + 10
     while qemu_pid_of(pidfile) is not None and time.monotonic() < deadline:
         time.sleep(0.01)
