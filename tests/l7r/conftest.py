@@ -41,6 +41,9 @@ class FakeAgent:
     def x_state(self) -> str:
         return "listening" if self.starts else "stopped"
 
+    def x_wait(self, leave: frozenset[str], timeout: float) -> str:
+        return self.x_state()
+
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
         self.start_calls += 1
         if self.fail:

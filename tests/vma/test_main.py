@@ -56,7 +56,7 @@ def test_session_lifecycle(
     cookie = str(started["cookie"])
     assert len(cookie) == 32
     assert started["port"] == 4100
-    assert wait_state(client, "listening") == "listening"
+    assert client.x_wait(timeout=15) == "listening"  # one call that blocks until it listens
     assert "alice:x:23456:" in container.log_text("/etc/passwd")
     # a second x_start while listening is harmless and returns the same cookie
     assert client.x_start(USER)["cookie"] == cookie

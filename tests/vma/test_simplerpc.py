@@ -50,6 +50,10 @@ class RecordingAgent:
     def x_state(self) -> str:
         return "stopped"
 
+    def x_wait(self, leave: frozenset[str], timeout: float) -> str:
+        self.calls.append(("x_wait", (sorted(leave), timeout)))
+        return "listening"
+
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
         if self.refuse:
             raise RpcError("session is starting")
@@ -96,3 +100,17 @@ def test_poweroff_answers_first_and_acts_after() -> None:
     assert reply.after is not None
     reply.after()
     assert agent.calls == [("poweroff", None)]
+
+
+def test_x_wait_takes_the_states_to_leave_and_a_bounded_timeout() -> None:
+    agent = RecordingAgent()
+    reply = dispatch(agent, "x_wait", {"leave": ["starting,resuming"], "timeout": ["2.5"]}, "x")
+    assert decode_response(reply.body) == "listening"
+    assert agent.calls == [("x_wait", (["resuming", "starting"], 2.5))]
+    reply = dispatch(agent, "x_wait", {}, "x")  # the transitional states by default
+    assert agent.calls[-1] == ("x_wait", (["provisioning", "starting"], 10.0))
+    for bad in ("-1", "31", "soon"):
+        reply = dispatch(agent, "x_wait", {"timeout": [bad]}, "x")
+        with pytest.raises(RemoteError, match="timeout must be"):
+            decode_response(reply.body)
+    assert len(agent.calls) == 2

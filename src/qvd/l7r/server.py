@@ -32,8 +32,9 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -41,6 +42,7 @@ from sqlalchemy import Engine
 from qvd.config import Config
 from qvd.db import DatabaseTarget, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
+from qvd.l7r.core import Attached, AttachFactory, L7rCore, Sessions
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
 from qvd.l7r.errors import (
     Internal,
@@ -81,39 +83,6 @@ _AUTH_PATHS = {
 _LONG = ("/qvd/connect_to_vm", "/qvd/stop_vm")  # admitted by the ConnectGate
 
 
-class _Sessions:
-    """Sessions relaying on this L7R, by VM (for takeover aborts)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_vm: dict[int, Callable[[], None]] = {}
-
-    def add(self, vm_id: int, abort: Callable[[], None]) -> None:
-        with self._lock:
-            self._by_vm[vm_id] = abort
-
-    def remove(self, vm_id: int, abort: Callable[[], None]) -> None:
-        with self._lock:
-            if self._by_vm.get(vm_id) is abort:
-                del self._by_vm[vm_id]
-
-    def holds(self, vm_id: int) -> bool:
-        with self._lock:
-            return vm_id in self._by_vm
-
-    def abort(self, vm_id: int) -> None:
-        with self._lock:
-            abort = self._by_vm.get(vm_id)
-        if abort is not None:
-            abort()
-
-    def abort_all(self) -> None:
-        with self._lock:
-            aborts = list(self._by_vm.values())
-        for abort in aborts:
-            abort()
-
-
 class L7rServer:
     def __init__(
         self,
@@ -123,6 +92,7 @@ class L7rServer:
         host_address: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        attach: Sequence[AttachFactory] = (),
     ) -> None:
         self._config = config
         self._target = target
@@ -134,23 +104,27 @@ class L7rServer:
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
-        self._sessions = _Sessions()
+        self._sessions = Sessions()
         self._engine: Engine | None = None
         self._notifier: Notifier | None = None
         self._logins: FairPool | None = None
         self._quick: ThreadPoolExecutor | None = None
         self._connects: ThreadPoolExecutor | None = None
         self._gate = ConnectGate(ConnectLimits.from_config(config))
+        self._attach = list(attach)
+        self.attached: list[Attached] = []
+        self.core: L7rCore | None = None  # set by start()
         self.port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         self._engine = make_engine(self._target, pool_size=10, max_overflow=40)
+        cert_files: tuple[Path, Path] | None = None
         if self._ssl is None and self._config.get_bool("l7r.use_ssl"):
-            cert, key = ensure_certificate(
+            cert_files = ensure_certificate(
                 self._config, self._engine, host_address=self.host_address
             )
-            self._ssl = server_context(cert, key)
+            self._ssl = server_context(*cert_files)
         self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
         self._notifier.start()
         live = LiveConfig(self._config, self._engine)
@@ -174,8 +148,29 @@ class L7rServer:
         if self._failure is not None:
             self.stop()
             raise RuntimeError(f"the L7R could not listen: {self._failure}") from self._failure
+        self.core = L7rCore(
+            config=self._config, live=live, engine=self._engine, node=self._node,
+            flow=self._flow, sessions=self._sessions, notifier=self._notifier,
+            gate=self._gate, logins=self._logins, quick=self._quick,
+            connects=self._connects, host_id=self.host_id, host_address=self.host_address,
+            ssl_context=self._ssl, cert_files=cert_files,
+        )  # fmt: skip
+        try:
+            for factory in self._attach:
+                service = factory(self.core)
+                service.start()
+                self.attached.append(service)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
+        while self.attached:
+            service = self.attached.pop()
+            try:
+                service.stop()
+            except Exception:
+                log.exception("L7R: stopping an attached service failed")
         loop = self._loop
         if loop is not None and self._thread is not None and self._thread.is_alive():
             loop.call_soon_threadsafe(self._shutdown)

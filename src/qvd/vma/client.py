@@ -144,6 +144,17 @@ class VmaClient:
     def x_state(self) -> str:
         return str(self.call("x_state"))
 
+    def x_wait(
+        self, leave: tuple[str, ...] = ("provisioning", "starting"), timeout: float = 10.0
+    ) -> str:
+        """The X state once it is none of ``leave`` (or after ``timeout`` s, at most 30):
+        one blocking call instead of polling ``x_state``."""
+        result = call_vma(
+            self.host, "x_wait", {"leave": ",".join(leave), "timeout": f"{timeout:g}"},
+            secret=self._secret, port=self.port, timeout=self.timeout + timeout,
+        )  # fmt: skip
+        return str(result)
+
     def x_start(self, params: Mapping[str, ParamValue] | None = None) -> dict[str, object]:
         """Start or resume the X session; the result has ``x_state``, ``cookie``,
         ``display`` and ``port``."""

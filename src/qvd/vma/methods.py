@@ -41,6 +41,8 @@ class Agent(Protocol):
 
     def x_state(self) -> str: ...
 
+    def x_wait(self, leave: frozenset[str], timeout: float) -> str: ...
+
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]: ...
 
     def x_suspend(self) -> str: ...
@@ -58,6 +60,26 @@ def _ping(agent: Agent, call: Call) -> object:
 
 def _x_state(agent: Agent, call: Call) -> object:
     return agent.x_state()
+
+
+X_WAIT_MAX = 30.0  # seconds one x_wait call may block (a caller that wants more calls again)
+X_WAIT_DEFAULT_LEAVE = frozenset({"provisioning", "starting"})
+
+
+def _x_wait(agent: Agent, call: Call) -> object:
+    """Block until the X state is none of ``leave`` (comma-separated x states; default
+    the transitional ``provisioning,starting``) or ``timeout`` seconds (at most
+    ``X_WAIT_MAX``) pass; returns the X state then. The L7R waits on this instead of
+    polling ``x_state``."""
+    try:
+        timeout = float(call.params.get("timeout", "10"))
+    except ValueError:
+        raise RpcError("timeout must be a number of seconds") from None
+    if not 0 <= timeout <= X_WAIT_MAX:
+        raise RpcError(f"timeout must be between 0 and {X_WAIT_MAX:g} seconds")
+    text = call.params.get("leave", "")
+    leave = frozenset(w for w in text.split(",") if w) if text else X_WAIT_DEFAULT_LEAVE
+    return agent.x_wait(leave, timeout)
 
 
 def _x_start(agent: Agent, call: Call) -> object:
@@ -80,6 +102,7 @@ def _expire(agent: Agent, call: Call) -> object:
 METHODS: dict[str, Callable[[Agent, Call], object]] = {
     "ping": _ping,
     "x_state": _x_state,
+    "x_wait": _x_wait,
     "x_start": _x_start,
     "x_suspend": _x_suspend,
     "x_stop": _x_stop,

@@ -208,6 +208,17 @@ class SessionRunner:
         with self._lock:
             return self._machine.x_state
 
+    def x_wait(self, leave: frozenset[str], timeout: float) -> str:
+        """The ``x_state`` once it is none of ``leave``, or when ``timeout`` passes."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._machine.x_state in leave:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            return self._machine.x_state
+
     def _accept_for(self, peer: str) -> str:
         configured = self._config.get("vma.nxagent.accept").strip()
         if configured == "any":
