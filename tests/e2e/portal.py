@@ -251,6 +251,8 @@ def wait_canvas(page: Page, timeout: float = 60) -> Screenshot:
     deadline = time.monotonic() + timeout
     shot = canvas_shot(page)
     while (shot is None or not xterm_visible(shot)) and time.monotonic() < deadline:
+        if any(4000 <= c["code"] < 5000 for c in close_codes(page)):
+            break  # refused (4403, 4404, 4409, 4503): the viewer does not try again
         page.wait_for_timeout(200)
         shot = canvas_shot(page)
     return shot if shot is not None else Screenshot(width=0, height=0, rgb=b"")
