@@ -114,20 +114,23 @@ def portal_node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterat
 
 # ---- the browser ------------------------------------------------------------------------
 # Every WebSocket the page opens, and how each one closed (code, reason), recorded by an
-# init script (run through DevTools: the page's CSP does not govern it). The sockets the
-# viewer opens are native ones still: noVNC takes them as they are.
+# init script (run through DevTools: the page's CSP does not govern it). The sockets stay
+# native ones (not a subclass): noVNC checks a socket's methods on its own prototype.
 SOCKET_PROBE = """(() => {
   const Native = window.WebSocket;
   window.__qvdSockets = [];
   window.__qvdCloses = [];
-  class Recorded extends Native {
-    constructor(...args) {
-      super(...args);
-      window.__qvdSockets.push(this);
-      this.addEventListener("close", (e) => {
-        window.__qvdCloses.push({url: this.url, code: e.code, reason: e.reason});
-      });
-    }
+  function Recorded(...args) {
+    const ws = new Native(...args);
+    window.__qvdSockets.push(ws);
+    ws.addEventListener("close", (e) => {
+      window.__qvdCloses.push({url: ws.url, code: e.code, reason: e.reason});
+    });
+    return ws;
+  }
+  Recorded.prototype = Native.prototype;
+  for (const name of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) {
+    Object.defineProperty(Recorded, name, {value: Native[name]});
   }
   window.WebSocket = Recorded;
 })();"""
@@ -138,6 +141,7 @@ def portal_page(chromium: Browser, node: PortalNode) -> Iterator[BrowserPage]:
     """A fresh browser context on the portal (no cookies, its WebSockets recorded);
     fails on exit on console errors or failed requests the test did not allow."""
     with open_page(chromium, node.base) as bp:
+        bp.allow(r"/favicon\.ico\]$")  # the portal has no icon: Chromium asks anyway
         bp.page.context.add_init_script(SOCKET_PROBE)
         bp.page.set_default_timeout(30_000)
         yield bp
