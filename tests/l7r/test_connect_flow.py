@@ -112,6 +112,8 @@ def test_a_vnc_connect_waits_on_x_wait_and_hands_over_the_vmas_endpoint(
     assert (target.vm_id, target.address, target.port) == (vm, "127.0.0.1", lab.nx.port)
     assert (target.vma.address, target.vma.port) == ("127.0.0.1", lab.vma_port)
     VmaClient(target.vma.address, secret=target.vma.secret, port=target.vma.port).ping()
+    for secret in (target.vma.secret.decode(), target.slave_key, target.cookie):
+        assert secret not in repr(target), "no secret in a log line of the target"
     assert runtime_row(lab, vm)[3:] == ("connecting", lab.seed.host_id)
     flow_of(lab).release(vm)
 

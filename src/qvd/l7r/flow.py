@@ -22,7 +22,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
@@ -52,11 +52,12 @@ _KEY_ALPHABET = string.ascii_letters + string.digits
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VmaEndpoint:
-    """How to reach a running VM's VMA: address, port and the secret of this run."""
+    """How to reach a running VM's VMA: address, port and the secret of this run (kept
+    out of ``repr``, so out of logs)."""
 
     address: str
     port: int
-    secret: bytes
+    secret: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,8 +67,8 @@ class Target:
     vm_id: int
     address: str
     port: int
-    cookie: str
-    slave_key: str
+    cookie: str = field(repr=False)
+    slave_key: str = field(repr=False)
     vma: VmaEndpoint
 
 
