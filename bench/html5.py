@@ -54,6 +54,26 @@ PIXEL_TIMEOUT_MS = 120_000
 
 # Stamps window.__firstPixel when noVNC's canvas shows the xterm (white on black).
 FIRST_PIXEL = """(() => {
+  window.__marks = {};
+  const mark = (name) => { if (!(name in window.__marks)) window.__marks[name] = Date.now(); };
+  mark('page');
+  const Native = window.WebSocket;
+  function Stamped(...args) {  // a native socket still (noVNC checks its prototype)
+    const ws = new Native(...args);
+    mark('socket');
+    ws.addEventListener('open', () => mark('open'));
+    ws.addEventListener('message', (e) => {
+      if (typeof e.data !== 'string') mark('first rfb');
+      else if (e.data.includes('"ready"')) mark('ready');
+      else mark('first progress');
+    });
+    return ws;
+  }
+  Stamped.prototype = Native.prototype;
+  for (const name of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) {
+    Object.defineProperty(Stamped, name, {value: Native[name]});
+  }
+  window.WebSocket = Stamped;
   const look = () => {
     const canvas = document.querySelector('#screen canvas');
     if (canvas && canvas.width > 0 && canvas.height > 0) {
@@ -62,7 +82,7 @@ FIRST_PIXEL = """(() => {
       for (let i = 0; i < data.length; i += 64) {
         if (data[i] >= 235 && data[i + 1] >= 235 && data[i + 2] >= 235) white++;
       }
-      if (white > 400) { window.__firstPixel = Date.now(); return; }
+      if (white > 400) { window.__firstPixel = Date.now(); mark('first pixel'); return; }
     }
     requestAnimationFrame(look);
   };
@@ -80,10 +100,30 @@ class Runs:
 
     login: dict[str, list[float]] = field(default_factory=dict)
     click: dict[str, list[float]] = field(default_factory=dict)
+    steps: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
-    def add(self, kind: str, login_ms: float, click_ms: float) -> None:
+    def add(self, kind: str, login_ms: float, click_ms: float, marks: dict[str, float]) -> None:
         self.login.setdefault(kind, []).append(login_ms)
         self.click.setdefault(kind, []).append(click_ms)
+        self.steps.setdefault(kind, []).append(marks)
+
+
+STEPS = (  # (name, from mark, to mark): the breakdown of Connect click → first pixel
+    ("click → session page", "click", "page"),
+    ("page → socket opened", "page", "open"),
+    ("socket → connect flow ready", "open", "ready"),
+    ("ready → first RFB frame", "ready", "first rfb"),
+    ("RFB → xterm on the canvas", "first rfb", "first pixel"),
+)
+
+
+def breakdown(runs: list[dict[str, float]]) -> str:
+    lines = []
+    for name, start, end in STEPS:
+        spans = [r[end] - r[start] for r in runs if start in r and end in r]
+        if spans:
+            lines.append(f"    {name:<30} {statistics.median(spans):7.0f} ms")
+    return "\n".join(lines)
 
 
 def session_page(context: Any, list_page: Any, vm: int) -> Any:
@@ -97,9 +137,12 @@ def session_page(context: Any, list_page: Any, vm: int) -> Any:
     raise RuntimeError(f"Connect did not open /desktops/{vm}")
 
 
-def browser_run(browser: Any, base: str, login: str, vm: int) -> tuple[float, float]:
+def browser_run(
+    browser: Any, base: str, login: str, vm: int
+) -> tuple[float, float, dict[str, float]]:
     """One fresh browser: login submitted → first pixel, Connect clicked → first pixel
-    (ms); then Disconnect, and the context closed."""
+    (ms), and the session page's marks (epoch ms, with the click's); then Disconnect,
+    and the context closed."""
     context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
     try:
         context.add_init_script(FIRST_PIXEL)
@@ -118,8 +161,9 @@ def browser_run(browser: Any, base: str, login: str, vm: int) -> tuple[float, fl
         session = session_page(context, page, vm)
         session.wait_for_function("() => window.__firstPixel", timeout=PIXEL_TIMEOUT_MS)
         stamp = float(session.evaluate("() => window.__firstPixel"))
+        marks = {str(k): float(v) for k, v in session.evaluate("() => window.__marks").items()}
         session.click("button#disconnect")
-        return stamp - submitted, stamp - clicked
+        return stamp - submitted, stamp - clicked, {**marks, "click": clicked}
     finally:
         context.close()
 
@@ -202,6 +246,7 @@ def main() -> int:
                     f"{kind}, {len(login)} runs: login → first pixel p50 {p50(login)} ms "
                     f"(max {max(login):.0f}), Connect click → first pixel p50 {p50(click)} ms"
                 )
+                print(breakdown(measured.steps[kind]))
             print(
                 f"NX reconnect (qvd-client spawn → first pixel), {len(nx)} runs: p50 {p50(nx)} ms"
             )
