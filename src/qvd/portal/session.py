@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -143,11 +144,13 @@ class BrowserSession:
         self.loop = asyncio.get_running_loop()
         self.aborted = asyncio.Event()
         self.acquired = False
+        self.abort: Callable[[], None] = self._abort  # one object: the registry's key
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         """A takeover (from any thread): stop the flow, or end the relay with 4409."""
         self.cancelled.set()
-        self.loop.call_soon_threadsafe(self.aborted.set)
+        with contextlib.suppress(RuntimeError):  # the portal's loop has ended already
+            self.loop.call_soon_threadsafe(self.aborted.set)
 
     def on_acquired(self) -> None:
         self.acquired = True
