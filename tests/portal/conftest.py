@@ -9,6 +9,8 @@ import hmac
 import os
 import re
 import secrets
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -102,6 +104,7 @@ class PortalLab:
     engine: Engine
     agent: FakeAgent
     vma_port: int
+    nx: NxAgentStandIn
     browsers: list[Browser] = field(default_factory=list)
 
     @property
@@ -112,6 +115,14 @@ class PortalLab:
     def core(self) -> L7rCore:
         assert self.server.core is not None
         return self.server.core
+
+    def nx_client(self) -> ssl.SSLSocket:
+        """A TLS connection to the L7R's NX port (where qvd-client connects)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
+        return ctx.wrap_socket(raw)
 
     def browser(self) -> Browser:
         browser = Browser(self)
@@ -133,9 +144,9 @@ class PortalLab:
             conn.execute(
                 text(
                     "UPDATE vm_runtimes SET host_id = :h, vm_state = 'running', "
-                    "vm_address = '127.0.0.1', vm_vma_port = :p WHERE vm_id = :v"
+                    "vm_address = '127.0.0.1', vm_vma_port = :p, vm_x_port = :x WHERE vm_id = :v"
                 ),
-                {"h": self.seed.host_id, "p": self.vma_port, "v": vm_id},
+                {"h": self.seed.host_id, "p": self.vma_port, "x": self.nx.port, "v": vm_id},
             )
 
     def block_user(self, login: str) -> None:
@@ -231,6 +242,7 @@ def portal_lab(
             engine=engine,
             agent=agent,
             vma_port=int(vma.server_address[1]),
+            nx=nx,
         )
         yield lab
     finally:

@@ -140,7 +140,8 @@ class BrowserSession:
         self.ws = ws
         self.principal = principal
         self.vm_id = vm_id
-        self.cancelled = threading.Event()
+        self.cancelled = threading.Event()  # the flow stops: the client left or lost it
+        self.taken_over = threading.Event()  # another client took the session
         self.loop = asyncio.get_running_loop()
         self.aborted = asyncio.Event()
         self.acquired = False
@@ -148,6 +149,7 @@ class BrowserSession:
 
     def _abort(self) -> None:
         """A takeover (from any thread): stop the flow, or end the relay with 4409."""
+        self.taken_over.set()
         self.cancelled.set()
         with contextlib.suppress(RuntimeError):  # the portal's loop has ended already
             self.loop.call_soon_threadsafe(self.aborted.set)
@@ -176,6 +178,8 @@ class BrowserSession:
             await self.ws.send_json({"ready": True})
             await self._relay(stream)
         except Exception as exc:
+            if self.taken_over.is_set() and not isinstance(exc, Aborted):
+                exc = Aborted(f"the session of VM {self.vm_id} was taken over by another client")
             await _fail(self.ws, close_code(exc), self._reason(exc))
         finally:
             if ticket is not None and not ticket.handed_over:
