@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.portal import conftest as portal_fixtures
-from tests.portal.conftest import PortalLab
+from tests.portal.conftest import PASSWORD, PortalLab
 
 portal_lab = portal_fixtures.portal_lab
 
@@ -48,3 +48,28 @@ def test_logout_needs_the_pages_token(portal_lab: PortalLab) -> None:
     assert victim.get("/api/desktops").status_code == 200  # still logged in
     assert victim.post("/logout", {"csrf": victim.csrf}).status_code == 303
     assert victim.get("/api/desktops").status_code == 401
+
+
+def test_login_from_another_sites_page_is_refused(portal_lab: PortalLab) -> None:
+    """Login CSRF: an attacker's page posts the attacker's credentials to the portal so
+    that the victim works in the attacker's session."""
+    victim = portal_lab.browser()
+    response = victim.post(
+        "/login", {"login": "bob", "password": PASSWORD}, origin="https://attacker.example"
+    )
+    assert response.status_code == 403
+    assert "qvd-portal" not in response.headers.get("set-cookie", "")
+    own = victim.post("/login", {"login": "bob", "password": PASSWORD}, origin=victim.base)
+    assert own.status_code == 303
+
+
+def test_cross_site_posts_are_refused_even_with_the_token(portal_lab: PortalLab) -> None:
+    victim = portal_lab.browser()
+    victim.log_in()
+    response = victim.post(
+        f"/api/desktops/{portal_lab.seed.vm_id}/start",
+        origin="https://attacker.example",
+        **{"x-csrf-token": victim.csrf},
+    )
+    assert response.status_code == 403
+    assert portal_lab.runtime(portal_lab.seed.vm_id)["vm_cmd"] is None

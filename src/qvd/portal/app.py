@@ -29,6 +29,7 @@ from qvd.portal.web import (
     NOVNC_ALLOWED,
     NOVNC_ROOT,
     STATIC_ROOT,
+    CrossOriginPostRefused,
     FormTooLarge,
     SecurityHeaders,
     read_form,
@@ -137,6 +138,7 @@ def make_app(core: L7rCore) -> Starlette:
         Route("/static/{path:path}", static, methods=["GET"]),
         Route("/vendor/novnc/{path:path}", novnc, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    middleware = [Middleware(SecurityHeaders), Middleware(CrossOriginPostRefused)]
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.qvd_portal_authority = authority
     return app

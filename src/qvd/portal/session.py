@@ -28,6 +28,7 @@ from qvd.l7r.errors import Forbidden, L7rError, NotFound, Unauthorized, database
 from qvd.l7r.flow import Aborted, Target
 from qvd.portal import flowport
 from qvd.portal.auth import Authority, address_of
+from qvd.portal.web import same_origin
 
 __all__ = ["WebSocketChannel", "close_code", "origin_ok", "routes"]
 
@@ -53,9 +54,7 @@ def close_code(exc: BaseException) -> int:
 def origin_ok(ws: WebSocket) -> bool:
     """A cookie-authenticated socket must come from a page of this origin (no
     cross-site WebSocket hijacking): ``Origin`` is ``https://`` + the ``Host`` asked."""
-    origin = ws.headers.get("origin", "")
-    host = ws.headers.get("host", "")
-    return bool(host) and origin == f"https://{host}"
+    return "origin" in ws.headers and same_origin(ws.headers)
 
 
 def client_params(ws: WebSocket) -> dict[str, str]:
