@@ -7,9 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from qvd.portal.web import HERE
 from tests.l7r.auth.test_totp import SECRET32, current_codes, set_totp_secret
 from tests.l7r.ldap_fixture import set_config
 from tests.portal.conftest import PASSWORD, HkdStandIn, PortalLab, wait_for
+
+TEMPLATES = HERE / "templates"
 
 
 # ---- logins -----------------------------------------------------------------------------
@@ -257,3 +260,33 @@ def test_websocket_from_another_origin_is_refused(
     assert outcome.close_code == 4403
     assert outcome.progress == []
     assert portal_lab.agent.start_calls == 0
+
+
+def test_bad_geometry_or_keyboard_never_reaches_the_vm(portal_lab: PortalLab) -> None:
+    """Only ``WxH`` and an xkb layout name pass to the VMA's x_start (it hands the
+    keyboard to setxkbmap): anything else is dropped, the session still runs."""
+    vm = portal_lab.seed.vm_id
+    portal_lab.run_vm(vm)
+    browser = portal_lab.browser()
+    browser.log_in()
+    query = "geometry=1024x768;id&keyboard=us%20-option%20x;rm%20-rf%20/"
+    outcome = browser.ws(f"/ws/desktops/{vm}?{query}")
+    assert outcome.progress, outcome
+    started = portal_lab.agent.starts[-1]
+    assert "geometry" not in started
+    assert "keyboard" not in started
+
+
+def test_the_session_page_of_ones_own_desktop(portal_lab: PortalLab) -> None:
+    if not (TEMPLATES / "session.html").exists():
+        pytest.skip("the viewer's session.html is not on this branch yet")
+    browser = portal_lab.browser()
+    browser.log_in()
+    vm = portal_lab.seed.vm_id
+    page = browser.get(f"/desktops/{vm}")
+    assert page.status_code == 200
+    assert f'data-vm-id="{vm}"' in page.text
+    assert f'data-ws="/ws/desktops/{vm}"' in page.text
+    assert 'id="keyboard"' in page.text
+    assert '<option value="es"' in page.text
+    assert browser.token not in page.text
