@@ -88,7 +88,11 @@ class WebSocketChannel:
                 return bytes(data)
 
     async def send(self, data: bytes) -> None:
-        await self._ws.send_bytes(data)
+        """Raises ``ConnectionError`` once the browser has gone (the relay's normal end)."""
+        try:
+            await self._ws.send_bytes(data)
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise ConnectionError(f"the browser's socket is closed: {exc}") from None
 
 
 async def _fail(ws: WebSocket, code: int, reason: str) -> None:
