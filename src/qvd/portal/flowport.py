@@ -47,7 +47,16 @@ def start_vm(core: L7rCore, principal: Principal, vm_id: int) -> str:
     own = getattr(core.flow, "start_vm", None)
     if own is not None:
         return str(own(principal, vm_id))
-    core.flow.check_vm(principal, vm_id)  # fallback: the store's rules, as the flow's
+    return _start_by_store(core, principal, vm_id)
+
+
+def _start_by_store(core: L7rCore, principal: Principal, vm_id: int) -> str:
+    """TRANSITIONAL (before ``ConnectFlow.start_vm``): the store's start rules, as the
+    NX connect applies them (the store's functions looked up: the connect branch
+    replaces them with ``qvd.db.vmrules``)."""
+    core.flow.check_vm(principal, vm_id)
+    assign_host: Any = getattr(store, "assign_host")  # noqa: B009
+    request_start: Any = getattr(store, "request_start")  # noqa: B009
     with core.engine.begin() as conn:
         rt = store.runtime(conn, vm_id)
     if rt.vm_state != "stopped":
@@ -58,9 +67,9 @@ def start_vm(core: L7rCore, principal: Principal, vm_id: int) -> str:
                 chosen = pick_host_for_vm(session, vm_id, Weights.from_config(core.live.get()))
             except NoHostAvailable as exc:
                 raise Unavailable(f"Unable to assign VM {vm_id} to a host: {exc}") from None
-            store.assign_host(session.connection(), vm_id, chosen)
+            assign_host(session.connection(), vm_id, chosen)
     with core.engine.begin() as conn:
-        if not store.request_start(conn, vm_id):
+        if not request_start(conn, vm_id):
             raise Unavailable(f"VM {vm_id} cannot be started now")
     return "Machine starting"
 
@@ -70,7 +79,7 @@ def restart_vm(core: L7rCore, principal: Principal, vm_id: int, progress: Progre
     if own is not None:
         return str(own(principal, vm_id, progress))
     core.flow.stop_vm(principal, vm_id, progress)
-    return start_vm(core, principal, vm_id)
+    return _start_by_store(core, principal, vm_id)
 
 
 def connect(
