@@ -290,3 +290,17 @@ def test_the_session_page_of_ones_own_desktop(portal_lab: PortalLab) -> None:
     assert 'id="keyboard"' in page.text
     assert '<option value="es"' in page.text
     assert browser.token not in page.text
+
+
+@pytest.mark.l7r_config(**{"l7r.portal.session.timeout": "1"})
+def test_a_session_ends_after_its_timeout(portal_lab: PortalLab) -> None:
+    browser = portal_lab.browser()
+    browser.log_in()
+    with portal_lab.engine.connect() as conn:
+        lifetime = conn.execute(
+            text("SELECT max(expiration) - now() FROM user_tokens WHERE user_id = :u"),
+            {"u": portal_lab.seed.user_id},
+        ).scalar_one()
+    assert lifetime.total_seconds() <= 1
+    assert wait_for(lambda: browser.get("/api/desktops").status_code == 401, timeout=30)
+    assert 'form id="login"' in browser.get("/").text

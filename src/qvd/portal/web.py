@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "CROSS_ORIGIN_POSTS",
     "CSP",
     "KEYBOARD_LAYOUTS",
     "NOVNC_ALLOWED",
@@ -106,6 +107,11 @@ def same_origin(headers: Mapping[str, str]) -> bool:
     return bool(host) and origin == f"https://{host}"
 
 
+CROSS_ORIGIN_POSTS = frozenset({"/spy"})
+"""Paths another site's page may post to: the WAT's spy form (its single-use ticket
+is the credential; ``qvd.portal.spy``)."""
+
+
 class CrossOriginPostRefused:
     """Refuses (403) a POST whose ``Origin`` is another site's: login CSRF (an attacker's
     page logging the victim in as the attacker) and a second line behind the CSRF
@@ -115,7 +121,11 @@ class CrossOriginPostRefused:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD"):
+        if (
+            scope["type"] == "http"
+            and scope.get("method") not in ("GET", "HEAD")
+            and scope.get("path") not in CROSS_ORIGIN_POSTS
+        ):
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             if not same_origin(headers):
                 response = PlainTextResponse(
