@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qvd.l7r.core import L7rCore
 from qvd.l7r.errors import L7rError, Unauthorized, database_outage
@@ -63,6 +64,46 @@ def _spy_routes(core: L7rCore) -> list[BaseRoute]:
     except ImportError:
         return []
     return list(spy.routes(core))
+
+
+def failure_response(method: str, path: str, exc: Exception) -> Response:
+    """What a request that failed unexpectedly gets: the database down is a 503 saying
+    so, an L7R refusal its status and reason, anything else a bare 500 (the log has
+    the details)."""
+    if isinstance(exc, L7rError):
+        return PlainTextResponse(exc.message + "\n", status_code=exc.status)
+    outage = database_outage(exc)
+    if outage is not None:
+        return PlainTextResponse(outage.message + "\n", status_code=outage.status)
+    log.error("portal: %s %s failed", method, path, exc_info=exc)
+    return PlainTextResponse(f"internal error: {type(exc).__name__}\n", status_code=500)
+
+
+class Failures:
+    """Answers an HTTP request whose route raised (before its response started) with
+    ``failure_response``, instead of uvicorn's bare 500 and a logged traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            method, path = str(scope.get("method")), str(scope.get("path"))
+            await failure_response(method, path, exc)(scope, receive, send)
 
 
 def make_app(core: L7rCore) -> Starlette:
@@ -139,6 +180,6 @@ def make_app(core: L7rCore) -> Starlette:
         Route("/vendor/novnc/{path:path}", novnc, methods=["GET"]),
     ]
     middleware = [Middleware(SecurityHeaders), Middleware(CrossOriginPostRefused)]
-    app = Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=[Middleware(Failures), *middleware])
     app.state.qvd_portal_authority = authority
     return app

@@ -30,7 +30,7 @@ from qvd.portal import flowport
 from qvd.portal.auth import Authority, address_of
 from qvd.portal.web import same_origin
 
-__all__ = ["WebSocketChannel", "close_code", "origin_ok", "routes"]
+__all__ = ["WebSocketChannel", "close_code", "origin_ok", "reason_of", "routes"]
 
 log = logging.getLogger(__name__)
 GEOMETRY = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
@@ -55,6 +55,18 @@ def origin_ok(ws: WebSocket) -> bool:
     """A cookie-authenticated socket must come from a page of this origin (no
     cross-site WebSocket hijacking): ``Origin`` is ``https://`` + the ``Host`` asked."""
     return "origin" in ws.headers and same_origin(ws.headers)
+
+
+def reason_of(exc: Exception, vm_id: int | None = None) -> str:
+    """The text of the error frame: an L7R refusal's or outage's reason; a bug's type
+    only (its details go to the log)."""
+    if isinstance(exc, L7rError):
+        return exc.message
+    outage = database_outage(exc)
+    if outage is not None:
+        return outage.message
+    log.error("portal: browser session of VM %s failed", vm_id, exc_info=exc)
+    return f"internal error: {type(exc).__name__}"
 
 
 def client_params(ws: WebSocket) -> dict[str, str]:
@@ -121,7 +133,11 @@ def routes(core: L7rCore, authority: Authority) -> list[BaseRoute]:
                 ws, CLOSE_FORBIDDEN, "refused: this socket must come from the portal's page"
             )
             return
-        who = await authority.session(ws)
+        try:
+            who = await authority.session(ws)
+        except Exception as exc:  # the database is down, most likely
+            await _fail(ws, close_code(exc), reason_of(exc))
+            return
         if who is None:
             await _fail(ws, CLOSE_FORBIDDEN, "not logged in (or the session ended)")
             return
@@ -183,7 +199,7 @@ class BrowserSession:
         except Exception as exc:
             if self.taken_over.is_set() and not isinstance(exc, Aborted):
                 exc = Aborted(f"the session of VM {self.vm_id} was taken over by another client")
-            await _fail(self.ws, close_code(exc), self._reason(exc))
+            await _fail(self.ws, close_code(exc), reason_of(exc, self.vm_id))
         finally:
             if ticket is not None and not ticket.handed_over:
                 ticket.release()
@@ -195,15 +211,6 @@ class BrowserSession:
             if self.acquired:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._quickly(self.core.flow.release, self.vm_id))
-
-    def _reason(self, exc: Exception) -> str:
-        if isinstance(exc, L7rError):
-            return exc.message
-        outage = database_outage(exc)
-        if outage is not None:
-            return outage.message
-        log.error("portal: browser session of VM %s failed", self.vm_id, exc_info=exc)
-        return f"internal error: {type(exc).__name__}"
 
     async def _connect(self, ticket: Any) -> Target:
         queue: asyncio.Queue[str] = asyncio.Queue()
