@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from sqlalchemy import text
 
 from tests.l7r.test_server import final_response, swap_ids
 from tests.l7r.test_wire import A2, GREETING
 from tests.portal.conftest import PortalLab, wait_for
 from tests.portal.wsclient import WsOutcome
+
+# a loaded machine may take seconds to let go of a session: give the takeovers time
+pytestmark = pytest.mark.l7r_config(**{"internal.l7r.timeout.takeover": "60"})
 
 
 def test_a_browser_takes_over_an_nx_session(portal_lab: PortalLab) -> None:

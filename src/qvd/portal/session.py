@@ -23,8 +23,16 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from qvd.l7r.auth import Principal
 from qvd.l7r.core import L7rCore
-from qvd.l7r.errors import Forbidden, L7rError, NotFound, Unauthorized, database_outage
+from qvd.l7r.errors import (
+    Forbidden,
+    L7rError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    database_outage,
+)
 from qvd.l7r.flow import Aborted, Target
 from qvd.portal import flowport
 from qvd.portal.auth import Authority, address_of
@@ -154,7 +162,7 @@ def routes(core: L7rCore, authority: Authority) -> list[BaseRoute]:
 class BrowserSession:
     """One browser session, from the connect flow to the end of the relay."""
 
-    def __init__(self, core: L7rCore, ws: WebSocket, principal: Any, vm_id: int) -> None:
+    def __init__(self, core: L7rCore, ws: WebSocket, principal: Principal, vm_id: int) -> None:
         self.core = core
         self.ws = ws
         self.principal = principal
@@ -189,8 +197,8 @@ class BrowserSession:
             await self._quickly(self.core.flow.check_vm, self.principal, self.vm_id)
             target = await self._connect(ticket)
             ticket = None  # given back by the flow's thread
-            if self.aborted.is_set():
-                raise Aborted(f"the session of VM {self.vm_id} was taken over by another client")
+            if self.cancelled.is_set():  # taken over (see below) or the browser left
+                raise Unavailable("the browser left before its session was ready")
             timeout = float(self.core.config.get_int("internal.l7r.timeout.vma"))
             stream = await flowport.open_vnc(target, timeout=timeout)
             await self._quickly(self.core.flow.finish, self.vm_id)
