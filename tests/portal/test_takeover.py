@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from sqlalchemy import text
 
 from tests.l7r.test_server import final_response, swap_ids
