@@ -121,7 +121,6 @@ def routes(core: L7rCore, authority: Authority) -> list[BaseRoute]:
             vm_id=vm.id,
             vm_name=vm.name,
             ws_url=f"/ws/desktops/{vm.id}",
-            layouts=KEYBOARD_LAYOUTS,
             keyboard_layouts=KEYBOARD_LAYOUTS,
         )
 
