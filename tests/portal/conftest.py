@@ -4,6 +4,7 @@ stand-in agent of ``tests.l7r.conftest`` (the VNC part is the vnc and e2e engine
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -31,7 +32,7 @@ from qvd.vma.server import make_server
 from tests.l7r.conftest import PASSWORD, FakeAgent, NxAgentStandIn, Seed, l7r_config, seed
 from tests.portal.wsclient import WsOutcome, open_ws
 
-__all__ = ["PASSWORD", "Browser", "PortalLab", "portal_lab"]
+__all__ = ["PASSWORD", "Browser", "PortalLab", "portal_lab", "running_portal"]
 
 COOKIE = "qvd-portal"
 
@@ -201,17 +202,21 @@ class HkdStandIn:
         self._thread.join(10)
 
 
-@pytest.fixture
-def portal_lab(
-    db: DatabaseTarget, engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+@contextlib.contextmanager
+def running_portal(
+    db: DatabaseTarget,
+    engine: Engine,
+    tmp_path: Path,
+    extra: dict[str, str],
+    *,
+    vnc: Any = None,
+    agent: FakeAgent | None = None,
 ) -> Iterator[PortalLab]:
-    """A running L7R with the portal attached; ``@pytest.mark.l7r_config(token=value)``
-    adds config tokens for one test."""
-    marker = request.node.get_closest_marker("l7r_config")
-    extra: dict[str, str] = dict(marker.kwargs) if marker else {}
+    """A seeded database, the VMA's HTTP server (``vnc``: its ``vnc_connect`` service)
+    in front of ``agent``, and an L7R with the portal attached; all stopped at the end."""
     seeded = seed(engine)
     nx = NxAgentStandIn()
-    agent = FakeAgent(port=nx.port)
+    agent = agent or FakeAgent(port=nx.port)
     master = secrets.token_hex(32)
     with engine.begin() as conn:
         conn.execute(
@@ -222,7 +227,12 @@ def portal_lab(
     secret_file = tmp_path / "vma.secret"
     secret_file.write_text(secret)
     os.chmod(secret_file, 0o600)
-    vma = make_server("127.0.0.1", 0, agent, SecretStore(secret_file, environ={}))
+    store = SecretStore(secret_file, environ={})
+    vma = (
+        make_server("127.0.0.1", 0, agent, store, vnc=vnc)
+        if vnc
+        else make_server("127.0.0.1", 0, agent, store)
+    )
     vma_thread = threading.Thread(target=vma.serve_forever, daemon=True)
     vma_thread.start()
     config = l7r_config(
@@ -230,9 +240,9 @@ def portal_lab(
         **{"l7r.portal.address": "127.0.0.1", "l7r.portal.port": "0", **extra},
     )
     server = L7rServer(config, db, seeded.host_id, "127.0.0.1", attach=[PortalServer])
-    server.start()
     lab: PortalLab | None = None
     try:
+        server.start()
         portal = server.attached[0]
         assert isinstance(portal, PortalServer)
         lab = PortalLab(
@@ -251,7 +261,20 @@ def portal_lab(
         server.stop()
         vma.shutdown()
         vma.server_close()
+        vma_thread.join(10)
         nx.close()
+
+
+@pytest.fixture
+def portal_lab(
+    db: DatabaseTarget, engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[PortalLab]:
+    """A running L7R with the portal attached; ``@pytest.mark.l7r_config(token=value)``
+    adds config tokens for one test."""
+    marker = request.node.get_closest_marker("l7r_config")
+    extra: dict[str, str] = dict(marker.kwargs) if marker else {}
+    with running_portal(db, engine, tmp_path, extra) as lab:
+        yield lab
 
 
 @pytest.fixture
