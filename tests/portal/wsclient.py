@@ -22,7 +22,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-__all__ = ["WsOutcome", "open_ws"]
+__all__ = ["WsClient", "WsOutcome", "open_ws"]
 
 
 @dataclass
@@ -106,3 +106,69 @@ def open_ws(
                     return outcome
     finally:
         sock.close()
+
+
+class WsClient:
+    """An open socket to talk on, frame by frame (a browser after ``ready``)."""
+
+    def __init__(self, port: int, path: str, *, origin: str, cookie: str, timeout: float = 30):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.pending: list[Any] = []
+        headers = [(b"origin", origin.encode()), (b"cookie", cookie.encode())]
+        self.sock.sendall(
+            self.ws.send(Request(host=f"127.0.0.1:{port}", target=path, extra_headers=headers))
+        )
+        event = self._next()
+        if not isinstance(event, AcceptConnection):
+            raise AssertionError(f"the socket was refused: {event!r}")
+
+    def _next(self) -> Any:
+        while not self.pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the portal closed the connection")
+            self.ws.receive_data(data)
+            self.pending.extend(self.ws.events())
+        return self.pending.pop(0)
+
+    def message(self) -> str | bytes | int:
+        """The next whole message: text, bytes, or the close code when it closed."""
+        text_parts: list[str] = []
+        byte_parts: list[bytes] = []
+        while True:
+            event = self._next()
+            if isinstance(event, TextMessage):
+                text_parts.append(event.data)
+                if event.message_finished:
+                    return "".join(text_parts)
+            elif isinstance(event, BytesMessage):
+                byte_parts.append(bytes(event.data))
+                if event.message_finished:
+                    return b"".join(byte_parts)
+            elif isinstance(event, Ping):
+                self.sock.sendall(self.ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                return int(event.code)
+
+    def read_bytes(self, count: int, buffer: bytearray) -> bytes:
+        """``count`` bytes of the binary stream (messages may split or join them)."""
+        while len(buffer) < count:
+            got = self.message()
+            if not isinstance(got, bytes):
+                raise AssertionError(f"expected RFB bytes, got {got!r}")
+            buffer += got
+        out = bytes(buffer[:count])
+        del buffer[:count]
+        return out
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(self.ws.send(BytesMessage(data=data)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
+        self.sock.close()
