@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
+from tests.l7r.test_server import final_response, swap_ids
+from tests.l7r.test_wire import A2
 from tests.portal.conftest import PortalLab, running_portal, wait_for
 from tests.portal.wsclient import WsClient
 
@@ -31,11 +33,15 @@ SIZE = (800, 600)
 
 
 @pytest.fixture
-def vnc_lab(db: DatabaseTarget, engine: Engine, tmp_path: Path) -> Iterator[PortalLab]:
+def vnc_lab(
+    db: DatabaseTarget, engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[PortalLab]:
+    marker = request.node.get_closest_marker("l7r_config")
+    extra: dict[str, str] = dict(marker.kwargs) if marker else {}
     display = testbed.Xvfb(f"{SIZE[0]}x{SIZE[1]}x24")
     service = vnc_tests.X11vncService(display.display, tmp_path)
     try:
-        with running_portal(db, engine, tmp_path, {}, vnc=service) as lab:
+        with running_portal(db, engine, tmp_path, extra, vnc=service) as lab:
             yield lab
     finally:
         for proc in service.started:
@@ -45,10 +51,9 @@ def vnc_lab(db: DatabaseTarget, engine: Engine, tmp_path: Path) -> Iterator[Port
         display.close()
 
 
-def test_a_browser_session_reaches_the_desktop(vnc_lab: PortalLab) -> None:
-    lab = vnc_lab
-    vm = lab.seed.vm_id
-    lab.run_vm(vm)
+def open_desktop(lab: PortalLab, vm: int) -> WsClient:
+    """Log in, open the desktop's socket, follow the progress to ``ready`` and do the
+    browser's side of the RFB handshake up to the ServerInit (checked)."""
     browser = lab.browser()
     browser.log_in()
     client = WsClient(
@@ -57,29 +62,61 @@ def test_a_browser_session_reaches_the_desktop(vnc_lab: PortalLab) -> None:
         origin=browser.base,
         cookie=f"qvd-portal={browser.token}",
     )
+    texts: list[dict[str, object]] = []
+    while True:
+        got = client.message()
+        assert isinstance(got, str), got
+        texts.append(json.loads(got))
+        if texts[-1].get("ready") or "error" in texts[-1]:
+            break
+    assert texts[-1] == {"ready": True}, texts
+    assert any("progress" in t for t in texts)
+    buffer = bytearray()
+    assert client.read_bytes(12, buffer) == b"RFB 003.008\n"
+    client.send_bytes(b"RFB 003.008\n")
+    count = client.read_bytes(1, buffer)[0]
+    types = client.read_bytes(count, buffer)
+    assert 1 in types  # None: the L7R did the VNC auth with the one-time password
+    client.send_bytes(b"\x01")
+    assert client.read_bytes(4, buffer) == b"\x00\x00\x00\x00"  # SecurityResult OK
+    client.send_bytes(b"\x01")  # ClientInit, shared
+    width, height = struct.unpack(">HH", client.read_bytes(4, buffer))
+    assert (width, height) == SIZE
+    return client
+
+
+def test_a_browser_session_reaches_the_desktop(vnc_lab: PortalLab) -> None:
+    lab = vnc_lab
+    vm = lab.seed.vm_id
+    lab.run_vm(vm)
+    client = open_desktop(lab, vm)
     try:
-        texts: list[dict[str, object]] = []
-        while True:
-            got = client.message()
-            assert isinstance(got, str), got
-            texts.append(json.loads(got))
-            if texts[-1].get("ready") or "error" in texts[-1]:
-                break
-        assert texts[-1] == {"ready": True}, texts
-        assert any("progress" in t for t in texts)
         assert lab.runtime(vm)["user_state"] == "connected"
-        buffer = bytearray()
-        assert client.read_bytes(12, buffer) == b"RFB 003.008\n"
-        client.send_bytes(b"RFB 003.008\n")
-        count = client.read_bytes(1, buffer)[0]
-        types = client.read_bytes(count, buffer)
-        assert 1 in types  # None: the L7R did the VNC auth with the one-time password
-        client.send_bytes(b"\x01")
-        assert client.read_bytes(4, buffer) == b"\x00\x00\x00\x00"  # SecurityResult OK
-        client.send_bytes(b"\x01")  # ClientInit, shared
-        width, height = struct.unpack(">HH", client.read_bytes(4, buffer))
-        assert (width, height) == SIZE
     finally:
         client.close()
     assert wait_for(lambda: lab.runtime(vm)["user_state"] == "disconnected")
     assert wait_for(lambda: not lab.core.sessions.holds(vm))
+
+
+@pytest.mark.l7r_config(**{"internal.l7r.timeout.takeover": "60"})
+def test_an_nx_client_takes_over_a_live_browser_session(vnc_lab: PortalLab) -> None:
+    lab = vnc_lab
+    vm = lab.seed.vm_id
+    lab.run_vm(vm)
+    client = open_desktop(lab, vm)
+    try:
+        with lab.nx_client() as nx:
+            buffer = bytearray()
+            nx.sendall(swap_ids(A2, vm))
+            head, _, infos = final_response(nx, buffer)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            assert any(b"Aborting contending session" in i for i in infos)
+        while True:  # the browser's socket: RFB bytes, then the takeover
+            got = client.message()
+            if isinstance(got, str):
+                assert "taken over" in json.loads(got)["error"]
+            elif isinstance(got, int):
+                assert got == 4409
+                break
+    finally:
+        client.close()
