@@ -108,8 +108,8 @@ def test_an_nx_client_takes_over_a_live_browser_session(vnc_lab: PortalLab) -> N
         with lab.nx_client() as nx:
             buffer = bytearray()
             nx.sendall(swap_ids(A2, vm))
-            head, _, infos = final_response(nx, buffer)
-            assert head.startswith(b"HTTP/1.1 101"), head
+            head, body, infos = final_response(nx, buffer)
+            assert head.startswith(b"HTTP/1.1 101"), (head, body, infos)
             assert any(b"Aborting contending session" in i for i in infos)
         while True:  # the browser's socket: RFB bytes, then the takeover
             got = client.message()

@@ -215,10 +215,13 @@ class BrowserSession:
                 with contextlib.suppress(Exception):
                     await _maybe_await(stream.close())
             self.cancelled.set()
-            self.core.sessions.remove(self.vm_id, self.abort)
+            # the row first, the registry after: a client taking over waits for this
+            # release, and would take a row the registry no longer holds as a crash's
+            # leftover (and then lose it to this late release)
             if self.acquired:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._quickly(self.core.flow.release, self.vm_id))
+            self.core.sessions.remove(self.vm_id, self.abort)
 
     async def _connect(self, ticket: Any) -> Target:
         queue: asyncio.Queue[str] = asyncio.Queue()
