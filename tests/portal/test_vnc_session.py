@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
+from qvd.portal import session as session_module
 from tests.l7r.test_server import final_response, swap_ids
 from tests.l7r.test_wire import A2
 from tests.portal.conftest import PortalLab, running_portal, wait_for
@@ -120,3 +121,27 @@ def test_an_nx_client_takes_over_a_live_browser_session(vnc_lab: PortalLab) -> N
                 break
     finally:
         client.close()
+
+
+def test_a_user_blocked_during_a_live_session_is_cut_off(
+    vnc_lab: PortalLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "RECHECK_SECONDS", 0.2)  # the portal runs in-process
+    lab = vnc_lab
+    vm = lab.seed.vm_id
+    lab.run_vm(vm)
+    client = open_desktop(lab, vm)
+    try:
+        lab.block_user("alice")
+        errors: list[str] = []
+        while True:
+            got = client.message()
+            if isinstance(got, str):
+                errors.append(str(json.loads(got)["error"]))
+            elif isinstance(got, int):
+                assert got == 4403
+                break
+        assert errors == ["user 'alice' is blocked"]
+    finally:
+        client.close()
+    assert wait_for(lambda: lab.runtime(vm)["user_state"] == "disconnected")

@@ -45,6 +45,7 @@ GEOMETRY = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
 KEYBOARD = re.compile(r"[a-z][a-z0-9_]{0,15}(\([a-z0-9_]{1,24}\))?")
 CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TAKEN_OVER = 4403, 4404, 4409
 CLOSE_UNAVAILABLE, CLOSE_INTERNAL = 4503, 4500
+RECHECK_SECONDS = 30.0  # how often a live browser session checks its user again
 
 
 def close_code(exc: BaseException) -> int:
@@ -265,21 +266,41 @@ class BrowserSession:
         vnc = flowport.vnc_module()
         bridge = asyncio.ensure_future(vnc.bridge(WebSocketChannel(self.ws), stream))
         taken = asyncio.ensure_future(self.aborted.wait())
+        still_allowed = asyncio.ensure_future(self._recheck())
+        tasks = (bridge, taken, still_allowed)
         try:
-            await asyncio.wait({bridge, taken}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (bridge, taken):
+            for task in tasks:
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
         if self.aborted.is_set():
             raise Aborted(f"the session of VM {self.vm_id} was taken over by another client")
-        failure = bridge.exception()
+        if still_allowed.done() and not still_allowed.cancelled():
+            ended = still_allowed.exception()
+            if ended is not None:
+                raise ended
+        failure = bridge.exception() if bridge.done() and not bridge.cancelled() else None
         if failure is not None:
             raise failure
         with contextlib.suppress(Exception):
             await self.ws.close(1000)
+
+    async def _recheck(self) -> None:
+        """Every ``RECHECK_SECONDS`` of a relay: the user as it is now (blocked, deleted,
+        a new password, the portal session expired: ``Unauthorized``, which
+        ends the relay with 4403). A database that cannot answer does not end it."""
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            try:
+                await self._quickly(self.core.node.recheck, self.principal)
+            except Unauthorized:
+                raise
+            except Exception as exc:
+                if database_outage(exc) is None:
+                    raise
 
 
 async def _maybe_await(value: Any) -> None:
