@@ -73,7 +73,8 @@ def test_client_whole_server_greeting_in_one_chunk() -> None:
     assert client.feed(RFB_38 + bytes([1, 2])) == RFB_38 + bytes([2])
     assert len(client.feed(CHALLENGE)) == 16
     assert client.feed(OK) == b""
-    assert client.done and client.leftover == b""
+    assert client.done
+    assert client.leftover == b""
 
 
 @BYTEWISE
@@ -83,7 +84,8 @@ def test_client_rfb33_server_picks_vnc_auth(bytewise: bool) -> None:
     assert _feed(client, struct.pack(">I", 2), bytewise) == b""
     assert _server_decrypt(b"abc", _feed(client, CHALLENGE, bytewise)) == CHALLENGE
     _feed(client, OK, bytewise)
-    assert client.done and client.minor == 3
+    assert client.done
+    assert client.minor == 3
 
 
 @BYTEWISE
@@ -158,7 +160,7 @@ def test_client_refuses_oversized_reason_before_reading_it(tail: Callable[[], by
 
 def test_client_password_rules() -> None:
     for bad in ("", "123456789", "pässwort"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="1 to 8 ASCII"):
             VncAuthClient(bad)
 
 
@@ -192,7 +194,8 @@ def test_browser_rfb38_none_then_client_init_is_leftover(bytewise: bool) -> None
 def test_browser_one_chunk() -> None:
     greeting = BrowserGreeting()
     assert greeting.feed(RFB_38 + bytes([1])) == bytes([1, 1]) + OK
-    assert greeting.done and greeting.leftover == b""
+    assert greeting.done
+    assert greeting.leftover == b""
 
 
 def test_browser_rfb37_has_no_security_result() -> None:
@@ -205,7 +208,8 @@ def test_browser_rfb37_has_no_security_result() -> None:
 def test_browser_rfb33_server_picks_none() -> None:
     greeting = BrowserGreeting()
     assert greeting.feed(b"RFB 003.003\n\x01") == struct.pack(">I", 1)
-    assert greeting.done and greeting.leftover == b"\x01"
+    assert greeting.done
+    assert greeting.leftover == b"\x01"
 
 
 def test_browser_refuses_another_security_type() -> None:
