@@ -5,8 +5,9 @@ Upgrade``, ``Upgrade: VNC``, ``X-QVD-VNC-Password`` (a one-time password: 8 prin
 ASCII characters, no space) and optionally ``X-QVD-Spy-Notice`` (at most 200 printable
 characters, shown to the user by ``xmessage`` reading it on stdin). After ``101
 Switching Protocols`` the connection is the stdin/stdout of ``x11vnc -inetd`` on the
-session's display, run as the session's user; x11vnc asks for VNC authentication with the one-time password (read from a
-0600 file it deletes) and serves one client (``-once``). Nothing listens on a VNC port.
+session's display, run as the session's user; x11vnc asks for VNC authentication
+with the one-time password (read from a 0600 file it deletes) and serves one
+client (``-once``). Nothing listens on a VNC port.
 
 ``attach=0`` (an administrator's spy) needs the X session ``connected`` or
 ``suspended``; ``attach=1`` (the user's own browser session) needs ``listening`` or
