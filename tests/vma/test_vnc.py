@@ -12,7 +12,7 @@ import pytest
 from qvd.di.testbed import NxProxy, Xvfb
 from qvd.hkd.backends.lxc.testbed import Container
 from qvd.l7r.vnc import Conflict, open_vnc
-from qvd.vma.client import VmaClient
+from qvd.vma.client import VmaClient, VmaRpcError
 from tests.vma.helpers import StartContainer, wait_for_xterm, wait_state, xterm_visible
 from tests.vma.vncview import TIMEOUT, VmaAt, grab_frame, read_frame
 
@@ -163,3 +163,37 @@ def test_bad_requests_are_refused_with_a_reason(
         assert got[0] == status, (headers, got)
         assert reason in got[1], (headers, got)
     assert pids(container, "x11vnc") == []
+
+
+def test_nx_takeover_of_a_browser_session_keeps_the_nx_client(
+    start_container: StartContainer, xvfb: Xvfb, proxies: Callable[..., NxProxy]
+) -> None:
+    container, client = start_container()
+    client.x_start(BROWSER)
+    assert client.x_wait(timeout=20) == "listening"
+
+    async def takeover() -> str:
+        stream = await open_vnc(endpoint(container), view_only=False, attach=True, timeout=TIMEOUT)
+        try:
+            await asyncio.wait_for(read_frame(stream), TIMEOUT)
+            # an NX client takes the session over while the browser stream is open
+            await asyncio.to_thread(connected_nx_after_retry, container, client, xvfb, proxies)
+            return await asyncio.to_thread(client.x_state)
+        finally:
+            await stream.close()
+
+    assert asyncio.run(takeover()) == "connected"
+    # the browser stream ended after the takeover: the NX client keeps its session
+    assert wait_state(client, "suspended", timeout=5) == "connected"
+    assert pids(container, "nxproxy") == []  # the viewer let go when the agent suspended
+
+
+def connected_nx_after_retry(
+    container: Container, client: VmaClient, xvfb: Xvfb, proxies: Callable[..., NxProxy]
+) -> None:
+    """What the L7R does on an NX connect to a connected session: x_start (refused:
+    the agent suspends), wait for suspended, x_start again, connect."""
+    with pytest.raises(VmaRpcError, match="retry"):
+        client.x_start(USER)
+    assert wait_state(client, "suspended", timeout=30) == "suspended"
+    connected_nx(container, client, xvfb, proxies)

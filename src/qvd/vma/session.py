@@ -717,13 +717,24 @@ class VncSessions:
             viewer.close()
             raise VncRefused(503, f"cannot start the in-VM viewer: {exc}") from None
         log.info("in-VM viewer attached the session")
+        threading.Thread(target=self._watch, args=(viewer,), name="vnc-viewer", daemon=True).start()
         return viewer
+
+    def _watch(self, viewer: _Viewer) -> None:
+        """End the viewer as soon as it no longer holds the session (an NX client or
+        another browser took it over: the agent suspended), so that it can never be
+        mistaken for the holder of a later connection."""
+        runner = self._runner
+        with runner._lock:
+            while viewer.alive() and runner._machine.x_state == "connected":
+                runner._changed.wait(0.5)
+        viewer.close()
 
     def _detach(self, viewer: _Viewer) -> None:
         """The browser left: suspend the session (if the viewer still holds it), then
         end the viewer. The next NX client or browser resumes it."""
         runner = self._runner
-        if viewer.alive() and runner.x_state() == "connected":
+        if viewer.alive() and runner.x_state() == "connected":  # still the viewer's
             runner.submit(SuspendRequested())
             runner.wait_for({"suspended", "stopped"}, runner._config.timeouts()["suspending"])
         viewer.close()
