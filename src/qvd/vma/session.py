@@ -609,12 +609,28 @@ class VncSessions:
     def __init__(self, runner: SessionRunner, config: VmaConfig) -> None:
         self._runner = runner
         self._config = config
+        self._attach_lock = threading.Lock()
 
     def serve(
         self, request: VncRequest, connection: socket.socket, accepted: Callable[[], None]
     ) -> None:
         """Check the state (``VncRefused``), attach the viewer if asked, call ``accepted``
         (the server sends its 101), then run x11vnc on ``connection`` until it ends."""
+        if not request.attach:
+            self._serve(request, connection, accepted)
+            return
+        # one viewer at a time: a new browser waits until the last one has let go (the
+        # L7R ends it on takeover), so that two viewers never race for the display
+        if not self._attach_lock.acquire(timeout=self._config.get_float("vma.vnc.attach.timeout")):
+            raise VncRefused(409, "another browser session still holds the in-VM viewer")
+        try:
+            self._serve(request, connection, accepted)
+        finally:
+            self._attach_lock.release()
+
+    def _serve(
+        self, request: VncRequest, connection: socket.socket, accepted: Callable[[], None]
+    ) -> None:
         runner = self._runner
         with runner._lock:
             x_state = runner._machine.x_state
