@@ -147,7 +147,8 @@ def x11vnc_argv(
         "-shared",
         "-nopw",  # no warning banner about a missing password: there is one
         "-norc",
-        "-noxdamage",
+        "-noxdamage",  # pure polling: always right on nxagent's display
+        "-nonap",  # no idle naps: the first frame comes at once, not after ~1 s
         "-quiet",
     ]
     if view_only:
