@@ -284,3 +284,58 @@ def test_view_only_drops_key_events(
         if xterm.poll() is None:
             xterm.kill()
         xterm.wait()
+
+
+# --- a hostile or broken VMA (a unit test of open_vnc's parsing: a scripted peer) ---
+
+
+async def _scripted_vma(answer: bytes) -> tuple[asyncio.Server, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b"HTTP/1.1 101 OK\r\n" + b"X-Pad: " + b"a" * 20_000 + b"\r\n\r\n", "oversized"),
+        (b"garbage\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n", "did not switch to VNC"),
+        (b"HTTP/1.1 101 Switching\r\nno colon here\r\n\r\n", "malformed header"),
+        (b"", "closed the connection before answering"),
+        (b"HTTP/1.1 101 Switching\r\nUpgrade: VNC\r\n\r\nRFB 003.008\n\x01\x01", "no VNC auth"),
+        (b"HTTP/1.1 101 Switching\r\nUpgrade: VNC\r\n\r\nRFB 003.008\n", "closed the connection"),
+        (b"HTTP/1.1 101 Switching\r\nUpgrade: VNC\r\n\r\nSSH-2.0-OpenSSH\r\n", "not an RFB"),
+        (b"HTTP/1.1 503 No\r\nContent-Length: 99999\r\n\r\n" + b"r" * 5000, "r" * 100),
+    ],
+    ids=[
+        "big-head",
+        "garbage",
+        "websocket",
+        "bad-header",
+        "closed",
+        "no-vnc-auth",
+        "closed-in-rfb",
+        "not-rfb",
+        "long-body",
+    ],
+)
+def test_malformed_vma_answers_fail_cleanly(answer: bytes, reason: str) -> None:
+    async def run() -> None:
+        server, port = await _scripted_vma(answer)
+        try:
+            await open_vnc(
+                Endpoint("127.0.0.1", port, SECRET), view_only=True, attach=False, timeout=TIMEOUT
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with pytest.raises(Unavailable, match=reason) as caught:
+        asyncio.run(run())
+    assert len(caught.value.message) < 4200  # the reason read is bounded
