@@ -197,3 +197,21 @@ def connected_nx_after_retry(
         client.x_start(USER)
     assert wait_state(client, "suspended", timeout=30) == "suspended"
     connected_nx(container, client, xvfb, proxies)
+
+
+def test_browser_takeover_of_an_nx_session(
+    start_container: StartContainer, xvfb: Xvfb, proxies: Callable[..., NxProxy]
+) -> None:
+    container, client = start_container()
+    connected_nx(container, client, xvfb, proxies)
+    session = pids(container, "xterm")
+    # what the L7R does for a browser: x_start (the agent suspends the NX client), again
+    with pytest.raises(VmaRpcError, match="retry"):
+        client.x_start(BROWSER)
+    assert wait_state(client, "suspended", timeout=30) == "suspended"
+    client.x_start(BROWSER)
+    assert client.x_wait(timeout=20) == "listening"
+    _, _, frame = grab_frame(endpoint(container), view_only=False, attach=True)
+    assert frame.bright() > XTERM_PIXELS
+    assert pids(container, "xterm") == session
+    assert wait_state(client, "suspended", timeout=30) == "suspended"
