@@ -160,6 +160,9 @@ def test_upgrade_and_vnc_auth_reach_server_init(vma: tuple[Endpoint, X11vncServi
     assert not request.view_only
     assert len(request.password) == 8
     assert request.password not in repr(request)
+    # x11vnc read the one-time password from its file, deleted it and logged nothing of it
+    assert request.password not in (service.workdir / "x11vnc.log").read_text()
+    assert not (service.workdir / "pass-1").exists()
 
 
 def test_wrong_one_time_password_fails_cleanly(vma: tuple[Endpoint, X11vncService]) -> None:
@@ -339,3 +342,19 @@ def test_malformed_vma_answers_fail_cleanly(answer: bytes, reason: str) -> None:
     with pytest.raises(Unavailable, match=reason) as caught:
         asyncio.run(run())
     assert len(caught.value.message) < 4200  # the reason read is bounded
+
+
+def test_a_silent_browser_is_dropped_and_the_vnc_server_ends(
+    vma: tuple[Endpoint, X11vncService],
+) -> None:
+    endpoint, service = vma
+
+    async def run() -> None:
+        stream = await open_vnc(endpoint, view_only=True, attach=False, timeout=TIMEOUT)
+        browser = FakeBrowser()  # never answers the greeting
+        await bridge(browser, stream, greeting_timeout=0.5)
+
+    with pytest.raises(Unavailable, match="did not finish the RFB handshake"):
+        asyncio.run(run())
+    (server,) = service.started
+    assert server.wait(TIMEOUT) is not None  # the stream was closed: x11vnc ended

@@ -27,6 +27,7 @@ from qvd.l7r.relay import CHUNK, check_route
 from qvd.l7r.rfb import BrowserGreeting, RfbError, VncAuthClient
 
 __all__ = [
+    "GREETING_TIMEOUT",
     "MAX_HEAD",
     "ByteChannel",
     "Conflict",
@@ -39,6 +40,7 @@ __all__ = [
 
 MAX_HEAD = 16 * 1024  # bytes of the VMA's response head
 MAX_BODY = 4 * 1024  # bytes of a refusal's reason we read
+GREETING_TIMEOUT = 30.0  # seconds for the browser's side of the RFB handshake
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -241,13 +243,19 @@ async def _greet(channel: ByteChannel) -> bytes:
     return greeting.leftover
 
 
-async def bridge(channel: ByteChannel, stream: VncStream) -> None:
-    """Greet the browser, then relay both ways until either side ends."""
+async def bridge(
+    channel: ByteChannel, stream: VncStream, *, greeting_timeout: float = GREETING_TIMEOUT
+) -> None:
+    """Greet the browser, then relay both ways until either side ends. A browser that
+    does not finish the handshake within ``greeting_timeout`` seconds is dropped (it
+    would hold the VM's x11vnc, and for a browser session the in-VM viewer)."""
     try:
         try:
-            leftover = await _greet(channel)
+            leftover = await asyncio.wait_for(_greet(channel), greeting_timeout)
         except RfbError as exc:
             raise Unavailable(f"the browser's RFB handshake failed: {exc}") from None
+        except TimeoutError:
+            raise Unavailable("the browser did not finish the RFB handshake in time") from None
         if leftover:
             stream.writer.write(leftover)
             await stream.writer.drain()
