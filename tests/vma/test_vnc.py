@@ -215,3 +215,12 @@ def test_browser_takeover_of_an_nx_session(
     assert frame.bright() > XTERM_PIXELS
     assert pids(container, "xterm") == session
     assert wait_state(client, "suspended", timeout=30) == "suspended"
+
+
+def test_browser_session_takes_the_browsers_geometry(start_container: StartContainer) -> None:
+    container, client = start_container()
+    client.x_start({**BROWSER, "qvd.client.geometry": "1280x720"})
+    assert client.x_wait(timeout=20) == "listening"
+    width, height, frame = grab_frame(endpoint(container), view_only=False, attach=True)
+    assert (width, height) == (1280, 720)
+    assert frame.bright() > XTERM_PIXELS

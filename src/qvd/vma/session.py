@@ -244,6 +244,9 @@ class SessionRunner:
             before = self._machine.state
             fresh = before is NxState.STOPPED
             cookie = secrets.token_hex(16) if fresh else self._cookie
+        if params.get("qvd.client.transport") == "vnc":
+            # the in-VM viewer's Xvfb has the browser's size: the agent fills it
+            params = {**params, "qvd.client.fullscreen": "1"}
         step = self.submit(
             StartRequested(params=dict(params), accept=self._accept_for(peer, params))
         )
