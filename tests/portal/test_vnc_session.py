@@ -16,15 +16,13 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
+from qvd.di.testbed import Xvfb
 from qvd.portal import session as session_module
 from tests.l7r.test_server import final_response, swap_ids
+from tests.l7r.test_vnc import X11vncService
 from tests.l7r.test_wire import A2
 from tests.portal.conftest import PortalLab, running_portal, wait_for
 from tests.portal.wsclient import WsClient
-
-vnc = pytest.importorskip("qvd.l7r.vnc", reason="the vnc branch (qvd.l7r.vnc) is not merged")
-vnc_tests = pytest.importorskip("tests.l7r.test_vnc")
-testbed = pytest.importorskip("qvd.di.testbed")
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("x11vnc", "Xvfb")),
@@ -39,8 +37,8 @@ def vnc_lab(
 ) -> Iterator[PortalLab]:
     marker = request.node.get_closest_marker("l7r_config")
     extra: dict[str, str] = dict(marker.kwargs) if marker else {}
-    display = testbed.Xvfb(f"{SIZE[0]}x{SIZE[1]}x24")
-    service = vnc_tests.X11vncService(display.display, tmp_path)
+    display = Xvfb(f"{SIZE[0]}x{SIZE[1]}x24")
+    service = X11vncService(display.display, tmp_path)
     try:
         with running_portal(db, engine, tmp_path, extra, vnc=service) as lab:
             yield lab

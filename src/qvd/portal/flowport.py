@@ -1,22 +1,16 @@
 """The connect-flow and VNC operations the portal uses (common15's contract): the
 node's one ``ConnectFlow`` (start/stop/restart, the connect with ``transport="vnc"``)
-and the VNC relay of ``qvd.l7r.vnc``.
-
-TRANSITIONAL: ``qvd.l7r.vnc`` (the vnc branch) is looked up when used, so that a build
-without it answers a browser session with a clear 503; once it is on main this becomes
-a plain import.
-"""
+and the VNC relay of ``qvd.l7r.vnc``."""
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import ModuleType
 
+from qvd.l7r import vnc
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import L7rCore
-from qvd.l7r.errors import Unavailable
 from qvd.l7r.flow import Target
 
 __all__ = ["connect", "open_vnc", "restart_vm", "start_vm", "stop_vm", "vnc_module"]
@@ -24,13 +18,9 @@ __all__ = ["connect", "open_vnc", "restart_vm", "start_vm", "stop_vm", "vnc_modu
 Progress = Callable[[str], None]
 
 
-def vnc_module() -> Any:
-    """``qvd.l7r.vnc``, or 503 when this build lacks it."""
-    try:
-        return importlib.import_module("qvd.l7r.vnc")
-    except ImportError:
-        reason = "browser sessions are not available on this node (no VNC relay)"
-        raise Unavailable(reason) from None
+def vnc_module() -> ModuleType:
+    """``qvd.l7r.vnc`` (kept for the spy's routes, which reach the relay through here)."""
+    return vnc
 
 
 def stop_vm(core: L7rCore, principal: Principal, vm_id: int, progress: Progress) -> str:
@@ -63,7 +53,6 @@ def connect(
     )  # fmt: skip
 
 
-async def open_vnc(target: Target, *, timeout: float) -> Any:
+async def open_vnc(target: Target, *, timeout: float) -> vnc.VncStream:
     """The VNC stream of the user's own session (``attach=True``)."""
-    vnc = vnc_module()
     return await vnc.open_vnc(target.vma, view_only=False, attach=True, timeout=timeout)

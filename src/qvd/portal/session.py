@@ -34,6 +34,8 @@ from qvd.l7r.errors import (
     database_outage,
 )
 from qvd.l7r.flow import Aborted, Target
+from qvd.l7r.vnc import VncStream
+from qvd.l7r.vnc import bridge as vnc_bridge
 from qvd.portal import flowport
 from qvd.portal.auth import Authority, address_of
 from qvd.portal.web import same_origin
@@ -191,7 +193,7 @@ class BrowserSession:
 
     async def run(self) -> None:
         ticket = None
-        stream: Any = None
+        stream: VncStream | None = None
         try:
             ticket = self.core.gate.admit(address_of(self.ws))
             ticket.bind_user(self.principal.user_id, self.principal.login)
@@ -214,7 +216,7 @@ class BrowserSession:
                 ticket.release()
             if stream is not None:
                 with contextlib.suppress(Exception):
-                    await _maybe_await(stream.close())
+                    await stream.close()
             self.cancelled.set()
             # the row first, the registry after: a client taking over waits for this
             # release, and would take a row the registry no longer holds as a crash's
@@ -262,9 +264,8 @@ class BrowserSession:
             if not task.done():
                 task.add_done_callback(_outcome_read)
 
-    async def _relay(self, stream: Any) -> None:
-        vnc = flowport.vnc_module()
-        bridge = asyncio.ensure_future(vnc.bridge(WebSocketChannel(self.ws), stream))
+    async def _relay(self, stream: VncStream) -> None:
+        bridge = asyncio.ensure_future(vnc_bridge(WebSocketChannel(self.ws), stream))
         taken = asyncio.ensure_future(self.aborted.wait())
         still_allowed = asyncio.ensure_future(self._recheck())
         tasks = (bridge, taken, still_allowed)
@@ -301,11 +302,6 @@ class BrowserSession:
             except Exception as exc:
                 if database_outage(exc) is None:
                     raise
-
-
-async def _maybe_await(value: Any) -> None:
-    if asyncio.iscoroutine(value):
-        await value
 
 
 def _outcome_read(future: asyncio.Future[Any]) -> None:
