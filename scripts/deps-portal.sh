@@ -5,13 +5,13 @@
 #   nodejs, npm     `npm ci` of src/qvd/portal/vendor (noVNC, served to the browser
 #                   under /vendor/novnc/), pinned by its package-lock.json
 #   chromium        Debian's browser, driven headless by Playwright in tests/portal/browser
-#   xvfb, x11vnc, xterm, xclip
+#   xvfb, x11vnc, xterm, x11-utils
 #                   the desktop the viewer's browser tests show: an xterm on an Xvfb
-#                   display served by x11vnc; xclip reads and sets its selections
+#                   display served by x11vnc; xprop reads and sets its cut buffer
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="chromium xvfb x11vnc xterm xclip"
+PACKAGES="chromium xvfb x11vnc xterm x11-utils"
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"
 command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
 

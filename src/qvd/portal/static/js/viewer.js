@@ -78,9 +78,13 @@ export function openViewer({
                 ws.send(firstMessage);
             }
         });
-        ws.onmessage = (event) => {
+        // Before {"ready": true} every frame is JSON text; after it noVNC reads the
+        // binary RFB frames, and a text frame can only be the server's last word
+        // ({"error"} before it closes the socket).
+        let ready = false;
+        ws.addEventListener("message", (event) => {
             if (typeof event.data !== "string") {
-                return; // no RFB byte may come before {"ready": true}
+                return;
             }
             let frame;
             try {
@@ -88,16 +92,18 @@ export function openViewer({
             } catch {
                 return;
             }
-            if (typeof frame.progress === "string") {
-                onProgress(frame.progress);
-            } else if (typeof frame.error === "string") {
+            if (typeof frame.error === "string") {
                 failure = frame.error;
+            } else if (ready) {
+                return;
+            } else if (typeof frame.progress === "string") {
+                onProgress(frame.progress);
             } else if (frame.ready === true) {
-                ws.onmessage = null;
+                ready = true;
                 attach(ws);
             }
-        };
-        ws.addEventListener("close", (event) => closed(ws, event.code, failure));
+        });
+        ws.addEventListener("close", (event) => closed(ws, event.code, failure || event.reason));
     }
 
     function attach(ws) {
