@@ -52,7 +52,8 @@ CSP = (
 TICKET = "spy-ticket-0123456789abcdef"
 PROGRESS = ("Starting virtual machine", "Starting X session")
 
-# The portal's base.html is the portal engineer's: this one has the same blocks.
+# Stand-ins for templates of the portal that may not exist in this tree: the portal's
+# own files come first.
 BASE_HTML = """<!doctype html>
 <html lang="en">
 <head>
@@ -68,7 +69,8 @@ BASE_HTML = """<!doctype html>
 </html>
 """
 
-# To the contract of the spy engineer's spy.html.
+# To the contract of the spy engineer's spy.html (#screen's data-ticket, data-ws,
+# data-view-only).
 SPY_HTML = """{% extends "base.html" %}
 {% block title %}Spy{% endblock %}
 {% block head %}
@@ -282,8 +284,8 @@ async def _relay(ws: WebSocket, vnc_port: int) -> None:
 def _app(harness: Harness) -> Starlette:
     templates = jinja2.Environment(
         loader=jinja2.ChoiceLoader([
-            jinja2.DictLoader({"base.html": BASE_HTML, "spy.html": SPY_HTML}),
             jinja2.FileSystemLoader(PORTAL / "templates"),
+            jinja2.DictLoader({"base.html": BASE_HTML, "spy.html": SPY_HTML}),
         ]),
         autoescape=True,
     )  # fmt: skip
