@@ -285,7 +285,7 @@ def _app(harness: Harness) -> Starlette:
     templates = jinja2.Environment(
         loader=jinja2.ChoiceLoader([
             jinja2.FileSystemLoader(PORTAL / "templates"),
-            jinja2.DictLoader({"base.html": BASE_HTML, "spy.html": SPY_HTML}),
+            jinja2.DictLoader({"base.html": BASE_HTML, "spy-stand-in.html": SPY_HTML}),
         ]),
         autoescape=True,
     )  # fmt: skip
@@ -300,7 +300,7 @@ def _app(harness: Harness) -> Starlette:
 
     async def spy_page(request: Request) -> Response:
         view_only = request.query_params.get("view_only", "1")
-        page = templates.get_template("spy.html")
+        page = templates.get_template("spy-stand-in.html")
         return HTMLResponse(page.render(ticket=TICKET, view_only=view_only))
 
     async def serve_socket(ws: WebSocket, first_message: bool) -> None:

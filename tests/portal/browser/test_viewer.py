@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.portal.browser.harness import PROGRESS, TICKET, Desktop, Harness
-from tests.wat.browser.conftest import BrowserPage
+from tests.wat.browser.conftest import BrowserPage, axe_violations
 
 pytestmark = pytest.mark.slow
 
@@ -218,3 +218,12 @@ def test_disconnect_goes_back_to_the_desktops(viewer_page: BrowserPage, harness:
     assert viewer_page.page.url == harness.base + "/"
     wait_until(lambda: not harness.live, "the socket's end on the server")
     assert len(harness.opened) == before + 1
+
+
+def test_session_page_accessibility(viewer_page: BrowserPage) -> None:
+    open_session(viewer_page)
+    viewer_page.page.click(".session-clipboard summary")  # the panel open too
+    assert axe_violations(viewer_page.page) == []
+    for control in ("#keyboard", "#clipboard"):
+        label = viewer_page.page.locator(f"label[for='{control[1:]}']")
+        assert label.count() == 1
