@@ -131,7 +131,8 @@ def test_spy_view_only_ignores_keys(
     viewer_page.goto("/spy-page?view_only=1")
     wait_state(viewer_page, "connected")
     spied = harness.opened[before:]
-    assert [(o.path, o.first_message) for o in spied] == [("/ws/spy", TICKET)]
+    # The ticket travels as the socket's first message, never in its URL.
+    assert [(o.path, o.query, o.first_message) for o in spied] == [("/ws/spy", {}, TICKET)]
     # The ticket is spent: the page no longer holds it.
     assert viewer_page.page.get_attribute("#screen", "data-ticket") is None
     ignored = marker(desktop)
