@@ -80,7 +80,7 @@ SPY_HTML = """{% extends "base.html" %}
 {% block main %}
 <div class="session-bar"><output id="status" role="status">Connecting…</output></div>
 <div id="screen" class="session-screen" data-ticket="{{ ticket }}" data-ws="/ws/spy"
-     data-view-only="{{ view_only }}"></div>
+     data-view-only="{{ 1 if view_only else 0 }}"></div>
 {% endblock %}
 """
 
@@ -299,9 +299,12 @@ def _app(harness: Harness) -> Starlette:
         return HTMLResponse(page.render(vm_id=vm_id, vm_name=f"Desktop {vm_id}"))
 
     async def spy_page(request: Request) -> Response:
-        view_only = request.query_params.get("view_only", "1")
-        page = templates.get_template("spy-stand-in.html")
-        return HTMLResponse(page.render(ticket=TICKET, view_only=view_only))
+        view_only = request.query_params.get("view_only", "1") == "1"
+        # The spy engineer's spy.html when this tree has it, else the stand-in.
+        page = templates.get_or_select_template(["spy.html", "spy-stand-in.html"])
+        return HTMLResponse(
+            page.render(vm_id=7, vm_name="Desktop 7", ticket=TICKET, view_only=view_only)
+        )
 
     async def serve_socket(ws: WebSocket, first_message: bool) -> None:
         harness.loop = asyncio.get_running_loop()
