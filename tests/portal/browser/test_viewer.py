@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 WAIT_MS = 20000
 
-# Yellow pixels (the xterm's background) in noVNC's canvas.
+# Yellow pixels (the xterm's background) in noVNC's canvas. (Polled from Python:
+# Playwright's wait_for_function polls with eval in the page, which the CSP forbids.)
 YELLOW_PIXELS = """() => {
     const canvas = document.querySelector("#screen canvas");
     if (!canvas || !canvas.width) return 0;
@@ -67,7 +68,7 @@ def test_session_page_shows_the_desktop(
     open_session(viewer_page)
     page = viewer_page.page
     assert page.inner_text("#status") == "Connected"
-    page.wait_for_function(f"({YELLOW_PIXELS})() > 100000", timeout=WAIT_MS)
+    wait_until(lambda: page.evaluate(YELLOW_PIXELS) > 100000, "the xterm in the canvas")
     opened = harness.opened[before:]
     assert [o.path for o in opened] == ["/ws/desktops/7"]
     box = page.eval_on_selector("#screen", "e => e.getBoundingClientRect().toJSON()")
@@ -171,7 +172,7 @@ def test_dropped_socket_reconnects(viewer_page: BrowserPage, harness: Harness) -
     assert harness.close_sockets(1011) == 1
     wait_until(lambda: len(harness.opened) == before + 2, "a second socket")
     wait_state(viewer_page, "connected")
-    viewer_page.page.wait_for_function(f"({YELLOW_PIXELS})() > 100000", timeout=WAIT_MS)
+    wait_until(lambda: viewer_page.page.evaluate(YELLOW_PIXELS) > 100000, "the xterm in the canvas")
     assert viewer_page.page.locator("#screen canvas").count() == 1
     assert harness.opened[-1].query == harness.opened[before].query
 
