@@ -210,6 +210,11 @@ def test_keyboard_change_reconnects_with_the_layout(
     assert (first.query["keyboard"], second.query["keyboard"]) == ("us", "es")
     assert second.query["geometry"] == first.query["geometry"]
     assert viewer_page.page.locator("#screen canvas").count() == 1
+    # The next session in this browser starts with the layout chosen.
+    viewer_page.page.reload()
+    wait_state(viewer_page, "connected")
+    assert harness.opened[-1].query["keyboard"] == "es"
+    assert viewer_page.page.input_value("#keyboard") == "es"
 
 
 def test_disconnect_goes_back_to_the_desktops(viewer_page: BrowserPage, harness: Harness) -> None:

@@ -7,6 +7,13 @@ const statusLine = document.getElementById("status");
 const clipboard = document.getElementById("clipboard");
 const keyboard = document.getElementById("keyboard");
 
+// The layout chosen last time, in this browser.
+const KEYBOARD_KEY = "qvd-keyboard";
+const remembered = window.localStorage.getItem(KEYBOARD_KEY);
+if (remembered && [...keyboard.options].some((option) => option.value === remembered)) {
+    keyboard.value = remembered;
+}
+
 function wsUrl() {
     const url = new URL(screen.dataset.ws, window.location.href);
     const box = screen.getBoundingClientRect();
@@ -33,7 +40,10 @@ const viewer = openViewer({
 document.getElementById("clipboard-send").addEventListener("click", () => {
     viewer.sendClipboard(clipboard.value);
 });
-keyboard.addEventListener("change", () => viewer.setKeyboard(keyboard.value));
+keyboard.addEventListener("change", () => {
+    window.localStorage.setItem(KEYBOARD_KEY, keyboard.value);
+    viewer.setKeyboard(keyboard.value);
+});
 document.getElementById("disconnect").addEventListener("click", () => {
     viewer.disconnect();
     window.location.assign("/");
