@@ -338,9 +338,7 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
 
     db_upgrade(engine)
     assert schema_status(engine).current == head
-    assert _without(snapshot(engine), (*new_tables, *WIDENED)) == _without(
-        filled, WIDENED
-    )
+    assert _without(snapshot(engine), (*new_tables, *WIDENED)) == _without(filled, WIDENED)
 
 
 def test_seed_rows_are_untouched_by_a_round_trip_of_a_filled_database(
