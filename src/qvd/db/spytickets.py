@@ -186,10 +186,19 @@ def consume(conn: Connection, ticket: object) -> tuple[TicketState, SpyGrant | N
 
 
 def record_spy_end(
-    conn: Connection, grant: SpyGrant, *, seconds: int, address: str | None, status: int = 0
+    conn: Connection,
+    grant: SpyGrant,
+    *,
+    seconds: int,
+    address: str | None,
+    status: int = 0,
+    reason: str = "",
 ) -> None:
     """The audit row of a spy that ended: who, which VM, how long, with input or not
-    (``status`` 0: it ran; else the refusal's code)."""
+    (``status`` 0: it was shown; else the code of why not, and ``reason``)."""
+    arguments: dict[str, Any] = {"seconds": max(0, seconds), "interactive": grant.interactive}
+    if reason:
+        arguments["reason"] = reason[:500]
     vm_name = select(Vm.name).where(Vm.id == grant.vm_id).scalar_subquery()
     tenant_name = select(Tenant.name).where(Tenant.id == grant.tenant_id).scalar_subquery()
     conn.execute(
@@ -200,7 +209,7 @@ def record_spy_end(
             tenant_name=tenant_name,
             action=SPY_END_ACTION,
             type_of_action="exec",
-            arguments={"seconds": max(0, seconds), "interactive": grant.interactive},
+            arguments=arguments,
             qvd_object="vm",
             object_id=grant.vm_id,
             object_name=vm_name,
