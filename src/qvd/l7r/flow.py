@@ -1,47 +1,63 @@
-"""The connect flow of reference §3.4 against the database and the VMA (blocking).
+"""The connect flow's I/O: drives the pure machine of ``connect.py`` (blocking).
 
-    take the session (abort another L7R's via user_cmd + NOTIFY)
-    → assign a host (the shared load balancer) → vm_cmd=start, wait (woken by NOTIFY)
-    → VMA x_start with the merged properties → wait for ``listening``
+``ConnectFlow.connect`` feeds the machine what it did and saw, and does what the
+machine asks: the database through ``store`` and the rules of ``qvd.db.vmrules``,
+waits through the ``Notifier`` (woken by NOTIFY, polling every ``POLL`` s as the
+fallback for a lost one) or on the client's departure, the VMA through ``VmaClient``
+(``x_start``, then the blocking ``x_wait`` until the X session listens). Progress texts
+go to ``progress`` (102s, or the portal's WebSocket frames); failures raise the
+machine's ``L7rError`` whose message is the real reason, after the session is released.
 
-Each step moves a ``Handshake``, whose text goes to the client as a 102. Failures
-raise ``L7rError`` subclasses whose message is the real reason; the server releases
-the session (``user_state`` back to ``disconnected``) on any failure.
+Also here, for the L7R's ``stop_vm`` and the portal's buttons: ``stop_vm``,
+``start_vm``, ``restart_vm`` (by the same rules), and ``spy_endpoint`` (how to reach a
+running VM's VMA, for an administrator's view of it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from qvd.config import Config
-from qvd.db import LiveConfig
-from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
+from qvd.db import LiveConfig, vmrules
+from qvd.db.loadbalancer import NoHostAvailable, Weights
 from qvd.db.vmasecret import derive_vma_secret, master_secret
+from qvd.l7r import connect as m
 from qvd.l7r import store
 from qvd.l7r.auth import Principal, issue_token, store_auth_params
+from qvd.l7r.connect import Aborted, Transport
 from qvd.l7r.errors import Forbidden, NotFound, Unavailable
 from qvd.l7r.notify import Notifier
-from qvd.l7r.states import ConnectState, Handshake
-from qvd.vma.client import VmaClient, VmaError
+from qvd.vma.client import DEFAULT_PORT, VmaAuthError, VmaClient, VmaError, VmaHttpError
 
-__all__ = ["POLL", "ConnectFlow", "Progress", "Target"]
+__all__ = ["POLL", "Aborted", "ConnectFlow", "Progress", "Target", "VmaEndpoint"]
 
-S = ConnectState
+log = logging.getLogger(__name__)
+
 Progress = Callable[[str], None]
 POLL = 1.0  # seconds a wait lasts without a notification (the lost-NOTIFY fallback)
-# x_state polls while nxagent comes up: a resumed agent listens within a few ms, a new
-# one within a few hundred, so the first polls come quickly and later ones less often
-X_POLL_FIRST, X_POLL_MAX = 0.005, 0.05
+X_LEAVE = ("provisioning", "starting")  # the X states x_wait waits out
+DEFAULT_X_PORT = 4100
 _KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmaEndpoint:
+    """How to reach a running VM's VMA: address, port and the secret of this run (kept
+    out of ``repr``, so out of logs)."""
+
+    address: str
+    port: int
+    secret: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,12 +67,9 @@ class Target:
     vm_id: int
     address: str
     port: int
-    cookie: str
-    slave_key: str
-
-
-class Aborted(Unavailable):
-    """Another client took the session over while this one was connecting."""
+    cookie: str = field(repr=False)
+    slave_key: str = field(repr=False)
+    vma: VmaEndpoint
 
 
 class ConnectFlow:
@@ -105,129 +118,42 @@ class ConnectFlow:
         progress: Progress,
         cancelled: threading.Event,
         on_acquired: Callable[[], None] = lambda: None,
+        transport: Transport = "nx",
     ) -> Target:
-        hs = Handshake(vm_id)
-        self._take_session(hs, principal, user_ip, progress, cancelled)
-        on_acquired()
+        """Take the session, get the VM running and its X session listening; the
+        target to relay to. Blocking: run it in a pool, ``cancelled`` set when the
+        client leaves or the session is aborted."""
+        config = self._config
+        machine = m.ConnectMachine(
+            vm_id, host_id=self._host_id, timeouts=m.Timeouts.from_config(config),
+            client_params=client_params, transport=transport,
+        )  # fmt: skip
+        run = _Run(self, machine, principal, user_ip, cancelled, config)
+        released = False
         try:
-            rt = self._ensure_running(hs, progress, cancelled)
-            return self._start_x(hs, principal, rt, client_params, progress, cancelled)
+            step = machine.handle(m.Begin(), time.monotonic())
+            while True:
+                for text in step.progress:
+                    progress(text)
+                action = step.action
+                if isinstance(action, m.HandOver):
+                    return run.target(action.ready)
+                if isinstance(action, m.Fail):
+                    if action.release:
+                        released = True
+                        self.release(vm_id)
+                    raise action.error
+                event = run.carry_out(action)
+                step = machine.handle(event, time.monotonic())
+                if isinstance(event, m.SessionAcquired):
+                    on_acquired()
         except BaseException:
-            self.release(vm_id)
-            raise
-
-    def _wait(self, vm_id: int, seen: int, deadline: float, cancelled: threading.Event) -> int:
-        if cancelled.is_set():
-            raise Unavailable("the client went away")
-        timeout = max(0.0, min(POLL, deadline - time.monotonic()))
-        return self._notifier.wait_change(vm_id, seen, timeout)
-
-    def _take_session(
-        self,
-        hs: Handshake,
-        principal: Principal,
-        user_ip: str,
-        progress: Progress,
-        cancelled: threading.Event,
-    ) -> None:
-        vm_id = hs.vm_id
-        timeout = self._config.get_int("internal.l7r.timeout.takeover")
-        deadline = time.monotonic() + timeout
-        asked = False
-        while True:
-            seen = self._notifier.version(vm_id)
-            with self._engine.begin() as conn:
-                pid = os.getpid()
-                if store.acquire_session(
-                    conn, vm_id, self._host_id, pid, principal.user_id, user_ip
-                ):
-                    progress(hs.move(S.ACQUIRED))
-                    return
-                rt = store.runtime(conn, vm_id)
-                if rt.l7r_host_id == self._host_id and not self._holds_session(vm_id):
-                    store.release_session(conn, vm_id, self._host_id)  # left by a crash
-                    continue
-                if not asked or rt.user_cmd is None:
-                    holder = store.ask_to_abort(conn, vm_id)
-                    if not asked:
-                        progress(hs.move(S.ABORTING_OTHER))
-                    asked = holder is not None or asked
-            if time.monotonic() >= deadline:
-                raise Unavailable(
-                    f"Unable to acquire VM {vm_id}: another client holds its session and did "
-                    f"not let go within {timeout} s; close other clients"
-                )
-            self._wait(vm_id, seen, deadline, cancelled)
-
-    def _check_abort(self, conn: Connection, vm_id: int) -> store.Runtime:
-        rt = store.runtime(conn, vm_id)
-        if rt.user_cmd == "abort" or rt.l7r_host_id != self._host_id:
-            raise Aborted(f"the session of VM {vm_id} was taken over by another client")
-        return rt
-
-    def _ensure_running(
-        self, hs: Handshake, progress: Progress, cancelled: threading.Event
-    ) -> store.Runtime:
-        vm_id = hs.vm_id
-        with self._engine.begin() as conn:
-            rt = self._check_abort(conn, vm_id)
-        if rt.vm_state == "running" and rt.vm_address:
-            return rt
-        if rt.vm_state == "stopping":
-            rt = self._wait_stopped(vm_id, cancelled)
-            if rt.vm_state == "running" and rt.vm_address:
-                return rt
-        if rt.host_id is None and rt.vm_state == "stopped":
-            progress(hs.move(S.ASSIGNING))
-            with Session(self._engine) as session, session.begin():
+            if machine.acquired and not released:
                 try:
-                    chosen = pick_host_for_vm(session, vm_id, Weights.from_config(self._config))
-                except NoHostAvailable as exc:
-                    raise Unavailable(f"Unable to assign VM {vm_id} to a host: {exc}") from None
-                store.assign_host(session.connection(), vm_id, chosen)
-        timeout = self._config.get_int("internal.l7r.timeout.vm_start")
-        deadline = time.monotonic() + timeout
-        seen = self._notifier.version(vm_id)
-        with self._engine.begin() as conn:
-            rt = self._check_abort(conn, vm_id)
-            if rt.vm_state == "stopped":
-                if not store.request_start(conn, vm_id):
-                    raise Unavailable(f"VM {vm_id} cannot be started now (no host assigned)")
-                progress(hs.move(S.STARTING_VM))
-        progress(hs.move(S.WAITING_VM))
-        left_stopped = False
-        while True:
-            with self._engine.begin() as conn:
-                rt = self._check_abort(conn, vm_id)
-            if rt.vm_state == "running" and rt.vm_address:
-                return rt
-            if rt.vm_state != "stopped":
-                left_stopped = True
-            elif rt.vm_cmd is None and (left_stopped or rt.last_error):
-                reason = f": {rt.last_error}" if rt.last_error else ""
-                raise Unavailable(f"Failed to start virtual machine {vm_id}{reason}")
-            if rt.vm_state in ("zombie", "debugging"):
-                raise Unavailable(f"VM {vm_id} is {rt.vm_state}; an administrator must look at it")
-            if time.monotonic() >= deadline:
-                raise Unavailable(
-                    f"VM {vm_id} did not reach state 'running' within {timeout} s "
-                    f"(it is {rt.vm_state})"
-                )
-            seen = self._wait(vm_id, seen, deadline, cancelled)
-
-    def _wait_stopped(self, vm_id: int, cancelled: threading.Event) -> store.Runtime:
-        """A VM caught while stopping is started again once it has stopped."""
-        timeout = self._config.get_int("internal.l7r.timeout.vm_stop")
-        deadline = time.monotonic() + timeout
-        seen = self._notifier.version(vm_id)
-        while True:
-            with self._engine.begin() as conn:
-                rt = self._check_abort(conn, vm_id)
-            if rt.vm_state != "stopping":
-                return rt
-            if time.monotonic() >= deadline:
-                raise Unavailable(f"VM {vm_id} is still stopping after {timeout} s")
-            seen = self._wait(vm_id, seen, deadline, cancelled)
+                    self.release(vm_id)
+                except Exception:  # the database is gone: the first error says so
+                    log.warning("VM %s: the session could not be released", vm_id)
+            raise
 
     def _vma_params(
         self,
@@ -251,79 +177,6 @@ class ConnectFlow:
             "qvd.slave.key": slave_key,
         }
 
-    def _start_x(
-        self,
-        hs: Handshake,
-        principal: Principal,
-        rt: store.Runtime,
-        client_params: Mapping[str, str],
-        progress: Progress,
-        cancelled: threading.Event,
-    ) -> Target:
-        vm_id = hs.vm_id
-        assert rt.vm_address is not None
-        slave_key = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(64))
-        with self._engine.begin() as conn:
-            params = self._vma_params(conn, principal, vm_id, client_params, slave_key)
-            secret = derive_vma_secret(master_secret(conn), vm_id, rt.run_attempts)
-        vma = VmaClient(
-            rt.vm_address,
-            secret=secret,
-            port=rt.vma_port or 3030,
-            timeout=float(self._config.get_int("internal.l7r.timeout.vma")),
-        )
-        progress(hs.move(S.X_STARTING))
-        tries = max(1, self._config.get_int("internal.l7r.retry.x_start"))
-        result: dict[str, object] | None = None
-        last: Exception | None = None
-        for attempt in range(tries):
-            try:
-                result = vma.x_start(params)
-                break
-            except VmaError as exc:
-                last = exc
-                if cancelled.is_set():
-                    raise Unavailable("the client went away") from None
-                with self._engine.begin() as conn:
-                    self._check_abort(conn, vm_id)
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-        if result is None:
-            raise Unavailable(f"the VM agent of VM {vm_id} refused to start X: {last}")
-        progress(hs.move(S.WAITING_X))
-        self._wait_listening(vma, vm_id, cancelled)
-        port = result.get("port")
-        progress(hs.move(S.RELAYING))
-        return Target(
-            vm_id=vm_id,
-            address=rt.vm_address,
-            port=port if isinstance(port, int) else (rt.x_port or 4100),
-            cookie=str(result.get("cookie", "")),
-            slave_key=slave_key,
-        )
-
-    def _wait_listening(self, vma: VmaClient, vm_id: int, cancelled: threading.Event) -> None:
-        timeout = self._config.get_int("internal.l7r.timeout.x_start")
-        hard = time.monotonic() + self._config.get_int("internal.l7r.timeout.vm_start")
-        deadline = time.monotonic() + timeout
-        pause = X_POLL_FIRST
-        while True:
-            try:
-                state = vma.x_state()
-            except VmaError as exc:
-                state = f"unknown ({exc})"
-            if state == "listening":
-                return
-            now = time.monotonic()
-            if state == "provisioning":
-                deadline = now + timeout
-            elif state not in ("starting",) and not state.startswith("unknown"):
-                raise Unavailable(f"the X session of VM {vm_id} is {state}, not listening")
-            if now >= min(deadline, hard):
-                raise Unavailable(f"the X session of VM {vm_id} did not listen within {timeout} s")
-            if cancelled.wait(pause):
-                raise Unavailable("the client went away")
-            pause = min(X_POLL_MAX, pause * 2)
-
     # ---- after the flow ------------------------------------------------------------------
     def finish(self, vm_id: int) -> None:
         """``connecting`` → ``connected``; refused if the session was taken over."""
@@ -336,23 +189,207 @@ class ConnectFlow:
         with self._engine.begin() as conn:
             store.release_session(conn, vm_id, self._host_id)
 
+    # ---- start, stop, restart (the rules of qvd.db.vmrules) ------------------------------
     def stop_vm(self, principal: Principal, vm_id: int, progress: Progress) -> str:
+        """Stop the user's VM and wait until it has stopped."""
         self.check_vm(principal, vm_id)
-        timeout = self._config.get_int("internal.l7r.timeout.vm_stop")
-        deadline = time.monotonic() + timeout
+        deadline, timeout = self._stop_deadline()
         seen = self._notifier.version(vm_id)
         with self._engine.begin() as conn:
-            rt = store.runtime(conn, vm_id)
-            if rt.vm_state == "stopped":
-                return "Machine stopped"
-            if not store.request_stop(conn, vm_id):
-                raise Unavailable(f"VM {vm_id} is {rt.vm_state} and cannot be stopped now")
+            decision, vm = vmrules.stop(conn, vm_id)
+        if decision in (vmrules.StopDecision.STOPPED, vmrules.StopDecision.CANCEL_START):
+            return "Machine stopped"
+        if decision is vmrules.StopDecision.STOPPING:
+            raise Unavailable(f"VM {vm_id} is {vm.vm_state} and cannot be stopped now")
         progress("Stopping virtual machine")
+        self._wait_stopped(vm_id, seen, deadline, timeout)
+        return "Machine stopped"
+
+    def start_vm(self, principal: Principal, vm_id: int) -> str:
+        """Ask for the user's VM to start, without taking its session."""
+        self.check_vm(principal, vm_id)
+        try:
+            with Session(self._engine) as session, session.begin():
+                outcome = vmrules.start(session, vm_id, Weights.from_config(self._config))
+        except NoHostAvailable as exc:
+            raise Unavailable(f"Unable to assign VM {vm_id} to a host: {exc}") from None
+        match outcome.decision:
+            case vmrules.StartDecision.REQUEST:
+                return "Starting virtual machine"
+            case vmrules.StartDecision.PENDING:
+                return f"VM {vm_id} is about to start"
+            case vmrules.StartDecision.UNDERWAY:
+                return f"VM {vm_id} is already {outcome.vm.vm_state}"
+            case vmrules.StartDecision.STOPPING:
+                raise Unavailable(f"VM {vm_id} is stopping; start it once it has stopped")
+        raise Unavailable(f"VM {vm_id} is {outcome.vm.vm_state}; an administrator must look at it")
+
+    def restart_vm(self, principal: Principal, vm_id: int, progress: Progress) -> str:
+        """Stop the user's VM (if it runs), wait until it has stopped, start it."""
+        self.check_vm(principal, vm_id)
+        deadline, timeout = self._stop_deadline()
+        seen = self._notifier.version(vm_id)
+        with self._engine.begin() as conn:
+            decision, _ = vmrules.stop(conn, vm_id)
+        if decision not in (vmrules.StopDecision.STOPPED, vmrules.StopDecision.CANCEL_START):
+            progress("Stopping virtual machine")
+            self._wait_stopped(vm_id, seen, deadline, timeout)
+        return self.start_vm(principal, vm_id)
+
+    def _stop_deadline(self) -> tuple[float, int]:
+        timeout = self._config.get_int("internal.l7r.timeout.vm_stop")
+        return time.monotonic() + timeout, timeout
+
+    def _wait_stopped(self, vm_id: int, seen: int, deadline: float, timeout: int) -> None:
         while True:
             with self._engine.connect() as conn:
                 rt = store.runtime(conn, vm_id)
             if rt.vm_state == "stopped":
-                return "Machine stopped"
+                return
             if time.monotonic() >= deadline:
                 raise Unavailable(f"VM {vm_id} did not stop within {timeout} s")
             seen = self._notifier.wait_change(vm_id, seen, POLL)
+
+    # ---- an administrator's view ---------------------------------------------------------
+    def spy_endpoint(self, vm_id: int) -> VmaEndpoint:
+        """The VMA of a running VM (``Unavailable`` with the reason otherwise)."""
+        with self._engine.begin() as conn:
+            rt = store.runtime(conn, vm_id)
+            if rt.vm_state != "running" or not rt.vm_address:
+                raise Unavailable(f"VM {vm_id} is {rt.vm_state}, not running")
+            secret = derive_vma_secret(master_secret(conn), vm_id, rt.run_attempts)
+        return VmaEndpoint(
+            address=rt.vm_address, port=rt.vma_port or DEFAULT_PORT, secret=secret.encode()
+        )
+
+
+class _Run:
+    """The I/O of one connect: carries out the machine's actions, one event each."""
+
+    def __init__(
+        self,
+        flow: ConnectFlow,
+        machine: m.ConnectMachine,
+        principal: Principal,
+        user_ip: str,
+        cancelled: threading.Event,
+        config: Config,
+    ) -> None:
+        self._flow = flow
+        self._engine = flow._engine
+        self._notifier = flow._notifier
+        self._machine = machine
+        self._vm_id = machine.vm_id
+        self._principal = principal
+        self._user_ip = user_ip
+        self._cancelled = cancelled
+        self._config = config
+        self._seen = 0  # the VM's notification counter before the last read
+        self._vma: VmaClient | None = None
+        self._params: dict[str, str] = {}
+        self._slave_key = ""
+        self._secret = b""
+
+    def carry_out(self, action: m.Action) -> m.Event:
+        if self._cancelled.is_set():
+            return self._cancellation()
+        match action:
+            case m.AcquireSession():
+                return self._acquire()
+            case m.ReleaseStaleSession():
+                with self._engine.begin() as conn:
+                    store.release_session(conn, self._vm_id, self._flow._host_id)
+                return m.StaleReleased()
+            case m.AskToAbort():
+                with self._engine.begin() as conn:
+                    return m.AbortAsked(holder=store.ask_to_abort(conn, self._vm_id))
+            case m.Wait(until=until, on_change=on_change):
+                return self._wait(until, on_change=on_change)
+            case m.ReadRuntime():
+                return m.RuntimeRead(runtime=self._runtime())
+            case m.RequestStart():
+                return self._request_start()
+            case m.StartX():
+                return self._x_start(action)
+            case m.WaitX(timeout=timeout):
+                assert self._vma is not None
+                try:
+                    return m.XObserved(x_state=self._vma.x_wait(X_LEAVE, timeout))
+                except VmaError as exc:
+                    return m.XWaitFailed(reason=str(exc))
+        raise AssertionError(f"not an action to carry out: {action!r}")
+
+    def _cancellation(self) -> m.Event:
+        """The client left, or (once the session is ours) it was taken over."""
+        if self._machine.acquired and m.taken_over(self._runtime(), self._flow._host_id):
+            return m.AbortRequested()
+        return m.ClientGone()
+
+    def _runtime(self) -> store.Runtime:
+        self._seen = self._notifier.version(self._vm_id)
+        with self._engine.begin() as conn:
+            return store.runtime(conn, self._vm_id)
+
+    def _acquire(self) -> m.Event:
+        self._seen = self._notifier.version(self._vm_id)
+        with self._engine.begin() as conn:
+            if store.acquire_session(
+                conn, self._vm_id, self._flow._host_id, os.getpid(), self._principal.user_id,
+                self._user_ip,
+            ):  # fmt: skip
+                return m.SessionAcquired()
+            rt = store.runtime(conn, self._vm_id)
+        return m.SessionRefused(runtime=rt, held_here=self._flow._holds_session(self._vm_id))
+
+    def _wait(self, until: float, *, on_change: bool) -> m.Event:
+        timeout = max(0.0, min(POLL, until - time.monotonic()))
+        if on_change:
+            self._notifier.wait_change(self._vm_id, self._seen, timeout)
+        else:
+            self._cancelled.wait(timeout)
+        return self._cancellation() if self._cancelled.is_set() else m.Waited()
+
+    def _request_start(self) -> m.Event:
+        self._seen = self._notifier.version(self._vm_id)
+        weights = Weights.from_config(self._config)
+        try:
+            with Session(self._engine) as session, session.begin():
+                outcome = vmrules.start(session, self._vm_id, weights)
+        except NoHostAvailable as exc:
+            return m.NoHost(reason=str(exc))
+        if outcome.host_id is not None:
+            return m.StartRequested(host_id=outcome.host_id)
+        return m.StartRefused(decision=outcome.decision, vm_state=outcome.vm.vm_state)
+
+    def _x_start(self, action: m.StartX) -> m.Event:
+        if self._vma is None:
+            self._slave_key = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(64))
+            with self._engine.begin() as conn:
+                self._params = self._flow._vma_params(
+                    conn, self._principal, self._vm_id, action.client_params, self._slave_key
+                )
+                secret = derive_vma_secret(master_secret(conn), self._vm_id, action.run_attempts)
+            self._secret = secret.encode()
+            self._vma = VmaClient(
+                action.address, secret=secret, port=action.vma_port or DEFAULT_PORT,
+                timeout=float(self._config.get_int("internal.l7r.timeout.vma")),
+            )  # fmt: skip
+        try:
+            result = self._vma.x_start(self._params)
+        except VmaError as exc:
+            refused = isinstance(exc, VmaAuthError) or (
+                isinstance(exc, VmaHttpError) and exc.status < 500
+            )
+            return m.XStartFailed(reason=str(exc), retryable=not refused)
+        port = result.get("port")
+        return m.XStarted(
+            port=port if isinstance(port, int) else None, cookie=str(result.get("cookie", ""))
+        )
+
+    def target(self, ready: m.Ready) -> Target:
+        port = ready.vma_port or DEFAULT_PORT
+        return Target(
+            vm_id=ready.vm_id, address=ready.address, port=ready.x_port or DEFAULT_X_PORT,
+            cookie=ready.cookie, slave_key=self._slave_key,
+            vma=VmaEndpoint(address=ready.address, port=port, secret=self._secret),
+        )  # fmt: skip

@@ -4,7 +4,7 @@ A connect goes ``authenticated → acquired → (assigned) → (starting → wai
 x_starting → waiting_x → relaying → connected``. Each state entered is announced to the
 client as a ``102 Processing`` whose ``X-QVD-VM-Info`` is the state's text (QVD's
 wording, which clients show as progress). ``Handshake`` refuses a move the table lacks;
-the flow that does the I/O (``flow.py``) drives it.
+the connect machine (``connect.py``) moves it and hands its texts to the driver.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ and the connect flow (blocking; run off the event loop). Authentication keeps it
 queries with its plugins and tokens (``auth/``), and ``tls`` reads the SSL rows.
 
 Every change of session ownership is one conditional ``UPDATE … RETURNING``, so two
-L7Rs racing for a VM cannot both win; the triggers send the notifications.
+L7Rs racing for a VM cannot both win; the triggers send the notifications. Starts and
+stops of VMs follow the rules shared with the API, in ``qvd.db.vmrules``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ __all__ = [
     "VmRow",
     "acquire_session",
     "ask_to_abort",
-    "assign_host",
     "bump_counter",
     "host_status",
     "list_vms",
     "mark_connected",
     "merged_properties",
     "release_session",
-    "request_start",
-    "request_stop",
     "runtime",
     "vm_row",
 ]
@@ -190,39 +188,6 @@ def mark_connected(conn: Connection, vm_id: int, host_id: int) -> bool:
             "   AND user_cmd IS NULL RETURNING vm_id"
         ),
         {"v": vm_id, "h": host_id},
-    ).first()
-    return row is not None
-
-
-def assign_host(conn: Connection, vm_id: int, host_id: int) -> bool:
-    row = conn.execute(
-        text(
-            "UPDATE vm_runtimes SET host_id = :h WHERE vm_id = :v AND host_id IS NULL "
-            "   AND vm_state = 'stopped' RETURNING vm_id"
-        ),
-        {"v": vm_id, "h": host_id},
-    ).first()
-    return row is not None
-
-
-def request_start(conn: Connection, vm_id: int) -> bool:
-    row = conn.execute(
-        text(
-            "UPDATE vm_runtimes SET vm_cmd = 'start' WHERE vm_id = :v AND vm_state = 'stopped' "
-            "   AND host_id IS NOT NULL AND (vm_cmd IS NULL OR vm_cmd = 'start') RETURNING vm_id"
-        ),
-        {"v": vm_id},
-    ).first()
-    return row is not None
-
-
-def request_stop(conn: Connection, vm_id: int) -> bool:
-    row = conn.execute(
-        text(
-            "UPDATE vm_runtimes SET vm_cmd = 'stop' WHERE vm_id = :v "
-            "   AND vm_state IN ('starting', 'running') RETURNING vm_id"
-        ),
-        {"v": vm_id},
     ).first()
     return row is not None
 

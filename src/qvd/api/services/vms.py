@@ -1,8 +1,9 @@
 """VMs: list, create, update, delete, start, stop, disconnect the user.
 
-Start assigns a host with the shared load balancer (``qvd.db.loadbalancer``) and sets
-``vm_cmd``; stop and disconnect set ``vm_cmd`` / ``user_cmd``. The database triggers
-send the NOTIFY for each (QVD's API forgot it for disconnect).
+Start and stop follow the rules of ``qvd.db.vmrules`` (shared with the L7R and the
+portal): start assigns a host with the shared load balancer and sets ``vm_cmd``; stop
+sets ``vm_cmd`` or takes back a start not claimed yet; disconnect sets ``user_cmd``.
+The database triggers send the NOTIFY for each (QVD's API forgot it for disconnect).
 
 Addresses are global: every VM of every tenant sits on the nodes' VM network, from
 ``vm.network.ip.start`` to the end of its ``vm.network.netmask``. An address given to
@@ -47,7 +48,8 @@ from qvd.api.services.common import (
 )
 from qvd.config import TOKENS
 from qvd.config.names import DI_TAG, VM_NAME
-from qvd.db.loadbalancer import NoHostAvailable, Weights, pick_host_for_vm
+from qvd.db import vmrules
+from qvd.db.loadbalancer import NoHostAvailable, Weights
 from qvd.db.models import Config, Di, DiRuntime, DiTag, Host, Osf, User, Vm, VmRuntime
 from qvd.db.vmaddress import free_vm_ip
 
@@ -322,22 +324,19 @@ def _delete(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 def start_vm(ctx: Ctx, vm_id: int) -> int:
-    """Assign a host and ask it to start the VM; returns the host id."""
-    rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
-    if rt.vm_state != "stopped" or rt.vm_cmd is not None:
-        pending = f" (command {rt.vm_cmd!r} pending)" if rt.vm_cmd else ""
-        raise StateError(
-            f"VM {vm_id} is {rt.vm_state}{pending}; only a stopped VM can be started",
-            Status.CANNOT_START,
-        )
+    """Assign a host and ask it to start the VM (``qvd.db.vmrules``); returns the host id."""
     try:
-        host_id = pick_host_for_vm(ctx.session, vm_id, Weights.from_config(ctx.config))
+        outcome = vmrules.start(ctx.session, vm_id, Weights.from_config(ctx.config))
     except NoHostAvailable as exc:
         raise StateError(f"VM {vm_id}: {exc}", Status.NO_HOST) from None
-    rt.host_id = host_id
-    rt.vm_cmd = "start"
-    rt.last_error = None
-    return host_id
+    if outcome.host_id is None:  # anything but REQUEST: this request did nothing
+        vm = outcome.vm
+        pending = f" (command {vm.vm_cmd!r} pending)" if vm.vm_cmd else ""
+        raise StateError(
+            f"VM {vm_id} is {vm.vm_state}{pending}; only a stopped VM can be started",
+            Status.CANNOT_START,
+        )
+    return outcome.host_id
 
 
 def _start(ctx: Ctx, req: ActionRequest) -> ActionResult:
@@ -349,19 +348,14 @@ def _start(ctx: Ctx, req: ActionRequest) -> ActionResult:
 
 
 def stop_vm(ctx: Ctx, vm_id: int) -> None:
-    rt = ctx.session.get_one(VmRuntime, vm_id, with_for_update=True)
-    if rt.vm_state == "stopped" and rt.vm_cmd == "start":
-        rt.vm_cmd = None  # not claimed by its node yet: cancel the start
-        rt.host_id = None
-        return
-    if rt.vm_cmd == "stop":
-        return
-    if rt.vm_state not in ("starting", "running", "zombie", "debugging"):
+    """Ask the VM's node to stop it, or take back a start not claimed yet
+    (``qvd.db.vmrules``); a stopped or stopping VM is refused."""
+    decision, vm = vmrules.stop(ctx.session.connection(), vm_id)
+    if decision in (vmrules.StopDecision.STOPPED, vmrules.StopDecision.STOPPING):
         raise StateError(
-            f"VM {vm_id} is {rt.vm_state}; only a starting or running VM can be stopped",
+            f"VM {vm_id} is {vm.vm_state}; only a starting or running VM can be stopped",
             Status.CANNOT_STOP,
         )
-    rt.vm_cmd = "stop"
 
 
 def _stop(ctx: Ctx, req: ActionRequest) -> ActionResult:
