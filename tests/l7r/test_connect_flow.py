@@ -111,6 +111,7 @@ def test_a_vnc_connect_waits_on_x_wait_and_hands_over_the_vmas_endpoint(
     assert texts[-1] == f"Connecting X session for VM_ID: {vm}"
     assert (target.vm_id, target.address, target.port) == (vm, "127.0.0.1", lab.nx.port)
     assert (target.vma.address, target.vma.port) == ("127.0.0.1", lab.vma_port)
+    assert lab.agent.starts[-1]["qvd.client.transport"] == "vnc"  # the VMA's viewer attaches
     VmaClient(target.vma.address, secret=target.vma.secret, port=target.vma.port).ping()
     for secret in (target.vma.secret.decode(), target.slave_key, target.cookie):
         assert secret not in repr(target), "no secret in a log line of the target"

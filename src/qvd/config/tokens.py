@@ -241,6 +241,31 @@ TOKENS: tuple[Token, ...] = (
         "Threads serving connect and stop requests on a node; when all are busy, more get "
         "503. Logins and lists have threads of their own (new).",
     ),
+    _t(
+        "l7r.portal.enable",
+        "1",
+        BOOL,
+        "Serve the user portal (desktops in the browser) from each node's L7R (new).",
+    ),
+    _t(
+        "l7r.portal.address",
+        "*",
+        TXT,
+        "Listen address of the user portal (`*` = all) (new).",
+    ),
+    _t(
+        "l7r.portal.port",
+        "4433",
+        INT,
+        "Listen port of the user portal (HTTPS and WSS, with the L7R's certificate) (new).",
+    ),
+    _t(
+        "l7r.portal.session.timeout",
+        "28800",
+        INT,
+        "Seconds a portal login lasts (its cookie holds a multi-use user token that expires "
+        "then; a blocked user or a changed password ends it at once) (new).",
+    ),
     _t("l7r.loadbalancer.plugin", "default", TXT, "Load-balancer plugin."),
     _t("l7r.loadbalancer.plugin.default.weight.ram", "1", NUM, "Weight of free RAM."),
     _t("l7r.loadbalancer.plugin.default.weight.cpu", "1", NUM, "Weight of idle CPU."),

@@ -369,6 +369,8 @@ class _Run:
                     conn, self._principal, self._vm_id, action.client_params, self._slave_key
                 )
                 secret = derive_vma_secret(master_secret(conn), self._vm_id, action.run_attempts)
+            # the VMA lets the in-VM viewer (not the L7R) attach a browser's session
+            self._params["qvd.client.transport"] = self._machine.transport
             self._secret = secret.encode()
             self._vma = VmaClient(
                 action.address, secret=secret, port=action.vma_port or DEFAULT_PORT,
