@@ -206,3 +206,15 @@ def test_the_url_is_the_portal_on_the_vms_node(api: Api, world: World, api_engin
         s.execute(text("UPDATE hosts SET address = 'fd00::7' WHERE id = :h"), {"h": world.host})
     r = spy(api, api.login("adminA", "tenantA"), vm_id)
     assert r["rows"][0]["url"] == "https://[fd00::7]:4433/spy"  # type: ignore[index]
+
+
+def test_the_url_follows_the_portal_port(api: Api, world: World, api_engine: Engine) -> None:
+    vm_id = run_vm(api_engine, world, "A")
+    with Session(api_engine) as s, s.begin():
+        s.execute(
+            text(
+                "INSERT INTO configs (tenant_id, key, value) VALUES (-1, 'l7r.portal.port', '8443')"
+            )
+        )
+    r = spy(api, api.login("adminA", "tenantA"), vm_id)
+    assert r["rows"][0]["url"] == "https://node1.nodes.test:8443/spy"  # type: ignore[index]

@@ -25,10 +25,7 @@ from qvd.api.services.vms import SPEC
 from qvd.db.models import Host, Vm, VmRuntime
 from qvd.db.spytickets import issue
 
-__all__ = ["ACTIONS", "PORTAL_PORT_DEFAULT", "portal_url"]
-
-PORTAL_PORT_DEFAULT = 4433  # ``l7r.portal.port``'s default
-_PORTAL_PORT = "l7r.portal.port"
+__all__ = ["ACTIONS", "portal_url"]
 
 
 def portal_url(host_address: str, port: int) -> str:
@@ -39,11 +36,6 @@ def portal_url(host_address: str, port: int) -> str:
         literal = None
     host = f"[{host_address}]" if isinstance(literal, ipaddress.IPv6Address) else host_address
     return f"https://{host}:{port}/spy"
-
-
-def _portal_port(ctx: Ctx) -> int:
-    raw = ctx.config.raw(_PORTAL_PORT)
-    return PORTAL_PORT_DEFAULT if raw is None else ctx.config.get_int(_PORTAL_PORT)
 
 
 def _spy(ctx: Ctx, req: ActionRequest) -> ActionResult:
@@ -83,7 +75,7 @@ def _spy(ctx: Ctx, req: ActionRequest) -> ActionResult:
         interactive=interactive,
         address=ctx.principal.address,
     )
-    url = portal_url(str(row.address), _portal_port(ctx))
+    url = portal_url(str(row.address), ctx.config.get_int("l7r.portal.port"))
     return ActionResult(
         rows=[{"ticket": ticket, "url": url, "expires": expires.astimezone(dt.UTC).isoformat()}],
         affected=[(vm_id, str(row.name))],
