@@ -302,6 +302,15 @@ TOKENS: tuple[Token, ...] = (
     _t("auth.auto.osf_id", None, INT, "OSF of VMs created on first login.", tenant=True),
     _t("auth.auto.di_tag", "default", TXT, "DI tag of VMs created on first login.", tenant=True),
     _t("auth.auto.max_vms", "5", INT, "VM names tried (`<login>-1..n`).", tenant=True),
+    # --- spy (admin shadowing from the WAT) ------------------------------------------
+    _t(
+        "vm.spy.notice",
+        "1",
+        BOOL,
+        "Show the user a notice naming the administrator who is viewing their desktop "
+        "(the WAT's spy).",
+        tenant=True,
+    ),
     # --- HKD --------------------------------------------------------------------------
     _t("vm.hypervisor", "lxc", TXT, "Backend: `lxc` or `kvm`."),
     _t("vm.network.bridge", "qvdnet", TXT, "The node's VM bridge."),
