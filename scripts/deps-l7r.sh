@@ -8,9 +8,12 @@
 #   socat        the plain relay bench/l7r.py compares the L7R relay with
 #   iproute2     `ip route get`, the L7R's route check before it relays to a VM
 #   nxproxy      the client side of NX sessions (qvd-client starts it)
+#   x11vnc, xterm, xdotool
+#                tests/l7r/test_vnc.py: the real VNC server the L7R authenticates to, on
+#                an Xvfb (scripts/deps-di.sh), an xterm that shows which keys arrive
 set -eu
 
-PACKAGES="slapd ldap-utils socat iproute2 nxproxy"
+PACKAGES="slapd ldap-utils socat iproute2 nxproxy x11vnc xterm xdotool"
 
 missing=""
 for pkg in $PACKAGES; do

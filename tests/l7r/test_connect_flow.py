@@ -111,6 +111,7 @@ def test_a_vnc_connect_waits_on_x_wait_and_hands_over_the_vmas_endpoint(
     assert texts[-1] == f"Connecting X session for VM_ID: {vm}"
     assert (target.vm_id, target.address, target.port) == (vm, "127.0.0.1", lab.nx.port)
     assert (target.vma.address, target.vma.port) == ("127.0.0.1", lab.vma_port)
+    assert lab.agent.starts[-1]["qvd.client.transport"] == "vnc"  # the VMA's viewer attaches
     VmaClient(target.vma.address, secret=target.vma.secret, port=target.vma.port).ping()
     for secret in (target.vma.secret.decode(), target.slave_key, target.cookie):
         assert secret not in repr(target), "no secret in a log line of the target"
@@ -151,6 +152,28 @@ def test_an_abort_while_waiting_for_x_says_taken_over(lab: Lab, pool: ThreadPool
     cancelled.set()
     with pytest.raises(Aborted, match="taken over by another client"):
         future.result(30)
+    assert runtime_row(lab, vm)[3:] == ("disconnected", None)
+
+
+def test_a_second_connect_on_this_node_takes_over_a_session_not_yet_registered(
+    lab: Lab, pool: ThreadPoolExecutor
+) -> None:
+    """Between a connect's acquire and its caller's registration (``on_acquired``) the
+    session is still this node's: a second connect here asks it to let go (a takeover)
+    instead of releasing it as left by a crash."""
+    vm = lab.seed.vm_id
+    first_texts: list[str] = []
+    first = connect(lab, pool, threading.Event(), first_texts)  # never registers
+    wait_for(lambda: "Waiting for VM to reach state 'running'" in first_texts, "the first")
+    second_cancelled, second_texts = threading.Event(), []
+    second = connect(lab, pool, second_cancelled, second_texts)
+    with pytest.raises(Aborted, match="taken over by another client"):
+        first.result(30)
+    wait_for(lambda: f"Session acquired for VM_ID: {vm}" in second_texts, "the second")
+    assert f"Aborting contending session for VM_ID: {vm}" in second_texts
+    second_cancelled.set()
+    with pytest.raises(Unavailable):
+        second.result(30)
     assert runtime_row(lab, vm)[3:] == ("disconnected", None)
 
 

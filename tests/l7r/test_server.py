@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 
+import pytest
 from sqlalchemy import text
 
 from tests.l7r.conftest import Lab
@@ -367,3 +368,14 @@ def test_a_client_leaving_right_after_the_101_never_reaches_the_agent(lab: Lab) 
             got += chunk
     assert lab.nx.closed.wait(5)
     assert len(lab.nx.received) == 1
+
+
+@pytest.mark.l7r_config(**{"l7r.use_ssl": "0"})
+def test_without_tls_the_l7r_listens_in_plain_http(lab: Lab) -> None:
+    """``l7r.use_ssl = 0`` (behind a TLS terminator): the listener starts and answers."""
+    with socket.create_connection(("127.0.0.1", lab.server.port), timeout=10) as s:
+        buf = bytearray()
+        s.sendall(b"GET /qvd/ping HTTP/1.1\r\n\r\n")
+        head, body = read_response(s, buf)  # type: ignore[arg-type]
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert body == b"I am alive!"

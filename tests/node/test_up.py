@@ -49,6 +49,7 @@ def node_conf() -> Iterator[Path]:
         f"path.storage.root = {base}/storage\n"
         f"database.embedded.port = {free_port()}\n"
         f"l7r.port = {free_port()}\n"
+        f"l7r.portal.port = {free_port()}\n"
         f"api.port = {free_port()}\n"
         f"path.api.ssl.cert = {base}/api/cert.pem\n"
         f"path.api.ssl.key = {base}/api/key.pem\n"
@@ -195,6 +196,8 @@ def test_up_creates_runs_and_stops_the_database(
     assert "`vm.network.egress.enable = 1` and `vm.network.egress.uplink = <interface>`" in text
     port = config.get_int("l7r.port")
     assert f"L7R:      TLS on port {port}" in text
+    portal_port = config.get_int("l7r.portal.port")
+    assert f"Portal:   https://127.0.0.1:{portal_port}/ (desktops in the browser)" in text
     client_line = next(line for line in lines if "qvd-client --host" in line).strip()
     api_port = config.get_int("api.port")
     assert f"  WAT:      https://127.0.0.1:{api_port}/ " in text
@@ -220,7 +223,7 @@ def test_up_creates_runs_and_stops_the_database(
     # the database answers on its socket, with schema and seed, and the password works
     with psycopg.connect(host=str(cluster.socket_dir), port=cluster.port, user="qvd",
                          dbname="qvd") as conn:  # fmt: skip
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0007",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0008",)
         stored = conn.execute(
             "SELECT password FROM administrators WHERE name = 'superadmin'"
         ).fetchone()

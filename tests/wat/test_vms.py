@@ -28,11 +28,11 @@ def test_vm_page_shows_live_facts_buttons_and_a_disabled_spy(wat: Wat) -> None:
     assert f'<dl class="details live" data-id="{vm_id}">' in html
     assert 'data-field="state" data-state="stopped"' in html
     assert '<dl class="details">' in html
-    spy = re.search(r'<button type="button" id="vm-spy"([^>]*)>([^<]*)</button>', html)
+    # a stopped VM cannot be spied: the buttons say why (tests/wat/test_spy.py)
+    spy = re.search(r'<button type="submit" id="vm-spy"([^>]*)>([^<]*)</button>', html)
     assert spy, "no spy button"
-    assert "disabled" in spy.group(1)
     assert 'aria-disabled="true"' in spy.group(1)
-    assert spy.group(2) == "Spy (coming with browser access)"
+    assert 'id="vm-spy-why"' in html
     for button in ("vm-start", "vm-stop", "vm-disconnect", "vm-block", "vm-delete", "edit"):
         assert f'id="{button}"' in html
     assert "vm-unblock" not in html
@@ -235,7 +235,8 @@ def test_vm_page_in_spanish(wat: Wat) -> None:
     page = wat.client.get(f"/vms/{wat.world.vms['A']}").text
     assert '<html lang="es">' in page
     assert ">Arrancar</button>" in page
-    assert "Espiar (llegará con el acceso por navegador)" in page
+    assert ">Espiar</button>" in page
+    assert "Para espiar, la máquina virtual debe estar en marcha." in page
     assert "Esa máquina virtual no existe" in wat.client.get("/vms/999999").text
 
 
@@ -264,7 +265,7 @@ def test_a_reader_sees_no_buttons_and_the_api_refuses_a_forged_start(
     assert "<h1>vmA</h1>" in page.text
     for button in ("vm-start", "vm-stop", "vm-block", "vm-delete", 'id="edit"'):
         assert button not in page.text
-    assert 'id="vm-spy" disabled' in page.text
+    assert 'id="vm-spy"' not in page.text  # a reader may not spy
     r = wat.client.post(f"/vms/{vm_id}/start", data={"csrf": csrf})
     assert r.status_code == 403
     assert 'class="flash error"' in r.text

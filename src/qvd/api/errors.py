@@ -75,6 +75,7 @@ class Status:
     CANNOT_STOP = 5120
     CANNOT_START = 5130
     NO_HOST = 5140
+    CANNOT_SPY = 5150  # new: spy a VM that is not running
     DELETE_SELF = 5200
     BAD_JSON = 6100
     BAD_FILTER = 6210

@@ -241,6 +241,31 @@ TOKENS: tuple[Token, ...] = (
         "Threads serving connect and stop requests on a node; when all are busy, more get "
         "503. Logins and lists have threads of their own (new).",
     ),
+    _t(
+        "l7r.portal.enable",
+        "1",
+        BOOL,
+        "Serve the user portal (desktops in the browser) from each node's L7R (new).",
+    ),
+    _t(
+        "l7r.portal.address",
+        "*",
+        TXT,
+        "Listen address of the user portal (`*` = all) (new).",
+    ),
+    _t(
+        "l7r.portal.port",
+        "4433",
+        INT,
+        "Listen port of the user portal (HTTPS and WSS, with the L7R's certificate) (new).",
+    ),
+    _t(
+        "l7r.portal.session.timeout",
+        "28800",
+        INT,
+        "Seconds a portal login lasts (its cookie holds a multi-use user token that expires "
+        "then; a blocked user or a changed password ends it at once) (new).",
+    ),
     _t("l7r.loadbalancer.plugin", "default", TXT, "Load-balancer plugin."),
     _t("l7r.loadbalancer.plugin.default.weight.ram", "1", NUM, "Weight of free RAM."),
     _t("l7r.loadbalancer.plugin.default.weight.cpu", "1", NUM, "Weight of idle CPU."),
@@ -277,6 +302,15 @@ TOKENS: tuple[Token, ...] = (
     _t("auth.auto.osf_id", None, INT, "OSF of VMs created on first login.", tenant=True),
     _t("auth.auto.di_tag", "default", TXT, "DI tag of VMs created on first login.", tenant=True),
     _t("auth.auto.max_vms", "5", INT, "VM names tried (`<login>-1..n`).", tenant=True),
+    # --- spy (admin shadowing from the WAT) ------------------------------------------
+    _t(
+        "vm.spy.notice",
+        "1",
+        BOOL,
+        "Show the user a notice naming the administrator who is viewing their desktop "
+        "(the WAT's spy).",
+        tenant=True,
+    ),
     # --- HKD --------------------------------------------------------------------------
     _t("vm.hypervisor", "lxc", TXT, "Backend: `lxc` or `kvm`."),
     _t("vm.network.bridge", "qvdnet", TXT, "The node's VM bridge."),

@@ -89,6 +89,7 @@ __all__ = [
     "VmCounter",
     "VmProperty",
     "VmRuntime",
+    "VmSpyTicket",
 ]
 
 ID_START = 10000
@@ -674,6 +675,24 @@ class UserToken(Base):
     )
     multi_use: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     password_fp: Mapped[str] = mapped_column(String(64), server_default="")
+
+
+class VmSpyTicket(Base):
+    """An administrator's one-time pass to shadow one VM from the browser (the API's
+    ``vm_spy`` issues it, the portal's ``/ws/spy`` uses it once); SHA-256 only."""
+
+    __tablename__ = "vm_spy_tickets"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"), index=True)
+    administrator_id: Mapped[int] = mapped_column(
+        ForeignKey("administrators.id", ondelete="CASCADE")
+    )
+    administrator_name: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    interactive: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    expiration: Mapped[dt.datetime] = mapped_column(TS, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    address: Mapped[str | None] = mapped_column(String(45))
 
 
 class UserTotpUse(Base):

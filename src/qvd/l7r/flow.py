@@ -21,6 +21,7 @@ import secrets
 import string
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -89,6 +90,22 @@ class ConnectFlow:
         self._host_address = host_address
         self._notifier = notifier
         self._holds_session = holds_session
+        # Sessions this process is taking or took and whose connect has not ended: until
+        # the caller's ``on_acquired`` has registered one, another connect to the same VM
+        # on this node must not take it for a session left by a crash of this L7R
+        self._taking_lock = threading.Lock()
+        self._taking: Counter[int] = Counter()
+
+    def _held_here(self, vm_id: int) -> bool:
+        with self._taking_lock:
+            taking = self._taking[vm_id] > 0
+        return taking or self._holds_session(vm_id)
+
+    def _mark_taking(self, vm_id: int, delta: int) -> None:
+        with self._taking_lock:
+            self._taking[vm_id] += delta
+            if self._taking[vm_id] <= 0:
+                del self._taking[vm_id]
 
     @property
     def _config(self) -> Config:
@@ -154,6 +171,9 @@ class ConnectFlow:
                 except Exception:  # the database is gone: the first error says so
                     log.warning("VM %s: the session could not be released", vm_id)
             raise
+        finally:
+            if run.taking:
+                self._mark_taking(vm_id, -1)
 
     def _vma_params(
         self,
@@ -289,6 +309,7 @@ class _Run:
         self._params: dict[str, str] = {}
         self._slave_key = ""
         self._secret = b""
+        self.taking = False  # counted in the flow's sessions being taken on this node
 
     def carry_out(self, action: m.Action) -> m.Event:
         if self._cancelled.is_set():
@@ -337,9 +358,13 @@ class _Run:
                 conn, self._vm_id, self._flow._host_id, os.getpid(), self._principal.user_id,
                 self._user_ip,
             ):  # fmt: skip
+                # counted before the commit makes the row ours: no neighbour on this node
+                # can see it ours and not counted
+                self._flow._mark_taking(self._vm_id, +1)
+                self.taking = True
                 return m.SessionAcquired()
             rt = store.runtime(conn, self._vm_id)
-        return m.SessionRefused(runtime=rt, held_here=self._flow._holds_session(self._vm_id))
+        return m.SessionRefused(runtime=rt, held_here=self._flow._held_here(self._vm_id))
 
     def _wait(self, until: float, *, on_change: bool) -> m.Event:
         timeout = max(0.0, min(POLL, until - time.monotonic()))
@@ -369,6 +394,8 @@ class _Run:
                     conn, self._principal, self._vm_id, action.client_params, self._slave_key
                 )
                 secret = derive_vma_secret(master_secret(conn), self._vm_id, action.run_attempts)
+            # the VMA lets the in-VM viewer (not the L7R) attach a browser's session
+            self._params["qvd.client.transport"] = self._machine.transport
             self._secret = secret.encode()
             self._vma = VmaClient(
                 action.address, secret=secret, port=action.vma_port or DEFAULT_PORT,

@@ -225,7 +225,10 @@ class L7rServer:
             limit=CHUNK,
             reuse_address=True,
             backlog=LISTEN_BACKLOG,
-            ssl_handshake_timeout=float(self._config.get_int("internal.l7r.timeout.handshake")),
+            # asyncio refuses a handshake timeout without TLS (l7r.use_ssl = 0)
+            ssl_handshake_timeout=(
+                float(self._config.get_int("internal.l7r.timeout.handshake")) if self._ssl else None
+            ),
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 

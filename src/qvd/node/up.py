@@ -53,6 +53,7 @@ from qvd.node.demo import (
     start_desktop,
 )
 from qvd.node.hostneeds import HostNeeds, PackageError, ensure_packages, host_needs
+from qvd.portal import PortalServer
 
 __all__ = [
     "NodeAlreadyRunning",
@@ -328,6 +329,9 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
     if report.hkd is not None and report.hkd.services:
         port = getattr(report.hkd.services[0], "port", None)
         print(f"  L7R:      TLS on port {port} (QVD clients connect here)", file=out)
+        for attached in getattr(report.hkd.services[0], "attached", ()):
+            if isinstance(attached, PortalServer):
+                print(f"  Portal:   {attached.url} (desktops in the browser)", file=out)
         if report.desktop is not None:
             d = report.desktop
             print("  your desktop (run it as root on this machine, with a display):", file=out)

@@ -29,6 +29,16 @@ DEFAULTS: dict[str, str] = {
     "command.x-session": "/etc/X11/Xsession",
     "command.xrandr": "/usr/bin/xrandr",  # resizes a resumed session to the new geometry
     "vma.nxagent.accept": "",
+    # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
+    # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
+    "command.x11vnc": "/usr/bin/x11vnc",
+    "command.nxproxy": "/usr/bin/nxproxy",
+    "command.xvfb": "/usr/bin/Xvfb",
+    "command.xmessage": "/usr/bin/xmessage",
+    "vma.x11vnc.args": "",  # extra x11vnc arguments (VNC auth stays required)
+    "vma.vnc.viewer.display": "99",
+    "vma.vnc.viewer.geometry": "1024x768",  # when x_start gave no qvd.client.geometry
+    "vma.vnc.attach.timeout": "20",  # seconds for the viewer to attach the session
     "vma.nxagent.extra_args": "",  # extra NX options (k=v,k=v) for every session
     "vma.nxagent.args": "",  # extra nxagent command-line arguments
     "vma.user.default.name": "qvd",

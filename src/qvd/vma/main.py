@@ -34,7 +34,7 @@ from qvd.vma.config import DEFAULT_CONFIG_FILE, ConfigValueError, VmaConfig, loa
 from qvd.vma.homedrive import HomeDrive, HomeDriveError, mount_home_drive
 from qvd.vma.identity import Identity, IdentityError, install_identity, read_identity
 from qvd.vma.server import make_server
-from qvd.vma.session import SessionRunner
+from qvd.vma.session import SessionRunner, VncSessions
 from qvd.vma.systemd import (
     INIT_SYSTEMD,
     SYSTEMD_INIT,
@@ -173,7 +173,9 @@ def serve(config_path: Path) -> int:
     identity, secret_file = take_identity(config)
     secrets = SecretStore(secret_file)
     runner = SessionRunner(config, prepare_home=home_preparer(config, identity))
-    server = make_server(config.get("vma.address"), config.port, runner, secrets)
+    server = make_server(
+        config.get("vma.address"), config.port, runner, secrets, vnc=VncSessions(runner, config)
+    )
     done = threading.Event()
 
     def stop(reason: str) -> None:

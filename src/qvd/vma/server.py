@@ -16,6 +16,7 @@ from typing import Any
 from qvd.vma.auth import SecretStore, authorized
 from qvd.vma.methods import Agent, Reply, dispatch
 from qvd.vma.simplerpc import CONTENT_TYPE, encode_error, parse_params, parse_target
+from qvd.vma.vnc import VncRefused, VncService, parse_vnc_request
 
 __all__ = ["MAX_BODY", "VmaHTTPServer", "make_server"]
 
@@ -27,10 +28,17 @@ class VmaHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], agent: Agent, secrets: SecretStore) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        agent: Agent,
+        secrets: SecretStore,
+        vnc: VncService | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.agent = agent
         self.secrets = secrets
+        self.vnc = vnc
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -86,6 +94,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._log(name, 404)
             return
         method, params = target
+        if method == "vnc_connect" and not with_body:
+            self._vnc_connect({key: values[-1] for key, values in params.items() if values})
+            return
         if body:
             for key, values in parse_params(body.decode("utf-8", "replace")).items():
                 params.setdefault(key, []).extend(values)
@@ -96,6 +107,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             after: Callable[[], None] = reply.after
             threading.Thread(target=after, name="vma-after", daemon=True).start()
 
+    def _vnc_connect(self, params: dict[str, str]) -> None:
+        """The upgrade to an RFB stream (``qvd.vma.vnc``); errors are plain text."""
+        self.close_connection = True
+        service = self.server.vnc
+        upgraded = False
+
+        def accepted() -> None:
+            nonlocal upgraded
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", "VNC")
+            self.end_headers()
+            self.wfile.flush()
+            upgraded = True
+            self._log("vnc_connect", 101)
+
+        try:
+            if service is None:
+                raise VncRefused(404, "vnc_connect is not available on this agent")
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            request = parse_vnc_request(params, headers)
+            service.serve(request, self.connection, accepted)
+        except VncRefused as exc:
+            if upgraded:
+                log.warning("vnc_connect ended: %s", exc.reason)
+                return
+            body = exc.reason.encode() + b"\n"
+            self.send_response(exc.status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self._log("vnc_connect", exc.status)
+
     def do_GET(self) -> None:
         self._handle(with_body=False)
 
@@ -103,5 +149,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._handle(with_body=True)
 
 
-def make_server(host: str, port: int, agent: Agent, secrets: SecretStore) -> VmaHTTPServer:
-    return VmaHTTPServer((host, port), agent, secrets)
+def make_server(
+    host: str, port: int, agent: Agent, secrets: SecretStore, *, vnc: VncService | None = None
+) -> VmaHTTPServer:
+    return VmaHTTPServer((host, port), agent, secrets, vnc)

@@ -70,8 +70,17 @@ from qvd.vma.nxstate import (
     Tick,
 )
 from qvd.vma.provision import ProvisionError, provision, user_spec
+from qvd.vma.vnc import (
+    VncRefused,
+    VncRequest,
+    check_state,
+    nxproxy_argv,
+    x11vnc_argv,
+    xmessage_argv,
+    xvfb_argv,
+)
 
-__all__ = ["SessionRunner", "user_environment"]
+__all__ = ["SessionRunner", "VncSessions", "user_environment"]
 
 log = logging.getLogger("qvd.vma.session")
 
@@ -81,6 +90,7 @@ _SIGNALS = {
     ActionKind.KILL: signal.SIGKILL,
 }
 _USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+LOOPBACK = "127.0.0.1"
 
 
 def _read_environment_file(path: Path) -> dict[str, str]:
@@ -219,10 +229,12 @@ class SessionRunner:
                 self._changed.wait(left)
             return self._machine.x_state
 
-    def _accept_for(self, peer: str) -> str:
+    def _accept_for(self, peer: str, params: Mapping[str, str]) -> str:
         configured = self._config.get("vma.nxagent.accept").strip()
         if configured == "any":
             return ""
+        if params.get("qvd.client.transport") == "vnc":
+            return LOOPBACK  # a browser session: the in-VM viewer is the NX client
         return configured or peer
 
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
@@ -232,7 +244,12 @@ class SessionRunner:
             before = self._machine.state
             fresh = before is NxState.STOPPED
             cookie = secrets.token_hex(16) if fresh else self._cookie
-        step = self.submit(StartRequested(params=dict(params), accept=self._accept_for(peer)))
+        if params.get("qvd.client.transport") == "vnc":
+            # the in-VM viewer's Xvfb has the browser's size: the agent fills it
+            params = {**params, "qvd.client.fullscreen": "1"}
+        step = self.submit(
+            StartRequested(params=dict(params), accept=self._accept_for(peer, params))
+        )
         if step.error is not None:
             raise RpcError(step.error)
         with self._lock:
@@ -560,3 +577,265 @@ class SessionRunner:
             except subprocess.TimeoutExpired:
                 continue
         self._session = None
+
+
+class _Viewer:
+    """The in-VM NX client: nxproxy drawing into a private Xvfb, both as the user."""
+
+    def __init__(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        self.processes = processes
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self.processes)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """TERM the process group, then KILL it after ``grace`` seconds; always reaped."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+class VncSessions:
+    """``vnc_connect`` on a ``SessionRunner``: state checks, the viewer, x11vnc."""
+
+    def __init__(self, runner: SessionRunner, config: VmaConfig) -> None:
+        self._runner = runner
+        self._config = config
+        self._attach_lock = threading.Lock()
+
+    def serve(
+        self, request: VncRequest, connection: socket.socket, accepted: Callable[[], None]
+    ) -> None:
+        """Check the state (``VncRefused``), attach the viewer if asked, call ``accepted``
+        (the server sends its 101), then run x11vnc on ``connection`` until it ends."""
+        if not request.attach:
+            self._serve(request, connection, accepted)
+            return
+        # one viewer at a time: a new browser waits until the last one has let go (the
+        # L7R ends it on takeover), so that two viewers never race for the display
+        if not self._attach_lock.acquire(timeout=self._config.get_float("vma.vnc.attach.timeout")):
+            raise VncRefused(409, "another browser session still holds the in-VM viewer")
+        try:
+            self._serve(request, connection, accepted)
+        finally:
+            self._attach_lock.release()
+
+    def _serve(
+        self, request: VncRequest, connection: socket.socket, accepted: Callable[[], None]
+    ) -> None:
+        runner = self._runner
+        with runner._lock:
+            x_state = runner._machine.x_state
+            accept = runner._machine.accept
+            params = dict(runner._machine.params)
+            user = runner._user
+        check_state(request, x_state)
+        if user is None:
+            raise VncRefused(409, "the session has no user")
+        viewer: _Viewer | None = None
+        if request.attach:
+            viewer = self._attach(user, x_state, accept, params)
+        try:
+            self._run_x11vnc(request, user, connection, accepted)
+        finally:
+            if viewer is not None:
+                self._detach(viewer)
+
+    def _user_popen(
+        self, user: pwd.struct_passwd, argv: list[str], env: dict[str, str], **kwargs: object
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            argv,
+            env=env,
+            cwd=user.pw_dir,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+            start_new_session=True,
+            **kwargs,
+        )
+
+    def _attach(
+        self, user: pwd.struct_passwd, x_state: str, accept: str, params: dict[str, str]
+    ) -> _Viewer:
+        runner = self._runner
+        timeout = self._config.get_float("vma.vnc.attach.timeout")
+        if x_state == "listening" and accept not in ("", LOOPBACK):
+            raise VncRefused(
+                409,
+                "the session waits for an NX client from the L7R, not for the in-VM viewer "
+                "(x_start with qvd.client.transport=vnc)",
+            )
+        if x_state == "suspended":
+            step = runner.submit(StartRequested(params=params, accept=LOOPBACK))
+            if step.error is not None:
+                raise VncRefused(409, step.error)
+        if runner.x_wait(frozenset({"starting", "provisioning"}), timeout) != "listening":
+            raise VncRefused(409, f"the session is {runner.x_state()}, not listening")
+        display = self._config.get_int("vma.vnc.viewer.display")
+        geometry = requested_geometry(params)
+        size = (
+            f"{geometry.width}x{geometry.height}"
+            if geometry is not None
+            else self._config.get("vma.vnc.viewer.geometry")
+        )
+        env = user_environment(user, self._config)
+        env.update(DISPLAY=f":{display}", NX_ROOT=str(Path(user.pw_dir) / ".nx"))
+        log_path = self._config.log_dir / "vnc-viewer.log"
+        processes: list[subprocess.Popen[bytes]] = []
+        viewer = _Viewer(processes)
+        try:
+            with open(log_path, "ab") as sink:
+                with contextlib.suppress(OSError):
+                    Path(f"/tmp/.X{display}-lock").unlink()  # noqa: S108 -- a stale lock
+                processes.append(
+                    self._user_popen(
+                        user,
+                        xvfb_argv(self._config.get("command.xvfb"), display=display, geometry=size),
+                        env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                if not _wait_x_socket(display, timeout, processes[0]):
+                    raise VncRefused(503, "the in-VM viewer's X server did not start")
+                argv = nxproxy_argv(
+                    self._config.get("command.nxproxy"),
+                    port=4000 + runner._display,
+                    cookie=runner._cookie,
+                    display=runner._display,
+                )
+                processes.append(
+                    self._user_popen(
+                        user,
+                        argv,
+                        env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            if not runner.wait_for({"connected"}, timeout):
+                raise VncRefused(503, "the in-VM viewer did not attach the session")
+        except VncRefused:
+            viewer.close()
+            raise
+        except (OSError, ValueError) as exc:
+            viewer.close()
+            raise VncRefused(503, f"cannot start the in-VM viewer: {exc}") from None
+        log.info("in-VM viewer attached the session")
+        threading.Thread(target=self._watch, args=(viewer,), name="vnc-viewer", daemon=True).start()
+        return viewer
+
+    def _watch(self, viewer: _Viewer) -> None:
+        """End the viewer as soon as it no longer holds the session (an NX client or
+        another browser took it over: the agent suspended), so that it can never be
+        mistaken for the holder of a later connection."""
+        runner = self._runner
+        with runner._lock:
+            while viewer.alive() and runner._machine.x_state == "connected":
+                runner._changed.wait(0.5)
+        viewer.close()
+
+    def _detach(self, viewer: _Viewer) -> None:
+        """The browser left: suspend the session (if the viewer still holds it), then
+        end the viewer. The next NX client or browser resumes it."""
+        runner = self._runner
+        if viewer.alive() and runner.x_state() == "connected":  # still the viewer's
+            runner.submit(SuspendRequested())
+            runner.wait_for({"suspended", "stopped"}, runner._config.timeouts()["suspending"])
+        viewer.close()
+        log.info("in-VM viewer detached")
+
+    def _run_x11vnc(
+        self,
+        request: VncRequest,
+        user: pwd.struct_passwd,
+        connection: socket.socket,
+        accepted: Callable[[], None],
+    ) -> None:
+        runner = self._runner
+        run_dir = Path(user.pw_dir) / ".nx"
+        password_name = f"vnc-{secrets.token_hex(8)}.pass"
+        with open_home(user.pw_dir) as home:
+            ensure_private_dir(home, run_dir.name, user.pw_uid, user.pw_gid)
+        _write_private(run_dir / password_name, (request.password + "\n").encode(), user)
+        password_file = run_dir / password_name
+        env = user_environment(user, self._config)
+        env["DISPLAY"] = f":{runner._display}"
+        argv = x11vnc_argv(
+            self._config.get("command.x11vnc"),
+            display=runner._display,
+            xauthority=str(Path(user.pw_dir) / ".Xauthority"),
+            password_file=str(password_file),
+            view_only=request.view_only,
+            extra=shlex.split(self._config.get("vma.x11vnc.args")),
+        )
+        notice: subprocess.Popen[bytes] | None = None
+        try:
+            accepted()
+            with open(self._config.log_dir / "x11vnc.log", "ab") as errors:
+                server = self._user_popen(
+                    user,
+                    argv,
+                    env,
+                    stdin=connection.fileno(),
+                    stdout=connection.fileno(),
+                    stderr=errors,
+                )
+            if request.notice:
+                notice = self._show_notice(user, env, request.notice)
+            server.wait()
+            log.info("x11vnc ended (%d)", server.returncode)
+        finally:
+            with contextlib.suppress(OSError):
+                password_file.unlink()  # x11vnc removes it once read; never left behind
+            if notice is not None:
+                _end_group(notice, grace=1.0)
+
+    def _show_notice(
+        self, user: pwd.struct_passwd, env: dict[str, str], text: str
+    ) -> subprocess.Popen[bytes] | None:
+        try:
+            proc = self._user_popen(
+                user,
+                xmessage_argv(self._config.get("command.xmessage")),
+                env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            log.warning("cannot show the spy notice: %s", exc)
+            return None
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.write(text.encode() + b"\n")
+            proc.stdin.close()
+        return proc
+
+
+def _wait_x_socket(display: int, timeout: float, server: subprocess.Popen[bytes]) -> bool:
+    path = f"/tmp/.X11-unix/X{display}"  # noqa: S108
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and server.poll() is None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            return True
+    return False

@@ -10,27 +10,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qvd.wat.assets import static_file, vendor_file
+from qvd.wat.csp import CSP
 from qvd.wat.pages import ROUTERS
 from qvd.wat.port import ActionPort
 from qvd.wat.web import CsrfRefused, LoginNeeded, login_redirect
 
 __all__ = ["CSP", "install"]
 
-CSP = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
-"""No inline script or style anywhere (no ``unsafe-inline``, no ``unsafe-eval``)."""
 
 _HEADERS = [
     (b"content-security-policy", CSP.encode()),

@@ -1,6 +1,6 @@
 """Virtual machines: the list (live state, mass actions), a VM's page (live facts;
-start, stop, disconnect, block, delete; properties; edit; state history from the audit
-log) and the new-VM form. Everything goes through the API's actions; buttons show only
+start, stop, disconnect, block, delete, spy; properties; edit; state history from the
+audit log) and the new-VM form. Everything goes through the API's actions; buttons show only
 with their ACL, and a refusal shows the API's reason."""
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from fastapi import APIRouter, Form, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from qvd.wat.csp import FormTargetError, csp_allowing_form_to
 from qvd.wat.lists import Column, ListView, MassAction, MassInput, list_router
 from qvd.wat.lists.choices import USER_STATE_CHOICES, VM_STATE_CHOICES
 from qvd.wat.pages.objectpages import (
     PROPERTY_INPUTS,
     ObjectKind,
     fetch_one,
+    known_id,
     local_input,
     missing,
     properties_context,
@@ -343,6 +345,33 @@ router.include_router(properties_router(KIND, _refused))
 @router.post("/vms/{vm_id:int}/delete")
 def delete_vm(vm_id: int, page: MutatingPage) -> Response:
     return run_button(page, KIND, vm_id, "vm_delete", None, None, _refused)
+
+
+@router.post("/vms/{vm_id:int}/spy")
+def spy_vm(
+    vm_id: int, page: MutatingPage, interactive: Annotated[str, Form(max_length=8)] = ""
+) -> Response:
+    """Ask the API for a spy ticket of this VM and answer the launcher page: a form
+    that posts the ticket to the user portal of the VM's node (``wat.js`` submits it;
+    its button does without script). Only this page may post a form to that portal."""
+    if not known_id(vm_id):
+        return missing(page, KIND, vm_id)
+    arguments = {"interactive": True} if interactive == "1" else None
+    try:
+        answer = page.call("vm_spy", filters={"id": vm_id}, arguments=arguments)
+    except WatError as exc:
+        if exc.status == 1300:  # nothing selected: absent or out of scope
+            return missing(page, KIND, vm_id)
+        return _refused(page, vm_id, exc)
+    row = answer.rows[0]
+    try:
+        policy = csp_allowing_form_to(str(row["url"]))
+    except FormTargetError as exc:
+        page.flash("error", f"{page.t('The user portal cannot be reached:')} {exc}")
+        return _detail(page, vm_id, status=502)
+    context = {"vm_id": vm_id, "url": row["url"], "ticket": row["ticket"],
+               "interactive": arguments is not None}  # fmt: skip
+    return render(page, "vms/spy.html", context, headers={"Content-Security-Policy": policy})
 
 
 @router.post("/vms/{vm_id:int}/{verb}")

@@ -18,6 +18,12 @@ function wire(root) {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
+  // <form data-autosubmit-form> submits itself once, as soon as it is shown
+  for (const form of root.querySelectorAll("form[data-autosubmit-form]")) {
+    if (form.dataset.wired) continue;
+    form.dataset.wired = "1";
+    form.requestSubmit();
+  }
   startLive(root);
 }
 
