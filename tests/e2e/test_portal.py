@@ -255,7 +255,7 @@ def test_qvd_client_takes_the_session_over_from_the_browser(
         shot = wait_for_xterm(nx.xvfb.display, 90)
         shot.save_png(evidence_dir / "portal" / "b-qvd-client.png")
         assert xterm_visible(shot), nx.why(portal_node, session, vm_id)
-        assert xterm_pids(lxc, vm_id) == xterm
+        assert xterm_pids(lxc, vm_id) == xterm, nx.why(portal_node, session, vm_id)
         wait_for(lambda: states(engine, vm_id)[1] == "connected", 30, "the client connected")
         session.screenshot(path=str(evidence_dir / "portal" / "b-browser-taken-over.png"))
         # the page does not try again: the client keeps the session
