@@ -6,8 +6,9 @@ whose pixels must show the xterm.
 
 - connect from the desktops list, see the xterm, type into it (the file it creates is
   read in the container), states live on the list;
-- takeover from the browser to ``qvd-client`` and back (the same X session: the same
-  xterm process);
+- takeover both ways: ``qvd-client`` takes the browser's session (the page is told,
+  4409, and does not try again), the browser takes a ``qvd-client``'s session (the
+  client is cut off); always the same X session (the same xterm process);
 - a dropped WebSocket reconnects to the same session; Disconnect suspends it;
 - another user can open neither the desktop's page nor its WebSocket;
 - spy: an admin opens the user's desktop from the WAT (view-only: pixels, no input, the
