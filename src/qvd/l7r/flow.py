@@ -168,8 +168,10 @@ class ConnectFlow:
             if machine.acquired and not released:
                 try:
                     self.release(vm_id)
-                except Exception:  # the database is gone: the first error says so
-                    log.warning("VM %s: the session could not be released", vm_id)
+                except Exception as exc:  # the database is gone (or the L7R stopping and
+                    # its engine disposed): the first error says so; the row is freed by
+                    # the next takeover or the HKD's check of the session's L7R
+                    log.info("VM %s: the session could not be released: %s", vm_id, exc)
             raise
         finally:
             if run.taking:
