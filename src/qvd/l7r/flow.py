@@ -169,8 +169,8 @@ class ConnectFlow:
                 try:
                     self.release(vm_id)
                 except Exception as exc:  # the database is gone (or the L7R stopping and
-                    # its engine disposed): the first error says so; the row is freed by
-                    # the next takeover or the HKD's check of the session's L7R
+                    # its engine disposed): the first error says so; the next connect on
+                    # this node frees the row as a session left by a crash
                     log.info("VM %s: the session could not be released: %s", vm_id, exc)
             raise
         finally:
