@@ -168,8 +168,10 @@ class ConnectFlow:
             if machine.acquired and not released:
                 try:
                     self.release(vm_id)
-                except Exception:  # the database is gone: the first error says so
-                    log.warning("VM %s: the session could not be released", vm_id)
+                except Exception as exc:  # the database is gone (or the L7R stopping and
+                    # its engine disposed): the first error says so; the next connect on
+                    # this node frees the row as a session left by a crash
+                    log.info("VM %s: the session could not be released: %s", vm_id, exc)
             raise
         finally:
             if run.taking:
