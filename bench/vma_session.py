@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchkit import cleanup_begins, exit_on_sigterm, percentile
-from qvd.di import ensure_image
+from benchkit import exit_on_sigterm, percentile
 from qvd.di.screenshot import Screenshot, take_screenshot
 from qvd.di.testbed import Bridge, NxProxy, Xvfb
 from qvd.hkd.backends.lxc.testbed import Container
 from qvd.vma.client import VmaClient, VmaError
+from vmabench import container_lab
 
 USER = {"qvd.vm.user.name": "bench", "qvd.client.link": "lan"}
 
@@ -93,17 +90,10 @@ def main() -> int:
     args = parser.parse_args()
     exit_on_sigterm()
     runs = 3 if args.quick else args.runs
-    image = ensure_image("test", progress=lambda p: print(p.render(), file=sys.stderr))
-    work = Path(tempfile.mkdtemp(prefix="qvd-bench-"))
-    bridge: Bridge | None = None
-    xvfb: Xvfb | None = None
-    try:
-        bridge = Bridge()
-        work.chmod(0o711)  # unprivileged containers traverse it to their LXC directory
-        xvfb = Xvfb(size="800x600x24")
+    with container_lab("800x600x24") as lab:
         results: list[dict[str, float]] = []
         for index in range(runs):
-            result = one_run(image, work, bridge, xvfb, host=10 + index)
+            result = one_run(lab.image, lab.work, lab.bridge, lab.xvfb, host=10 + index)
             results.append(result)
             print(
                 f"run {index + 1}: ping {result['ping']:.0f} ms, listening "
@@ -119,13 +109,6 @@ def main() -> int:
             f"frame_p95_ms={percentile(frames, 0.95):.0f} "
             f"ping_p50_ms={statistics.median(pings):.0f}"
         )
-    finally:
-        cleanup_begins()
-        if xvfb is not None:
-            xvfb.close()
-        if bridge is not None:
-            bridge.close()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

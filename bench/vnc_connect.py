@@ -20,21 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import shutil
 import statistics
 import struct
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit import cleanup_begins, exit_on_sigterm
-from qvd.di import ensure_image
+from benchkit import exit_on_sigterm
 from qvd.di.testbed import Bridge, NxProxy, Xvfb
 from qvd.hkd.backends.lxc.testbed import Container
 from qvd.l7r.vnc import VncStream, open_vnc
 from qvd.vma.client import VmaClient, VmaError
+from vmabench import container_lab
 
 USER = {"qvd.vm.user.name": "bench", "qvd.client.link": "lan"}
 BROWSER = {**USER, "qvd.client.transport": "vnc"}
@@ -139,27 +136,13 @@ def main() -> int:
     args = parser.parse_args()
     exit_on_sigterm()
     runs = 3 if args.quick else args.runs
-    image = ensure_image("test", progress=lambda p: print(p.render(), file=sys.stderr))
-    work = Path(tempfile.mkdtemp(prefix="qvd-bench-"))
-    bridge: Bridge | None = None
-    xvfb: Xvfb | None = None
-    try:
-        bridge = Bridge()
-        work.chmod(0o711)  # unprivileged containers traverse it to their LXC directory
-        xvfb = Xvfb(size="1024x768x24")
-        result = measure(image, work, bridge, xvfb, runs)
+    with container_lab("1024x768x24") as lab:
+        result = measure(lab.image, lab.work, lab.bridge, lab.xvfb, runs)
         print(
             f"vnc_attach_cold_ms={result['attach_cold']:.0f} "
             f"vnc_attach_warm_ms={result['attach_warm']:.0f} "
             f"vnc_spy_ms={result['spy']:.0f}"
         )
-    finally:
-        cleanup_begins()
-        if xvfb is not None:
-            xvfb.close()
-        if bridge is not None:
-            bridge.close()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -167,6 +167,23 @@ def l7r_config(run: Path, **extra: str) -> Config:
     return Config().with_overrides(values, source="test")
 
 
+def vma_secret_store(engine: Engine, vm_id: int, secret_file: Path) -> SecretStore:
+    """The cluster's master secret as a deployment has it (a new one in ``ssl_configs``),
+    and the VM's secret in ``secret_file`` by the documented rule
+    HMAC-SHA256(master, "<vm_id>:<run_attempts>") (not by the L7R's code): what the
+    VM's VMA authenticates the L7R with."""
+    master = secrets.token_hex(32)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO ssl_configs (key, value) VALUES ('vma.secret.master', :v)"),
+            {"v": master},
+        )
+    secret = hmac.new(master.encode(), f"{vm_id}:0".encode(), hashlib.sha256).hexdigest()
+    secret_file.write_text(secret)
+    os.chmod(secret_file, 0o600)
+    return SecretStore(secret_file, environ={})
+
+
 @dataclass
 class Lab:
     server: L7rServer
@@ -207,19 +224,8 @@ def lab(
     seeded = seed(engine)
     nx = NxAgentStandIn()
     agent = FakeAgent(port=nx.port)
-    # The cluster's master secret as a deployment has it, and the VM's secret by the
-    # documented rule HMAC-SHA256(master, "<vm_id>:<run_attempts>") (not by the L7R's code)
-    master = secrets.token_hex(32)
-    with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO ssl_configs (key, value) VALUES ('vma.secret.master', :v)"),
-            {"v": master},
-        )
-    secret = hmac.new(master.encode(), f"{seeded.vm_id}:0".encode(), hashlib.sha256).hexdigest()
-    secret_file = tmp_path / "vma.secret"
-    secret_file.write_text(secret)
-    os.chmod(secret_file, 0o600)
-    vma = make_server("127.0.0.1", 0, agent, SecretStore(secret_file, environ={}))
+    store = vma_secret_store(engine, seeded.vm_id, tmp_path / "vma.secret")
+    vma = make_server("127.0.0.1", 0, agent, store)
     vma_thread = threading.Thread(target=vma.serve_forever, daemon=True)
     vma_thread.start()
     server = L7rServer(l7r_config(tmp_path / "run", **extra), db, seeded.host_id, "127.0.0.1")

@@ -5,11 +5,7 @@ stand-in agent of ``tests.l7r.conftest`` (the VNC part is the vnc and e2e engine
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import os
 import re
-import secrets
 import socket
 import ssl
 import threading
@@ -27,9 +23,16 @@ from qvd.db import DatabaseTarget
 from qvd.l7r import L7rServer
 from qvd.l7r.core import L7rCore
 from qvd.portal import PortalServer
-from qvd.vma.auth import SecretStore
 from qvd.vma.server import make_server
-from tests.l7r.conftest import PASSWORD, FakeAgent, NxAgentStandIn, Seed, l7r_config, seed
+from tests.l7r.conftest import (
+    PASSWORD,
+    FakeAgent,
+    NxAgentStandIn,
+    Seed,
+    l7r_config,
+    seed,
+    vma_secret_store,
+)
 from tests.portal.wsclient import WsOutcome, open_ws
 
 __all__ = ["PASSWORD", "Browser", "PortalLab", "portal_lab", "running_portal"]
@@ -217,17 +220,7 @@ def running_portal(
     seeded = seed(engine)
     nx = NxAgentStandIn()
     agent = agent or FakeAgent(port=nx.port)
-    master = secrets.token_hex(32)
-    with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO ssl_configs (key, value) VALUES ('vma.secret.master', :v)"),
-            {"v": master},
-        )
-    secret = hmac.new(master.encode(), f"{seeded.vm_id}:0".encode(), hashlib.sha256).hexdigest()
-    secret_file = tmp_path / "vma.secret"
-    secret_file.write_text(secret)
-    os.chmod(secret_file, 0o600)
-    store = SecretStore(secret_file, environ={})
+    store = vma_secret_store(engine, seeded.vm_id, tmp_path / "vma.secret")
     vma = (
         make_server("127.0.0.1", 0, agent, store, vnc=vnc)
         if vnc

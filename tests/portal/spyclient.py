@@ -8,31 +8,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import shutil
-import socket
-import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Message,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
 
 from qvd.db.spytickets import issue
 from qvd.di.testbed import Xvfb
@@ -40,6 +23,7 @@ from qvd.vma.auth import SecretStore
 from qvd.vma.server import make_server
 from tests.l7r.test_vnc import X11vncService
 from tests.portal.conftest import PortalLab
+from tests.portal.wsclient import WsOutcome, open_ws
 from tests.vma.test_simplerpc import RecordingAgent
 
 __all__ = ["SpyOutcome", "add_admin", "new_ticket", "post_ticket", "spied_vm", "spy_ws"]
@@ -77,21 +61,7 @@ def post_ticket(port: int, ticket: str, **headers: str) -> httpx.Response:
         )
 
 
-@dataclass
-class SpyOutcome:
-    accepted: bool = False
-    status: int = 0
-    texts: list[dict[str, Any]] = field(default_factory=list)
-    binary: list[bytes] = field(default_factory=list)
-    close_code: int | None = None
-
-    @property
-    def errors(self) -> list[str]:
-        return [str(t["error"]) for t in self.texts if "error" in t]
-
-    @property
-    def ready(self) -> bool:
-        return any(t.get("ready") for t in self.texts)
+SpyOutcome = WsOutcome
 
 
 def spy_ws(
@@ -102,58 +72,15 @@ def spy_ws(
     path: str = "/ws/spy",
     timeout: float = 60.0,
     until_ready: bool = False,
-) -> SpyOutcome:
-    """Open ``wss://127.0.0.1:port/ws/spy`` (``Origin`` the portal's own unless given),
-    send ``first`` (text or binary) and read until the socket closes (or, with
-    ``until_ready``, until ``{"ready": true}``: then close it ourselves)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    host = f"127.0.0.1:{port}"
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout))
-    ws = WSConnection(ConnectionType.CLIENT)
-    headers = [] if origin is None else [(b"origin", (origin or f"https://{host}").encode())]
-    outcome = SpyOutcome()
-    try:
-        sock.sendall(ws.send(Request(host=host, target=path, extra_headers=headers)))
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return outcome
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    outcome.accepted = True
-                    if first is not None:
-                        message: Message[Any] = (
-                            TextMessage(data=first)
-                            if isinstance(first, str)
-                            else BytesMessage(data=first)
-                        )
-                        sock.sendall(ws.send(message))
-                elif isinstance(event, RejectConnection):
-                    outcome.status = event.status_code
-                    if not event.has_body:
-                        return outcome
-                elif isinstance(event, RejectData):
-                    if event.body_finished:
-                        return outcome
-                elif isinstance(event, TextMessage):
-                    outcome.texts.append(json.loads(event.data))
-                    if until_ready and outcome.ready:
-                        sock.sendall(ws.send(CloseConnection(code=1000)))
-                        return outcome
-                elif isinstance(event, BytesMessage):
-                    outcome.binary.append(bytes(event.data))
-                elif isinstance(event, Ping):
-                    sock.sendall(ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    outcome.close_code = event.code
-                    with contextlib.suppress(OSError):
-                        sock.sendall(ws.send(event.response()))
-                    return outcome
-    finally:
-        sock.close()
+) -> WsOutcome:
+    """Open ``wss://127.0.0.1:port/ws/spy`` (``Origin`` the portal's own unless given,
+    no cookie), send ``first`` as ``spy.js`` does and read until the socket closes (or,
+    with ``until_ready``, until ``{"ready": true}``: then close it ourselves)."""
+    own = f"https://127.0.0.1:{port}"
+    return open_ws(
+        port, path, origin=None if origin is None else (origin or own), cookie=None,
+        timeout=timeout, until_ready=until_ready, first=first,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Message,
     Ping,
     RejectConnection,
     RejectData,
@@ -44,6 +45,10 @@ class WsOutcome:
     def errors(self) -> list[str]:
         return [str(t["error"]) for t in self.texts if "error" in t]
 
+    @property
+    def ready(self) -> bool:
+        return any(t.get("ready") for t in self.texts)
+
 
 def open_ws(
     port: int,
@@ -53,9 +58,11 @@ def open_ws(
     cookie: str | None,
     timeout: float = 30.0,
     until_ready: bool = False,
+    first: str | bytes | None = None,
 ) -> WsOutcome:
-    """Open ``wss://127.0.0.1:port/path`` and read until it closes (or, with
-    ``until_ready``, until ``{"ready": true}``, then close it ourselves)."""
+    """Open ``wss://127.0.0.1:port/path``, send ``first`` (text or binary) once accepted
+    when given, and read until it closes (or, with ``until_ready``, until
+    ``{"ready": true}``, then close it ourselves)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -79,6 +86,13 @@ def open_ws(
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     outcome.accepted = True
+                    if first is not None:
+                        message: Message[Any] = (
+                            TextMessage(data=first)
+                            if isinstance(first, str)
+                            else BytesMessage(data=first)
+                        )
+                        sock.sendall(ws.send(message))
                 elif isinstance(event, RejectConnection):
                     outcome.status = event.status_code
                     if not event.has_body:

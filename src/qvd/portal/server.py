@@ -14,45 +14,21 @@ import ssl
 import threading
 
 import uvicorn
-from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
-from wsproto.connection import ConnectionState
 
 from qvd.l7r.core import L7rCore
 from qvd.portal.app import make_app
+from qvd.uvserve import ClosingAwareWSProtocol, listen_tcp
 
-__all__ = ["ClosingAwareWSProtocol", "PortalServer"]
+__all__ = ["PortalServer"]
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
-class ClosingAwareWSProtocol(WSProtocol):
-    """uvicorn's wsproto protocol, leaving alone at shutdown a socket whose closing
-    handshake is done (uvicorn 0.54 would send a 1012 on it and its thread die of
-    ``LocalProtocolError``; the API's server has the same fix)."""
-
-    def shutdown(self) -> None:
-        if not self.close_sent and self.conn.state is ConnectionState.CLOSED:
-            self.stop_keepalive()
-            if not self.transport.is_closing():
-                self.transport.close()
-            return
-        super().shutdown()
-
-
 def _listen(address: str, port: int) -> socket.socket:
     host = "0.0.0.0" if address in ("*", "") else address  # noqa: S104 - `*` means all
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return listen_tcp(host, port, backlog=1024)
 
 
 class PortalServer:

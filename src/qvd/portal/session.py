@@ -41,7 +41,7 @@ from qvd.portal import flowport
 from qvd.portal.auth import Authority, address_of
 from qvd.portal.web import same_origin
 
-__all__ = ["WebSocketChannel", "close_code", "origin_ok", "reason_of", "routes"]
+__all__ = ["WebSocketChannel", "close_code", "fail_socket", "origin_ok", "reason_of", "routes"]
 
 log = logging.getLogger(__name__)
 GEOMETRY = re.compile(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}")
@@ -128,7 +128,9 @@ class WebSocketChannel:
             raise ConnectionError(f"the browser's socket is closed: {exc}") from None
 
 
-async def _fail(ws: WebSocket, code: int, reason: str) -> None:
+async def fail_socket(ws: WebSocket, code: int, reason: str) -> None:
+    """Tell the browser why (``{"error": reason}``) and close with ``code``; a socket
+    already gone is left alone."""
     with contextlib.suppress(Exception):
         if ws.client_state is WebSocketState.CONNECTING:
             await ws.accept()
@@ -150,21 +152,21 @@ async def _watch_departure(ws: WebSocket, gone: threading.Event) -> None:
 def routes(core: L7rCore, authority: Authority) -> list[BaseRoute]:
     async def desktop_socket(ws: WebSocket) -> None:
         if not origin_ok(ws):
-            await _fail(
+            await fail_socket(
                 ws, CLOSE_FORBIDDEN, "refused: this socket must come from the portal's page"
             )
             return
         try:
             who = await authority.session(ws)
         except Exception as exc:  # the database is down, most likely
-            await _fail(ws, close_code(exc), reason_of(exc))
+            await fail_socket(ws, close_code(exc), reason_of(exc))
             return
         if who is None:
-            await _fail(ws, CLOSE_FORBIDDEN, "not logged in (or the session ended)")
+            await fail_socket(ws, CLOSE_FORBIDDEN, "not logged in (or the session ended)")
             return
         raw = str(ws.path_params.get("vm_id", ""))
         if not raw.isdigit() or len(raw) > 12:
-            await _fail(ws, CLOSE_NOT_FOUND, f"no desktop {raw[:20]!r}")
+            await fail_socket(ws, CLOSE_NOT_FOUND, f"no desktop {raw[:20]!r}")
             return
         await ws.accept()
         await BrowserSession(core, ws, who.principal, int(raw)).run()
@@ -219,7 +221,7 @@ class BrowserSession:
         except Exception as exc:
             if self.taken_over.is_set() and not isinstance(exc, Aborted):
                 exc = Aborted(f"the session of VM {self.vm_id} was taken over by another client")
-            await _fail(self.ws, close_code(exc), reason_of(exc, self.vm_id))
+            await fail_socket(self.ws, close_code(exc), reason_of(exc, self.vm_id))
         finally:
             if ticket is not None and not ticket.handed_over:
                 ticket.release()
@@ -231,8 +233,11 @@ class BrowserSession:
             # release, and would take a row the registry no longer holds as a crash's
             # leftover (and then lose it to this late release)
             if self.acquired:
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.shield(self._quickly(self.core.flow.release, self.vm_id))
+                except Exception as exc:  # the database is gone (the error frame said so):
+                    # the next connect on this node frees the row as a session left by a crash
+                    log.info("VM %s: the session could not be released: %s", self.vm_id, exc)
             self.core.sessions.remove(self.vm_id, self.abort)
 
     async def _connect(self, ticket: Any) -> Target:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from qvd.db.models import User, Vm
 from qvd.db.spytickets import SpyGrant, TicketState, consume, inspect, record_spy_end
@@ -42,6 +43,7 @@ from qvd.portal.session import (
     CLOSE_FORBIDDEN,
     WebSocketChannel,
     close_code,
+    fail_socket,
     origin_ok,
     reason_of,
 )
@@ -57,6 +59,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 FIRST_FRAME_SECONDS = 10.0  # the page sends its ticket at once
 MAX_TICKET_FRAME = 256
@@ -114,16 +117,18 @@ def routes(core: L7rCore) -> list[BaseRoute]:
 
     async def spy_socket(ws: WebSocket) -> None:
         if not origin_ok(ws):
-            await _fail(ws, CLOSE_FORBIDDEN, "refused: this socket must come from the spy page")
+            await fail_socket(
+                ws, CLOSE_FORBIDDEN, "refused: this socket must come from the spy page"
+            )
             return
         await ws.accept()
         ticket = await _first_text(ws)
         if ticket is None:
-            await _fail(ws, CLOSE_FORBIDDEN, "no spy ticket was sent")
+            await fail_socket(ws, CLOSE_FORBIDDEN, "no spy ticket was sent")
             return
         state, grant = await quickly(_use, core, ticket)
         if grant is None:
-            await _fail(ws, CLOSE_FORBIDDEN, state.reason)
+            await fail_socket(ws, CLOSE_FORBIDDEN, state.reason)
             return
         await SpySession(core, ws, grant, address_of(ws)).run()
 
@@ -148,14 +153,6 @@ async def _first_text(ws: WebSocket) -> str | None:
     if message["type"] != "websocket.receive" or not isinstance(text, str):
         return None
     return text.strip() if len(text) <= MAX_TICKET_FRAME else None
-
-
-async def _fail(ws: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        if ws.client_state is WebSocketState.CONNECTING:
-            await ws.accept()
-        await ws.send_text(json.dumps({"error": reason}))
-        await ws.close(code)
 
 
 class SpySession:
@@ -205,7 +202,7 @@ class SpySession:
         except Exception as exc:
             failure = reason_of(exc, self.grant.vm_id)
             if not shown:
-                await _fail(self.ws, close_code(exc), failure)
+                await fail_socket(self.ws, close_code(exc), failure)
             else:
                 with contextlib.suppress(Exception):
                     await self.ws.close(1000)
@@ -216,8 +213,13 @@ class SpySession:
                 with contextlib.suppress(Exception):
                     await stream.close()
             seconds = round(time.monotonic() - started) if shown else 0
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(self._quickly(self._record, seconds, shown, failure))
+            except Exception as exc:  # an audit row lost is told, never silently
+                log.warning(
+                    "portal: the vm_spy_end audit row of VM %s (administrator %s) could "
+                    "not be written: %s", self.grant.vm_id, self.grant.administrator_name, exc,
+                )  # fmt: skip
 
     def _record(self, seconds: int, shown: bool, failure: str) -> None:
         with self.core.engine.begin() as conn:

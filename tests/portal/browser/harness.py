@@ -37,8 +37,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from qvd.api.shell.server import ClosingAwareWSProtocol
 from qvd.selfsigned import self_signed, write_private
+from qvd.uvserve import ClosingAwareWSProtocol
 from tests.conftest import end_process, free_port
 
 __all__ = ["CSP", "Desktop", "Harness", "Opened", "running_desktop", "running_harness"]

@@ -8,39 +8,21 @@ HTTP/1.1 only. ``serve`` blocks until ``stop`` is set (or the server fails), and
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
-from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
-from wsproto.connection import ConnectionState
 
 from qvd.api.errors import ServeError
 from qvd.api.shell.app import create_app
 from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
 from qvd.db import database_target, make_engine
+from qvd.uvserve import ClosingAwareWSProtocol, listen_tcp
 
-__all__ = ["ApiEndpoint", "ClosingAwareWSProtocol", "api_endpoint", "login_instructions", "serve"]
-
-
-class ClosingAwareWSProtocol(WSProtocol):
-    """uvicorn's wsproto WebSocket protocol, stopping cleanly when a socket whose
-    closing handshake is done still waits for its TLS shutdown: uvicorn (0.54) would
-    send a 1012 close frame on the closed connection at server exit and its thread
-    would die of ``LocalProtocolError`` (a browser left a page just before the API
-    stopped). Such a connection is left to finish closing."""
-
-    def shutdown(self) -> None:
-        if not self.close_sent and self.conn.state is ConnectionState.CLOSED:
-            self.stop_keepalive()  # nothing more to send: the transport ends as it is
-            if not self.transport.is_closing():
-                self.transport.close()
-            return
-        super().shutdown()
+__all__ = ["ApiEndpoint", "api_endpoint", "login_instructions", "serve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +44,6 @@ def api_endpoint(config: Config) -> ApiEndpoint:
     created = ensure_certificate(cert, key, address)
     host = f"[{address}]" if ":" in address else address
     return ApiEndpoint(f"https://{host}:{port}/", cert, key, created)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before uvicorn starts so that a taken port is a
-    clear error. It says IPPROTO_TCP explicitly: asyncio turns Nagle off only on
-    sockets that do, and Nagle with delayed ACKs costs keep-alive clients ~40 ms."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def login_instructions(endpoint: ApiEndpoint, superadmin: str = "superadmin") -> list[str]:
@@ -123,7 +89,7 @@ def serve(
     server = uvicorn.Server(uv_config)
     stop_event = stop or threading.Event()
     try:
-        listener = _listen(uv_config.host, uv_config.port)
+        listener = listen_tcp(uv_config.host, uv_config.port, backlog=2048)
     except OSError as exc:
         if own_engine:
             engine.dispose()
