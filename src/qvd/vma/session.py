@@ -74,6 +74,7 @@ from qvd.vma.vnc import (
     VncRefused,
     VncRequest,
     check_state,
+    clipboard_sync_argvs,
     nxproxy_argv,
     x11vnc_argv,
     xmessage_argv,
@@ -784,6 +785,7 @@ class VncSessions:
             extra=shlex.split(self._config.get("vma.x11vnc.args")),
         )
         notice: subprocess.Popen[bytes] | None = None
+        helpers: list[subprocess.Popen[bytes]] = []
         try:
             accepted()
             with open(self._config.log_dir / "x11vnc.log", "ab") as errors:
@@ -795,6 +797,8 @@ class VncSessions:
                     stdout=connection.fileno(),
                     stderr=errors,
                 )
+                if not request.view_only:  # a viewer that may paste into the desktop
+                    helpers = self._sync_clipboard(user, env, errors)
             if request.notice:
                 notice = self._show_notice(user, env, request.notice)
             server.wait()
@@ -802,8 +806,27 @@ class VncSessions:
         finally:
             with contextlib.suppress(OSError):
                 password_file.unlink()  # x11vnc removes it once read; never left behind
-            if notice is not None:
-                _end_group(notice, grace=1.0)
+            for helper in [*helpers, *([notice] if notice is not None else [])]:
+                _end_group(helper, grace=1.0)
+
+    def _sync_clipboard(
+        self, user: pwd.struct_passwd, env: dict[str, str], errors: IO[bytes]
+    ) -> list[subprocess.Popen[bytes]]:
+        """The clipboard helpers for one viewer (none, with a warning, when missing:
+        the session works, only pasting into toolkit applications does not)."""
+        started: list[subprocess.Popen[bytes]] = []
+        for argv in clipboard_sync_argvs(self._config.get("command.autocutsel")):
+            try:
+                started.append(
+                    self._user_popen(
+                        user, argv, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=errors,
+                    )
+                )  # fmt: skip
+            except OSError as exc:
+                log.warning("no clipboard sync for the browser session: %s", exc)
+                break
+        return started
 
     def _show_notice(
         self, user: pwd.struct_passwd, env: dict[str, str], text: str
