@@ -367,7 +367,11 @@ class BenchNode:
     def start_l7r(self, **extra: str) -> int:
         """The node's HKD with its L7R on a free loopback port, started; says where (the
         line tests/bench/test_benchkit.py reads). Returns the L7R's port."""
-        config = self.config(**{"l7r.address": "127.0.0.1", "l7r.port": "0", **extra})
+        config = self.config(**{
+            "l7r.address": "127.0.0.1", "l7r.port": "0",
+            "l7r.portal.enable": "0",  # no portal on *:4433 unless the bench asks for one
+            **extra,
+        })  # fmt: skip
         target = self.db.target
         self.hkd = Hkd(config, target=target, services=node_services(config, target))
         self.hkd.start()

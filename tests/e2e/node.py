@@ -38,9 +38,12 @@ class L7rNode:
 
 @pytest.fixture
 def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
-    """The LXC node's HKD, started with its L7R on a free loopback port."""
+    """The LXC node's HKD, started with its L7R on a free loopback port (and no user
+    portal: it would listen on *:4433; tests/e2e/portal.py's ``portal_node`` has one)."""
     add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(**{"l7r.address": "127.0.0.1", "l7r.port": "0"})
+    config = lxc_node.config(
+        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0"}
+    )
     hkd = Hkd(config, target=db, services=node_services(config, db))
     hkd.start()
     try:

@@ -117,15 +117,15 @@ def desktops(engine: Engine, node: L7rNode, test_image: Path) -> Desktops:
 
 
 @contextmanager
-def serving(tmp: Path, engine: Engine, node: L7rNode) -> Iterator[str]:
+def serving(tmp: Path, engine: Engine, node: L7rNode, **extra: str) -> Iterator[str]:
     """The API server (TLS, the WAT at /) over the node's database; VMs it creates get
-    addresses of the node's network. Yields its base URL."""
+    addresses of the node's network; ``extra`` settings laid over. Yields its base URL."""
     port = free_port()
     config = api_config(tmp, **{
         "api.port": str(port), "path.api.ssl.cert": str(tmp / "cert.pem"),
         "path.api.ssl.key": str(tmp / "key.pem"),
         "vm.network.ip.start": node.lxc.vm_address(0),
-        "vm.network.netmask": str(node.lxc.subnet.prefixlen),
+        "vm.network.netmask": str(node.lxc.subnet.prefixlen), **extra,
     })  # fmt: skip
     ready, stop = threading.Event(), threading.Event()
     thread = threading.Thread(
