@@ -246,8 +246,10 @@ class SessionRunner:
             fresh = before is NxState.STOPPED
             cookie = secrets.token_hex(16) if fresh else self._cookie
         if params.get("qvd.client.transport") == "vnc":
-            # the in-VM viewer's Xvfb has the browser's size: the agent fills it
-            params = {**params, "qvd.client.fullscreen": "1"}
+            # the in-VM viewer's Xvfb has the browser's size: the agent fills it; and the
+            # viewer is on loopback: no link emulation (adsl's deliberate flush delays
+            # made a browser's resume take seconds)
+            params = {**params, "qvd.client.fullscreen": "1", "qvd.client.link": "lan"}
         step = self.submit(
             StartRequested(params=dict(params), accept=self._accept_for(peer, params))
         )

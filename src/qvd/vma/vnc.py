@@ -162,8 +162,10 @@ def xvfb_argv(command: str, *, display: int, geometry: str) -> list[str]:
 
 
 def nxproxy_argv(command: str, *, port: int, cookie: str, display: int) -> list[str]:
-    """The in-VM NX client that attaches the session (from loopback only)."""
-    return [command, "-S", f"nx/nx,connect=127.0.0.1,port={port},cookie={cookie}:{display}"]
+    """The in-VM NX client that attaches the session (from loopback only, so over a
+    ``lan`` link: no emulation of a slow line)."""
+    options = f"nx/nx,link=lan,connect=127.0.0.1,port={port},cookie={cookie}:{display}"
+    return [command, "-S", options]
 
 
 def clipboard_sync_argvs(command: str) -> list[list[str]]:
