@@ -211,6 +211,15 @@ def test_static_files_are_served_from_the_allow_list_only(portal_lab: PortalLab)
         assert browser.get(path).status_code == 404, path
 
 
+def test_pages_are_never_stored_and_novnc_is_cached(portal_lab: PortalLab) -> None:
+    browser = portal_lab.browser()
+    assert browser.get("/").headers["cache-control"] == "no-store"
+    assert browser.get("/static/js/desktops.js").headers["cache-control"] == "no-cache"
+    rfb = browser.get("/vendor/novnc/core/rfb.js")
+    assert rfb.status_code == 200
+    assert rfb.headers["cache-control"] == "public, max-age=86400"
+
+
 # ---- the browser session's WebSocket ----------------------------------------------------------
 def test_websocket_runs_the_connect_flow_up_to_the_vnc_step(portal_lab: PortalLab) -> None:
     vm = portal_lab.seed.vm_id

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from qvd.config import Config
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import L7rCore
 from qvd.l7r.errors import (
@@ -90,6 +91,15 @@ def client_params(ws: WebSocket) -> dict[str, str]:
     if KEYBOARD.fullmatch(keyboard):
         params["keyboard"] = f"pc105/{keyboard}"
     return params
+
+
+def attach_timeout(config: Config) -> float:
+    """How long a browser's ``vnc_connect`` may take: the VMA may first resume the
+    session into its in-VM viewer (an X start, bounded in the VM by
+    ``vma.vnc.attach.timeout``, 20 s), on top of one VMA call (a VMA call's few
+    seconds cut off resumes of a busy VM with a 4503)."""
+    vma = config.get_int("internal.l7r.timeout.vma")
+    return float(vma + 2 * config.get_int("internal.l7r.timeout.x_start"))
 
 
 class WebSocketChannel:
@@ -202,8 +212,7 @@ class BrowserSession:
             ticket = None  # given back by the flow's thread
             if self.cancelled.is_set():  # taken over (see below) or the browser left
                 raise Unavailable("the browser left before its session was ready")
-            timeout = float(self.core.config.get_int("internal.l7r.timeout.vma"))
-            stream = await flowport.open_vnc(target, timeout=timeout)
+            stream = await flowport.open_vnc(target, timeout=attach_timeout(self.core.config))
             await self._quickly(self.core.flow.finish, self.vm_id)
             await self.ws.send_json({"ready": True})
             await self._relay(stream)
