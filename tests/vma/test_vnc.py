@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import secrets
+import struct
+import time
 from collections.abc import Callable
 
 import pytest
@@ -224,3 +227,50 @@ def test_browser_session_takes_the_browsers_geometry(start_container: StartConta
     width, height, frame = grab_frame(endpoint(container), view_only=False, attach=True)
     assert (width, height) == (1280, 720)
     assert frame.bright() > XTERM_PIXELS
+
+
+def _selection(container: Container, selection: str) -> str:
+    done = container.attach(
+        "env", "DISPLAY=:100", "XAUTHORITY=/home/alice/.Xauthority",
+        "xclip", "-o", "-selection", selection,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_clipboard_text_from_the_browser_pastes_in_the_desktop(
+    start_container: StartContainer,
+) -> None:
+    """x11vnc alone puts a viewer's text into CUT_BUFFER0 only; the VMA's clipboard sync
+    makes it the CLIPBOARD and PRIMARY selections that applications paste, for as long
+    as the browser session lasts."""
+    container, client = start_container()
+    client.x_start(BROWSER)
+    assert client.x_wait(timeout=20) == "listening"
+    text = f"copied-in-the-browser-{secrets.token_hex(4)}"
+
+    def pasted() -> dict[str, str]:
+        end = time.monotonic() + 15
+        seen = {"clipboard": "", "primary": ""}
+        while time.monotonic() < end:
+            seen = {name: _selection(container, name) for name in seen}
+            if all(value == text for value in seen.values()):
+                break
+            time.sleep(0.2)
+        return seen
+
+    async def browse() -> tuple[dict[str, str], int]:
+        stream = await open_vnc(endpoint(container), view_only=False, attach=True, timeout=TIMEOUT)
+        try:
+            await asyncio.wait_for(read_frame(stream), TIMEOUT)
+            stream.writer.write(struct.pack(">B3xI", 6, len(text)) + text.encode())  # ClientCutText
+            await stream.writer.drain()
+            seen = await asyncio.to_thread(pasted)
+            return seen, len(await asyncio.to_thread(pids, container, "autocutsel"))
+        finally:
+            await stream.close()
+
+    seen, syncers = asyncio.run(browse())
+    assert seen == {"clipboard": text, "primary": text}
+    assert syncers == 2
+    assert wait_state(client, "suspended", timeout=30) == "suspended"
+    assert pids(container, "autocutsel") == []  # ended with the browser session

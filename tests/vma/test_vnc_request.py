@@ -115,6 +115,6 @@ def test_viewer_connects_to_loopback_and_notice_reads_stdin() -> None:
     assert nxproxy_argv("nxproxy", port=4100, cookie="c0ffee", display=100) == [
         "nxproxy",
         "-S",
-        "nx/nx,connect=127.0.0.1,port=4100,cookie=c0ffee:100",
+        "nx/nx,link=lan,connect=127.0.0.1,port=4100,cookie=c0ffee:100",
     ]
     assert xmessage_argv("xmessage")[-2:] == ["-file", "-"]

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, str] = {
     "command.nxproxy": "/usr/bin/nxproxy",
     "command.xvfb": "/usr/bin/Xvfb",
     "command.xmessage": "/usr/bin/xmessage",
+    "command.autocutsel": "/usr/bin/autocutsel",
     "vma.x11vnc.args": "",  # extra x11vnc arguments (VNC auth stays required)
     "vma.vnc.viewer.display": "99",
     "vma.vnc.viewer.geometry": "1024x768",  # when x_start gave no qvd.client.geometry

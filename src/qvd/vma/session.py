@@ -74,6 +74,7 @@ from qvd.vma.vnc import (
     VncRefused,
     VncRequest,
     check_state,
+    clipboard_sync_argvs,
     nxproxy_argv,
     x11vnc_argv,
     xmessage_argv,
@@ -245,8 +246,10 @@ class SessionRunner:
             fresh = before is NxState.STOPPED
             cookie = secrets.token_hex(16) if fresh else self._cookie
         if params.get("qvd.client.transport") == "vnc":
-            # the in-VM viewer's Xvfb has the browser's size: the agent fills it
-            params = {**params, "qvd.client.fullscreen": "1"}
+            # the in-VM viewer's Xvfb has the browser's size: the agent fills it; and the
+            # viewer is on loopback: no link emulation (adsl's deliberate flush delays
+            # made a browser's resume take seconds)
+            params = {**params, "qvd.client.fullscreen": "1", "qvd.client.link": "lan"}
         step = self.submit(
             StartRequested(params=dict(params), accept=self._accept_for(peer, params))
         )
@@ -784,6 +787,7 @@ class VncSessions:
             extra=shlex.split(self._config.get("vma.x11vnc.args")),
         )
         notice: subprocess.Popen[bytes] | None = None
+        helpers: list[subprocess.Popen[bytes]] = []
         try:
             accepted()
             with open(self._config.log_dir / "x11vnc.log", "ab") as errors:
@@ -795,6 +799,8 @@ class VncSessions:
                     stdout=connection.fileno(),
                     stderr=errors,
                 )
+                if not request.view_only:  # a viewer that may paste into the desktop
+                    helpers = self._sync_clipboard(user, env, errors)
             if request.notice:
                 notice = self._show_notice(user, env, request.notice)
             server.wait()
@@ -802,8 +808,27 @@ class VncSessions:
         finally:
             with contextlib.suppress(OSError):
                 password_file.unlink()  # x11vnc removes it once read; never left behind
-            if notice is not None:
-                _end_group(notice, grace=1.0)
+            for helper in [*helpers, *([notice] if notice is not None else [])]:
+                _end_group(helper, grace=1.0)
+
+    def _sync_clipboard(
+        self, user: pwd.struct_passwd, env: dict[str, str], errors: IO[bytes]
+    ) -> list[subprocess.Popen[bytes]]:
+        """The clipboard helpers for one viewer (none, with a warning, when missing:
+        the session works, only pasting into toolkit applications does not)."""
+        started: list[subprocess.Popen[bytes]] = []
+        for argv in clipboard_sync_argvs(self._config.get("command.autocutsel")):
+            try:
+                started.append(
+                    self._user_popen(
+                        user, argv, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=errors,
+                    )
+                )  # fmt: skip
+            except OSError as exc:
+                log.warning("no clipboard sync for the browser session: %s", exc)
+                break
+        return started
 
     def _show_notice(
         self, user: pwd.struct_passwd, env: dict[str, str], text: str

@@ -162,8 +162,19 @@ def xvfb_argv(command: str, *, display: int, geometry: str) -> list[str]:
 
 
 def nxproxy_argv(command: str, *, port: int, cookie: str, display: int) -> list[str]:
-    """The in-VM NX client that attaches the session (from loopback only)."""
-    return [command, "-S", f"nx/nx,connect=127.0.0.1,port={port},cookie={cookie}:{display}"]
+    """The in-VM NX client that attaches the session (from loopback only, so over a
+    ``lan`` link: no emulation of a slow line)."""
+    options = f"nx/nx,link=lan,connect=127.0.0.1,port={port},cookie={cookie}:{display}"
+    return [command, "-S", options]
+
+
+def clipboard_sync_argvs(command: str) -> list[list[str]]:
+    """autocutsel keeping CLIPBOARD and PRIMARY in step with the cut buffer, one process
+    each: x11vnc 0.9.16 puts a viewer's clipboard text only into ``CUT_BUFFER0``, which
+    xterm pastes but toolkit applications never read; with these, text copied in the
+    browser pastes everywhere in the desktop (x11vnc itself sends the desktop's
+    selections back to the viewer)."""
+    return [[command, "-selection", "CLIPBOARD"], [command, "-selection", "PRIMARY"]]
 
 
 def xmessage_argv(command: str) -> list[str]:
