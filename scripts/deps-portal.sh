@@ -10,7 +10,7 @@
 #                   display served by x11vnc; xprop reads and sets its cut buffer
 set -eu
 cd "$(dirname "$0")/.."
-. scripts/deps-common.sh
+. scripts/lib-deps.sh
 
 PACKAGES="chromium xvfb x11vnc xterm x11-utils"
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"

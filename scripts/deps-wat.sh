@@ -10,7 +10,7 @@
 #   fonts-dejavu-core  a font for the screenshots the browser tests keep
 set -eu
 cd "$(dirname "$0")/.."
-. scripts/deps-common.sh
+. scripts/lib-deps.sh
 
 PACKAGES="chromium fonts-dejavu-core"
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"
