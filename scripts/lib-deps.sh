@@ -1,6 +1,6 @@
 # Shared by the scripts/deps-*.sh that install a browser-side npm vendor tree (sourced,
 # not run: named outside the deps-*.sh that qvd.sh runs one by one).
-# not run). Both steps are idempotent.
+# Both steps are idempotent.
 #
 #   install_missing TAG PACKAGE...   apt-get install of those Debian packages not installed
 #   npm_ci_locked TAG DIR            `npm ci` in DIR unless its package-lock.json is the one
