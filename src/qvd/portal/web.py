@@ -3,6 +3,7 @@ static files from allow-listed trees (no imports of the WAT: its own small equiv
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import urllib.parse
 from collections.abc import Mapping
@@ -87,6 +88,20 @@ KEYBOARD_LAYOUTS = (
     ("jp", "Japanese"),
 )
 
+
+@functools.cache
+def novnc_modules() -> tuple[str, ...]:
+    """The URLs of noVNC's ES modules, for ``<link rel="modulepreload">`` on the pages
+    that load it: the browser then fetches them all at once instead of one import level
+    after another (a waterfall of round trips before the desktop's socket opens)."""
+    files = (
+        path.relative_to(NOVNC_ROOT).as_posix()
+        for prefix in NOVNC_ALLOWED
+        for path in (NOVNC_ROOT / prefix).rglob("*.js")
+    )
+    return tuple(f"/vendor/novnc/{name}" for name in sorted(files))
+
+
 templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=True,
@@ -94,6 +109,7 @@ templates = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+templates.globals["novnc_modules"] = novnc_modules
 
 
 def same_origin(headers: Mapping[str, str]) -> bool:
