@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from qvd.portal.web import novnc_modules
 from qvd.selfsigned import self_signed, write_private
 from qvd.uvserve import ClosingAwareWSProtocol
 from tests.conftest import end_process, free_port
@@ -289,6 +290,7 @@ def _app(harness: Harness) -> Starlette:
         ]),
         autoescape=True,
     )  # fmt: skip
+    templates.globals["novnc_modules"] = novnc_modules  # as the portal's own environment
 
     async def home(request: Request) -> Response:
         return HTMLResponse(HOME_HTML)

@@ -9,7 +9,10 @@
 // A dropped socket is opened again with exponential backoff (0.5 s doubling to 8 s),
 // except after close codes 4403/4404/4409, an {"error"} frame, disconnect() or when
 // `reconnect` is false (a spy ticket serves once).
-import RFB from "/vendor/novnc/core/rfb.js";
+// noVNC (~50 ES modules) is fetched from the start but not waited for: the socket opens
+// at once and the connect flow runs while the modules load; RFB is needed only at
+// {"ready": true}. RFB frames that come before it is there are kept and replayed.
+const novnc = import("/vendor/novnc/core/rfb.js");
 
 // Close codes after which opening the socket again cannot help.
 export const FINAL_CLOSE_CODES = new Map([
@@ -82,8 +85,12 @@ export function openViewer({
         // binary RFB frames, and a text frame can only be the server's last word
         // ({"error"} before it closes the socket).
         let ready = false;
+        let early = []; // RFB frames that came before noVNC was loaded, in order
         ws.addEventListener("message", (event) => {
             if (typeof event.data !== "string") {
+                if (early !== null && ready) {
+                    early.push(event.data);
+                }
                 return;
             }
             let frame;
@@ -100,13 +107,23 @@ export function openViewer({
                 onProgress(frame.progress);
             } else if (frame.ready === true) {
                 ready = true;
-                attach(ws);
+                novnc.then(({ default: RFB }) => {
+                    if (ws !== socket || ws.readyState !== WebSocket.OPEN) {
+                        return; // given up (disconnect, new keyboard) or closed meanwhile
+                    }
+                    attach(RFB, ws);
+                    const kept = early;
+                    early = null; // from now on noVNC reads the socket itself
+                    for (const data of kept) {
+                        ws.dispatchEvent(new MessageEvent("message", { data }));
+                    }
+                });
             }
         });
         ws.addEventListener("close", (event) => closed(ws, event.code, failure || event.reason));
     }
 
-    function attach(ws) {
+    function attach(RFB, ws) {
         rfb = new RFB(screen, ws, { shared: true });
         rfb.viewOnly = viewOnly;
         rfb.scaleViewport = true;
