@@ -145,6 +145,9 @@ def portal_page(chromium: Browser, node: PortalNode) -> Iterator[BrowserPage]:
         # the node's bridge and the desktops' veths come and go under Chromium, which
         # cuts a request in flight when the host's interfaces change (not the portal)
         bp.allow(r"net::ERR_NETWORK_CHANGED$")
+        # Connect navigates away from the desktops list: a poll of it in flight then is
+        # cancelled by the browser (not a failure of the portal)
+        bp.allow(r"/api/desktops net::ERR_ABORTED$")
         bp.page.context.add_init_script(SOCKET_PROBE)
         bp.page.set_default_timeout(30_000)
         yield bp
