@@ -12,13 +12,14 @@ whichever door each came through, and neither door can starve the other of threa
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -30,6 +31,8 @@ from qvd.l7r.limits import ConnectGate, FairPool
 from qvd.l7r.notify import Notifier
 
 __all__ = ["AttachFactory", "Attached", "L7rCore", "Sessions"]
+
+T = TypeVar("T")
 
 
 class Sessions:
@@ -83,6 +86,11 @@ class L7rCore:
     host_address: str
     ssl_context: ssl.SSLContext | None  # the L7R's server context (None: TLS off)
     cert_files: tuple[Path, Path] | None  # (cert, key) behind it, when made from files
+
+    async def quickly(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the quick pool, awaited from the event loop (short database
+        work only: nothing that waits for a VM)."""
+        return await asyncio.get_running_loop().run_in_executor(self.quick, fn, *args)
 
 
 class Attached(Protocol):

@@ -71,9 +71,7 @@ def vm_id_param(request: Request) -> int:
 
 
 def routes(core: L7rCore, authority: Authority) -> list[BaseRoute]:
-
-    async def quickly(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(core.quick, fn, *args)
+    quickly = core.quickly
 
     async def list_json(request: Request) -> Response:
         who = await authority.session(request)

@@ -200,22 +200,19 @@ class BrowserSession:
         self.acquired = True
         self.core.sessions.add(self.vm_id, self.abort)
 
-    async def _quickly(self, fn: Any, *args: Any) -> Any:
-        return await self.loop.run_in_executor(self.core.quick, fn, *args)
-
     async def run(self) -> None:
         ticket = None
         stream: VncStream | None = None
         try:
             ticket = self.core.gate.admit(address_of(self.ws))
             ticket.bind_user(self.principal.user_id, self.principal.login)
-            await self._quickly(self.core.flow.check_vm, self.principal, self.vm_id)
+            await self.core.quickly(self.core.flow.check_vm, self.principal, self.vm_id)
             target = await self._connect(ticket)
             ticket = None  # given back by the flow's thread
             if self.cancelled.is_set():  # taken over (see below) or the browser left
                 raise Unavailable("the browser left before its session was ready")
             stream = await flowport.open_vnc(target, timeout=attach_timeout(self.core.config))
-            await self._quickly(self.core.flow.finish, self.vm_id)
+            await self.core.quickly(self.core.flow.finish, self.vm_id)
             await self.ws.send_json({"ready": True})
             await self._relay(stream)
         except Exception as exc:
@@ -234,7 +231,7 @@ class BrowserSession:
             # leftover (and then lose it to this late release)
             if self.acquired:
                 try:
-                    await asyncio.shield(self._quickly(self.core.flow.release, self.vm_id))
+                    await asyncio.shield(self.core.quickly(self.core.flow.release, self.vm_id))
                 except Exception as exc:  # the database is gone (the error frame said so):
                     # the next connect on this node frees the row as a session left by a crash
                     log.info("VM %s: the session could not be released: %s", self.vm_id, exc)
@@ -310,7 +307,7 @@ class BrowserSession:
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
             try:
-                await self._quickly(self.core.node.recheck, self.principal)
+                await self.core.quickly(self.core.node.recheck, self.principal)
             except Unauthorized:
                 raise
             except Exception as exc:

@@ -23,8 +23,6 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -58,7 +56,6 @@ __all__ = [
     "spy_notice",
 ]
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FIRST_FRAME_SECONDS = 10.0  # the page sends its ticket at once
@@ -87,8 +84,7 @@ def spy_notice(core: L7rCore, grant: SpyGrant) -> str:
 
 
 def routes(core: L7rCore) -> list[BaseRoute]:
-    async def quickly(fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(core.quick, fn, *args)
+    quickly = core.quickly
 
     def look(ticket: str) -> tuple[TicketState, SpyGrant | None, str]:
         with core.engine.connect() as conn:
@@ -164,9 +160,6 @@ class SpySession:
         self.grant = grant
         self.address = address
 
-    async def _quickly(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.core.quick, fn, *args)
-
     def _endpoint(self) -> VmaEndpoint:
         return self.core.flow.spy_endpoint(self.grant.vm_id)
 
@@ -179,8 +172,8 @@ class SpySession:
         try:
             gate = self.core.gate.admit(self.address)
             await self.ws.send_text(json.dumps({"progress": "Locating the desktop"}))
-            endpoint = await self._quickly(self._endpoint)
-            notice = await self._quickly(spy_notice, self.core, self.grant)
+            endpoint = await self.core.quickly(self._endpoint)
+            notice = await self.core.quickly(spy_notice, self.core, self.grant)
             await self.ws.send_text(json.dumps({"progress": "Opening the view"}))
             timeout = float(self.core.config.get_int("internal.l7r.timeout.vma"))
             stream = await vnc.open_vnc(
@@ -214,7 +207,7 @@ class SpySession:
                     await stream.close()
             seconds = round(time.monotonic() - started) if shown else 0
             try:
-                await asyncio.shield(self._quickly(self._record, seconds, shown, failure))
+                await asyncio.shield(self.core.quickly(self._record, seconds, shown, failure))
             except Exception as exc:  # an audit row lost is told, never silently
                 log.warning(
                     "portal: the vm_spy_end audit row of VM %s (administrator %s) could "
