@@ -20,6 +20,7 @@ from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.ports import Port, PortFilter, PortFilterError, read_ports
 from tests.hkd.conftest import add_host, hkd_config
 from tests.hkd.lxcnode import free_subnet
+from tests.security.hostile_net import marker, node_net, udp_frame
 
 pytestmark = pytest.mark.root
 
@@ -172,3 +173,31 @@ def test_the_node_daemon_refuses_to_start_on_an_overlapping_network(
     with pytest.raises(HkdStartError, match=f"overlaps a route of this host.*{first.bridge}"):
         hkd.start()
     assert not _exists(bridge)
+
+
+def test_a_dead_nodes_firewall_does_not_filter_another_bridges_ports(
+    made: list[NodeNetwork],
+) -> None:
+    """A node that died without its clean-up (a crashed test run, a killed HKD) leaves
+    its nftables tables. VM ports are named by VM id, so a later node's port can carry
+    a name the dead table still lists with another MAC: its frames must not be dropped
+    by that table. A node sweeps the tables of bridges that are gone."""
+    dead = _network(free_subnet())
+    made.append(dead)  # whatever is left of it is removed at the end
+    dead.ensure()
+    port = "qvd" + secrets.token_hex(4)
+    PortFilter(dead.table).admit(Port(port, "54:52:00:0f:0f:0f", str(dead.ip_start + 1)))
+    subprocess.run(["ip", "link", "del", dead.bridge], check=True)  # the node dies
+    with node_net() as live:
+        vm = live.add_vm(1, device=port)
+        capture = live.node_capture()
+        try:
+            mark = marker()
+            vm.send(udp_frame(src_mac=vm.mac, dst_mac=live.node_mac, src=vm.address,
+                              dst=live.node_address, sport=4000, dport=4001,
+                              payload=mark))  # fmt: skip
+            assert capture.wait(mark), "the dead node's table dropped the live node's frame"
+        finally:
+            capture.close()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert dead.table not in tables

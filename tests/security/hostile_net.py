@@ -243,12 +243,14 @@ class NodeNet:
     def vm_address(self, n: int) -> str:
         return str(self.network.ip_start + n)
 
-    def add_vm(self, n: int, *, admit: bool = True) -> FakeVm:
-        """A "VM" at ``vm_address(n)``, admitted to the port filter as the HKD does."""
+    def add_vm(self, n: int, *, admit: bool = True, device: str | None = None) -> FakeVm:
+        """A "VM" at ``vm_address(n)``, admitted to the port filter as the HKD does
+        (its port on the node named ``device``, a unique name by default)."""
         tag = secrets.token_hex(3)
         address = self.vm_address(n)
         mac = "54:52:00:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed[1:])
-        vm = FakeVm(ns=f"qvdt-vm-{tag}", device=f"qvdv{tag}", mac=mac, address=address)
+        device = f"qvdv{tag}" if device is None else device
+        vm = FakeVm(ns=f"qvdt-vm-{tag}", device=device, mac=mac, address=address)
         self.vms.append(vm)
         _run("ip", "netns", "add", vm.ns)
         if admit:

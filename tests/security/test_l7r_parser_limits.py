@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -88,20 +89,30 @@ def _answer(sock: ssl.SSLSocket) -> bytes:
 
 
 def _attack(port: int, payload: bytes, piece: int = 64 * 1024) -> bytes:
-    """Send ``payload`` (in pieces, from a thread, giving up if the server stops
-    reading) while reading the answer; the answer's status line."""
+    """Send ``payload`` (in pieces, giving up once the server stops reading) while
+    reading the answer; the answer's status line.
+
+    One thread drives the socket (non-blocking, ``select``): an SSL object written by
+    one thread while another reads or closes it can crash the interpreter."""
     with _open(port) as sock:
-
-        def send() -> None:
-            with contextlib.suppress(OSError, ssl.SSLError, ValueError):
-                for start in range(0, len(payload), piece):
-                    sock.sendall(payload[start : start + piece])
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        head = _answer(sock)
-    sender.join(WAIT)
-    return head.split(b"\r\n")[0]
+        sock.setblocking(False)
+        data, sent, deadline = b"", 0, time.monotonic() + WAIT
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+                writing = [sock] if sent < len(payload) else []
+                readable, writable, _ = select.select([sock], writing, [], 1.0)
+                if readable or sock.pending():
+                    try:
+                        chunk = sock.recv(65536)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        chunk = None
+                    if chunk == b"":
+                        break
+                    data += chunk or b""
+                if writable:
+                    with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        sent += sock.send(payload[sent : sent + piece])
+    return data.split(b"\r\n\r\n")[0].split(b"\r\n")[0]
 
 
 def _still_serving(port: int) -> None:

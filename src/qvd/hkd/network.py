@@ -23,6 +23,11 @@ firewall (reference §2.7, without NAT and without a route out).
   port 53. Nothing else of the node opens to the VMs.
 - A VM network that overlaps a route or an address of this host (its LAN, another
   node network of the project) is refused: the node does not start.
+- A node that died without its clean-up leaves its tables behind, and VM ports are
+  named by VM id: a later node's port could carry a name a dead table still filters
+  with another MAC. Each node removes, before it writes its own, every project table
+  whose bridge no longer exists (a living node makes its bridge before its tables and
+  removes its tables before its bridge, so only a dead node's tables are swept).
 - Egress (optional, ``qvd.hkd.egress``): when the node has it, its set, forward rules
   and NAT chain are part of the same ``inet`` table, so they come and go with it in
   one transaction; without it nothing from a VM is routed.
@@ -31,13 +36,17 @@ firewall (reference §2.7, without NAT and without a route out).
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import subprocess
 from dataclasses import dataclass
 
 from qvd.hkd.egress import EgressRules, enable_forwarding, read_allowed
 from qvd.hkd.ports import Port, disable_ipv6, is_device_name, nft, read_ports
 
-__all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork"]
+__all__ = ["GUARD_METRIC", "NetworkError", "NodeNetwork", "sweep_dead_tables"]
+
+log = logging.getLogger(__name__)
 
 GUARD_METRIC = 4242
 # a DHCP message's client hardware address: 48 bits, 8 (UDP) + 28 bytes into it
@@ -46,6 +55,32 @@ _CHADDR = "@th,288,48"
 
 class NetworkError(Exception):
     """The node's network cannot be set up as configured."""
+
+
+def _table_of(bridge: str) -> str:
+    return f"qvd_{bridge}".replace("-", "_")
+
+
+def sweep_dead_tables() -> list[str]:
+    """Delete the project's nftables tables whose bridge is gone (a dead node's);
+    the tables removed, as ``family name``."""
+    done = nft("list", "tables")
+    if done.returncode != 0:
+        return []
+    alive = {_table_of(device) for device in os.listdir("/sys/class/net")}
+    swept = []
+    for line in done.stdout.splitlines():
+        match line.split():
+            case ["table", ("bridge" | "inet") as family, name] if (
+                name.startswith("qvd_") and name not in alive
+            ):
+                if nft("delete", "table", family, name).returncode == 0:
+                    swept.append(f"{family} {name}")
+            case _:
+                pass
+    if swept:
+        log.warning("removed the firewall tables of dead node networks: %s", ", ".join(swept))
+    return swept
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -74,7 +109,7 @@ class NodeNetwork:
 
     @property
     def table(self) -> str:
-        return f"qvd_{self.bridge}".replace("-", "_")
+        return _table_of(self.bridge)
 
     def check(self) -> None:
         """The bridge name must be an interface name (it is written into nft rules and
@@ -156,6 +191,7 @@ class NodeNetwork:
         if cidr not in _ip("-o", "addr", "show", "dev", self.bridge).stdout:
             _ip("addr", "add", cidr, "dev", self.bridge)
         disable_ipv6(self.bridge)
+        sweep_dead_tables()
         if self.firewall:
             self._apply_firewall()
         if self.egress is not None:
