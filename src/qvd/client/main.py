@@ -22,9 +22,10 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -95,6 +96,9 @@ class Options:
     link: str
     insecure: bool
     ca: Path | None
+    conf: settings.ClientSettings = field(  # the file's values (devices read theirs)
+        default_factory=lambda: settings.ClientSettings({})
+    )
 
 
 def resolve(args: argparse.Namespace, conf: settings.ClientSettings) -> Options:
@@ -130,6 +134,7 @@ def resolve(args: argparse.Namespace, conf: settings.ClientSettings) -> Options:
         link=pick(args.link, "client.link") or "adsl",
         insecure=bool(insecure),
         ca=Path(ca) if ca else None,
+        conf=conf,
     )
 
 
@@ -235,14 +240,35 @@ def session_params(opts: Options, display: str | None) -> dict[str, str]:
 
 
 def connect(opts: Options, vm_id: int, tls: ssl.SSLSocket, proto: ClientProtocol) -> int:
+    from qvd.client import devices as devs
+
+    devices = devs.client_devices(opts.conf)
     params = session_params(opts, os.environ.get("DISPLAY"))
+    for device in devices:
+        params.update(device.params())
     switched = exchange(tls, proto, proto.connect_request(vm_id, params), _show)
     from qvd.client.nx import LocalProxy, relay  # needed only once the tunnel is up
 
     assert isinstance(switched, Switched)
-    print("Connected; starting nxproxy", flush=True)
-    with LocalProxy(dict(os.environ)) as proxy, proxy.accept() as local:
-        relay(tls, local, switched.trailing)
+    slave = opts.conf.flag("client.slave.enable") is not False and bool(switched.slave_key)
+    session = devs.ClientSession(
+        slave_key=switched.slave_key,
+        env=dict(os.environ),
+        slave_port=devs.free_port() if slave else None,
+    )
+    try:
+        options: list[str] = []
+        for device in devices:
+            options += device.open(session)
+        print("Connected; starting nxproxy", flush=True)
+        channels = devs.nxproxy_options(session, options)
+        with LocalProxy(session.env, channels) as proxy, proxy.accept() as local:
+            for device in devices:
+                threading.Thread(target=device.attached, args=(session,), daemon=True).start()
+            relay(tls, local, switched.trailing)
+    finally:
+        for device in devices:
+            device.close()
     print("Session ended", flush=True)
     return 0
 

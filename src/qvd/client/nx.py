@@ -69,8 +69,9 @@ def sweep_stale(tmp: Path | None = None) -> list[Path]:
 class LocalProxy:
     """A listener on loopback and the nxproxy that connects to it."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], channels: list[str] | None = None) -> None:
         self._env = dict(env)
+        self._channels = list(channels or [])  # side channels (qvd.client.devices)
         self._own_root: Path | None = None
         self._listener: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -90,7 +91,8 @@ class LocalProxy:
             self._listener.bind(("127.0.0.1", 0))
             self._listener.listen(1)
             port = int(self._listener.getsockname()[1])
-            options = f"nx/nx,connect=127.0.0.1,port={port}:{NX_DISPLAY}"
+            extra = "".join(f",{option}" for option in self._channels)
+            options = f"nx/nx,connect=127.0.0.1,port={port}{extra}:{NX_DISPLAY}"
             with open(self.root / "nxproxy.log", "ab") as log:
                 self.proc = subprocess.Popen(
                     ["nxproxy", "-S", options], stdin=subprocess.DEVNULL, stdout=log,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "KNOWN_KEYS",
+    "KNOWN_PREFIXES",
     "REMEMBERED",
     "ClientSettings",
     "SettingsError",
@@ -41,8 +42,19 @@ KNOWN_KEYS = frozenset(
         "client.keyboard",
         "client.ssl.allow_untrusted",
         "client.ssl.ca_file",
+        # side channels (qvd.client.devices): the original client's names
+        "client.printing.enable",  # default 1, as the original
+        "client.printing.port",  # the local CUPS (default 631)
+        "client.audio.enable",
+        "client.audio.port",  # a local PulseAudio TCP port (default: loaded into yours)
+        "client.slave.enable",  # default 1: shared folders and USB need it
+        "client.file_sharing.enable",
+        "client.usb.enable",
+        "client.usb.implementation",
     }
 )
+# ``client.share.<N>`` = a local folder shared into the desktop (``~/Redirected/<name>``)
+KNOWN_PREFIXES = ("client.share.",)
 REMEMBERED = ("client.host.name", "client.host.port", "client.user.name")
 
 _HOST = re.compile(r"^[A-Za-z0-9.:\-\[\]]{1,253}$")
@@ -52,6 +64,17 @@ _LINKS = frozenset({"modem", "isdn", "adsl", "wan", "lan", "local"})
 _KEYBOARD = re.compile(r"^[\w/+\-]{1,64}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+_FLAGS = frozenset(
+    {
+        "client.fullscreen",
+        "client.ssl.allow_untrusted",
+        "client.printing.enable",
+        "client.audio.enable",
+        "client.slave.enable",
+        "client.file_sharing.enable",
+        "client.usb.enable",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -93,8 +116,10 @@ def check(key: str, value: str) -> str:
         ok = value in _LINKS or bool(re.fullmatch(r"\d{1,7}[kKmM]?", value))
     elif key == "client.keyboard":
         ok = bool(_KEYBOARD.match(value))
-    elif key in ("client.fullscreen", "client.ssl.allow_untrusted"):
+    elif key in _FLAGS:
         ok = value.lower() in _TRUE | _FALSE
+    elif key in ("client.printing.port", "client.audio.port"):
+        ok = value == "" or (value.isdigit() and 0 < int(value) < 65536)
     if not ok:
         shown = "***" if key == "client.user.password" else repr(value[:80])
         raise SettingsError(f"{key}: {shown} is not a valid value")
@@ -120,7 +145,8 @@ def load(path: Path | None = None) -> ClientSettings:
         raise SettingsError(str(exc)) from None
     values: dict[str, str] = {}
     for entry in entries:
-        if entry.key in KNOWN_KEYS and entry.os_selector is None:
+        known = entry.key in KNOWN_KEYS or entry.key.startswith(KNOWN_PREFIXES)
+        if known and entry.os_selector is None:
             try:
                 values[entry.key] = check(entry.key, entry.value)
             except SettingsError as exc:

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, str] = {
     "command.x-session": "/etc/X11/Xsession",
     "command.xrandr": "/usr/bin/xrandr",  # resizes a resumed session to the new geometry
     "vma.nxagent.accept": "",
+    # side channels (qvd.vma.channels, qvd.vma.devices): nxagent runs this for each
+    # client→VM slave connection (shared folders, USB), the channel on stdin/stdout
+    "command.slave": "/usr/lib/qvd/bin/qvd-vma-slave",
     # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
     # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
     "command.x11vnc": "/usr/bin/x11vnc",

@@ -2,9 +2,10 @@
 
 ``agent_options`` maps the client properties onto nxagent options as QVD does
 (keyboard, client, link, geometry, fullscreen; values must match ``[\\w/+-]+``) and
-adds ``listen=<4000+display>``, ``accept=<tunnel address>`` and ``cookie=<cookie>``.
-Extra options from ``qvd.client.nxagent.extra_args`` can never override listen,
-accept, cookie or connect.
+adds the side channels' options (``qvd.vma.channels``), ``listen=<4000+display>``,
+``accept=<tunnel address>`` and ``cookie=<cookie>``. Extra options from
+``qvd.client.nxagent.extra_args`` can never override listen, accept, cookie or connect,
+nor open a side channel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import re
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+from qvd.vma.channels import CHANNEL_OPTIONS
 
 __all__ = ["PROTECTED_OPTIONS", "agent_options", "xauthority_entries"]
 
@@ -24,7 +27,10 @@ _OPTION_OF_PROPERTY = (
     ("qvd.client.geometry", "geometry"),
     ("qvd.client.fullscreen", "fullscreen"),
 )
-PROTECTED_OPTIONS = frozenset({"listen", "accept", "cookie", "connect", "port", "options"})
+# the tunnel's own options and the side channels (``qvd.vma.channels`` decides those)
+PROTECTED_OPTIONS = (
+    frozenset({"listen", "accept", "cookie", "connect", "port", "options"}) | CHANNEL_OPTIONS
+)
 
 
 def agent_options(
@@ -34,6 +40,7 @@ def agent_options(
     cookie: str,
     accept: str,
     extra: str = "",
+    channels: Sequence[str] = (),
 ) -> str:
     """The ``nx/nx,…:<display>`` line nxagent reads from its options file."""
     options: list[str] = []
@@ -51,6 +58,7 @@ def agent_options(
         allowed = sep and key and key not in PROTECTED_OPTIONS and key not in values
         if allowed and _VALUE.match(key) and _VALUE.match(value):
             options.append(f"{key}={value}")
+    options += channels  # from ChannelPlan.agent_options
     options.append(f"listen={4000 + display}")
     if accept:
         options.append(f"accept={accept}")

@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import IO
 
 from qvd.vma.agentlog import parse_agent_line
+from qvd.vma.channels import ChannelPlan, plan_channels
 from qvd.vma.config import VmaConfig
+from qvd.vma.devices import DEVICES, Device, DeviceContext, notify_devices, session_env
 from qvd.vma.geometry import (
     Geometry,
     connected_output,
@@ -158,6 +160,15 @@ class SessionRunner:
         self._fullscreen = False  # the agent was started fullscreen: it follows the display
         self._resume_ack = threading.Event()
         self._worker = threading.Thread(target=self._work, name="vma-session", daemon=True)
+        # side channels: the plan and parameters of the last x_start, and the devices,
+        # told of state changes one at a time, in order, off the session's worker
+        self._plan = ChannelPlan()
+        self._params: dict[str, str] = {}
+        self._devices: list[Device] = DEVICES()
+        self._device_calls: queue.Queue[str | None] = queue.Queue()
+        self._device_worker = threading.Thread(
+            target=self._notify_devices, name="vma-devices", daemon=True
+        )
         self.on_poweroff: Callable[[], None] = lambda: None
 
     # --- lifecycle -----------------------------------------------------------------
@@ -167,6 +178,7 @@ class SessionRunner:
         self._config.log_dir.mkdir(parents=True, exist_ok=True)
         self._write_state(NxState.STOPPED)
         self._worker.start()
+        self._device_worker.start()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop any session (TERM, then KILL) and the worker."""
@@ -178,6 +190,8 @@ class SessionRunner:
             self.wait_for({"stopped"}, 2.0)
         self._actions.put(None)
         self._worker.join(timeout)
+        self._device_calls.put(None)
+        self._device_worker.join(timeout)
 
     # --- events --------------------------------------------------------------------
 
@@ -334,11 +348,49 @@ class SessionRunner:
             self._stop_session()
         elif kind is ActionKind.HOOK_CONNECTED:
             threading.Thread(target=self._fit_screen, args=(action.params,), daemon=True).start()
+            self._device_calls.put("connected")
             self._hooks.state("connected")
         elif kind is ActionKind.HOOK_SUSPENDED:
+            self._device_calls.put("suspended")
             self._hooks.state("suspended")
         elif kind is ActionKind.HOOK_DISCONNECTED:
+            self._device_calls.put("stopped")
             self._hooks.state("disconnected")
+
+    def _device_context(self) -> DeviceContext | None:
+        user = self._user
+        if user is None:
+            return None
+        env = user_environment(user, self._config)
+        env["DISPLAY"] = f":{self._display}"
+        return DeviceContext(
+            user=user, display=self._display, plan=self._plan, params=dict(self._params),
+            setting=self._config.get, run_dir=self._config.run_dir,
+            log_dir=self._config.log_dir, env=env,
+        )  # fmt: skip
+
+    def _notify_devices(self) -> None:
+        while (state := self._device_calls.get()) is not None:
+            ctx = self._device_context()
+            if ctx is not None and self._devices:
+                notify_devices(self._devices, ctx, state)
+
+    def _take_plan(self, params: Mapping[str, str]) -> ChannelPlan:
+        """The channels of this (re)connect; remembered for the devices."""
+        self._params = dict(params)
+        self._plan = plan_channels(params, self._config.get)
+        return self._plan
+
+    def _slave_env(self, user: pwd.struct_passwd) -> dict[str, str]:
+        """nxagent's environment for the slave channel: the command it runs for each
+        client→VM slave connection, and the file with this session's slave key (the
+        user's own, 0600: the slave server runs as the user)."""
+        if not self._plan.slave:
+            return {}
+        key = self._params.get("qvd.slave.key", "")
+        path = self._config.run_dir / "slave-key"
+        _write_private(path, key.encode(), user)
+        return {"NX_SLAVE_CMD": self._config.get("command.slave"), "QVD_SLAVE_KEY_FILE": str(path)}
 
     def _provision(self, params: Mapping[str, str]) -> None:
         try:
@@ -357,12 +409,14 @@ class SessionRunner:
 
     def _write_options(self, action: Action) -> None:
         assert self._user is not None
+        plan = self._take_plan(action.params)
         line = agent_options(
             action.params,
             display=self._display,
             cookie=self._cookie,
             accept=action.accept,
             extra=self._config.get("vma.nxagent.extra_args"),
+            channels=plan.agent_options(self._display),
         )
         _write_private(self._options_path(), (line + "\n").encode(), self._user)
 
@@ -396,6 +450,7 @@ class SessionRunner:
                 DISPLAY=f"nx/nx,options={self._options_path()}:{self._display}",
                 NX_ROOT=str(nx_root),
                 NX_CLIENT="/bin/true",
+                **self._slave_env(user),
             )
             argv = [
                 self._config.get("command.nxagent"),
@@ -495,6 +550,9 @@ class SessionRunner:
             time.sleep(0.01)
         env = user_environment(user, self._config)
         env["DISPLAY"] = f":{self._display}"
+        ctx = self._device_context()
+        if ctx is not None and self._devices:
+            env.update(session_env(self._devices, ctx))
         command = self._config.get("command.x-session")
         try:
             with open(self._config.log_dir / "x-session.log", "ab") as errors:
