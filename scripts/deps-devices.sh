@@ -1,0 +1,20 @@
+#!/bin/sh
+# What the session's devices need on this machine, where the tests and benchmarks play
+# the user's client machine (printing, sound, shared folders, USB; issue #16).
+# Idempotent: installs only what is missing.
+#
+#   cups-daemon, cups-client   the client's CUPS: a private cupsd per test, with a
+#                              file-backed queue the desktop's print job must reach
+#   pulseaudio, pulseaudio-utils
+#                              the client's sound server (a private one per test with
+#                              a null sink whose monitor the test records)
+#   openssh-sftp-server        the client's end of a shared folder (sftp-server on the
+#                              slave channel; the desktop mounts it with sshfs)
+#   usbip                      the client's end of USB/IP (used where vhci-hcd loads)
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/lib-deps.sh
+
+install_missing deps-devices cups-daemon cups-client pulseaudio pulseaudio-utils \
+    openssh-sftp-server usbip
+echo "deps-devices: ready"
