@@ -1,0 +1,648 @@
+"""A whole session with every device on (issue #16), for tests/e2e/test_devices_all.py and
+bench/devices.py.
+
+- ``enable_device_properties``: the OSF's ``vma.audio.enable``, ``vma.printing.enable``
+  and ``vma.slave.enable`` properties (the L7R passes them to ``x_start``);
+- the client machine's private services: ``ClientCups`` (a cupsd of its own on a free
+  loopback port, one raw queue writing each job into a file), ``ClientPulse`` (a
+  PulseAudio of its own: a null sink, its native protocol on a unix socket and on a free
+  loopback TCP port) with a ``Recorder`` of the null sink's monitor, a shared folder;
+- ``DeviceClient``: ``qvd-client`` under an Xvfb of its own, its ``client.conf`` turning
+  every device on (``client.printing.port``, ``client.audio.port``, ``client.share.0``…);
+- ``Desktop``: commands run in the VM as the session's user, with the environment of
+  the session's X programs (what a desktop application gets: ``DISPLAY``,
+  ``PULSE_SERVER``…), and the VM-side state (print queues, mounts, processes).
+
+Everything started here is ended by PID and every directory removed on ``close``, also
+after a failure. The clocks of the host and of an LXC container are the same clock, so a
+time taken in the desktop and one taken on the client can be subtracted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+__all__ = [
+    "DEVICE_PROPERTIES",
+    "ClientCups",
+    "ClientPulse",
+    "Desktop",
+    "DeviceClient",
+    "DeviceRig",
+    "Recorder",
+    "enable_device_properties",
+    "free_port",
+    "osf_of",
+    "wait_until",
+]
+
+DEVICE_PROPERTIES = {"vma.audio.enable": "1", "vma.printing.enable": "1", "vma.slave.enable": "1"}
+QUEUE = "QvdDevices"  # the client's printer (the desktop's queue is named after it)
+SHARE = "qvdshare"  # the shared folder's name (its directory's name on the client)
+NULL_SINK = "qvdnull"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
+    """``check()``'s first true value, polled every 20 ms; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, grace: float = 5) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---- the database ------------------------------------------------------------------------------
+def osf_of(engine: Engine, vm_id: int) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(text("SELECT osf_id FROM vms WHERE id = :v"), {"v": vm_id}).scalar_one()
+        )
+
+
+def enable_device_properties(
+    engine: Engine, osf_id: int, properties: dict[str, str] | None = None
+) -> None:
+    """Set ``properties`` (default: the three device switches) on the OSF, as an admin
+    does with ``qa osf propset``."""
+    with engine.begin() as conn:
+        tenant = conn.execute(
+            text("SELECT tenant_id FROM osfs WHERE id = :o"), {"o": osf_id}
+        ).scalar_one()
+        for key, value in (properties or DEVICE_PROPERTIES).items():
+            prop = conn.execute(
+                text("SELECT id FROM properties_list WHERE key = :k AND tenant_id = :t"),
+                {"k": key, "t": tenant},
+            ).scalar()
+            if prop is None:
+                prop = conn.execute(
+                    text("INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
+                         "RETURNING id"), {"k": key, "t": tenant},
+                ).scalar_one()  # fmt: skip
+            assignment = conn.execute(
+                text("SELECT id FROM qvd_object_properties_list "
+                     "WHERE property_id = :p AND qvd_object = 'osf'"), {"p": prop},
+            ).scalar()  # fmt: skip
+            if assignment is None:
+                assignment = conn.execute(
+                    text("INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
+                         "VALUES (:p, 'osf') RETURNING id"), {"p": prop},
+                ).scalar_one()  # fmt: skip
+            conn.execute(
+                text("INSERT INTO osf_properties (osf_id, property_id, value) "
+                     "VALUES (:o, :p, :v)"), {"o": osf_id, "p": assignment, "v": value},
+            )  # fmt: skip
+
+
+# ---- the client machine's CUPS ---------------------------------------------------------------
+class ClientCups:
+    """A private cupsd (its own ServerRoot, spool, logs, backends) on ``127.0.0.1:port``
+    with one raw queue ``QUEUE`` whose jobs are written whole into ``output`` (through a
+    ``capture:`` backend: cupsd 2.4 writes nothing for a raw job to a ``file:`` URI)."""
+
+    def __init__(self) -> None:
+        # a directory of its own under /tmp: the backend runs as lp and must reach it
+        self.root = root = Path(tempfile.mkdtemp(prefix="qvd-devices-cupsd-"))
+        self.port = free_port()
+        self.output = root / "jobs" / "printed"
+        self.proc: subprocess.Popen[bytes] | None = None
+        for sub in ("spool/tmp", "cache", "state", "log", "jobs", "lib/backend"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("daemon", "notifier"):
+            (root / "lib" / sub).symlink_to(Path("/usr/lib/cups") / sub)
+        backend = root / "lib" / "backend" / "capture"
+        backend.write_text(_CAPTURE_BACKEND)
+        backend.chmod(0o755)
+        root.chmod(0o755)
+        for sub in ("spool", "spool/tmp", "cache", "jobs"):  # jobs run as lp
+            shutil.chown(root / sub, "root", "lp")
+            (root / sub).chmod(0o1770)
+        (root / "cupsd.conf").write_text(
+            f"Listen 127.0.0.1:{self.port}\nLogLevel info\nBrowsing No\nWebInterface No\n"
+            "DefaultAuthType None\nMaxLogSize 0\n"
+            "<Location />\n  Order allow,deny\n  Allow from 127.0.0.1\n</Location>\n"
+            "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
+        )
+        (root / "cups-files.conf").write_text(
+            f"ServerRoot {root}\nRequestRoot {root}/spool\nTempDir {root}/spool/tmp\n"
+            f"CacheDir {root}/cache\nStateDir {root}/state\nServerBin {root}/lib\n"
+            f"ErrorLog {root}/log/error_log\nAccessLog {root}/log/access_log\n"
+            f"PageLog {root}/log/page_log\nPrintcap {root}/state/printcap\n"
+        )
+        (root / "printers.conf").write_text(
+            f"<Printer {QUEUE}>\nInfo QVD device tests\nState Idle\nAccepting Yes\n"
+            f"Shared No\nDeviceURI capture:{self.output}\n</Printer>\n"
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["cupsd", "-f", "-c", str(self.root / "cupsd.conf"),
+             "-s", str(self.root / "cups-files.conf")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._listening, 20, f"the client's cupsd on port {self.port}")
+
+    def _listening(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"cupsd exited {self.proc.returncode}: {self.log()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            return True
+        return False
+
+    def printed(self) -> bytes:
+        try:
+            return self.output.read_bytes()
+        except OSError:
+            return b""
+
+    def wait_job(self, marker: bytes, timeout: float) -> float:
+        """When (time.time()) the job carrying ``marker`` was written whole to ``output``."""
+
+        def done() -> float | None:
+            data = self.printed()
+            return time.time() if marker in data and _job_complete(data) else None
+
+        return float(wait_until(done, timeout, "the print job on the client"))  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        path = self.root / "log" / "error_log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def close(self) -> None:
+        _stop(self.proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_CAPTURE_BACKEND = """#!/bin/sh
+# a CUPS backend: no arguments = discovery (none); else job user title copies options [file]
+[ "$#" -eq 0 ] && exit 0
+out="${DEVICE_URI#capture:}"
+if [ -n "$6" ]; then cat -- "$6"; else cat; fi >"$out.part" && mv -- "$out.part" "$out"
+"""
+
+
+def _job_complete(data: bytes) -> bool:
+    """A job is whole once its trailer is there: the plain text jobs the harness prints end
+    with ``END``; a PostScript or PDF rendering ends with its own end marker."""
+    tail = data.rstrip()
+    return tail.endswith((b"END", b"%%EOF", b"%EOF"))
+
+
+# ---- the client machine's PulseAudio --------------------------------------------------------
+class ClientPulse:
+    """A private PulseAudio: a null sink (the default), anonymous native protocol on
+    ``socket`` and on ``127.0.0.1:port``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.socket = root / "native"
+        (root / "runtime").mkdir(parents=True, exist_ok=True)
+        (root / "runtime").chmod(0o700)
+        (root / "client.pa").write_text(
+            f"load-module module-null-sink sink_name={NULL_SINK} rate=48000\n"
+            f"set-default-sink {NULL_SINK}\n"
+            f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1\n"
+            f"load-module module-native-protocol-tcp port={self.port} listen=127.0.0.1 "
+            "auth-anonymous=1\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.root), "XDG_RUNTIME_DIR": str(self.root / "runtime"),
+                "PULSE_RUNTIME_PATH": str(self.root / "runtime"),
+                "PULSE_STATE_PATH": str(self.root / "state"),
+                "PULSE_SERVER": f"unix:{self.socket}"}  # fmt: skip
+
+    def start(self) -> None:
+        with open(self.root / "pulse.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                ["pulseaudio", "-n", "-F", str(self.root / "client.pa"), "--daemonize=no",
+                 "--exit-idle-time=-1", "--use-pid-file=no", "--disallow-exit",
+                 "--log-target=stderr"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=self.env,
+            )  # fmt: skip
+        wait_until(self._ready, 20, "the client's PulseAudio")
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"pulseaudio exited: {self.log()}")
+        if not self.socket.exists():
+            return False
+        done = subprocess.run(["pactl", "info"], capture_output=True, env=self.env, check=False)
+        return done.returncode == 0
+
+    def log(self) -> str:
+        path = self.root / "pulse.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def recorder(self) -> Recorder:
+        return Recorder(self)
+
+    def close(self) -> None:
+        _stop(self.proc)
+
+
+class Recorder:
+    """``parec`` of the null sink's monitor (s16le, mono, 48 kHz, 5 ms buffers); remembers
+    when each 5 ms block with a sample louder than ``threshold`` arrived."""
+
+    BLOCK = 480  # bytes: 240 samples, 5 ms
+
+    def __init__(self, pulse: ClientPulse, threshold: int = 1000) -> None:
+        self.threshold = threshold
+        self.loud: list[float] = []  # time.time() of each loud block
+        self.blocks = 0
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            ["parec", "-d", f"{NULL_SINK}.monitor", "--raw", "--format=s16le", "--rate=48000",
+             "--channels=1", "--latency-msec=5"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=pulse.env,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            block = self.proc.stdout.read1(self.BLOCK)  # type: ignore[attr-defined]
+            if not block:
+                return
+            now = time.time()
+            count = len(block) // 2
+            samples = memoryview(block[: count * 2]).cast("h")
+            peak = max((abs(s) for s in samples), default=0)
+            with self._lock:
+                self.blocks += 1
+                if peak > self.threshold:
+                    self.loud.append(now)
+
+    def wait_running(self, timeout: float = 10) -> None:
+        wait_until(lambda: self.blocks > 0, timeout, "parec's first block")
+
+    def first_sound_after(self, since: float, timeout: float) -> float:
+        """When the first loud block at or after ``since`` (time.time()) arrived."""
+
+        def found() -> float | None:
+            with self._lock:
+                return next((t for t in self.loud if t >= since), None)
+
+        return float(wait_until(found, timeout, "sound at the client's null sink"))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        _stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# ---- the desktop -----------------------------------------------------------------------------
+# Run inside the VM as root: become the session's user with the environment of the
+# session's X programs (the x-session the VMA started: a process of the user whose parent
+# is not the user's, not a daemon), then exec argv.
+_AS_USER = r"""
+import os, pwd, sys
+login, argv = sys.argv[1], sys.argv[2:]
+entry = pwd.getpwnam(login)
+daemons = {"nxagent", "pulseaudio", "sshfs", "x11vnc", "Xvfb", "nxproxy", "autocutsel"}
+def owner(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return -1
+def parent(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+env = None
+for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
+    try:
+        if owner(pid) != entry.pw_uid or owner(parent(pid)) == entry.pw_uid:
+            continue
+        if open(f"/proc/{pid}/comm").read().strip() in daemons:
+            continue
+        raw = open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+    except (OSError, ValueError):
+        continue
+    found = dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
+    if "DISPLAY" in found:
+        env = found
+        break
+if env is None:
+    sys.exit(f"no X session of {login} runs")
+os.setgroups(os.getgrouplist(login, entry.pw_gid))
+os.setgid(entry.pw_gid)
+os.setuid(entry.pw_uid)
+os.chdir(entry.pw_dir)
+os.execvpe(argv[0], argv, env)
+"""
+
+# Run as the user: the command argv[1:], timed in the desktop; prints "<start> <end>"
+_TIMED = r"""
+import subprocess, sys, time
+start = time.time()
+done = subprocess.run(sys.argv[1:])
+print(f"{start:.6f} {time.time():.6f}", flush=True)
+sys.exit(done.returncode)
+"""
+
+# Run as the user: a 440 Hz tone of argv[2] seconds at half scale into the WAV file argv[1]
+_TONE = r"""
+import math, struct, sys, wave
+rate, seconds = 48000, float(sys.argv[2])
+with wave.open(sys.argv[1], "wb") as out:
+    out.setnchannels(1); out.setsampwidth(2); out.setframerate(rate)
+    out.writeframes(b"".join(struct.pack("<h", int(16384 * math.sin(2 * math.pi * 440 * i / rate)))
+                             for i in range(int(rate * seconds))))
+"""
+
+# Run as the user: argv[2] bytes of random data through a VM→client slave connection
+# (nxagent's port argv[1]); the client's sink answers "done" once it has them all.
+_SLAVE_RAW = r"""
+import os, socket, sys, time
+port, size = int(sys.argv[1]), int(sys.argv[2])
+chunk = os.urandom(1 << 20)
+start = time.time()
+with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+    s.sendall(f"QVD-BENCH-SINK {size}\n".encode())
+    left = size
+    while left:
+        n = min(left, len(chunk))
+        s.sendall(chunk[:n])
+        left -= n
+    answer = b""
+    while not answer.endswith(b"\n"):
+        got = s.recv(64)
+        if not got:
+            break
+        answer += got
+end = time.time()
+print(f"{start:.6f} {end:.6f} {answer.decode(errors='replace').strip()}", flush=True)
+"""
+
+
+@dataclass
+class Desktop:
+    """The session's desktop: VM ``vm_id`` of the node whose lxc path is ``lxcpath``, its
+    user ``login``."""
+
+    lxcpath: Path
+    vm_id: int
+    login: str
+    _home: str = ""
+
+    def root(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``argv`` as root in the VM's container (output captured, never checked)."""
+        return subprocess.run(
+            ["lxc-attach", "-P", str(self.lxcpath), "-n", f"qvd-{self.vm_id}", "--", *argv],
+            capture_output=True, text=True, check=False, timeout=timeout,
+        )  # fmt: skip
+
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``argv`` as the session's user, with the environment of its X session."""
+        return self.root("python3", "-c", _AS_USER, self.login, *argv, timeout=timeout)
+
+    def check(self, *argv: str, timeout: float = 60) -> str:
+        done = self.run(*argv, timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"{argv} in the desktop: rc {done.returncode}: "
+                                 f"{done.stdout}{done.stderr}")  # fmt: skip
+        return done.stdout
+
+    def timed(self, *argv: str, timeout: float = 120) -> tuple[float, float]:
+        """Run ``argv`` as the user; (start, end) in time.time() taken in the desktop."""
+        out = self.check("python3", "-c", _TIMED, *argv, timeout=timeout)
+        start, end = out.strip().splitlines()[-1].split()[:2]
+        return float(start), float(end)
+
+    @property
+    def home(self) -> str:
+        if not self._home:
+            self._home = self.root("getent", "passwd", self.login).stdout.split(":")[5]
+        return self._home
+
+    def session_running(self) -> bool:
+        return self.run("true").returncode == 0
+
+    # printing
+    def queues(self) -> list[str]:
+        """The print queues the desktop's programs see."""
+        done = self.run("lpstat", "-e")
+        return done.stdout.split() if done.returncode == 0 else []
+
+    def print_text(self, queue: str, marker: str) -> tuple[float, float]:
+        """Print a small text job carrying ``marker`` (it ends with ``END``); (start, end)
+        of ``lp`` in the desktop."""
+        path = f"/tmp/qvd-job-{marker}.txt"
+        body = f"QVD device test page\n{marker}\n" + "line of text\n" * 40 + "END\n"
+        self.check("python3", "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
+                   path, body)  # fmt: skip
+        return self.timed("lp", "-d", queue, path)
+
+    # sound
+    def write_tone(self, path: str, seconds: float) -> None:
+        self.check("python3", "-c", _TONE, path, str(seconds))
+
+    def pulse_running(self) -> bool:
+        """A PulseAudio daemon runs in the VM (any user)."""
+        return bool(self.root("pgrep", "-x", "pulseaudio").stdout.strip())
+
+    # shares
+    def mounts(self) -> list[tuple[str, str]]:
+        """(mount point, type) of the fuse mounts in the VM."""
+        found = []
+        for line in self.root("cat", "/proc/mounts").stdout.splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2].startswith("fuse"):
+                found.append((fields[1].replace("\\040", " "), fields[2]))
+        return found
+
+    def share_path(self, name: str) -> str:
+        return f"{self.home}/Redirected/{name}"
+
+    def share_mounted(self, name: str) -> bool:
+        return any(point == self.share_path(name) for point, _ in self.mounts())
+
+    def slave_raw(self, port: int, size: int) -> tuple[float, float, str]:
+        out = self.check("python3", "-c", _SLAVE_RAW, str(port), str(size), timeout=300)
+        start, end, *answer = out.strip().splitlines()[-1].split(maxsplit=2)
+        return float(start), float(end), " ".join(answer)
+
+
+# ---- the client --------------------------------------------------------------------------------
+# NX_SLAVE_CMD of the client's nxproxy in the bench: a sink for VM→client slave
+# connections (the raw slave channel, see docs/devices.md); it reads "QVD-BENCH-SINK <n>",
+# then n bytes, answers "done <n>" and exits.
+SLAVE_SINK = """#!/usr/bin/python3
+import sys
+head = sys.stdin.buffer.readline().split()
+if len(head) != 2 or head[0] != b"QVD-BENCH-SINK" or not head[1].isdigit():
+    sys.exit(1)
+left = int(head[1])
+while left:
+    got = sys.stdin.buffer.read1(min(left, 1 << 20))
+    if not got:
+        sys.exit(1)
+    left -= len(got)
+sys.stdout.write(f"done {head[1].decode()}\\n")
+sys.stdout.flush()
+"""
+
+
+@dataclass
+class DeviceClient:
+    """``qvd-client`` for VM ``vm_id`` under an Xvfb of its own, its home in ``home``."""
+
+    home: Path
+    port: int
+    login: str
+    password_file: Path
+    vm_id: int
+    settings: dict[str, str]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    xvfb: object | None = None
+    client: object | None = None
+
+    def write_conf(self) -> Path:
+        path = self.home / ".config" / "qvd" / "client.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
+        path.chmod(0o600)
+        return path
+
+    def start(self) -> None:
+        from qvd.di.testbed import Xvfb
+        from tests.e2e.node import Client
+
+        self.write_conf()
+        if self.xvfb is None:
+            self.xvfb = Xvfb()
+        env = {**os.environ, "DISPLAY": self.xvfb.display, "HOME": str(self.home),  # type: ignore[attr-defined]
+               "XDG_CONFIG_HOME": str(self.home / ".config"), "NX_ROOT": str(self.home / "nx"),
+               **self.extra_env}  # fmt: skip
+        argv = ["--host", "127.0.0.1", "--port", str(self.port), "--user", self.login,
+                "--password-file", str(self.password_file), "--vm", str(self.vm_id),
+                "--insecure", "--link", "lan"]  # fmt: skip
+        self.client = Client(argv, env)
+
+    def output(self) -> str:
+        return self.client.output() if self.client is not None else ""  # type: ignore[attr-defined]
+
+    def running(self) -> bool:
+        return self.client is not None and self.client.proc.poll() is None  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        """End the client (the session is suspended)."""
+        if self.client is not None:
+            self.client.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.stop()
+        if self.xvfb is not None:
+            self.xvfb.close()  # type: ignore[attr-defined]
+            self.xvfb = None
+
+
+@dataclass
+class DeviceRig:
+    """The client machine of a device session: its CUPS, PulseAudio, shared folder and
+    qvd-client, all under ``root``; ``desktop`` is the session's desktop."""
+
+    root: Path
+    desktop: Desktop
+    cups: ClientCups
+    pulse: ClientPulse
+    share: Path
+    client: DeviceClient
+    recorder: Recorder | None = None
+
+    def diagnose(self) -> str:
+        parts = [f"client:\n{self.client.output()[-3000:]}"]
+        nxlog = self.client.home / "nx" / "nxproxy.log"
+        parts.append(f"nxproxy.log:\n{nxlog.read_text()[-1500:] if nxlog.exists() else '-'}")
+        for name in ("vma.log", "nxagent.log", "x-session.log"):
+            done = self.desktop.root("tail", "-n", "40", f"/var/log/qvd/{name}")
+            parts.append(f"{name}:\n{done.stdout}{done.stderr}")
+        parts.append(f"client cupsd:\n{self.cups.log()}")
+        parts.append(f"client pulseaudio:\n{self.pulse.log()}")
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def device_rig(
+    root: Path, *, lxcpath: Path, l7r_port: int, vm_id: int, login: str, password: str,
+    extra_env: dict[str, str] | None = None, extra_settings: dict[str, str] | None = None,
+) -> Iterator[DeviceRig]:  # fmt: skip
+    """The client machine's services started and qvd-client connecting to ``vm_id``; all
+    of it stopped and removed at the end."""
+    root.mkdir(parents=True, exist_ok=True)
+    cups = ClientCups()
+    pulse = ClientPulse(root / "pulse")
+    share = root / "shares" / SHARE
+    share.mkdir(parents=True)
+    password_file = root / "password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    settings = {
+        "client.printing.enable": "1",
+        "client.printing.port": str(cups.port),
+        "client.audio.enable": "1",
+        "client.audio.port": str(pulse.port),
+        "client.slave.enable": "1",
+        "client.file_sharing.enable": "1",
+        "client.share.0": str(share),
+        "client.usb.enable": "1",
+        **(extra_settings or {}),
+    }
+    client = DeviceClient(root / "home", l7r_port, login, password_file, vm_id, settings,
+                          dict(extra_env or {}))  # fmt: skip
+    rig = DeviceRig(root, Desktop(lxcpath, vm_id, login), cups, pulse, share, client)
+    try:
+        cups.start()
+        pulse.start()
+        rig.recorder = pulse.recorder()
+        client.start()
+        yield rig
+    finally:
+        client.close()
+        if rig.recorder is not None:
+            rig.recorder.close()
+        pulse.close()
+        cups.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def marker() -> str:
+    return f"QVD-MARK-{secrets.token_hex(6)}"
