@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Benchmark of the session's devices (issue #16): printing, sound and shared folders
+through the NX side channels, in one session of the real client.
+
+A real node (PostgreSQL, HKD, L7R, bridge, LXC desktop of the ``test`` image whose OSF
+has ``vma.audio.enable``, ``vma.printing.enable`` and ``vma.slave.enable``) and, on this
+host as the client machine, ``qvd-client`` under an Xvfb with every device on, a private
+cupsd (a file-backed queue), a private PulseAudio (a null sink recorded by ``parec``) and
+a shared folder (tests/e2e/devices.py). An LXC container reads the host's clock, so a
+time taken in the desktop and one taken on the client are subtracted directly.
+
+- ``print_ms``: ``lp`` started in the desktop → the job written whole on the client (the
+  output file's modification time: the client's queue writes it once the job is whole);
+- ``audio_start_ms``: ``paplay`` of a 440 Hz tone started in the desktop → the first
+  5 ms block with a sample above 3 % of full scale recorded at the client's null-sink
+  monitor (includes parec's 5 ms buffer);
+- ``share_ratio``: throughput of writing N MiB (random) into ``~/Redirected/<share>``
+  in the desktop (``cp`` until it returns: sshfs's close waits for every write's answer
+  from the client's sftp-server, so the bytes are on the client; checked by hash)
+  ÷ throughput of the same N MiB pushed through a raw VM→client slave connection in the
+  same session (the desktop connects to nxagent's slave port, 11000 + display; the
+  client's nxproxy runs this bench's sink as ``NX_SLAVE_CMD``, which reads the N bytes
+  and answers ``done``). Same nxagent, same nxproxy, same side-channel kind and
+  direction as the share's data: the raw figure is the NX ceiling (docs/devices.md).
+
+A figure whose device is not in this tree (or does not come up) prints ``nan`` and the
+bench says why. Everything is made in temporary places and removed at the end, also on
+failure or SIGTERM. Run as root from the repository:
+
+    PYTHONPATH=$PWD/src:$PWD .venv/bin/python bench/devices.py [--quick]
+
+The last line is ``print_ms=… audio_start_ms=… share_ratio=…`` (medians; target:
+share_ratio ≥ 0.8), after ``share_mb_s`` and ``raw_slave_mb_s`` on the line before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import text
+
+from benchkit import bench_node, cleanup_begins, exit_on_sigterm, run_main
+from qvd.db import hash_password
+from qvd.di import ensure_image
+from qvd.vma.channels import slave_port
+from tests.e2e.devices import (
+    SHARE,
+    SLAVE_SINK,
+    DeviceRig,
+    device_rig,
+    enable_device_properties,
+    marker,
+    wait_until,
+)
+
+BASEFS_CACHE = Path("/var/cache/qvd/bench-devices-basefs")  # unpacked image, kept
+PASSWORD = "bench-password"  # noqa: S105 - a user of a throwaway cluster
+DISPLAY = 100
+FEATURES = {
+    "printing": ("qvd.vma.printing", "qvd.client.printing"),
+    "sound": ("qvd.vma.audio", "qvd.client.audio"),
+    "shares": ("qvd.vma.shares", "qvd.client.shares"),
+}
+
+
+def missing(feature: str) -> str:
+    """Why ``feature`` cannot be measured in this tree ('' if it can)."""
+    gone = [m for m in FEATURES[feature] if importlib.util.find_spec(m) is None]
+    return f"{feature} has not landed ({', '.join(gone)} missing)" if gone else ""
+
+
+def measured(name: str, runs: int, one: Callable[[int], float]) -> float:
+    """The median of ``runs`` calls of ``one(i)`` (ms or MB/s); nan and the reason on
+    failure."""
+    values = []
+    try:
+        for i in range(runs):
+            values.append(one(i))
+    except (AssertionError, RuntimeError, OSError, ValueError) as exc:
+        print(f"{name}: nan: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return float("nan")
+    print(
+        f"{name}: {', '.join(f'{v:.1f}' for v in values)} (median {statistics.median(values):.1f})"
+    )
+    return statistics.median(values)
+
+
+def print_ms(rig: DeviceRig, runs: int) -> float:
+    why = missing("printing")
+    if why:
+        print(f"print_ms: nan: {why}")
+        return float("nan")
+    desk = rig.desktop
+    queues = wait_until(desk.queues, 60, "a print queue in the desktop")
+    queue = str(queues[0])  # type: ignore[index]
+
+    def one(_: int) -> float:
+        mark = marker()
+        start, _end = desk.print_text(queue, mark)
+        rig.cups.wait_job(mark.encode(), 60)
+        return (rig.cups.output.stat().st_mtime - start) * 1000
+
+    return measured("print_ms", runs, one)
+
+
+def audio_start_ms(rig: DeviceRig, runs: int) -> float:
+    why = missing("sound")
+    if why:
+        print(f"audio_start_ms: nan: {why}")
+        return float("nan")
+    desk, recorder = rig.desktop, rig.recorder
+    assert recorder is not None
+    wait_until(desk.pulse_running, 60, "PulseAudio in the desktop")
+    tone = "/tmp/qvd-bench-tone.wav"
+    desk.write_tone(tone, 0.5)
+
+    def one(_: int) -> float:
+        time.sleep(0.3)  # the sink is quiet again
+        start, _end = desk.timed("paplay", tone)
+        return (recorder.first_sound_after(start, 20) - start) * 1000
+
+    return measured("audio_start_ms", runs, one)
+
+
+def share_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
+    why = missing("shares")
+    if why:
+        print(f"share_mb_s: nan: {why}")
+        return float("nan")
+    desk = rig.desktop
+    wait_until(lambda: desk.share_mounted(SHARE), 60, f"~/Redirected/{SHARE} mounted")
+    source = "/tmp/qvd-bench-share.bin"
+    desk.check("python3", "-c", "import os, sys; open(sys.argv[1], 'wb').write(os.urandom("
+               "int(sys.argv[2])))", source, str(size))  # fmt: skip
+    digest = desk.check("sha256sum", source).split()[0]
+
+    def one(i: int) -> float:
+        name = f"bench-{i}.bin"
+        start, end = desk.timed("cp", source, f"{desk.share_path(SHARE)}/{name}", timeout=300)
+        local = rig.share / name
+        if local.stat().st_size != size or _sha256(local) != digest:
+            raise AssertionError(f"{name} on the client is not what the desktop wrote")
+        local.unlink()
+        return size / (end - start) / 1e6
+
+    return measured("share_mb_s", runs, one)
+
+
+def raw_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
+    def one(_: int) -> float:
+        start, end, answer = rig.desktop.slave_raw(slave_port(DISPLAY), size)
+        if answer != f"done {size}":
+            raise AssertionError(
+                f"the client's slave sink did not answer (got {answer!r}): the client's "
+                "nxproxy has another NX_SLAVE_CMD, or the slave channel is off"
+            )
+        return size / (end - start) / 1e6
+
+    return measured("raw_slave_mb_s", runs, one)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return "nan" if value != value else f"{value:.{digits}f}"
+
+
+def main() -> int:
+    exit_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (under a minute)")
+    parser.add_argument("--mib", type=int, default=None, help="MiB per share/raw transfer")
+    args = parser.parse_args()
+    runs = 3
+    size = (args.mib or (8 if args.quick else 32)) << 20
+    began = time.monotonic()
+    cache = os.environ.get("QVD_TEST_DI_CACHE")  # a separate image cache, if set
+    image = ensure_image("test", cache=Path(cache) if cache else None)
+    with bench_node("qvd-bench-devices-") as node:
+        try:
+            _host, (vm,) = node.seed(image, 1)
+            engine = node.db.engine
+            with engine.begin() as conn:
+                osf = conn.execute(text("SELECT osf_id FROM vms WHERE id = :v"), {"v": vm})
+                osf_id = int(osf.scalar_one())
+                conn.execute(text("UPDATE users SET password = :p"),
+                             {"p": hash_password(PASSWORD)})  # fmt: skip
+            enable_device_properties(engine, osf_id)
+            BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
+            port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE)})
+            sink = node.root / "slave-sink"
+            sink.write_text(SLAVE_SINK)
+            sink.chmod(0o755)
+            node.root.chmod(0o755)  # nxproxy runs the sink from here
+            with device_rig(
+                node.root / "client", lxcpath=node.config().get_path("path.run.lxc"),
+                l7r_port=port, vm_id=vm, login="u0", password=PASSWORD,
+                extra_env={"NX_SLAVE_CMD": str(sink)},
+            ) as rig:  # fmt: skip
+                assert rig.recorder is not None
+                rig.recorder.wait_running()
+                connected = time.monotonic()
+                try:
+                    wait_until(rig.desktop.session_running, 120, "the session's X programs")
+                except AssertionError as exc:
+                    raise RuntimeError(f"{exc}\n{rig.diagnose()}") from None
+                print(f"session up in {time.monotonic() - connected:.1f} s (cold VM start)")
+                printing = print_ms(rig, runs)
+                audio = audio_start_ms(rig, runs)
+                share = share_mb_s(rig, runs, size)
+                raw = raw_mb_s(rig, runs, size)
+            ratio = share / raw if raw == raw and share == share and raw > 0 else float("nan")
+            print(f"{size >> 20} MiB per transfer: share_mb_s={fmt(share, 2)} "
+                  f"raw_slave_mb_s={fmt(raw, 2)}")  # fmt: skip
+            print(f"bench time (image build excluded): {time.monotonic() - began:.1f} s")
+            node.figures = (
+                f"print_ms={fmt(printing)} audio_start_ms={fmt(audio)} share_ratio={fmt(ratio, 2)}"
+            )
+        finally:
+            cleanup_begins()
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
