@@ -40,17 +40,11 @@ import hashlib
 import importlib.util
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
-
-from benchkit import bench_node, cleanup_begins, exit_on_sigterm, run_main
-from qvd.db import hash_password
-from qvd.di import ensure_image
-from qvd.vma.channels import slave_port
 from tests.e2e.devices import (
     SHARE,
     SLAVE_SINK,
@@ -60,6 +54,11 @@ from tests.e2e.devices import (
     marker,
     wait_until,
 )
+
+from benchkit import bench_node, cleanup_begins, exit_on_sigterm, run_main
+from qvd.db import hash_password
+from qvd.di import ensure_image
+from qvd.vma.channels import slave_port
 
 BASEFS_CACHE = Path("/var/cache/qvd/bench-devices-basefs")  # unpacked image, kept
 PASSWORD = "bench-password"  # noqa: S105 - a user of a throwaway cluster
@@ -119,7 +118,7 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
     desk, recorder = rig.desktop, rig.recorder
     assert recorder is not None
     wait_until(desk.pulse_running, 60, "PulseAudio in the desktop")
-    tone = "/tmp/qvd-bench-tone.wav"
+    tone = f"{desk.home}/qvd-bench-tone.wav"
     desk.write_tone(tone, 0.5)
 
     def one(_: int) -> float:
@@ -137,7 +136,7 @@ def share_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
         return float("nan")
     desk = rig.desktop
     wait_until(lambda: desk.share_mounted(SHARE), 60, f"~/Redirected/{SHARE} mounted")
-    source = "/tmp/qvd-bench-share.bin"
+    source = f"{desk.home}/qvd-bench-share.bin"
     desk.check("python3", "-c", "import os, sys; open(sys.argv[1], 'wb').write(os.urandom("
                "int(sys.argv[2])))", source, str(size))  # fmt: skip
     digest = desk.check("sha256sum", source).split()[0]
