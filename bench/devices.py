@@ -117,7 +117,7 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
         return float("nan")
     desk, recorder = rig.desktop, rig.recorder
     assert recorder is not None
-    wait_until(desk.pulse_running, 60, "PulseAudio in the desktop")
+    wait_until(desk.tunnel_sinks, 60, "the desktop's sound tunnel to the client")
     tone = f"{desk.home}/qvd-bench-tone.wav"
     desk.write_tone(tone, 0.5)
 

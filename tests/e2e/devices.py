@@ -475,6 +475,12 @@ class Desktop:
     def write_tone(self, path: str, seconds: float) -> None:
         self.check("python3", "-c", _TONE, path, str(seconds))
 
+    def tunnel_sinks(self) -> list[str]:
+        """The desktop's PulseAudio sinks that tunnel to another server (the client's)."""
+        done = self.run("pactl", "list", "short", "sinks")
+        return [line.split()[1] for line in done.stdout.splitlines()
+                if len(line.split()) > 2 and "tunnel" in line.split()[2]]  # fmt: skip
+
     def pulse_running(self) -> bool:
         """A PulseAudio daemon runs in the VM (any user)."""
         return bool(self.root("pgrep", "-x", "pulseaudio").stdout.strip())
