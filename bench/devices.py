@@ -52,6 +52,7 @@ from tests.e2e.devices import (
     device_rig,
     enable_device_properties,
     marker,
+    node_overrides,
     wait_until,
 )
 
@@ -200,7 +201,7 @@ def main() -> int:
                              {"p": hash_password(PASSWORD)})  # fmt: skip
             enable_device_properties(engine, osf_id)
             BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
-            port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE)})
+            port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE), **node_overrides()})
             sink = node.root / "slave-sink"
             sink.write_text(SLAVE_SINK)
             sink.chmod(0o755)

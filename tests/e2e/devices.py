@@ -46,6 +46,7 @@ __all__ = [
     "Recorder",
     "enable_device_properties",
     "free_port",
+    "node_overrides",
     "osf_of",
     "wait_until",
 ]
@@ -54,6 +55,14 @@ DEVICE_PROPERTIES = {"vma.audio.enable": "1", "vma.printing.enable": "1", "vma.s
 QUEUE = "QvdDevices"  # the client's printer (the desktop's queue is named after it)
 SHARE = "qvdshare"  # the shared folder's name (its directory's name on the client)
 NULL_SINK = "qvdnull"
+
+
+def node_overrides() -> dict[str, str]:
+    """The node settings a device session needs: ``/dev/fuse`` in the desktops (the
+    shares' sshfs), once the tree has that setting."""
+    from qvd.config import TOKENS
+
+    return {"vm.lxc.fuse": "1"} if any(t.name == "vm.lxc.fuse" for t in TOKENS) else {}
 
 
 def free_port() -> int:
