@@ -218,7 +218,8 @@ def main() -> int:
                     wait_until(rig.desktop.session_running, 120, "the session's X programs")
                 except AssertionError as exc:
                     raise RuntimeError(f"{exc}\n{rig.diagnose()}") from None
-                print(f"session up in {time.monotonic() - connected:.1f} s (cold VM start)")
+                print(f"desktop up {time.monotonic() - connected:.1f} s after the client started "
+                      "(the VM was stopped)")  # fmt: skip
                 printing = print_ms(rig, runs)
                 audio = audio_start_ms(rig, runs)
                 share = share_mb_s(rig, runs, size)

@@ -549,6 +549,7 @@ class DeviceClient:
     extra_env: dict[str, str] = field(default_factory=dict)
     xvfb: object | None = None
     client: object | None = None
+    past: list[str] = field(default_factory=list)  # the output of the clients before
 
     def write_conf(self) -> Path:
         path = self.home / ".config" / "qvd" / "client.conf"
@@ -562,6 +563,9 @@ class DeviceClient:
         from tests.e2e.node import Client
 
         self.write_conf()
+        if self.client is not None:
+            self.stop()
+            self.past.append(self.output())
         if self.xvfb is None:
             self.xvfb = Xvfb()
         env = {**os.environ, "DISPLAY": self.xvfb.display, "HOME": str(self.home),  # type: ignore[attr-defined]
@@ -604,7 +608,8 @@ class DeviceRig:
     recorder: Recorder | None = None
 
     def diagnose(self) -> str:
-        parts = [f"client:\n{self.client.output()[-3000:]}"]
+        parts = [f"client (run {n}):\n{out[-1500:]}" for n, out in enumerate(self.client.past)]
+        parts.append(f"client:\n{self.client.output()[-3000:]}")
         nxlog = self.client.home / "nx" / "nxproxy.log"
         parts.append(f"nxproxy.log:\n{nxlog.read_text()[-1500:] if nxlog.exists() else '-'}")
         for name in ("vma.log", "nxagent.log", "x-session.log"):
