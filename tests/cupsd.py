@@ -90,14 +90,20 @@ class PrivateCupsd:
     """``cupsd -f`` on ``127.0.0.1:<port>`` (``server`` is its unix socket, for
     ``lpadmin -h``/``lp -h``); a context manager."""
 
-    def __init__(self, port: int | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, port: int | None = None, startup_timeout: float = 30.0, *, start: bool = True
+    ) -> None:
+        """``start=False`` only writes the configuration: ``launcher`` then starts the
+        daemon the way a caller that runs ``cupsd -f`` itself would."""
         self.port = port or free_port()
         self.root = Path(tempfile.mkdtemp(prefix="qvd-cupsd-"))
         self.out = self.root / "out"
         self.socket = self.root / "cups.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         try:
-            self._start(startup_timeout)
+            self._prepare()
+            if start:
+                self._start(startup_timeout)
         except BaseException:
             self.close()
             raise
@@ -107,7 +113,26 @@ class PrivateCupsd:
         """The ``-h`` value of the CUPS tools for this daemon (its unix socket)."""
         return str(self.socket)
 
-    def _start(self, timeout: float) -> None:
+    @property
+    def conf(self) -> Path:
+        return self.root / "etc" / "cupsd.conf"
+
+    @property
+    def files_conf(self) -> Path:
+        return self.root / "etc" / "cups-files.conf"
+
+    def launcher(self) -> Path:
+        """An executable that runs this daemon's cupsd with the arguments it is given
+        (``launcher -f`` = the daemon in the foreground, as the VMA starts it)."""
+        path = self.root / "cupsd-launcher"
+        path.write_text(f'#!/bin/sh\nexec {CUPSD} -c {self.conf} -s {self.files_conf} "$@"\n')
+        path.chmod(0o755)
+        return path
+
+    def answers(self) -> bool:
+        return self._answers()
+
+    def _prepare(self) -> None:
         for sub in ("etc", "spool/tmp", "cache", "state", "log", "out", "lib/backend"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # cupsd 2.4 runs nothing for a raw job to a file: device (the output is written by
@@ -125,13 +150,13 @@ class PrivateCupsd:
         for sub in ("spool", "spool/tmp", "cache", "out"):
             shutil.chown(self.root / sub, "root", "lp")
             (self.root / sub).chmod(0o1770)
-        conf = self.root / "etc" / "cupsd.conf"
-        files = self.root / "etc" / "cups-files.conf"
-        conf.write_text(_cupsd_conf(self.port, self.socket))
-        files.write_text(_files_conf(self.root))
+        self.conf.write_text(_cupsd_conf(self.port, self.socket))
+        self.files_conf.write_text(_files_conf(self.root))
+
+    def _start(self, timeout: float) -> None:
         with (self.root / "log" / "stderr").open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [CUPSD, "-f", "-c", str(conf), "-s", str(files)],
+                [CUPSD, "-f", "-c", str(self.conf), "-s", str(self.files_conf)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -236,3 +236,31 @@ def test_a_client_without_cups_behind_the_channel_is_logged_not_fatal(
     device.stopped(ctx)
     assert desktop_cupsd.queues() == []
     assert "no printer list" in caplog.text
+
+
+def test_the_device_starts_the_desktops_cupsd_when_none_answers_and_stops_it(
+    client_cupsd: PrivateCupsd, tmp_path: Path
+) -> None:
+    target = client_cupsd.add_file_queue("Office")
+    desktop = PrivateCupsd(start=False)  # configured, not running: the VMA starts it
+    try:
+        assert not desktop.answers()
+        settings = {**DEFAULTS, "vma.printing.cups.server": desktop.server,
+                    "command.cupsd": str(desktop.launcher())}  # fmt: skip
+        ctx = DeviceContext(
+            user=pwd.getpwuid(0), display=client_cupsd.port - 2000,
+            plan=ChannelPlan(printing=True), params={}, setting=lambda k: settings.get(k, ""),
+            run_dir=tmp_path, log_dir=tmp_path, env={},
+        )  # fmt: skip
+        device = Printing()
+        device.connected(ctx)
+        assert desktop.answers()
+        assert desktop.queues() == ["Office"]
+        marker = f"qvd-print-{uuid.uuid4()}".encode()
+        subprocess.run(["lp", "-h", desktop.server, "-d", "Office"], input=marker, check=True,
+                       capture_output=True)  # fmt: skip
+        assert client_cupsd.wait_for_output(target, marker, 60) == marker
+        device.stopped(ctx)
+        assert not desktop.answers()  # the cupsd it started is gone
+    finally:
+        desktop.close()
