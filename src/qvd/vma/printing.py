@@ -20,11 +20,13 @@ ones. Failures are logged; the session goes on without printing.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -60,7 +62,8 @@ _MAX_QUEUE_NAME = 64
 _MAX_CLIENT_NAME = 127  # CUPS's own limit for a printer name
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _PRINTER_GROUP = 0x04
-_IPP_TIMEOUT = 10.0
+_IPP_TIMEOUT = 10.0  # each read
+_IPP_DEADLINE = 15.0  # the whole call
 _MAX_BODY = 1 << 20
 _CUPSD_START_TIMEOUT = 15.0
 
@@ -169,16 +172,29 @@ def _connection(server: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host, int(port), timeout=_IPP_TIMEOUT)
 
 
+def _cut(conn: http.client.HTTPConnection) -> None:
+    """End a call that overran its deadline (a blocked read returns at once)."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _ipp(server: str, operation: int, requested: list[str]) -> dict[str, list[list[str | bytes]]]:
-    """``operation`` sent to ``server``: the values of ``requested`` in each printer
-    group, plus the operation group's (under ``"operation:<name>"``)."""
+    """``operation`` sent to ``server``: the values of ``requested`` in each printer group.
+    The whole call has ``_IPP_DEADLINE`` seconds: a client that answers a byte at a time
+    does not hold the devices' thread."""
     conn = _connection(server)
+    deadline = threading.Timer(_IPP_DEADLINE, _cut, args=(conn,))
     try:
+        conn.connect()
+        deadline.start()
         conn.request("POST", "/", body=encode_request(operation, 1, requested),
                      headers={"Content-Type": "application/ipp"})  # fmt: skip
         response = conn.getresponse()
         body = response.read(_MAX_BODY + 1)
     finally:
+        deadline.cancel()
         conn.close()
     if response.status != 200:
         raise IppError(f"HTTP {response.status} from {server}")
