@@ -60,14 +60,17 @@ def session_user(lxc: LxcNode, vm_id: int) -> str:
     return in_vm(lxc, vm_id, "getent", "passwd", uid).stdout.split(":")[0]
 
 
-def lp_as(lxc: LxcNode, vm_id: int, user: str, queue: str, data: bytes) -> str:
+def lp_as(lxc: LxcNode, vm_id: int, user: str, queue: str, data: bytes) -> float:
+    """``lp -d queue`` of ``data`` as ``user`` in the desktop; the time (epoch seconds,
+    the container's clock is this machine's) just before lp started."""
     done = subprocess.run(
         ["lxc-attach", "-P", str(lxc.root / lxc.name / "lxc"), "-n", f"qvd-{vm_id}", "--",
-         "runuser", "-u", user, "--", "lp", "-d", queue, "-t", "qvd-e2e"],
+         "runuser", "-u", user, "--", "sh", "-c", 'date +%s.%N; exec lp -d "$0" -t qvd-e2e',
+         queue],
         input=data, capture_output=True, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
+    return float(done.stdout.split()[0])
 
 
 def diagnose(lxc: LxcNode, vm_id: int, client: Client, cupsd: PrivateCupsd) -> str:
@@ -126,13 +129,12 @@ def test_print_in_the_desktop_comes_out_of_the_clients_cups(
         user = session_user(lxc, vm_id)
         assert user != "root"
         marker = f"qvd-e2e-print-{uuid.uuid4()}".encode()
-        started = time.monotonic()
-        lp_as(lxc, vm_id, user, "Office", b"first line\n" + marker + b"\nlast line\n")
+        started = lp_as(lxc, vm_id, user, "Office", b"first line\n" + marker + b"\nlast line\n")
         try:
             printed = cupsd.wait_for_output(target, marker, 120)
         except TimeoutError as exc:
             raise AssertionError(diagnose(lxc, vm_id, client, cupsd)) from exc
-        print(f"print_ms={(time.monotonic() - started) * 1000:.0f} (lp in the desktop → file)")
+        print(f"print_ms={(time.time() - started) * 1000:.0f} (lp in the desktop → file)")
         assert printed == b"first line\n" + marker + b"\nlast line\n"
 
         # suspend (the client goes away): the desktop's queue goes too
