@@ -28,7 +28,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -228,9 +228,6 @@ def _answers(server: str) -> bool:
     return True
 
 
-Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
-
-
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
@@ -243,8 +240,7 @@ class Printing:
 
     name = "printing"
 
-    def __init__(self, run: Runner = _run) -> None:
-        self._run = run
+    def __init__(self) -> None:
         self._queues: list[str] = []  # the queues this session added, by name
         self._cupsd: subprocess.Popen[bytes] | None = None
 
@@ -295,7 +291,7 @@ class Printing:
 
     def _lpadmin(self, argv: list[str]) -> bool:
         try:
-            done = self._run(argv)
+            done = _run(argv)
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("printing: %s: %s", argv[0], exc)
             return False
