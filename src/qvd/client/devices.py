@@ -58,7 +58,12 @@ class ClientDevice(Protocol):
 
 def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     """The devices the settings turn on, in order."""
-    return []
+    from qvd.client import printing
+
+    devices: list[ClientDevice] = []
+    if printing.enabled(conf):
+        devices.append(printing.Printing(conf))
+    return devices
 
 
 client_devices: Callable[[settings.ClientSettings], list[ClientDevice]] = _registry
