@@ -58,7 +58,12 @@ class ClientDevice(Protocol):
 
 def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     """The devices the settings turn on, in order."""
-    return []
+    found: list[ClientDevice] = []
+    if conf.flag("client.audio.enable"):  # off unless asked, as the original
+        from qvd.client.audio import ClientAudio
+
+        found.append(ClientAudio(conf))
+    return found
 
 
 client_devices: Callable[[settings.ClientSettings], list[ClientDevice]] = _registry

@@ -32,6 +32,11 @@ DEFAULTS: dict[str, str] = {
     # side channels (qvd.vma.channels, qvd.vma.devices): nxagent runs this for each
     # client→VM slave connection (shared folders, USB), the channel on stdin/stdout
     "command.slave": "/usr/lib/qvd/bin/qvd-vma-slave",
+    # sound (qvd.vma.audio): the session's PulseAudio, run as the user, with its socket
+    # under <path.user.runtime>/<uid>/pulse (the user's runtime directory, 0700)
+    "command.pulseaudio": "/usr/bin/pulseaudio",
+    "command.pactl": "/usr/bin/pactl",
+    "path.user.runtime": "/run/user",
     # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
     # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
     "command.x11vnc": "/usr/bin/x11vnc",
