@@ -51,7 +51,8 @@ def test_a_listener_is_loaded_into_the_users_pulseaudio_and_unloaded(
         (option,) = device.open(session)
         port = int(option.removeprefix("media="))
         loaded = [m for m in pulse.modules() if m[1] == TCP_MODULE]
-        assert len(loaded) == 1 and f"port={port}" in loaded[0][2]
+        assert len(loaded) == 1
+        assert f"port={port}" in loaded[0][2]
         assert "listen=127.0.0.1" in loaded[0][2]
         # what nxproxy will connect the multimedia channel to plays on the user's sink
         recorder = pulse.record()
@@ -87,4 +88,5 @@ def test_without_pulseaudio_the_session_goes_on_without_sound(
     assert device.open(ClientSession(slave_key="", env=env)) == []
     device.close()
     err = capsys.readouterr().err
-    assert "no PulseAudio" in err and "without sound" in err
+    assert "no PulseAudio" in err
+    assert "without sound" in err

@@ -1,7 +1,7 @@
 """A session's sound device on this machine, without a container: the VMA's
 ``AudioDevice`` runs a real PulseAudio as an unprivileged user (``nobody``, with a home
 of the test's), tunnelling to a private "client" PulseAudio whose anonymous TCP port
-stands for the NX multimedia port (display = port − 7000). Used by tests/vma/test_audio.py
+stands for the NX multimedia port (display = port - 7000). Used by tests/vma/test_audio.py
 and tests/security/test_audio_*.py."""
 
 from __future__ import annotations

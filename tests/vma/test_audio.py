@@ -6,7 +6,6 @@ through suspend and resume, and stopped by its PID."""
 from __future__ import annotations
 
 import os
-import pwd
 import stat
 import time
 from pathlib import Path
@@ -44,13 +43,16 @@ def test_the_configuration_holds_only_the_vmas_values() -> None:
     assert "auth-anonymous" not in text  # only the user's own processes (uid check)
     argv = pulse_argv("/usr/bin/pulseaudio", paths)
     assert argv[-2:] == ["-F", "/run/user/1001/pulse/qvd-session.pa"]
-    assert "-n" in argv and "--exit-idle-time=-1" in argv and "--system=no" in argv
+    assert "-n" in argv
+    assert "--exit-idle-time=-1" in argv
+    assert "--system=no" in argv
 
 
 def test_the_daemon_environment_has_no_display_and_private_runtime() -> None:
     paths = PulsePaths(Path("/run/user"), 1001)
     env = pulse_env({"HOME": "/home/u", "DISPLAY": ":100", "PULSE_SERVER": "tcp:evil:1"}, paths)
-    assert "DISPLAY" not in env and "PULSE_SERVER" not in env
+    assert "DISPLAY" not in env
+    assert "PULSE_SERVER" not in env
     assert env["XDG_RUNTIME_DIR"] == "/run/user/1001"
     assert env["PULSE_RUNTIME_PATH"] == "/run/user/1001/pulse"
     assert env["PULSE_STATE_PATH"] == "/run/user/1001/pulse/state"
@@ -117,7 +119,8 @@ def test_sound_plays_to_the_client_survives_suspend_and_stops() -> None:
         runtime = bench.root / "user" / str(bench.user.pw_uid)
         for directory in (runtime, runtime / "pulse"):
             info = directory.lstat()
-            assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+            assert stat.S_ISDIR(info.st_mode)
+            assert stat.S_IMODE(info.st_mode) == 0o700
             assert info.st_uid == bench.user.pw_uid
         wait_for_sink(bench, True)
         assert play_and_hear(bench, wav) > 1.0
@@ -158,4 +161,4 @@ def test_a_link_planted_as_the_runtime_dir_is_not_followed() -> None:
         assert bench.device.pid is not None
         assert stat.S_ISDIR((bench.root / "user" / str(bench.user.pw_uid)).lstat().st_mode)
         assert list(victim.iterdir()) == []
-        assert victim.stat().st_uid == 0 and pwd.getpwuid(victim.stat().st_uid).pw_name == "root"
+        assert victim.stat().st_uid == 0
