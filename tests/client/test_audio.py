@@ -1,6 +1,7 @@
-"""The client's sound device against a real (private) PulseAudio: the TCP listener it
-loads for nxproxy's ``media=`` port plays, and is unloaded at close; a configured port
-is used as is; without a PulseAudio the session goes on without sound."""
+"""The client's sound device against a real (private) PulseAudio: the loopback port it
+relays to the user's PulseAudio for nxproxy's ``media=`` plays, and is gone at close; a
+configured port is used as is; without a PulseAudio the session goes on without sound.
+(Other users are refused: tests/security/test_audio_client_port_other_user.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qvd.client.audio import TCP_MODULE, ClientAudio
+from qvd.client.audio import ClientAudio, owner_uid, pulse_socket
 from qvd.client.devices import ClientSession, client_devices
 from qvd.client.settings import ClientSettings
 from tests.pulse import PrivatePulse, tone_wav
@@ -42,18 +43,17 @@ def test_off_unless_asked_and_the_parameter_it_sends() -> None:
     assert device.params() == {"qvd.client.audio.enabled": "1"}
 
 
-def test_a_listener_is_loaded_into_the_users_pulseaudio_and_unloaded(
+def test_the_users_pulseaudio_is_relayed_and_nothing_is_loaded_into_it(
     pulse: PrivatePulse, tmp_path: Path
 ) -> None:
     device = ClientAudio(ClientSettings({"client.audio.enable": "1"}))
-    session = ClientSession(slave_key="", env=pulse.env)
+    before = pulse.modules()
     try:
-        (option,) = device.open(session)
+        (option,) = device.open(ClientSession(slave_key="", env=pulse.env))
         port = int(option.removeprefix("media="))
-        loaded = [m for m in pulse.modules() if m[1] == TCP_MODULE]
-        assert len(loaded) == 1
-        assert f"port={port}" in loaded[0][2]
-        assert "listen=127.0.0.1" in loaded[0][2]
+        assert device.relay is not None
+        assert device.relay.port == port
+        assert pulse.modules() == before  # no anonymous listener in the user's PulseAudio
         # what nxproxy will connect the multimedia channel to plays on the user's sink
         recorder = pulse.record()
         since = time.monotonic()
@@ -64,11 +64,31 @@ def test_a_listener_is_loaded_into_the_users_pulseaudio_and_unloaded(
         )  # fmt: skip
         assert played.returncode == 0, played.stderr
         assert recorder.wait_for_sound(10, since) is not None
+        assert device.relay.refused == 0
     finally:
         device.close()
-    assert [m for m in pulse.modules() if m[1] == TCP_MODULE] == []
     assert not listening(port)
     device.close()  # a second close does nothing
+
+
+def test_the_server_string_and_the_socket_owner(tmp_path: Path) -> None:
+    assert pulse_socket("Server String: /run/user/1000/pulse/native\n") == (
+        "/run/user/1000/pulse/native"
+    )
+    assert pulse_socket("Server String: unix:/tmp/p/native") == "/tmp/p/native"
+    assert pulse_socket("Server String: tcp:10.0.0.1:4713") is None
+    assert pulse_socket("Server Name: pulseaudio") is None
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+        "   0: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000 "
+        "0 1 1 0\n"
+        "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0 "
+        "0 2 1 0\n"
+    )
+    assert owner_uid(("127.0.0.1", 0xD431), ("127.0.0.1", 0x1F90), table) == 1000
+    assert owner_uid(("127.0.0.1", 0x1F90), ("127.0.0.1", 0xD431), table) == 0
+    assert owner_uid(("127.0.0.1", 1), ("127.0.0.1", 2), table) is None
 
 
 def test_a_configured_port_is_used_and_nothing_is_loaded(pulse: PrivatePulse) -> None:
