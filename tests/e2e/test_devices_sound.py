@@ -1,6 +1,7 @@
 """Sound, end to end: a real LXC node, a VM with ``vma.audio.enable=1``, the real
 ``qvd-client`` under Xvfb with ``client.audio.enable=1`` pointed at a private PulseAudio
-(a null sink) on this machine. A tone played in the desktop, as the session's user,
+(a null sink) on this machine: first by its TCP port (``client.audio.port``), then
+through the client's relay to its unix socket. A tone played in the desktop, as the session's user,
 arrives at the client's null sink through nxagent's multimedia channel and nxproxy;
 it still does after a suspend and a resume; and a client without any PulseAudio still
 gets its desktop."""
@@ -159,7 +160,8 @@ def test_a_tone_in_the_desktop_plays_at_the_client_also_after_resume(
         # suspend (the client goes away) and resume: sound comes back
         first.close()
         wait_for(lambda: user_state(engine, vm_id) == "disconnected", 30, "disconnected")
-        second = connect("two", with_sound, {})
+        # (this time through the client's own relay to the PulseAudio's unix socket)
+        second = connect("two", {"client.audio.enable": "1"}, {"PULSE_SERVER": pulse.server})
         wait_for(lambda: user_state(engine, vm_id) == "connected", 60, "connected again")
         assert xterm_visible(wait_for_xterm(xvfb.display, 60)), second.output()
         resumed_ms = hear(recorder, lxc, vm_id, uid, server)
