@@ -5,6 +5,7 @@ through suspend and resume, and stopped by its PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -24,7 +25,7 @@ from qvd.vma.audio import (
 from qvd.vma.channels import ChannelPlan, plan_channels
 from qvd.vma.devices import DEVICES
 from tests.pulse import tone_wav
-from tests.vma.sound import SoundBench, sound_bench
+from tests.vma.sound import SoundBench, as_user, sound_bench
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,6 +75,16 @@ def test_the_device_is_registered_and_sound_follows_the_plan() -> None:
     assert not plan_channels(vnc, lambda key: allowed.get(key, "")).audio
 
 
+def daemons_of(uid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            pulse = proc.name.isdigit() and (proc / "comm").read_text().strip() == "pulseaudio"
+            if pulse and proc.stat().st_uid == uid:
+                found.append(int(proc.name))
+    return found
+
+
 def tunnel_modules(bench: SoundBench) -> list[str]:
     listing = bench.pactl("list", "short", "modules").stdout
     return [line for line in listing.splitlines() if f"\t{TUNNEL_MODULE}\t" in line]
@@ -106,12 +117,19 @@ def test_sound_plays_to_the_client_survives_suspend_and_stops() -> None:
     with sound_bench() as bench:
         wav = tone_wav(bench.root / "tone.wav", seconds=1.5)
         wav.chmod(0o644)
+        pulse_dir = f"{bench.root}/user/{bench.user.pw_uid}/pulse"
         assert bench.device.session_env(bench.ctx) == {
-            "PULSE_SERVER": f"unix:{bench.root}/user/{bench.user.pw_uid}/pulse/native"
+            "PULSE_SERVER": f"unix:{pulse_dir}/native",
+            "PULSE_RUNTIME_PATH": pulse_dir,
         }
-        bench.device.connected(bench.ctx)
-        pid = bench.device.pid
+        pid = bench.device.pid  # spawned before the desktop's first program
         assert pid is not None
+        bench.device.connected(bench.ctx)
+        assert bench.device.pid == pid
+        # a desktop's own `pulseaudio --start` finds it (its PID file) and starts no other
+        again = as_user(bench.user, ["pulseaudio", "--start"], bench.user_env())
+        assert again.returncode == 0, again.stderr
+        assert daemons_of(bench.user.pw_uid) == [pid]
         # the daemon is the user's, in a runtime directory only the user can enter
         status = Path(f"/proc/{pid}/status").read_text()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
@@ -146,6 +164,7 @@ def test_sound_plays_to_the_client_survives_suspend_and_stops() -> None:
 def test_without_sound_in_the_plan_nothing_starts() -> None:
     with sound_bench(ChannelPlan(audio=False)) as bench:
         assert bench.device.session_env(bench.ctx) == {}
+        assert bench.device.pid is None
         bench.device.connected(bench.ctx)
         assert bench.device.pid is None
         assert not (bench.root / "user").exists()

@@ -17,6 +17,12 @@ the client in it):
   move back to ``QVD_Audio`` when it returns (PulseAudio moves streams that follow the
   default sink).
 
+The daemon is spawned when the X session's environment is made (``session_env``), so
+it is there before the desktop's first program; its PID file is in
+``PULSE_RUNTIME_PATH``, which the desktop gets too: a desktop's own
+``pulseaudio --start`` (Debian's XDG autostart ``start-pulseaudio-x11``) then finds it
+running instead of starting a second one on the same socket.
+
 On ``suspended`` the tunnel module is unloaded, as the original does (nothing knocks on
 a closed channel every second); on ``connected`` after a resume it is loaded again. On
 ``stopped`` the PulseAudio ends, by its PID (TERM, then KILL).
@@ -117,7 +123,7 @@ def pulse_config(paths: PulsePaths, display: int) -> str:
 
 def pulse_argv(pulseaudio: str, paths: PulsePaths) -> list[str]:
     return [
-        pulseaudio, "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+        pulseaudio, "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=yes",
         "--system=no", "--realtime=no", "--high-priority=no", "--log-target=stderr",
         "-F", str(paths.config),
     ]  # fmt: skip
@@ -158,19 +164,26 @@ class AudioDevice:
     # --- Device --------------------------------------------------------------------
 
     def session_env(self, ctx: DeviceContext) -> dict[str, str]:
+        """``PULSE_SERVER`` and ``PULSE_RUNTIME_PATH`` (where the daemon's PID file is:
+        a desktop's own ``pulseaudio --start`` finds it running); the daemon is spawned
+        here already, so it is there before any program of the desktop."""
         if not ctx.plan.audio:
             return {}
-        return {"PULSE_SERVER": pulse_paths(ctx).server}
+        paths = pulse_paths(ctx)
+        with self._lock:
+            if not self._running():
+                self._spawn(ctx, paths)
+        return {"PULSE_SERVER": paths.server, "PULSE_RUNTIME_PATH": str(paths.pulse)}
 
     def connected(self, ctx: DeviceContext) -> None:
         with self._lock:
             if not ctx.plan.audio:
                 self._stop()
                 return
-            if self._running():
-                self._ensure_tunnel(ctx)  # a resume: the tunnel was unloaded on suspend
-            else:
-                self._start(ctx)
+            if not self._running():
+                self._spawn(ctx, pulse_paths(ctx))
+            self._wait_answering(ctx)
+            self._ensure_tunnel(ctx)  # after a resume: the tunnel was unloaded on suspend
 
     def suspended(self, ctx: DeviceContext) -> None:
         with self._lock:
@@ -207,8 +220,7 @@ class AudioDevice:
         except HomeError as exc:
             raise AudioError(f"the PulseAudio runtime directory: {exc}") from None
 
-    def _start(self, ctx: DeviceContext) -> None:
-        paths = pulse_paths(ctx)
+    def _spawn(self, ctx: DeviceContext, paths: PulsePaths) -> None:
         self._prepare(ctx, paths)
         user = ctx.user
         argv = pulse_argv(ctx.setting("command.pulseaudio") or "/usr/bin/pulseaudio", paths)
@@ -225,15 +237,20 @@ class AudioDevice:
                 extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
                 start_new_session=True,
             )
+        log.info("PulseAudio %d started for the session's sound", self._proc.pid)
+
+    def _wait_answering(self, ctx: DeviceContext) -> None:
         end = time.monotonic() + _START_TIMEOUT
         while self._pactl(ctx, "info") is None:
-            if not self._running():
-                raise AudioError(f"PulseAudio exited ({self._proc.returncode}); see pulseaudio.log")
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                self._proc = None
+                raise AudioError(f"PulseAudio exited ({code}); see pulseaudio.log")
             if time.monotonic() > end:
                 self._stop()
                 raise AudioError("PulseAudio did not answer on its socket")
             time.sleep(0.05)
-        log.info("PulseAudio %d plays to the NX multimedia channel", self._proc.pid)
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
