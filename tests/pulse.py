@@ -122,6 +122,18 @@ class Recorder:
                     return found
                 self._lock.wait(min(left, 0.5))
 
+    def wait_for_quiet(self, quiet: float = 0.5, timeout: float = 15.0) -> bool:
+        """Block until no non-silent chunk came for ``quiet`` seconds (the tail of an
+        earlier sound must not count as the start of the next one)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                loud = [c.at for c in self.chunks if rms(c.samples) > SILENCE_FLOOR]
+            if not loud or time.monotonic() - loud[-1] >= quiet:
+                return True
+            time.sleep(0.05)
+        return False
+
     def sound_seconds(self, since: float = 0.0, floor: float = SILENCE_FLOOR) -> float:
         """How many seconds of non-silent samples arrived after ``since``."""
         with self._lock:

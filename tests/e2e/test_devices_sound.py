@@ -109,6 +109,7 @@ def hear(recorder: Recorder, lxc: LxcNode, vm_id: int, uid: str, server: str) ->
     the first non-silent samples at the client."""
     end, errors = time.monotonic() + 60, ""
     while time.monotonic() < end:  # PulseAudio may still start, its tunnel still connect
+        assert recorder.wait_for_quiet(), "the client's sink never fell silent"
         started, played = play_in_desktop(lxc, vm_id, uid, server)
         heard = recorder.wait_for_sound(5, since=started)
         if heard is not None:
