@@ -58,12 +58,16 @@ class ClientDevice(Protocol):
 
 def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     """The devices the settings turn on, in order."""
-    found: list[ClientDevice] = []
+    from qvd.client import printing
+
+    devices: list[ClientDevice] = []
+    if printing.enabled(conf):
+        devices.append(printing.Printing(conf))
     if conf.flag("client.audio.enable"):  # off unless asked, as the original
         from qvd.client.audio import ClientAudio
 
-        found.append(ClientAudio(conf))
-    return found
+        devices.append(ClientAudio(conf))
+    return devices
 
 
 client_devices: Callable[[settings.ClientSettings], list[ClientDevice]] = _registry

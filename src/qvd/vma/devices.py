@@ -64,8 +64,9 @@ def _registry() -> list[Device]:
     """Every device, in the order they are called (imported here, not at module load,
     so a device's module may import the session's helpers)."""
     from qvd.vma.audio import AudioDevice
+    from qvd.vma.printing import Printing
 
-    return [AudioDevice()]
+    return [Printing(), AudioDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry
