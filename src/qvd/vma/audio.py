@@ -2,9 +2,8 @@
 
 When the session's plan has sound (``vma.audio.enable``), the desktop gets
 ``PULSE_SERVER=unix:<runtime>/pulse/native`` (``<runtime>`` = ``path.user.runtime``/
-``<uid>``, 0700, the user's) and, once the NX client is attached, the VMA starts the
-user's own PulseAudio, as the user, from a configuration it writes itself (no value of
-the client in it):
+``<uid>``, 0700, the user's) and the VMA runs the user's own PulseAudio, as the user,
+from a configuration it writes itself (no value of the client in it):
 
 - ``module-native-protocol-unix`` on that socket, without cookies: only the user's own
   processes (PulseAudio checks the peer's uid) in a directory only the user can enter;
