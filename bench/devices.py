@@ -12,8 +12,8 @@ time taken in the desktop and one taken on the client are subtracted directly.
 - ``print_ms``: ``lp`` started in the desktop → the job written whole on the client (the
   output file's modification time: the client's queue writes it once the job is whole);
 - ``audio_start_ms``: ``paplay`` of a 440 Hz tone started in the desktop → the first
-  5 ms block with a sample above 3 % of full scale recorded at the client's null-sink
-  monitor (includes parec's 5 ms buffer);
+  ~10 ms chunk louder than 2 % RMS of full scale recorded at the client's null-sink
+  monitor (tests/pulse.py's recorder; includes parec's 10 ms buffer);
 - ``share_ratio``: throughput of writing N MiB (random) into ``~/Redirected/<share>``
   in the desktop (``cp`` until it returns: sshfs's close waits for every write's answer
   from the client's sftp-server, so the bytes are on the client; checked by hash)
@@ -105,8 +105,8 @@ def print_ms(rig: DeviceRig, runs: int) -> float:
     def one(_: int) -> float:
         mark = marker()
         start, _end = desk.print_text(queue, mark)
-        rig.cups.wait_job(mark.encode(), 60)
-        return (rig.cups.output.stat().st_mtime - start) * 1000
+        rig.wait_job(mark.encode(), 60)
+        return (rig.printed.stat().st_mtime - start) * 1000
 
     return measured("print_ms", runs, one)
 
@@ -117,15 +117,17 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
         print(f"audio_start_ms: nan: {why}")
         return float("nan")
     desk, recorder = rig.desktop, rig.recorder
-    assert recorder is not None
     wait_until(desk.tunnel_sinks, 60, "the desktop's sound tunnel to the client")
     tone = f"{desk.home}/qvd-bench-tone.wav"
     desk.write_tone(tone, 0.5)
 
     def one(_: int) -> float:
-        time.sleep(0.3)  # the sink is quiet again
-        start, _end = desk.timed("paplay", tone)
-        return (recorder.first_sound_after(start, 20) - start) * 1000
+        recorder.wait_for_quiet()  # the tail of the run before is no start
+        start, _end = desk.timed("paplay", tone, clock="monotonic")
+        heard = recorder.wait_for_sound(20, since=start)
+        if heard is None:
+            raise AssertionError("no sound at the client's null sink within 20 s")
+        return (heard - start) * 1000
 
     return measured("audio_start_ms", runs, one)
 
@@ -211,8 +213,6 @@ def main() -> int:
                 l7r_port=port, vm_id=vm, login="u0", password=PASSWORD,
                 extra_env={"NX_SLAVE_CMD": str(sink)},
             ) as rig:  # fmt: skip
-                assert rig.recorder is not None
-                rig.recorder.wait_running()
                 connected = time.monotonic()
                 try:
                     wait_until(rig.desktop.session_running, 120, "the session's X programs")

@@ -3,10 +3,10 @@ bench/devices.py.
 
 - ``enable_device_properties``: the OSF's ``vma.audio.enable``, ``vma.printing.enable``
   and ``vma.slave.enable`` properties (the L7R passes them to ``x_start``);
-- the client machine's private services: ``ClientCups`` (a cupsd of its own on a free
-  loopback port, one raw queue writing each job into a file), ``ClientPulse`` (a
-  PulseAudio of its own: a null sink, its native protocol on a unix socket and on a free
-  loopback TCP port) with a ``Recorder`` of the null sink's monitor, a shared folder;
+- the client machine's private services: a cupsd of its own (tests/cupsd.py) with one
+  file-backed queue, the client's default printer; a PulseAudio of its own
+  (tests/pulse.py) with a null sink, an anonymous loopback TCP listener for
+  ``client.audio.port`` and a recorder of the sink's monitor; a shared folder;
 - ``DeviceClient``: ``qvd-client`` under an Xvfb of its own, its ``client.conf`` turning
   every device on (``client.printing.port``, ``client.audio.port``, ``client.share.0``…);
 - ``Desktop``: commands run in the VM as the session's user, with the environment of
@@ -24,11 +24,8 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,14 +33,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from tests.cupsd import PrivateCupsd
+from tests.pulse import PrivatePulse, Recorder
+
 __all__ = [
     "DEVICE_PROPERTIES",
-    "ClientCups",
-    "ClientPulse",
     "Desktop",
     "DeviceClient",
     "DeviceRig",
-    "Recorder",
     "enable_device_properties",
     "free_port",
     "node_overrides",
@@ -54,7 +51,6 @@ __all__ = [
 DEVICE_PROPERTIES = {"vma.audio.enable": "1", "vma.printing.enable": "1", "vma.slave.enable": "1"}
 QUEUE = "QvdDevices"  # the client's printer (the desktop's queue is named after it)
 SHARE = "qvdshare"  # the shared folder's name (its directory's name on the client)
-NULL_SINK = "qvdnull"
 
 
 def node_overrides() -> dict[str, str]:
@@ -81,17 +77,6 @@ def wait_until(check: Callable[[], object], timeout: float, what: str) -> object
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.02)
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, grace: float = 5) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ---- the database ------------------------------------------------------------------------------
@@ -136,209 +121,6 @@ def enable_device_properties(
             )  # fmt: skip
 
 
-# ---- the client machine's CUPS ---------------------------------------------------------------
-class ClientCups:
-    """A private cupsd (its own ServerRoot, spool, logs, backends) on ``127.0.0.1:port``
-    with one raw queue ``QUEUE`` whose jobs are written whole into ``output`` (through a
-    ``capture:`` backend: cupsd 2.4 writes nothing for a raw job to a ``file:`` URI)."""
-
-    def __init__(self) -> None:
-        # a directory of its own under /tmp: the backend runs as lp and must reach it
-        self.root = root = Path(tempfile.mkdtemp(prefix="qvd-devices-cupsd-"))
-        self.port = free_port()
-        self.output = root / "jobs" / "printed"
-        self.proc: subprocess.Popen[bytes] | None = None
-        for sub in ("spool/tmp", "cache", "state", "log", "jobs", "lib/backend"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        for sub in ("daemon", "notifier"):
-            (root / "lib" / sub).symlink_to(Path("/usr/lib/cups") / sub)
-        backend = root / "lib" / "backend" / "capture"
-        backend.write_text(_CAPTURE_BACKEND)
-        backend.chmod(0o755)
-        root.chmod(0o755)
-        for sub in ("spool", "spool/tmp", "cache", "jobs"):  # jobs run as lp
-            shutil.chown(root / sub, "root", "lp")
-            (root / sub).chmod(0o1770)
-        (root / "cupsd.conf").write_text(
-            f"Listen 127.0.0.1:{self.port}\nLogLevel info\nBrowsing No\nWebInterface No\n"
-            "DefaultAuthType None\nMaxLogSize 0\n"
-            "<Location />\n  Order allow,deny\n  Allow from 127.0.0.1\n</Location>\n"
-            "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
-        )
-        (root / "cups-files.conf").write_text(
-            f"ServerRoot {root}\nRequestRoot {root}/spool\nTempDir {root}/spool/tmp\n"
-            f"CacheDir {root}/cache\nStateDir {root}/state\nServerBin {root}/lib\n"
-            f"ErrorLog {root}/log/error_log\nAccessLog {root}/log/access_log\n"
-            f"PageLog {root}/log/page_log\nPrintcap {root}/state/printcap\n"
-        )
-        (root / "printers.conf").write_text(
-            f"<Printer {QUEUE}>\nInfo QVD device tests\nState Idle\nAccepting Yes\n"
-            f"Shared No\nDeviceURI capture:{self.output}\n</Printer>\n"
-        )
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["cupsd", "-f", "-c", str(self.root / "cupsd.conf"),
-             "-s", str(self.root / "cups-files.conf")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_until(self._listening, 20, f"the client's cupsd on port {self.port}")
-
-    def _listening(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"cupsd exited {self.proc.returncode}: {self.log()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
-            return True
-        return False
-
-    def printed(self) -> bytes:
-        try:
-            return self.output.read_bytes()
-        except OSError:
-            return b""
-
-    def wait_job(self, marker: bytes, timeout: float) -> float:
-        """When (time.time()) the job carrying ``marker`` was written whole to ``output``."""
-
-        def done() -> float | None:
-            data = self.printed()
-            return time.time() if marker in data and _job_complete(data) else None
-
-        return float(wait_until(done, timeout, "the print job on the client"))  # type: ignore[arg-type]
-
-    def log(self) -> str:
-        path = self.root / "log" / "error_log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-    def close(self) -> None:
-        _stop(self.proc)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-_CAPTURE_BACKEND = """#!/bin/sh
-# a CUPS backend: no arguments = discovery (none); else job user title copies options [file]
-[ "$#" -eq 0 ] && exit 0
-out="${DEVICE_URI#capture:}"
-if [ -n "$6" ]; then cat -- "$6"; else cat; fi >"$out.part" && mv -- "$out.part" "$out"
-"""
-
-
-def _job_complete(data: bytes) -> bool:
-    """A job is whole once its trailer is there: the plain text jobs the harness prints end
-    with ``END``; a PostScript or PDF rendering ends with its own end marker."""
-    tail = data.rstrip()
-    return tail.endswith((b"END", b"%%EOF", b"%EOF"))
-
-
-# ---- the client machine's PulseAudio --------------------------------------------------------
-class ClientPulse:
-    """A private PulseAudio: a null sink (the default), anonymous native protocol on
-    ``socket`` and on ``127.0.0.1:port``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.socket = root / "native"
-        (root / "runtime").mkdir(parents=True, exist_ok=True)
-        (root / "runtime").chmod(0o700)
-        (root / "client.pa").write_text(
-            f"load-module module-null-sink sink_name={NULL_SINK} rate=48000\n"
-            f"set-default-sink {NULL_SINK}\n"
-            f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1\n"
-            f"load-module module-native-protocol-tcp port={self.port} listen=127.0.0.1 "
-            "auth-anonymous=1\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "HOME": str(self.root), "XDG_RUNTIME_DIR": str(self.root / "runtime"),
-                "PULSE_RUNTIME_PATH": str(self.root / "runtime"),
-                "PULSE_STATE_PATH": str(self.root / "state"),
-                "PULSE_SERVER": f"unix:{self.socket}"}  # fmt: skip
-
-    def start(self) -> None:
-        with open(self.root / "pulse.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                ["pulseaudio", "-n", "-F", str(self.root / "client.pa"), "--daemonize=no",
-                 "--exit-idle-time=-1", "--use-pid-file=no", "--disallow-exit",
-                 "--log-target=stderr"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=self.env,
-            )  # fmt: skip
-        wait_until(self._ready, 20, "the client's PulseAudio")
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"pulseaudio exited: {self.log()}")
-        if not self.socket.exists():
-            return False
-        done = subprocess.run(["pactl", "info"], capture_output=True, env=self.env, check=False)
-        return done.returncode == 0
-
-    def log(self) -> str:
-        path = self.root / "pulse.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-    def recorder(self) -> Recorder:
-        return Recorder(self)
-
-    def close(self) -> None:
-        _stop(self.proc)
-
-
-class Recorder:
-    """``parec`` of the null sink's monitor (s16le, mono, 48 kHz, 5 ms buffers); remembers
-    when each 5 ms block with a sample louder than ``threshold`` arrived."""
-
-    BLOCK = 480  # bytes: 240 samples, 5 ms
-
-    def __init__(self, pulse: ClientPulse, threshold: int = 1000) -> None:
-        self.threshold = threshold
-        self.loud: list[float] = []  # time.time() of each loud block
-        self.blocks = 0
-        self._lock = threading.Lock()
-        self.proc = subprocess.Popen(
-            ["parec", "-d", f"{NULL_SINK}.monitor", "--raw", "--format=s16le", "--rate=48000",
-             "--channels=1", "--latency-msec=5"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=pulse.env,
-        )  # fmt: skip
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while True:
-            block = self.proc.stdout.read1(self.BLOCK)  # type: ignore[attr-defined]
-            if not block:
-                return
-            now = time.time()
-            count = len(block) // 2
-            samples = memoryview(block[: count * 2]).cast("h")
-            peak = max((abs(s) for s in samples), default=0)
-            with self._lock:
-                self.blocks += 1
-                if peak > self.threshold:
-                    self.loud.append(now)
-
-    def wait_running(self, timeout: float = 10) -> None:
-        wait_until(lambda: self.blocks > 0, timeout, "parec's first block")
-
-    def first_sound_after(self, since: float, timeout: float) -> float:
-        """When the first loud block at or after ``since`` (time.time()) arrived."""
-
-        def found() -> float | None:
-            with self._lock:
-                return next((t for t in self.loud if t >= since), None)
-
-        return float(wait_until(found, timeout, "sound at the client's null sink"))  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        _stop(self.proc)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 # ---- the desktop -----------------------------------------------------------------------------
 # Run inside the VM as root: become the session's user with the environment of the
 # session's X programs (the x-session the VMA started: a process of the user whose parent
@@ -378,12 +160,14 @@ os.chdir(entry.pw_dir)
 os.execvpe(argv[0], argv, env)
 """
 
-# Run as the user: the command argv[1:], timed in the desktop; prints "<start> <end>"
+# Run as the user: the command argv[2:], timed in the desktop by the clock argv[1]
+# (time or monotonic: a container has the host's clocks); prints "<start> <end>"
 _TIMED = r"""
 import subprocess, sys, time
-start = time.time()
-done = subprocess.run(sys.argv[1:])
-print(f"{start:.6f} {time.time():.6f}", flush=True)
+clock = getattr(time, sys.argv[1])
+start = clock()
+done = subprocess.run(sys.argv[2:])
+print(f"{start:.6f} {clock():.6f}", flush=True)
 sys.exit(done.returncode)
 """
 
@@ -450,9 +234,9 @@ class Desktop:
                                  f"{done.stdout}{done.stderr}")  # fmt: skip
         return done.stdout
 
-    def timed(self, *argv: str, timeout: float = 120) -> tuple[float, float]:
-        """Run ``argv`` as the user; (start, end) in time.time() taken in the desktop."""
-        out = self.check("python3", "-c", _TIMED, *argv, timeout=timeout)
+    def timed(self, *argv: str, clock: str = "time", timeout: float = 120) -> tuple[float, float]:
+        """Run ``argv`` as the user; (start, end) by ``time.<clock>()`` in the desktop."""
+        out = self.check("python3", "-c", _TIMED, clock, *argv, timeout=timeout)
         start, end = out.strip().splitlines()[-1].split()[:2]
         return float(start), float(end)
 
@@ -601,11 +385,16 @@ class DeviceRig:
 
     root: Path
     desktop: Desktop
-    cups: ClientCups
-    pulse: ClientPulse
+    cups: PrivateCupsd
+    printed: Path  # where the client's queue writes each job
+    pulse: PrivatePulse
+    recorder: Recorder
     share: Path
     client: DeviceClient
-    recorder: Recorder | None = None
+
+    def wait_job(self, marker: bytes, timeout: float = 60) -> bytes:
+        """The job carrying ``marker`` once the client's queue wrote it whole."""
+        return self.cups.wait_for_output(self.printed, marker, timeout)
 
     def diagnose(self) -> str:
         parts = [f"client (run {n}):\n{out[-1500:]}" for n, out in enumerate(self.client.past)]
@@ -615,8 +404,8 @@ class DeviceRig:
         for name in ("vma.log", "nxagent.log", "x-session.log"):
             done = self.desktop.root("tail", "-n", "40", f"/var/log/qvd/{name}")
             parts.append(f"{name}:\n{done.stdout}{done.stderr}")
-        parts.append(f"client cupsd:\n{self.cups.log()}")
-        parts.append(f"client pulseaudio:\n{self.pulse.log()}")
+        parts.append(f"client cupsd:\n{self.cups.log_tail()}")
+        parts.append(f"client pulseaudio:\n{self.pulse.log.read_text(errors='replace')[-1500:]}")
         return "\n".join(parts)
 
 
@@ -628,40 +417,35 @@ def device_rig(
     """The client machine's services started and qvd-client connecting to ``vm_id``; all
     of it stopped and removed at the end."""
     root.mkdir(parents=True, exist_ok=True)
-    cups = ClientCups()
-    pulse = ClientPulse(root / "pulse")
     share = root / "shares" / SHARE
     share.mkdir(parents=True)
     password_file = root / "password"
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
-    settings = {
-        "client.printing.enable": "1",
-        "client.printing.port": str(cups.port),
-        "client.audio.enable": "1",
-        "client.audio.port": str(pulse.port),
-        "client.slave.enable": "1",
-        "client.file_sharing.enable": "1",
-        "client.share.0": str(share),
-        "client.usb.enable": "1",
-        **(extra_settings or {}),
-    }
-    client = DeviceClient(root / "home", l7r_port, login, password_file, vm_id, settings,
-                          dict(extra_env or {}))  # fmt: skip
-    rig = DeviceRig(root, Desktop(lxcpath, vm_id, login), cups, pulse, share, client)
-    try:
-        cups.start()
-        pulse.start()
-        rig.recorder = pulse.recorder()
+    with contextlib.ExitStack() as stack:
+        cups = stack.enter_context(PrivateCupsd())
+        printed = cups.add_file_queue(QUEUE, default=True)
+        pulse = PrivatePulse(tcp_port=free_port())
+        stack.callback(pulse.close)  # its recorders too
+        settings = {
+            "client.printing.enable": "1",
+            "client.printing.port": str(cups.port),
+            "client.audio.enable": "1",
+            "client.audio.port": str(pulse.tcp_port),
+            "client.slave.enable": "1",
+            "client.file_sharing.enable": "1",
+            "client.share.0": str(share),
+            "client.usb.enable": "1",
+            **(extra_settings or {}),
+        }
+        client = DeviceClient(root / "home", l7r_port, login, password_file, vm_id, settings,
+                              dict(extra_env or {}))  # fmt: skip
+        stack.callback(client.close)
+        rig = DeviceRig(root, Desktop(lxcpath, vm_id, login), cups, printed, pulse,
+                        pulse.record(), share, client)  # fmt: skip
+        stack.callback(shutil.rmtree, root, True)
         client.start()
         yield rig
-    finally:
-        client.close()
-        if rig.recorder is not None:
-            rig.recorder.close()
-        pulse.close()
-        cups.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def marker() -> str:

@@ -96,14 +96,13 @@ def round_trip(rig: DeviceRig, features: set[str], queue: str, tag: str) -> None
     if "printing" in features:
         mark = marker()
         desk.print_text(queue, mark)
-        data = rig.cups.wait_job(mark.encode(), 60)
-        assert data, rig.diagnose()
+        assert mark.encode() in rig.wait_job(mark.encode(), 60)
     if "sound" in features:
-        assert rig.recorder is not None
         tone = f"/tmp/qvd-tone-{tag}.wav"
         desk.write_tone(tone, 1.0)
-        start, _ = desk.timed("paplay", tone)
-        rig.recorder.first_sound_after(start, 30)
+        start, _ = desk.timed("paplay", tone, clock="monotonic")
+        heard = rig.recorder.wait_for_sound(30, since=start)
+        assert heard is not None, f"no sound at the client's sink\n{rig.diagnose()}"
     if "shares" in features:
         # the desktop writes: the client has the bytes and the mode
         name = f"from-desktop-{tag}.bin"
@@ -156,8 +155,6 @@ def test_print_sound_share_suspend_resume_stop(
         vm_id=vm_id, login=login, password="s3cret!",
     ) as rig:  # fmt: skip
         desk = rig.desktop
-        assert rig.recorder is not None
-        rig.recorder.wait_running()
         wait_until(lambda: user_state(engine, vm_id) == "connected", 120,
                    f"the session connected\n{rig.diagnose()}")  # fmt: skip
         queue = ready(rig, features)
