@@ -53,6 +53,7 @@ from tests.e2e.devices import (
     enable_device_properties,
     marker,
     node_overrides,
+    osf_of,
     wait_until,
 )
 
@@ -197,11 +198,9 @@ def main() -> int:
             _host, (vm,) = node.seed(image, 1)
             engine = node.db.engine
             with engine.begin() as conn:
-                osf = conn.execute(text("SELECT osf_id FROM vms WHERE id = :v"), {"v": vm})
-                osf_id = int(osf.scalar_one())
                 conn.execute(text("UPDATE users SET password = :p"),
                              {"p": hash_password(PASSWORD)})  # fmt: skip
-            enable_device_properties(engine, osf_id)
+            enable_device_properties(engine, osf_of(engine, vm))
             BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
             port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE), **node_overrides()})
             sink = node.root / "slave-sink"

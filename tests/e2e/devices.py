@@ -24,7 +24,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.cupsd import PrivateCupsd
+from tests.cupsd import PrivateCupsd, free_port
 from tests.pulse import PrivatePulse, Recorder
 
 __all__ = [
@@ -61,12 +60,6 @@ def node_overrides() -> dict[str, str]:
     return {"vm.lxc.fuse": "1"} if any(t.name == "vm.lxc.fuse" for t in TOKENS) else {}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
     """``check()``'s first true value, polled every 20 ms; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -91,7 +84,7 @@ def enable_device_properties(
     engine: Engine, osf_id: int, properties: dict[str, str] | None = None
 ) -> None:
     """Set ``properties`` (default: the three device switches) on the OSF, as an admin
-    does with ``qa osf propset``."""
+    does in the WAT or with the API's ``__properties_changes__``."""
     with engine.begin() as conn:
         tenant = conn.execute(
             text("SELECT tenant_id FROM osfs WHERE id = :o"), {"o": osf_id}
@@ -256,8 +249,8 @@ class Desktop:
         return done.stdout.split() if done.returncode == 0 else []
 
     def print_text(self, queue: str, marker: str) -> tuple[float, float]:
-        """Print a small text job carrying ``marker`` (it ends with ``END``); (start, end)
-        of ``lp`` in the desktop."""
+        """Print a small text job carrying ``marker``; (start, end) of ``lp`` in the
+        desktop, in time.time()."""
         path = f"/tmp/qvd-job-{marker}.txt"
         body = f"QVD device test page\n{marker}\n" + "line of text\n" * 40 + "END\n"
         self.check("python3", "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])",
