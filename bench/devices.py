@@ -22,6 +22,8 @@ time taken in the desktop and one taken on the client are subtracted directly.
   client's nxproxy runs this bench's sink as ``NX_SLAVE_CMD``, which reads the N bytes
   and answers ``done``). Same nxagent, same nxproxy, same side-channel kind and
   direction as the share's data: the raw figure is the NX ceiling (docs/devices.md).
+  Measured as 3 pairs (a share write, then a raw transfer) so that the rest of the
+  machine's load weighs on both alike; the figure is the median of the pairs' ratios.
 
 A figure whose device is not in this tree (or does not come up) prints ``nan`` and the
 bench says why. Everything is made in temporary places and removed at the end, also on
@@ -133,19 +135,23 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
     return measured("audio_start_ms", runs, one)
 
 
-def share_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
-    why = missing("shares")
-    if why:
-        print(f"share_mb_s: nan: {why}")
-        return float("nan")
+def share_and_raw(rig: DeviceRig, runs: int, size: int) -> tuple[float, float, float]:
+    """(share MB/s, raw slave MB/s, share_ratio): medians of ``runs`` pairs, a share write
+    then a raw transfer each, so that what else loads the machine weighs on both alike;
+    the ratio is the median of the pairs' ratios."""
     desk = rig.desktop
-    wait_until(lambda: desk.share_mounted(SHARE), 60, f"~/Redirected/{SHARE} mounted")
-    source = f"{desk.home}/qvd-bench-share.bin"
-    desk.check("python3", "-c", "import os, sys; open(sys.argv[1], 'wb').write(os.urandom("
-               "int(sys.argv[2])))", source, str(size))  # fmt: skip
-    digest = desk.check("sha256sum", source).split()[0]
+    why = missing("shares")
+    source, digest = f"{desk.home}/qvd-bench-share.bin", ""
+    if not why:
+        try:
+            wait_until(lambda: desk.share_mounted(SHARE), 60, f"~/Redirected/{SHARE} mounted")
+            desk.check("python3", "-c", "import os, sys; open(sys.argv[1], 'wb').write("
+                       "os.urandom(int(sys.argv[2])))", source, str(size))  # fmt: skip
+            digest = desk.check("sha256sum", source).split()[0]
+        except AssertionError as exc:
+            why = str(exc).splitlines()[0]
 
-    def one(i: int) -> float:
+    def share_one(i: int) -> float:
         name = f"bench-{i}.bin"
         start, end = desk.timed("cp", source, f"{desk.share_path(SHARE)}/{name}", timeout=300)
         local = rig.share / name
@@ -154,12 +160,8 @@ def share_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
         local.unlink()
         return size / (end - start) / 1e6
 
-    return measured("share_mb_s", runs, one)
-
-
-def raw_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
-    def one(_: int) -> float:
-        start, end, answer = rig.desktop.slave_raw(slave_port(DISPLAY), size)
+    def raw_one() -> float:
+        start, end, answer = desk.slave_raw(slave_port(DISPLAY), size)
         if answer != f"done {size}":
             raise AssertionError(
                 f"the client's slave sink did not answer (got {answer!r}): the client's "
@@ -167,7 +169,32 @@ def raw_mb_s(rig: DeviceRig, runs: int, size: int) -> float:
             )
         return size / (end - start) / 1e6
 
-    return measured("raw_slave_mb_s", runs, one)
+    shares: list[float] = []
+    raws: list[float] = []
+    raw_why = ""
+    for i in range(runs):
+        if not why:
+            try:
+                shares.append(share_one(i))
+            except (AssertionError, OSError) as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not raw_why:
+            try:
+                raws.append(raw_one())
+            except (AssertionError, OSError) as exc:
+                raw_why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    nan = float("nan")
+    share = statistics.median(shares) if shares and not why else nan
+    raw = statistics.median(raws) if raws and not raw_why else nan
+    for name, values, reason in (("share_mb_s", shares, why), ("raw_slave_mb_s", raws, raw_why)):
+        shown = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{name}: nan: {reason}" if reason else f"{name}: {shown}")
+    ratio = nan
+    if share == share and raw == raw:
+        pairs = [s / r for s, r in zip(shares, raws, strict=True)]
+        ratio = statistics.median(pairs)
+        print(f"share/raw per pair: {', '.join(f'{p:.2f}' for p in pairs)}")
+    return share, raw, ratio
 
 
 def _sha256(path: Path) -> str:
@@ -221,9 +248,7 @@ def main() -> int:
                       "(the VM was stopped)")  # fmt: skip
                 printing = print_ms(rig, runs)
                 audio = audio_start_ms(rig, runs)
-                share = share_mb_s(rig, runs, size)
-                raw = raw_mb_s(rig, runs, size)
-            ratio = share / raw if raw == raw and share == share and raw > 0 else float("nan")
+                share, raw, ratio = share_and_raw(rig, runs, size)
             print(f"{size >> 20} MiB per transfer: share_mb_s={fmt(share, 2)} "
                   f"raw_slave_mb_s={fmt(raw, 2)}")  # fmt: skip
             print(f"bench time (image build excluded): {time.monotonic() - began:.1f} s")
