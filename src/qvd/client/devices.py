@@ -58,7 +58,17 @@ class ClientDevice(Protocol):
 
 def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     """The devices the settings turn on, in order."""
-    return []
+    devices: list[ClientDevice] = []
+    if conf.flag("client.file_sharing.enable") is not False:  # default 1, as the original
+        from qvd.client.shares import SharesDevice, shares_of
+
+        if shares := shares_of(conf):
+            devices.append(SharesDevice(shares))
+    if conf.flag("client.usb.enable"):
+        from qvd.client.usb import UsbDevice
+
+        devices.append(UsbDevice(conf.get("client.usb.implementation") or "USBIP"))
+    return devices
 
 
 client_devices: Callable[[settings.ClientSettings], list[ClientDevice]] = _registry

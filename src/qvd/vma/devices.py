@@ -63,7 +63,9 @@ class Device(Protocol):
 def _registry() -> list[Device]:
     """Every device, in the order they are called (imported here, not at module load,
     so a device's module may import the session's helpers)."""
-    return []
+    from qvd.vma.shares import SharesDevice
+
+    return [SharesDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry
