@@ -7,98 +7,19 @@ the read-only share refuses writes, and the mounts are gone once the client left
 from __future__ import annotations
 
 import os
-import shlex
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from qvd.db import DatabaseTarget
 from qvd.di.testbed import Xvfb
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
-from tests.e2e.node import Client, L7rNode, in_vm, set_password
-from tests.hkd.conftest import add_host
-from tests.hkd.lxcnode import LxcNode, add_lxc_vm
+from tests.e2e.fusenode import Desktop, fuse_node, set_vm_property, wait_until
+from tests.e2e.node import Client, L7rNode, set_password
+from tests.hkd.lxcnode import add_lxc_vm
+
+__all__ = ["fuse_node"]
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def fuse_node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
-    """The e2e node, its desktops given /dev/fuse (``vm.lxc.fuse``)."""
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(
-        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0",
-           "vm.lxc.fuse": "1"}
-    )  # fmt: skip
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield L7rNode(hkd=hkd, lxc=lxc_node)
-    finally:
-        hkd.stop()
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, 1) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key},
-        ).scalar_one()
-        assignment = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assignment, "x": value},
-        )
-
-
-def wait_until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Desktop:
-    """Shell commands as the session's user inside the VM."""
-
-    def __init__(self, lxc: LxcNode, vm_id: int) -> None:
-        self.lxc, self.vm_id = lxc, vm_id
-        self.user = ""
-
-    def find_user(self) -> bool:
-        done = in_vm(self.lxc, self.vm_id, "ps", "-C", "nxagent", "-o", "user=")
-        self.user = done.stdout.strip().split("\n")[0].strip()
-        return bool(self.user)
-
-    def sh(self, script: str) -> tuple[int, str]:
-        done = in_vm(self.lxc, self.vm_id, "su", "-s", "/bin/sh", self.user, "-c", script)
-        return done.returncode, done.stdout + done.stderr
-
-    def mounts(self) -> str:
-        return in_vm(self.lxc, self.vm_id, "cat", "/proc/self/mountinfo").stdout
-
-    def logs(self) -> str:
-        parts = []
-        for name in ("vma.log", "nxagent.log"):
-            done = in_vm(self.lxc, self.vm_id, "tail", "-n", "40", f"/var/log/qvd/{name}")
-            parts.append(f"{name}:\n{done.stdout}{done.stderr}")
-        return "\n".join(parts)
 
 
 def test_a_client_folder_in_the_desktop_both_ways(
@@ -176,11 +97,8 @@ def test_a_client_folder_in_the_desktop_both_ways(
 
         # the client leaves: the channel ends, and so do the mounts
         client.close()
-        wait_until(
-            lambda: "/Redirected/" not in desktop.mounts(), 30, "the shares unmounted"
-        )
+        wait_until(lambda: "/Redirected/" not in desktop.mounts(), 30, "the shares unmounted")
         assert (share / "hello.txt").read_text() == "hello from the client\n"
     finally:
         client.close()
         xvfb.close()
-        print(shlex.join(argv))

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,9 +105,7 @@ def test_without_a_key_file_every_request_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(VHCI_DIR.exists(), reason="vhci-hcd is loaded on this machine")
 def test_usbip_without_vhci_hcd_is_a_clean_503(key_file: Path, tmp_path: Path) -> None:
-    answer, _ = run_slave(
-        req("/usbip", method="POST", upgrade="qvd:usbip/1.0"), key_file, tmp_path
-    )
+    answer, _ = run_slave(req("/usbip", method="POST", upgrade="qvd:usbip/1.0"), key_file, tmp_path)
     assert status(answer) == 503
     assert body(answer) == (
         "USB/IP is not available in this desktop: the vhci-hcd kernel module is not loaded\n"
@@ -140,10 +137,10 @@ def test_bytes_after_the_head_are_refused(key_file: Path, tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
+def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
-    yield path
+    return path
 
 
 def test_mount_point_is_made_below_redirected(home: Path) -> None:
