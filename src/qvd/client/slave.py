@@ -70,6 +70,8 @@ def upgrade(port: int, request: bytes, timeout: float = 20.0) -> socket.socket:
     deadline = time.monotonic() + timeout
     while True:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # request/response traffic (SFTP): Nagle would hold each small answer back
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.settimeout(max(1.0, deadline - time.monotonic()))
             sock.connect(("127.0.0.1", port))
