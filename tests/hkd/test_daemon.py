@@ -353,3 +353,45 @@ def test_a_backend_that_cannot_be_made_stops_the_start_with_its_reason(
     again = Hkd(hkd_config(run_dir), backend=FakeBackend(), vma=FakeVma(), target=db)
     again.start()
     again.stop()
+
+
+def test_a_killed_watchdog_is_started_again_and_a_starting_one_is_not_news(
+    db: DatabaseTarget,
+    engine: Engine,
+    run_dir: Path,
+    started: list[Hkd],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The HKD looks at its watchdog every second. One it has just started may still be
+    importing before it takes its lock: that is not "gone" (the error was logged at
+    every start on a loaded machine). One that was killed is started again, loudly."""
+    import os
+    import signal
+
+    from qvd.hkd.pidlock import LockHeld, PidLock
+
+    add_host(engine)
+    config = hkd_config(run_dir, **{"internal.hkd.watchdog.enable": "1"})
+    hkd = Hkd(config, backend=FakeBackend(), vma=FakeVma(), target=db)
+    hkd.start()
+    started.append(hkd)
+    watchdog = hkd.watchdog
+    assert watchdog is not None
+    try:
+        wait_for(watchdog.running, 30, "the watchdog holding its lock")
+        time.sleep(1.5)  # a few of the HKD's looks at it
+        gone = [r for r in caplog.records if "watchdog was gone" in r.getMessage()]
+        assert not gone, "a starting watchdog was reported gone"
+
+        lock = PidLock(hkd.settings.watchdog_lock_path)
+        with pytest.raises(LockHeld) as held:
+            lock.acquire()
+        os.kill(int(held.value.holder), signal.SIGKILL)
+        wait_for(
+            lambda: any("watchdog was gone" in r.getMessage() for r in caplog.records),
+            30, "the HKD noticing the killed watchdog",
+        )  # fmt: skip
+        wait_for(watchdog.running, 30, "a new watchdog holding the lock")
+    finally:
+        hkd.stop()
+        watchdog.end()

@@ -277,3 +277,31 @@ def test_a_deleted_vms_mounted_upper_and_lone_images_go(
     assert not layer.exists()
     assert f" {layer} " not in Path("/proc/self/mounts").read_text()
     assert sorted(p.name for p in images.iterdir()) == [live.name]
+
+
+def test_kvm_roots_and_home_disks_of_deleted_vms_go(engine: Engine, node: Node) -> None:
+    """The KVM backend's files: the qcow2 root of a deleted VM goes at once (unless the
+    backend still runs the VM), its home disk after the retention like an LXC home; the
+    files of a VM that exists stay."""
+    s = node.settings
+    for folder in (s.overlays, s.homes):
+        folder.mkdir(parents=True)
+    for vm, di in ((node.live_vm, node.live_di), (node.ghost_vm, node.ghost_di),
+                   (node.gone_vm, node.gone_di)):  # fmt: skip
+        (s.overlays / f"{di}-{vm}-overlay.qcow2").write_bytes(b"a root")
+        (s.homes / f"{vm}-data.qcow2").write_bytes(b"a home disk")
+    (s.homes / "notes.txt").write_text("not ours: a name that does not parse stays")
+    first = node.facts_and_collect(engine, dry_run=False)
+    assert f"overlays/{node.gone_di}-{node.gone_vm}-overlay.qcow2" in _names(first, node.storage)
+    assert sorted(p.name for p in s.overlays.iterdir()) == sorted([
+        f"{node.live_di}-{node.live_vm}-overlay.qcow2",
+        f"{node.ghost_di}-{node.ghost_vm}-overlay.qcow2",
+    ])  # fmt: skip
+    assert (s.homes / f"{node.gone_vm}-data.qcow2").exists()  # marked, kept for now
+    assert (s.homes / f".orphaned-{node.gone_vm}-data.qcow2").exists()
+    assert not (s.homes / f".orphaned-{node.ghost_vm}-data.qcow2").exists()  # it runs
+    later = node.facts_and_collect(engine, dry_run=False, now=time.time() + 10)
+    assert f"homes/{node.gone_vm}-data.qcow2" in _names(later, node.storage)
+    assert sorted(p.name for p in s.homes.iterdir()) == sorted([
+        f"{node.live_vm}-data.qcow2", f"{node.ghost_vm}-data.qcow2", "notes.txt",
+    ])  # fmt: skip

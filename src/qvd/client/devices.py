@@ -58,7 +58,11 @@ class ClientDevice(Protocol):
 
 def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     """The devices the settings turn on, in order."""
+    from qvd.client import printing
+
     devices: list[ClientDevice] = []
+    if printing.enabled(conf):
+        devices.append(printing.Printing(conf))
     if conf.flag("client.file_sharing.enable") is not False:  # default 1, as the original
         from qvd.client.shares import SharesDevice, shares_of
 

@@ -504,9 +504,10 @@ class Hkd:
         if now < self._next_watchdog_check:
             return
         self._next_watchdog_check = now + 1.0
-        if not self.watchdog.running():
-            log.error("the fencing watchdog is gone: starting another")
-            self.watchdog.ensure()
+        # a watchdog just started may still be importing before it takes its lock:
+        # only one that had its grace and is gone is news
+        if not self.watchdog.running() and self.watchdog.ensure():
+            log.error("the fencing watchdog was gone: started another")
 
     def _cluster_monitor(self) -> None:
         assert self.host is not None

@@ -20,6 +20,10 @@ What goes, and why (each removal carries its reason):
   at once). The first pass that finds a home orphaned leaves a marker
   ``homefs/.orphaned-<key>`` beside it; the home goes once the marker is that old,
   and the marker goes if the home is used again.
+- KVM: ``overlays/<di_id>-<vm_id>-overlay.qcow2``, the root of a VM deleted from the
+  database, when the backend runs nothing for it; ``homes/<vm_id>-data.qcow2``, the home
+  disk of a deleted VM, with the same retention and marker (``homes/.orphaned-<file>``)
+  as an LXC home.
 
 Nothing is removed on a guess: a name that does not parse is left alone. Removal is a
 rename to ``deleteme-…`` (atomic, so nothing can use it afterwards) then a recursive
@@ -66,6 +70,8 @@ _BASE = re.compile(r"^([0-9]{1,12})-.+$")
 _LAYER = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})-overlayfs$")
 _LAYER_IMAGE = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})-overlayfs\.ext4$")
 _VM_HOME = re.compile(r"^([0-9]{1,12})-fs$")
+_KVM_OVERLAY = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})-overlay\.qcow2$")
+_KVM_HOME = re.compile(r"^([0-9]{1,12})-data\.qcow2$")
 _UNTAR = re.compile(r"^untar-([0-9]+)-[0-9a-f]+$")
 _MARKER = ".orphaned-"
 _BUSY_STATES = frozenset({"starting", "running", "stopping", "zombie", "debugging"})
@@ -85,6 +91,8 @@ class GcSettings:
     basefs: Path
     overlayfs: Path
     homefs: Path
+    overlays: Path  # KVM roots (qcow2)
+    homes: Path  # KVM home disks (qcow2)
     grace: float  # seconds a leftover stays untouched before it goes
     home_retention: float | None  # seconds an orphaned home is kept; None: forever
     delay: float  # seconds between two passes of the HKD (0: never)
@@ -97,6 +105,8 @@ class GcSettings:
             basefs=config.get_path("path.storage.basefs"),
             overlayfs=config.get_path("path.storage.overlayfs"),
             homefs=config.get_path("path.storage.homefs"),
+            overlays=config.get_path("path.storage.overlays"),
+            homes=config.get_path("path.storage.homes"),
             grace=config.get_float("internal.hkd.gc.grace"),
             home_retention=None if days < 0 else days * 86400,
             delay=config.get_float("internal.hkd.gc.delay"),
@@ -149,7 +159,7 @@ def plan(
     for entry in _entries(settings.images):
         if entry.name.startswith(".upload-") and _age(entry, now) > grace:
             out.append(Removal(Path(entry.path), f"an upload left over, untouched {grace:.0f} s"))
-    for folder in (settings.basefs, settings.overlayfs):
+    for folder in (settings.basefs, settings.overlayfs, settings.overlays, settings.homes):
         for entry in _entries(folder):
             if entry.name.startswith("deleteme-") and _age(entry, now) > grace:
                 out.append(Removal(Path(entry.path), "a removal that was cut short"))
@@ -184,8 +194,36 @@ def plan(
         vm_id = int(image.group(2))
         if vm_id not in facts.vm_ids and not alive(vm_id):
             out.append(Removal(Path(entry.path), f"VM {vm_id} is deleted", vm_id=vm_id))
+    for entry in _entries(settings.overlays):
+        root = _KVM_OVERLAY.match(entry.name)
+        if root is None or not entry.is_file(follow_symlinks=False):
+            continue
+        vm_id = int(root.group(2))
+        if vm_id not in facts.vm_ids and not alive(vm_id):
+            out.append(Removal(Path(entry.path), f"VM {vm_id} is deleted", vm_id=vm_id))
     out += _orphaned_homes(settings, facts, alive, now)
     return out
+
+
+def _homes(settings: GcSettings, facts: DbFacts) -> Iterator[tuple[Path, bool, int | None]]:
+    """Every home of this node: (path, still wanted, VM id if it is a VM's home). LXC
+    homes are folders of ``homefs`` (a VM's or a login's), KVM homes are disk files of
+    ``homes`` (a VM's)."""
+    for entry in _entries(settings.homefs):
+        if entry.name.startswith((".", "deleteme-")) or not entry.is_dir(follow_symlinks=False):
+            continue
+        wanted, vm_id = _home_owner(entry.name, facts)
+        yield Path(entry.path), wanted, vm_id
+    for entry in _entries(settings.homes):
+        disk = _KVM_HOME.match(entry.name)
+        if disk is None or not entry.is_file(follow_symlinks=False):
+            continue
+        vm_id = int(disk.group(1))
+        yield Path(entry.path), vm_id in facts.vm_ids, vm_id
+
+
+def _marker(home: Path) -> Path:
+    return home.with_name(f"{_MARKER}{home.name}")
 
 
 def _home_owner(key: str, facts: DbFacts) -> tuple[bool, int | None]:
@@ -203,20 +241,16 @@ def _orphaned_homes(
     if settings.home_retention is None:
         return []
     out: list[Removal] = []
-    for entry in _entries(settings.homefs):
-        if entry.name.startswith((".", "deleteme-")) or not entry.is_dir(follow_symlinks=False):
-            continue
-        wanted, vm_id = _home_owner(entry.name, facts)
+    for home, wanted, vm_id in _homes(settings, facts):
         if wanted or (vm_id is not None and alive(vm_id)):
             continue
-        marker = settings.homefs / f"{_MARKER}{entry.name}"
         try:
-            since = marker.stat().st_mtime
+            since = _marker(home).stat().st_mtime
         except FileNotFoundError:
             continue  # marked by ``collect``; it goes after the retention
         if now - since > settings.home_retention:
             days = settings.home_retention / 86400
-            out.append(Removal(Path(entry.path), f"orphaned home kept {days:g} days", vm_id=vm_id))
+            out.append(Removal(home, f"orphaned home kept {days:g} days", vm_id=vm_id))
     return out
 
 
@@ -226,21 +260,19 @@ def _mark_orphaned_homes(
     """Start (or stop) the retention clock of each orphaned home."""
     if settings.home_retention is None:
         return
-    for entry in _entries(settings.homefs):
-        if entry.name.startswith(_MARKER):
-            key = entry.name[len(_MARKER) :]
-            wanted, _ = _home_owner(key, facts)
-            if wanted or not (settings.homefs / key).is_dir():
-                Path(entry.path).unlink(missing_ok=True)
-            continue
-        if entry.name.startswith((".", "deleteme-")) or not entry.is_dir(follow_symlinks=False):
-            continue
-        wanted, vm_id = _home_owner(entry.name, facts)
+    homes = {home: (wanted, vm_id) for home, wanted, vm_id in _homes(settings, facts)}
+    for folder in (settings.homefs, settings.homes):
+        for entry in _entries(folder):
+            if entry.name.startswith(_MARKER):
+                owner = homes.get(folder / entry.name[len(_MARKER) :])
+                if owner is None or owner[0]:
+                    Path(entry.path).unlink(missing_ok=True)
+    for home, (wanted, vm_id) in homes.items():
         if not wanted and not (vm_id is not None and alive(vm_id)):
-            marker = settings.homefs / f"{_MARKER}{entry.name}"
+            marker = _marker(home)
             if not marker.exists():
                 marker.touch()
-                log.info("home %s is orphaned: kept until the retention ends", entry.name)
+                log.info("home %s is orphaned: kept until the retention ends", home.name)
 
 
 @contextlib.contextmanager
@@ -287,7 +319,11 @@ def _execute(removal: Removal, settings: GcSettings, alive: Callable[[int], bool
         image = home_image(removal.path)
         if image.exists():
             _remove(image)
-        (settings.homefs / f"{_MARKER}{removal.path.name}").unlink(missing_ok=True)
+        _marker(removal.path).unlink(missing_ok=True)
+        return True
+    if removal.path.parent == settings.homes:
+        _remove(removal.path)  # a KVM home disk: its VM runs nothing (checked above)
+        _marker(removal.path).unlink(missing_ok=True)
         return True
     if removal.path.parent == settings.overlayfs and _LAYER.match(removal.path.name):
         try:  # the VM is deleted and runs nothing: a mount left by a killed HKD

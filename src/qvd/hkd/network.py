@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
+import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -67,7 +67,9 @@ def sweep_dead_tables() -> list[str]:
     done = nft("list", "tables")
     if done.returncode != 0:
         return []
-    alive = {_table_of(device) for device in os.listdir("/sys/class/net")}
+    # the devices of this thread's network namespace (a node may run in one it entered:
+    # /sys/class/net would show the namespace sysfs was mounted in)
+    alive = {_table_of(device) for _, device in socket.if_nameindex()}
     swept = []
     for line in done.stdout.splitlines():
         match line.split():

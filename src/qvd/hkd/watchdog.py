@@ -125,13 +125,14 @@ class WatchdogHandle:
         else:
             probe.release()  # none runs
 
-    def ensure(self) -> None:
-        """Start a watchdog unless one runs (or one was started moments ago)."""
+    def ensure(self) -> bool:
+        """Start a watchdog unless one runs (or one was started moments ago and is
+        still taking its lock); whether one was started."""
         if self.running():
-            return
+            return False
         now = time.monotonic()
         if self._spawned_at is not None and now - self._spawned_at < self._RESPAWN_GRACE:
-            return
+            return False
         spec = self._settings.lease_path.with_name("hkd-watchdog.json")
         data = {
             "lease": str(self._settings.lease_path),
@@ -151,6 +152,7 @@ class WatchdogHandle:
             )  # fmt: skip
         self._spawned_at = now
         log.info("fencing watchdog started (log: %s)", log_path)
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,13 @@ DEFAULTS: dict[str, str] = {
     # side channels (qvd.vma.channels, qvd.vma.devices): nxagent runs this for each
     # client→VM slave connection (shared folders, USB), the channel on stdin/stdout
     "command.slave": "/usr/lib/qvd/bin/qvd-vma-slave",
+    # printing (qvd.vma.printing): queues to the client's printers go into the desktop's
+    # cupsd at this server (a socket path or host:port); started with `command.cupsd -f`
+    # (the image's configuration) when nothing answers there
+    "vma.printing.enable": "0",
+    "vma.printing.cups.server": "/run/cups/cups.sock",
+    "command.cupsd": "/usr/sbin/cupsd",
+    "command.lpadmin": "/usr/sbin/lpadmin",
     # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
     # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
     "command.x11vnc": "/usr/bin/x11vnc",

@@ -63,9 +63,10 @@ class Device(Protocol):
 def _registry() -> list[Device]:
     """Every device, in the order they are called (imported here, not at module load,
     so a device's module may import the session's helpers)."""
+    from qvd.vma.printing import Printing
     from qvd.vma.shares import SharesDevice
 
-    return [SharesDevice()]
+    return [Printing(), SharesDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry

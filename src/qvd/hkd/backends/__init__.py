@@ -36,7 +36,7 @@ __all__ = [
 # (the daemon passes ``config=``, the node's Config) and checks it made a Backend.
 # "fake" is for tests, which hand a FakeBackend to the daemon directly.
 BACKENDS: dict[str, str] = {
-    "fake": "qvd.hkd.backends.fake:FakeBackend",
+    "fake": "qvd.hkd.backends.fake:from_config",
     "kvm": "qvd.hkd.backends.kvm:KvmBackend",
     "lxc": "qvd.hkd.backends.lxc:LxcBackend",
 }

@@ -123,3 +123,9 @@ class FakeBackend(Backend):
             if vm is not None and vm.running:
                 raise BackendError(f"VM {vm_id} still runs: stop it before cleaning up")
             self.vms.pop(vm_id, None)
+
+
+def from_config(config: object = None) -> FakeBackend:
+    """What ``load_backend("fake", config=...)`` makes (e.g. in a node's fencing watchdog
+    process): an empty fake backend; its VMs live only in the process that made them."""
+    return FakeBackend()
