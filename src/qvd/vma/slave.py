@@ -11,6 +11,8 @@ key (the file ``QVD_SLAVE_KEY_FILE``, 0600, the user's), and then:
   unmounts: the mount lives exactly as long as the channel (sshfs alone leaves a dead
   mount behind). A stale mount of the same name (its channel died) is
   unmounted first; a live one is a 409. No ``/dev/fuse`` → 503 with the reason.
+- throughput (``POST /throughput``, for bench/): the raw channel's speed; bytes sent
+  or counted, nothing stored.
 - USB/IP (``POST /usbip``): 503 with the reason when the vhci-hcd module is not loaded
   (``/sys/devices/platform/vhci_hcd.0``); attaching needs root in the desktop and is not
   done by this program (501).
@@ -36,9 +38,11 @@ from pathlib import Path
 from qvd.vma.homefiles import HomeError, ensure_private_dir, open_home
 from qvd.vma.slaveproto import (
     SFTP_PROTOCOL,
+    THROUGHPUT_PROTOCOL,
     HeadReader,
     ShareRequest,
     SlaveRefusal,
+    ThroughputRequest,
     UsbRequest,
     decide,
     parse_head,
@@ -168,6 +172,23 @@ def _share(request: ShareRequest, trailing: bytes) -> int:
     return 0
 
 
+def _throughput(request: ThroughputRequest, trailing: bytes) -> int:
+    _write_all(1, switching_response(THROUGHPUT_PROTOCOL))
+    if request.send_bytes is not None:
+        block = os.urandom(1 << 16)  # incompressible: the channel's own speed
+        left = request.send_bytes
+        while left:
+            chunk = block[: min(left, len(block))]
+            _write_all(1, chunk)
+            left -= len(chunk)
+        return 0
+    count = len(trailing)
+    while chunk := os.read(0, 1 << 16):
+        count += len(chunk)
+    _write_all(1, f"{count}\n".encode())
+    return 0
+
+
 def _usb(_request: UsbRequest) -> int:
     if not VHCI_DIR.exists():
         raise SlaveRefusal(
@@ -185,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = decide(parse_head(head), key)
         if isinstance(request, ShareRequest):
             return _share(request, trailing)
+        if isinstance(request, ThroughputRequest):
+            return _throughput(request, trailing)
         return _usb(request)
     except SlaveRefusal as refusal:
         _say(f"refused ({refusal.status}): {refusal.reason}")

@@ -8,7 +8,10 @@ session's slave key as ``Authorization: Basic <key>`` (the raw key, as the origi
 - ``PUT /shares/<name>`` with ``Upgrade: qvd:sftp/1.0[;charset=<cs>]`` → 101 with
   ``X-QVD-Share-Ticket``, then SFTP over the stream (the desktop mounts the client's
   folder on ``~/Redirected/<name>``);
-- ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` → 101 then USB/IP, or a refusal.
+- ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` → 101 then USB/IP, or a refusal;
+- ``POST /throughput`` with ``Upgrade: qvd:throughput/1.0`` (ours, for bench/): 101, then
+  the desktop sends ``X-QVD-Bytes`` bytes (at most 1 GiB) and closes, or, without that
+  header, reads to the end and answers the count: the raw channel's speed both ways.
 
 Order of the checks (each refusal is a final response with the reason in the body, and
 the connection closes): a head that does not end within ``MAX_HEAD`` bytes → 431; a head
@@ -32,11 +35,13 @@ __all__ = [
     "MAX_HEAD",
     "MAX_HEADERS",
     "SFTP_PROTOCOL",
+    "THROUGHPUT_PROTOCOL",
     "USBIP_PROTOCOL",
     "HeadReader",
     "RequestHead",
     "ShareRequest",
     "SlaveRefusal",
+    "ThroughputRequest",
     "UsbRequest",
     "decide",
     "parse_head",
@@ -50,6 +55,8 @@ MAX_HEADERS = 50
 MAX_NAME = 64
 SFTP_PROTOCOL = "qvd:sftp/1.0"
 USBIP_PROTOCOL = "qvd:usbip/1.0"
+THROUGHPUT_PROTOCOL = "qvd:throughput/1.0"
+MAX_THROUGHPUT_BYTES = 1 << 30
 
 _REASONS = {
     101: "Switching Protocols",
@@ -107,6 +114,14 @@ class ShareRequest:
 @dataclass(frozen=True, slots=True)
 class UsbRequest:
     """Attach the client's USB devices over USB/IP."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRequest:
+    """Measure the raw channel: send ``send_bytes`` to the client, or (None) count what
+    the client sends until it closes."""
+
+    send_bytes: int | None = None
 
 
 def _is_control(char: str) -> bool:
@@ -227,7 +242,19 @@ def _authorized(head: RequestHead, key: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), key.encode())
 
 
-def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest:
+def _throughput(head: RequestHead) -> ThroughputRequest:
+    if head.method != "POST":
+        raise SlaveRefusal(405, "throughput is measured with POST", allow="POST")
+    _upgrade(head, THROUGHPUT_PROTOCOL)
+    count = head.header("x-qvd-bytes")
+    if count is None:
+        return ThroughputRequest()
+    if not count.isdigit() or int(count) > MAX_THROUGHPUT_BYTES:
+        raise SlaveRefusal(400, f"X-QVD-Bytes is a byte count up to {MAX_THROUGHPUT_BYTES}")
+    return ThroughputRequest(int(count))
+
+
+def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest | ThroughputRequest:
     """What ``head`` asks for, or ``SlaveRefusal``. An empty ``key`` refuses everything."""
     if not _authorized(head, key):
         raise SlaveRefusal(401, "the slave key is missing or wrong")
@@ -242,6 +269,8 @@ def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest:
             raise SlaveRefusal(405, "USB/IP is attached with POST", allow="POST")
         _upgrade(head, USBIP_PROTOCOL)
         return UsbRequest()
+    if path == "/throughput":
+        return _throughput(head)
     raise SlaveRefusal(404, "no such route (the slave server serves /shares/<name> and /usbip)")
 
 
