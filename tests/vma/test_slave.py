@@ -194,14 +194,16 @@ def test_fuse_mounts_below_the_shares_directory() -> None:
 def test_throughput_counts_what_comes_and_sends_what_is_asked(
     key_file: Path, tmp_path: Path
 ) -> None:
-    sink = req("/throughput", method="POST", upgrade="qvd:throughput/1.0")
-    answer, code = run_slave(sink + b"x" * 300_000, key_file, tmp_path)
+    base = req("/throughput", method="POST", upgrade="qvd:throughput/1.0")[:-2]
+    answer, code = run_slave(
+        base + b"X-QVD-Receive: 300000\r\n\r\n" + b"x" * 300_000, key_file, tmp_path,
+        close_after=False,
+    )  # fmt: skip
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert rest == b"300000\n"
     assert code == 0
-    source = sink[:-2] + b"X-QVD-Bytes: 200000\r\n\r\n"
-    answer, code = run_slave(source, key_file, tmp_path)
+    answer, code = run_slave(base + b"X-QVD-Send: 200000\r\n\r\n", key_file, tmp_path)
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert len(rest) == 200_000

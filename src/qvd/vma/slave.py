@@ -173,19 +173,20 @@ def _share(request: ShareRequest, trailing: bytes) -> int:
 
 
 def _throughput(request: ThroughputRequest, trailing: bytes) -> int:
+    if len(trailing) > request.receive:
+        raise SlaveRefusal(400, "more bytes came than X-QVD-Receive said")
     _write_all(1, switching_response(THROUGHPUT_PROTOCOL))
-    if request.send_bytes is not None:
-        block = os.urandom(1 << 16)  # incompressible: the channel's own speed
-        left = request.send_bytes
-        while left:
-            chunk = block[: min(left, len(block))]
-            _write_all(1, chunk)
-            left -= len(chunk)
-        return 0
+    block = os.urandom(1 << 16)  # incompressible: the channel's own speed
+    left = request.send
+    while left:
+        chunk = block[: min(left, len(block))]
+        _write_all(1, chunk)
+        left -= len(chunk)
     count = len(trailing)
-    while chunk := os.read(0, 1 << 16):
+    while count < request.receive and (chunk := os.read(0, min(1 << 16, request.receive - count))):
         count += len(chunk)
-    _write_all(1, f"{count}\n".encode())
+    if request.receive:
+        _write_all(1, f"{count}\n".encode())
     return 0
 
 

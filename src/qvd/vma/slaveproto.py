@@ -10,8 +10,9 @@ session's slave key as ``Authorization: Basic <key>`` (the raw key, as the origi
   folder on ``~/Redirected/<name>``);
 - ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` → 101 then USB/IP, or a refusal;
 - ``POST /throughput`` with ``Upgrade: qvd:throughput/1.0`` (ours, for bench/): 101, then
-  the desktop sends ``X-QVD-Bytes`` bytes (at most 1 GiB) and closes, or, without that
-  header, reads to the end and answers the count: the raw channel's speed both ways.
+  the desktop sends ``X-QVD-Send`` bytes and closes, or reads ``X-QVD-Receive`` bytes and
+  answers their count on a line (at most 1 GiB; NX closes a channel as soon as one side
+  half-closes, so the count must be known): the raw channel's speed both ways.
 
 Order of the checks (each refusal is a final response with the reason in the body, and
 the connection closes): a head that does not end within ``MAX_HEAD`` bytes → 431; a head
@@ -118,10 +119,11 @@ class UsbRequest:
 
 @dataclass(frozen=True, slots=True)
 class ThroughputRequest:
-    """Measure the raw channel: send ``send_bytes`` to the client, or (None) count what
-    the client sends until it closes."""
+    """Measure the raw channel: send ``send`` bytes to the client, or read ``receive``
+    bytes from it and answer the count."""
 
-    send_bytes: int | None = None
+    send: int = 0
+    receive: int = 0
 
 
 def _is_control(char: str) -> bool:
@@ -246,12 +248,15 @@ def _throughput(head: RequestHead) -> ThroughputRequest:
     if head.method != "POST":
         raise SlaveRefusal(405, "throughput is measured with POST", allow="POST")
     _upgrade(head, THROUGHPUT_PROTOCOL)
-    count = head.header("x-qvd-bytes")
-    if count is None:
-        return ThroughputRequest()
-    if not count.isdigit() or int(count) > MAX_THROUGHPUT_BYTES:
-        raise SlaveRefusal(400, f"X-QVD-Bytes is a byte count up to {MAX_THROUGHPUT_BYTES}")
-    return ThroughputRequest(int(count))
+    counts = []
+    for name in ("x-qvd-send", "x-qvd-receive"):
+        value = head.header(name) or "0"
+        if not value.isdigit() or int(value) > MAX_THROUGHPUT_BYTES:
+            raise SlaveRefusal(400, f"{name} is a byte count up to {MAX_THROUGHPUT_BYTES}")
+        counts.append(int(value))
+    if (counts[0] == 0) == (counts[1] == 0):
+        raise SlaveRefusal(400, "say one of X-QVD-Send or X-QVD-Receive")
+    return ThroughputRequest(send=counts[0], receive=counts[1])
 
 
 def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest | ThroughputRequest:
