@@ -63,6 +63,10 @@ def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     devices: list[ClientDevice] = []
     if printing.enabled(conf):
         devices.append(printing.Printing(conf))
+    if conf.flag("client.audio.enable"):  # off unless asked, as the original
+        from qvd.client.audio import ClientAudio
+
+        devices.append(ClientAudio(conf))
     if conf.flag("client.file_sharing.enable") is not False:  # default 1, as the original
         from qvd.client.shares import SharesDevice, shares_of
 

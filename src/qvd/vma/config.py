@@ -39,6 +39,11 @@ DEFAULTS: dict[str, str] = {
     "vma.printing.cups.server": "/run/cups/cups.sock",
     "command.cupsd": "/usr/sbin/cupsd",
     "command.lpadmin": "/usr/sbin/lpadmin",
+    # sound (qvd.vma.audio): the session's PulseAudio, run as the user, with its socket
+    # under <path.user.runtime>/<uid>/pulse (the user's runtime directory, 0700)
+    "command.pulseaudio": "/usr/bin/pulseaudio",
+    "command.pactl": "/usr/bin/pactl",
+    "path.user.runtime": "/run/user",
     # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
     # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
     "command.x11vnc": "/usr/bin/x11vnc",

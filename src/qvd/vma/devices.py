@@ -63,10 +63,11 @@ class Device(Protocol):
 def _registry() -> list[Device]:
     """Every device, in the order they are called (imported here, not at module load,
     so a device's module may import the session's helpers)."""
+    from qvd.vma.audio import AudioDevice
     from qvd.vma.printing import Printing
     from qvd.vma.shares import SharesDevice
 
-    return [Printing(), SharesDevice()]
+    return [Printing(), AudioDevice(), SharesDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry

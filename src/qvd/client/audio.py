@@ -1,0 +1,191 @@
+"""Sound, the client's end: nxproxy connects the session's multimedia channel to a
+PulseAudio here (``media=<port>``; nxproxy takes a TCP port only).
+
+On with ``client.audio.enable`` (off by default: the original's ``audio.enable`` is
+empty). The port is ``client.audio.port`` when set (a PulseAudio TCP listener the user
+runs and secures). Otherwise the device finds the user's running PulseAudio (or
+PipeWire's pulse server) with ``pactl info`` and relays a loopback port of its own to
+that server's unix socket, where the server knows the relay by its uid (the user's) and
+needs no cookie.
+
+Why a relay and not ``module-native-protocol-tcp auth-anonymous=1`` (what the original
+client loaded): the desktop's PulseAudio has no cookie of the client's, so that listener
+would be anonymous, and for the whole session any local user of this machine could use
+the user's PulseAudio through it: record the microphone, or load modules that write
+files as the user. The relay accepts a connection only from a socket of the user's own
+uid (the kernel's socket table, ``/proc/net/tcp``) and refuses the others.
+
+Without a PulseAudio to play to, the device says why and the session goes on without
+sound. Parameters sent: ``qvd.client.audio.enabled=1`` (the VMA opens the channel on
+``vma.audio.enable``; the original's clients send no such flag, and give nxproxy a
+``media=`` port or not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from qvd.client import settings
+from qvd.client.devices import ClientSession
+
+__all__ = ["AudioRelay", "ClientAudio", "owner_uid", "pulse_socket"]
+
+_PROC_NET_TCP = Path("/proc/net/tcp")
+
+
+def pulse_socket(info: str) -> str | None:
+    """The unix socket path in ``pactl info``'s "Server String", if it is one."""
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Server String":
+            server = value.strip().removeprefix("unix:")
+            return server if server.startswith("/") else None
+    return None
+
+
+def _hex_endpoint(address: tuple[str, int]) -> str:
+    host = socket.inet_aton(address[0])[::-1].hex().upper()  # little-endian, as the kernel
+    return f"{host}:{address[1]:04X}"
+
+
+def owner_uid(
+    local: tuple[str, int], remote: tuple[str, int], table: Path = _PROC_NET_TCP
+) -> int | None:
+    """The uid owning the IPv4 TCP socket ``local`` → ``remote``, from the kernel's table."""
+    want = (_hex_endpoint(local), _hex_endpoint(remote))
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 7 and (fields[1], fields[2]) == want:
+            return int(fields[7])
+    return None
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+class AudioRelay:
+    """A loopback TCP port relayed to a PulseAudio unix socket, for this uid only."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(8)
+        self.port = int(self._listener.getsockname()[1])
+        self.refused = 0  # connections from other users
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name="qvd-audio", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return  # closed
+            if owner_uid(peer, ("127.0.0.1", self.port)) != os.getuid():
+                self.refused += 1
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # sound in small writes
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.connect(self._target)
+        except OSError:
+            server.close()
+            conn.close()
+            return
+        with self._lock:
+            if self._closed:
+                server.close()
+                conn.close()
+                return
+            self._open.update((conn, server))
+        back = threading.Thread(target=_pump, args=(server, conn), daemon=True)
+        back.start()
+        _pump(conn, server)
+        back.join()
+        with self._lock:
+            self._open.difference_update((conn, server))
+        conn.close()
+        server.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sockets = list(self._open)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+
+
+class ClientAudio:
+    """The client's sound device (``qvd.client.devices.ClientDevice``)."""
+
+    name = "audio"
+
+    def __init__(self, conf: settings.ClientSettings, pactl: str = "pactl") -> None:
+        self._port = conf.get("client.audio.port") or ""
+        self._pactl = pactl
+        self.relay: AudioRelay | None = None
+
+    def params(self) -> dict[str, str]:
+        return {"qvd.client.audio.enabled": "1"}
+
+    def open(self, session: ClientSession) -> list[str]:
+        if self._port:
+            return [f"media={int(self._port)}"]
+        try:
+            done = subprocess.run(
+                [self._pactl, "info"], capture_output=True, text=True, env=session.env,
+                timeout=10, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._say(f"cannot run pactl: {exc}")
+            return []
+        if done.returncode != 0:
+            self._say(done.stderr.strip()[-200:] or f"pactl info exited {done.returncode}")
+            return []
+        target = pulse_socket(done.stdout)
+        if target is None:
+            self._say("it is not on a local socket; set client.audio.port")
+            return []
+        self.relay = AudioRelay(target)
+        return [f"media={self.relay.port}"]
+
+    def attached(self, session: ClientSession) -> None:
+        return None
+
+    def close(self) -> None:
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            relay.close()
+
+    @staticmethod
+    def _say(reason: str) -> None:
+        print(f"Sound: no PulseAudio to play to ({reason}); the session goes on without sound",
+              file=sys.stderr, flush=True)  # fmt: skip
