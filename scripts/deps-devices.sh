@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib-deps.sh
 
 install_missing deps-devices cups-daemon cups-client pulseaudio pulseaudio-utils \
-    openssh-sftp-server usbip
+    openssh-sftp-server bubblewrap openssh-client usbip
 if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
     chmod 0666 /dev/fuse
 fi

@@ -7,18 +7,22 @@ is the default). The share's name is the folder's last component.
 
 Once nxproxy relays, each share opens a slave connection (``qvd.client.slave``):
 ``PUT /shares/<name>`` with ``Upgrade: qvd:sftp/1.0``; on 101 the desktop runs sshfs
-over the stream and this side runs ``sftp-server -d <folder>`` (``-R`` when read-only)
-with the socket as its stdin and stdout. ``close`` ends them.
+over the stream and this side runs ``sftp-server`` (``-R`` when read-only) with the
+socket as its stdin and stdout. ``close`` ends them.
 
-Note: ``sftp-server -d`` only sets the starting directory; the desktop's sshfs sees the
-folder, but a desktop that speaks SFTP itself can reach other files of the client's
-user (the original's behaviour too). Share with a client account that has nothing
-else to lose, or read-only.
+The desktop is hostile: ``sftp-server -d`` only sets the starting directory, and a
+desktop that speaks SFTP itself could walk to every other file of the client's user
+(the original's behaviour). So the server runs confined by bubblewrap: in its own
+namespaces (no network), with only ``/usr``, the user and group names, ``/dev``'s basic
+nodes and the shared folder (read-only when shared so) at ``/share``; a link in the
+folder that points outside leads nowhere. Without ``bwrap`` nothing is shared (and the
+client says why).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,9 +34,18 @@ from qvd.client import settings
 from qvd.client.devices import ClientSession
 from qvd.client.slave import SlaveRefused, request_bytes, upgrade
 
-__all__ = ["SFTP_SERVER", "Share", "SharesDevice", "parse_share", "share_request", "shares_of"]
+__all__ = [
+    "SFTP_SERVER",
+    "Share",
+    "SharesDevice",
+    "parse_share",
+    "server_argv",
+    "share_request",
+    "shares_of",
+]
 
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+SHARE_ROOT = "/share"  # where the folder is, inside the confined server
 PREFIX = "client.share."
 
 
@@ -90,6 +103,23 @@ def share_request(share: Share, key: str) -> bytes:
     return request_bytes("PUT", path, key, "qvd:sftp/1.0")
 
 
+def server_argv(share: Share, bwrap: str | None) -> list[str] | None:
+    """The confined ``sftp-server`` of ``share`` (None without bubblewrap)."""
+    if bwrap is None:
+        return None
+    bind = "--ro-bind" if share.read_only else "--bind"
+    return [
+        bwrap, "--die-with-parent", "--unshare-all", "--new-session",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin",
+        "--ro-bind", "/etc/passwd", "/etc/passwd", "--ro-bind", "/etc/group", "/etc/group",
+        "--dev", "/dev",
+        bind, str(share.folder), SHARE_ROOT, "--chdir", SHARE_ROOT,
+        SFTP_SERVER, "-d", SHARE_ROOT, *(["-R"] if share.read_only else []),
+    ]  # fmt: skip
+
+
 class SharesDevice:
     name = "shares"
 
@@ -111,6 +141,11 @@ class SharesDevice:
     def attached(self, session: ClientSession) -> None:
         if session.slave_port is None:
             return
+        bwrap = shutil.which("bwrap")
+        if bwrap is None and self.shares:
+            print("shared folders need bubblewrap (bwrap), which keeps the desktop inside "
+                  "the shared folder: nothing shared", file=sys.stderr, flush=True)  # fmt: skip
+            return
         for share in self.shares:
             if not share.folder.is_dir():
                 print(f"shared folder {share.folder}: not a directory, not shared",
@@ -125,7 +160,8 @@ class SharesDevice:
             except ConnectionError as exc:
                 print(f"shared folder {share.name!r}: {exc}", file=sys.stderr, flush=True)
                 continue
-            argv = [SFTP_SERVER, "-d", str(share.folder), *(["-R"] if share.read_only else [])]
+            argv = server_argv(share, bwrap)
+            assert argv is not None
             with self._lock, sock:
                 if self._closed:
                     return
