@@ -297,7 +297,9 @@ def test_the_session_page_of_ones_own_desktop(portal_lab: PortalLab) -> None:
     assert '<option value="es"' in page.text
     assert browser.token not in page.text
     # noVNC's module graph is announced at once (no import waterfall), and each is served
-    preloads = re.findall(r'<link rel="modulepreload" href="([^"]+)">', page.text)
+    preloads = re.findall(
+        r'<link rel="modulepreload" href="([^"]+)" fetchpriority="low">', page.text
+    )
     assert "/vendor/novnc/core/rfb.js" in preloads
     assert any(url.startswith("/vendor/novnc/vendor/pako/") for url in preloads)
     for url in preloads:
