@@ -208,7 +208,7 @@ def browser_run(
         form.locator("[name=password]").fill(PASSWORD)
         submitted = time.time() * 1000
         form.locator("[type=submit]").click()
-        connect = page.locator(f'table#desktops tr[data-vm-id="{vm}"] button[data-op="connect"]')
+        connect = page.locator(f'table#desktops tr[data-vm-id="{vm}"] a[data-op="connect"]')
         connect.wait_for()
         clicked = time.time() * 1000
         login_marks = page.evaluate(LOGIN_MARKS)
