@@ -36,6 +36,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -331,6 +332,9 @@ def main() -> int:
                             measured.add("warm", *browser_run(browser, base, "u0", vm))
                             wait_user_state(engine, vm, "disconnected", 30)
                         teardown.append(viewer_detached(vma_log(bench, desk)))
+                        if os.environ.get("QVD_BENCH_TRACE"):  # the VM's side of the runs
+                            for log_ in vma_log(bench, desk).parent.glob("*.log"):
+                                shutil.copy(log_, f"{os.environ['QVD_BENCH_TRACE']}.{log_.name}")
                         nx.append(nx_reconnect(bench, engine, desk))
                         stop_vm(engine, notes, vm, host)
                 finally:
