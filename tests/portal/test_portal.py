@@ -322,7 +322,16 @@ def test_the_session_page_of_ones_own_desktop(portal_lab: PortalLab) -> None:
     assert 'id="keyboard"' in page.text
     assert '<option value="es"' in page.text
     assert browser.token not in page.text
-    # noVNC's module graph is announced at once (no import waterfall), and each is served
+    # the page's own script first and urgent (it opens the socket); noVNC's module
+    # graph announced at once (no import waterfall) but behind it, and each is served
+    head = page.text.index("</head>")
+    script = page.text.index(
+        '<script src="/static/js/session.js" type="module" fetchpriority="high">'
+    )
+    viewer = page.text.index(
+        '<link rel="modulepreload" href="/static/js/viewer.js" fetchpriority="high">'
+    )
+    assert script < viewer < page.text.index("/vendor/novnc/") < head
     preloads = re.findall(
         r'<link rel="modulepreload" href="([^"]+)" fetchpriority="low">', page.text
     )
