@@ -21,6 +21,13 @@ same wall clock as this process: the figure is stamp - submit.
   Xvfb, as bench/e2e.py measures it: spawn → first pixel): ``warm_ratio`` = browser
   warm click → pixel ÷ NX reconnect spawn → pixel.
 
+Each kind also gets its breakdown from marks stamped in the pages (their navigation
+and resource timings, the session page's socket events): login answered, desktops page
+loaded, click → session page → socket → connect flow ready → first RFB frame → pixel.
+With ``QVD_BENCH_TRACE=<file>`` every run's marks and request timings are appended to
+the file (JSON lines) and the VM's logs of the last warm runs are copied next to it;
+``QVD_TEST_DI_CACHE`` picks the image cache, as for the tests.
+
 Everything is made in temporary places and removed at the end, also on failure or
 SIGTERM (the DI's unpacked base too). The portal listens on loopback. Run as root:
 
