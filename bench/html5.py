@@ -21,6 +21,13 @@ same wall clock as this process: the figure is stamp - submit.
   Xvfb, as bench/e2e.py measures it: spawn → first pixel): ``warm_ratio`` = browser
   warm click → pixel ÷ NX reconnect spawn → pixel.
 
+Each kind also gets its breakdown from marks stamped in the pages (their navigation
+and resource timings, the session page's socket events): login answered, desktops page
+loaded, click → session page → socket → connect flow ready → first RFB frame → pixel.
+With ``QVD_BENCH_TRACE=<file>`` every run's marks and request timings are appended to
+the file (JSON lines) and the VM's logs of the last warm runs are copied next to it;
+``QVD_TEST_DI_CACHE`` picks the image cache, as for the tests.
+
 Everything is made in temporary places and removed at the end, also on failure or
 SIGTERM (the DI's unpacked base too). The portal listens on loopback. Run as root:
 
@@ -33,7 +40,10 @@ browser_cold_click_ms=… nx_warm_ms=… warm_ratio=…`` (p50s; target: warm < 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -95,6 +105,44 @@ FIRST_PIXEL = """(() => {
 })();"""
 
 
+# Epoch ms of the steps between the login form's submit and the Connect button, from
+# the desktops page's own navigation and resource timings.
+LOGIN_MARKS = """(() => {
+  const origin = Date.now() - performance.now();  // timeOrigin may drift from Date.now()
+  const at = (ms) => origin + ms;
+  const nav = performance.getEntriesByType('navigation')[0];
+  const marks = {
+    'login answered': at(nav.redirectEnd || nav.responseStart),
+    'list page answered': at(nav.responseEnd),
+    'list page loaded': at(nav.domContentLoadedEventEnd),
+  };
+  for (const r of performance.getEntriesByType('resource')) {
+    if (r.name.endsWith('/api/desktops') && !('list answered' in marks)) {
+      marks['list asked'] = at(r.startTime);
+      marks['list answered'] = at(r.responseEnd);
+    }
+  }
+  return marks;
+})()"""
+
+# Epoch ms of the session page's own steps up to its socket.
+SESSION_MARKS = """(() => {
+  const origin = Date.now() - performance.now();
+  const at = (ms) => origin + ms;
+  const nav = performance.getEntriesByType('navigation')[0];
+  const marks = {
+    'session asked': at(nav.startTime),
+    'session answered': at(nav.responseEnd),
+    'session parsed': at(nav.domInteractive),
+  };
+  for (const r of performance.getEntriesByType('resource')) {
+    if (r.name.endsWith('/static/js/session.js')) marks['session.js loaded'] = at(r.responseEnd);
+    if (r.name.endsWith('/static/js/viewer.js')) marks['viewer.js loaded'] = at(r.responseEnd);
+  }
+  return marks;
+})()"""
+
+
 @dataclass
 class Runs:
     """Milliseconds per kind of run: login → pixel, and click → pixel."""
@@ -109,8 +157,19 @@ class Runs:
         self.steps.setdefault(kind, []).append(marks)
 
 
-STEPS = (  # (name, from mark, to mark): the breakdown of Connect click → first pixel
+STEPS = (  # (name, from mark, to mark): the breakdown of login → first pixel
+    ("submit → login answered", "submit", "login answered"),
+    ("→ list page answered", "login answered", "list page answered"),
+    ("→ list page loaded", "list page answered", "list page loaded"),
+    ("→ list asked", "list page loaded", "list asked"),
+    ("→ list answered", "list asked", "list answered"),
+    ("→ Connect clicked", "list answered", "click"),
     ("click → session page", "click", "page"),
+    ("  (click → session answered)", "click", "session answered"),
+    ("  (session answered → parsed)", "session answered", "session parsed"),
+    ("  (parsed → session.js loaded)", "session parsed", "session.js loaded"),
+    ("  (parsed → viewer.js loaded)", "session parsed", "viewer.js loaded"),
+    ("  (page → socket made)", "page", "socket"),
     ("page → socket opened", "page", "open"),
     ("socket → connect flow ready", "open", "ready"),
     ("ready → first RFB frame", "ready", "first rfb"),
@@ -147,6 +206,8 @@ def browser_run(
     context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT)
     try:
         context.add_init_script(FIRST_PIXEL)
+        requests: list[Any] = []
+        context.on("requestfinished", lambda r: requests.append(r))
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto(base + "/")
@@ -155,9 +216,10 @@ def browser_run(
         form.locator("[name=password]").fill(PASSWORD)
         submitted = time.time() * 1000
         form.locator("[type=submit]").click()
-        connect = page.locator(f'table#desktops tr[data-vm-id="{vm}"] button[data-op="connect"]')
+        connect = page.locator(f'table#desktops tr[data-vm-id="{vm}"] a[data-op="connect"]')
         connect.wait_for()
         clicked = time.time() * 1000
+        login_marks = page.evaluate(LOGIN_MARKS)
         connect.click()
         session = session_page(context, page, vm)
         try:
@@ -170,8 +232,19 @@ def browser_run(
             ) from exc
         stamp = float(session.evaluate("() => window.__firstPixel"))
         marks = {str(k): float(v) for k, v in session.evaluate("() => window.__marks").items()}
+        session_marks = session.evaluate(SESSION_MARKS)
+        if os.environ.get("QVD_BENCH_TRACE"):
+            with open(os.environ["QVD_BENCH_TRACE"], "a") as trace:
+                reqs = [(r.url, r.timing) for r in requests]
+                print(
+                    json.dumps(
+                        {"marks": marks, "reqs": reqs, "submit": submitted, "click": clicked}
+                    ),
+                    file=trace,
+                )
         session.click("button#disconnect")
-        return stamp - submitted, stamp - clicked, {**marks, "click": clicked}
+        marks = {**marks, **login_marks, **session_marks, "submit": submitted, "click": clicked}
+        return stamp - submitted, stamp - clicked, marks
     finally:
         context.close()
 
@@ -220,7 +293,8 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     from playwright.sync_api import sync_playwright
 
-    image = ensure_image("test")
+    cache = os.environ.get("QVD_TEST_DI_CACHE")  # a separate image cache, if set
+    image = ensure_image("test", cache=Path(cache) if cache else None)
     screen: Screen | None = None
     bench: Bench | None = None
     with bench_node("qvd-bench-html5-") as node:
@@ -265,6 +339,9 @@ def main() -> int:
                             measured.add("warm", *browser_run(browser, base, "u0", vm))
                             wait_user_state(engine, vm, "disconnected", 30)
                         teardown.append(viewer_detached(vma_log(bench, desk)))
+                        if os.environ.get("QVD_BENCH_TRACE"):  # the VM's side of the runs
+                            for log_ in vma_log(bench, desk).parent.glob("*.log"):
+                                shutil.copy(log_, f"{os.environ['QVD_BENCH_TRACE']}.{log_.name}")
                         nx.append(nx_reconnect(bench, engine, desk))
                         stop_vm(engine, notes, vm, host)
                 finally:

@@ -11,10 +11,17 @@
 #   openssh-sftp-server        the client's end of a shared folder (sftp-server on the
 #                              slave channel; the desktop mounts it with sshfs)
 #   usbip                      the client's end of USB/IP (used where vhci-hcd loads)
+#
+# As a node, desktops with ``vm.lxc.fuse = 1`` get the host's /dev/fuse bound in; their
+# user (an unmapped host uid) opens it only when it is 0666, Debian's udev default
+# (a host without udev leaves it 0600).
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib-deps.sh
 
 install_missing deps-devices cups-daemon cups-client pulseaudio pulseaudio-utils \
-    openssh-sftp-server usbip
+    openssh-sftp-server bubblewrap openssh-client usbip
+if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+    chmod 0666 /dev/fuse
+fi
 echo "deps-devices: ready"

@@ -81,6 +81,14 @@ def test_the_vma_is_in_the_image_and_runs_on_its_python(tiny_root: Path) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+    # nxagent's NX_SLAVE_CMD: without a key every request is refused, with the reason
+    slave = subprocess.run(
+        ["chroot", str(tiny_root), "/usr/lib/qvd/bin/qvd-vma-slave"],
+        input=b"PUT /shares/x HTTP/1.1\r\n\r\n", capture_output=True, timeout=60,
+        check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )  # fmt: skip
+    assert slave.stdout.startswith(b"HTTP/1.1 401 "), slave.stderr
+    assert os.readlink(tiny_root / "etc/mtab") == "../proc/self/mounts"  # for fusermount3
 
 
 def test_the_metadata_describes_the_file_beside_it(tiny_image: Path, tiny_root: Path) -> None:

@@ -181,7 +181,7 @@ def open_desktop(bp: BrowserPage, vm_id: int) -> Page:
     same one, whichever the portal does), once its ``#screen`` is there."""
     context: BrowserContext = bp.page.context
     before = list(context.pages)
-    bp.page.click(f'table#desktops tr[data-vm-id="{vm_id}"] button[data-op="connect"]')
+    bp.page.click(f'table#desktops tr[data-vm-id="{vm_id}"] a[data-op="connect"]')
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         opened = [p for p in context.pages if p not in before]

@@ -67,6 +67,32 @@ def test_client_rfb38_vnc_auth_ends_before_client_init(bytewise: bool) -> None:
     assert client.leftover == b"\x00\x01extra"
 
 
+@BYTEWISE
+def test_client_early_announces_38_first_and_does_not_repeat_it(bytewise: bool) -> None:
+    """``early``: the version goes out before the server's (libvncserver greets a client
+    that spoke first at once, instead of after its 100 ms WebSocket/TLS probe)."""
+    client = VncAuthClient("s3cr3tpw", early=True)
+    assert client.initial() == RFB_38
+    assert _feed(client, RFB_38, bytewise) == b""  # already said
+    assert _feed(client, bytes([1, 2]), bytewise) == bytes([2])
+    assert _server_decrypt(b"s3cr3tpw", _feed(client, CHALLENGE, bytewise)) == CHALLENGE
+    _feed(client, OK, bytewise)
+    assert client.done
+    assert client.minor == 8
+
+
+def test_client_not_early_says_nothing_first() -> None:
+    assert VncAuthClient("pw").initial() == b""
+
+
+@pytest.mark.parametrize("version", [b"RFB 003.003\n", b"RFB 003.007\n"])
+def test_client_early_refuses_an_older_server(version: bytes) -> None:
+    """3.8 was announced already: a server that speaks 3.3 or 3.7 cannot be answered."""
+    client = VncAuthClient("pw", early=True)
+    with pytest.raises(RfbError, match=r"speaks RFB 3\.[37]; the L7R announced 3\.8"):
+        client.feed(version)
+
+
 def test_client_whole_server_greeting_in_one_chunk() -> None:
     client = VncAuthClient("pw")
     # a server that sends its version and types at once (they may arrive together)

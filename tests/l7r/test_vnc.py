@@ -358,3 +358,36 @@ def test_a_silent_browser_is_dropped_and_the_vnc_server_ends(
         asyncio.run(run())
     (server,) = service.started
     assert server.wait(TIMEOUT) is not None  # the stream was closed: x11vnc ended
+
+
+def test_the_l7r_announces_its_rfb_version_right_after_the_101() -> None:
+    """Before the VNC server says anything, the L7R's first bytes after the 101 are its
+    RFB 3.8 version (libvncserver then greets at once instead of after its 100 ms probe
+    for a WebSocket or TLS client); a server that then speaks 3.3 is refused."""
+    first: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 101 Switching\r\nUpgrade: VNC\r\n\r\n")
+            await writer.drain()
+            first.append(await asyncio.wait_for(reader.readexactly(12), TIMEOUT))
+            writer.write(b"RFB 003.003\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await open_vnc(
+                Endpoint("127.0.0.1", port, SECRET), view_only=True, attach=False, timeout=TIMEOUT
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with pytest.raises(Unavailable, match=r"speaks RFB 3\.3; the L7R announced 3\.8"):
+        asyncio.run(run())
+    assert first == [b"RFB 003.008\n"]

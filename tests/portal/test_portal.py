@@ -123,6 +123,32 @@ def test_the_list_holds_only_the_users_desktops(portal_lab: PortalLab) -> None:
     assert browser.get("/api/desktops").json()[0]["state"] == "running"
 
 
+def test_the_desktops_page_comes_with_its_rows(portal_lab: PortalLab) -> None:
+    """The rows are in the page as served (no script, no /api/desktops before Connect
+    shows): only the user's, with Connect a plain link to the session page, the name
+    escaped; a blocked desktop's Connect has no target."""
+    vm = portal_lab.seed.vm_id
+    with portal_lab.engine.begin() as conn:
+        conn.execute(text("UPDATE vms SET name = '<b>alice</b>' WHERE id = :v"), {"v": vm})
+    browser = portal_lab.browser()
+    browser.log_in()
+    page = browser.get("/").text
+    assert re.findall(r'<tr data-vm-id="(\d+)">', page) == [str(vm)]
+    assert f'<a class="button" data-op="connect" href="/desktops/{vm}">Connect</a>' in page
+    assert '<td data-field="name">&lt;b&gt;alice&lt;/b&gt;</td>' in page
+    assert '<td data-field="state">stopped</td>' in page
+    assert '<td data-field="user_state">disconnected</td>' in page
+    assert re.search(r'data-op="start">Start', page)  # a stopped desktop may be started
+    assert re.search(r'data-op="stop" disabled>Stop', page)
+    assert '<p id="empty" class="muted" hidden>' in page
+    with portal_lab.engine.begin() as conn:
+        conn.execute(text("UPDATE vm_runtimes SET blocked = true WHERE vm_id = :v"), {"v": vm})
+    page = browser.get("/").text
+    assert f'href="/desktops/{vm}"' not in page
+    assert 'data-op="connect" role="link" aria-disabled="true">Connect</a>' in page
+    assert '<td data-field="state">stopped (blocked)</td>' in page
+
+
 def test_not_logged_in_the_api_says_so(portal_lab: PortalLab) -> None:
     response = portal_lab.browser().get("/api/desktops")
     assert response.status_code == 401
@@ -296,8 +322,19 @@ def test_the_session_page_of_ones_own_desktop(portal_lab: PortalLab) -> None:
     assert 'id="keyboard"' in page.text
     assert '<option value="es"' in page.text
     assert browser.token not in page.text
-    # noVNC's module graph is announced at once (no import waterfall), and each is served
-    preloads = re.findall(r'<link rel="modulepreload" href="([^"]+)">', page.text)
+    # the page's own script first and urgent (it opens the socket); noVNC's module
+    # graph announced at once (no import waterfall) but behind it, and each is served
+    head = page.text.index("</head>")
+    script = page.text.index(
+        '<script src="/static/js/session.js" type="module" fetchpriority="high">'
+    )
+    viewer = page.text.index(
+        '<link rel="modulepreload" href="/static/js/viewer.js" fetchpriority="high">'
+    )
+    assert script < viewer < page.text.index("/vendor/novnc/") < head
+    preloads = re.findall(
+        r'<link rel="modulepreload" href="([^"]+)" fetchpriority="low">', page.text
+    )
     assert "/vendor/novnc/core/rfb.js" in preloads
     assert any(url.startswith("/vendor/novnc/vendor/pako/") for url in preloads)
     for url in preloads:

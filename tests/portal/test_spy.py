@@ -53,7 +53,7 @@ def test_the_spy_page_holds_the_ticket_and_does_not_use_it(portal_lab: PortalLab
         assert htmllib.unescape(attrs["data-ticket"]) == ticket
         assert attrs["data-view-only"] == view_only
         assert attrs["data-vm-id"] == str(vm_id)
-        assert '<script src="/static/js/spy.js" type="module"></script>' in r.text
+        assert '<script src="/static/js/spy.js" type="module" fetchpriority="high">' in r.text
         assert "alice-desk" in r.text
         assert "<script>" not in r.text
         assert "style=" not in r.text

@@ -67,6 +67,15 @@ def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
         from qvd.client.audio import ClientAudio
 
         devices.append(ClientAudio(conf))
+    if conf.flag("client.file_sharing.enable") is not False:  # default 1, as the original
+        from qvd.client.shares import SharesDevice, shares_of
+
+        if shares := shares_of(conf):
+            devices.append(SharesDevice(shares))
+    if conf.flag("client.usb.enable"):
+        from qvd.client.usb import UsbDevice
+
+        devices.append(UsbDevice(conf.get("client.usb.implementation") or "USBIP"))
     return devices
 
 

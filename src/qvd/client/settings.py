@@ -7,6 +7,10 @@ Keys are the original QVD client's ``client.*`` names; the command line override
     client.user.name = alice                client.link = adsl
     client.user.password = ...              client.keyboard = pc105/us
     client.ssl.allow_untrusted = 0          client.ssl.ca_file = /path/to/ca.pem
+    client.file_sharing.enable = 1          client.share.1 = ~/Documents;ro
+
+``client.share.<N> = <folder>[;ro|;rw]`` shares a local folder into the desktop's
+``~/Redirected/<folder's name>`` (qvd.client.shares).
 
 After a successful use the host, port and user are remembered in the same file: only
 those lines are rewritten, comments and other keys stay as they were.
@@ -120,6 +124,12 @@ def check(key: str, value: str) -> str:
         ok = value.lower() in _TRUE | _FALSE
     elif key in ("client.printing.port", "client.audio.port"):
         ok = value == "" or (value.isdigit() and 0 < int(value) < 65536)
+    elif key.startswith("client.share."):
+        from qvd.client.shares import parse_share
+
+        parse_share(value)  # SettingsError with the reason
+    elif key == "client.usb.implementation":
+        ok = value.lower() == "usbip"
     if not ok:
         shown = "***" if key == "client.user.password" else repr(value[:80])
         raise SettingsError(f"{key}: {shown} is not a valid value")

@@ -406,6 +406,15 @@ TOKENS: tuple[Token, ...] = (
     _t("vm.lxc.redirect.allow", "0", BOOL, "Accept 'redirect' DIs."),
     _t("vm.lxc.pids.max", "2048", INT, "cgroup pids.max of each container (new)."),
     _t(
+        "vm.lxc.fuse",
+        "0",
+        BOOL,
+        "Bind /dev/fuse into desktops and keep CAP_SYS_ADMIN in their user namespace, so "
+        "the client's shared folders mount (sshfs over the slave channel); root in a "
+        "desktop can then mount tmpfs/fuse inside it. The host's /dev/fuse must be 0666 "
+        "(new).",
+    ),
+    _t(
         "vm.lxc.idmap.start",
         "1000000",
         INT,

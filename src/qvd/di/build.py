@@ -40,6 +40,7 @@ __all__ = [
     "KEEP_VERSIONS",
     "VMA_LAUNCHER",
     "VMA_PYTHON_DIR",
+    "VMA_SLAVE_LAUNCHER",
     "CachedStage",
     "ImageInfo",
     "LxcTarball",
@@ -57,13 +58,15 @@ VMA_PYTHON_DIR = "usr/lib/qvd/python"
 # worktrees) do not rebuild each other's images at every run.
 KEEP_VERSIONS = 3
 VMA_LAUNCHER = "usr/lib/qvd/bin/qvd-vma"
+# nxagent's NX_SLAVE_CMD (config command.slave): one run per client→VM slave connection
+VMA_SLAVE_LAUNCHER = "usr/lib/qvd/bin/qvd-vma-slave"
 
 _LAUNCHER = """#!/usr/bin/python3 -IS
 # QVD VM agent launcher, written by `qvd di build`.
 import sys
 
 sys.path.insert(0, "/usr/lib/qvd/python")
-from qvd.vma.main import main  # noqa: E402
+from qvd.vma.{module} import main  # noqa: E402
 
 raise SystemExit(main(sys.argv[1:]))
 """
@@ -206,10 +209,14 @@ def _install_vma(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, rhash:
         dest = pkg_root / "vma" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(content)
-    launcher = root / VMA_LAUNCHER
-    launcher.parent.mkdir(parents=True, exist_ok=True)
-    launcher.write_text(_LAUNCHER, encoding="utf-8")
-    launcher.chmod(0o755)
+    for path, module in ((VMA_LAUNCHER, "main"), (VMA_SLAVE_LAUNCHER, "slave")):
+        launcher = root / path
+        launcher.parent.mkdir(parents=True, exist_ok=True)
+        launcher.write_text(_LAUNCHER.replace("{module}", module), encoding="utf-8")
+        launcher.chmod(0o755)
+    mtab = root / "etc/mtab"  # fusermount3 (shared folders) unmounts only with it
+    if not mtab.exists() and not mtab.is_symlink():
+        mtab.symlink_to("../proc/self/mounts")
     etc = root / "etc/qvd"
     etc.mkdir(parents=True, exist_ok=True)
     lines = [f"# Written by `qvd di build {recipe.name}` (recipe hash {rhash}).\n"]

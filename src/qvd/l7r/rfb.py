@@ -6,6 +6,10 @@ Two machines, one for each side of a browser session:
     toward the VNC server in the VM (x11vnc): the version exchange (RFB 3.3, 3.7 or
     3.8), VNC authentication (security type 2) answered with the one-time password,
     and the SecurityResult. It ends right before ClientInit: the browser sends that.
+    With ``early=True`` the client announces RFB 3.8 first (``initial()``), without
+    waiting for the server's version, and then requires the server to speak 3.8:
+    libvncserver (x11vnc) waits 100 ms for a client's first bytes before it greets
+    (to tell a WebSocket or TLS client from a plain one), unless they come at once.
 
 ``BrowserGreeting()``
     toward the browser (noVNC): the L7R speaks as an RFB 3.8 server that offers only
@@ -138,14 +142,20 @@ class _Client(enum.Enum):
 class VncAuthClient:
     """The client side of the handshake with VNC authentication (see module doc)."""
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, *, early: bool = False) -> None:
         if not password or len(password) > 8 or not password.isascii():
             raise ValueError("a VNC password is 1 to 8 ASCII characters")
         self._password = password
+        self._early = early
         self._state = _Client.VERSION
         self._buffer = _Buffer()
         self._minor = 8
         self.leftover = b""
+
+    def initial(self) -> bytes:
+        """What the client says before the server's first bytes: its version when
+        ``early``, else nothing."""
+        return RFB_38 if self._early else b""
 
     @property
     def done(self) -> bool:
@@ -179,9 +189,14 @@ class VncAuthClient:
             raw = buf.take(12)
             if raw is None:
                 return b""
-            self._minor = _negotiated(*_parse_version(raw))
+            major, minor = _parse_version(raw)
+            self._minor = _negotiated(major, minor)
             self._state = _Client.TYPES
-            return b"RFB 003.%03d\n" % self._minor
+            if not self._early:
+                return b"RFB 003.%03d\n" % self._minor
+            if self._minor != 8:  # too late to answer in its version: 3.8 was said
+                raise RfbError(f"the VNC server speaks RFB {major}.{minor}; the L7R announced 3.8")
+            return b""
         if state is _Client.TYPES:
             return self._security_types()
         if state is _Client.TYPES_FAILED:

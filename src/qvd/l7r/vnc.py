@@ -211,7 +211,8 @@ async def _upgrade(
         raise await _refusal(status, headers, rest, reader)
     if headers.get("upgrade", "").lower() != "vnc":
         raise Unavailable("the VM's agent did not switch to VNC")
-    client = VncAuthClient(password)
+    client = VncAuthClient(password, early=True)  # x11vnc greets at once (see rfb)
+    writer.write(client.initial())
     data = rest
     try:
         while True:

@@ -117,7 +117,13 @@ def make_app(core: L7rCore) -> Starlette:
             if COOKIE in request.cookies:
                 _clear_cookie(response)  # a session that ended: its cookie goes too
             return response
-        return render("desktops.html", who=who, csrf=who.csrf)
+        # the rows come with the page: Connect is there at once, without waiting for
+        # the page's script and its first /api/desktops (which then keeps them live)
+        try:
+            rows = await core.quickly(desktops.desktops_of, core, who.principal.user_id)
+        except Exception as exc:
+            return failure_response("GET", "/", exc)
+        return render("desktops.html", who=who, csrf=who.csrf, desktops=rows)
 
     async def log_in(request: Request) -> Response:
         try:

@@ -65,8 +65,9 @@ def _registry() -> list[Device]:
     so a device's module may import the session's helpers)."""
     from qvd.vma.audio import AudioDevice
     from qvd.vma.printing import Printing
+    from qvd.vma.shares import SharesDevice
 
-    return [Printing(), AudioDevice()]
+    return [Printing(), AudioDevice(), SharesDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry

@@ -54,7 +54,7 @@ def test_connect_opens_the_session_page(portal_page: BrowserPage, portal_lab: Po
     page.fill("#login-name", "alice")
     page.fill("#login-password", PASSWORD)
     page.click("#login button[type=submit]")
-    page.click(f"tr[data-vm-id='{vm}'] button[data-op=connect]")
+    page.click(f"tr[data-vm-id='{vm}'] a[data-op=connect]")
     page.wait_for_url(f"**/desktops/{vm}")
     page.wait_for_selector("#screen[data-state='error']", timeout=30000)
     seen = page.evaluate("window.__status")
@@ -118,7 +118,7 @@ def test_the_desktop_in_the_browser_through_the_portal(
     page.fill("#login-name", "alice")
     page.fill("#login-password", PASSWORD)
     page.click("#login button[type=submit]")
-    page.click(f"tr[data-vm-id='{vm}'] button[data-op=connect]")
+    page.click(f"tr[data-vm-id='{vm}'] a[data-op=connect]")
     page.wait_for_selector("#screen[data-state='connected']", timeout=30000)
     wait_until(lambda: page.evaluate(YELLOW_PIXELS) > 100000, "the xterm in the canvas")
     marker = home / f"marker-{uuid.uuid4().hex[:12]}"

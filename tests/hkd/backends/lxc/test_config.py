@@ -155,3 +155,18 @@ def test_a_gateway_is_an_ipv4_address(gateway: str) -> None:
     bad = dataclasses.replace(vm, network=dataclasses.replace(vm.network, gateway=gateway))
     with pytest.raises(UnsafeConfigValue):
         render(bad)
+
+
+def test_fuse_binds_dev_fuse_and_keeps_sys_admin_only_when_asked() -> None:
+    plain = render(spec()).splitlines()
+    assert not any("/dev/fuse" in line for line in plain)
+    vm = spec()
+    text = render_config(
+        vm, name="qvd-10000", ids=IdRange(1_065_536), lower=CT / "lower",
+        upper=CT / "layer/upper", home=None, log_file=CT / "lxc.log", pids_max=2048, fuse=True,
+    )  # fmt: skip
+    lines = text.splitlines()
+    assert "lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0" in lines
+    drop = next(line for line in lines if line.startswith("lxc.cap.drop")).split()[2:]
+    assert "sys_admin" not in drop
+    assert set(CAPS_DROPPED) - {"sys_admin"} <= set(drop)

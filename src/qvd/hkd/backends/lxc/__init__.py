@@ -80,6 +80,7 @@ class LxcBackend(Backend):
             raise TerminalBackendError(str(exc)) from None
         self.home_per_user = config.get_bool("vm.lxc.home.per.user")
         self.pids_max = config.get_int("vm.lxc.pids.max")
+        self.fuse = config.get_bool("vm.lxc.fuse")  # shared folders (sshfs) in desktops
         self.overlay_size_mib = config.get_int("vm.overlay.size")
         if self.overlay_size_mib < 0:
             raise ConfigValueError(
@@ -206,6 +207,7 @@ class LxcBackend(Backend):
             home=self.layout.home_mount(spec.vm_id) if home_key is not None else None,
             log_file=cdir / "lxc.log",
             pids_max=self.pids_max,
+            fuse=self.fuse,
         )
         write_private(cdir / "config", text.encode())
 

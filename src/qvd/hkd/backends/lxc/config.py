@@ -114,11 +114,18 @@ def render_config(
     home: Path | None,
     log_file: Path,
     pids_max: int,
+    fuse: bool = False,
 ) -> str:
     """Debian LXC 5 keys, cgroup v1 limits (this host kind has no v2 controllers).
 
     ``lower``/``upper``/``home`` are the mount points in the container's directory (the
-    view of the base, the bound layer's ``upper``, the bound home)."""
+    view of the base, the bound layer's ``upper``, the bound home). ``fuse``
+    (``vm.lxc.fuse``): the host's ``/dev/fuse`` is bound in (common.conf already allows
+    c 10:229) and ``sys_admin`` stays in the desktop's bounding set, so the session's
+    user mounts the client's shared folders with the setuid ``fusermount3``; root in
+    the desktop can then mount the filesystems a user namespace may mount (tmpfs,
+    fuse), inside its own namespaces only."""
+    dropped = [cap for cap in CAPS_DROPPED if not (fuse and cap == "sys_admin")]
     net = spec.network
     limits = [
         f"lxc.cgroup.{key} = {value}"
@@ -143,7 +150,7 @@ def render_config(
         "lxc.apparmor.profile = generated",
         "lxc.apparmor.allow_nesting = 0",
         f"lxc.seccomp.profile = {SECCOMP_PROFILE}",
-        f"lxc.cap.drop = {' '.join(CAPS_DROPPED)}",
+        f"lxc.cap.drop = {' '.join(dropped)}",
         "lxc.mount.entry = tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=256m 0 0",
         "lxc.mount.entry = tmpfs run tmpfs rw,nosuid,nodev,mode=0755,size=32m 0 0",
         # an image whose init is systemd needs /run/lock mounted (it cannot: no sys_admin)
@@ -166,6 +173,8 @@ def render_config(
         f"lxc.log.file = {_path('log file', log_file)}",
         "lxc.log.level = WARN",
     ]
+    if fuse:
+        lines.append("lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0")
     if net.gateway is not None:
         lines.append(f"lxc.net.0.ipv4.gateway = {_ipv4('gateway', net.gateway)}")
     if home is not None:

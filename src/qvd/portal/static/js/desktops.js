@@ -23,6 +23,29 @@ function cell(row, field) {
   return td;
 }
 
+// Connect is a link to the session page (it works before this script runs); a blocked
+// desktop's has no target.
+function connectLink(vmId) {
+  const a = document.createElement("a");
+  a.className = "button";
+  a.dataset.op = "connect";
+  a.href = `/desktops/${vmId}`;
+  a.textContent = "Connect";
+  return a;
+}
+
+function setConnectable(link, vmId, connectable) {
+  if (connectable) {
+    link.href = `/desktops/${vmId}`;
+    link.removeAttribute("aria-disabled");
+    link.removeAttribute("role");
+  } else {
+    link.removeAttribute("href");
+    link.setAttribute("aria-disabled", "true");
+    link.setAttribute("role", "link");
+  }
+}
+
 function button(op, label) {
   const b = document.createElement("button");
   b.type = "button";
@@ -41,7 +64,7 @@ function rowFor(desktop) {
     cell(row, "user_state");
     const actions = document.createElement("td");
     actions.className = "actions";
-    actions.append(button("connect", "Connect"), button("start", "Start"),
+    actions.append(connectLink(desktop.id), button("start", "Start"),
                    button("stop", "Stop"), button("restart", "Restart"));
     row.appendChild(actions);
     body.appendChild(row);
@@ -60,7 +83,7 @@ function show(desktops) {
     const pending = busy.has(String(d.id));
     const stopped = d.state === "stopped";
     const running = d.state === "running";
-    row.querySelector('[data-op="connect"]').disabled = d.blocked;
+    setConnectable(row.querySelector('[data-op="connect"]'), d.id, !d.blocked);
     row.querySelector('[data-op="start"]').disabled = pending || d.blocked || !stopped;
     row.querySelector('[data-op="stop"]').disabled = pending || !(running || d.state === "starting");
     row.querySelector('[data-op="restart"]').disabled = pending || d.blocked || !running;
@@ -103,11 +126,9 @@ async function operate(vmId, op) {
 }
 
 table.addEventListener("click", (event) => {
-  const b = event.target.closest("button[data-op]");
+  const b = event.target.closest("button[data-op]");  // Connect is a link: no script
   if (!b || b.disabled) return;
-  const vmId = b.closest("tr[data-vm-id]").dataset.vmId;
-  if (b.dataset.op === "connect") window.location.assign(`/desktops/${vmId}`);
-  else operate(vmId, b.dataset.op);
+  operate(b.closest("tr[data-vm-id]").dataset.vmId, b.dataset.op);
 });
 
 refresh();
