@@ -17,11 +17,13 @@ time taken in the desktop and one taken on the client are subtracted directly.
 - ``share_ratio``: throughput of writing N MiB (random) into ``~/Redirected/<share>``
   in the desktop (``cp`` until it returns: sshfs's close waits for every write's answer
   from the client's sftp-server, so the bytes are on the client; checked by hash)
-  ÷ throughput of the same N MiB pushed through a raw VM→client slave connection in the
-  same session (the desktop connects to nxagent's slave port, 11000 + display; the
-  client's nxproxy runs this bench's sink as ``NX_SLAVE_CMD``, which reads the N bytes
-  and answers ``done``). Same nxagent, same nxproxy, same side-channel kind and
-  direction as the share's data: the raw figure is the NX ceiling (docs/devices.md).
+  ÷ throughput of the same N MiB over a raw slave connection in the same session: the
+  bench opens a slave connection as the client does for a share (nxproxy's ``slave=``
+  listener, the session's slave key), asks the desktop's slave server for
+  ``POST /throughput`` with ``X-QVD-Send: N`` and times the request to the last byte.
+  Same nxagent, nxproxy, connection direction, program at the desktop's end
+  (``qvd-vma-slave``) and data direction as a share's writes, with no SFTP or FUSE on
+  top: the NX ceiling (docs/devices.md).
   Measured as 3 pairs (a share write, then a raw transfer) so that the rest of the
   machine's load weighs on both alike; the figure is the median of the pairs' ratios.
 
@@ -49,7 +51,6 @@ from pathlib import Path
 from sqlalchemy import text
 from tests.e2e.devices import (
     SHARE,
-    SLAVE_SINK,
     DeviceRig,
     device_rig,
     enable_device_properties,
@@ -60,13 +61,13 @@ from tests.e2e.devices import (
 )
 
 from benchkit import bench_node, cleanup_begins, exit_on_sigterm, run_main
+from qvd.client.slave import SlaveRefused, request_bytes, upgrade
 from qvd.db import hash_password
 from qvd.di import ensure_image
-from qvd.vma.channels import slave_port
+from qvd.vma.slaveproto import THROUGHPUT_PROTOCOL
 
 BASEFS_CACHE = Path("/var/cache/qvd/bench-devices-basefs")  # unpacked image, kept
 PASSWORD = "bench-password"  # noqa: S105 - a user of a throwaway cluster
-DISPLAY = 100
 FEATURES = {
     "printing": ("qvd.vma.printing", "qvd.client.printing"),
     "sound": ("qvd.vma.audio", "qvd.client.audio"),
@@ -161,13 +162,20 @@ def share_and_raw(rig: DeviceRig, runs: int, size: int) -> tuple[float, float, f
         return size / (end - start) / 1e6
 
     def raw_one() -> float:
-        start, end, answer = desk.slave_raw(slave_port(DISPLAY), size)
-        if answer != f"done {size}":
-            raise AssertionError(
-                f"the client's slave sink did not answer (got {answer!r}): the client's "
-                "nxproxy has another NX_SLAVE_CMD, or the slave channel is off"
-            )
-        return size / (end - start) / 1e6
+        """N bytes sent by the desktop's slave server (``POST /throughput``) over a new
+        client→desktop slave connection, timed here from the request to the last byte."""
+        head = request_bytes("POST", "/throughput", desk.slave_key(), THROUGHPUT_PROTOCOL)
+        head = head[:-2] + f"X-QVD-Send: {size}\r\n\r\n".encode()
+        start = time.monotonic()
+        with upgrade(rig.slave_port(), head) as sock:
+            sock.settimeout(120)
+            left = size
+            while left:
+                got = sock.recv(min(left, 1 << 20))
+                if not got:
+                    raise AssertionError(f"the slave channel closed {left} bytes short")
+                left -= len(got)
+        return size / (time.monotonic() - start) / 1e6
 
     shares: list[float] = []
     raws: list[float] = []
@@ -181,7 +189,7 @@ def share_and_raw(rig: DeviceRig, runs: int, size: int) -> tuple[float, float, f
         if not raw_why:
             try:
                 raws.append(raw_one())
-            except (AssertionError, OSError) as exc:
+            except (AssertionError, OSError, SlaveRefused) as exc:
                 raw_why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     nan = float("nan")
     share = statistics.median(shares) if shares and not why else nan
@@ -230,14 +238,9 @@ def main() -> int:
             enable_device_properties(engine, osf_of(engine, vm))
             BASEFS_CACHE.mkdir(parents=True, exist_ok=True)
             port = node.start_l7r(**{"path.storage.basefs": str(BASEFS_CACHE), **node_overrides()})
-            sink = node.root / "slave-sink"
-            sink.write_text(SLAVE_SINK)
-            sink.chmod(0o755)
-            node.root.chmod(0o755)  # nxproxy runs the sink from here
             with device_rig(
                 node.root / "client", lxcpath=node.config().get_path("path.run.lxc"),
                 l7r_port=port, vm_id=vm, login="u0", password=PASSWORD,
-                extra_env={"NX_SLAVE_CMD": str(sink)},
             ) as rig:  # fmt: skip
                 connected = time.monotonic()
                 try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -174,30 +175,6 @@ with wave.open(sys.argv[1], "wb") as out:
                              for i in range(int(rate * seconds))))
 """
 
-# Run as the user: argv[2] bytes of random data through a VM→client slave connection
-# (nxagent's port argv[1]); the client's sink answers "done" once it has them all.
-_SLAVE_RAW = r"""
-import os, socket, sys, time
-port, size = int(sys.argv[1]), int(sys.argv[2])
-chunk = os.urandom(1 << 20)
-start = time.time()
-with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-    s.sendall(f"QVD-BENCH-SINK {size}\n".encode())
-    left = size
-    while left:
-        n = min(left, len(chunk))
-        s.sendall(chunk[:n])
-        left -= n
-    answer = b""
-    while not answer.endswith(b"\n"):
-        got = s.recv(64)
-        if not got:
-            break
-        answer += got
-end = time.time()
-print(f"{start:.6f} {end:.6f} {answer.decode(errors='replace').strip()}", flush=True)
-"""
-
 
 @dataclass
 class Desktop:
@@ -287,32 +264,12 @@ class Desktop:
     def share_mounted(self, name: str) -> bool:
         return any(point == self.share_path(name) for point, _ in self.mounts())
 
-    def slave_raw(self, port: int, size: int) -> tuple[float, float, str]:
-        out = self.check("python3", "-c", _SLAVE_RAW, str(port), str(size), timeout=300)
-        start, end, *answer = out.strip().splitlines()[-1].split(maxsplit=2)
-        return float(start), float(end), " ".join(answer)
+    def slave_key(self) -> str:
+        """The session's slave key (the VMA's file; root reads it)."""
+        return self.root("cat", "/var/run/qvd/slave-key").stdout.strip()
 
 
 # ---- the client --------------------------------------------------------------------------------
-# NX_SLAVE_CMD of the client's nxproxy in the bench: a sink for VM→client slave
-# connections (the raw slave channel, see docs/devices.md); it reads "QVD-BENCH-SINK <n>",
-# then n bytes, answers "done <n>" and exits.
-SLAVE_SINK = """#!/usr/bin/python3
-import sys
-head = sys.stdin.buffer.readline().split()
-if len(head) != 2 or head[0] != b"QVD-BENCH-SINK" or not head[1].isdigit():
-    sys.exit(1)
-left = int(head[1])
-while left:
-    got = sys.stdin.buffer.read1(min(left, 1 << 20))
-    if not got:
-        sys.exit(1)
-    left -= len(got)
-sys.stdout.write(f"done {head[1].decode()}\\n")
-sys.stdout.flush()
-"""
-
-
 @dataclass
 class DeviceClient:
     """``qvd-client`` for VM ``vm_id`` under an Xvfb of its own, its home in ``home``."""
@@ -384,6 +341,14 @@ class DeviceRig:
     recorder: Recorder
     share: Path
     client: DeviceClient
+
+    def slave_port(self) -> int:
+        """Where the client's nxproxy listens for client→desktop slave connections."""
+        log = (self.client.home / "nx" / "nxproxy.log").read_text(errors="replace")
+        found = re.findall(r"Listening to slave connections on port '[^:']*:[^:']*:(\d+)'", log)
+        if not found:
+            raise AssertionError("the client's nxproxy does not listen for slave connections")
+        return int(found[-1])
 
     def wait_job(self, marker: bytes, timeout: float = 60) -> bytes:
         """The job carrying ``marker`` once the client's queue wrote it whole."""
