@@ -109,7 +109,9 @@ def server_argv(share: Share, bwrap: str | None) -> list[str] | None:
         return None
     bind = "--ro-bind" if share.read_only else "--bind"
     return [
-        bwrap, "--die-with-parent", "--unshare-all", "--new-session",
+        # no --die-with-parent: it follows the thread that started the server, which ends
+        # right after (``close`` and the channel's end stop the server)
+        bwrap, "--unshare-all", "--new-session",
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin",
