@@ -511,6 +511,8 @@ class SessionRunner:
             log.error("connect hook failed on resume; session stays suspended")
             return
         self._write_options(action)
+        if self._user is not None:  # every connect has a new slave key (the L7R's)
+            self._slave_env(self._user)
         self._resume_ack.clear()
         threading.Thread(target=self._hup_until_resuming, args=(agent,), daemon=True).start()
 
