@@ -83,3 +83,17 @@ def test_the_device_close_unmounts_what_is_left(tmp_path: Path) -> None:
         assert wait_for(lambda: mounted(base / "Pictures"))
         device.close()  # the session ends while the desktop still serves it
         assert not mounted(base / "Pictures")
+
+
+@needs_fuse
+def test_sigterm_of_the_client_session_unmounts_and_cleans_up(tmp_path: Path) -> None:
+    desktop_folder = tmp_path / "Music"
+    desktop_folder.mkdir()
+    base = tmp_path / "QVD"
+    with open_channel(share_head("Music"), base, folder=desktop_folder) as channel:
+        assert channel.status == 101
+        assert wait_for(lambda: mounted(base / "Music"))
+        channel.server.terminate()  # the client's process group is ended
+        assert channel.server.wait(30) == 128 + 15
+        assert not mounted(base / "Music")
+        assert list(base.iterdir()) == []

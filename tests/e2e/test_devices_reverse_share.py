@@ -49,8 +49,9 @@ def _client(port: int, login: str, vm_id: int, tmp_path: Path, conf: str) -> tup
     xvfb = Xvfb()
     env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(home),
            "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx")}  # fmt: skip
+    password = str(tmp_path / "password")
     argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login, "--vm", str(vm_id),
-            "--password-file", str(tmp_path / "password"), "--insecure", "--link", "lan"]  # fmt: skip
+            "--password-file", password, "--insecure", "--link", "lan"]  # fmt: skip
     return Client(argv, env), xvfb
 
 
@@ -100,9 +101,8 @@ def test_a_desktop_folder_on_the_client(
         try:
             wait_until(start, 90, "the desktop folder mounted on the client")
         except AssertionError:
-            raise AssertionError(
-                f"client:\n{client.output()}\n{desktop.sh('cat ~/share.log')[1]}\n{desktop.logs()}"
-            ) from None
+            log = desktop.sh("cat ~/share.log")[1]
+            raise AssertionError(f"client:\n{client.output()}\n{log}\n{desktop.logs()}") from None
         assert (mount / "note.txt").read_text() == "from the desktop\n"
         (mount / "reply.txt").write_text("from the client\n")
         assert desktop.sh("cat ~/Documents/reply.txt")[1] == "from the client\n"

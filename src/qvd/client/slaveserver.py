@@ -23,6 +23,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,8 +174,14 @@ def _serve(trailing: bytes, charset: str | None, name: str, base: str) -> int:
     return 0
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the share's finally unmounts and removes its folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     del argv  # everything comes from the environment and the channel
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)  # the client's session ends: clean up
     key = os.environ.get(ENV_KEY, "")
     enabled = os.environ.get(ENV_ENABLED, "0") == "1"
     try:
