@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -44,8 +45,11 @@ def fuse_works() -> bool:
 
 
 def mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point now (mountinfo escapes spaces and the like)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        return any(line.split(" ")[4] == str(path) for line in fh)
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
+                         line.split(" ")[4]) for line in fh]  # fmt: skip
+    return str(path) in points
 
 
 def wait_for(check: object, timeout: float = 30.0) -> bool:

@@ -165,7 +165,8 @@ def _serve(trailing: bytes, charset: str | None, name: str, base: str) -> int:
     _write_all(1, switching_response(SFTP_PROTOCOL, name))
     _say(f"opening the desktop's folder {name!r} on {mount}")
     try:
-        done = subprocess.run(sshfs_argv(mount), check=False)  # the channel: stdin/stdout
+        env = {k: v for k, v in os.environ.items() if k != ENV_KEY}  # sshfs needs no key
+        done = subprocess.run(sshfs_argv(mount), env=env, check=False)  # stdin/stdout: channel
     finally:
         unmount(mount)
         with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -131,15 +132,26 @@ def share(arg: str) -> int:
         sock.settimeout(None)
         print(f"qvd-share-to-client: {folder} is open on the client; end me to close it",
               file=sys.stderr, flush=True)  # fmt: skip
-        done = subprocess.run(
-            [server, "-d", str(folder)], stdin=sock.fileno(), stdout=sock.fileno(), check=False
-        )
-    print(f"qvd-share-to-client: {folder} closed (sftp-server exit status {done.returncode})",
+        sftp = subprocess.Popen([server, "-d", str(folder)], stdin=sock.fileno(),
+                                stdout=sock.fileno())  # fmt: skip
+        try:
+            status = sftp.wait()
+        finally:  # ended by a signal: the sftp-server goes too, and the channel closes
+            if sftp.poll() is None:
+                sftp.terminate()
+                sftp.wait(10)
+    print(f"qvd-share-to-client: {folder} closed (sftp-server exit status {status})",
           file=sys.stderr, flush=True)  # fmt: skip
     return 0
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)  # closes the folder (see share)
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0] in ("-h", "--help") or not args[0]:
         print(_USAGE, file=sys.stderr)
