@@ -1,6 +1,7 @@
 """A whole session with every device on (issue #16), for tests/e2e/test_devices_all.py and
 bench/devices.py.
 
+- ``set_vm_property``: one property of a VM;
 - ``enable_device_properties``: the OSF's ``vma.audio.enable``, ``vma.printing.enable``
   and ``vma.slave.enable`` properties (the L7R passes them to ``x_start``);
 - the client machine's private services: a cupsd of its own (tests/cupsd.py) with one
@@ -31,9 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from tests.cupsd import PrivateCupsd, free_port
+from tests.conftest import free_port
+from tests.cupsd import PrivateCupsd
 from tests.pulse import PrivatePulse, Recorder
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "free_port",
     "node_overrides",
     "osf_of",
+    "set_vm_property",
     "wait_until",
 ]
 
@@ -55,10 +58,8 @@ SHARE = "qvdshare"  # the shared folder's name (its directory's name on the clie
 
 def node_overrides() -> dict[str, str]:
     """The node settings a device session needs: ``/dev/fuse`` in the desktops (the
-    shares' sshfs), once the tree has that setting."""
-    from qvd.config import TOKENS
-
-    return {"vm.lxc.fuse": "1"} if any(t.name == "vm.lxc.fuse" for t in TOKENS) else {}
+    shares' sshfs)."""
+    return {"vm.lxc.fuse": "1"}
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
@@ -81,6 +82,37 @@ def osf_of(engine: Engine, vm_id: int) -> int:
         )
 
 
+def _assigned_property(conn: Connection, key: str, tenant: int, kind: str) -> int:
+    """The id of property ``key`` of ``tenant`` assigned to objects of ``kind`` (``vm``,
+    ``osf``), both rows made if missing."""
+    prop = conn.execute(
+        text("INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
+             "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"),
+        {"k": key, "t": tenant},
+    ).scalar_one()  # fmt: skip
+    return int(
+        conn.execute(
+            text("INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
+                 "VALUES (:p, :o) ON CONFLICT (property_id, qvd_object) "
+                 "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"),
+            {"p": prop, "o": kind},
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
+    """A custom property of the VM (what ``qa vm propset`` does)."""
+    with engine.begin() as conn:
+        tenant = conn.execute(
+            text("SELECT u.tenant_id FROM vms v JOIN users u ON u.id = v.user_id WHERE v.id = :v"),
+            {"v": vm_id},
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
+            {"v": vm_id, "p": _assigned_property(conn, key, tenant, "vm"), "x": value},
+        )
+
+
 def enable_device_properties(
     engine: Engine, osf_id: int, properties: dict[str, str] | None = None
 ) -> None:
@@ -91,27 +123,10 @@ def enable_device_properties(
             text("SELECT tenant_id FROM osfs WHERE id = :o"), {"o": osf_id}
         ).scalar_one()
         for key, value in (properties or DEVICE_PROPERTIES).items():
-            prop = conn.execute(
-                text("SELECT id FROM properties_list WHERE key = :k AND tenant_id = :t"),
-                {"k": key, "t": tenant},
-            ).scalar()
-            if prop is None:
-                prop = conn.execute(
-                    text("INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
-                         "RETURNING id"), {"k": key, "t": tenant},
-                ).scalar_one()  # fmt: skip
-            assignment = conn.execute(
-                text("SELECT id FROM qvd_object_properties_list "
-                     "WHERE property_id = :p AND qvd_object = 'osf'"), {"p": prop},
-            ).scalar()  # fmt: skip
-            if assignment is None:
-                assignment = conn.execute(
-                    text("INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                         "VALUES (:p, 'osf') RETURNING id"), {"p": prop},
-                ).scalar_one()  # fmt: skip
             conn.execute(
                 text("INSERT INTO osf_properties (osf_id, property_id, value) "
-                     "VALUES (:o, :p, :v)"), {"o": osf_id, "p": assignment, "v": value},
+                     "VALUES (:o, :p, :v)"),
+                {"o": osf_id, "p": _assigned_property(conn, key, tenant, "osf"), "v": value},
             )  # fmt: skip
 
 

@@ -14,39 +14,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from qvd.di.testbed import Xvfb
 from tests.cupsd import PrivateCupsd
+from tests.e2e.devices import set_vm_property
 from tests.e2e.node import Client, L7rNode, in_vm, set_password
 from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    """A custom property of the VM (what `qa vm propset` does)."""
-    with engine.begin() as conn:
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, 1) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key},
-        ).scalar_one()
-        assigned = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assigned, "x": value},
-        )
 
 
 def desktop_queues(lxc: LxcNode, vm_id: int) -> list[str]:

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.di.testbed import Xvfb
-from tests.e2e.fusenode import Desktop, fuse_node, set_vm_property, wait_until
+from tests.e2e.devices import set_vm_property, wait_until
+from tests.e2e.fusenode import Desktop, fuse_node
 from tests.e2e.node import Client, L7rNode, set_password
 from tests.hkd.lxcnode import add_lxc_vm
 

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from qvd.client.devices import free_port
 from qvd.di.testbed import Xvfb
+from tests.e2e.devices import set_vm_property
 from tests.e2e.node import Client, L7rNode, in_vm, set_password
 from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
@@ -41,33 +42,6 @@ _PLAY = (
     "import os, sys, time; print(time.monotonic(), flush=True); "
     "os.execvp(sys.argv[1], sys.argv[1:])"
 )
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        tenant = conn.execute(
-            text("SELECT u.tenant_id FROM vms v JOIN users u ON u.id = v.user_id WHERE v.id = :v"),
-            {"v": vm_id},
-        ).scalar_one()
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key, "t": tenant},
-        ).scalar_one()
-        assignment = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assignment, "x": value},
-        )
 
 
 def user_state(engine: Engine, vm_id: int) -> str:
