@@ -8,6 +8,7 @@ bench/devices.py.
   file-backed queue, the client's default printer; a PulseAudio of its own
   (tests/pulse.py) with a null sink, an anonymous loopback TCP listener for
   ``client.audio.port`` and a recorder of the sink's monitor; a shared folder;
+- ``start_client``: one ``qvd-client`` with a ``client.conf`` of its own;
 - ``DeviceClient``: ``qvd-client`` under an Xvfb of its own, its ``client.conf`` turning
   every device on (``client.printing.port``, ``client.audio.port``, ``client.share.0``…);
 - ``Desktop``: commands run in the VM as the session's user, with the environment of
@@ -31,12 +32,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
 
 from tests.conftest import free_port
 from tests.cupsd import PrivateCupsd
 from tests.pulse import PrivatePulse, Recorder
+
+if TYPE_CHECKING:
+    from tests.e2e.node import Client
 
 __all__ = [
     "DEVICE_PROPERTIES",
@@ -48,6 +53,7 @@ __all__ = [
     "node_overrides",
     "osf_of",
     "set_vm_property",
+    "start_client",
     "wait_until",
 ]
 
@@ -285,6 +291,28 @@ class Desktop:
 
 
 # ---- the client --------------------------------------------------------------------------------
+def start_client(
+    home: Path, *, display: str, port: int, login: str, password_file: Path, vm_id: int,
+    settings: dict[str, str], extra_env: dict[str, str] | None = None,
+) -> Client:  # fmt: skip
+    """``qvd-client`` (tests/e2e/node.py's ``Client``) for VM ``vm_id`` as ``login`` through
+    the L7R on 127.0.0.1:``port``, drawing on X ``display``; its home ``home``, whose
+    ``client.conf`` (0600) holds ``settings``."""
+    from tests.e2e.node import Client
+
+    conf = home / ".config" / "qvd" / "client.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    conf.chmod(0o600)
+    env = {**os.environ, "DISPLAY": display, "HOME": str(home),
+           "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx"),
+           **(extra_env or {})}  # fmt: skip
+    argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login,
+            "--password-file", str(password_file), "--vm", str(vm_id),
+            "--insecure", "--link", "lan"]  # fmt: skip
+    return Client(argv, env)
+
+
 @dataclass
 class DeviceClient:
     """``qvd-client`` for VM ``vm_id`` under an Xvfb of its own, its home in ``home``."""
@@ -300,30 +328,19 @@ class DeviceClient:
     client: object | None = None
     past: list[str] = field(default_factory=list)  # the output of the clients before
 
-    def write_conf(self) -> Path:
-        path = self.home / ".config" / "qvd" / "client.conf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
-        path.chmod(0o600)
-        return path
-
     def start(self) -> None:
         from qvd.di.testbed import Xvfb
-        from tests.e2e.node import Client
 
-        self.write_conf()
         if self.client is not None:
             self.stop()
             self.past.append(self.output())
         if self.xvfb is None:
             self.xvfb = Xvfb()
-        env = {**os.environ, "DISPLAY": self.xvfb.display, "HOME": str(self.home),  # type: ignore[attr-defined]
-               "XDG_CONFIG_HOME": str(self.home / ".config"), "NX_ROOT": str(self.home / "nx"),
-               **self.extra_env}  # fmt: skip
-        argv = ["--host", "127.0.0.1", "--port", str(self.port), "--user", self.login,
-                "--password-file", str(self.password_file), "--vm", str(self.vm_id),
-                "--insecure", "--link", "lan"]  # fmt: skip
-        self.client = Client(argv, env)
+        self.client = start_client(
+            self.home, display=self.xvfb.display, port=self.port, login=self.login,  # type: ignore[attr-defined]
+            password_file=self.password_file, vm_id=self.vm_id, settings=self.settings,
+            extra_env=self.extra_env,
+        )  # fmt: skip
 
     def output(self) -> str:
         return self.client.output() if self.client is not None else ""  # type: ignore[attr-defined]
