@@ -9,11 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
 from tests.e2e.devices import node_overrides
-from tests.e2e.node import L7rNode, in_vm
-from tests.hkd.conftest import add_host
+from tests.e2e.node import L7rNode, in_vm, running_node
 from tests.hkd.lxcnode import LxcNode
 
 __all__ = ["Desktop", "fuse_node"]
@@ -22,17 +19,8 @@ __all__ = ["Desktop", "fuse_node"]
 @pytest.fixture
 def fuse_node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
     """The e2e node, its desktops given /dev/fuse (``vm.lxc.fuse``)."""
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(
-        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0",
-           **node_overrides()}
-    )  # fmt: skip
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield L7rNode(hkd=hkd, lxc=lxc_node)
-    finally:
-        hkd.stop()
+    with running_node(db, engine, lxc_node, **node_overrides()) as started:
+        yield started
 
 
 class Desktop:
