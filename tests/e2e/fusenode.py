@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
-from tests.e2e.devices import node_overrides
+from tests.e2e.devices import node_overrides, set_vm_property, wait_until
 from tests.e2e.node import L7rNode, in_vm, running_node
 from tests.hkd.lxcnode import LxcNode
 
-__all__ = ["Desktop", "fuse_node"]
+# set_vm_property and wait_until are tests/e2e/devices.py's, named here for the tests
+# that take them from this module
+__all__ = ["Desktop", "fuse_node", "set_vm_property", "wait_until"]
 
 
 @pytest.fixture
