@@ -75,7 +75,7 @@ def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     if conf.flag("client.usb.enable"):
         from qvd.client.usb import UsbDevice
 
-        devices.append(UsbDevice())  # client.usb.implementation: USBIP, the only one
+        devices.append(UsbDevice(conf.get("client.usb.implementation") or "USBIP"))
     return devices
 
 

@@ -25,6 +25,9 @@ def usb_request(key: str) -> bytes:
 class UsbDevice:
     name = "usb"
 
+    def __init__(self, implementation: str = "USBIP") -> None:
+        self.implementation = implementation
+
     def params(self) -> dict[str, str]:
         return {"qvd.client.usb.enabled": "1", "qvd.client.usb.implementation": "USBIP"}
 
