@@ -22,16 +22,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PrivateCupsd", "free_port"]
+from tests.conftest import end_process, free_port
+
+__all__ = ["PrivateCupsd"]
 
 CUPSD = "/usr/sbin/cupsd"
 LPADMIN = "/usr/sbin/lpadmin"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _cupsd_conf(port: int, sock: Path) -> str:
@@ -229,14 +225,8 @@ class PrivateCupsd:
         return done.stdout.split("\n") if done.stdout.strip() else []
 
     def close(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.proc is not None:
+            end_process(self.proc, grace=10)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.root)
 

@@ -15,12 +15,10 @@ tone to play. Every process is ended by its PID and the directory removed on ``c
 from __future__ import annotations
 
 import array
-import contextlib
 import math
 import os
 import pwd
 import shutil
-import signal
 import struct
 import subprocess
 import tempfile
@@ -29,6 +27,8 @@ import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import end_process
 
 __all__ = ["NULL_SINK", "PrivatePulse", "Recorder", "rms", "tone_wav"]
 
@@ -57,19 +57,6 @@ def tone_wav(path: Path, seconds: float = 3.0, freq: float = 440.0, amplitude: f
         out.setframerate(RATE)
         out.writeframes(bytes(frames))
     return path
-
-
-def _end(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """TERM ``proc`` by its PID, KILL after ``grace`` seconds; always reaped."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @dataclass(frozen=True)
@@ -144,7 +131,7 @@ class Recorder:
         return "" if self._proc.poll() is None else self._proc.stderr.read().decode()  # type: ignore[union-attr]
 
     def close(self) -> None:
-        _end(self._proc)
+        end_process(self._proc)
         self._reader.join(5)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
@@ -237,5 +224,5 @@ class PrivatePulse:
     def close(self) -> None:
         for recorder in self._recorders:
             recorder.close()
-        _end(self.proc)
+        end_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)

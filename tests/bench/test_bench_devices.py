@@ -50,4 +50,5 @@ def test_the_devices_bench_prints_its_figures_last(test_image: Path) -> None:
             assert value == "nan", (name, value)
             assert "has not landed" in done.stdout  # the bench said why
     for pattern, found in before.items():
-        assert set(tmp.glob(pattern)) == found, pattern  # removed
+        # nothing of the bench's is left (another run's directory may have gone meanwhile)
+        assert set(tmp.glob(pattern)) <= found, pattern

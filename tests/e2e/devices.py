@@ -1,12 +1,14 @@
 """A whole session with every device on (issue #16), for tests/e2e/test_devices_all.py and
 bench/devices.py.
 
+- ``set_vm_property``: one property of a VM;
 - ``enable_device_properties``: the OSF's ``vma.audio.enable``, ``vma.printing.enable``
   and ``vma.slave.enable`` properties (the L7R passes them to ``x_start``);
 - the client machine's private services: a cupsd of its own (tests/cupsd.py) with one
   file-backed queue, the client's default printer; a PulseAudio of its own
   (tests/pulse.py) with a null sink, an anonymous loopback TCP listener for
   ``client.audio.port`` and a recorder of the sink's monitor; a shared folder;
+- ``start_client``: one ``qvd-client`` with a ``client.conf`` of its own;
 - ``DeviceClient``: ``qvd-client`` under an Xvfb of its own, its ``client.conf`` turning
   every device on (``client.printing.port``, ``client.audio.port``, ``client.share.0``…);
 - ``Desktop``: commands run in the VM as the session's user, with the environment of
@@ -30,11 +32,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from tests.cupsd import PrivateCupsd, free_port
+from tests.conftest import free_port
+from tests.cupsd import PrivateCupsd
 from tests.pulse import PrivatePulse, Recorder
+
+if TYPE_CHECKING:
+    from tests.e2e.node import Client
 
 __all__ = [
     "DEVICE_PROPERTIES",
@@ -45,6 +52,8 @@ __all__ = [
     "free_port",
     "node_overrides",
     "osf_of",
+    "set_vm_property",
+    "start_client",
     "wait_until",
 ]
 
@@ -55,10 +64,8 @@ SHARE = "qvdshare"  # the shared folder's name (its directory's name on the clie
 
 def node_overrides() -> dict[str, str]:
     """The node settings a device session needs: ``/dev/fuse`` in the desktops (the
-    shares' sshfs), once the tree has that setting."""
-    from qvd.config import TOKENS
-
-    return {"vm.lxc.fuse": "1"} if any(t.name == "vm.lxc.fuse" for t in TOKENS) else {}
+    shares' sshfs)."""
+    return {"vm.lxc.fuse": "1"}
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
@@ -81,6 +88,37 @@ def osf_of(engine: Engine, vm_id: int) -> int:
         )
 
 
+def _assigned_property(conn: Connection, key: str, tenant: int, kind: str) -> int:
+    """The id of property ``key`` of ``tenant`` assigned to objects of ``kind`` (``vm``,
+    ``osf``), both rows made if missing."""
+    prop = conn.execute(
+        text("INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
+             "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"),
+        {"k": key, "t": tenant},
+    ).scalar_one()  # fmt: skip
+    return int(
+        conn.execute(
+            text("INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
+                 "VALUES (:p, :o) ON CONFLICT (property_id, qvd_object) "
+                 "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"),
+            {"p": prop, "o": kind},
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
+    """A custom property of the VM (what ``qa vm propset`` does)."""
+    with engine.begin() as conn:
+        tenant = conn.execute(
+            text("SELECT u.tenant_id FROM vms v JOIN users u ON u.id = v.user_id WHERE v.id = :v"),
+            {"v": vm_id},
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
+            {"v": vm_id, "p": _assigned_property(conn, key, tenant, "vm"), "x": value},
+        )
+
+
 def enable_device_properties(
     engine: Engine, osf_id: int, properties: dict[str, str] | None = None
 ) -> None:
@@ -91,27 +129,10 @@ def enable_device_properties(
             text("SELECT tenant_id FROM osfs WHERE id = :o"), {"o": osf_id}
         ).scalar_one()
         for key, value in (properties or DEVICE_PROPERTIES).items():
-            prop = conn.execute(
-                text("SELECT id FROM properties_list WHERE key = :k AND tenant_id = :t"),
-                {"k": key, "t": tenant},
-            ).scalar()
-            if prop is None:
-                prop = conn.execute(
-                    text("INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
-                         "RETURNING id"), {"k": key, "t": tenant},
-                ).scalar_one()  # fmt: skip
-            assignment = conn.execute(
-                text("SELECT id FROM qvd_object_properties_list "
-                     "WHERE property_id = :p AND qvd_object = 'osf'"), {"p": prop},
-            ).scalar()  # fmt: skip
-            if assignment is None:
-                assignment = conn.execute(
-                    text("INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                         "VALUES (:p, 'osf') RETURNING id"), {"p": prop},
-                ).scalar_one()  # fmt: skip
             conn.execute(
                 text("INSERT INTO osf_properties (osf_id, property_id, value) "
-                     "VALUES (:o, :p, :v)"), {"o": osf_id, "p": assignment, "v": value},
+                     "VALUES (:o, :p, :v)"),
+                {"o": osf_id, "p": _assigned_property(conn, key, tenant, "osf"), "v": value},
             )  # fmt: skip
 
 
@@ -270,6 +291,28 @@ class Desktop:
 
 
 # ---- the client --------------------------------------------------------------------------------
+def start_client(
+    home: Path, *, display: str, port: int, login: str, password_file: Path, vm_id: int,
+    settings: dict[str, str], extra_env: dict[str, str] | None = None,
+) -> Client:  # fmt: skip
+    """``qvd-client`` (tests/e2e/node.py's ``Client``) for VM ``vm_id`` as ``login`` through
+    the L7R on 127.0.0.1:``port``, drawing on X ``display``; its home ``home``, whose
+    ``client.conf`` (0600) holds ``settings``."""
+    from tests.e2e.node import Client
+
+    conf = home / ".config" / "qvd" / "client.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    conf.chmod(0o600)
+    env = {**os.environ, "DISPLAY": display, "HOME": str(home),
+           "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx"),
+           **(extra_env or {})}  # fmt: skip
+    argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login,
+            "--password-file", str(password_file), "--vm", str(vm_id),
+            "--insecure", "--link", "lan"]  # fmt: skip
+    return Client(argv, env)
+
+
 @dataclass
 class DeviceClient:
     """``qvd-client`` for VM ``vm_id`` under an Xvfb of its own, its home in ``home``."""
@@ -285,30 +328,19 @@ class DeviceClient:
     client: object | None = None
     past: list[str] = field(default_factory=list)  # the output of the clients before
 
-    def write_conf(self) -> Path:
-        path = self.home / ".config" / "qvd" / "client.conf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
-        path.chmod(0o600)
-        return path
-
     def start(self) -> None:
         from qvd.di.testbed import Xvfb
-        from tests.e2e.node import Client
 
-        self.write_conf()
         if self.client is not None:
             self.stop()
             self.past.append(self.output())
         if self.xvfb is None:
             self.xvfb = Xvfb()
-        env = {**os.environ, "DISPLAY": self.xvfb.display, "HOME": str(self.home),  # type: ignore[attr-defined]
-               "XDG_CONFIG_HOME": str(self.home / ".config"), "NX_ROOT": str(self.home / "nx"),
-               **self.extra_env}  # fmt: skip
-        argv = ["--host", "127.0.0.1", "--port", str(self.port), "--user", self.login,
-                "--password-file", str(self.password_file), "--vm", str(self.vm_id),
-                "--insecure", "--link", "lan"]  # fmt: skip
-        self.client = Client(argv, env)
+        self.client = start_client(
+            self.home, display=self.xvfb.display, port=self.port, login=self.login,  # type: ignore[attr-defined]
+            password_file=self.password_file, vm_id=self.vm_id, settings=self.settings,
+            extra_env=self.extra_env,
+        )  # fmt: skip
 
     def output(self) -> str:
         return self.client.output() if self.client is not None else ""  # type: ignore[attr-defined]

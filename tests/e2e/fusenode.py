@@ -1,70 +1,28 @@
-"""A real LXC node for the shared-folder tests (its desktops get /dev/fuse), VM
-properties, and shell commands as the session's user inside the desktop."""
+"""A real LXC node for the device tests (its desktops get /dev/fuse), and shell commands
+as the session's user inside the desktop."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
-from tests.e2e.node import L7rNode, in_vm
-from tests.hkd.conftest import add_host
+from tests.e2e.devices import node_overrides, set_vm_property, wait_until
+from tests.e2e.node import L7rNode, in_vm, running_node
 from tests.hkd.lxcnode import LxcNode
 
+# set_vm_property and wait_until are tests/e2e/devices.py's, named here for the tests
+# that take them from this module
 __all__ = ["Desktop", "fuse_node", "set_vm_property", "wait_until"]
 
 
 @pytest.fixture
 def fuse_node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
     """The e2e node, its desktops given /dev/fuse (``vm.lxc.fuse``)."""
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(
-        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0",
-           "vm.lxc.fuse": "1"}
-    )  # fmt: skip
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield L7rNode(hkd=hkd, lxc=lxc_node)
-    finally:
-        hkd.stop()
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, 1) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key},
-        ).scalar_one()
-        assignment = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assignment, "x": value},
-        )
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    with running_node(db, engine, lxc_node, **node_overrides()) as started:
+        yield started
 
 
 class Desktop:

@@ -4,6 +4,7 @@ inside a VM's container."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +23,15 @@ from qvd.node.daemons import node_services
 from tests.hkd.conftest import add_host
 from tests.hkd.lxcnode import LxcNode
 
-__all__ = ["Client", "L7rNode", "in_vm", "node", "set_password", "xterm_pids"]
+__all__ = [
+    "Client",
+    "L7rNode",
+    "in_vm",
+    "node",
+    "running_node",
+    "set_password",
+    "xterm_pids",
+]
 
 
 @dataclass(frozen=True)
@@ -36,13 +45,16 @@ class L7rNode:
         return int(self.hkd.services[0].port)  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
+@contextlib.contextmanager
+def running_node(
+    db: DatabaseTarget, engine: Engine, lxc_node: LxcNode, **overrides: str
+) -> Iterator[L7rNode]:
     """The LXC node's HKD, started with its L7R on a free loopback port (and no user
-    portal: it would listen on *:4433; tests/e2e/portal.py's ``portal_node`` has one)."""
+    portal: it would listen on *:4433; tests/e2e/portal.py's ``portal_node`` has one);
+    ``overrides`` are more node settings. Stopped at the end."""
     add_host(engine, lxc_node.name, lxc_node.host_address)
     config = lxc_node.config(
-        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0"}
+        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0", **overrides}
     )
     hkd = Hkd(config, target=db, services=node_services(config, db))
     hkd.start()
@@ -50,6 +62,13 @@ def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rN
         yield L7rNode(hkd=hkd, lxc=lxc_node)
     finally:
         hkd.stop()
+
+
+@pytest.fixture
+def node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
+    """``running_node`` with the node's default settings."""
+    with running_node(db, engine, lxc_node) as started:
+        yield started
 
 
 def set_password(engine: Engine, vm_id: int, password: str) -> str:

@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from qvd.db import DatabaseTarget
-from qvd.hkd.daemon import Hkd
-from qvd.node.daemons import node_services
 from tests.e2e.devices import (
     SHARE,
     DeviceRig,
     device_rig,
     enable_device_properties,
     marker,
-    node_overrides,
     wait_until,
 )
+from tests.e2e.fusenode import fuse_node
 from tests.e2e.node import L7rNode, set_password, xterm_pids
-from tests.hkd.conftest import add_host, runtime
-from tests.hkd.lxcnode import LxcNode, add_lxc_vm
+from tests.hkd.conftest import runtime
+from tests.hkd.lxcnode import add_lxc_vm
+
+__all__ = ["fuse_node"]
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -45,22 +43,6 @@ FEATURES = {
     "sound": ("qvd.vma.audio", "qvd.client.audio"),
     "shares": ("qvd.vma.shares", "qvd.client.shares"),
 }
-
-
-@pytest.fixture
-def device_node(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[L7rNode]:
-    """tests/e2e/node.py's node, its desktops able to mount the shares (/dev/fuse)."""
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    config = lxc_node.config(
-        **{"l7r.address": "127.0.0.1", "l7r.port": "0", "l7r.portal.enable": "0",
-           **node_overrides()}
-    )  # fmt: skip
-    hkd = Hkd(config, target=db, services=node_services(config, db))
-    hkd.start()
-    try:
-        yield L7rNode(hkd=hkd, lxc=lxc_node)
-    finally:
-        hkd.stop()
 
 
 def landed() -> set[str]:
@@ -140,12 +122,12 @@ def suspended_clean(rig: DeviceRig, features: set[str]) -> bool:
 
 
 def test_print_sound_share_suspend_resume_stop(
-    engine: Engine, device_node: L7rNode, test_image: Path, tmp_path: Path
+    engine: Engine, fuse_node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
     features = landed()
     if not features:
         pytest.skip("none of printing, sound and shares has landed yet")
-    node = device_node
+    node = fuse_node
     lxc = node.lxc
     vm_id, osf_id = add_lxc_vm(engine, lxc, test_image, 1)
     enable_device_properties(engine, osf_id)

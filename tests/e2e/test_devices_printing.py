@@ -7,46 +7,22 @@ nxproxy. When the client goes away the queue goes; a client without printing get
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from qvd.di.testbed import Xvfb
 from tests.cupsd import PrivateCupsd
+from tests.e2e.devices import set_vm_property, start_client
 from tests.e2e.node import Client, L7rNode, in_vm, set_password
 from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    """A custom property of the VM (what `qa vm propset` does)."""
-    with engine.begin() as conn:
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, 1) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key},
-        ).scalar_one()
-        assigned = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assigned, "x": value},
-        )
 
 
 def desktop_queues(lxc: LxcNode, vm_id: int) -> list[str]:
@@ -91,16 +67,11 @@ def test_print_in_the_desktop_comes_out_of_the_clients_cups(
     password_file = tmp_path / "password"
     password_file.write_text("s3cret!\n")
 
-    def connect(home: str, conf: str) -> Client:
-        (tmp_path / home / "cfg" / "qvd").mkdir(parents=True)
-        (tmp_path / home / "cfg" / "qvd" / "client.conf").write_text(conf)
-        env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(tmp_path / home),
-               "XDG_CONFIG_HOME": str(tmp_path / home / "cfg"),
-               "NX_ROOT": str(tmp_path / home / "nx")}  # fmt: skip
-        argv = ["--host", "127.0.0.1", "--port", str(node.port), "--user", login,
-                "--password-file", str(password_file), "--vm", str(vm_id), "--insecure",
-                "--link", "lan"]  # fmt: skip
-        client = Client(argv, env)
+    def connect(home: str, settings: dict[str, str]) -> Client:
+        client = start_client(
+            tmp_path / home, display=xvfb.display, port=node.port, login=login,
+            password_file=password_file, vm_id=vm_id, settings=settings,
+        )  # fmt: skip
         clients.append(client)
         return client
 
@@ -116,7 +87,7 @@ def test_print_in_the_desktop_comes_out_of_the_clients_cups(
     try:
         target = cupsd.add_file_queue("Office", default=True)
         client = connect(
-            "one", f"client.printing.enable = 1\nclient.printing.port = {cupsd.port}\n"
+            "one", {"client.printing.enable": "1", "client.printing.port": str(cupsd.port)}
         )
         wait_for(connected, 120, "the session connected")
         try:
@@ -143,7 +114,7 @@ def test_print_in_the_desktop_comes_out_of_the_clients_cups(
         wait_for(lambda: desktop_queues(lxc, vm_id) == [], 60, "the queue removed on suspend")
 
         # a client without printing: no channel, no queue
-        connect("two", "client.printing.enable = 0\n")
+        connect("two", {"client.printing.enable": "0"})
         wait_for(connected, 120, "the session resumed")
         options = in_vm(lxc, vm_id, "cat", "/var/run/qvd/nxagent.conf").stdout
         assert options, "nxagent's options file"

@@ -6,15 +6,15 @@ the read-only share refuses writes, and the mounts are gone once the client left
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from qvd.di.testbed import Xvfb
-from tests.e2e.fusenode import Desktop, fuse_node, set_vm_property, wait_until
-from tests.e2e.node import Client, L7rNode, set_password
+from tests.e2e.devices import set_vm_property, start_client, wait_until
+from tests.e2e.fusenode import Desktop, fuse_node
+from tests.e2e.node import L7rNode, set_password
 from tests.hkd.lxcnode import add_lxc_vm
 
 __all__ = ["fuse_node"]
@@ -39,18 +39,12 @@ def test_a_client_folder_in_the_desktop_both_ways(
     (share / "hello.txt").write_text("hello from the client\n")
     (share / "hello.txt").chmod(0o640)
     (read_only / "keep.txt").write_text("read me only\n")
-    home = tmp_path / "home"
-    (home / ".config" / "qvd").mkdir(parents=True)
-    (home / ".config" / "qvd" / "client.conf").write_text(
-        f"client.share.1 = {share}\nclient.share.2 = {read_only};ro\n"
-    )
-
     xvfb = Xvfb()
-    env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(home),
-           "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx")}  # fmt: skip
-    argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login, "--password-file",
-            str(password_file), "--vm", str(vm_id), "--insecure", "--link", "lan"]  # fmt: skip
-    client = Client(argv, env)
+    client = start_client(
+        tmp_path / "home", display=xvfb.display, port=port, login=login,
+        password_file=password_file, vm_id=vm_id,
+        settings={"client.share.1": str(share), "client.share.2": f"{read_only};ro"},
+    )  # fmt: skip
     desktop = Desktop(lxc, vm_id)
     try:
         wait_until(desktop.find_user, 120, "the session's nxagent")

@@ -8,16 +8,16 @@ gets its desktop."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from qvd.client.devices import free_port
 from qvd.di.testbed import Xvfb
+from tests.e2e.devices import set_vm_property, start_client
 from tests.e2e.node import Client, L7rNode, in_vm, set_password
 from tests.hkd.conftest import runtime, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
@@ -41,33 +41,6 @@ _PLAY = (
     "import os, sys, time; print(time.monotonic(), flush=True); "
     "os.execvp(sys.argv[1], sys.argv[1:])"
 )
-
-
-def set_vm_property(engine: Engine, vm_id: int, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        tenant = conn.execute(
-            text("SELECT u.tenant_id FROM vms v JOIN users u ON u.id = v.user_id WHERE v.id = :v"),
-            {"v": vm_id},
-        ).scalar_one()
-        prop = conn.execute(
-            text(
-                "INSERT INTO properties_list (key, tenant_id) VALUES (:k, :t) "
-                "ON CONFLICT (key, tenant_id) DO UPDATE SET key = EXCLUDED.key RETURNING id"
-            ),
-            {"k": key, "t": tenant},
-        ).scalar_one()
-        assignment = conn.execute(
-            text(
-                "INSERT INTO qvd_object_properties_list (property_id, qvd_object) "
-                "VALUES (:p, 'vm') ON CONFLICT (property_id, qvd_object) "
-                "DO UPDATE SET qvd_object = EXCLUDED.qvd_object RETURNING id"
-            ),
-            {"p": prop},
-        ).scalar_one()
-        conn.execute(
-            text("INSERT INTO vm_properties (vm_id, property_id, value) VALUES (:v, :p, :x)"),
-            {"v": vm_id, "p": assignment, "x": value},
-        )
 
 
 def user_state(engine: Engine, vm_id: int) -> str:
@@ -133,14 +106,10 @@ def test_a_tone_in_the_desktop_plays_at_the_client_also_after_resume(
     clients: list[Client] = []
 
     def connect(home: str, settings: dict[str, str], extra_env: dict[str, str]) -> Client:
-        config = tmp_path / home / ".config" / "qvd" / "client.conf"
-        config.parent.mkdir(parents=True)
-        config.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-        env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(tmp_path / home),
-               "NX_ROOT": str(tmp_path / home / "nx"), **extra_env}  # fmt: skip
-        argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login, "--password-file",
-                str(password_file), "--vm", str(vm_id), "--insecure", "--link", "lan"]  # fmt: skip
-        client = Client(argv, env)
+        client = start_client(
+            tmp_path / home, display=xvfb.display, port=port, login=login,
+            password_file=password_file, vm_id=vm_id, settings=settings, extra_env=extra_env,
+        )  # fmt: skip
         clients.append(client)
         return client
 

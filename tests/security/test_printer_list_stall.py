@@ -6,17 +6,14 @@ desktop's real cupsd is untouched."""
 
 from __future__ import annotations
 
-import pwd
 import socket
 import threading
 import time
 from pathlib import Path
 
-from qvd.vma.channels import ChannelPlan
-from qvd.vma.config import DEFAULTS
-from qvd.vma.devices import DeviceContext
 from qvd.vma.printing import Printing
 from tests.cupsd import PrivateCupsd
+from tests.vma.helpers import printing_context
 
 
 class DrippingCups:
@@ -68,12 +65,7 @@ def test_a_client_that_drips_its_answer_does_not_hold_the_device(tmp_path: Path)
     hostile = DrippingCups()
     desktop = PrivateCupsd()
     try:
-        settings = {**DEFAULTS, "vma.printing.cups.server": desktop.server}
-        ctx = DeviceContext(
-            user=pwd.getpwuid(0), display=hostile.port - 2000, plan=ChannelPlan(printing=True),
-            params={}, setting=lambda key: settings.get(key, ""), run_dir=tmp_path,
-            log_dir=tmp_path, env={},
-        )  # fmt: skip
+        ctx = printing_context(desktop.server, hostile.port - 2000, tmp_path)
         device = Printing()
         call = threading.Thread(target=device.connected, args=(ctx,), daemon=True)
         call.start()

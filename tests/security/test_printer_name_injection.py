@@ -12,7 +12,6 @@ and nothing must run."""
 from __future__ import annotations
 
 import http.server
-import pwd
 import struct
 import subprocess
 import threading
@@ -21,11 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from qvd.vma.channels import ChannelPlan
-from qvd.vma.config import DEFAULTS
-from qvd.vma.devices import DeviceContext
 from qvd.vma.printing import Printing
 from tests.cupsd import PrivateCupsd
+from tests.vma.helpers import printing_context
 
 SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -116,12 +113,7 @@ def test_hostile_printer_names_give_safe_queues_and_run_nothing(
     own_uri = device_uri(desktop_cupsd, "local")
     hostile = HostileCups(hostile_names(canary))
     try:
-        settings = {**DEFAULTS, "vma.printing.cups.server": desktop_cupsd.server}
-        ctx = DeviceContext(
-            user=pwd.getpwuid(0), display=hostile.port - 2000, plan=ChannelPlan(printing=True),
-            params={}, setting=lambda key: settings.get(key, ""), run_dir=tmp_path,
-            log_dir=tmp_path, env={},
-        )  # fmt: skip
+        ctx = printing_context(desktop_cupsd.server, hostile.port - 2000, tmp_path)
         device = Printing()
         device.connected(ctx)
         assert 0x4002 in hostile.requests  # the attacker was asked

@@ -7,7 +7,6 @@ nothing is created outside ``~/Redirected``."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -17,7 +16,8 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.di.testbed import Xvfb
-from tests.e2e.fusenode import Desktop, fuse_node, set_vm_property, wait_until
+from tests.e2e.devices import set_vm_property, start_client, wait_until
+from tests.e2e.fusenode import Desktop, fuse_node
 from tests.e2e.node import Client, L7rNode, in_vm, set_password
 from tests.hkd.lxcnode import add_lxc_vm
 
@@ -72,17 +72,10 @@ def test_unauthenticated_malformed_and_climbing_requests_are_refused(
     share = tmp_path / "share"
     share.mkdir()
     (share / "f.txt").write_text("legit\n")
-    home = tmp_path / "home"
-    (home / ".config" / "qvd").mkdir(parents=True)
-    (home / ".config" / "qvd" / "client.conf").write_text(f"client.share.1 = {share}\n")
-
     xvfb = Xvfb()
-    env = {**os.environ, "DISPLAY": xvfb.display, "HOME": str(home),
-           "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx")}  # fmt: skip
-    client = Client(
-        ["--host", "127.0.0.1", "--port", str(port), "--user", login, "--password-file",
-         str(tmp_path / "password"), "--vm", str(vm_id), "--insecure", "--link", "lan"],
-        env,
+    client = start_client(
+        tmp_path / "home", display=xvfb.display, port=port, login=login,
+        password_file=tmp_path / "password", vm_id=vm_id, settings={"client.share.1": str(share)},
     )  # fmt: skip
     desktop = Desktop(lxc, vm_id)
     try:

@@ -1,16 +1,28 @@
 """Helpers shared by the VMA tests and the end-to-end ones (waiting on the VMA, on an
-xterm drawn on a client display)."""
+xterm drawn on a client display; a device context for the printing device)."""
 
 from __future__ import annotations
 
+import pwd
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from qvd.di.screenshot import Screenshot, take_screenshot
 from qvd.hkd.backends.lxc.testbed import Container
+from qvd.vma.channels import ChannelPlan
 from qvd.vma.client import VmaClient, VmaError
+from qvd.vma.config import DEFAULTS
+from qvd.vma.devices import DeviceContext
 
-__all__ = ["StartContainer", "wait_for_xterm", "wait_ping", "wait_state", "xterm_visible"]
+__all__ = [
+    "StartContainer",
+    "printing_context",
+    "wait_for_xterm",
+    "wait_ping",
+    "wait_state",
+    "xterm_visible",
+]
 
 StartContainer = Callable[..., tuple[Container, VmaClient]]
 
@@ -59,3 +71,16 @@ def wait_for_xterm(display: str, timeout: float = 15.0) -> Screenshot:
         time.sleep(0.1)
         shot = take_screenshot(display)
     return shot
+
+
+def printing_context(
+    cups_server: str, display: int, tmp: Path, *, printing: bool = True
+) -> DeviceContext:
+    """A session's ``DeviceContext`` for ``qvd.vma.printing`` run here as root: the
+    desktop's CUPS at ``cups_server`` (a unix socket), the NX printing port that of
+    ``display`` (2000 + display), the VMA's defaults otherwise."""
+    settings = {**DEFAULTS, "vma.printing.cups.server": cups_server}
+    return DeviceContext(
+        user=pwd.getpwuid(0), display=display, plan=ChannelPlan(printing=printing), params={},
+        setting=lambda key: settings.get(key, ""), run_dir=tmp, log_dir=tmp, env={},
+    )  # fmt: skip

@@ -36,6 +36,7 @@ from qvd.vma.printing import (
     remove_queue_argv,
 )
 from tests.cupsd import PrivateCupsd
+from tests.vma.helpers import printing_context
 
 SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -165,14 +166,6 @@ def client_cupsd() -> Iterator[PrivateCupsd]:
         yield cupsd
 
 
-def context(desktop: PrivateCupsd, display: int, tmp: Path, *, printing: bool) -> DeviceContext:
-    settings = {**DEFAULTS, "vma.printing.cups.server": desktop.server}
-    return DeviceContext(
-        user=pwd.getpwuid(0), display=display, plan=ChannelPlan(printing=printing), params={},
-        setting=lambda key: settings.get(key, ""), run_dir=tmp, log_dir=tmp, env={},
-    )  # fmt: skip
-
-
 def test_client_printers_over_ipp(client_cupsd: PrivateCupsd) -> None:
     client_cupsd.add_file_queue("first")
     client_cupsd.add_file_queue("second", default=True)
@@ -190,7 +183,7 @@ def test_the_device_adds_queues_that_print_on_the_client_and_removes_them(
     target = client_cupsd.add_file_queue("Office", default=True)
     client_cupsd.add_file_queue("local")  # same name as the desktop's: another queue
     device = Printing()
-    ctx = context(desktop_cupsd, display, tmp_path, printing=True)
+    ctx = printing_context(desktop_cupsd.server, display, tmp_path, printing=True)
 
     device.connected(ctx)
     assert sorted(desktop_cupsd.queues()) == ["Office", "local", "local_2"]
@@ -220,7 +213,9 @@ def test_no_printing_in_the_plan_no_queue(
 ) -> None:
     client_cupsd.add_file_queue("Office")
     device = Printing()
-    device.connected(context(desktop_cupsd, client_cupsd.port - 2000, tmp_path, printing=False))
+    device.connected(
+        printing_context(desktop_cupsd.server, client_cupsd.port - 2000, tmp_path, printing=False)
+    )
     assert desktop_cupsd.queues() == []
 
 
@@ -231,7 +226,7 @@ def test_a_client_without_cups_behind_the_channel_is_logged_not_fatal(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     device = Printing()
-    ctx = context(desktop_cupsd, port - 2000, tmp_path, printing=True)
+    ctx = printing_context(desktop_cupsd.server, port - 2000, tmp_path, printing=True)
     device.connected(ctx)
     device.stopped(ctx)
     assert desktop_cupsd.queues() == []

@@ -59,7 +59,9 @@ def _read_response(sock: socket.socket) -> tuple[int, str]:
         if not chunk:
             break
         body += chunk
-    return status, body.decode("utf-8", "replace").strip() or lines[0]
+    reason = body.decode("utf-8", "replace").strip() or lines[0]
+    # the desktop is not trusted: its reason is printed, so no terminal escapes in it
+    return status, "".join(c if c.isprintable() else "?" for c in reason)
 
 
 def upgrade(port: int, request: bytes, timeout: float = 20.0) -> socket.socket:

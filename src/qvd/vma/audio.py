@@ -263,6 +263,7 @@ class AudioDevice:
                 return
             except subprocess.TimeoutExpired:
                 continue
+        proc.wait()  # killed: reaped whenever the kernel lets it go
 
     # --- pactl, as the user ----------------------------------------------------------
 

@@ -198,6 +198,8 @@ def _ipp(server: str, operation: int, requested: list[str]) -> dict[str, list[li
         conn.close()
     if response.status != 200:
         raise IppError(f"HTTP {response.status} from {server}")
+    if len(body) > _MAX_BODY:
+        raise IppError(f"the answer of {server} is over {_MAX_BODY} bytes")
     answer = decode_response(body)
     if not answer.ok and answer.status != 0x0406:  # client-error-not-found: no printers
         raise IppError(f"IPP status 0x{answer.status:04x} from {server}")
