@@ -111,7 +111,8 @@ def _answer(sock: socket.socket) -> tuple[int, str]:
     body = b""
     while status != 101 and len(body) < length and (chunk := sock.recv(length - len(body))):
         body += chunk
-    return status, body.decode("utf-8", "replace").strip()
+    reason = body.decode("utf-8", "replace").strip()
+    return status, "".join(c if c.isprintable() else "?" for c in reason)  # a terminal's
 
 
 def share(arg: str) -> int:
