@@ -84,10 +84,12 @@ def base_dir(configured: str | None) -> str:
 
 
 def sshfs_argv(mount: str) -> list[str]:
-    """sshfs over stdin/stdout (``passive``) in the foreground: the channel's process."""
+    """sshfs over stdin/stdout (``passive``) in the foreground: the channel's process.
+    ``nosuid,nodev`` said explicitly: a set-uid file or a device node the desktop serves
+    stays inert on the client whoever mounts (fusermount3 adds them too, here)."""
     return [
-        "sshfs", "-f", "-o", "passive,idmap=user,dcache_timeout=2", "qvd-desktop:",
-        mount,
+        "sshfs", "-f", "-o", "passive,idmap=user,dcache_timeout=2,nosuid,nodev",
+        "qvd-desktop:", mount,
     ]  # fmt: skip
 
 
