@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qvd.client.slaveserver import ENV_BASE, ENV_ENABLED, ENV_KEY, ENV_MAX_OPEN
+from qvd.client.slaveserver import ENV_BASE, ENV_ENABLED, ENV_KEY, ENV_MAX_OPEN, ENV_SLOTS
 from qvd.vma.slaveproto import request_head
 
 __all__ = [
@@ -110,6 +110,7 @@ def request(
     key: str = KEY,
     folder: Path | None = None,
     max_open: int | None = None,
+    slots: Path | None = None,
 ) -> Channel:
     """Run the server on a socketpair, send ``head``, read its answer; on 101 with a
     ``folder``, serve it with a real sftp-server on the desktop's end."""
@@ -118,6 +119,8 @@ def request(
     env.update({ENV_KEY: key, ENV_ENABLED: "1" if enabled else "0", ENV_BASE: str(base)})
     if max_open is not None:
         env[ENV_MAX_OPEN] = str(max_open)
+    if slots is not None:
+        env[ENV_SLOTS] = str(slots)
     server = subprocess.Popen(
         [sys.executable, "-m", "qvd.client.slaveserver"],
         stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.PIPE, env=env,

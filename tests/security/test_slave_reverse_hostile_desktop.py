@@ -6,11 +6,14 @@ nothing is left mounted or made outside the allowed folder."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from qvd.client.slaveserver import MAX_CONNECTIONS
 from tests.slaveserver import KEY, fuse_works, mounted, open_channel, share_head, wait_for
 
 needs_fuse = pytest.mark.skipif(
@@ -97,3 +100,26 @@ def test_many_requests_are_bounded_and_nothing_is_left(tmp_path: Path) -> None:
         assert len(_fuse_mounts_below(base)) == 2
     assert _fuse_mounts_below(tmp_path) == []
     assert list(base.iterdir()) == []
+
+
+def test_a_connection_flood_is_refused_at_once(tmp_path: Path) -> None:
+    """Every slot held (earlier connections still waiting or mounted): the next server
+    refuses before reading anything; a freed slot serves again."""
+    slots = tmp_path / "slots"
+    slots.mkdir(mode=0o700)
+    held = []
+    for index in range(MAX_CONNECTIONS):
+        fd = os.open(slots / f"slot-{index}", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(fd)
+    try:
+        with open_channel(share_head("Documents"), tmp_path / "QVD", slots=slots) as channel:
+            assert channel.status == 503
+            assert "slave connections are open already" in channel.body
+        os.close(held.pop())
+        with open_channel(share_head("Documents", key="wrong"), tmp_path / "QVD",
+                          slots=slots) as channel:  # fmt: skip
+            assert channel.status == 401
+    finally:
+        for fd in held:
+            os.close(fd)

@@ -30,6 +30,7 @@ from qvd.client.slaveserver import (
     ENV_BASE,
     ENV_ENABLED,
     ENV_KEY,
+    ENV_SLOTS,
     base_dir,
     unmount,
 )
@@ -73,6 +74,7 @@ class DesktopSharesDevice:
                 ENV_KEY: session.slave_key,
                 ENV_ENABLED: "1" if self.enabled else "0",
                 ENV_BASE: self.base,
+                ENV_SLOTS: self._launcher_dir,  # bounds the servers running at once
             }
         )
         if self.enabled:

@@ -20,6 +20,7 @@ directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import shutil
@@ -47,6 +48,8 @@ __all__ = [
     "ENV_ENABLED",
     "ENV_KEY",
     "ENV_MAX_OPEN",
+    "ENV_SLOTS",
+    "MAX_CONNECTIONS",
     "MAX_OPEN",
     "base_dir",
     "main",
@@ -60,6 +63,8 @@ ENV_BASE = "QVD_SHARE_FROM_DESKTOP_PATH"
 DEFAULT_BASE = "~/QVD"
 ENV_MAX_OPEN = "QVD_SHARE_FROM_DESKTOP_MAX"  # the client's own bound (tests lower it)
 MAX_OPEN = 16  # desktop folders mounted at once
+ENV_SLOTS = "QVD_SLAVE_SLOTS_DIR"  # the session's private folder of connection slots
+MAX_CONNECTIONS = 32  # slave connections served at once (a mount holds one for its life)
 HEAD_TIMEOUT = 30.0
 _UTF8 = frozenset({"utf-8", "utf8"})
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -177,6 +182,22 @@ def _serve(trailing: bytes, charset: str | None, name: str, base: str) -> int:
     return 0
 
 
+def _take_slot(directory: str) -> int | None:
+    """A held lock on one of ``MAX_CONNECTIONS`` slot files (released when this process
+    ends), or None when every slot is taken: a desktop opening connections in a loop
+    gets refused at once instead of piling up servers waiting for their heads."""
+    for index in range(MAX_CONNECTIONS):
+        fd = os.open(os.path.join(directory, f"slot-{index}"),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)  # fmt: skip
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd
+    return None
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # the share's finally unmounts and removes its folder
 
@@ -187,7 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _exit_on_signal)  # the client's session ends: clean up
     key = os.environ.get(ENV_KEY, "")
     enabled = os.environ.get(ENV_ENABLED, "0") == "1"
+    slots = os.environ.get(ENV_SLOTS)
     try:
+        if slots and _take_slot(slots) is None:
+            raise SlaveRefusal(503, f"{MAX_CONNECTIONS} slave connections are open already")
         head, trailing = _read_head(0, HEAD_TIMEOUT)
         request = decide_from_desktop(parse_head(head), key)
         if not enabled:
