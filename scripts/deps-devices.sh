@@ -10,6 +10,8 @@
 #                              a null sink whose monitor the test records)
 #   openssh-sftp-server        the client's end of a shared folder (sftp-server on the
 #                              slave channel; the desktop mounts it with sshfs)
+#   sshfs                      mounts a desktop folder opened on the client
+#                              (qvd-share-to-client → the client's slave server)
 #   usbip                      the client's end of USB/IP (used where vhci-hcd loads)
 #
 # As a node, desktops with ``vm.lxc.fuse = 1`` get the host's /dev/fuse bound in; their
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib-deps.sh
 
 install_missing deps-devices cups-daemon cups-client pulseaudio pulseaudio-utils \
-    openssh-sftp-server bubblewrap openssh-client usbip
+    openssh-sftp-server bubblewrap openssh-client usbip sshfs
 if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
     chmod 0666 /dev/fuse
 fi

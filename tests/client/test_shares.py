@@ -61,7 +61,7 @@ def test_the_settings_file_holds_shares(tmp_path: Path) -> None:
     loaded = settings.load(conf)
     assert [s.folder.name for s in shares_of(loaded)] == ["one", "two", "ten"]
     devices = client_devices(loaded)
-    assert [d.name for d in devices if d.name != "printing"] == ["shares"]
+    assert [d.name for d in devices if d.name not in ("printing", "desktop-shares")] == ["shares"]
     conf.write_text("client.share.1 = relative/path\n")
     with pytest.raises(settings.SettingsError, match="line 1"):
         settings.load(conf)
@@ -70,7 +70,8 @@ def test_the_settings_file_holds_shares(tmp_path: Path) -> None:
 def test_registry_follows_the_switches() -> None:
     def names(values: dict[str, str]) -> list[str]:
         devices = client_devices(settings.ClientSettings(values))
-        return [d.name for d in devices if d.name != "printing"]  # printing: its own tests
+        # printing and desktop-shares (the reverse direction): their own tests
+        return [d.name for d in devices if d.name not in ("printing", "desktop-shares")]
 
     assert names({}) == []
     assert names({"client.share.1": "/srv/x"}) == ["shares"]

@@ -88,6 +88,14 @@ def test_the_vma_is_in_the_image_and_runs_on_its_python(tiny_root: Path) -> None
         check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )  # fmt: skip
     assert slave.stdout.startswith(b"HTTP/1.1 401 "), slave.stderr
+    # the desktop user's qvd-share-to-client: its imports work on the image's python3
+    share = subprocess.run(
+        ["chroot", str(tiny_root), "/usr/lib/qvd/bin/qvd-share-to-client"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )  # fmt: skip
+    assert share.returncode == 2, share.stderr
+    assert "usage: qvd-share-to-client <folder>" in share.stderr
     assert os.readlink(tiny_root / "etc/mtab") == "../proc/self/mounts"  # for fusermount3
 
 

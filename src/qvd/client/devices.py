@@ -76,6 +76,10 @@ def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
         from qvd.client.usb import UsbDevice
 
         devices.append(UsbDevice(conf.get("client.usb.implementation") or "USBIP"))
+    if conf.flag("client.slave.enable") is not False:  # desktop folders: a 403 unless allowed
+        from qvd.client.desktopshares import DesktopSharesDevice
+
+        devices.append(DesktopSharesDevice(conf))
     return devices
 
 

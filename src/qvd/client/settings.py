@@ -55,6 +55,9 @@ KNOWN_KEYS = frozenset(
         "client.file_sharing.enable",
         "client.usb.enable",
         "client.usb.implementation",
+        # a desktop folder opened on the client (qvd.client.slaveserver): default 0
+        "client.share.from_desktop.enable",
+        "client.share.from_desktop.path",  # where it is mounted (default ~/QVD/<name>)
     }
 )
 # ``client.share.<N>`` = a local folder shared into the desktop (``~/Redirected/<name>``)
@@ -77,6 +80,7 @@ _FLAGS = frozenset(
         "client.slave.enable",
         "client.file_sharing.enable",
         "client.usb.enable",
+        "client.share.from_desktop.enable",
     }
 )
 
@@ -124,6 +128,9 @@ def check(key: str, value: str) -> str:
         ok = value.lower() in _TRUE | _FALSE
     elif key in ("client.printing.port", "client.audio.port"):
         ok = value == "" or (value.isdigit() and 0 < int(value) < 65536)
+    elif key == "client.share.from_desktop.path":
+        expanded = os.path.expanduser(value)
+        ok = value == "" or (os.path.isabs(expanded) and "\x00" not in value)
     elif key.startswith("client.share."):
         from qvd.client.shares import parse_share
 

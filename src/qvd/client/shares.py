@@ -92,7 +92,8 @@ def parse_share(value: str) -> Share:
 def shares_of(conf: settings.ClientSettings) -> list[Share]:
     """The configured shares, in the order of their keys (``client.share.1``, …)."""
     keys = sorted(
-        (key for key in conf.values if key.startswith(PREFIX)),
+        # client.share.from_desktop.* are the reverse direction's (qvd.client.slaveserver)
+        (k for k in conf.values if k.startswith(PREFIX) and k not in settings.KNOWN_KEYS),
         key=lambda k: (len(k), k),
     )
     return [parse_share(conf.values[key]) for key in keys]

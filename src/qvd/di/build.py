@@ -40,6 +40,7 @@ __all__ = [
     "KEEP_VERSIONS",
     "VMA_LAUNCHER",
     "VMA_PYTHON_DIR",
+    "VMA_SHARE_LAUNCHER",
     "VMA_SLAVE_LAUNCHER",
     "CachedStage",
     "ImageInfo",
@@ -60,6 +61,8 @@ KEEP_VERSIONS = 3
 VMA_LAUNCHER = "usr/lib/qvd/bin/qvd-vma"
 # nxagent's NX_SLAVE_CMD (config command.slave): one run per client→VM slave connection
 VMA_SLAVE_LAUNCHER = "usr/lib/qvd/bin/qvd-vma-slave"
+# the desktop user's command: a desktop folder opened on the client (VM→client slave)
+VMA_SHARE_LAUNCHER = "usr/lib/qvd/bin/qvd-share-to-client"
 
 _LAUNCHER = """#!/usr/bin/python3 -IS
 # QVD VM agent launcher, written by `qvd di build`.
@@ -209,7 +212,11 @@ def _install_vma(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO, rhash:
         dest = pkg_root / "vma" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(content)
-    for path, module in ((VMA_LAUNCHER, "main"), (VMA_SLAVE_LAUNCHER, "slave")):
+    for path, module in (
+        (VMA_LAUNCHER, "main"),
+        (VMA_SLAVE_LAUNCHER, "slave"),
+        (VMA_SHARE_LAUNCHER, "sharetoclient"),
+    ):
         launcher = root / path
         launcher.parent.mkdir(parents=True, exist_ok=True)
         launcher.write_text(_LAUNCHER.replace("{module}", module), encoding="utf-8")

@@ -52,7 +52,10 @@ class SharesDevice:
         self._mountinfo = mountinfo
 
     def session_env(self, ctx: DeviceContext) -> dict[str, str]:
-        return {}
+        # qvd-share-to-client (a desktop folder opened on the client) reads the key there
+        if not ctx.plan.slave:
+            return {}
+        return {"QVD_SLAVE_KEY_FILE": str(ctx.run_dir / "slave-key")}
 
     def connected(self, ctx: DeviceContext) -> None:
         pass  # the client mounts its shares itself, through the slave channel

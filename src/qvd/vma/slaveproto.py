@@ -22,6 +22,14 @@ no ``Upgrade`` → 426; another protocol → 400; a share name that is not one p
 directory name → 400. The share name comes from the client: it is percent-decoded once,
 must be UTF-8, 1-64 characters, no ``/``, no control character, not ``.`` or ``..``.
 
+The reverse direction (a desktop folder opened on the client): the desktop's
+``qvd-share-to-client`` connects to nxagent's slave port inside the VM, which makes the
+client's nxproxy run the client's slave server (``qvd.client.slaveserver``) on the
+channel; it asks ``GET /shares/<name>`` with ``Upgrade: qvd:sftp/1.0`` and the same key
+(``decide_from_desktop``: the same checks, the same name rules), then serves its folder
+with ``sftp-server`` while the client mounts it with sshfs. ``request_head`` and
+``parse_response_head`` are the asking side's halves.
+
 Standard library only (the VMA runs on the image's own ``python3``).
 """
 
@@ -45,8 +53,11 @@ __all__ = [
     "ThroughputRequest",
     "UsbRequest",
     "decide",
+    "decide_from_desktop",
     "parse_head",
+    "parse_response_head",
     "refusal_response",
+    "request_head",
     "share_name",
     "switching_response",
 ]
@@ -65,6 +76,7 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    403: "Forbidden",
     409: "Conflict",
     426: "Upgrade Required",
     431: "Request Header Fields Too Large",
@@ -277,6 +289,46 @@ def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest | Throughpu
     if path == "/throughput":
         return _throughput(head)
     raise SlaveRefusal(404, "no such route (the slave server serves /shares/<name> and /usbip)")
+
+
+def decide_from_desktop(head: RequestHead, key: str) -> ShareRequest:
+    """The client's slave server: what the desktop's ``head`` asks (only
+    ``GET /shares/<name>``), or ``SlaveRefusal`` (the key first, as ``decide``)."""
+    if not _authorized(head, key):
+        raise SlaveRefusal(401, "the slave key is missing or wrong")
+    path = head.target.split("?", 1)[0]
+    if not path.startswith("/shares/"):
+        raise SlaveRefusal(404, "no such route (the client serves GET /shares/<name>)")
+    if head.method != "GET":
+        raise SlaveRefusal(405, "a desktop folder is opened with GET", allow="GET")
+    name = share_name(path[len("/shares/") :])
+    return ShareRequest(name=name, charset=_upgrade(head, SFTP_PROTOCOL))
+
+
+def request_head(method: str, path: str, key: str, protocol: str) -> bytes:
+    """A request head (``path`` already percent-encoded; the raw key, as the original)."""
+    for part in (method, path, key, protocol):
+        if any(c in part for c in "\r\n\x00 "):
+            raise ValueError("a request part holds a space or a line break")
+    return (
+        f"{method} {path} HTTP/1.1\r\nAuthorization: Basic {key}\r\n"
+        f"Connection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+    ).encode("ascii")
+
+
+def parse_response_head(data: bytes) -> tuple[int, int]:
+    """The status and the (bounded) Content-Length of a response head; ValueError when
+    it is not an HTTP/1.x response."""
+    lines = data.decode("latin-1").replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not _VERSION.fullmatch(parts[0]) or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP answer: {lines[0][:80]!r}")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            length = min(int(value.strip()), 4096)
+    return int(parts[1]), length
 
 
 def refusal_response(refusal: SlaveRefusal) -> bytes:
