@@ -381,15 +381,22 @@ class SessionRunner:
         self._plan = plan_channels(params, self._config.get)
         return self._plan
 
+    def _slave_key_path(self) -> Path:
+        return self._config.run_dir / "slave-key"
+
     def _slave_env(self, user: pwd.struct_passwd) -> dict[str, str]:
         """nxagent's environment for the slave channel: the command it runs for each
-        client→VM slave connection, and the file with this session's slave key (the
-        user's own, 0600: the slave server runs as the user)."""
-        if not self._plan.slave:
-            return {}
+        client→VM slave connection, and the file with this connect's slave key (the
+        user's own, 0600: the slave server runs as the user). nxagent keeps the
+        environment of its start, so it is always given: a resume may open the channel
+        a first connect did not. Without the channel the file is removed (the slave
+        server refuses everything without a key), and at the session's end too."""
+        path = self._slave_key_path()
         key = self._params.get("qvd.slave.key", "")
-        path = self._config.run_dir / "slave-key"
-        _write_private(path, key.encode(), user)
+        if self._plan.slave and key:
+            _write_private(path, key.encode(), user)
+        else:
+            path.unlink(missing_ok=True)
         return {"NX_SLAVE_CMD": self._config.get("command.slave"), "QVD_SLAVE_KEY_FILE": str(path)}
 
     def _provision(self, params: Mapping[str, str]) -> None:
@@ -628,6 +635,7 @@ class SessionRunner:
             )
 
     def _stop_session(self) -> None:
+        self._slave_key_path().unlink(missing_ok=True)  # no session, no slave calls
         session = self._session
         if session is None:
             return

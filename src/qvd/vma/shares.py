@@ -52,9 +52,9 @@ class SharesDevice:
         self._mountinfo = mountinfo
 
     def session_env(self, ctx: DeviceContext) -> dict[str, str]:
-        # qvd-share-to-client (a desktop folder opened on the client) reads the key there
-        if not ctx.plan.slave:
-            return {}
+        # qvd-share-to-client (a desktop folder opened on the client) reads the key
+        # there; always given (a resume may open the slave channel), the file exists
+        # only while the channel is open
         return {"QVD_SLAVE_KEY_FILE": str(ctx.run_dir / "slave-key")}
 
     def connected(self, ctx: DeviceContext) -> None:
