@@ -17,7 +17,7 @@ from qvd.hkd.backends.lxc.testbed import Container
 from qvd.l7r.vnc import Conflict, open_vnc
 from qvd.vma.client import VmaClient, VmaRpcError
 from tests.vma.helpers import StartContainer, wait_for_xterm, wait_state, xterm_visible
-from tests.vma.vncview import TIMEOUT, VmaAt, grab_frame, read_frame
+from tests.vma.vncview import TIMEOUT, Frame, VmaAt, grab_frame, read_frame
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -29,6 +29,12 @@ USER = {
 }
 BROWSER = {**USER, "qvd.client.transport": "vnc"}
 XTERM_PIXELS = 50_000  # the test image's xterm is white and large; the root is black
+
+
+def _shows_xterm(frame: Frame) -> bool:
+    """An attached viewer's first frame may come before the session (re)draws its
+    xterm: the tests read updates until it shows."""
+    return frame.bright() > XTERM_PIXELS
 
 
 def endpoint(container: Container) -> VmaAt:
@@ -126,7 +132,7 @@ def test_browser_attach_suspend_and_nx_resume(
     # and a browser again, from suspended, takes it back after the NX client left
     client.x_suspend()
     assert wait_state(client, "suspended") == "suspended"
-    _, _, frame = grab_frame(endpoint(container), view_only=False, attach=True)
+    _, _, frame = grab_frame(endpoint(container), view_only=False, attach=True, until=_shows_xterm)
     assert frame.bright() > XTERM_PIXELS
     assert wait_state(client, "suspended", timeout=30) == "suspended"
     assert pids(container, "xterm") == session
@@ -223,7 +229,7 @@ def test_browser_takeover_of_an_nx_session(
     assert wait_state(client, "suspended", timeout=30) == "suspended"
     client.x_start(BROWSER)
     assert client.x_wait(timeout=20) == "listening"
-    _, _, frame = grab_frame(endpoint(container), view_only=False, attach=True)
+    _, _, frame = grab_frame(endpoint(container), view_only=False, attach=True, until=_shows_xterm)
     assert frame.bright() > XTERM_PIXELS
     assert pids(container, "xterm") == session
     assert wait_state(client, "suspended", timeout=30) == "suspended"
@@ -233,7 +239,9 @@ def test_browser_session_takes_the_browsers_geometry(start_container: StartConta
     container, client = start_container()
     client.x_start({**BROWSER, "qvd.client.geometry": "1280x720"})
     assert client.x_wait(timeout=20) == "listening"
-    width, height, frame = grab_frame(endpoint(container), view_only=False, attach=True)
+    width, height, frame = grab_frame(
+        endpoint(container), view_only=False, attach=True, until=_shows_xterm
+    )
     assert (width, height) == (1280, 720)
     assert frame.bright() > XTERM_PIXELS
 

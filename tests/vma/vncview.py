@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qvd.l7r.vnc import VncStream, open_vnc
@@ -42,7 +43,10 @@ class Frame:
         return count * 7
 
 
-async def read_frame(stream: VncStream) -> Frame:
+async def read_frame(stream: VncStream, until: Callable[[Frame], bool] | None = None) -> Frame:
+    """The first full frame; with ``until``, then the updates of the screen until the
+    frame satisfies it (a fresh session's first frame may come before its first window
+    is drawn)."""
     stream.writer.write(b"\x01")  # ClientInit: shared
     head = stream.pending + await stream.reader.readexactly(24 - len(stream.pending))
     width, height = struct.unpack(">HH", head[:4])
@@ -57,20 +61,35 @@ async def read_frame(stream: VncStream) -> Frame:
     canvas = bytearray(width * height * 4)
     covered = 0
     while covered < width * height:
+        covered += await _apply_update(stream, canvas, width)
+    frame = Frame(width, height, bytes(canvas))
+    while until is not None and not until(frame):
+        stream.writer.write(struct.pack(">BBHHHH", 3, 1, 0, 0, width, height))  # incremental
+        await stream.writer.drain()
+        await _apply_update(stream, canvas, width)
+        frame = Frame(width, height, bytes(canvas))
+    return frame
+
+
+async def _apply_update(stream: VncStream, canvas: bytearray, width: int) -> int:
+    """Read server messages until one FramebufferUpdate, drawn into ``canvas``; the
+    number of pixels it covered."""
+    while True:
         kind = (await stream.reader.readexactly(1))[0]
-        if kind == 1:  # SetColourMapEntries: skip
+        if kind == 1:
             _, _, count = struct.unpack(">BHH", await stream.reader.readexactly(5))
             await stream.reader.readexactly(6 * count)
             continue
-        if kind == 2:  # Bell
+        if kind == 2:
             continue
-        if kind == 3:  # ServerCutText
+        if kind == 3:
             (length,) = struct.unpack(">3xI", await stream.reader.readexactly(7))
             await stream.reader.readexactly(length)
             continue
         if kind != 0:
             raise AssertionError(f"unexpected RFB server message {kind}")
         (rects,) = struct.unpack(">xH", await stream.reader.readexactly(3))
+        covered = 0
         for _ in range(rects):
             x, y, w, h, encoding = struct.unpack(">HHHHi", await stream.reader.readexactly(12))
             if encoding != 0:
@@ -80,20 +99,26 @@ async def read_frame(stream: VncStream) -> Frame:
                 start = ((y + row) * width + x) * 4
                 canvas[start : start + w * 4] = data[row * w * 4 : (row + 1) * w * 4]
             covered += w * h
-    return Frame(width, height, bytes(canvas))
+        return covered
 
 
 def grab_frame(
-    endpoint: VmaAt, *, view_only: bool, attach: bool, notice: str = ""
+    endpoint: VmaAt,
+    *,
+    view_only: bool,
+    attach: bool,
+    notice: str = "",
+    until: Callable[[Frame], bool] | None = None,
 ) -> tuple[int, int, Frame]:
-    """Connect, read one full frame, disconnect; (width, height, frame)."""
+    """Connect, read one full frame (and updates ``until`` it satisfies that),
+    disconnect; (width, height, frame)."""
 
     async def run() -> Frame:
         stream = await open_vnc(
             endpoint, view_only=view_only, attach=attach, notice=notice, timeout=TIMEOUT
         )
         try:
-            return await asyncio.wait_for(read_frame(stream), TIMEOUT)
+            return await asyncio.wait_for(read_frame(stream, until), TIMEOUT)
         finally:
             await stream.close()
 
