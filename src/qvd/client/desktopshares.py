@@ -32,9 +32,9 @@ from qvd.client.slaveserver import (
     ENV_KEY,
     ENV_SLOTS,
     base_dir,
-    unmount,
 )
 from qvd.vma.shares import fuse_mounts_below
+from qvd.vma.slave import unmount
 
 __all__ = ["DesktopSharesDevice", "launcher_script"]
 

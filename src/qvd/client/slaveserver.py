@@ -22,19 +22,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import select
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
 from qvd.vma.homefiles import HomeError, ensure_private_dir
 from qvd.vma.shares import fuse_mounts_below
+from qvd.vma.slave import fuse_ready, read_head, unmount, write_all
 from qvd.vma.slaveproto import (
     SFTP_PROTOCOL,
-    HeadReader,
     SlaveRefusal,
     decide_from_desktop,
     parse_head,
@@ -74,12 +71,6 @@ def _say(message: str) -> None:
     print(f"qvd-client slave server: {message}", file=sys.stderr, flush=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def base_dir(configured: str | None) -> str:
     """The folder desktop folders are mounted below (absolute, normalised)."""
     path = os.path.normpath(os.path.expanduser(configured or DEFAULT_BASE))
@@ -98,41 +89,9 @@ def sshfs_argv(mount: str) -> list[str]:
     ]  # fmt: skip
 
 
-def unmount(path: str) -> None:
-    """Unmount ``path`` lazily (an application holding a file open does not keep it)."""
-    subprocess.run(
-        ["fusermount3", "-u", "-z", "--", path],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        check=False, timeout=10,
-    )  # fmt: skip
-
-
-def _read_head(fd: int, timeout: float) -> tuple[bytes, bytes]:
-    reader = HeadReader()
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise SlaveRefusal(400, "the request head did not come in time")
-        done = reader.feed(os.read(fd, 4096))
-        if done is not None:
-            return done
-
-
 def _mounts(base: str) -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
         return fuse_mounts_below(fh.read(), base)
-
-
-def _fuse_ready() -> None:
-    if shutil.which("sshfs") is None:
-        raise SlaveRefusal(503, "desktop folders cannot be opened on this client: no sshfs")
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
-    except OSError as exc:
-        raise SlaveRefusal(
-            503, f"desktop folders cannot be opened on this client: /dev/fuse: {exc.strerror}"
-        ) from None
 
 
 def _mount_point(base: str, name: str) -> str:
@@ -162,14 +121,14 @@ def _serve(trailing: bytes, charset: str | None, name: str, base: str) -> int:
         raise SlaveRefusal(501, "desktop folders support UTF-8 file names only")
     if trailing:
         raise SlaveRefusal(400, "bytes came after the request head before the 101")
-    _fuse_ready()
+    fuse_ready("desktop folders cannot be opened on this client")
     if len(_mounts(base)) >= (limit := _max_open()):
         raise SlaveRefusal(503, f"{limit} desktop folders are open already")
     try:
         mount = _mount_point(base, name)
     except (HomeError, OSError) as exc:
         raise SlaveRefusal(500, f"cannot make the folder's mount point: {exc}") from None
-    _write_all(1, switching_response(SFTP_PROTOCOL, name))
+    write_all(1, switching_response(SFTP_PROTOCOL, name))
     _say(f"opening the desktop's folder {name!r} on {mount}")
     try:
         env = {k: v for k, v in os.environ.items() if k != ENV_KEY}  # sshfs needs no key
@@ -212,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if slots and _take_slot(slots) is None:
             raise SlaveRefusal(503, f"{MAX_CONNECTIONS} slave connections are open already")
-        head, trailing = _read_head(0, HEAD_TIMEOUT)
+        head, trailing = read_head(0, HEAD_TIMEOUT)
         request = decide_from_desktop(parse_head(head), key)
         if not enabled:
             raise SlaveRefusal(
@@ -227,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlaveRefusal as refusal:
         _say(f"refused ({refusal.status}): {refusal.reason}")
         with contextlib.suppress(OSError):
-            _write_all(1, refusal_response(refusal))
+            write_all(1, refusal_response(refusal))
         return 1
 
 

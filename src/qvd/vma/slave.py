@@ -50,7 +50,17 @@ from qvd.vma.slaveproto import (
     switching_response,
 )
 
-__all__ = ["SHARES_DIR", "VHCI_DIR", "main", "mount_point", "sshfs_argv"]
+__all__ = [
+    "SHARES_DIR",
+    "VHCI_DIR",
+    "fuse_ready",
+    "main",
+    "mount_point",
+    "read_head",
+    "sshfs_argv",
+    "unmount",
+    "write_all",
+]
 
 SHARES_DIR = "Redirected"
 VHCI_DIR = Path("/sys/devices/platform/vhci_hcd.0")
@@ -62,7 +72,7 @@ def _say(message: str) -> None:
     print(f"qvd-vma-slave: {message}", file=sys.stderr, flush=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -81,7 +91,7 @@ def _read_key(path: str | None) -> str:
         return ""
 
 
-def _read_head(fd: int, timeout: float) -> tuple[bytes, bytes]:
+def read_head(fd: int, timeout: float) -> tuple[bytes, bytes]:
     reader = HeadReader()
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +107,8 @@ def _is_stale(error: OSError) -> bool:
     return error.errno in (errno.ENOTCONN, errno.ECONNABORTED)
 
 
-def _unmount(path: str) -> None:
+def unmount(path: str) -> None:
+    """Unmount ``path`` lazily (a program holding a file open does not keep it)."""
     subprocess.run(
         ["fusermount3", "-u", "-z", "--", path],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -121,7 +132,7 @@ def mount_point(home: str, name: str, uid: int, gid: int) -> str:
                 except OSError as exc:
                     if not _is_stale(exc) or attempt:
                         raise
-                    _unmount(path)  # its channel is gone: the mount is dead
+                    unmount(path)  # its channel is gone: the mount is dead
             if os.path.ismount(path):
                 raise SlaveRefusal(409, f"a share named {name!r} is already mounted")
         finally:
@@ -138,15 +149,15 @@ def sshfs_argv(mount: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _fuse_ready() -> None:
+def fuse_ready(unavailable: str) -> None:
+    """SlaveRefusal 503 (``unavailable``: the reason's start) without sshfs or a
+    usable ``/dev/fuse``."""
     if shutil.which("sshfs") is None:
-        raise SlaveRefusal(503, "shared folders are not available in this desktop: no sshfs")
+        raise SlaveRefusal(503, f"{unavailable}: no sshfs")
     try:
         os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
     except OSError as exc:
-        raise SlaveRefusal(
-            503, f"shared folders are not available in this desktop: /dev/fuse: {exc.strerror}"
-        ) from None
+        raise SlaveRefusal(503, f"{unavailable}: /dev/fuse: {exc.strerror}") from None
 
 
 def _share(request: ShareRequest, trailing: bytes) -> int:
@@ -154,7 +165,7 @@ def _share(request: ShareRequest, trailing: bytes) -> int:
         raise SlaveRefusal(501, "shared folders support UTF-8 file names only")
     if trailing:
         raise SlaveRefusal(400, "bytes came after the request head before the 101")
-    _fuse_ready()
+    fuse_ready("shared folders are not available in this desktop")
     user = pwd.getpwuid(os.getuid())
     try:
         mount = mount_point(user.pw_dir, request.name, user.pw_uid, user.pw_gid)
@@ -162,12 +173,12 @@ def _share(request: ShareRequest, trailing: bytes) -> int:
         raise SlaveRefusal(500, f"cannot make the share's directory: {exc.strerror}") from None
     except OSError as exc:
         raise SlaveRefusal(500, f"cannot make the share's directory: {exc.strerror}") from None
-    _write_all(1, switching_response(SFTP_PROTOCOL, mount))
+    write_all(1, switching_response(SFTP_PROTOCOL, mount))
     _say(f"mounting the client's share {request.name!r} on {mount}")
     try:
         done = subprocess.run(sshfs_argv(mount), check=False)  # the channel: stdin/stdout
     finally:
-        _unmount(mount)
+        unmount(mount)
     _say(f"share {request.name!r} ended (sshfs exit status {done.returncode})")
     return 0
 
@@ -175,18 +186,18 @@ def _share(request: ShareRequest, trailing: bytes) -> int:
 def _throughput(request: ThroughputRequest, trailing: bytes) -> int:
     if len(trailing) > request.receive:
         raise SlaveRefusal(400, "more bytes came than X-QVD-Receive said")
-    _write_all(1, switching_response(THROUGHPUT_PROTOCOL))
+    write_all(1, switching_response(THROUGHPUT_PROTOCOL))
     block = os.urandom(1 << 16)  # incompressible: the channel's own speed
     left = request.send
     while left:
         chunk = block[: min(left, len(block))]
-        _write_all(1, chunk)
+        write_all(1, chunk)
         left -= len(chunk)
     count = len(trailing)
     while count < request.receive and (chunk := os.read(0, min(1 << 16, request.receive - count))):
         count += len(chunk)
     if request.receive:
-        _write_all(1, f"{count}\n".encode())
+        write_all(1, f"{count}\n".encode())
     return 0
 
 
@@ -203,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     del argv  # no options: everything comes over the channel
     key = _read_key(os.environ.get("QVD_SLAVE_KEY_FILE"))
     try:
-        head, trailing = _read_head(0, HEAD_TIMEOUT)
+        head, trailing = read_head(0, HEAD_TIMEOUT)
         request = decide(parse_head(head), key)
         if isinstance(request, ShareRequest):
             return _share(request, trailing)
@@ -213,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlaveRefusal as refusal:
         _say(f"refused ({refusal.status}): {refusal.reason}")
         with contextlib.suppress(OSError):
-            _write_all(1, refusal_response(refusal))
+            write_all(1, refusal_response(refusal))
         return 1
 
 
