@@ -40,7 +40,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 from qvd.vma.channels import media_port
 from qvd.vma.devices import DeviceContext
 from qvd.vma.homefiles import HomeError, ensure_private_dir, open_home, write_private_file
+from qvd.vma.procs import end_group
 
 __all__ = [
     "SINK_NAME",
@@ -253,17 +253,8 @@ class AudioDevice:
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(5.0)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-        proc.wait()  # killed: reaped whenever the kernel lets it go
+        if proc is not None:
+            end_group(proc, grace=5.0)
 
     # --- pactl, as the user ----------------------------------------------------------
 

@@ -41,6 +41,7 @@ from qvd.vma.ipp import (
     decode_response,
     encode_request,
 )
+from qvd.vma.procs import end_group
 
 __all__ = [
     "MAX_PRINTERS",
@@ -278,13 +279,8 @@ class Printing:
     def stopped(self, ctx: DeviceContext) -> None:
         self._remove_queues(ctx, ctx.setting("vma.printing.cups.server"))
         cupsd, self._cupsd = self._cupsd, None
-        if cupsd is not None and cupsd.poll() is None:
-            cupsd.terminate()
-            try:
-                cupsd.wait(10)
-            except subprocess.TimeoutExpired:
-                cupsd.kill()
-                cupsd.wait()
+        if cupsd is not None:
+            end_group(cupsd, grace=10.0)
 
     def _remove_queues(self, ctx: DeviceContext, server: str) -> None:
         lpadmin = ctx.setting("command.lpadmin")

@@ -71,6 +71,7 @@ from qvd.vma.nxstate import (
     SuspendRequested,
     Tick,
 )
+from qvd.vma.procs import end_group
 from qvd.vma.provision import ProvisionError, provision, user_spec
 from qvd.vma.vnc import (
     VncRefused,
@@ -661,20 +662,7 @@ class _Viewer:
 
     def close(self) -> None:
         for proc in reversed(self.processes):
-            _end_group(proc)
-
-
-def _end_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """TERM the process group, then KILL it after ``grace`` seconds; always reaped."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
+            end_group(proc)
 
 
 class VncSessions:
@@ -877,7 +865,7 @@ class VncSessions:
             with contextlib.suppress(OSError):
                 password_file.unlink()  # x11vnc removes it once read; never left behind
             for helper in [*helpers, *([notice] if notice is not None else [])]:
-                _end_group(helper, grace=1.0)
+                end_group(helper, grace=1.0)
 
     def _sync_clipboard(
         self, user: pwd.struct_passwd, env: dict[str, str], errors: IO[bytes]
