@@ -112,7 +112,7 @@ def test_browser_attach_suspend_and_nx_resume(
         stream = await open_vnc(endpoint(container), view_only=False, attach=True, timeout=TIMEOUT)
         try:
             state = await asyncio.to_thread(client.x_state)
-            frame = await asyncio.wait_for(read_frame(stream), TIMEOUT)
+            frame = await asyncio.wait_for(read_frame(stream, _shows_xterm), TIMEOUT)
             return state, frame.bright()
         finally:
             await stream.close()
