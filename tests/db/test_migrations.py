@@ -86,7 +86,7 @@ def test_daemons_refuse_a_schema_they_do_not_match(empty_engine: Engine) -> None
         require_current_schema(empty_engine, "qvd-hkd")
     db_upgrade(empty_engine, "0002")
     with pytest.raises(
-        SchemaMismatch, match=r"at revision 0002 but this software needs 0008 \(6 migration"
+        SchemaMismatch, match=r"at revision 0002 but this software needs 0009 \(7 migration"
     ):
         require_current_schema(empty_engine, "qvd-hkd")
     db_upgrade(empty_engine)

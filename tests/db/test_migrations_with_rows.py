@@ -29,6 +29,7 @@ LOGIN_TABLES = ("user_totp_uses",)
 WIDENED = ("user_tokens", "host_runtimes")
 # 0008 (spy tickets): a new table, empty at upgrade (tickets live 60 seconds)
 SPY_TABLES = ("vm_spy_tickets",)
+FLEET_TABLES = ("session_history", "policies", "node_join_tokens")  # 0009
 
 Snapshot = dict[str, list[str]]
 
@@ -317,7 +318,7 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
     head = schema_status(engine).head
     assert schema_status(engine).current == head
     at_head = snapshot(engine)
-    new_tables = (*VIEW_TABLES, *LOGIN_TABLES, *SPY_TABLES)
+    new_tables = (*VIEW_TABLES, *LOGIN_TABLES, *SPY_TABLES, *FLEET_TABLES)
     assert set(at_head) - set(filled) == set(new_tables)
     assert _without(at_head, (*new_tables, *WIDENED)) == _without(filled, WIDENED)
     assert all(at_head[t] == [] for t in new_tables)

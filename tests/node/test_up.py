@@ -223,7 +223,7 @@ def test_up_creates_runs_and_stops_the_database(
     # the database answers on its socket, with schema and seed, and the password works
     with psycopg.connect(host=str(cluster.socket_dir), port=cluster.port, user="qvd",
                          dbname="qvd") as conn:  # fmt: skip
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0008",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0009",)
         stored = conn.execute(
             "SELECT password FROM administrators WHERE name = 'superadmin'"
         ).fetchone()

@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
+    Index,
     Integer,
     MetaData,
     String,
@@ -46,7 +47,9 @@ __all__ = [
     "LANGUAGES",
     "LOG_ACTION_TYPES",
     "LOG_OBJECTS",
+    "POLICY_KINDS",
     "PROPERTY_OBJECTS",
+    "SESSION_KINDS",
     "UNPRINTABLE",
     "USER_CMDS",
     "USER_STATES",
@@ -70,13 +73,16 @@ __all__ = [
     "HostCounter",
     "HostProperty",
     "HostRuntime",
+    "NodeJoinToken",
     "Osf",
     "OsfProperty",
+    "Policy",
     "PropertyAssignment",
     "PropertyDefinition",
     "Role",
     "RoleAdministratorRelation",
     "RoleRoleRelation",
+    "SessionHistory",
     "SslConfig",
     "Tenant",
     "TenantView",
@@ -707,3 +713,96 @@ class UserTotpUse(Base):
     address: Mapped[str] = mapped_column(String(45))
     used_at: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
     reuses: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+# ---- the fleet (migration 0009) -----------------------------------------------------------
+SESSION_KINDS = ("login", "connect", "takeover")
+POLICY_KINDS = (
+    "idle_stop",  # stop a desktop disconnected for ``minutes``
+    "idle_suspend",  # suspend (X session) a desktop disconnected for ``minutes``
+    "max_session",  # end a connection older than ``minutes``
+    "scheduled_start",  # start the desktops at ``at_minute`` on ``weekdays``
+    "scheduled_stop",  # stop them at ``at_minute`` on ``weekdays``
+    "warm_pool",  # keep ``size`` desktops of the users who usually log in now running
+)
+
+
+class SessionHistory(Base):
+    """One end user's login (``kind`` login: the L7R's authentication, whatever the
+    result), or one connection to a desktop (``connect``; ``takeover`` when it took the
+    session from another connection, which then ends with ``end_reason`` taken_over).
+
+    Names are copied, not referenced: the history outlives the users, VMs and nodes it
+    names. ``result`` is ``ok`` or a short failure code; ``detail`` says more."""
+
+    __tablename__ = "session_history"
+    __table_args__ = (
+        CheckConstraint("kind IN ('login', 'connect', 'takeover')", name="kind"),
+        Index("ix_session_history_tenant_started", "tenant_id", "started_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(256))
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    login: Mapped[str] = mapped_column(String(128))
+    vm_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    vm_name: Mapped[str | None] = mapped_column(String(64))
+    host_id: Mapped[int | None] = mapped_column(Integer)
+    host_name: Mapped[str | None] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(45))
+    client_info: Mapped[str | None] = mapped_column(String(128))
+    transport: Mapped[str | None] = mapped_column(String(8))
+    started_at: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now(), index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Policy(_Created, Base):
+    """A rule the policy leader (one node at a time) applies to a tenant's desktops, or
+    to one OSF's (``osf_id``). Which columns a kind reads: ``POLICY_KINDS``; times are
+    minutes of the day in ``timezone``, ``weekdays`` a bit mask (Monday = 1 … Sunday
+    = 64)."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        CheckConstraint(
+            "kind IN ('idle_stop', 'idle_suspend', 'max_session', 'scheduled_start',"
+            " 'scheduled_stop', 'warm_pool')",
+            name="kind",
+        ),
+        CheckConstraint("minutes IS NULL OR minutes > 0", name="minutes_positive"),
+        CheckConstraint("at_minute IS NULL OR at_minute BETWEEN 0 AND 1439", name="at_minute"),
+        CheckConstraint("weekdays BETWEEN 0 AND 127", name="weekdays"),
+        CheckConstraint("size IS NULL OR size >= 0", name="size"),
+        _printable("name"),
+    )
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = _tenant_fk()
+    osf_id: Mapped[int | None] = mapped_column(ForeignKey("osfs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    at_minute: Mapped[int | None] = mapped_column(Integer)
+    weekdays: Mapped[int] = mapped_column(Integer, server_default="127")
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    size: Mapped[int | None] = mapped_column(Integer)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class NodeJoinToken(Base):
+    """A one-time pass for ``qvd node join`` (made by ``qvd node token``): SHA-256 only,
+    valid until ``expiration``, used once (``used_at``, ``used_by_host``)."""
+
+    __tablename__ = "node_join_tokens"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_name: Mapped[str | None] = mapped_column(String(64))
+    expiration: Mapped[dt.datetime] = mapped_column(TS, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    used_by_host: Mapped[str | None] = mapped_column(String(64))
+    creation_date: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
