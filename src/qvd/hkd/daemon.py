@@ -53,6 +53,7 @@ from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
+from qvd.policy.runner import PolicyRunner
 
 __all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory", "backend_facts_line"]
 
@@ -261,6 +262,11 @@ class Hkd:
             dhcp, poll = self.dhcp, self.settings.poll_delay
             self._spawn("leases", lambda: dhcp.keep(self._stop, poll, _TRANSIENT))
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
+        if self.config.get_bool("policy.enable"):  # the policy leader election (qvd.policy)
+            policies = PolicyRunner(self.engine, self._listen_target,
+                                    LiveConfig(self.config, self.engine).get, stop=self._stop,
+                                    may_lead=lambda: not self.fenced)  # fmt: skip
+            self._spawn("policy", policies.run)
         self.fencer.start()
         try:
             for make in self._service_factories:
