@@ -31,7 +31,8 @@ def test_create_list_update_delete(api: Api, world: World, api_engine: Engine) -
     assert by_id[morning]["weekdays"] == 31
     assert by_id[morning]["timezone"] == "Europe/Madrid"
     assert by_id[morning]["osf_name"] == "osfA"
-    assert by_id[idle]["minutes"] == 30 and by_id[idle]["enabled"] == 1
+    assert by_id[idle]["minutes"] == 30
+    assert by_id[idle]["enabled"] == 1
     assert "tenant_id" not in by_id[idle]  # a tenant admin sees one tenant
 
     _ok(api.act("policy_update", sid=sid, filters={"id": idle},

@@ -32,7 +32,8 @@ def test_a_tenant_admin_cannot_see_or_change_another_tenants_policy(
     sid = api.login("adminA", "tenantA")
 
     listed = _ok(api.act("policy_get_list", sid=sid))
-    assert listed["rows"] == [] and not _leaks_b(listed)
+    assert listed["rows"] == []
+    assert not _leaks_b(listed)
     by_id = _ok(api.act("policy_get_list", sid=sid, filters={"id": theirs}))
     assert by_id["rows"] == []
 
