@@ -7,7 +7,8 @@ the caller's tenant like every object (a superadmin names the tenant with
 
 - ``idle_stop``, ``idle_suspend``, ``max_session``: ``minutes``
 - ``scheduled_start``, ``scheduled_stop``: ``at`` (``HH:MM``) or ``at_minute`` (0-1439),
-  and ``weekdays`` (a mask, Monday = 1 … Sunday = 64, or names ``mon,tue,…``; every
+  and ``weekdays`` (a mask, Monday = 1 … Sunday = 64, or day names ``mon,tue,…`` as one
+  text or a list; every
   day by default) in ``timezone`` (an IANA zone, ``UTC`` by default)
 - ``warm_pool``: ``size`` (desktops kept running) and ``minutes`` (the window ahead in
   which their users usually connect)
@@ -103,8 +104,9 @@ def _kind(args: Args, required: bool) -> str | None:
 def _weekdays(args: Args) -> int | None:
     if not args.has("weekdays"):
         return None
-    raw = args.take("weekdays", str)
-    text = str(raw).strip().lower()
+    raw = args.take("weekdays", list) if isinstance(args.peek("weekdays"), list) else None
+    text = ",".join(str(d) for d in raw) if raw is not None else str(args.take("weekdays", str))
+    text = text.strip().lower()
     if text.isdigit():
         mask = int(text)
     else:
