@@ -11,7 +11,8 @@ from tests.cli.conftest import Qa
 def test_policy_commands(qa: Qa, world: World) -> None:
     tenant = world.tenants["A"]
     code, out, err = qa(
-        "policy new name=morning, kind=scheduled_start, at='\"07:30\"', weekdays=[mon,tue,wed,thu,fri],"
+        "policy new name=morning, kind=scheduled_start, at='\"07:30\"',"
+        " weekdays=[mon,tue,wed,thu,fri],"
         f" timezone=Europe/Madrid, tenant_id={tenant}"
     )
     assert code == 0, err
@@ -26,8 +27,10 @@ def test_policy_commands(qa: Qa, world: World) -> None:
     assert rows["idle"]["minutes"] == 30
     assert qa("policy name=idle set minutes=45")[0] == 0
     assert qa("-f csv policy name=idle get minutes")[1] == "minutes\n45\n"
-    code, _out, err = qa(f"policy new name=bad, kind=scheduled_stop, at_minute=480, timezone=Nowhere/X,"
-                         f" tenant_id={tenant}")  # fmt: skip
+    code, _out, err = qa(
+        "policy new name=bad, kind=scheduled_stop, at_minute=480, timezone=Nowhere/X,"
+        f" tenant_id={tenant}"
+    )
     assert code == 1
     assert "6320" in err
     assert "time zone" in err
