@@ -66,7 +66,7 @@ OBJECT_HELP = {
     "log": "the audit log (read only)",
     "property": "custom property keys: new key=…, objects=[vm,user]; assign vm, user",
     "policy": "policies the leader node applies: new name=…, kind=idle_stop|idle_suspend|"
-    "max_session|scheduled_start|scheduled_stop|warm_pool[, minutes=…, at=\"HH:MM\"|at_minute=…,"
+    'max_session|scheduled_start|scheduled_stop|warm_pool[, minutes=…, at="HH:MM"|at_minute=…,'
     " weekdays=[mon,tue,…], timezone=Europe/Madrid, size=…, osf_id=…, enabled=0|1]",
 }
 

@@ -684,7 +684,7 @@ TOKENS: tuple[Token, ...] = (
     _t(
         "policy.tick.seconds",
         "30",
-        INT,
+        NUM,
         "Seconds between two policy passes of the leader (and between two tries of a node "
         "that does not lead). Policy times stay in minutes; this is how soon they are seen.",
     ),
