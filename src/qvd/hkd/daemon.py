@@ -158,6 +158,7 @@ class Hkd:
         self.reconciler: Reconciler | None = None
         self.network: NodeNetwork | None = None
         self.dhcp: NodeDhcp | None = None  # the node's DHCP server (vm.network.use_dhcp)
+        self.policies: PolicyRunner | None = None  # the policy leader election (qvd.policy)
 
     @property
     def fenced(self) -> bool:
@@ -263,10 +264,10 @@ class Hkd:
             self._spawn("leases", lambda: dhcp.keep(self._stop, poll, _TRANSIENT))
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
         if self.config.get_bool("policy.enable"):  # the policy leader election (qvd.policy)
-            policies = PolicyRunner(self.engine, self._listen_target,
-                                    LiveConfig(self.config, self.engine).get, stop=self._stop,
-                                    may_lead=lambda: not self.fenced)  # fmt: skip
-            self._spawn("policy", policies.run)
+            live = LiveConfig(self.config, self.engine)
+            self.policies = PolicyRunner(self.engine, self._listen_target, live.get,
+                                         stop=self._stop, may_lead=self._may_lead)  # fmt: skip
+            self._spawn("policy", self.policies.run)
         self.fencer.start()
         try:
             for make in self._service_factories:
@@ -334,6 +335,10 @@ class Hkd:
         except (ValueError, ConfigValueError, NetworkError, EgressError) as exc:
             raise HkdStartError(str(exc)) from None
         return node
+
+    def _may_lead(self) -> bool:
+        """Whether this node may lead the policies now (a fenced node may not)."""
+        return not self.fenced
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"hkd-{name}", daemon=True)
