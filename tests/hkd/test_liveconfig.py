@@ -75,7 +75,8 @@ def test_vm_settings_set_through_the_api_apply_at_the_next_start_per_tenant(
     a, b = _spec_of(backend, vm_a), _spec_of(backend, vm_b)
     assert (a.cpu_weight, a.vcpus) == (250, 3)
     assert (b.cpu_weight, b.vcpus) == (250, hkd.settings.vcpus)  # tenant B: the node's
-    assert hkd.settings.vcpus != 3 and hkd.settings.cpu_weight == 100  # not a coincidence
+    assert hkd.settings.vcpus != 3  # not a coincidence
+    assert hkd.settings.cpu_weight == 100
 
 
 def test_a_bad_row_is_skipped_and_the_node_keeps_going(
@@ -115,7 +116,8 @@ def test_a_restart_only_token_says_so(
     wait_for(lambda: pending() == ["l7r.port"], 15, "the pending restart recorded")
     hkd.config_watch.check()  # looked at again: not logged twice
     said = [r.getMessage() for r in caplog.records if "l7r.port" in r.getMessage()]
-    assert len(said) == 1 and "restart" in said[0], said
+    assert len(said) == 1, said
+    assert "restart" in said[0]
     # set back: nothing pending any more
     r = api.act("config_delete", sid=root, filters={"key": "l7r.port"})
     assert r["status"] == 0, r
