@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.api import create_app
-from qvd.db import DatabaseTarget, LiveConfig
+from qvd.db import DATABASE_URL_ENV, DatabaseTarget, LiveConfig
 from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.liveconfig import ConfigWatch, read_pending_restart
 from tests.api.asgi import asgi_client
 from tests.api.conftest import Api, World, api_config, build_world
 from tests.hkd.conftest import FakeVma, command, hkd_config, wait_for
+from tests.node.test_cli import qvd, url_of
 
 _TRANSIENT = (Exception,)
 
@@ -96,7 +97,13 @@ def test_a_bad_row_is_skipped_and_the_node_keeps_going(
 
 
 def test_a_restart_only_token_says_so(
-    api: Api, world: World, engine: Engine, node: tuple[Hkd, FakeBackend], caplog: Any
+    api: Api,
+    world: World,
+    engine: Engine,
+    node: tuple[Hkd, FakeBackend],
+    caplog: Any,
+    db: DatabaseTarget,
+    tmp_path: Path,
 ) -> None:
     hkd, _backend = node
     assert hkd.config_watch is not None
@@ -114,6 +121,11 @@ def test_a_restart_only_token_says_so(
             return read_pending_restart(conn, "node1")
 
     wait_for(lambda: pending() == ["l7r.port"], 15, "the pending restart recorded")
+    conf = tmp_path / "node.conf"
+    conf.write_text("nodename = node1\n")
+    shown = qvd("config", "check", str(conf), "--pending", env={DATABASE_URL_ENV: url_of(db)})
+    assert shown.returncode == 0, shown.stderr
+    assert "pending restart (rows changed since the daemons started): l7r.port" in shown.stdout
     hkd.config_watch.check()  # looked at again: not logged twice
     said = [r.getMessage() for r in caplog.records if "l7r.port" in r.getMessage()]
     assert len(said) == 1, said
