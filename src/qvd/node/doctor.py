@@ -218,7 +218,7 @@ def check_database(f: Facts) -> list[Finding]:
             Finding(
                 "database.reach",
                 Level.FAIL,
-                f"{db.described}: {db.error}",
+                db.error if db.described in db.error else f"{db.described}: {db.error}",
                 "check database.* in node.conf (or QVD_DATABASE_URL) and that PostgreSQL runs",
             )
         ]
