@@ -149,7 +149,7 @@ def _wait_running(engine: Engine, vm: int, timeout: float = 60) -> None:
 
 
 def pool_runs(
-    engine: Engine, target: object, port: int, host: int, vm: int, runs: int
+    engine: Engine, target: DatabaseTarget, port: int, host: int, vm: int, runs: int
 ) -> list[float]:
     """``runs`` times: the VM stopped, the node's policy leader starts it for its warm
     pool (its user connected at this hour these last weeks), then connect → 101."""
