@@ -54,13 +54,15 @@ def test_a_tenant_admin_cannot_see_or_change_another_tenants_policy(
     r = api.act("policy_create", sid=sid, arguments={
         "name": "x", "kind": "idle_stop", "minutes": 1, "osf_id": world.osfs["B"],
     })  # fmt: skip
-    assert r["status"] == 7110 and not _leaks_b(r), r
+    assert r["status"] == 7110, r
+    assert not _leaks_b(r), r
     mine = _ok(api.act("policy_create", sid=sid, arguments={
         "name": "mine", "kind": "idle_stop", "minutes": 1,
     }))["rows"][0]["id"]  # fmt: skip
     r = api.act("policy_update", sid=sid, filters={"id": mine},
                 arguments={"osf_id": world.osfs["B"]})  # fmt: skip
-    assert r["status"] != 0 and not _leaks_b(r), r
+    assert r["status"] != 0, r
+    assert not _leaks_b(r), r
     with Session(api_engine) as s:
         assert s.get_one(Policy, mine).osf_id is None
         assert s.query(Policy).filter(Policy.tenant_id == world.tenants["B"]).count() == 1
