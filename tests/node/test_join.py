@@ -92,7 +92,8 @@ def test_two_nodes_join_one_database_and_heartbeat(net: JoinNet) -> None:
         time.sleep(3)
         after = {n: host_rows(engine)[n][2] for n, *_ in joined}
         for name in before:
-            assert after[name] is not None and before[name] is not None
+            assert after[name] is not None
+            assert before[name] is not None
             assert after[name] > before[name], name  # type: ignore[operator]
         with engine.connect() as conn:
             used = conn.execute(
