@@ -11,7 +11,7 @@ from qvd.api import serve
 from qvd.config import Config
 from qvd.hkd.daemon import Hkd
 from qvd.hkd.runner import configure_logging, run_hkd
-from qvd.node.bringup import keep_watchdog
+from qvd.node.bringup import keep_watchdog, stop_on_signals
 from qvd.node.daemons import node_services
 from qvd.node.journal import JOURNAL_SOCKET, stderr_is_journal, use_journal
 from qvd.node.sdnotify import notifier_from_env
@@ -66,21 +66,30 @@ def serve_hkd(config: Config) -> None:
 
 
 def serve_api(config: Config) -> None:
-    """``qvd api``: the admin API; READY=1 once it serves, STOPPING=1 when it ends."""
+    """``qvd api``: the admin API until SIGTERM/SIGINT; READY=1 once it serves,
+    STOPPING=1 when it begins to stop. It is served from a thread so that the signals
+    stay ours (uvicorn would take them, and re-raise them at its end)."""
     notifier = notifier_from_env()
-    ready = threading.Event()
-    done = threading.Event()
+    ready, stop = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
 
-    def tell() -> None:
-        while not done.is_set():
-            if ready.wait(0.5):
-                notifier.ready("admin API serving")
-                return
+    def run() -> None:
+        try:
+            serve(config, ready=ready, stop=stop)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            ready.set()
+            stop.set()
 
-    waiter = threading.Thread(target=tell, name="sd-ready", daemon=True)
-    waiter.start()
-    try:
-        serve(config, ready=ready)
-    finally:
-        done.set()
+    worker = threading.Thread(target=run, name="qvd-api", daemon=True)
+    with stop_on_signals(stop):
+        worker.start()
+        ready.wait()
+        if not failure:
+            notifier.ready("admin API serving")
+        stop.wait()
         notifier.stopping()
+        worker.join(30)
+    if failure:
+        raise failure[0]
