@@ -19,7 +19,7 @@ from qvd.node.nodeconf import NodeConfError, merge_node_conf
 )
 def test_a_line_break_or_control_character_is_refused(tmp_path: Path, evil: str) -> None:
     conf = tmp_path / "node.conf"
-    with pytest.raises(NodeConfError, match="database.password"):
+    with pytest.raises(NodeConfError, match=r"database\.password"):
         merge_node_conf(conf, {"nodename": "n1", "database.password": evil}, header="t")
     assert not conf.exists()
 
