@@ -17,6 +17,9 @@ from sqlalchemy import text
 
 from qvd.config import load_config
 from qvd.node.jointoken import decode_token
+from tests.conftest import end_process
+from tests.hkd.conftest import command, state_of, wait_for
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.node.joinnet import (
     JoinNet,
     fake_node_conf,
@@ -153,3 +156,36 @@ def test_a_token_for_another_name_is_refused(net: JoinNet) -> None:
         assert host_rows(engine) == {}
     finally:
         engine.dispose()
+
+
+@pytest.mark.lxc
+def test_a_desktop_starts_on_a_joined_lxc_node(
+    net: JoinNet, run_dir: Path, lxc_storage: Path, test_image: Path
+) -> None:
+    """The joined node is a real one: an LXC desktop assigned to it starts and stops."""
+    node = LxcNode.create(run_dir, lxc_storage, "node-b")
+    ns, _ = net.add_namespace(1)
+    engine = net.engine()
+    proc = None
+    try:
+        token = make_token(net, "--host", "node-b")
+        conf = node.config_file()
+        log = net.base / "node-b.log"
+        args = ["node", "join", "--token", "-", "--config", str(conf), "--log", "stderr",
+                "--address", node.host_address]  # fmt: skip
+        proc = net.qvd_in(ns, args, log, stdin=token + "\n")
+        wait_running(engine, "node-b", log, proc)
+        with engine.connect() as conn:
+            host_id = conn.execute(text("SELECT id FROM hosts WHERE name = 'node-b'")).scalar_one()
+        vm_id, _ = add_lxc_vm(engine, node, test_image, 1)
+        command(engine, vm_id, "start", host_id)
+        wait_for(lambda: state_of(engine, vm_id) == "running", 180, "the desktop running")
+        command(engine, vm_id, "stop")
+        wait_for(lambda: state_of(engine, vm_id) == "stopped", 120, "the desktop stopped")
+        proc.terminate()
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc is not None:
+            end_process(proc, 60)
+        engine.dispose()
+        node.clean_in_netns(ns)

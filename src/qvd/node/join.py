@@ -30,6 +30,7 @@ from qvd.config import Config, load_config
 from qvd.config.names import HOST_NAME, NameRuleError, check_host_address
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget, make_engine, require_current_schema
 from qvd.db.errors import DatabaseError
+from qvd.hkd.addressing import vm_network
 from qvd.l7r.tls import ensure_certificate
 from qvd.node.bringup import NodeStartError, install_needs
 from qvd.node.joindb import (
@@ -147,6 +148,21 @@ def _address_towards(db_host: str, db_port: str) -> str:
     return address
 
 
+def _check_vm_address(config: Config, address: str) -> None:
+    """A node that manages its VM bridge puts its address on it: the address must lie in
+    the VM network, below the VMs' first address (as the HKD will check)."""
+    if not config.get_bool("vm.network.bridge.manage"):
+        return
+    network = vm_network(config.get("vm.network.ip.start"), config.get("vm.network.netmask"))
+    start = ipaddress.ip_address(config.get("vm.network.ip.start"))
+    if not network.network_address < ipaddress.ip_address(address) < start:
+        raise JoinError(
+            f"this node's address {address} must lie in the VM network {network}, below "
+            f"vm.network.ip.start {start} (its VM bridge gets it; every node its own): "
+            "say it with --address"
+        )
+
+
 def _cert_sha256(cert: Path) -> str:
     pem = cert.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
@@ -207,6 +223,10 @@ def join_node(
     except NameRuleError as exc:
         raise JoinError(str(exc)) from None
     config = base.with_overrides({"nodename": name}, source="qvd node join")
+    try:
+        _check_vm_address(config, address)
+    except ValueError as exc:
+        raise JoinError(f"the VM network settings are wrong: {exc}") from None
     install_needs(config, say)
     if token is not None:
         password = secrets.token_urlsafe(32)
