@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from qvd.config import Config, load_config
+from qvd.config import Config, ConfigError, load_config
 from qvd.config.names import HOST_NAME, NameRuleError, check_host_address
 from qvd.db import DATABASE_URL_ENV, DatabaseTarget, make_engine, require_current_schema
 from qvd.db.errors import DatabaseError
@@ -154,8 +154,9 @@ def _check_vm_address(config: Config, address: str) -> None:
     if not config.get_bool("vm.network.bridge.manage"):
         return
     network = vm_network(config.get("vm.network.ip.start"), config.get("vm.network.netmask"))
-    start = ipaddress.ip_address(config.get("vm.network.ip.start"))
-    if not network.network_address < ipaddress.ip_address(address) < start:
+    start = ipaddress.IPv4Address(config.get("vm.network.ip.start"))
+    mine = ipaddress.ip_address(address)
+    if not isinstance(mine, ipaddress.IPv4Address) or not network.network_address < mine < start:
         raise JoinError(
             f"this node's address {address} must lie in the VM network {network}, below "
             f"vm.network.ip.start {start} (its VM bridge gets it; every node its own): "
@@ -225,7 +226,7 @@ def join_node(
     config = base.with_overrides({"nodename": name}, source="qvd node join")
     try:
         _check_vm_address(config, address)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         raise JoinError(f"the VM network settings are wrong: {exc}") from None
     install_needs(config, say)
     if token is not None:
