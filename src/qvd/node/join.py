@@ -37,11 +37,10 @@ from qvd.node.joindb import (
     JoinRefused,
     RegisteredHost,
     accept_token,
-    fleet_certificate_sha256,
     register_host_row,
 )
 from qvd.node.jointoken import JoinToken, JoinTokenError
-from qvd.node.nodeconf import NodeConfError, merge_node_conf
+from qvd.node.nodeconf import NodeConfError, merge_node_conf, render_node_conf
 
 __all__ = [
     "JOIN_TOKEN_ENV",
@@ -169,18 +168,6 @@ def _cert_sha256(cert: Path) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
 
-def _check_fleet_certificate(target: DatabaseTarget, expected: str | None) -> None:
-    if expected is None:
-        return
-    with target.connect() as conn:
-        seen = fleet_certificate_sha256(conn)
-    if seen != expected:
-        raise JoinError(
-            "the fleet's L7R certificate in this database is not the one the token was made "
-            "for: is this the right database? (nothing was started)"
-        )
-
-
 def _register_with_url(target: DatabaseTarget, name: str, address: str) -> RegisteredHost:
     engine = make_engine(target)
     try:
@@ -194,6 +181,17 @@ def _register_with_url(target: DatabaseTarget, name: str, address: str) -> Regis
             return register_host_row(conn, name, address, note="registered by qvd node join")
     except psycopg.Error as exc:
         raise JoinError(f"cannot register this node: {exc.diag.message_primary or exc}") from None
+
+
+def _db_settings(name: str, p: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "nodename": name,
+        "database.host": p["host"],
+        "database.port": p.get("port", "5432"),
+        "database.name": p["dbname"],
+        "database.user": p["user"],
+        "database.password": p.get("password", ""),
+    }
 
 
 def join_node(
@@ -230,6 +228,12 @@ def join_node(
         raise JoinError(f"the VM network settings are wrong: {exc}") from None
     install_needs(config, say)
     if token is not None:
+        # what node.conf will hold is checked before the token is spent
+        p = token.connection_params()
+        try:
+            render_node_conf(_db_settings(name, {**p, "password": "x" * 43}), header="")
+        except (NodeConfError, NameRuleError) as exc:
+            raise JoinError(f"the token's database settings cannot be written: {exc}") from None
         password = secrets.token_urlsafe(32)
         try:
             host = accept_token(token, name, address, password)
@@ -238,24 +242,14 @@ def join_node(
         say(f"join token accepted: database role {token.role}, its password now this node's")
         params = {**token.connection_params(), "password": password, "application_name": "qvd"}
         target = DatabaseTarget(params)
-        _check_fleet_certificate(target, token.l7r_cert_sha256)
     else:
         assert database is not None
         target = database
         host = _register_with_url(target, name, address)
     what = "registered" if host.created else "re-registered (it was stopped)"
     say(f"node {name!r}: host {host.host_id} at {address} {what}")
-    p = target.params
-    settings = {
-        "nodename": name,
-        "database.host": p["host"],
-        "database.port": p.get("port", "5432"),
-        "database.name": p["dbname"],
-        "database.user": p["user"],
-        "database.password": p.get("password", ""),
-    }
     try:
-        merge_node_conf(config_path, settings, header=_HEADER)
+        merge_node_conf(config_path, _db_settings(name, target.params), header=_HEADER)
     except (NodeConfError, NameRuleError) as exc:
         raise JoinError(f"cannot write {config_path}: {exc}") from None
     say(f"wrote {config_path} (mode 0600)")

@@ -216,6 +216,12 @@ def accept_token(token: JoinToken, name: str, address: str, new_password: str) -
                 "SELECT public.qvd_node_join_accept(%s, %s, %s)",
                 [token.sha256, name, scram_verifier(new_password)],
             )
+            expected = token.l7r_cert_sha256
+            if expected is not None and fleet_certificate_sha256(conn) != expected:
+                raise JoinRefused(
+                    "the fleet's L7R certificate in this database is not the one the "
+                    "token was made for: is this the right database? (token left unused)"
+                )
             return register_host_row(conn, name, address, note="registered by qvd node join")
     except psycopg.OperationalError as exc:
         # a used token's password was replaced; an expired one's role may not log in

@@ -56,6 +56,7 @@ from qvd.node.demo import (
 )
 from qvd.node.hostneeds import HostNeeds
 from qvd.node.sdnotify import notifier_from_env
+from qvd.node.units import systemd_is_running
 from qvd.portal import PortalServer
 
 __all__ = [
@@ -330,6 +331,9 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
             print(line, file=out)
     if log_file is not None:
         print(f"  logs:     {log_file}", file=out)
+    if systemd_is_running():
+        print("  services: `qvd node units --install` runs this node under systemd instead",
+              file=out)  # fmt: skip
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
 
 
