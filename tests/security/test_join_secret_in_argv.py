@@ -62,7 +62,7 @@ def test_a_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 def test_a_token_on_stdin_is_read(tmp_path: Path) -> None:
     """The accepted way goes on to the database (here: nothing listens, a clear error)."""
-    done = _join("--token", "-", "--name", "node-a", "--address", "10.9.0.2", "--config",
+    done = _join("--token", "-", "--name", "node-a", "--address", "10.0.0.2", "--config",
                  str(tmp_path / "node.conf"), stdin=_token() + "\n")  # fmt: skip
     assert done.returncode == 1
     assert "cannot reach the database" in done.stderr, done.stderr
