@@ -187,7 +187,8 @@ def test_hkd_says_ready_once_registered_and_listening_then_stopping(
     notify = NotifySocket(run_dir, abstract)
     try:
         proc = _start(["hkd", "--config", str(_hkd_conf(run_dir, "n1", port))], db,
-                      run_dir / "hkd.log", NOTIFY_SOCKET=notify.env)  # fmt: skip
+                      run_dir / "hkd.log", NOTIFY_SOCKET=notify.env,
+                      WATCHDOG_USEC="400000")  # fmt: skip
         procs.append(proc)
         ready = notify.wait_for("READY", 90, proc)
         # ready means: registered (running in the database) and the L7R accepts
@@ -195,6 +196,7 @@ def test_hkd_says_ready_once_registered_and_listening_then_stopping(
         with socket.create_connection(("127.0.0.1", port), timeout=10):
             pass
         assert "n1" in ready.get("STATUS", "")
+        notify.wait_for("WATCHDOG", 30, proc)  # WatchdogSec=0.4s: pinged every 0.2 s
         proc.terminate()
         notify.wait_for("STOPPING", 60)
         assert proc.wait(60) == 0, (run_dir / "hkd.log").read_text()
