@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from qvd.config import load_config
+from qvd.db import DatabaseTarget
 from qvd.node.jointoken import decode_token
 from tests.conftest import end_process
 from tests.hkd.conftest import command, state_of, wait_for
@@ -27,6 +28,7 @@ from tests.node.joinnet import (
     join_net,
     wait_running,
 )
+from tests.node.test_cli import url_of
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -189,3 +191,34 @@ def test_a_desktop_starts_on_a_joined_lxc_node(
             end_process(proc, 60)
         engine.dispose()
         node.clean_in_netns(ns)
+
+
+def test_join_with_a_database_url_registers_and_writes_the_conf(
+    db: DatabaseTarget, engine: Engine, tmp_path: Path
+) -> None:
+    """Without a token: an administrator's own role, the URL given on stdin."""
+    conf = tmp_path / "node.conf"
+    conf.write_text("vm.hypervisor = lxc\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("QVD_CONFIG", "QVD_DATABASE_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "qvd", "node", "join", "--database", "-", "--name", "node-u",
+         "--address", "10.0.0.7", "--config", str(conf), "--no-start"],
+        input=url_of(db) + "\n", capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert host_rows(engine)["node-u"][0] == "10.0.0.7"
+    cfg = load_config(conf)
+    assert cfg.get("database.user") == db.params["user"]
+    assert cfg.get("vm.hypervisor") == "lxc"  # kept
+    assert "not started (--no-start)" in done.stderr
+    # again, while that node is not running: re-registered, not a second row
+    again = subprocess.run(
+        [sys.executable, "-m", "qvd", "node", "join", "--database", "-", "--name", "node-u",
+         "--address", "10.0.0.8", "--config", str(conf), "--no-start"],
+        input=url_of(db) + "\n", capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "re-registered" in again.stderr
+    assert host_rows(engine)["node-u"][0] == "10.0.0.8"
