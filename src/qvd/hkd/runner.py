@@ -12,6 +12,7 @@ from types import FrameType
 
 from qvd.config import Config
 from qvd.hkd.daemon import Hkd, ServiceFactory
+from qvd.hkd.metrics import HkdMetrics
 
 __all__ = ["configure_logging", "run_hkd"]
 
@@ -34,6 +35,7 @@ def run_hkd(
     config: Config,
     stop: threading.Event | None = None,
     services: Sequence[ServiceFactory] = (),
+    metrics: HkdMetrics | None = None,
 ) -> None:
     """Start the HKD (hosting ``services``), run until SIGTERM/SIGINT (or ``stop``),
     then stop it."""
@@ -43,7 +45,7 @@ def run_hkd(
         done.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hkd = Hkd(config, services=services)
+    hkd = Hkd(config, services=services, metrics=metrics)
     try:
         hkd.start()
         print(f"HKD running as node {hkd.settings.nodename!r}", flush=True)

@@ -27,6 +27,7 @@ from qvd.di.cli import app as di_app
 from qvd.hkd.backends import BACKENDS, load_backend
 from qvd.hkd.daemon import HkdStartError
 from qvd.hkd.gc import run_once
+from qvd.hkd.metrics import HkdMetrics
 from qvd.hkd.runner import configure_logging, run_hkd
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import find_host
@@ -183,7 +184,8 @@ def hkd(config: ConfigOption = None) -> None:
     cfg = _config(config)
     configure_logging(cfg)
     try:
-        run_hkd(cfg, services=node_services(cfg))
+        metrics = HkdMetrics()  # the HKD's and the L7R's figures, one registry (/metrics)
+        run_hkd(cfg, services=node_services(cfg, metrics=metrics), metrics=metrics)
     except HkdStartError as exc:
         raise _Failure(str(exc)) from None
 

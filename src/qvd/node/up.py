@@ -41,6 +41,7 @@ from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.daemon import Hkd, HkdStartError
 from qvd.hkd.egress import EgressSettings, how_to_enable
+from qvd.hkd.metrics import HkdMetrics
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.runner import configure_logging
 from qvd.node.daemons import node_services
@@ -236,7 +237,11 @@ def _start_node(
             )  # fmt: skip
     finally:
         engine.dispose()
-    hkd = Hkd(config, target=target, services=node_services(config, target))
+    metrics = HkdMetrics()  # the HKD's and the L7R's figures, one registry (/metrics)
+    hkd = Hkd(
+        config, target=target, services=node_services(config, target, metrics=metrics),
+        metrics=metrics,
+    )  # fmt: skip
     try:
         hkd.start()
     except HkdStartError as exc:
