@@ -190,3 +190,36 @@ def test_fencing_figures_are_read_from_the_fencer() -> None:
     values = unlabelled(metrics)
     assert values["qvd_node_fencing_events_total"] == 1
     assert values["qvd_node_fenced"] == 1
+
+
+def test_timers_and_claims_follow_the_reconcilers_calls() -> None:
+    """The bookkeeping behind the one-line hooks, on a clock the test moves."""
+    now = [100.0]
+    metrics = HkdMetrics(clock=lambda: now[0])
+    metrics.claimed("start", 7, True, "stopped")
+    now[0] += 2.5
+    metrics.vm_running(7)
+    metrics.vm_running(7)  # a second answer is no second start
+    metrics.claimed("stop", 7, False, "stopping")  # waits for the stop under way: no contest
+    metrics.claimed("stop", 7, False, "running")  # another node or a change was first
+    metrics.claimed("stop", 7, True, "running")
+    now[0] += 1.0
+    metrics.stop_began(7)  # the stopping step: the claim's moment counts
+    now[0] += 0.5
+    metrics.vm_released(7)
+    metrics.vm_released(7)
+    values = unlabelled(metrics)
+    assert values["qvd_node_vm_start_seconds_count"] == 1
+    assert values["qvd_node_vm_start_seconds_sum"] == 2.5
+    assert values["qvd_node_vm_stop_seconds_count"] == 1
+    assert values["qvd_node_vm_stop_seconds_sum"] == 1.5
+    text = generate_latest(metrics.registry).decode()
+    claims = {
+        (s.labels["kind"], s.labels["result"]): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "qvd_node_claims_total"
+    }
+    assert claims[("start", "won")] == 1
+    assert claims[("stop", "won")] == 1
+    assert claims[("stop", "lost")] == 1

@@ -42,6 +42,8 @@ CLAIM_LABELS = (
     ("stop", "lost"),
     ("host", "won"),
 )
+# the states a claim of each kind takes a VM from (qvd.hkd.store.claim_start/claim_stop)
+_CLAIMABLE_FROM = {"start": ("stopped",), "stop": ("starting", "running", "debugging")}
 # a container starts in about a second, a virtual machine boots a kernel: up to minutes
 START_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
 STOP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
@@ -144,11 +146,17 @@ class HkdMetrics:
         return self._fencing()
 
     # ---- claims and timings ---------------------------------------------------------------
-    def claimed(self, kind: str, vm_id: int | None, won: bool) -> None:
-        """A claim of a ``start``, ``stop`` or ``host`` command; a won start or stop of
-        ``vm_id`` starts its timer."""
-        self.claims.labels(kind, "won" if won else "lost").inc()
-        if not won or vm_id is None:
+    def claimed(self, kind: str, vm_id: int | None, won: bool, state: str = "") -> None:
+        """A claim of a ``start``, ``stop`` or ``host`` command on a VM seen in
+        ``state``; a won start or stop of ``vm_id`` starts its timer. A claim that could
+        not be won from that state (a stop of a VM already stopping: the command waits)
+        is no contest and not counted."""
+        if not won:
+            if state in _CLAIMABLE_FROM.get(kind, ()):
+                self.claims.labels(kind, "lost").inc()
+            return
+        self.claims.labels(kind, "won").inc()
+        if vm_id is None:
             return
         if kind == "start":
             with self._lock:

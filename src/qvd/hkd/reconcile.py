@@ -125,7 +125,7 @@ class Reconciler:
             view = store.load_vm(conn, vm_id)
             if view is not None and view.host_id == self.host.id and view.vm_cmd == "stop":
                 claimed = store.claim_stop(conn, vm_id, self.host.id)
-                self.metrics.claimed("stop", vm_id, claimed)
+                self.metrics.claimed("stop", vm_id, claimed, view.vm_state)
                 if claimed:
                     view = store.load_vm(conn, vm_id)
             elif (
@@ -135,7 +135,7 @@ class Reconciler:
                 and view.vm_state == "stopped"
             ):
                 claimed = store.claim_start(conn, vm_id, self.host.id)
-                self.metrics.claimed("start", vm_id, claimed)
+                self.metrics.claimed("start", vm_id, claimed, view.vm_state)
                 if claimed:
                     view = store.load_vm(conn, vm_id)
         if view is None or view.host_id != self.host.id:
