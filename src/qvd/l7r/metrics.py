@@ -109,12 +109,6 @@ class L7rMetrics:
     def auth_failed(self, source: str) -> None:
         self.auth_failures.labels(source).inc()
 
-    def count_in(self, size: int) -> None:
-        self.relayed_in.inc(size)
-
-    def count_out(self, size: int) -> None:
-        self.relayed_out.inc(size)
-
     def watch_sessions(self, count: Callable[[], int]) -> None:
         """Where the number of sessions is read at each scrape."""
         self.sessions.set_function(lambda: float(count()))

@@ -523,7 +523,7 @@ class L7rServer:
                 return True
             await relay(
                 (reader, writer), agent, cookie=target.cookie, trailing=first,
-                count_in=self.metrics.count_in, count_out=self.metrics.count_out,
+                count_in=self.metrics.relayed_in.inc, count_out=self.metrics.relayed_out.inc,
             )  # fmt: skip
             return True
         except L7rError as exc:
