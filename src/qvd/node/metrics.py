@@ -10,7 +10,9 @@ unauthenticated metrics on a public address. The certificate is the L7R's
 
 Blocking and small: a ``ThreadingHTTPServer`` with a thread per scrape; the TLS
 handshake happens in that thread (never in the accept loop) and every connection has
-a timeout, so a silent client holds one thread for ``TIMEOUT`` seconds at most.
+a timeout, so a silent client holds one thread for ``TIMEOUT`` seconds at most, and at
+most ``MAX_CONNECTIONS`` are served at once: more are closed at once (a flood of
+connections costs the node no more threads; Prometheus scrapes one at a time).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = ["MetricsListenerError", "NodeMetricsServer", "listen_address"]
 log = logging.getLogger("qvd.node.metrics")
 
 TIMEOUT = 10.0  # seconds a scrape's connection may stay silent (handshake included)
+MAX_CONNECTIONS = 8  # served at once; more are closed at once
+THREAD_NAME = "node-metrics-scrape"
 
 
 class MetricsListenerError(HkdStartError):
@@ -81,6 +85,7 @@ class _Server(ThreadingHTTPServer):
         self.context = context
         self.registry = registry
         self.gate = gate
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(where, _Handler)
 
     def server_bind(self) -> None:
@@ -93,6 +98,22 @@ class _Server(ThreadingHTTPServer):
         sock.settimeout(TIMEOUT)
         # the handshake runs on the first read, in the request's own thread
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: this one is closed
+            return
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address),
+            name=THREAD_NAME, daemon=True,
+        )  # fmt: skip
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("node /metrics: a connection from %s failed", client_address[0])
