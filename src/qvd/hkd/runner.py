@@ -12,6 +12,7 @@ from types import FrameType
 
 from qvd.config import Config
 from qvd.hkd.daemon import Hkd, ServiceFactory
+from qvd.hkd.metrics import HkdMetrics
 
 __all__ = ["configure_logging", "run_hkd"]
 
@@ -36,6 +37,7 @@ def run_hkd(
     services: Sequence[ServiceFactory] = (),
     on_ready: Callable[[Hkd], None] | None = None,
     on_stopping: Callable[[Hkd], None] | None = None,
+    metrics: HkdMetrics | None = None,
 ) -> None:
     """Start the HKD (hosting ``services``), run until SIGTERM/SIGINT (or ``stop``),
     then stop it. ``on_ready`` runs once it is registered and its services listen,
@@ -46,7 +48,7 @@ def run_hkd(
         done.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    hkd = Hkd(config, services=services)
+    hkd = Hkd(config, services=services, metrics=metrics)
     try:
         hkd.start()
         print(f"HKD running as node {hkd.settings.nodename!r}", flush=True)

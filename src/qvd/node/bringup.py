@@ -16,6 +16,7 @@ from qvd.config import Config
 from qvd.config.names import NameRuleError
 from qvd.db import DatabaseTarget, EmbeddedClusterError
 from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.hkd.metrics import HkdMetrics
 from qvd.node.daemons import node_services
 from qvd.node.demo import register_host
 from qvd.node.hostneeds import HostNeeds, PackageError, ensure_packages, host_needs
@@ -58,7 +59,11 @@ def register_node(engine: Engine, name: str, address: str) -> tuple[int, bool]:
 
 def start_hkd(config: Config, target: DatabaseTarget) -> Hkd:
     """The node daemon, started, hosting the node's services (the L7R)."""
-    hkd = Hkd(config, target=target, services=node_services(config, target))
+    metrics = HkdMetrics()  # the HKD's and the L7R's figures, one registry (/metrics)
+    hkd = Hkd(
+        config, target=target, services=node_services(config, target, metrics=metrics),
+        metrics=metrics,
+    )  # fmt: skip
     try:
         hkd.start()
     except HkdStartError as exc:

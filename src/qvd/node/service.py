@@ -10,6 +10,7 @@ from pathlib import Path
 from qvd.api import serve
 from qvd.config import Config
 from qvd.hkd.daemon import Hkd
+from qvd.hkd.metrics import HkdMetrics
 from qvd.hkd.runner import configure_logging, run_hkd
 from qvd.node.bringup import keep_watchdog, stop_on_signals
 from qvd.node.daemons import node_services
@@ -60,7 +61,9 @@ def serve_hkd(config: Config) -> None:
         notifier.stopping("stopping")
 
     try:
-        run_hkd(config, services=node_services(config), on_ready=ready, on_stopping=stopping)
+        metrics = HkdMetrics()  # the HKD's and the L7R's figures, one registry (/metrics)
+        run_hkd(config, services=node_services(config, metrics=metrics), metrics=metrics,
+                on_ready=ready, on_stopping=stopping)  # fmt: skip
     finally:
         stop_watchdog.set()
 
