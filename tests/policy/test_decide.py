@@ -245,3 +245,10 @@ def test_known_timezone() -> None:
     assert known_timezone("UTC")
     for bad in ("Mars/Olympus", "", "../../etc/passwd", "/etc/localtime", "Europe/../UTC"):
         assert not known_timezone(bad)
+
+
+def test_a_policy_with_an_unknown_zone_is_skipped_not_fatal() -> None:
+    broken = _policy("scheduled_stop", pid=1, at_minute=8 * 60, timezone="Nowhere/Void")
+    idle = _policy("idle_stop", pid=2, minutes=1)
+    at = dt.datetime(2026, 12, 7, 8, 1, tzinfo=UTC)
+    assert _verbs(decide([broken, idle], [_vm(1)], at)) == [(Verb.STOP, 1)]

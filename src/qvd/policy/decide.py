@@ -16,6 +16,9 @@ the actions of one pass, at most one per VM:
                     in the next ``minutes`` (``warm``: ranked by the store from the
                     session history) run → START of those that do not
 
+A policy whose ``timezone`` is not a zone this system knows is skipped (the API
+refuses such a zone; a row written around it must not stop the other policies).
+
 Idle rules never touch a blocked VM (offline for maintenance), a VM a command is
 pending for, a desktop whose user is connected or connecting, nor a desktop the warm
 pool keeps right now. A VM in ``debugging`` or ``zombie`` is an administrator's and
@@ -255,7 +258,9 @@ def decide(
     catchup: dt.timedelta = dt.timedelta(minutes=60),
 ) -> list[Action]:
     """The actions of one pass (see the module docstring), at most one per VM."""
-    active = [p for p in policies if p.enabled]
+    # a row with a zone this system does not know (written around the API, or a zone a
+    # tzdata update removed) is skipped: it must not stop every other policy's pass
+    active = [p for p in policies if p.enabled and known_timezone(p.timezone)]
     by_id = {vm.vm_id: vm for vm in vms}
     actions: list[Action] = []
     taken: set[int] = set()

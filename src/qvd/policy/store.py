@@ -29,6 +29,7 @@ from qvd.policy.decide import (
     VmView,
     WarmCandidate,
     history_windows,
+    known_timezone,
 )
 from qvd.policy.leader import LOCK_KEY
 
@@ -93,8 +94,10 @@ def read_warm(
     """The desktops of the policy's scope whose users connected (connect or takeover,
     result ok) in this weekday's window ``[now, now + minutes)`` on at least
     ``min_days`` of the last ``weeks`` weeks, most regular (then most recent) first."""
+    if not policy.size or not known_timezone(policy.timezone):
+        return []
     windows = history_windows(now, policy.minutes or 0, weeks, policy.timezone)
-    if not windows or not policy.size:
+    if not windows:
         return []
     values = ", ".join(f"({i}, :s{i}, :e{i})" for i in range(len(windows)))
     params: dict[str, Any] = {"tenant": policy.tenant_id, "osf": policy.osf_id, "min": min_days}
