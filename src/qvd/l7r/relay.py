@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import socket
 import subprocess
+from collections.abc import Callable
 
 from qvd.l7r.errors import Unavailable
+from qvd.l7r.history import Traffic
 from qvd.l7r.iproute import route_problem
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx
 
@@ -66,11 +68,13 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     rewriter: GreetingRewriter | None = None,
+    count: Callable[[int], None] = lambda n: None,
 ) -> None:
     while True:
         data = await reader.read(CHUNK)
         if not data:
             break
+        count(len(data))
         if rewriter is not None and not rewriter.done:
             data = rewriter.feed(data)
             if not data:
@@ -88,15 +92,26 @@ async def relay(
     *,
     cookie: str,
     trailing: bytes,
+    traffic: Traffic | None = None,
 ) -> None:
-    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any)."""
+    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any); what
+    went each way is added to ``traffic``."""
+    seen = traffic if traffic is not None else Traffic()
+
+    def count_up(n: int) -> None:
+        seen.up += n
+
+    def count_down(n: int) -> None:
+        seen.down += n
+
     rewriter = GreetingRewriter(cookie) if cookie else None
     if trailing:
+        seen.up += len(trailing)
         first = rewriter.feed(trailing) if rewriter is not None else trailing
         if first:
             agent[1].write(first)
-    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter))
-    down = asyncio.ensure_future(_pump(agent[0], client[1]))
+    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter, count_up))
+    down = asyncio.ensure_future(_pump(agent[0], client[1], count=count_down))
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
