@@ -673,6 +673,15 @@ TOKENS: tuple[Token, ...] = (
     _t("client.host.port", "8443", INT, "Default L7R port for clients."),
     _t("client.link", "adsl", TXT, "Default NX link speed."),
     _t("client.geometry", "1024x768", TXT, "Default session geometry."),
+    # --- session history (issue #17, engineer "history") -----------------------------
+    _t(
+        "session.history.retention.days",
+        "180",
+        INT,
+        "Days a row of the session history (logins, connects, disconnects) is kept; the "
+        "HKD's collector deletes older ones in bounded batches at each pass (0: kept "
+        "forever).",
+    ),
 )
 
 FAMILIES: tuple[Family, ...] = (

@@ -34,6 +34,7 @@ from qvd.db import (
 )
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.db.dbconfig import LiveConfig
+from qvd.db.session_history import close_open_rows
 from qvd.hkd import store
 from qvd.hkd.addressing import vm_network
 from qvd.hkd.backends import Backend, BackendError, UnknownBackend, load_backend
@@ -517,6 +518,7 @@ class Hkd:
             try:
                 with self.engine.begin() as conn:
                     lost = store.mark_lost_peers(conn, self.host.id, self.settings.node_timeout)
+                    close_open_rows(conn, lost)  # their session history: node_lost
                 if lost:
                     log.warning("marked hosts %s lost and released their VMs", lost)
             except _TRANSIENT as exc:

@@ -49,6 +49,7 @@ from sqlalchemy import Connection, Engine, select
 
 from qvd.config import Config
 from qvd.db.models import Di, User, Vm, VmRuntime
+from qvd.db.session_history import PRUNE_BATCH, prune_history
 from qvd.hkd.backends import Backend
 from qvd.hkd.backends.homefs import HomeError, home_image, release_home
 from qvd.hkd.pidlock import pid_alive
@@ -371,6 +372,9 @@ def run_once(
     return collect(settings, facts, backend.is_alive, dry_run=dry_run)
 
 
+HISTORY_BATCHES = 20  # session history batches (of PRUNE_BATCH rows) one pass deletes
+
+
 def gc_loop(
     config: Config, engine: Engine, backend: Backend, host_id: int, stop: threading.Event
 ) -> None:
@@ -382,3 +386,28 @@ def gc_loop(
             run_once(config, engine, backend, host_id, dry_run=False)
         except Exception:
             log.exception("gc: the pass failed; next in %.0f s", delay)
+        try:
+            prune_session_history(config, engine, stop)
+        except Exception:
+            log.exception("gc: pruning the session history failed; next in %.0f s", delay)
+
+
+def prune_session_history(
+    config: Config, engine: Engine, stop: threading.Event, max_batches: int = HISTORY_BATCHES
+) -> int:
+    """Delete the session history older than ``session.history.retention.days`` (0:
+    keep it), one bounded batch per transaction, at most ``max_batches`` a pass (the
+    next pass goes on); how many rows went."""
+    days = config.get_int("session.history.retention.days")
+    removed = 0
+    for _ in range(max_batches):
+        if stop.is_set():
+            break
+        with engine.begin() as conn:
+            count = prune_history(conn, days)
+        removed += count
+        if count < PRUNE_BATCH:
+            break
+    if removed:
+        log.info("gc: %d session history rows older than %d days removed", removed, days)
+    return removed

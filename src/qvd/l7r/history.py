@@ -28,13 +28,14 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from sqlalchemy import Connection, Engine, text
 
 from qvd.config import Config
+from qvd.db.session_history import close_open_rows
 from qvd.l7r.auth import Principal
 from qvd.l7r.auth.credentials import split_login
 from qvd.l7r.errors import L7rError
@@ -174,22 +175,6 @@ _END = text(
      WHERE id = :id AND ended_at IS NULL
     """
 )
-_CLOSE_HOSTS = text(
-    """
-    UPDATE session_history SET ended_at = now(), end_reason = :reason
-     WHERE host_id = ANY(:hosts) AND ended_at IS NULL AND kind IN ('connect', 'takeover')
-    """
-)
-
-
-def close_open_rows(conn: Connection, host_ids: Iterable[int], reason: str = "node_lost") -> int:
-    """End the open connects recorded by ``host_ids`` (nodes that died); how many."""
-    hosts = list(host_ids)
-    if not hosts:
-        return 0
-    return conn.execute(_CLOSE_HOSTS, {"hosts": hosts, "reason": reason}).rowcount
-
-
 _Write = Callable[[Connection], None]
 
 
