@@ -15,7 +15,7 @@ from qvd.db import (
     verify_password,
 )
 from qvd.db.models import Administrator
-from qvd.db.seed_acls import ACLS
+from qvd.db.seed_acls import HEAD_ACLS as ACLS
 
 
 def test_init_from_empty_creates_the_superadmin_once(empty_db: DatabaseTarget) -> None:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ACLS", "BUILTIN_ROLES", "OBJECT_ROLE_PREFIXES", "RoleSpec", "acls_matching"]
+__all__ = [
+    "ACLS",
+    "BUILTIN_ROLES",
+    "HEAD_ACLS",
+    "LATER_ACLS",
+    "OBJECT_ROLE_PREFIXES",
+    "RoleSpec",
+    "acls_matching",
+]
 
 _ACL_TEXT: dict[str, str] = {
     "administrator": """create. create.language delete. see.acl-list see.acl-list-roles
@@ -160,3 +168,11 @@ def _builtin_roles() -> tuple[RoleSpec, ...]:
 
 
 BUILTIN_ROLES: tuple[RoleSpec, ...] = _builtin_roles()
+
+# ACLs added by later revisions, each inserted by its own migration (which keeps its own
+# copy of the data): listed here so that code and tests know every ACL a database at the
+# head revision holds.
+LATER_ACLS: tuple[str, ...] = (
+    "session.see",  # 0009: the session history (granted to "Logs Manager")
+)
+HEAD_ACLS: tuple[str, ...] = (*ACLS, *LATER_ACLS)
