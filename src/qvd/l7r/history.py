@@ -113,12 +113,12 @@ def end_reason(end: RelayEnd, runtime: Runtime | None, host_id: int) -> str:
     """Why a connection ended (one of ``END_REASONS``), from how its relay ended and
     the VM's row read just before the session was released (None: not readable)."""
     if runtime is not None:
+        if runtime.vm_state != "running" or runtime.vm_cmd == "stop":
+            return "stopped"  # the VM stopped (or its node was lost) under the session
         if runtime.user_cmd == "abort" or (
             runtime.l7r_host_id is not None and runtime.l7r_host_id != host_id
         ):
             return "taken_over"
-        if runtime.vm_state != "running" or runtime.vm_cmd == "stop":
-            return "stopped"
     if end.aborted and not end.shutting_down:
         return "taken_over"
     if end.failed:
