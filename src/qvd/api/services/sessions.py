@@ -58,9 +58,6 @@ _FIELDS: dict[str, Field] = {
     "bytes_out": Field(expr=H.bytes_out, kind=int),
 }  # fmt: skip
 
-FIELD_ORDER: tuple[str, ...] = tuple(_FIELDS)
-"""The fields in their natural order (the CSV export's default columns)."""
-
 
 def _scope(p: Principal) -> Any:
     if p.superadmin:

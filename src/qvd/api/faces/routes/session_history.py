@@ -22,10 +22,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.core import ActionRequest, ActionResult
+from qvd.api.actions.listing import visible_fields
 from qvd.api.actions.principal import Principal
 from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, execute, page
 from qvd.api.faces.schemas import Page
-from qvd.api.services.sessions import FIELD_ORDER
+from qvd.api.services.sessions import SPEC
 from qvd.wat.lists.export import defuse
 
 __all__ = ["CSV_CHUNK", "router"]
@@ -53,8 +54,8 @@ async def export_sessions(request: Request, caller: Auth, params: Params) -> Str
     order = list(params.order_by) or [("started_at", True)]
     if all(name != "id" for name, _ in order):
         order.append(("id", True))  # ties broken by id: stable paging
-    fields = list(params.fields) or list(FIELD_ORDER)
     principal: Principal = await run_in_threadpool(caller.principal)
+    fields = list(params.fields) or visible_fields(SPEC, principal)
 
     def chunk(offset: int) -> ActionResult:
         req = ActionRequest(
