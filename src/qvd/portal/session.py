@@ -192,6 +192,7 @@ class BrowserSession:
         self.loop = asyncio.get_running_loop()
         self.aborted = asyncio.Event()
         self.acquired = False
+        self.handed_over = False  # the flow gave its session over (a failed flow released it)
         self.abort: Callable[[], None] = self._abort  # one object: the registry's key
         self.entry: HistoryEntry | None = None  # the history row of this relay
         self.failure: Exception | None = None  # what ended the relay, if not its end
@@ -216,6 +217,7 @@ class BrowserSession:
             ticket.bind_user(self.principal.user_id, self.principal.login)
             await self.core.quickly(self.core.flow.check_vm, self.principal, self.vm_id)
             target = await self._connect(ticket)
+            self.handed_over = True  # from here on, the session is this one's to release
             ticket = None  # given back by the flow's thread
             if self.cancelled.is_set():  # taken over (see below) or the browser left
                 raise Unavailable("the browser left before its session was ready")
@@ -239,7 +241,9 @@ class BrowserSession:
             # the row first, the registry after: a client taking over waits for this
             # release, and would take a row the registry no longer holds as a crash's
             # leftover (and then lose it to this late release)
-            if self.acquired:
+            # a flow that failed has released the session itself: releasing it again (by
+            # host) could free the session another client of this node has just taken
+            if self.acquired and self.handed_over:
                 seen: Runtime | None = None
                 try:
                     seen = await asyncio.shield(
