@@ -393,7 +393,12 @@ def gc_loop(
 
 
 def prune_session_history(
-    config: Config, engine: Engine, stop: threading.Event, max_batches: int = HISTORY_BATCHES
+    config: Config,
+    engine: Engine,
+    stop: threading.Event,
+    *,
+    max_batches: int = HISTORY_BATCHES,
+    batch: int = PRUNE_BATCH,
 ) -> int:
     """Delete the session history older than ``session.history.retention.days`` (0:
     keep it), one bounded batch per transaction, at most ``max_batches`` a pass (the
@@ -404,9 +409,9 @@ def prune_session_history(
         if stop.is_set():
             break
         with engine.begin() as conn:
-            count = prune_history(conn, days)
+            count = prune_history(conn, days, batch)
         removed += count
-        if count < PRUNE_BATCH:
+        if count < batch:
             break
     if removed:
         log.info("gc: %d session history rows older than %d days removed", removed, days)
