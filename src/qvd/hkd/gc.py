@@ -376,10 +376,16 @@ HISTORY_BATCHES = 20  # session history batches (of PRUNE_BATCH rows) one pass d
 
 
 def gc_loop(
-    config: Config, engine: Engine, backend: Backend, host_id: int, stop: threading.Event
+    config: Config,
+    engine: Engine,
+    backend: Backend,
+    host_id: int,
+    stop: threading.Event,
+    live: Callable[[], Config] | None = None,
 ) -> None:
     """The HKD's collector thread: a pass every ``internal.hkd.gc.delay`` seconds until
-    ``stop``; a failed pass is logged and tried again at the next."""
+    ``stop``; a failed pass is logged and tried again at the next. The session
+    history's retention is read from ``live()`` (the database's rows) at each pass."""
     delay = GcSettings.from_config(config).delay
     while delay > 0 and not stop.wait(delay):
         try:
@@ -387,7 +393,7 @@ def gc_loop(
         except Exception:
             log.exception("gc: the pass failed; next in %.0f s", delay)
         try:
-            prune_session_history(config, engine, stop)
+            prune_session_history(live() if live is not None else config, engine, stop)
         except Exception:
             log.exception("gc: pruning the session history failed; next in %.0f s", delay)
 
