@@ -167,6 +167,8 @@ def list_page(client: ApiClient, command: Command, block: int, page: int) -> Api
     action = "config_get" if obj == "config" else f"{obj}_get_list"
     filters = _flat(command.filters) if obj == "config" else command.filters
     order = {"field": command.order, "order": "-desc" if command.descending else "-asc"}
+    if obj == "session" and not command.order:  # the history: newest first
+        order = {"field": ["started_at", "id"], "order": "-desc"}
     return client.action(
         action,
         filters=filters or {},
