@@ -473,12 +473,15 @@ class L7rServer:
         vm_id = vm_id_of(request.query)
         params = client_params(request.query)
         info = client_info(request.headers.get("user-agent"), params)
+        started: list[HistoryEntry] = []  # the history row, once the relay was handed over
         try:
             return await self._connect_vm(
-                principal, vm_id, params, info, conn, address, reader, writer, ticket
+                principal, vm_id, params, info, conn, address, reader, writer, ticket, started
             )
         except Exception as exc:
             assert self.history is not None
+            if started:  # the row of the relay ends with its reason (``_switch``)
+                raise
             self.history.connect_failed(
                 tenant_id=principal.tenant_id, user_id=principal.user_id, login=principal.login,
                 vm_id=vm_id, address=address, info=info, transport="nx", error=exc,
@@ -497,6 +500,7 @@ class L7rServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         ticket: Ticket,
+        started: list[HistoryEntry],
     ) -> bool:
         await self._quickly(self._flow.check_vm, principal, vm_id)
         loop = asyncio.get_running_loop()
@@ -531,6 +535,7 @@ class L7rServer:
                 vm_id=vm_id, address=address, info=info, transport="nx",
                 takeover=target.took_over,
             )  # fmt: skip
+            started.append(entry)
             return await self._switch(target, conn, reader, writer, relaying, entry, cancelled)
         finally:
             cancelled.set()
