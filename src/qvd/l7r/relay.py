@@ -17,13 +17,19 @@ import subprocess
 from collections.abc import Callable
 
 from qvd.l7r.errors import Unavailable
-from qvd.l7r.history import Traffic
 from qvd.l7r.iproute import route_problem
 from qvd.l7r.nxcookie import GreetingRewriter, NotNx
 
 __all__ = ["CHUNK", "GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
 
 CHUNK = 256 * 1024
+Count = Callable[[int], None]  # told the size of each chunk relayed (qvd.l7r.metrics)
+
+
+def _uncounted(size: int) -> None:
+    return None
+
+
 GREETING_TIMEOUT = 30.0  # seconds from the 101 to the client's first NX bytes
 
 
@@ -68,7 +74,7 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     rewriter: GreetingRewriter | None = None,
-    count: Callable[[int], None] = lambda n: None,
+    count: Count = _uncounted,
 ) -> None:
     while True:
         data = await reader.read(CHUNK)
@@ -92,26 +98,19 @@ async def relay(
     *,
     cookie: str,
     trailing: bytes,
-    traffic: Traffic | None = None,
+    count_in: Count = _uncounted,
+    count_out: Count = _uncounted,
 ) -> None:
-    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any); what
-    went each way is added to ``traffic``."""
-    seen = traffic if traffic is not None else Traffic()
-
-    def count_up(n: int) -> None:
-        seen.up += n
-
-    def count_down(n: int) -> None:
-        seen.down += n
-
+    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any);
+    ``count_in``/``count_out`` are told the size of each chunk from / to the client."""
     rewriter = GreetingRewriter(cookie) if cookie else None
     if trailing:
-        seen.up += len(trailing)
         first = rewriter.feed(trailing) if rewriter is not None else trailing
+        count_in(len(trailing))
         if first:
             agent[1].write(first)
-    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter, count_up))
-    down = asyncio.ensure_future(_pump(agent[0], client[1], count=count_down))
+    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter, count_in))
+    down = asyncio.ensure_future(_pump(agent[0], client[1], count=count_out))
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
