@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 SHARE_PREFIX = "client.usb.share."
-_VID_PID = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
+_VID_PID = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{4})")
 USB_DEVICES = Path("/sys/bus/usb/devices")
 USBIP_HOST = Path("/sys/bus/usb/drivers/usbip-host")
 _SPEEDS = {"1.5": 1, "12": 2, "480": 3, "5000": 5, "10000": 6, "20000": 6}
@@ -73,7 +73,7 @@ class UsbUnavailable(Exception):
 def check_selection(value: str) -> str:
     """A ``client.usb.share.<N>`` value: a busid or ``vendor:product`` (hex)."""
     value = value.strip()
-    if _VID_PID.match(value):
+    if _VID_PID.fullmatch(value):
         return value.lower()
     try:
         return valid_busid(value)
@@ -160,7 +160,7 @@ class UsbipHostExporter:
         self._exported: list[str] = []
 
     def resolve(self, wanted: str) -> str:
-        match = _VID_PID.match(wanted)
+        match = _VID_PID.fullmatch(wanted)
         if match is None:
             if not (self._devices / valid_busid(wanted)).is_dir():
                 raise UsbUnavailable(f"no USB device {wanted} on this machine")

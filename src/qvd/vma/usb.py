@@ -241,10 +241,10 @@ class UsbAttachService:
         # our copy of the channel is closed: vhci-hcd holds its own
         log.info("USB: %s (%04x:%04x) attached on vhci port %d", busid, device.id_vendor,
                  device.id_product, port)  # fmt: skip
-        _answer(conn, f"OK {port} {device.id_vendor:04x}:{device.id_product:04x}")
         attachment = _Attachment(port, busid, conn)
         with self._lock:
             self._attached[port] = attachment
+        _answer(conn, f"OK {port} {device.id_vendor:04x}:{device.id_product:04x}")
         self._give_to_user(port)
         self._watch(attachment)
         return True
@@ -269,17 +269,18 @@ class UsbAttachService:
                 busnum = int((self._usb_devices / name / "busnum").read_text())
                 devnum = int((self._usb_devices / name / "devnum").read_text())
                 node = self._dev_usb / f"{busnum:03d}" / f"{devnum:03d}"
-                fd = os.open(node, os.O_PATH | os.O_NOFOLLOW)
+                if node.is_symlink() or not node.exists():
+                    raise FileNotFoundError(node)
             except (UsbipError, OSError, ValueError):
                 time.sleep(0.2)
                 continue
-            try:
-                _settle_udev()  # udev's own rule runs first, ours stays
-                os.chown(fd, self.uid, self.gid)
-                os.chmod(f"/proc/self/fd/{fd}", 0o600)
+            _settle_udev()  # udev's own rule runs first, ours stays
+            try:  # /dev is root's and udev's: no one else plants a link there
+                os.chown(node, self.uid, self.gid, follow_symlinks=False)
+                os.chmod(node, 0o600)
                 log.info("USB: %s given to uid %d", node, self.uid)
-            finally:
-                os.close(fd)
+            except OSError as exc:
+                log.warning("USB: cannot give %s to uid %d: %s", node, self.uid, exc.strerror)
             return
         log.warning("USB: the device node of vhci port %d did not appear", port)
 

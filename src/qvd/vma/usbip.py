@@ -66,7 +66,7 @@ URB_HEAD_SIZE = 48
 SPEED_SUPER = 5  # enum usb_device_speed: 1 low, 2 full, 3 high, 4 wireless, 5 super
 _MAX_SPEED = 6  # super-plus
 # A busid as the kernel names a USB device: <bus>-<port>[.<port>...] (e.g. 1-2, 3-1.4.2)
-_BUSID = re.compile(r"^[1-9][0-9]{0,2}-[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,6}$")
+_BUSID = re.compile(r"[1-9][0-9]{0,2}-[1-9][0-9]{0,2}(\.[1-9][0-9]{0,2}){0,6}")
 _VDEV_ST_NULL = 4  # a free vhci port (enum usbip_device_status)
 _VDEV_ST_USED = 6
 
@@ -78,7 +78,7 @@ class UsbipError(ValueError):
 def valid_busid(busid: str) -> str:
     """``busid`` when it is a kernel USB bus id (``1-2``, ``3-1.4``); UsbipError else.
     Checked before any busid reaches a sysfs path or a protocol field."""
-    if not _BUSID.match(busid):
+    if not _BUSID.fullmatch(busid):  # fullmatch: "\n" at the end is refused too
         raise UsbipError(f"not a USB bus id: {busid[:40]!r}")
     return busid
 

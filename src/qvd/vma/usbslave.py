@@ -79,7 +79,9 @@ def _is_one_socket(fd_in: int, fd_out: int) -> bool:
     return stat.S_ISSOCK(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _pump(src: int, dst: int, done: threading.Event) -> None:
+def _pump(src: int, dst: int, done: threading.Event, relay_end: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until EOF (``relay_end``: the socketpair's end the relay
+    uses, kept open as long as this thread runs)."""
     try:
         while chunk := os.read(src, _CHUNK):
             view = memoryview(chunk)
@@ -89,6 +91,11 @@ def _pump(src: int, dst: int, done: threading.Event) -> None:
         pass
     finally:
         done.set()
+        if dst == relay_end.fileno():
+            with contextlib.suppress(OSError):
+                relay_end.shutdown(socket.SHUT_WR)  # the kernel sees the channel end
+        elif src == relay_end.fileno():
+            relay_end.close()  # the kernel's side ended: nothing more goes either way
 
 
 def channel_socket(fd_in: int = 0, fd_out: int = 1) -> tuple[socket.socket, threading.Event]:
@@ -99,7 +106,7 @@ def channel_socket(fd_in: int = 0, fd_out: int = 1) -> tuple[socket.socket, thre
         return socket.socket(fileno=os.dup(fd_in)), ended
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     for src, dst in ((fd_in, ours.fileno()), (ours.fileno(), fd_out)):
-        threading.Thread(target=_pump, args=(src, dst, ended), daemon=True).start()
+        threading.Thread(target=_pump, args=(src, dst, ended, ours), daemon=True).start()
     return theirs, ended
 
 
