@@ -128,8 +128,10 @@ class UsbAttachService:
         *,
         usb_devices: Path = USB_DEVICES,
         dev_usb: Path = DEV_USB,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         self.path = path
+        self.handshake_timeout = handshake_timeout
         self.uid, self.gid = uid, gid
         self.vhci = vhci
         self._usb_devices, self._dev_usb = usb_devices, dev_usb
@@ -231,7 +233,7 @@ class UsbAttachService:
                 channel = channels[0]
                 if channel.type != socket.SOCK_STREAM:
                     raise UsbipError("the channel is not a stream socket")
-                device = import_over(channel, busid)
+                device = import_over(channel, busid, self.handshake_timeout)
                 port = self._attach(channel, device)
             except (UsbipError, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -71,7 +71,8 @@ def _read_line(sock: socket.socket, timeout: float) -> str:
         pass
     finally:
         sock.settimeout(None)
-    return "".join(c if c.isprintable() else "?" for c in data.decode("ascii", "replace")).strip()
+    line = data.decode("ascii", "replace").strip()
+    return "".join(c if c.isprintable() else "?" for c in line)
 
 
 def _is_one_socket(fd_in: int, fd_out: int) -> bool:
