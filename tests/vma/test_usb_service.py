@@ -255,3 +255,39 @@ def test_another_user_cannot_reach_the_service(service: UsbAttachService) -> Non
         capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
     assert done.stdout.strip() == "refused 13", done  # EACCES: the socket is the user's
+
+
+def test_the_vma_device_follows_the_session(tmp_path: Path, vhci: FakeVhci) -> None:
+    """``UsbDevice`` (the registry's): no service without USB in the plan; with it the
+    service listens from the connect, suspend detaches, stop removes the socket."""
+    import pwd
+
+    from qvd.vma.channels import ChannelPlan
+    from qvd.vma.devices import DEVICES, DeviceContext
+    from qvd.vma.usb import UsbDevice
+
+    assert "usb" in [d.name for d in DEVICES()]
+
+    def ctx(plan: ChannelPlan) -> DeviceContext:
+        return DeviceContext(user=pwd.getpwuid(USER_UID), display=100, plan=plan, params={},
+                             setting=lambda key: "", run_dir=tmp_path, log_dir=tmp_path,
+                             env={})  # fmt: skip
+
+    device = UsbDevice(vhci)  # vhci-hcd "loaded": no modprobe
+    device.connected(ctx(ChannelPlan(slave=True)))
+    assert not (tmp_path / "usbip.sock").exists()
+    with_usb = ctx(ChannelPlan(slave=True, usb=True))
+    device.connected(with_usb)
+    assert (tmp_path / "usbip.sock").stat().st_uid == USER_UID
+    device.connected(with_usb)  # a resume: the same service
+    ours, theirs = socket.socketpair()
+    client_side(ours, EmulatedDevice())
+    with theirs:
+        control, answer = hand_over(tmp_path / "usbip.sock", BUSID, theirs)
+    assert answer.startswith("OK ")
+    device.suspended(with_usb)
+    assert vhci.detached == [0]
+    assert read_line(control) == ""
+    control.close()
+    device.stopped(with_usb)
+    assert not (tmp_path / "usbip.sock").exists()

@@ -340,8 +340,8 @@ class UsbDevice:
 
     name = "usb"
 
-    def __init__(self, vhci_dir: Path = VHCI_DIR) -> None:
-        self._vhci = VhciHost(vhci_dir)
+    def __init__(self, vhci: VhciHost | None = None) -> None:
+        self._vhci = vhci or VhciHost(VHCI_DIR)
         self._service: UsbAttachService | None = None
 
     def session_env(self, ctx: DeviceContext) -> dict[str, str]:
