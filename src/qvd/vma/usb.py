@@ -132,6 +132,7 @@ class UsbAttachService:
     ) -> None:
         self.path = path
         self.handshake_timeout = handshake_timeout
+        self.unavailable = ""  # why vhci-hcd could not be loaded, told to the client
         self.uid, self.gid = uid, gid
         self.vhci = vhci
         self._usb_devices, self._dev_usb = usb_devices, dev_usb
@@ -212,8 +213,9 @@ class UsbAttachService:
             _answer(conn, "ERR not the session's user")
             return False
         if not self.vhci.present():
+            why = f" ({self.unavailable})" if self.unavailable else ""
             _answer(conn, "ERR USB/IP is not available in this desktop: the vhci-hcd kernel "
-                          "module is not loaded")  # fmt: skip
+                          f"module is not loaded{why}")  # fmt: skip
             return False
         _answer(conn, "READY")
         conn.settimeout(REQUEST_TIMEOUT)
@@ -357,6 +359,7 @@ class UsbDevice:
             self._service = UsbAttachService(
                 service_path(ctx.run_dir), ctx.user.pw_uid, ctx.user.pw_gid, self._vhci
             )
+        self._service.unavailable = reason or ""
 
     def suspended(self, ctx: DeviceContext) -> None:
         if self._service is not None:

@@ -4,7 +4,8 @@ importer and gives the stream to vhci-hcd.
 
 1. Before the 101: the service's socket (``usbip.sock`` beside the slave key file, waited
    for a few seconds: the VMA starts it when the client connects) must answer ``READY``;
-   its ``ERR <reason>`` becomes a 503 with the reason, as a missing vhci-hcd does.
+   its ``ERR <reason>`` becomes a 503 with the reason (no vhci-hcd in this desktop...);
+   no service and no vhci-hcd is a 503 too.
 2. 101 to the client, then ``ATTACH <busid>`` with a socket carrying the channel. vhci-hcd
    needs a SOCKET: when nxagent gave a socket on stdin and stdout (the same one) it is
    passed as it is; otherwise (pipes) a socketpair is made and a relay thread per
@@ -41,7 +42,7 @@ def _say(message: str) -> None:
     print(f"qvd-vma-slave: {message}", file=sys.stderr, flush=True)
 
 
-def _connect(path: Path, wait: float) -> socket.socket:
+def _connect(path: Path, wait: float, vhci_dir: Path) -> socket.socket:
     deadline = time.monotonic() + wait
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -50,6 +51,12 @@ def _connect(path: Path, wait: float) -> socket.socket:
             return sock
         except OSError as exc:
             sock.close()
+            if time.monotonic() >= deadline and not vhci_dir.exists():
+                raise SlaveRefusal(
+                    503,
+                    "USB/IP is not available in this desktop: the vhci-hcd kernel module is "
+                    "not loaded",
+                ) from None
             if time.monotonic() >= deadline:
                 raise SlaveRefusal(
                     503, f"USB/IP is not available in this desktop: its USB service does "
@@ -113,22 +120,19 @@ def channel_socket(fd_in: int = 0, fd_out: int = 1) -> tuple[socket.socket, thre
 
 def serve_usb(request: UsbRequest, trailing: bytes, key_file: str | None,
               vhci_dir: Path) -> int:  # fmt: skip
-    if not vhci_dir.exists():
-        raise SlaveRefusal(
-            503,
-            "USB/IP is not available in this desktop: the vhci-hcd kernel module is not loaded",
-        )
-    if request.busid is None:
-        raise SlaveRefusal(400, "say which device: X-QVD-USB-Busid: <busid>")
     if trailing:
         raise SlaveRefusal(400, "bytes came after the request head before the 101")
     if not key_file:
         raise SlaveRefusal(503, "USB/IP is not available in this desktop: no session directory")
-    with _connect(Path(key_file).parent / SOCKET_NAME, SERVICE_WAIT) as service:
+    # the VMA starts its service (after loading vhci-hcd) when the client connects: a
+    # request may come first, so its socket is waited for
+    with _connect(Path(key_file).parent / SOCKET_NAME, SERVICE_WAIT, vhci_dir) as service:
         ready = _read_line(service, SERVICE_WAIT)
         if ready != "READY":
             reason = ready.removeprefix("ERR ").strip() or "its USB service did not answer"
             raise SlaveRefusal(503, reason)
+        if request.busid is None:
+            raise SlaveRefusal(400, "say which device: X-QVD-USB-Busid: <busid>")
         os.write(1, switching_response(USBIP_PROTOCOL))
         channel, ended = channel_socket()
         with channel:
