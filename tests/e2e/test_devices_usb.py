@@ -15,8 +15,8 @@ from the home disk once the VM is stopped. The device must show up (the emulated
 id and product string, its node the user's, read-write) and be gone after the session
 is suspended (the client goes away), before the VM is stopped.
 
-LXC desktops cannot attach (no kernel modules in a container): that refusal and the
-session going on are covered in tests/client/test_shares.py and tests/e2e/devices.py.
+LXC desktops cannot attach (a container loads no kernel module): on a real LXC node the
+same client with the same device is refused with the reason, and the session goes on.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
 from qvd.di.testbed import Xvfb
-from tests.e2e.devices import enable_device_properties, osf_of
+from tests.e2e.devices import enable_device_properties, osf_of, set_vm_property
 from tests.e2e.keys import type_text
 from tests.e2e.kvmnode import KvmDesktop, KvmNode, home_file, kvm_node
-from tests.e2e.node import Client
+from tests.e2e.node import Client, L7rNode, set_password
 from tests.hkd.conftest import command, runtime, state_of, wait_for
-from tests.hkd.lxcnode import LxcNode
+from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.usbipdev import BUSID, PRODUCT, PRODUCT_ID, VENDOR_ID
 from tests.vma.helpers import wait_for_xterm, xterm_visible
 
@@ -79,6 +79,12 @@ class UsbClient(Client):
 
 
 def usb_client(node: KvmNode, desk: KvmDesktop, display: str, home: Path) -> UsbClient:
+    return usb_client_for(node.port, desk.login, desk.password_file, desk.vm_id, display, home)
+
+
+def usb_client_for(
+    port: int, login: str, password_file: Path, vm_id: int, display: str, home: Path
+) -> UsbClient:
     conf = home / ".config" / "qvd" / "client.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(f"client.usb.enable = 1\nclient.usb.share.1 = {BUSID}\n")
@@ -86,8 +92,8 @@ def usb_client(node: KvmNode, desk: KvmDesktop, display: str, home: Path) -> Usb
     env = {**os.environ, "DISPLAY": display, "HOME": str(home),
            "XDG_CONFIG_HOME": str(home / ".config"), "NX_ROOT": str(home / "nx"),
            "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
-    argv = ["--host", "127.0.0.1", "--port", str(node.port), "--user", desk.login,
-            "--password-file", str(desk.password_file), "--vm", str(desk.vm_id), "--insecure",
+    argv = ["--host", "127.0.0.1", "--port", str(port), "--user", login,
+            "--password-file", str(password_file), "--vm", str(vm_id), "--insecure",
             "--link", "lan"]  # fmt: skip
     return UsbClient(argv, env)
 
@@ -181,4 +187,34 @@ def test_a_client_usb_device_attaches_in_a_kvm_desktop_and_goes_on_suspend(
     finally:
         if client is not None:
             client.close()
+        xvfb.close()
+
+
+def test_an_lxc_desktop_refuses_usb_with_the_reason_and_the_session_goes_on(
+    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
+) -> None:
+    vm_id, _ = add_lxc_vm(engine, node.lxc, test_image, 1)
+    set_vm_property(engine, vm_id, "vma.slave.enable", "1")
+    login = set_password(engine, vm_id, "s3cret!")
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret!\n")
+    xvfb = Xvfb()
+    client = usb_client_for(node.port, login, password_file, vm_id, xvfb.display,
+                            tmp_path / "client")  # fmt: skip
+    try:
+        wait_for(lambda: "USB refused by the desktop" in client.output(), 120,
+                 f"the desktop's USB refusal:\n{client.output()}")  # fmt: skip
+        refusal = next(x for x in client.lines if "USB refused by the desktop" in x)
+        assert refusal.startswith(
+            "USB refused by the desktop (503): USB/IP is not available "
+            "in this desktop: the vhci-hcd kernel module is not loaded"
+        )
+        # the session goes on: the desktop is drawn, the client still runs, connected
+        shot = wait_for_xterm(xvfb.display, 90)
+        assert xterm_visible(shot), client.output()
+        assert client.proc.poll() is None
+        wait_for(lambda: user_state(engine, vm_id) == "connected", 30, "user_state connected")
+        print(refusal)
+    finally:
+        client.close()
         xvfb.close()
