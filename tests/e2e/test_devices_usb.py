@@ -119,6 +119,16 @@ def device_in(snapshot: str) -> bool:
     return f"idVendor:{VENDOR_ID:04x}" in snapshot
 
 
+def user_owns_one_rw_node(snapshot: str, uid: int) -> bool:
+    """Exactly one USB node read-write for the user, and it is owned by ``uid``."""
+    rw = [line.split()[1] for line in snapshot.splitlines() if line.startswith("RW ")]
+    if len(rw) != 1:
+        return False
+    owners = [line.split()[2] for line in snapshot.splitlines()
+              if line.startswith("c") and line.endswith(rw[0])]  # fmt: skip
+    return owners == [str(uid)]
+
+
 def user_state(engine: Engine, vm_id: int) -> str:
     return str(runtime(engine, vm_id)["user_state"])
 
@@ -170,19 +180,15 @@ def test_a_client_usb_device_attaches_in_a_kvm_desktop_and_goes_on_suspend(
             uid, snaps = snapshots(probe)
             with_device = [s for s in snaps if device_in(s)]
             assert with_device, f"the device never showed up in the guest:\n{probe[-3000:]}"
-            seen = with_device[-1]
-            assert f"product:{PRODUCT}" in seen, seen
-            # its node: the session user's, read-write for them (root hubs are not)
-            rw = [line.split()[1] for line in seen.splitlines() if line.startswith("RW ")]
-            assert len(rw) == 1, seen
-            mine = [line for line in seen.splitlines()
-                    if line.endswith(rw[0]) and line.startswith("c")]  # fmt: skip
-            assert mine, seen
-            assert mine[0].split()[2] == str(uid), seen
+            # a snapshot of the attached device (not one taken while it came or went):
+            # its product string, its node the session user's and read-write for them
+            # (the root hubs' nodes are root's)
+            whole = [s for s in with_device if user_owns_one_rw_node(s, uid)]
+            assert whole, f"no snapshot with the device's node the user's:\n{with_device[-1]}"
+            assert f"product:{PRODUCT}" in whole[0], whole[0]
             # after the suspend: gone (the last snapshots before the stop)
-            last = snaps[-1]
-            assert last is not with_device[-1]
-            assert not device_in(last), last
+            assert snaps.index(with_device[-1]) < len(snaps) - 1
+            assert not device_in(snaps[-1]), snaps[-1]
             print(f"usb: {len(with_device)} of {len(snaps)} snapshots showed the device")
     finally:
         if client is not None:
