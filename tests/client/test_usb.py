@@ -109,3 +109,61 @@ def test_usbip_host_describes_a_real_device() -> None:
     assert device.busid == real[0]
     assert f"{device.id_vendor:04x}" == (Path("/sys/bus/usb/devices") / real[0] /
                                          "idVendor").read_text().strip()  # fmt: skip
+
+
+def test_a_device_through_the_real_slave_program_and_attach_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole path but the kernels: ``UsbDevice`` (the emulated device plugged in) →
+    a loopback "nxproxy" → the real ``qvd-vma-slave`` with the socket on its stdin and
+    stdout → the VMA's attach service → a vhci-hcd directory in a temporary folder. The
+    socket vhci-hcd got carries the device's URBs; suspend detaches and ends the slave
+    program."""
+    from qvd.client.devices import ClientSession
+    from qvd.client.usb import UsbDevice, use_exporter
+    from qvd.vma.usb import UsbAttachService
+    from tests.client.test_shares import SlaveListener
+    from tests.vma.usbfakes import FakeVhci
+
+    key_file = tmp_path / "slave-key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o600)
+    (tmp_path / "home").mkdir()
+    vhci = FakeVhci(tmp_path / "sys")
+    service = UsbAttachService(tmp_path / "usbip.sock", 0, 0, vhci,
+                               usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb)  # fmt: skip
+    listener = SlaveListener(key_file, tmp_path / "home")
+    exporters: list[EmulatedExporter] = []
+
+    def exporter() -> EmulatedExporter:
+        exporters.append(EmulatedExporter())
+        return exporters[-1]
+
+    use_exporter(exporter)
+    device = UsbDevice(ClientSettings({"client.usb.share.1": f"{VENDOR_ID:04x}:{PRODUCT_ID:04x}"}))
+    try:
+        device.attached(ClientSession(slave_key=KEY, env={}, slave_port=listener.port))
+        assert f"USB: {BUSID} ({VENDOR_ID:04x}:{PRODUCT_ID:04x}) shared with the desktop" in (
+            capsys.readouterr().err
+        )
+        assert [(port, speed) for port, _dev, speed, _ino in vhci.attached] == [(0, 3)]
+        held = vhci.held[0]  # what vhci-hcd reads: the client's device, through the slave
+        setup = bytes([0x80, 6, 0, 2, 0, 0, 9, 0])  # GET_DESCRIPTOR(configuration), 9 bytes
+        held.sendall((1).to_bytes(4, "big") + (5).to_bytes(4, "big") + bytes(4)
+                     + (1).to_bytes(4, "big") + bytes(4) + bytes(4) + (9).to_bytes(4, "big")
+                     + bytes(12) + setup)  # fmt: skip
+        held.settimeout(10)
+        reply = b""
+        while len(reply) < 48 + 9:
+            reply += held.recv(4096)
+        assert reply[48:50] == b"\x09\x02"  # a configuration descriptor
+        slave = listener.procs[0]
+        assert slave.poll() is None  # it waits while the device is attached
+        service.detach_all()  # the session is suspended
+        assert slave.wait(20) == 0
+    finally:
+        use_exporter(UsbipHostExporter)
+        device.close()
+        listener.close()
+        service.close()
+        vhci.close()

@@ -236,30 +236,33 @@ class UsbAttachService:
                 if channel.type != socket.SOCK_STREAM:
                     raise UsbipError("the channel is not a stream socket")
                 device = import_over(channel, busid, self.handshake_timeout)
-                port = self._attach(channel, device)
+                attachment = self._attach(channel, device, conn)
             except (UsbipError, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 log.info("USB: %s not attached: %s", words[1][:40], reason)
                 _answer(conn, f"ERR {reason}")
                 return False
         # our copy of the channel is closed: vhci-hcd holds its own
+        port = attachment.port
         log.info("USB: %s (%04x:%04x) attached on vhci port %d", busid, device.id_vendor,
                  device.id_product, port)  # fmt: skip
-        attachment = _Attachment(port, busid, conn)
-        with self._lock:
-            self._attached[port] = attachment
         _answer(conn, f"OK {port} {device.id_vendor:04x}:{device.id_product:04x}")
         self._give_to_user(port)
         self._watch(attachment)
         return True
 
-    def _attach(self, channel: socket.socket, device: UsbDeviceInfo) -> int:
+    def _attach(
+        self, channel: socket.socket, device: UsbDeviceInfo, control: socket.socket
+    ) -> _Attachment:
+        """Attach and register in one step (a suspend never misses a port)."""
         with self._lock:
             port = free_port(self.vhci.ports(), device.speed)
             if port is None:
                 raise UsbipError("no free vhci-hcd port for the device's speed")
             self.vhci.attach(port, channel.fileno(), device)
-            return port
+            attachment = _Attachment(port, device.busid, control)
+            self._attached[port] = attachment
+            return attachment
 
     def _give_to_user(self, port: int, timeout: float = 15.0) -> None:
         """The device node of the attached port: owned by the session's user, 0600."""
@@ -291,10 +294,13 @@ class UsbAttachService:
     def _watch(self, attachment: _Attachment) -> None:
         """Until the port is freed or the slave program goes: then detach and close."""
         while not self._closing.is_set():
-            readable, _, _ = select.select([attachment.control], [], [], WATCH_INTERVAL)
             with self._lock:
                 if self._attached.get(attachment.port) is not attachment:
-                    return  # detach_all took it
+                    return  # detach_all took it (and closed the connection)
+            try:
+                readable, _, _ = select.select([attachment.control], [], [], WATCH_INTERVAL)
+            except (OSError, ValueError):  # closed by detach_all meanwhile
+                return
             gone = False
             if readable:
                 with contextlib.suppress(OSError):
