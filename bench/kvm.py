@@ -23,7 +23,7 @@ machine takes over a minute, so the bench does not promise the < 60 s of the oth
 The target, ≤ 5 s to VMA ready with a direct kernel boot, needs a real KVM host
 (``--accel kvm``). Run as root:
 
-    .venv/bin/python bench/kvm.py [--quick] [--runs N] [--accel auto|kvm|tcg]
+    .venv/bin/python bench/kvm.py [--quick] [--runs N] [--accel auto|kvm|tcg] [--recipe R]
 
 The last line is ``accel=… boot_to_vma_ms=… frame_ms=… ram_per_vm_mb=…`` (medians).
 """
@@ -170,12 +170,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one boot (a TCG boot: ~1-2 min)")
     parser.add_argument("--runs", type=int, default=None, help="boots, one after the other")
     parser.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    parser.add_argument("--recipe", default="test", help="the image's recipe (test-usb: USB/IP)")
     args = parser.parse_args()
     runs = 1 if args.quick else (args.runs or 1)
     logging.basicConfig(level=logging.WARNING)
     began = time.monotonic()
 
-    image = ensure_image("test", fmt="qcow2")
+    cache = os.environ.get("QVD_TEST_DI_CACHE")  # an image cache of one's own, if set
+    image = ensure_image(args.recipe, fmt="qcow2", cache=Path(cache) if cache else None)
     boots: list[float] = []
     frames: list[float] = []
     memory: list[float] = []

@@ -18,9 +18,10 @@ from qvd.client import settings
 from qvd.client.devices import ClientSession, client_devices
 from qvd.client.shares import Share, SharesDevice, parse_share, share_request, shares_of
 from qvd.client.slave import SlaveRefused, upgrade
-from qvd.client.usb import UsbDevice, usb_request
+from qvd.client.usb import UsbDevice, UsbipHostExporter, usb_request, use_exporter
 from qvd.vma.slave import VHCI_DIR
 from qvd.vma.slaveproto import ShareRequest, UsbRequest, decide, parse_head
+from tests.usbipdev import EmulatedExporter
 
 KEY = "aB3" * 21 + "z"
 
@@ -88,7 +89,7 @@ def test_requests_are_what_the_desktop_accepts() -> None:
     assert f"Authorization: Basic {KEY}\r\n".encode() in raw
     assert b"Upgrade: qvd:sftp/1.0\r\n" in raw
     assert decide(parse_head(raw), KEY) == ShareRequest(name="été")
-    assert decide(parse_head(usb_request(KEY)), KEY) == UsbRequest()
+    assert decide(parse_head(usb_request(KEY, "1-1")), KEY) == UsbRequest("1-1")
 
 
 # --- against the real slave program -----------------------------------------------------
@@ -152,7 +153,7 @@ def test_upgrade_waits_for_the_listener(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     with pytest.raises(ConnectionError, match="did not answer"):
-        upgrade(port, usb_request(KEY), timeout=1)
+        upgrade(port, usb_request(KEY, "1-1"), timeout=1)
 
 
 @pytest.mark.skipif(VHCI_DIR.exists(), reason="vhci-hcd is loaded on this machine")
@@ -160,8 +161,12 @@ def test_usb_refusal_is_printed_and_the_session_goes_on(
     listener: SlaveListener, capsys: pytest.CaptureFixture[str]
 ) -> None:
     session = ClientSession(slave_key=KEY, env={}, slave_port=listener.port)
-    device = UsbDevice()
-    device.attached(session)  # returns: the session goes on
+    use_exporter(lambda: EmulatedExporter("1-1"))  # the device exists on the client
+    try:
+        device = UsbDevice(settings.ClientSettings({"client.usb.share.1": "1-1"}))
+        device.attached(session)  # returns: the session goes on
+    finally:
+        use_exporter(UsbipHostExporter)
     device.close()
     err = capsys.readouterr().err
     assert "USB refused by the desktop (503)" in err

@@ -28,7 +28,7 @@ MINIMAL = 'name = "x"\ndescription = "d"\nsuite = "bookworm"\nvariant = "minbase
 
 
 def test_shipped_recipes() -> None:
-    assert recipe_names() == ["desktop", "test", "tiny"]
+    assert recipe_names() == ["desktop", "test", "test-usb", "tiny"]
     test = load_recipe("test")
     assert {"nxagent", "xfonts-base", "xkb-data", "xauth", "x11-xserver-utils", "python3"} <= set(
         test.packages

@@ -12,7 +12,9 @@ import threading
 import pytest
 
 from qvd.client.devices import ClientSession
-from qvd.client.usb import UsbDevice
+from qvd.client.settings import ClientSettings
+from qvd.client.usb import UsbDevice, UsbipHostExporter, use_exporter
+from tests.usbipdev import EmulatedExporter
 
 ESCAPES = b"\x1b]0;pwned\x07\x1b[2J\x1b[1;1H\r\nfake prompt$ \x9b31m"
 
@@ -34,7 +36,11 @@ def test_a_refusal_reason_reaches_the_terminal_without_escapes(
         peer = threading.Thread(target=answer, daemon=True)
         peer.start()
         session = ClientSession(slave_key="k" * 32, env={}, slave_port=desktop.getsockname()[1])
-        UsbDevice().attached(session)
+        use_exporter(lambda: EmulatedExporter("1-1"))  # the device exists on the client
+        try:
+            UsbDevice(ClientSettings({"client.usb.share.1": "1-1"})).attached(session)
+        finally:
+            use_exporter(UsbipHostExporter)
         peer.join(10)
 
     assert len(asked) == 1, asked

@@ -75,7 +75,7 @@ def _registry(conf: settings.ClientSettings) -> list[ClientDevice]:
     if conf.flag("client.usb.enable"):
         from qvd.client.usb import UsbDevice
 
-        devices.append(UsbDevice(conf.get("client.usb.implementation") or "USBIP"))
+        devices.append(UsbDevice(conf))
     if conf.flag("client.slave.enable") is not False:  # desktop folders: a 403 unless allowed
         from qvd.client.desktopshares import DesktopSharesDevice
 

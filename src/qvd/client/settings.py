@@ -61,7 +61,8 @@ KNOWN_KEYS = frozenset(
     }
 )
 # ``client.share.<N>`` = a local folder shared into the desktop (``~/Redirected/<name>``)
-KNOWN_PREFIXES = ("client.share.",)
+# ``client.usb.share.<N>`` = a USB device shared with the desktop (busid or vendor:product)
+KNOWN_PREFIXES = ("client.share.", "client.usb.share.")
 REMEMBERED = ("client.host.name", "client.host.port", "client.user.name")
 
 _HOST = re.compile(r"^[A-Za-z0-9.:\-\[\]]{1,253}$")
@@ -131,6 +132,10 @@ def check(key: str, value: str) -> str:
     elif key == "client.share.from_desktop.path":
         expanded = os.path.expanduser(value)
         ok = value == "" or (os.path.isabs(expanded) and "\x00" not in value)
+    elif key.startswith("client.usb.share."):
+        from qvd.client.usb import check_selection
+
+        check_selection(value)  # SettingsError with the reason
     elif key.startswith("client.share."):
         from qvd.client.shares import parse_share
 

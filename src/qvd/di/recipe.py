@@ -5,7 +5,8 @@ apt installs inside the new root, paths to remove before packing, and the settin
 written to the image's ``/etc/qvd/vma.conf``, and the image's init: ``init = "vma"`` (the
 default: the VMA is the container's init) or ``"systemd"`` (systemd is the init and starts
 the VMA as ``qvd-vma.service``; the recipe must install ``systemd-sysv``). A KVM image
-(qcow2) always boots systemd, whatever the recipe says.
+(qcow2) always boots systemd, whatever the recipe says, on the recipe's ``kernel``
+(``linux-image-cloud-amd64`` by default; ``linux-image-amd64`` for USB/IP guests).
 
 Two hashes key the cache: ``base_hash`` covers what the operating-system stage
 depends on (suite, variant, package lists, removals, and the source of the code that
@@ -32,7 +33,9 @@ from qvd.di.errors import RecipeError
 
 __all__ = [
     "BUILDER_FORMAT",
+    "DEFAULT_KERNEL",
     "INITS",
+    "KERNELS",
     "Recipe",
     "base_hash",
     "builder_source_files",
@@ -52,6 +55,10 @@ _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+$")
 _SUITES = ("bookworm",)
 _VARIANTS = ("minbase",)
 INITS = ("vma", "systemd")
+# The kernel of a KVM image (``qvd.di.vmstage``): the cloud flavour boots fastest but has
+# no USB at all; the generic one carries usbip-core and vhci-hcd (USB/IP, issue #16).
+KERNELS = ("linux-image-cloud-amd64", "linux-image-amd64")
+DEFAULT_KERNEL = KERNELS[0]
 _SET_BY_INIT = "vma.init"  # written by the builder from ``init``, never by vma_conf
 
 
@@ -68,6 +75,7 @@ class Recipe:
     remove: tuple[str, ...] = ()
     vma_conf: tuple[tuple[str, str], ...] = field(default=())
     init: str = "vma"
+    kernel: str = DEFAULT_KERNEL
 
     def as_data(self) -> dict[str, object]:
         """A canonical, JSON-ready form (the input of the hashes). ``init`` appears only
@@ -84,6 +92,8 @@ class Recipe:
         }
         if self.init != "vma":
             data["init"] = self.init
+        if self.kernel != DEFAULT_KERNEL:
+            data["kernel"] = self.kernel
         return data
 
 
@@ -108,7 +118,7 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{source}: {exc}") from None
     known = {"name", "description", "suite", "variant", "packages", "extra_packages"}
-    known |= {"remove", "vma_conf", "init"}
+    known |= {"remove", "vma_conf", "init", "kernel"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(f"{source}: unknown keys {unknown}")
@@ -143,6 +153,9 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{source}: 'init' must be one of {list(INITS)}, not {init!r}")
     if init == "systemd" and "systemd-sysv" not in packages:
         raise RecipeError(f"{source}: init = 'systemd' needs 'systemd-sysv' in packages")
+    kernel = data.get("kernel", DEFAULT_KERNEL)
+    if kernel not in KERNELS:
+        raise RecipeError(f"{source}: 'kernel' must be one of {list(KERNELS)}, not {kernel!r}")
     return Recipe(
         name=name,
         description=_string(data, "description", source),
@@ -153,6 +166,7 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         remove=tuple(remove),
         vma_conf=tuple(sorted((str(k), str(v)) for k, v in conf.items())),
         init=str(init),
+        kernel=str(kernel),
     )
 
 

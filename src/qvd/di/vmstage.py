@@ -2,9 +2,11 @@
 needs to boot the recipe's root.
 
 It installs systemd as init, udev, kmod, e2fsprogs (the VMA formats the home drive),
-dbus (logind handles QEMU's power button), systemd-resolved and Debian's cloud kernel
-(virtio drivers, no hardware firmware); keeps only the kernel modules a VM uses
-(virtio, network, file systems, fw_cfg, ACPI, input, crypto, and their dependencies);
+dbus (logind handles QEMU's power button), systemd-resolved and the recipe's kernel
+(``Recipe.kernel``: Debian's cloud kernel by default, virtio drivers and no USB; the
+generic ``linux-image-amd64`` for guests that attach USB devices over USB/IP); keeps only
+the kernel modules a VM uses (virtio, network, file systems, fw_cfg, ACPI, input, crypto,
+USB/IP's vhci-hcd where the kernel has it, and their dependencies);
 makes a small initrd (``MODULES=list``: virtio_pci, virtio_blk, ext4), and lays out the
 boot files every KVM image has: ``/boot/qvd/vmlinuz``, ``/boot/qvd/initrd.img`` and
 ``/boot/qvd/cmdline``. The root file system is labelled ``qvdroot`` (``qvd.di.qcow2``).
@@ -23,7 +25,7 @@ from qvd.di.commands import mounted, run_tool
 from qvd.di.errors import BuildError
 from qvd.di.osstage import _no_services, chroot
 from qvd.di.progress import AptMeter, StepPlan
-from qvd.di.recipe import Recipe, base_hash, module_files
+from qvd.di.recipe import DEFAULT_KERNEL, Recipe, base_hash, module_files
 from qvd.di.rootfiles import replace_file, replace_symlink
 
 __all__ = [
@@ -45,7 +47,7 @@ ROOT_LABEL = "qvdroot"
 BOOT_DIR = "boot/qvd"
 CMDLINE = f"root=LABEL={ROOT_LABEL} rw console=ttyS0 quiet"
 # The cloud flavour: virtio and fw_cfg as modules, ext4 built in, no hardware firmware.
-KERNEL_PACKAGE = "linux-image-cloud-amd64"
+KERNEL_PACKAGE = DEFAULT_KERNEL
 VM_PACKAGES = (
     "systemd-sysv",
     "udev",
@@ -54,7 +56,6 @@ VM_PACKAGES = (
     "dbus",
     "systemd-resolved",
     "initramfs-tools",
-    KERNEL_PACKAGE,
 )
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 # Module paths (under lib/modules/<version>/kernel/) a VM keeps, with their dependencies.
@@ -85,6 +86,9 @@ KEEP_MODULES = (
     "net/sched/",
     "net/9p/",
     "net/vmw_vsock/",
+    # USB/IP's importing side (the generic kernel only; usbcore comes as a dependency)
+    "drivers/usb/usbip/usbip-core.ko",
+    "drivers/usb/usbip/vhci-hcd.ko",
 )
 # File systems a desktop VM has no use for (the largest of fs/).
 _DROP_FS = ("btrfs", "xfs", "ocfs2", "gfs2", "nfs", "nfsd", "ceph", "smb", "cifs", "f2fs",
@@ -101,6 +105,8 @@ def vm_stage_key(recipe: Recipe) -> str:
     digest = hashlib.sha256(base_hash(recipe).encode())
     for name, content in module_files(("vmstage.py", "rootfiles.py")):
         digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    if recipe.kernel != KERNEL_PACKAGE:  # the default kernel keeps the keys it had
+        digest.update(b"kernel\0" + recipe.kernel.encode())
     return digest.hexdigest()[:16]
 
 
@@ -148,7 +154,7 @@ def _kernel_version(root: Path) -> str:
     return kernels[0]
 
 
-def _install(root: Path, plan: StepPlan, log: TextIO) -> None:
+def _install(root: Path, kernel: str, plan: StepPlan, log: TextIO) -> None:
     meter = AptMeter()
 
     def seen(line: str) -> None:
@@ -169,7 +175,7 @@ def _install(root: Path, plan: StepPlan, log: TextIO) -> None:
         run_tool(chroot(root, "apt-get", "update"), step="kernel", log=log)
         run_tool(
             chroot(root, "apt-get", "install", "-y", "--no-install-recommends",
-                   "-o", "Dpkg::Use-Pty=0", *VM_PACKAGES),
+                   "-o", "Dpkg::Use-Pty=0", *VM_PACKAGES, kernel),
             step="kernel", log=log, on_line=seen,
         )  # fmt: skip
         run_tool(chroot(root, "apt-get", "clean"), step="kernel", log=log)
@@ -233,7 +239,7 @@ def _remove_again(recipe: Recipe, root: Path) -> None:
 
 def build_vm_stage(recipe: Recipe, root: Path, plan: StepPlan, log: TextIO) -> None:
     """Turn the OS stage at ``root`` into the VM stage (in place)."""
-    _install(root, plan, log)
+    _install(root, recipe.kernel, plan, log)
     version = _kernel_version(root)
     _strip_modules(root, version, plan, log)
     _make_initrd(root, version, plan, log)

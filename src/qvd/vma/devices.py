@@ -66,8 +66,9 @@ def _registry() -> list[Device]:
     from qvd.vma.audio import AudioDevice
     from qvd.vma.printing import Printing
     from qvd.vma.shares import SharesDevice
+    from qvd.vma.usb import UsbDevice
 
-    return [Printing(), AudioDevice(), SharesDevice()]
+    return [Printing(), AudioDevice(), SharesDevice(), UsbDevice()]
 
 
 DEVICES: Callable[[], list[Device]] = _registry

@@ -14,8 +14,8 @@ key (the file ``QVD_SLAVE_KEY_FILE``, 0600, the user's), and then:
 - throughput (``POST /throughput``, for bench/): the raw channel's speed; bytes sent
   or counted, nothing stored.
 - USB/IP (``POST /usbip``): 503 with the reason when the vhci-hcd module is not loaded
-  (``/sys/devices/platform/vhci_hcd.0``); attaching needs root in the desktop and is not
-  done by this program (501).
+  (``/sys/devices/platform/vhci_hcd.0``); otherwise the channel goes to the VMA's attach
+  service, which gives it to vhci-hcd (``qvd.vma.usbslave``, ``qvd.vma.usb``).
 
 Every refusal is an HTTP response with the reason in the body, also written to stderr
 (nxagent's log). Standard library only.
@@ -43,12 +43,12 @@ from qvd.vma.slaveproto import (
     ShareRequest,
     SlaveRefusal,
     ThroughputRequest,
-    UsbRequest,
     decide,
     parse_head,
     refusal_response,
     switching_response,
 )
+from qvd.vma.usbslave import serve_usb
 
 __all__ = [
     "SHARES_DIR",
@@ -201,15 +201,6 @@ def _throughput(request: ThroughputRequest, trailing: bytes) -> int:
     return 0
 
 
-def _usb(_request: UsbRequest) -> int:
-    if not VHCI_DIR.exists():
-        raise SlaveRefusal(
-            503,
-            "USB/IP is not available in this desktop: the vhci-hcd kernel module is not loaded",
-        )
-    raise SlaveRefusal(501, "USB/IP attach is not implemented in this desktop yet")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     del argv  # no options: everything comes over the channel
     key = _read_key(os.environ.get("QVD_SLAVE_KEY_FILE"))
@@ -220,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _share(request, trailing)
         if isinstance(request, ThroughputRequest):
             return _throughput(request, trailing)
-        return _usb(request)
+        return serve_usb(request, trailing, os.environ.get("QVD_SLAVE_KEY_FILE"), VHCI_DIR)
     except SlaveRefusal as refusal:
         _say(f"refused ({refusal.status}): {refusal.reason}")
         with contextlib.suppress(OSError):

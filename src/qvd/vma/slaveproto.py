@@ -8,7 +8,8 @@ session's slave key as ``Authorization: Basic <key>`` (the raw key, as the origi
 - ``PUT /shares/<name>`` with ``Upgrade: qvd:sftp/1.0[;charset=<cs>]`` → 101 with
   ``X-QVD-Share-Ticket``, then SFTP over the stream (the desktop mounts the client's
   folder on ``~/Redirected/<name>``);
-- ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` → 101 then USB/IP, or a refusal;
+- ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` and ``X-QVD-USB-Busid: <busid>`` (one
+  device per connection) → 101 then USB/IP (``qvd.vma.usbslave``), or a refusal;
 - ``POST /throughput`` with ``Upgrade: qvd:throughput/1.0`` (ours, for bench/): 101, then
   the desktop sends ``X-QVD-Send`` bytes and closes, or reads ``X-QVD-Receive`` bytes and
   answers their count on a line (at most 1 GiB; NX closes a channel as soon as one side
@@ -39,6 +40,8 @@ import hmac
 import re
 import urllib.parse
 from dataclasses import dataclass
+
+from qvd.vma.usbip import UsbipError, valid_busid
 
 __all__ = [
     "MAX_HEAD",
@@ -126,7 +129,10 @@ class ShareRequest:
 
 @dataclass(frozen=True, slots=True)
 class UsbRequest:
-    """Attach the client's USB devices over USB/IP."""
+    """Attach the client's USB device ``busid`` (``X-QVD-USB-Busid``, validated) over
+    USB/IP; None when the client did not say (refused by the slave program)."""
+
+    busid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +291,13 @@ def decide(head: RequestHead, key: str) -> ShareRequest | UsbRequest | Throughpu
         if head.method != "POST":
             raise SlaveRefusal(405, "USB/IP is attached with POST", allow="POST")
         _upgrade(head, USBIP_PROTOCOL)
-        return UsbRequest()
+        busid = head.header("x-qvd-usb-busid")
+        if busid is not None:
+            try:
+                valid_busid(busid)
+            except UsbipError as exc:
+                raise SlaveRefusal(400, f"X-QVD-USB-Busid: {exc}") from None
+        return UsbRequest(busid)
     if path == "/throughput":
         return _throughput(head)
     raise SlaveRefusal(404, "no such route (the slave server serves /shares/<name> and /usbip)")
