@@ -33,7 +33,7 @@ def test_external_from_tokens_keeps_the_password_out_of_descriptions() -> None:
     assert not target.embedded
     assert target.params["password"] == "p@ss:w/rd"
     assert "p@ss" not in target.describe()
-    assert target.describe() == "database 'qvd' as 'vdi' on db.example:6432"
+    assert target.describe() == "database 'qvd' as 'vdi' on db.example:6432 (read-write)"
 
 
 def test_environment_url_wins_and_takes_unix_sockets() -> None:

@@ -4,17 +4,29 @@ that keep a call from hanging on a dead peer (:class:`ConnectionLimits`)."""
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from qvd.db.errors import DatabaseUnreachable
+from qvd.db.failover import FAILOVER_SQLSTATES
 from qvd.db.target import DatabaseTarget
 
-__all__ = ["ConnectionLimits", "limited_target", "make_engine", "make_sessionmaker"]
+__all__ = [
+    "ConnectionLimits",
+    "engine_target",
+    "limited_target",
+    "make_engine",
+    "make_sessionmaker",
+]
+
+# the target each engine of make_engine connects to (for a LISTEN connection of its own)
+_TARGETS: weakref.WeakKeyDictionary[Engine, DatabaseTarget] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,8 +92,27 @@ def make_engine(
                 f"cannot connect to {target.describe()}{hint}: {reason}"
             ) from None
 
+    # a pooled connection is checked before use (a dead one, and every older one, is
+    # replaced: after a failover the pool reconnects to the new primary by itself)
     engine_kwargs.setdefault("pool_pre_ping", True)
-    return create_engine("postgresql+psycopg://", creator=connect, **engine_kwargs)
+    engine = create_engine("postgresql+psycopg://", creator=connect, **engine_kwargs)
+    event.listen(engine, "handle_error", _failover_is_a_disconnect)
+    _TARGETS[engine] = target
+    return engine
+
+
+def engine_target(engine: Engine) -> DatabaseTarget | None:
+    """The target ``engine`` connects to (with its limits), if ``make_engine`` made it."""
+    return _TARGETS.get(engine)
+
+
+def _failover_is_a_disconnect(context: ExceptionContext) -> None:
+    """A server that shuts down, or that answers as a standby (a demoted primary,
+    still up), is as good as gone: drop the pool's connections so that the next
+    checkout connects anew and finds the primary."""
+    orig = context.original_exception
+    if isinstance(orig, psycopg.Error) and orig.sqlstate in FAILOVER_SQLSTATES:
+        context.is_disconnect = True
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -408,7 +408,9 @@ class Hkd:
         while not self._stop.is_set():
             try:
                 with Listener(self._listen_target, channels) as listener:
-                    self._resync_once()  # whatever was sent while we were not listening
+                    # whatever was sent while we were not listening (a failover loses it)
+                    self._resync_once()
+                    self._host_command()
                     while not self._stop.is_set():
                         for note in listener.wait(0.5):
                             if note.channel == channels[1]:
