@@ -27,7 +27,7 @@ import time
 
 from tests.db.failover_stage import Stage, fail_over_and_time, failover_stage, wait_for
 
-from benchkit import cleanup_begins, exit_on_sigterm, run_main
+from benchkit import exit_on_sigterm, run_main
 
 __all__ = ["main", "measure"]
 
@@ -35,12 +35,9 @@ __all__ = ["main", "measure"]
 def _one_round() -> dict[str, float]:
     with failover_stage() as stage:
         _desktop_running(stage)
-        try:
-            figures = fail_over_and_time(stage)
-            figures["fenced"] = float(stage.hkd.fenced or stage.hkd.fencer.fence_count > 0)
-            return figures
-        finally:
-            cleanup_begins()
+        figures = fail_over_and_time(stage)
+        figures["fenced"] = float(stage.hkd.fenced or stage.hkd.fencer.fence_count > 0)
+        return figures
 
 
 def _desktop_running(stage: Stage) -> None:

@@ -6,6 +6,7 @@ new primary, and nothing acknowledged before the failover is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -16,7 +17,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from qvd.api.faces.notifyhub import NotifyHub, Subscription
 from qvd.db import Listener, lost_connection, make_engine
+from qvd.db.channels import VM_CHANGED
 from qvd.l7r.notify import Notifier
 from tests.pgcluster import ReplicatedPair, replicated_pair
 
@@ -173,3 +176,43 @@ def test_the_l7r_notifier_resyncs_after_the_failover(pair: ReplicatedPair) -> No
         assert woke[0] != seen  # woken by the resync, not by a timeout
     finally:
         notifier.stop()
+
+
+def test_the_api_hub_listens_again_on_the_new_primary(pair: ReplicatedPair) -> None:
+    """The API's one LISTEN connection (``NotifyHub``) reconnects to whichever host is
+    the primary now (not to the address it first reached), wakes every socket to
+    re-run its action (notifications of the gap are lost), then hears new ones."""
+    engine = make_engine(pair.target())
+
+    def start_vm(vm_id: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE vm_runtimes SET vm_state = 'starting' WHERE vm_id = :v"),
+                {"v": vm_id},
+            )
+
+    async def scenario() -> None:
+        hub = NotifyHub.for_engine(engine)
+        sub = Subscription(channels=frozenset({VM_CHANGED}), tenant_id=None)
+        assert await hub.subscribe(sub)
+        await asyncio.to_thread(start_vm, 1000)
+        await asyncio.wait_for(sub.wake.wait(), 10)
+        sub.wake.clear()
+        sub.dirty = False
+        await asyncio.to_thread(pair.fail_over, "immediate")
+        # back: every socket is told to re-run, once LISTEN is active again
+        await asyncio.wait_for(sub.wake.wait(), 30)
+        for _ in range(300):
+            if hub.listening:
+                break
+            await asyncio.sleep(0.1)
+        assert hub.listening
+        sub.wake.clear()
+        await asyncio.to_thread(start_vm, 1001)
+        await asyncio.wait_for(sub.wake.wait(), 10)
+        hub.unsubscribe(sub)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
