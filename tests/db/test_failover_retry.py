@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from qvd.db import CommitOutcomeUnknown, run_transaction
+from qvd.db import (
+    CommitOutcomeUnknown,
+    ConnectionLimits,
+    DatabaseTarget,
+    engine_target,
+    limited_target,
+    make_engine,
+    run_transaction,
+)
 from qvd.db.failover import retry_delays
 
 KILL_SELF = "SELECT pg_terminate_backend(pg_backend_pid())"
@@ -84,3 +92,19 @@ def test_retries_stop_after_the_wait() -> None:
     assert set(delays[4:]) == {1.0}
     assert 14 <= sum(delays) <= 15
     assert retry_delays(0) == []
+
+
+def test_failover_limits_make_a_vanished_primary_noticed_without_a_statement_timeout(
+    db: DatabaseTarget,
+) -> None:
+    limited = limited_target(db, ConnectionLimits.for_failover(db))
+    assert limited.params["keepalives"] == "1"
+    assert limited.params["tcp_user_timeout"] == "10000"
+    assert "options" not in limited.params  # no statement timeout is forced on the server
+    engine = make_engine(db, limits=ConnectionLimits.for_failover(db))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "0"
+        assert engine_target(engine) == limited
+    finally:
+        engine.dispose()

@@ -37,11 +37,12 @@ class ConnectionLimits:
     ``user_timeout``: seconds sent data may stay unacknowledged before the kernel
     drops the connection (TCP_USER_TIMEOUT), and the keepalive probing of an idle
     connection gives up after about as long; ``statement_timeout``: seconds one
-    statement may run on the server. Unix-socket connections ignore the TCP ones."""
+    statement may run on the server (None: the server's own setting). Unix-socket
+    connections ignore the TCP ones."""
 
     connect_timeout: int
     user_timeout: float
-    statement_timeout: float
+    statement_timeout: float | None
 
     def libpq_params(self) -> dict[str, str]:
         idle = max(1, math.floor(self.user_timeout / 2))
@@ -57,7 +58,21 @@ class ConnectionLimits:
         }
 
     def server_options(self) -> str:
+        if self.statement_timeout is None:
+            return ""
         return f"-c statement_timeout={max(1, round(self.statement_timeout * 1000))}"
+
+    @classmethod
+    def for_failover(cls, target: DatabaseTarget) -> ConnectionLimits:
+        """For a daemon's pool that must notice a primary that vanished from the
+        network (a power loss, not a crash that resets connections): keepalives and a
+        TCP user timeout of 10 s, the target's connect timeout, no statement timeout
+        (the L7R and the API: their long statements are their own business)."""
+        return cls(
+            connect_timeout=int(target.params.get("connect_timeout", "20")),
+            user_timeout=10.0,
+            statement_timeout=None,
+        )
 
 
 def limited_target(target: DatabaseTarget, limits: ConnectionLimits) -> DatabaseTarget:
@@ -65,7 +80,8 @@ def limited_target(target: DatabaseTarget, limits: ConnectionLimits) -> Database
     it already has are kept)."""
     params = {**target.params, **limits.libpq_params()}
     options = " ".join(o for o in (target.params.get("options", ""), limits.server_options()) if o)
-    params["options"] = options
+    if options:
+        params["options"] = options
     return DatabaseTarget(params, target.embedded)
 
 

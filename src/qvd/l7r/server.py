@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, LiveConfig, make_engine
+from qvd.db import ConnectionLimits, DatabaseTarget, LiveConfig, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import Attached, AttachFactory, L7rCore, Sessions
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
@@ -118,7 +118,8 @@ class L7rServer:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._engine = make_engine(self._target, pool_size=10, max_overflow=40)
+        limits = ConnectionLimits.for_failover(self._target)  # a vanished primary is noticed
+        self._engine = make_engine(self._target, limits=limits, pool_size=10, max_overflow=40)
         cert_files: tuple[Path, Path] | None = None
         if self._ssl is None and self._config.get_bool("l7r.use_ssl"):
             cert_files = ensure_certificate(

@@ -107,7 +107,8 @@ def _run_retrying(
     """The action in one transaction, re-run while the database connection is lost
     before COMMIT (a failover: up to ``database.failover_wait`` s), never after it
     (the retry rule of ``qvd.db.failover``)."""
-    delays = retry_delays(runner.config.get_float("database.failover_wait"))
+    # database.* tokens are node-local: the file's value, without asking the database
+    delays = retry_delays(runner.live_config.file_config.get_float("database.failover_wait"))
     for delay in [*delays, None]:
         try:
             return _run_once(runner, principal, action, req)
@@ -127,8 +128,10 @@ def _run_once(
 ) -> ActionResult:
     with Session(runner.engine) as session:
         session.begin()
-        ctx = Ctx(session=session, principal=principal, config=runner.config, engine=runner.engine)
         try:
+            # the configuration's rows are read again now and then: inside the retry too
+            config = runner.config
+            ctx = Ctx(session=session, principal=principal, config=config, engine=runner.engine)
             result = action.handler(ctx, req)
         except (DBAPIError, DatabaseUnreachable) as exc:
             with contextlib.suppress(DBAPIError, DatabaseUnreachable):

@@ -19,7 +19,7 @@ from qvd.api.errors import ServeError
 from qvd.api.shell.app import create_app
 from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
-from qvd.db import database_target, make_engine
+from qvd.db import ConnectionLimits, database_target, make_engine
 from qvd.uvserve import ClosingAwareWSProtocol, listen_tcp
 
 __all__ = ["ApiEndpoint", "api_endpoint", "login_instructions", "serve"]
@@ -72,7 +72,10 @@ def serve(
     each request at INFO (credentials in query strings blanked: ``qvd.api.faces.ws``)."""
     endpoint = api_endpoint(config)
     own_engine = engine is None
-    engine = engine or make_engine(database_target(config), pool_size=10, max_overflow=10)
+    if engine is None:
+        target = database_target(config)
+        limits = ConnectionLimits.for_failover(target)  # a vanished primary is noticed
+        engine = make_engine(target, limits=limits, pool_size=10, max_overflow=10)
     uv_config = uvicorn.Config(
         create_app(config, engine),
         host=config.get("api.address"),
