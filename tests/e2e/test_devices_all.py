@@ -14,7 +14,6 @@ PulseAudio.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -37,96 +36,67 @@ __all__ = ["fuse_node"]
 
 pytestmark = pytest.mark.timeout(900)
 
-# the modules of each device, in the desktop and in the client
-FEATURES = {
-    "printing": ("qvd.vma.printing", "qvd.client.printing"),
-    "sound": ("qvd.vma.audio", "qvd.client.audio"),
-    "shares": ("qvd.vma.shares", "qvd.client.shares"),
-}
-
-
-def landed() -> set[str]:
-    return {
-        name
-        for name, modules in FEATURES.items()
-        if all(importlib.util.find_spec(module) is not None for module in modules)
-    }
-
 
 def user_state(engine: Engine, vm_id: int) -> str:
     return str(runtime(engine, vm_id)["user_state"])
 
 
-def ready(rig: DeviceRig, features: set[str], timeout: float = 90) -> str:
-    """Wait until the desktop has each landed device; the desktop's print queue."""
+def ready(rig: DeviceRig, timeout: float = 90) -> str:
+    """Wait until the desktop has each device; the desktop's print queue."""
     desk = rig.desktop
     wait_until(desk.session_running, timeout, "the X session in the desktop")
-    queue = ""
-    if "printing" in features:
-        queues = wait_until(desk.queues, timeout, f"a print queue in the desktop\n{rig.diagnose()}")
-        queue = str(queues[0])  # type: ignore[index]
-    if "shares" in features:
-        wait_until(lambda: desk.share_mounted(SHARE), timeout,
-                   f"~/Redirected/{SHARE} mounted\n{rig.diagnose()}")  # fmt: skip
-    if "sound" in features:
-        wait_until(desk.tunnel_sinks, timeout, f"the desktop's sound tunnel\n{rig.diagnose()}")
-    return queue
+    queues = wait_until(desk.queues, timeout, f"a print queue in the desktop\n{rig.diagnose()}")
+    wait_until(lambda: desk.share_mounted(SHARE), timeout,
+               f"~/Redirected/{SHARE} mounted\n{rig.diagnose()}")  # fmt: skip
+    wait_until(desk.tunnel_sinks, timeout, f"the desktop's sound tunnel\n{rig.diagnose()}")
+    return str(queues[0])  # type: ignore[index]
 
 
-def round_trip(rig: DeviceRig, features: set[str], queue: str, tag: str) -> None:
+def round_trip(rig: DeviceRig, queue: str, tag: str) -> None:
     desk = rig.desktop
-    if "printing" in features:
-        mark = marker()
-        desk.print_text(queue, mark)
-        assert mark.encode() in rig.wait_job(mark.encode(), 60)
-    if "sound" in features:
-        tone = f"/tmp/qvd-tone-{tag}.wav"
-        desk.write_tone(tone, 1.0)
-        start, _ = desk.timed("paplay", tone, clock="monotonic")
-        heard = rig.recorder.wait_for_sound(30, since=start)
-        assert heard is not None, f"no sound at the client's sink\n{rig.diagnose()}"
-    if "shares" in features:
-        # the desktop writes: the client has the bytes and the mode
-        name = f"from-desktop-{tag}.bin"
-        inside = f"{desk.share_path(SHARE)}/{name}"
-        desk.check("python3", "-c",
-                   "import os, sys; open(sys.argv[1], 'wb').write(os.urandom(256 * 1024)); "
-                   "os.chmod(sys.argv[1], 0o640)", inside)  # fmt: skip
-        digest = desk.check("sha256sum", inside).split()[0]
-        local = rig.share / name
-        wait_until(lambda: local.exists() and _sha256(local) == digest, 30,
-                   "the desktop's file on the client")  # fmt: skip
-        assert local.stat().st_mode & 0o777 == 0o640
-        # the client writes: the desktop reads it
-        text_ = f"written on the client {marker()}\n"
-        (rig.share / f"from-client-{tag}.txt").write_text(text_)
-        (rig.share / f"from-client-{tag}.txt").chmod(0o604)
-        out = desk.check("cat", f"{desk.share_path(SHARE)}/from-client-{tag}.txt")
-        assert out == text_
-        mode = desk.check("stat", "-c", "%a", f"{desk.share_path(SHARE)}/from-client-{tag}.txt")
-        assert mode.strip() == "604"
+    mark = marker()
+    desk.print_text(queue, mark)
+    assert mark.encode() in rig.wait_job(mark.encode(), 60)
+    tone = f"/tmp/qvd-tone-{tag}.wav"
+    desk.write_tone(tone, 1.0)
+    start, _ = desk.timed("paplay", tone, clock="monotonic")
+    heard = rig.recorder.wait_for_sound(30, since=start)
+    assert heard is not None, f"no sound at the client's sink\n{rig.diagnose()}"
+    # the desktop writes: the client has the bytes and the mode
+    name = f"from-desktop-{tag}.bin"
+    inside = f"{desk.share_path(SHARE)}/{name}"
+    desk.check("python3", "-c",
+               "import os, sys; open(sys.argv[1], 'wb').write(os.urandom(256 * 1024)); "
+               "os.chmod(sys.argv[1], 0o640)", inside)  # fmt: skip
+    digest = desk.check("sha256sum", inside).split()[0]
+    local = rig.share / name
+    wait_until(lambda: local.exists() and _sha256(local) == digest, 30,
+               "the desktop's file on the client")  # fmt: skip
+    assert local.stat().st_mode & 0o777 == 0o640
+    # the client writes: the desktop reads it
+    text_ = f"written on the client {marker()}\n"
+    (rig.share / f"from-client-{tag}.txt").write_text(text_)
+    (rig.share / f"from-client-{tag}.txt").chmod(0o604)
+    out = desk.check("cat", f"{desk.share_path(SHARE)}/from-client-{tag}.txt")
+    assert out == text_
+    mode = desk.check("stat", "-c", "%a", f"{desk.share_path(SHARE)}/from-client-{tag}.txt")
+    assert mode.strip() == "604"
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def suspended_clean(rig: DeviceRig, features: set[str]) -> bool:
+def suspended_clean(rig: DeviceRig) -> bool:
     """While suspended the desktop has no queue to the client, no share and no tunnel."""
     desk = rig.desktop
-    return not (
-        ("printing" in features and desk.queues())
-        or ("shares" in features and [m for m in desk.mounts() if "/Redirected/" in m[0]])
-        or ("sound" in features and desk.tunnel_sinks())
-    )
+    shares = [point for point, _ in desk.mounts() if "/Redirected/" in point]
+    return not (desk.queues() or shares or desk.tunnel_sinks())
 
 
 def test_print_sound_share_suspend_resume_stop(
     engine: Engine, fuse_node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
-    features = landed()
-    if not features:
-        pytest.skip("none of printing, sound and shares has landed yet")
     node = fuse_node
     lxc = node.lxc
     vm_id, osf_id = add_lxc_vm(engine, lxc, test_image, 1)
@@ -139,22 +109,22 @@ def test_print_sound_share_suspend_resume_stop(
         desk = rig.desktop
         wait_until(lambda: user_state(engine, vm_id) == "connected", 120,
                    f"the session connected\n{rig.diagnose()}")  # fmt: skip
-        queue = ready(rig, features)
-        round_trip(rig, features, queue, "first")
+        queue = ready(rig)
+        round_trip(rig, queue, "first")
         session = xterm_pids(lxc, vm_id)
 
         # suspend: the client goes away, the desktop waits
         rig.client.stop()
         wait_until(lambda: user_state(engine, vm_id) == "disconnected", 30, "disconnected")
-        wait_until(lambda: suspended_clean(rig, features), 30,
+        wait_until(lambda: suspended_clean(rig), 30,
                    f"the devices put away while suspended\n{rig.diagnose()}")  # fmt: skip
         # resume: a new client process, the same X session, every device again
         rig.client.start()
         wait_until(lambda: user_state(engine, vm_id) == "connected", 90,
                    f"connected again\n{rig.diagnose()}")  # fmt: skip
         assert xterm_pids(lxc, vm_id) == session
-        queue = ready(rig, features)
-        round_trip(rig, features, queue, "resumed")
+        queue = ready(rig)
+        round_trip(rig, queue, "resumed")
 
         # stop: the user's session ends (its X session exits), nothing is left
         rig.client.stop()
@@ -171,6 +141,3 @@ def test_print_sound_share_suspend_resume_stop(
             )
 
         wait_until(clean, 60, f"nothing left in the desktop\n{rig.diagnose()}")
-    missing = set(FEATURES) - features
-    if missing:
-        pytest.skip(f"checked {sorted(features)}; not landed yet: {sorted(missing)}")

@@ -51,7 +51,7 @@ def test_db_init_status_upgrade(empty_db: DatabaseTarget) -> None:
     status = qvd("db", "status", env=env)
     assert status.returncode == 0
     assert status.stdout.strip().endswith("up to date")
-    assert qvd("db", "upgrade", env=env).stdout.strip().endswith("already at 0008")
+    assert qvd("db", "upgrade", env=env).stdout.strip().endswith("already at 0009")
 
 
 def test_downgrade_needs_confirmation(db: DatabaseTarget) -> None:

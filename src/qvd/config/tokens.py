@@ -434,7 +434,9 @@ TOKENS: tuple[Token, ...] = (
         "${vm.kvm.cpus}",
         INT,
         "Virtual CPUs of each desktop (new name of QVD's `vm.kvm.cpus`): a VM's vCPUs, a "
-        "container's CPU time (at most this many CPUs, cgroup cfs quota).",
+        "container's CPU time (at most this many CPUs, cgroup cfs quota). Per tenant; read "
+        "when a desktop starts (running ones keep theirs).",
+        tenant=True,
     ),
     _t(
         "vm.cpu.weight",
@@ -443,7 +445,13 @@ TOKENS: tuple[Token, ...] = (
         "Relative CPU share of each desktop under contention, 1..10000, 100 = normal "
         "(cgroup v2 semantics; LXC: cpu.shares = weight * 1024 / 100) (new).",
     ),
-    _t("vm.overlay.persistent", "0", BOOL, "Keep a VM's root changes across restarts."),
+    _t(
+        "vm.overlay.persistent",
+        "0",
+        BOOL,
+        "Keep a VM's root changes across restarts. Per tenant; read when a desktop starts.",
+        tenant=True,
+    ),
     _t(
         "vm.overlay.size",
         "2048",
@@ -669,6 +677,15 @@ TOKENS: tuple[Token, ...] = (
         "its declared or streamed size shows it, and its partial file removed.",
     ),
     _t("wat.multitenant", "1", BOOL, "Multitenant mode."),
+    # --- config: the database's rows on every node (issue #17, engineer "config") -----
+    _t(
+        "internal.hkd.config.poll.delay",
+        "30",
+        NUM,
+        "Seconds between two reads of the `configs` rows by a node when no "
+        "`qvd_config_changed` notification came (the fallback for a lost one; new).",
+    ),
+    # --- end of config's block -------------------------------------------------------
     # --- client defaults (sent to clients, used by qvd-client) ---------------------
     _t("client.host.port", "8443", INT, "Default L7R port for clients."),
     _t("client.link", "adsl", TXT, "Default NX link speed."),

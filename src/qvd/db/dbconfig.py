@@ -6,18 +6,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import defaultdict
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, text
 
 from qvd.config import GLOBAL_TENANT, Config, ConfigError
 
-__all__ = ["LiveConfig", "config_with_db", "read_config_rows"]
+__all__ = ["ConfigRows", "LiveConfig", "config_from_rows", "config_with_db", "read_config_rows"]
+
+# (global rows, rows per tenant) as read from ``configs``
+ConfigRows = tuple[dict[str, str], dict[int, dict[str, str]]]
 
 log = logging.getLogger("qvd.db.config")
 
 
-def read_config_rows(conn: Connection) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+def read_config_rows(conn: Connection) -> ConfigRows:
     """(global rows, rows per tenant) of the ``configs`` table."""
     global_rows: dict[str, str] = {}
     tenant_rows: dict[int, dict[str, str]] = defaultdict(dict)
@@ -37,7 +42,13 @@ def config_with_db(config: Config, engine: Engine, *, strict: bool = False) -> C
     nothing) raises with ``strict``; otherwise it is left out and logged, so that one
     bad row cannot stop every login on a node."""
     with engine.connect() as conn:
-        global_rows, tenant_rows = read_config_rows(conn)
+        rows = read_config_rows(conn)
+    return config_from_rows(config, rows, strict=strict)
+
+
+def config_from_rows(config: Config, rows: ConfigRows, *, strict: bool = False) -> Config:
+    """``config`` with ``rows`` laid over it (see :func:`config_with_db`)."""
+    global_rows, tenant_rows = rows
     try:
         return config.with_db(global_rows, tenant_rows)
     except ConfigError:
@@ -65,24 +76,59 @@ def _fits(
 class LiveConfig:
     """A file configuration with the database's rows over it, read again when older
     than ``max_age`` seconds or after :meth:`expire` (a process that changes the rows
-    expires its own copy; other processes see the change within ``max_age``)."""
+    expires its own copy; a node's HKD expires every copy of its process on
+    ``qvd_config_changed``, :meth:`expire_all`; other processes see the change within
+    ``max_age``).
+
+    The rows are compared with the last ones read: only a change builds a new
+    configuration (so a bad row is logged once per change, not at every read) and
+    calls the subscribers (:meth:`subscribe`) with it."""
+
+    _instances: weakref.WeakSet[LiveConfig] = weakref.WeakSet()
 
     def __init__(self, config: Config, engine: Engine, max_age: float = 2.0) -> None:
         self.file_config = config
         self._engine = engine
         self._max_age = max_age
         self._config = config
+        self._rows: ConfigRows | None = None
         self._loaded: float | None = None
         self._lock = threading.Lock()
+        self._subscribers: list[Callable[[Config], None]] = []
+        LiveConfig._instances.add(self)
 
     def get(self) -> Config:
+        changed: Config | None = None
         with self._lock:
             now = time.monotonic()
             if self._loaded is None or now - self._loaded > self._max_age:
-                self._config = config_with_db(self.file_config, self._engine)
+                with self._engine.connect() as conn:
+                    rows = read_config_rows(conn)
+                if rows != self._rows:
+                    self._config = config_from_rows(self.file_config, rows)
+                    self._rows = rows
+                    changed = self._config
                 self._loaded = now
-            return self._config
+            config = self._config
+        if changed is not None:
+            for callback in list(self._subscribers):
+                try:
+                    callback(changed)
+                except Exception:  # one subscriber's fault must not stop a login
+                    log.exception("a configuration subscriber failed")
+        return config
+
+    def subscribe(self, callback: Callable[[Config], None]) -> None:
+        """Call ``callback`` with the new configuration after each change of the rows
+        (in the thread that read them)."""
+        self._subscribers.append(callback)
 
     def expire(self) -> None:
         with self._lock:
             self._loaded = None
+
+    @classmethod
+    def expire_all(cls) -> None:
+        """Expire every live configuration of this process (``qvd_config_changed``)."""
+        for live in list(cls._instances):
+            live.expire()

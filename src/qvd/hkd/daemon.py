@@ -44,6 +44,7 @@ from qvd.hkd.fencing import FenceClock, Fencer, Outage, kill_all, probe_database
 from qvd.hkd.gc import gc_loop
 from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.lease import Lease, LeaseFile, boot_clock
+from qvd.hkd.liveconfig import ConfigWatch, startup_config
 from qvd.hkd.load import CpuSampler
 from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.nodedhcp import NodeDhcp
@@ -108,11 +109,13 @@ class Hkd:
         target: DatabaseTarget | None = None,
         services: Sequence[ServiceFactory] = (),
     ) -> None:
+        self.target = target or database_target(config)
+        # restart-only tokens of the database's rows are read here (qvd.hkd.liveconfig)
+        config = startup_config(config, self.target, _TRANSIENT)
         self.config = config
         self._service_factories = list(services)
         self.services: list[HostedService] = []
         self.settings = HkdSettings.from_config(config)
-        self.target = target or database_target(config)
         s = self.settings
         # every connection: keepalives, a TCP user timeout and a statement timeout, so
         # that no call waits forever on a database it can no longer reach
@@ -157,6 +160,8 @@ class Hkd:
         self.reconciler: Reconciler | None = None
         self.network: NodeNetwork | None = None
         self.dhcp: NodeDhcp | None = None  # the node's DHCP server (vm.network.use_dhcp)
+        self.live = LiveConfig(self.config, self.engine)  # the rows, followed by config_watch
+        self.config_watch: ConfigWatch | None = None
 
     @property
     def fenced(self) -> bool:
@@ -203,8 +208,7 @@ class Hkd:
                 ports = PortFilter(self.network.table) if self.network.firewall else None
                 if self.network.egress is not None:  # desktops may go out (qvd.hkd.egress)
                     allowed = EgressFilter(self.network.table)
-                    live = LiveConfig(self.config, self.engine)
-                    egress = Egress(self.network.egress, allowed, live.get)
+                    egress = Egress(self.network.egress, allowed, self.live.get)
                     log.info("desktop egress on: NAT out of %s", self.network.egress.uplink)
                 self._start_dhcp(host, self.network, egress)
             elif self._egress_settings().enabled:
@@ -234,6 +238,7 @@ class Hkd:
                 fenced=lambda: self.fenced,
                 before_start=self.dhcp.before_start if self.dhcp else lambda spec: None,
                 dns_servers=self.dhcp.dns_servers if self.dhcp else (),
+                live=self.live.get,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
@@ -261,6 +266,13 @@ class Hkd:
             dhcp, poll = self.dhcp, self.settings.poll_delay
             self._spawn("leases", lambda: dhcp.keep(self._stop, poll, _TRANSIENT))
         self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
+        self.config_watch = ConfigWatch(
+            self.live, self.config, target=self._listen_target, engine=self.engine,
+            host_id=host.id, poll_delay=self.config.get_float("internal.hkd.config.poll.delay"),
+            transient=_TRANSIENT,
+        )  # fmt: skip
+        watch = self.config_watch
+        self._spawn("config", lambda: watch.run(self._stop))
         self.fencer.start()
         try:
             for make in self._service_factories:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from qvd.config import Config
 from qvd.config.names import PATH_COMPONENT, NameRuleError, is_safe_config_value, shown
 from qvd.db.vmasecret import derive_vma_secret, master_secret
 from qvd.hkd import store
@@ -27,6 +28,7 @@ from qvd.hkd.addressing import host_device, mac_for, prefix_length
 from qvd.hkd.backends import Backend, HomeSpec, NetworkSpec, TerminalBackendError, VmSpec
 from qvd.hkd.egress import EGRESS_PROPERTY, Egress
 from qvd.hkd.health import Liveness, VmaProbe
+from qvd.hkd.liveconfig import StartSettings
 from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import HostRow, VmView
@@ -81,6 +83,7 @@ class Reconciler:
         fenced: Callable[[], bool] = lambda: False,
         before_start: Callable[[VmSpec], None] = lambda spec: None,
         dns_servers: tuple[str, ...] = (),
+        live: Callable[[], Config] | None = None,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -97,6 +100,8 @@ class Reconciler:
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
         self._master: bytes | None = None
+        # the live configuration (the database's rows); None: the node's settings only
+        self.live = live
 
     @property
     def start_patience(self) -> float:
@@ -368,14 +373,15 @@ class Reconciler:
         if view.user_storage_mb:  # how and where it is kept is the backend's business
             home = HomeSpec(login=view.login, size_mib=view.user_storage_mb)
         gateway = self._gateway_for(view)
+        start = self._start_settings(view)
         return VmSpec(
             vm_id=view.vm_id,
             name=view.name,
             di_id=di.id,
             image=self.settings.images_dir / di.path,
             memory_mib=view.memory_mb,
-            vcpus=self.settings.vcpus,
-            cpu_weight=self.settings.cpu_weight,
+            vcpus=start.vcpus,
+            cpu_weight=start.cpu_weight,
             network=NetworkSpec(
                 bridge=self.settings.bridge,
                 address=view.ip,
@@ -387,8 +393,16 @@ class Reconciler:
             ),
             vma_secret=self.vma_secret(view),
             home=home,
-            overlay_persistent=self.settings.overlay_persistent,
+            overlay_persistent=start.overlay_persistent,
         )
+
+    def _start_settings(self, view: VmView) -> StartSettings:
+        """vm.cpus, vm.cpu.weight, vm.overlay.persistent as they are now for the VM's
+        tenant (qvd.hkd.liveconfig); the node's own when there is no live config."""
+        node = StartSettings.of_node(self.settings)
+        if self.live is None:
+            return node
+        return StartSettings.resolve(self.live(), view.tenant_id, node)
 
     def _gateway_for(self, view: VmView) -> str | None:
         """The default route given to the VM (egress); None: no route out."""

@@ -76,6 +76,7 @@ class VmView:
     expiration_soft: dt.datetime | None
     expiration_hard: dt.datetime | None
     db_now: dt.datetime  # the database's clock when the row was read (for deadlines)
+    tenant_id: int | None = None  # the user's tenant (per-tenant settings at start)
 
     def seconds_in_state(self) -> float:
         return (self.db_now - self.vm_state_ts).total_seconds()
@@ -116,7 +117,7 @@ def load_vm(conn: Connection, vm_id: int) -> VmView | None:
             SELECT v.id, v.name, u.login, v.osf_id, o.memory, o.user_storage_size, v.di_tag,
                    v.ip, r.host_id, r.vm_state, r.vm_state_ts, r.vm_cmd, r.current_di_id,
                    c.run_attempts, r.vma_ok_ts, r.vm_expiration_soft, r.vm_expiration_hard,
-                   now()
+                   now(), u.tenant_id
               FROM vms v JOIN vm_runtimes r ON r.vm_id = v.id
               JOIN vm_counters c ON c.vm_id = v.id
               JOIN users u ON u.id = v.user_id JOIN osfs o ON o.id = v.osf_id
@@ -146,6 +147,7 @@ def load_vm(conn: Connection, vm_id: int) -> VmView | None:
         expiration_soft=row[15],
         expiration_hard=row[16],
         db_now=row[17],
+        tenant_id=row[18],
     )
 
 

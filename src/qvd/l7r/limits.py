@@ -22,6 +22,7 @@ twenty logins take turns with everyone else's instead of making them wait.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -29,12 +30,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from qvd.config import Config
+from qvd.config import Config, ConfigError
 from qvd.l7r.errors import Busy
 
 __all__ = ["ConnectGate", "ConnectLimits", "FairPool", "Ticket"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("qvd.l7r.limits")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +94,21 @@ class ConnectGate:
         self._by_address: dict[str, int] = {}
         self._by_user: dict[int, int] = {}
         self._working = 0
+
+    def follow(self, config: Config) -> None:
+        """Take the per-user and per-address caps of ``config`` (a change of the
+        database's rows: live for the next request); the worker count stays, its pool
+        is made once. Caps that do not fit are logged and the current ones kept."""
+        try:
+            new = ConnectLimits.from_config(config)
+            new = ConnectLimits(
+                per_user=new.per_user, per_address=new.per_address, workers=self.limits.workers
+            )
+        except (ConfigError, ValueError) as exc:
+            log.warning("L7R connect limits unchanged: %s", exc)
+            return
+        with self._lock:
+            self.limits = new
 
     def admit(self, address: str) -> Ticket:
         """A ticket for a request from ``address``, or ``Busy`` over its cap."""

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from qvd.config import Config
-from qvd.db import ConnectionLimits, DatabaseTarget, LiveConfig, make_engine
+from qvd.db import ConnectionLimits, DatabaseTarget, LiveConfig, config_with_db, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import Attached, AttachFactory, L7rCore, Sessions
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
@@ -120,6 +120,12 @@ class L7rServer:
     def start(self) -> None:
         limits = ConnectionLimits.for_failover(self._target)  # a vanished primary is noticed
         self._engine = make_engine(self._target, limits=limits, pool_size=10, max_overflow=40)
+        # restart-only tokens (listen address, TLS, pools) from the rows as they are now
+        self._config = config_with_db(self._config, self._engine)
+        try:
+            self._gate = ConnectGate(ConnectLimits.from_config(self._config))
+        except ValueError as exc:  # the file's caps (checked when made) stay
+            log.error("L7R connect limits of the database's rows refused: %s", exc)
         cert_files: tuple[Path, Path] | None = None
         if self._ssl is None and self._config.get_bool("l7r.use_ssl"):
             cert_files = ensure_certificate(
@@ -129,6 +135,7 @@ class L7rServer:
         self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
         self._notifier.start()
         live = LiveConfig(self._config, self._engine)
+        live.subscribe(self._gate.follow)  # per-user/per-address caps: live
         self._node = Node(live, self._engine, self.host_id)
         self._flow = ConnectFlow(
             self._engine,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,11 +28,13 @@ from qvd.di.cli import app as di_app
 from qvd.hkd.backends import BACKENDS, load_backend
 from qvd.hkd.daemon import HkdStartError
 from qvd.hkd.gc import run_once
+from qvd.hkd.liveconfig import read_pending_restart
 from qvd.hkd.runner import configure_logging, run_hkd
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import find_host
 from qvd.node.configdoc import config_reference
 from qvd.node.daemons import node_services
+from qvd.node.doctor import Level, diagnose, gather
 from qvd.node.up import run_up
 
 __all__ = ["app", "main"]
@@ -156,10 +159,32 @@ def config_doc() -> None:
 @config_app.command("check")
 def config_check(
     path: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+    pending: Annotated[
+        bool,
+        typer.Option(
+            "--pending",
+            help="Also list the database rows this node's daemons apply only at a restart.",
+        ),
+    ] = False,
 ) -> None:
     """Check a configuration file: syntax, known tokens, types and references."""
-    load_config(path)
+    cfg = load_config(path)
     typer.echo(f"{path}: OK")
+    if pending:
+        engine, target = _engine(cfg)
+        try:
+            with engine.connect() as conn:
+                names = read_pending_restart(conn, cfg.get("nodename"))
+        finally:
+            engine.dispose()
+        if names is None:
+            typer.echo(f"{target.describe()}: no pending list recorded (is the HKD running?)")
+        elif names:
+            typer.echo(
+                "pending restart (rows changed since the daemons started): " + ", ".join(names)
+            )
+        else:
+            typer.echo("pending restart: none")
 
 
 @config_app.command("get")
@@ -174,6 +199,31 @@ def config_get(
         raise _Failure(f"{token} has no value")
     where = setting.source + (f":{setting.line}" if setting.line else "")
     typer.echo(f"{token} = {cfg.get(token)}    ({where})")
+
+
+# ---- qvd doctor ------------------------------------------------------------------------------
+@app.command("doctor")
+def doctor(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Check this node (kernel, cgroups, bridge, database, certificates, storage, time) and
+    say what to fix; exit code 1 when a check fails."""
+    findings = diagnose(gather(_config(config)))
+    if as_json:
+        rows = [
+            {"check": f.check, "level": f.level.value, "message": f.message, "fix": f.fix}
+            for f in findings
+        ]
+        typer.echo(json.dumps({"findings": rows}, indent=2))
+    else:
+        for f in findings:
+            typer.echo(
+                f"{f.level.value:<4} {f.check}: {f.message}"
+                + (f" -> {f.fix}" if f.fix and f.level is not Level.OK else "")
+            )
+    if any(f.level is Level.FAIL for f in findings):
+        raise typer.Exit(1)
 
 
 # ---- qvd hkd ------------------------------------------------------------------------------

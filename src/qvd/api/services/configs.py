@@ -3,7 +3,9 @@
 - ``config_get`` lists every declared token with its default, the value the
   database sets (``operative_value``) and ``is_default``; superadmins see the global
   layer unless they filter on ``tenant_id``; tenant administrators see the tokens a
-  tenant may override, with their tenant's values.
+  tenant may override, with their tenant's values. Each row says when a change takes
+  effect on the nodes (``applies``: live, next-start, restart, image, client; see
+  ``qvd.config.applies``).
   A ``key_re`` filter (POSIX regular expression on the key) narrows the list, as the
   WAT's configuration screen asks; ``config_preffix_get`` lists the first parts of the
   token names (``l7r``, ``vm``, …) the caller may list.
@@ -40,6 +42,7 @@ from qvd.api.errors import Conflict, Forbidden, InvalidRequest, NotFound, Status
 from qvd.api.services.common import block_arg, language_arg
 from qvd.api.services.ssl_material import audit_arguments, check_material, check_types
 from qvd.config import TOKENS, ConfigValueError
+from qvd.config.applies import applies_of
 from qvd.config.names import CONFIG_KEY, CONFIG_VALUE
 from qvd.config.tokens import NODE_LOCAL_PREFIXES, find_family, is_node_local, lookup
 from qvd.config.values import check_value, parse_bool
@@ -127,6 +130,9 @@ def _get(ctx: Ctx, req: ActionRequest) -> ActionResult:
         extra=[] if pattern is None else [spec.fields["key"].expr.op("~")(pattern)],
     )  # fmt: skip
     total, rows = run_list(ctx.session, spec, ctx.principal, query)
+    for row in rows:  # when a change takes effect on the nodes (qvd.config.applies)
+        if "key" in row:
+            row["applies"] = applies_of(str(row["key"])).value
     return ActionResult(rows=rows, total=total)
 
 

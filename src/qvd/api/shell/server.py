@@ -8,21 +8,26 @@ HTTP/1.1 only. ``serve`` blocks until ``stop`` is set (or the server fails), and
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from qvd.api.errors import ServeError
 from qvd.api.shell.app import create_app
 from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
-from qvd.db import ConnectionLimits, database_target, make_engine
+from qvd.db import ConnectionLimits, config_with_db, database_target, make_engine
 from qvd.uvserve import ClosingAwareWSProtocol, listen_tcp
 
 __all__ = ["ApiEndpoint", "api_endpoint", "login_instructions", "serve"]
+
+log = logging.getLogger("qvd.api.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,17 @@ def login_instructions(endpoint: ApiEndpoint, superadmin: str = "superadmin") ->
     ]
 
 
+def _with_rows(config: Config, engine: Engine) -> Config:
+    """The database's rows over the file, read once at start for the settings the API
+    reads only then (its address and port, its login limiter: ``qvd.config.applies``);
+    a database not ready yet leaves the file's (the app says what is wrong)."""
+    try:
+        return config_with_db(config, engine)
+    except (DBAPIError, psycopg.Error) as exc:
+        log.warning("configuration rows not read at start: %s", str(exc).splitlines()[0])
+        return config
+
+
 def serve(
     config: Config,
     *,
@@ -70,12 +86,13 @@ def serve(
     """Run the API until ``stop`` is set. Without ``engine``, connect to the database
     the configuration names (``database_target``). With ``access_log``, uvicorn logs
     each request at INFO (credentials in query strings blanked: ``qvd.api.faces.ws``)."""
-    endpoint = api_endpoint(config)
     own_engine = engine is None
     if engine is None:
         target = database_target(config)
         limits = ConnectionLimits.for_failover(target)  # a vanished primary is noticed
         engine = make_engine(target, limits=limits, pool_size=10, max_overflow=10)
+    config = _with_rows(config, engine)
+    endpoint = api_endpoint(config)
     uv_config = uvicorn.Config(
         create_app(config, engine),
         host=config.get("api.address"),
