@@ -244,6 +244,9 @@ class PumpAgent:
     def x_state(self) -> str:
         return "listening"
 
+    def x_wait(self, leave: frozenset[str], timeout: float) -> str:
+        return "listening"
+
     def x_start(self, params: Mapping[str, str], peer: str) -> dict[str, object]:
         return {"x_state": "listening", "cookie": "benchcookie", "display": 100, "port": self.port}
 

@@ -119,6 +119,21 @@ TOKENS: tuple[Token, ...] = (
         "Bearer token a scraper must send to read `/metrics` (new). Empty: `/metrics` "
         "answers only requests from a loopback address.",
     ),
+    # --- metrics: the node's own /metrics (engineer "metrics", issue #17) ------------
+    _t(
+        "metrics.port",
+        "0",
+        INT,
+        "TCP port of this node's `/metrics` (HKD + L7R, over TLS with the L7R's "
+        "certificate). 0: not served. Prometheus' convention for a QVD node: 9702.",
+    ),
+    _t(
+        "metrics.address",
+        "127.0.0.1",
+        TXT,
+        "Address the node's `/metrics` listens on (`*`: every address). Any address other "
+        "than a loopback one needs `metrics.token`: the node refuses to start otherwise.",
+    ),
     _t(
         "database.embedded.port",
         "55432",

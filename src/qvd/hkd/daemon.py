@@ -48,6 +48,7 @@ from qvd.hkd.health import HttpVmaProbe, VmaProbe
 from qvd.hkd.lease import Lease, LeaseFile, boot_clock
 from qvd.hkd.liveconfig import ConfigWatch, startup_config
 from qvd.hkd.load import CpuSampler
+from qvd.hkd.metrics import HkdMetrics
 from qvd.hkd.network import NetworkError, NodeNetwork
 from qvd.hkd.nodedhcp import NodeDhcp
 from qvd.hkd.pidlock import LockHeld, PidLock
@@ -110,11 +111,13 @@ class Hkd:
         vma: VmaProbe | None = None,
         target: DatabaseTarget | None = None,
         services: Sequence[ServiceFactory] = (),
+        metrics: HkdMetrics | None = None,
     ) -> None:
         self.target = target or database_target(config)
         # restart-only tokens of the database's rows are read here (qvd.hkd.liveconfig)
         config = startup_config(config, self.target, _TRANSIENT)
         self.config = config
+        self.metrics = metrics or HkdMetrics()  # served by the node's /metrics (qvd.node)
         self._service_factories = list(services)
         self.services: list[HostedService] = []
         self.settings = HkdSettings.from_config(config)
@@ -149,6 +152,7 @@ class Hkd:
         )
         self.fence_clock = FenceClock(s.ticker_timeout, anchor)
         self.fencer = Fencer(self.fence_clock, self._kill_all, on_tick=self._watch_watchdog)
+        self.metrics.watch_fencing(lambda: (self.fencer.fence_count, self.fencer.fenced))
         self.watchdog: WatchdogHandle | None = WatchdogHandle(s, config) if s.watchdog else None
         self._next_watchdog_check = 0.0
         self._backend = backend
@@ -241,6 +245,7 @@ class Hkd:
                 before_start=self.dhcp.before_start if self.dhcp else lambda spec: None,
                 dns_servers=self.dhcp.dns_servers if self.dhcp else (),
                 live=self.live.get,
+                metrics=self.metrics,
             )
             with self.engine.begin() as conn:
                 store.set_host_state(conn, host.id, "starting", os.getpid())
@@ -452,6 +457,7 @@ class Hkd:
             # the claim may be made and the command gone: a stop run twice is
             # harmless, a stop lost is not (qvd.db.failover)
             cmd = claimed[-1] if claimed else None
+        self.metrics.host_claimed(cmd)
         if cmd == "stop":
             log.info("host command 'stop' received")
             threading.Thread(target=self.stop, name="hkd-stopper", daemon=True).start()
@@ -544,6 +550,7 @@ class Hkd:
             try:
                 with self.engine.begin() as conn:
                     lost = store.mark_lost_peers(conn, self.host.id, self.settings.node_timeout)
+                self.metrics.peers_lost(len(lost))
                 if lost:
                     log.warning("marked hosts %s lost and released their VMs", lost)
             except _TRANSIENT as exc:

@@ -29,6 +29,7 @@ from qvd.hkd.backends import Backend, HomeSpec, NetworkSpec, TerminalBackendErro
 from qvd.hkd.egress import EGRESS_PROPERTY, Egress
 from qvd.hkd.health import Liveness, VmaProbe
 from qvd.hkd.liveconfig import StartSettings
+from qvd.hkd.metrics import HkdMetrics
 from qvd.hkd.ports import Port, PortFilter, PortFilterError
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import HostRow, VmView
@@ -84,6 +85,7 @@ class Reconciler:
         before_start: Callable[[VmSpec], None] = lambda spec: None,
         dns_servers: tuple[str, ...] = (),
         live: Callable[[], Config] | None = None,
+        metrics: HkdMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -96,6 +98,7 @@ class Reconciler:
         self.fenced = fenced  # a fenced node starts nothing (see qvd.hkd.fencing)
         self.before_start = before_start  # e.g. its DHCP lease served (qvd.hkd.dhcp)
         self.dns_servers = dns_servers  # the node's DNS for VMs that may go out (dnsmasq)
+        self.metrics = metrics or HkdMetrics()  # qvd.hkd.metrics: this node's /metrics
         self._local: dict[int, _Local] = {}
         self._heavy = threading.BoundedSemaphore(max(1, settings.max_heavy))
         self._prefix = prefix_length(settings.netmask)
@@ -118,19 +121,28 @@ class Reconciler:
 
     # ---- entry point --------------------------------------------------------------------
     def reconcile(self, vm_id: int) -> Outcome:
+        outcome = self._reconcile(vm_id)
+        self.metrics.vm_state(vm_id, outcome.state)
+        return outcome
+
+    def _reconcile(self, vm_id: int) -> Outcome:
         with self.engine.begin() as conn:
             view = store.load_vm(conn, vm_id)
             if view is not None and view.host_id == self.host.id and view.vm_cmd == "stop":
-                if store.claim_stop(conn, vm_id, self.host.id):
+                claimed = store.claim_stop(conn, vm_id, self.host.id)
+                self.metrics.claimed("stop", vm_id, claimed, view.vm_state)
+                if claimed:
                     view = store.load_vm(conn, vm_id)
             elif (
                 view is not None
                 and view.host_id == self.host.id
                 and view.vm_cmd == "start"
                 and view.vm_state == "stopped"
-                and store.claim_start(conn, vm_id, self.host.id)
             ):
-                view = store.load_vm(conn, vm_id)
+                claimed = store.claim_start(conn, vm_id, self.host.id)
+                self.metrics.claimed("start", vm_id, claimed, view.vm_state)
+                if claimed:
+                    view = store.load_vm(conn, vm_id)
         if view is None or view.host_id != self.host.id:
             return self._not_ours(vm_id)
         step = {
@@ -186,7 +198,7 @@ class Reconciler:
             try:
                 self._admit_port(spec)  # before the port exists: never unfiltered
                 self.before_start(spec)
-                with self._heavy:
+                with self._heavy, self.metrics.backend_start.time():
                     self.backend.prepare(spec)
                     pid = self.backend.start(spec)
                 self._admit_port(spec)  # again, now that its device exists (IPv6 off)
@@ -204,6 +216,7 @@ class Reconciler:
         if liveness is Liveness.ANSWERED:
             with self.engine.begin() as conn:
                 store.mark_running(conn, view.vm_id, self.host.id)
+            self.metrics.vm_running(view.vm_id)
             local.next_ping = self.clock() + self.settings.vma_ok_delay
             local.vma_last_ok = self.clock()
             log.info("VM %s is running (VMA answered)", view.vm_id)
@@ -262,6 +275,7 @@ class Reconciler:
         return Outcome(self.settings.vma_error_delay, view.vm_state)
 
     def _stopping(self, view: VmView) -> Outcome:
+        self.metrics.stop_began(view.vm_id)
         local = self._local_of(view.vm_id)
         if self.backend.is_alive(view.vm_id):
             elapsed = view.seconds_in_state()
@@ -317,6 +331,7 @@ class Reconciler:
         self._release_port(view.vm_id)
         with self.engine.begin() as conn:
             store.clear_runtime(conn, view.vm_id, self.host.id, error=error)
+        self.metrics.vm_released(view.vm_id)
         self.forget(view.vm_id)
         return Outcome(None, "stopped")
 

@@ -52,6 +52,10 @@ class Sessions:
             if self._by_vm.get(vm_id) is abort:
                 del self._by_vm[vm_id]
 
+    def count(self) -> int:
+        with self._lock:
+            return len(self._by_vm)
+
     def holds(self, vm_id: int) -> bool:
         with self._lock:
             return vm_id in self._by_vm

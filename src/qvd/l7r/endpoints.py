@@ -13,6 +13,7 @@ from qvd.config import Config
 from qvd.db import LiveConfig
 from qvd.l7r import store
 from qvd.l7r.auth import Authenticator, Principal, issue_token, store_auth_params
+from qvd.l7r.auth.chain import FailureSink
 from qvd.l7r.errors import Unauthorized, Unavailable
 
 __all__ = ["Node", "Reply", "json_body"]
@@ -33,11 +34,18 @@ def json_body(value: object) -> bytes:
 class Node:
     """This node's L7R state: config (refreshed from the database), the authenticator."""
 
-    def __init__(self, live_config: LiveConfig, engine: Engine, host_id: int) -> None:
+    def __init__(
+        self,
+        live_config: LiveConfig,
+        engine: Engine,
+        host_id: int,
+        *,
+        on_auth_failure: FailureSink = lambda source: None,
+    ) -> None:
         self.engine = engine
         self.host_id = host_id
         self._live_config = live_config
-        self.authenticator = Authenticator(live_config.file_config)
+        self.authenticator = Authenticator(live_config.file_config, on_failure=on_auth_failure)
 
     @property
     def config(self) -> Config:

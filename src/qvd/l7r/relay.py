@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import socket
 import subprocess
+from collections.abc import Callable
 
 from qvd.l7r.errors import Unavailable
 from qvd.l7r.iproute import route_problem
@@ -22,6 +23,13 @@ from qvd.l7r.nxcookie import GreetingRewriter, NotNx
 __all__ = ["CHUNK", "GREETING_TIMEOUT", "check_route", "first_bytes", "open_agent", "relay"]
 
 CHUNK = 256 * 1024
+Count = Callable[[int], None]  # told the size of each chunk relayed (qvd.l7r.metrics)
+
+
+def _uncounted(size: int) -> None:
+    return None
+
+
 GREETING_TIMEOUT = 30.0  # seconds from the 101 to the client's first NX bytes
 
 
@@ -66,11 +74,13 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     rewriter: GreetingRewriter | None = None,
+    count: Count = _uncounted,
 ) -> None:
     while True:
         data = await reader.read(CHUNK)
         if not data:
             break
+        count(len(data))
         if rewriter is not None and not rewriter.done:
             data = rewriter.feed(data)
             if not data:
@@ -88,15 +98,19 @@ async def relay(
     *,
     cookie: str,
     trailing: bytes,
+    count_in: Count = _uncounted,
+    count_out: Count = _uncounted,
 ) -> None:
-    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any)."""
+    """Copy bytes until one side ends; the greeting gets ``cookie`` (if any);
+    ``count_in``/``count_out`` are told the size of each chunk from / to the client."""
     rewriter = GreetingRewriter(cookie) if cookie else None
     if trailing:
         first = rewriter.feed(trailing) if rewriter is not None else trailing
+        count_in(len(trailing))
         if first:
             agent[1].write(first)
-    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter))
-    down = asyncio.ensure_future(_pump(agent[0], client[1]))
+    up = asyncio.ensure_future(_pump(client[0], agent[1], rewriter, count_in))
+    down = asyncio.ensure_future(_pump(agent[0], client[1], count=count_out))
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -57,6 +57,7 @@ from qvd.l7r.errors import (
 )
 from qvd.l7r.flow import ConnectFlow, Target
 from qvd.l7r.limits import ConnectGate, ConnectLimits, FairPool, Ticket
+from qvd.l7r.metrics import L7rMetrics
 from qvd.l7r.notify import Notifier
 from qvd.l7r.params import client_params, vm_id_of
 from qvd.l7r.relay import CHUNK, GREETING_TIMEOUT, check_route, first_bytes, open_agent, relay
@@ -93,6 +94,7 @@ class L7rServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         attach: Sequence[AttachFactory] = (),
+        metrics: L7rMetrics | None = None,
     ) -> None:
         self._config = config
         self._target = target
@@ -105,6 +107,8 @@ class L7rServer:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._sessions = Sessions()
+        self.metrics = metrics or L7rMetrics()  # served by the node's /metrics (qvd.node)
+        self.metrics.watch_sessions(self._sessions.count)
         self._engine: Engine | None = None
         self._notifier: Notifier | None = None
         self._logins: FairPool | None = None
@@ -136,7 +140,9 @@ class L7rServer:
         self._notifier.start()
         live = LiveConfig(self._config, self._engine)
         live.subscribe(self._gate.follow)  # per-user/per-address caps: live
-        self._node = Node(live, self._engine, self.host_id)
+        self._node = Node(
+            live, self._engine, self.host_id, on_auth_failure=self.metrics.auth_failed
+        )
         self._flow = ConnectFlow(
             self._engine,
             live,
@@ -314,6 +320,7 @@ class L7rServer:
         """Answer one request; True when the connection was switched to a relay."""
         path = request.path
         ticket: Ticket | None = None
+        failure: L7rError | None = None
         try:
             if request.method != "GET":
                 raise MethodNotAllowed(f"method {request.method} is not served (GET only)")
@@ -337,17 +344,21 @@ class L7rServer:
                 reply = await self._answer(request, principal, conn, writer, ticket)
         except L7rError as exc:
             reply = _error_reply(exc)
+            failure = exc
         except Exception as exc:
             outage = database_outage(exc)
             if outage is not None:
                 log.warning("L7R request %s: database unavailable: %s", path, exc)
-                reply = _error_reply(outage)
+                failure = outage
             else:  # the message (SQL, paths, addresses) is for the log, not the client
                 log.exception("L7R request %s failed", path)
-                reply = _error_reply(Internal(f"internal error: {type(exc).__name__}"))
+                failure = Internal(f"internal error: {type(exc).__name__}")
+            reply = _error_reply(failure)
         finally:
             if ticket is not None and not ticket.handed_over:  # refused before its work
                 ticket.release()  # went to a thread (else the thread's end gives it back)
+        if path == "/qvd/connect_to_vm":
+            self.metrics.connected(failure)
         writer.write(conn.respond(reply.status, reply.body, reply.content_type, reply.headers))
         await writer.drain()
         return False
@@ -501,6 +512,7 @@ class L7rServer:
             writer.write(conn.inform("Connection established"))
             writer.write(conn.switch(target.slave_key))
             await writer.drain()
+            self.metrics.connected()
             relaying.set()
             # nxagent ends its session when a connection closes before the NX greeting,
             # so the agent is dialled only once the client has spoken
@@ -517,9 +529,13 @@ class L7rServer:
             except Unavailable as exc:
                 log.warning("VM %s: %s", vm_id, exc.message)
                 return True
-            await relay((reader, writer), agent, cookie=target.cookie, trailing=first)
+            await relay(
+                (reader, writer), agent, cookie=target.cookie, trailing=first,
+                count_in=self.metrics.relayed_in.inc, count_out=self.metrics.relayed_out.inc,
+            )  # fmt: skip
             return True
         except L7rError as exc:
+            self.metrics.connected(exc)
             writer.write(conn.respond(exc.status, (exc.message + "\n").encode()))
             await writer.drain()
             return False

@@ -11,7 +11,7 @@ import click
 import typer
 from sqlalchemy import Engine
 
-from qvd.api import ServeError, api_endpoint, login_instructions, serve
+from qvd.api import ServeError, api_endpoint, login_instructions
 from qvd.config import Config, ConfigError, load_config
 from qvd.db import (
     DatabaseError,
@@ -29,12 +29,12 @@ from qvd.hkd.backends import BACKENDS, load_backend
 from qvd.hkd.daemon import HkdStartError
 from qvd.hkd.gc import run_once
 from qvd.hkd.liveconfig import read_pending_restart
-from qvd.hkd.runner import configure_logging, run_hkd
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.store import find_host
 from qvd.node.configdoc import config_reference
-from qvd.node.daemons import node_services
 from qvd.node.doctor import Level, diagnose, gather
+from qvd.node.nodecli import node_app
+from qvd.node.service import LOG_MODES, serve_api, serve_hkd, setup_logging
 from qvd.node.up import run_up
 
 __all__ = ["app", "main"]
@@ -45,6 +45,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Configuration tokens and fi
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(di_app, name="di", help="Disk images: build them from recipes.")
+app.add_typer(node_app, name="node", help="Join this machine to a fleet; its systemd units.")
 
 ConfigOption = Annotated[
     Path | None,
@@ -54,6 +55,27 @@ ConfigOption = Annotated[
         help="Node configuration file (default $QVD_CONFIG or /etc/qvd/node.conf).",
     ),
 ]
+
+
+LogOption = Annotated[
+    str,
+    typer.Option(
+        "--log",
+        help="Where logs go: `journal` (structured entries), `stderr` (plain lines) or "
+        "`auto` (the journal when systemd connected stderr to it).",
+    ),
+]
+JournalSocketOption = Annotated[
+    Path | None,
+    typer.Option("--journal-socket", help="journald's socket (default its usual path).",
+                 hidden=True),
+]  # fmt: skip
+
+
+def _logging(cfg: Config, identifier: str, log: str, journal_socket: Path | None) -> None:
+    if log not in LOG_MODES:
+        raise _Failure(f"--log {log!r}: use one of {', '.join(LOG_MODES)}")
+    setup_logging(cfg, identifier, log, journal_socket)
 
 
 class _Failure(Exception):
@@ -228,12 +250,15 @@ def doctor(
 
 # ---- qvd hkd ------------------------------------------------------------------------------
 @app.command("hkd")
-def hkd(config: ConfigOption = None) -> None:
-    """Run this node's House Keeping Daemon in the foreground (root)."""
+def hkd(
+    config: ConfigOption = None, log: LogOption = "auto", journal_socket: JournalSocketOption = None
+) -> None:
+    """Run this node's House Keeping Daemon in the foreground (root); under systemd it
+    says when it is ready (Type=notify) and logs to the journal."""
     cfg = _config(config)
-    configure_logging(cfg)
+    _logging(cfg, "qvd-hkd", log, journal_socket)
     try:
-        run_hkd(cfg, services=node_services(cfg))
+        serve_hkd(cfg)
     except HkdStartError as exc:
         raise _Failure(str(exc)) from None
 
@@ -271,15 +296,17 @@ def gc(
 
 # ---- qvd api ------------------------------------------------------------------------------
 @app.command("api")
-def api(config: ConfigOption = None) -> None:
-    """Serve the admin API (TLS) in the foreground."""
+def api(
+    config: ConfigOption = None, log: LogOption = "auto", journal_socket: JournalSocketOption = None
+) -> None:
+    """Serve the admin API (TLS) in the foreground (Type=notify under systemd)."""
     cfg = _config(config)
-    configure_logging(cfg)
+    _logging(cfg, "qvd-api", log, journal_socket)
     endpoint = api_endpoint(cfg)
     for line in login_instructions(endpoint):
         typer.echo(line)
     try:
-        serve(cfg)
+        serve_api(cfg)
     except ServeError as exc:
         raise _Failure(str(exc)) from None
 

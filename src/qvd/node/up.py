@@ -14,7 +14,6 @@ machine without hardware virtualisation, that takes tens of seconds).
 
 from __future__ import annotations
 
-import signal
 import socket
 import sys
 import threading
@@ -22,12 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 from qvd.api import api_endpoint, login_instructions, serve
 from qvd.config import Config
-from qvd.config.names import NameRuleError
 from qvd.db import (
     DatabaseTarget,
     EmbeddedCluster,
@@ -39,20 +36,27 @@ from qvd.db import (
 )
 from qvd.di import ensure_image
 from qvd.hkd.addressing import vm_network
-from qvd.hkd.daemon import Hkd, HkdStartError
+from qvd.hkd.daemon import Hkd
 from qvd.hkd.egress import EgressSettings, how_to_enable
 from qvd.hkd.pidlock import LockHeld, PidLock
 from qvd.hkd.runner import configure_logging
-from qvd.node.daemons import node_services
+from qvd.node.bringup import (
+    NodeStartError,
+    install_needs,
+    register_node,
+    start_hkd,
+    stop_on_signals,
+)
 from qvd.node.demo import (
     DemoDesktop,
     desktop_state,
     ensure_demo_desktop,
     import_demo_image,
-    register_host,
     start_desktop,
 )
-from qvd.node.hostneeds import HostNeeds, PackageError, ensure_packages, host_needs
+from qvd.node.hostneeds import HostNeeds
+from qvd.node.sdnotify import notifier_from_env
+from qvd.node.units import systemd_is_running
 from qvd.portal import PortalServer
 
 __all__ = [
@@ -67,10 +71,6 @@ __all__ = [
 
 class NodeAlreadyRunning(EmbeddedClusterError):
     """Another ``qvd up`` holds this node's lock."""
-
-
-class NodeStartError(EmbeddedClusterError):
-    """A part of the node could not start; the message says which and why."""
 
 
 @dataclass(slots=True)
@@ -129,20 +129,14 @@ def _bring_up_rest(
         engine.dispose()
     if result.migrated_from != result.schema:
         say(f"schema migrated from {result.migrated_from or 'empty'} to {result.schema}")
-    hypervisor = config.get("vm.hypervisor")
-    needs = host_needs(hypervisor)
     report = UpReport(
         cluster=cluster,
         database=target.describe(),
         schema=result.schema,
         superadmin_password=result.superadmin_password,
-        needs=needs,
         target=target,
     )
-    try:
-        ensure_packages(needs.packages, f"vm.hypervisor = {hypervisor}", say)
-    except PackageError as exc:
-        raise NodeStartError(str(exc)) from None
+    report.needs = needs = install_needs(config, say)
     recipe = config.get("node.demo.recipe").strip()
     if recipe:
         report.demo_image = _demo_image(config, recipe, needs.image_format, say)
@@ -215,12 +209,7 @@ def _start_node(
     engine = make_engine(target)
     desktop: DemoDesktop | None = None
     try:
-        try:
-            host_id, created = register_host(engine, config.get("nodename"), address)
-        except NameRuleError as exc:
-            raise NodeStartError(
-                f"this node cannot register itself: {exc}; set `nodename` in its configuration"
-            ) from None
+        host_id, created = register_node(engine, config.get("nodename"), address)
         say(f"node {config.get('nodename')!r}: host {host_id} at {address}"
             + (" (registered now)" if created else ""))  # fmt: skip
         if image is not None:
@@ -236,11 +225,7 @@ def _start_node(
             )  # fmt: skip
     finally:
         engine.dispose()
-    hkd = Hkd(config, target=target, services=node_services(config, target))
-    try:
-        hkd.start()
-    except HkdStartError as exc:
-        raise NodeStartError(f"the node daemon cannot start: {exc}") from None
+    hkd = start_hkd(config, target)
     say(f"node daemon running; VM bridge {config.get('vm.network.bridge')} on {network}")
     return hkd, host_id, address, desktop
 
@@ -346,6 +331,9 @@ def _summary(report: UpReport, out: TextIO, log_file: Path | None) -> None:
             print(line, file=out)
     if log_file is not None:
         print(f"  logs:     {log_file}", file=out)
+    if systemd_is_running():
+        print("  services: `qvd node units --install` runs this node under systemd instead",
+              file=out)  # fmt: skip
     print("Stop with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
 
 
@@ -374,34 +362,32 @@ def run_up(config: Config, out: TextIO, stop_event: threading.Event | None = Non
             f"another `qvd up` (pid {held.holder}) is running this node ({held.path})"
         ) from None
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    notifier = notifier_from_env()
     report: UpReport | None = None
-    try:
+    with stop_on_signals(stop):
+        try:
 
-        def say(line: str) -> None:
-            print(line, file=out, flush=True)
+            def say(line: str) -> None:
+                print(line, file=out, flush=True)
 
-        report = bring_up(config, say)
-        _boot_if_slow(report, say, stop)
-        _summary(report, out, log_file)
-        while not stop.wait(1.0):
-            pass
-        print("stopping…", file=out, flush=True)
-    finally:
-        if report is not None and report.api is not None:
-            report.api.stop()
-            print("admin API stopped", file=out, flush=True)
-        if report is not None and report.hkd is not None:
-            report.hkd.stop()
-            if report.hkd.network is not None:
-                report.hkd.network.remove(guard=True)
-            print("node daemon stopped", file=out, flush=True)
-        if report is not None and report.cluster is not None:
-            report.cluster.stop()
-            print("embedded PostgreSQL stopped", file=out, flush=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        lock.release()
+            report = bring_up(config, say)
+            _boot_if_slow(report, say, stop)
+            _summary(report, out, log_file)
+            notifier.ready("QVD node is up")
+            while not stop.wait(1.0):
+                pass
+            notifier.stopping()
+            print("stopping…", file=out, flush=True)
+        finally:
+            if report is not None and report.api is not None:
+                report.api.stop()
+                print("admin API stopped", file=out, flush=True)
+            if report is not None and report.hkd is not None:
+                report.hkd.stop()
+                if report.hkd.network is not None:
+                    report.hkd.network.remove(guard=True)
+                print("node daemon stopped", file=out, flush=True)
+            if report is not None and report.cluster is not None:
+                report.cluster.stop()
+                print("embedded PostgreSQL stopped", file=out, flush=True)
+            lock.release()

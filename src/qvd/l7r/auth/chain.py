@@ -35,6 +35,19 @@ from qvd.loginlimit import FailureLimiter
 __all__ = ["Authenticator", "PluginFactory"]
 
 PluginFactory = Callable[[], AuthPlugin]
+# told the part of a login that refused it (``qvd.l7r.metrics``: failures by plugin)
+FailureSink = Callable[[str], None]
+
+
+class _Blame:
+    """Which part of one login is at work: a plugin's name, ``token`` (a bearer
+    token), ``request`` (before the chain), ``account`` (after it: not registered,
+    blocked) or ``rate_limit``; a refusal is put down to it."""
+
+    __slots__ = ("source",)
+
+    def __init__(self) -> None:
+        self.source = "request"
 
 
 def _ldap() -> AuthPlugin:
@@ -58,8 +71,10 @@ class Authenticator:
         *,
         plugins: Mapping[str, PluginFactory] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_failure: FailureSink = lambda source: None,
     ) -> None:
         self._plugins = dict(plugins or _builtin_plugins())
+        self._on_failure = on_failure
         self.limiter = FailureLimiter(
             config.get_int("l7r.auth.rate_limit.attempts"),
             config.get_int("l7r.auth.rate_limit.window"),
@@ -84,10 +99,29 @@ class Authenticator:
         self, conn: Connection, config: Config, headers: Mapping[str, str], address: str
     ) -> Principal:
         """Authenticate a request (commits what plugins and token use wrote)."""
+        blame = _Blame()
+        try:
+            return self._login(conn, config, headers, address, blame)
+        except TooManyAttempts:
+            self._on_failure("rate_limit")
+            raise
+        except Unauthorized:
+            self._on_failure(blame.source)
+            raise
+
+    def _login(
+        self,
+        conn: Connection,
+        config: Config,
+        headers: Mapping[str, str],
+        address: str,
+        blame: _Blame,
+    ) -> Principal:
         credentials = parse_authorization(headers.get("authorization"))
         address_key = f"addr:{address}"
         self._refuse_after(self.limiter.blocked_for(address_key))
         if not isinstance(credentials, Basic):
+            blame.source = "token"
             try:
                 principal = bearer_login(conn, credentials.candidates)
             except Unauthorized:
@@ -126,7 +160,7 @@ class Authenticator:
         )
         ctx = AuthContext(conn=conn, config=config)
         try:
-            principal = self._run_chain(ctx, attempt, tenant_blocked=bool(row[1]))
+            principal = self._run_chain(ctx, attempt, blame, tenant_blocked=bool(row[1]))
         except Unauthorized:
             conn.rollback()
             self._refuse_after(self.limiter.verdict(address_key, user_key, accepted=False))
@@ -169,14 +203,26 @@ class Authenticator:
             self._refuse_after(wait)
         conn.commit()
 
-    def _run_chain(self, ctx: AuthContext, attempt: Attempt, *, tenant_blocked: bool) -> Principal:
+    def _run_chain(
+        self, ctx: AuthContext, attempt: Attempt, blame: _Blame, *, tenant_blocked: bool
+    ) -> Principal:
         chain = self.chain(ctx.config, attempt.tenant_id)
         for plugin in chain:
+            blame.source = plugin.name
             plugin.split_password(ctx, attempt)
-        if not any(plugin.authenticate(ctx, attempt) for plugin in chain):
+        accepted = False
+        for plugin in chain:
+            blame.source = plugin.name
+            if plugin.authenticate(ctx, attempt):
+                accepted = True
+                break
+        if not accepted:  # every plugin declined: put down to all of them, in order
+            blame.source = "+".join(plugin.name for plugin in chain) or "request"
             raise Unauthorized("wrong login or password")
         for plugin in chain:
+            blame.source = plugin.name
             plugin.after_authenticate(ctx, attempt)
+        blame.source = "account"
         user = ctx.conn.execute(
             text(
                 f"SELECT id, blocked, {password_fp_sql('password')} FROM users "
