@@ -124,6 +124,7 @@ class World:
     vms: dict[str, int] = field(default_factory=dict)
     roles: dict[str, int] = field(default_factory=dict)
     props: dict[str, int] = field(default_factory=dict)
+    policies: dict[str, int] = field(default_factory=dict)  # made by the tests that need them
     host: int = 0
 
 

@@ -15,7 +15,7 @@ from qvd.db import (
     verify_password,
 )
 from qvd.db.models import Administrator
-from qvd.db.seed_acls import ACLS
+from qvd.db.seed_acls import ALL_ACLS
 
 
 def test_init_from_empty_creates_the_superadmin_once(empty_db: DatabaseTarget) -> None:
@@ -35,7 +35,7 @@ def test_init_from_empty_creates_the_superadmin_once(empty_db: DatabaseTarget) -
             assert admin.password is not None
             assert admin.password.startswith("$argon2id$")
             assert verify_password(admin.password, first.superadmin_password)
-            assert administrator_acls(session, admin.id) == frozenset(ACLS)
+            assert administrator_acls(session, admin.id) == frozenset(ALL_ACLS)
 
         new = reset_admin_password(engine, "superadmin")
         with Session(engine) as session:

@@ -30,6 +30,8 @@ WIDENED = ("user_tokens", "host_runtimes")
 # 0008 (spy tickets): a new table, empty at upgrade (tickets live 60 seconds)
 SPY_TABLES = ("vm_spy_tickets",)
 FLEET_TABLES = ("session_history", "policies", "node_join_tokens")  # 0009
+# 0009 also seeds the policies' ACLs and built-in roles: rows on top of the old ones
+FLEET_SEEDED = ("acls", "roles", "acl_role_relations", "role_role_relations")
 
 Snapshot = dict[str, list[str]]
 
@@ -320,7 +322,10 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
     at_head = snapshot(engine)
     new_tables = (*VIEW_TABLES, *LOGIN_TABLES, *SPY_TABLES, *FLEET_TABLES)
     assert set(at_head) - set(filled) == set(new_tables)
-    assert _without(at_head, (*new_tables, *WIDENED)) == _without(filled, WIDENED)
+    assert _without(at_head, (*new_tables, *WIDENED, *FLEET_SEEDED)) == _without(
+        filled, (*WIDENED, *FLEET_SEEDED)
+    )
+    assert all(set(filled[t]) < set(at_head[t]) for t in FLEET_SEEDED)
     assert all(at_head[t] == [] for t in new_tables)
     assert len(at_head["user_tokens"]) == len(filled["user_tokens"])
     with engine.connect() as conn:
@@ -339,7 +344,11 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
 
     db_upgrade(engine)
     assert schema_status(engine).current == head
-    assert _without(snapshot(engine), (*new_tables, *WIDENED)) == _without(filled, WIDENED)
+    again = snapshot(engine)
+    assert _without(again, (*new_tables, *WIDENED, *FLEET_SEEDED)) == _without(
+        filled, (*WIDENED, *FLEET_SEEDED)
+    )
+    assert all(set(filled[t]) < set(again[t]) for t in FLEET_SEEDED)
 
 
 def test_seed_rows_are_untouched_by_a_round_trip_of_a_filled_database(

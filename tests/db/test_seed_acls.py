@@ -20,7 +20,7 @@ from qvd.db.models import (
     Tenant,
     User,
 )
-from qvd.db.seed_acls import ACLS, BUILTIN_ROLES
+from qvd.db.seed_acls import ACLS, ALL_ACLS, ALL_BUILTIN_ROLES, POLICY_ACLS
 
 
 def _role(session: Session, name: str) -> int:
@@ -42,18 +42,19 @@ def test_tenants(session: Session) -> None:
 
 def test_full_acl_list(session: Session) -> None:
     names = set(session.scalars(select(Acl.name)))
-    assert len(names) == len(ACLS) == 244
+    assert len(names) == len(ALL_ACLS) == 244 + len(POLICY_ACLS)
+    assert len(ACLS) == 244  # as revision 0003 seeded them
     assert {"vm.update.state", "di.create.default", "config.qvd.", "tenant.purge."} <= names
     by_object = {a.split(".")[0] for a in names}
     assert by_object == {
         "administrator", "config", "di", "host", "log", "osf", "property", "role", "tenant",
-        "user", "views", "vm",
+        "user", "views", "vm", "policy",
     }  # fmt: skip
 
 
 def test_builtin_roles(session: Session) -> None:
     roles = {r.name: r for r in session.scalars(select(Role).where(Role.tenant_id == -1))}
-    assert set(roles) == {spec.name for spec in BUILTIN_ROLES}
+    assert set(roles) == {spec.name for spec in ALL_BUILTIN_ROLES}
     assert all(r.fixed for r in roles.values())
     public = {n for n, r in roles.items() if not r.internal}
     assert public == {"Root", "Operator L1", "Operator L2", "Operator L3"}
@@ -63,7 +64,7 @@ def test_builtin_roles(session: Session) -> None:
 
 
 def test_root_has_every_acl_and_operators_nest(session: Session) -> None:
-    assert role_acls(session, _role(session, "Root")) == frozenset(ACLS)
+    assert role_acls(session, _role(session, "Root")) == frozenset(ALL_ACLS)
     l1 = role_acls(session, _role(session, "Operator L1"))
     l2 = role_acls(session, _role(session, "Operator L2"))
     l3 = role_acls(session, _role(session, "Operator L3"))

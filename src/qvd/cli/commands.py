@@ -34,7 +34,7 @@ __all__ = [
 ACTION_OBJECT = {
     "vm": "vm", "user": "user", "host": "host", "osf": "osf", "di": "di", "tenant": "tenant",
     "admin": "administrator", "role": "role", "acl": "acl", "log": "log", "property": "property",
-    "config": "config",
+    "config": "config", "policy": "policy",
 }
 DEFAULT_COLUMNS: dict[str, list[str]] = {
     "vm": ["id", "name", "blocked", "user_name", "host_name", "di_name", "ip", "ip_in_use",
@@ -52,6 +52,8 @@ DEFAULT_COLUMNS: dict[str, list[str]] = {
     "log": ["time", "administrator_name", "type_of_action", "qvd_object", "object_name",
             "status"],
     "property": ["id", "key", "description"],
+    "policy": ["id", "name", "kind", "enabled", "osf_name", "minutes", "at_minute", "weekdays",
+               "timezone", "size", "last_run_at"],
 }
 _NAMES = {
     "vm": ("VM", "VMs"), "user": ("user", "users"), "host": ("host", "hosts"),
@@ -60,6 +62,7 @@ _NAMES = {
     "acl": ("ACL", "ACLs"), "log": ("log entry", "log entries"),
     "property": ("property", "properties"),
     "config": ("configuration token", "configuration tokens"),
+    "policy": ("policy", "policies"),
 }
 _QUESTIONS = {
     "del": "Delete {n}?", "set": "Change {n}?", "block": "Block {n}?", "unblock": "Unblock {n}?",

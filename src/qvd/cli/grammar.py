@@ -18,7 +18,7 @@ __all__ = ["OBJECTS", "VERBS", "VERBS_OF", "Command", "GrammarError", "parse", "
 
 OBJECTS = (
     "vm", "user", "host", "osf", "di", "tenant", "config", "admin", "role", "acl", "log",
-    "property",
+    "property", "policy",
 )  # fmt: skip
 VERBS = (
     "get", "new", "set", "del", "block", "unblock", "start", "stop", "disconnect", "tag",
@@ -37,6 +37,7 @@ VERBS_OF: dict[str, tuple[str, ...]] = {
     "acl": ("get",),
     "log": ("get",),
     "property": ("get", "new", "set", "del", "assign", "unassign"),
+    "policy": ("get", "new", "set", "del"),
 }
 _WITH_ASSIGNMENTS = ("new", "set", "ssl")
 _OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
@@ -53,6 +54,7 @@ _ALIASES: dict[str, dict[str, str]] = {
     "log": {"admin": "administrator_name", "admin_name": "administrator_name",
             "object": "qvd_object"},
     "property": {"name": "key"},
+    "policy": {"tenant": "tenant_name", "osf": "osf_name"},
 }  # fmt: skip
 _DEFAULT_NAME = {"config": "key", "property": "key", "di": "disk_image", "log": "object_name"}
 _TOKEN = re.compile(r'"([^"]*)"|\'([^\']*)\'|(!=|<=|>=|[=<>~,;!()\[\]:])|([^\s=<>~,;!()\[\]:"\']+)')

@@ -12,7 +12,7 @@ USAGE = """usage: qa [options] <object> [<filters>] <verb> [<arguments>] [order 
        qa [options] [shell]        interactive: one command per line, one API session
        qa [options] password|usage [<command>]|version
 
-Objects: vm user host osf di tenant config admin role acl log property
+Objects: vm user host osf di tenant config admin role acl log property policy
 Verbs:   get new set del block unblock start stop disconnect tag untag assign unassign
          can default ssl
 Filters: k=v  k!=v  k<v  k>v  k<=v  k>=v  k~%pat%  k=[a,b]  k=[a:b]
@@ -65,6 +65,9 @@ OBJECT_HELP = {
     "acl": "ACL names (read only)",
     "log": "the audit log (read only)",
     "property": "custom property keys: new key=…, objects=[vm,user]; assign vm, user",
+    "policy": "policies the leader node applies: new name=…, kind=idle_stop|idle_suspend|"
+    'max_session|scheduled_start|scheduled_stop|warm_pool[, minutes=…, at="HH:MM"|at_minute=…,'
+    " weekdays=[mon,tue,…], timezone=Europe/Madrid, size=…, osf_id=…, enabled=0|1]",
 }
 
 VERB_HELP = {

@@ -56,6 +56,7 @@ RULES: tuple[tuple[str, Applies], ...] = (
     ("log.", _R),
     ("node.", _R),
     ("hkd.process.limit.", _R),
+    ("policy.enable", _R),  # whether the HKD starts its policy runner (qvd.policy)
     # the L7R's listener, TLS, worker pools and per-process limiters
     ("l7r.address", _R),
     ("l7r.port", _R),

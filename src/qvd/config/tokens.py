@@ -724,6 +724,42 @@ TOKENS: tuple[Token, ...] = (
         "waits for a primary (a failover) while it retries; a connection lost during "
         "a commit is never retried (the change may have been made).",
     ),
+    # --- policies (issue #17, engineer "policy": qvd.policy) -------------------------
+    _t(
+        "policy.enable",
+        "1",
+        BOOL,
+        "Whether this node's HKD takes part in the policy leader election (every node "
+        "tries; one at a time holds the PostgreSQL advisory lock and applies the policies).",
+    ),
+    _t(
+        "policy.tick.seconds",
+        "30",
+        NUM,
+        "Seconds between two policy passes of the leader (and between two tries of a node "
+        "that does not lead). Policy times stay in minutes; this is how soon they are seen.",
+    ),
+    _t(
+        "policy.schedule.catchup.minutes",
+        "60",
+        INT,
+        "A scheduled start/stop missed (no leader at its minute) still runs when a leader "
+        "sees it within this many minutes; an older occurrence is skipped.",
+    ),
+    _t(
+        "policy.warm_pool.weeks",
+        "4",
+        INT,
+        "Weeks of session history a warm pool looks back on to find who usually connects "
+        "at this weekday and hour.",
+    ),
+    _t(
+        "policy.warm_pool.min_days",
+        "2",
+        INT,
+        "Days (of those weeks, on this weekday) a user must have connected in the window "
+        "for the warm pool to count them as usual.",
+    ),
 )
 
 FAMILIES: tuple[Family, ...] = (

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ACLS", "BUILTIN_ROLES", "OBJECT_ROLE_PREFIXES", "RoleSpec", "acls_matching"]
+__all__ = [
+    "ACLS",
+    "ALL_ACLS",
+    "ALL_BUILTIN_ROLES",
+    "BUILTIN_ROLES",
+    "OBJECT_ROLE_PREFIXES",
+    "POLICY_ACLS",
+    "POLICY_ROLES",
+    "POLICY_ROLE_PARENTS",
+    "RoleSpec",
+    "acls_matching",
+]
 
 _ACL_TEXT: dict[str, str] = {
     "administrator": """create. create.language delete. see.acl-list see.acl-list-roles
@@ -160,3 +171,34 @@ def _builtin_roles() -> tuple[RoleSpec, ...]:
 
 
 BUILTIN_ROLES: tuple[RoleSpec, ...] = _builtin_roles()
+
+
+# ---- added by revision 0009 (the fleet): policies -------------------------------------------
+# (ACLS and BUILTIN_ROLES above stay as 0003 seeded them; 0009 adds these rows)
+POLICY_ACLS: tuple[str, ...] = (
+    "policy.create.",
+    "policy.delete.",
+    "policy.see-main.",
+    "policy.update.",
+)
+POLICY_ROLES: tuple[RoleSpec, ...] = (
+    RoleSpec(name="Policies Reader", acls=("policy.see-main.",)),
+    RoleSpec(name="Policies Creator", acls=("policy.create.",)),
+    RoleSpec(name="Policies Updater", acls=("policy.update.",)),
+    RoleSpec(name="Policies Eraser", acls=("policy.delete.",)),
+    RoleSpec(
+        name="Policies Manager",
+        inherits=("Policies Reader", "Policies Creator", "Policies Updater", "Policies Eraser"),
+    ),
+)
+# built-in role -> the policy role it inherits from 0009 on
+POLICY_ROLE_PARENTS: dict[str, str] = {
+    "QVD Reader": "Policies Reader",
+    "QVD Creator": "Policies Creator",
+    "QVD Updater": "Policies Updater",
+    "QVD Eraser": "Policies Eraser",
+    "QVD Manager": "Policies Manager",
+}
+ALL_ACLS: tuple[str, ...] = ACLS + POLICY_ACLS
+"""Every ACL at the head revision."""
+ALL_BUILTIN_ROLES: tuple[RoleSpec, ...] = BUILTIN_ROLES + POLICY_ROLES

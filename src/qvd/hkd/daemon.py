@@ -57,6 +57,7 @@ from qvd.hkd.reconcile import Reconciler
 from qvd.hkd.settings import HkdSettings
 from qvd.hkd.watchdog import WatchdogHandle
 from qvd.hkd.workqueue import WorkQueue
+from qvd.policy.runner import PolicyRunner
 
 __all__ = ["Hkd", "HkdStartError", "HostedService", "ServiceFactory", "backend_facts_line"]
 
@@ -168,6 +169,7 @@ class Hkd:
         self.dhcp: NodeDhcp | None = None  # the node's DHCP server (vm.network.use_dhcp)
         self.live = LiveConfig(self.config, self.engine)  # the rows, followed by config_watch
         self.config_watch: ConfigWatch | None = None
+        self.policies: PolicyRunner | None = None  # the policy leader election (qvd.policy)
 
     @property
     def fenced(self) -> bool:
@@ -280,6 +282,10 @@ class Hkd:
         )  # fmt: skip
         watch = self.config_watch
         self._spawn("config", lambda: watch.run(self._stop))
+        if self.config.get_bool("policy.enable"):  # the policy leader election (qvd.policy)
+            self.policies = PolicyRunner(self.engine, self._listen_target, self.live.get,
+                                         stop=self._stop, may_lead=self._may_lead)  # fmt: skip
+            self._spawn("policy", self.policies.run)
         self.fencer.start()
         try:
             for make in self._service_factories:
@@ -347,6 +353,10 @@ class Hkd:
         except (ValueError, ConfigValueError, NetworkError, EgressError) as exc:
             raise HkdStartError(str(exc)) from None
         return node
+
+    def _may_lead(self) -> bool:
+        """Whether this node may lead the policies now (a fenced node may not)."""
+        return not self.fenced
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"hkd-{name}", daemon=True)

@@ -218,6 +218,7 @@ _TARGET = {
     "administrator": "admins",
     "tenant": "tenants",
     "property": "props",
+    "policy": "policies",
 }
 
 # Arguments that would change an object if the action reached it.
@@ -269,6 +270,8 @@ _ARGS: dict[str, dict[str, Any]] = {
         "visible": True,
     },
     "config_wat_update": {"language": "es", "block": 99, "tenant_id": 0},
+    "policy_update": {"minutes": 1, "enabled": True},
+    "policy_create": {"name": "x", "kind": "idle_stop", "minutes": 1, "tenant_id": 0},
 }
 
 _B_TABLES = {
@@ -291,6 +294,7 @@ _B_TABLES = {
     "tenant_views": "SELECT * FROM tenant_views WHERE tenant_id = :t",
     "admin_views": "SELECT v.* FROM administrator_views v JOIN administrators a "
     "ON a.id = v.administrator_id WHERE a.tenant_id = :t",
+    "policies": "SELECT * FROM policies WHERE tenant_id = :t",
 }
 
 
@@ -305,7 +309,8 @@ def _snapshot(engine: Engine, tenant_id: int) -> str:
 
 
 def _b_ids(world: World) -> dict[str, int]:
-    return {kind: getattr(world, kind)["B"] for kind in set(_TARGET.values())}
+    # (a kind the test's world has no object of yet is aimed at no object: id 0)
+    return {kind: getattr(world, kind).get("B", 0) for kind in set(_TARGET.values())}
 
 
 def _request(name: str, world: World) -> dict[str, Any]:
@@ -345,7 +350,7 @@ def _mentions_b(payload: Any, world: World) -> list[str]:
     text_ = json.dumps(payload)
     return [
         word
-        for word in ("tenantB", "userb", "osfB", "vmB", "adminB", "roleB", "imageB.tar")
+        for word in ("tenantB", "userb", "osfB", "vmB", "adminB", "roleB", "imageB.tar", "policyB")
         if word in text_
     ]
 
@@ -373,6 +378,15 @@ def seeded(shared: tuple[Api, World, Engine]) -> tuple[Api, World, Engine]:
     ):
         r = api.act(action, sid=sid, arguments=args)
         assert r["status"] == 0, r
+    # a policy of tenant B (disabled: no leader runs here anyway)
+    r = api.act(
+        "policy_create",
+        sid=api.login("root"),
+        arguments={"name": "policyB", "kind": "idle_stop", "minutes": 30, "enabled": False,
+                   "tenant_id": world.tenants["B"], "osf_id": world.osfs["B"]},
+    )  # fmt: skip
+    assert r["status"] == 0, r
+    world.policies["B"] = r["rows"][0]["id"]
     # B's first property key, assigned to every object type (for *_property_list)
     r = api.act(
         "property_update",

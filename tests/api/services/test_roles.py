@@ -6,7 +6,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from qvd.db.models import Role
-from qvd.db.seed_acls import ACLS, acls_matching
+from qvd.db.seed_acls import ALL_ACLS as ACLS
+from qvd.db.seed_acls import acls_matching
 from tests.api.conftest import Api, World
 from tests.api.services.test_properties import _admin, _leaks_b, _ok
 

@@ -209,6 +209,10 @@ class Args:
     def has(self, name: str) -> bool:
         return name in self._raw
 
+    def peek(self, name: str) -> Any:
+        """The raw value of ``name`` (None when absent), not taken."""
+        return self._raw.get(name)
+
     def take(
         self,
         name: str,

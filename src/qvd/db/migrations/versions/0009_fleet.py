@@ -18,6 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from qvd.db.seed_acls import POLICY_ACLS, POLICY_ROLE_PARENTS, POLICY_ROLES
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -128,9 +130,54 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_node_join_tokens")),
     )
     op.create_index(op.f("ix_node_join_tokens_expiration"), "node_join_tokens", ["expiration"])
+    _seed_policy_acls()
+
+
+def _seed_policy_acls() -> None:
+    """The policies' ACLs and built-in roles (``qvd.db.seed_acls.POLICY_*``): Policies
+    Reader/Creator/Updater/Eraser/Manager, inherited by the QVD role of each kind."""
+    conn = op.get_bind()
+    acl_ids = {
+        name: conn.execute(
+            sa.text("INSERT INTO acls (name) VALUES (:n) RETURNING id"), {"n": name}
+        ).scalar_one()
+        for name in POLICY_ACLS
+    }
+    role_ids: dict[str, int] = {}
+    for spec in POLICY_ROLES:
+        role_ids[spec.name] = conn.execute(
+            sa.text(
+                "INSERT INTO roles (tenant_id, name, internal, fixed, description)"
+                " VALUES (-1, :n, :i, true, 'Built-in role') RETURNING id"
+            ),
+            {"n": spec.name, "i": spec.internal},
+        ).scalar_one()
+        for acl in spec.acls:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO acl_role_relations (acl_id, role_id, positive)"
+                    " VALUES (:a, :r, true)"
+                ),
+                {"a": acl_ids[acl], "r": role_ids[spec.name]},
+            )
+    inherit = sa.text(
+        "INSERT INTO role_role_relations (inheritor_id, inherited_id) VALUES (:heir, :parent)"
+    )
+    for spec in POLICY_ROLES:
+        for parent in spec.inherits:
+            conn.execute(inherit, {"heir": role_ids[spec.name], "parent": role_ids[parent]})
+    for heir, parent in POLICY_ROLE_PARENTS.items():
+        heir_id = conn.execute(
+            sa.text("SELECT id FROM roles WHERE tenant_id = -1 AND name = :n"), {"n": heir}
+        ).scalar_one()
+        conn.execute(inherit, {"heir": heir_id, "parent": role_ids[parent]})
 
 
 def downgrade() -> None:
+    op.execute(
+        "DELETE FROM roles WHERE tenant_id = -1 AND name LIKE 'Policies %';"
+        " DELETE FROM acls WHERE name LIKE 'policy.%'"
+    )
     op.drop_table("node_join_tokens")
     op.drop_table("policies")
     op.drop_table("session_history")
