@@ -11,7 +11,7 @@ action answers again), ``hkd_back_s`` (the HKD has written a heartbeat on the ne
 primary), ``failover_s`` (both). Patroni's own detection (its leader TTL) comes on
 top: see docs/ha-postgresql.md.
 
-    PYTHONPATH=src:. .venv/bin/python bench/failover.py [--quick]
+    .venv/bin/python bench/failover.py [--quick]
 
 The last line is ``failover_s=… api_back_s=… hkd_back_s=… promote_s=… fenced=0|1``
 (the worst of the rounds: 1 with --quick, 3 otherwise). ``bench/fleet.py`` imports
@@ -24,23 +24,36 @@ import argparse
 import logging
 import sys
 import time
-
-from tests.db.failover_stage import Stage, fail_over_and_time, failover_stage, wait_for
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from benchkit import exit_on_sigterm, run_main
 
 __all__ = ["main", "measure"]
 
 
+def _stage() -> ModuleType:
+    """tests/db/failover_stage.py (the repository's root put on the path: this bench
+    is run as ``bench/failover.py`` or loaded by bench/fleet.py)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.append(root)
+    from tests.db import failover_stage
+
+    return failover_stage
+
+
 def _one_round() -> dict[str, float]:
-    with failover_stage() as stage:
-        _desktop_running(stage)
-        figures = fail_over_and_time(stage)
+    stage_kit = _stage()
+    with stage_kit.failover_stage() as stage:
+        _desktop_running(stage, stage_kit.wait_for)
+        figures: dict[str, float] = stage_kit.fail_over_and_time(stage)
         figures["fenced"] = float(stage.hkd.fenced or stage.hkd.fencer.fence_count > 0)
         return figures
 
 
-def _desktop_running(stage: Stage) -> None:
+def _desktop_running(stage: Any, wait_for: Any) -> None:
     vm_id = stage.world.vms["A"]
     answer = stage.act("vm_start", filters={"id": vm_id})
     if answer["status"] != 0:
