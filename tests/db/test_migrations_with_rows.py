@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from qvd.db import DatabaseTarget, make_engine, schema_status
 from qvd.db import downgrade as db_downgrade
 from qvd.db import upgrade as db_upgrade
+from qvd.db.seed_acls import LATER_ACLS
 
 # The first revision with the seed rows (tenants, states, ACLs, roles): before it no
 # row of a deployment can exist, as every object belongs to a tenant.
@@ -30,8 +31,8 @@ WIDENED = ("user_tokens", "host_runtimes")
 # 0008 (spy tickets): a new table, empty at upgrade (tickets live 60 seconds)
 SPY_TABLES = ("vm_spy_tickets",)
 FLEET_TABLES = ("session_history", "policies", "node_join_tokens")  # 0009
-# 0009 also seeds the policies' ACLs and built-in roles: rows on top of the old ones
-FLEET_SEEDED = ("acls", "roles", "acl_role_relations", "role_role_relations")
+# 0009 also seeds the policies' ACLs and built-in roles and the session history's ACL
+LATER_SEEDED = ("acls", "roles", "acl_role_relations", "role_role_relations")
 
 Snapshot = dict[str, list[str]]
 
@@ -322,10 +323,12 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
     at_head = snapshot(engine)
     new_tables = (*VIEW_TABLES, *LOGIN_TABLES, *SPY_TABLES, *FLEET_TABLES)
     assert set(at_head) - set(filled) == set(new_tables)
-    assert _without(at_head, (*new_tables, *WIDENED, *FLEET_SEEDED)) == _without(
-        filled, (*WIDENED, *FLEET_SEEDED)
-    )
-    assert all(set(filled[t]) < set(at_head[t]) for t in FLEET_SEEDED)
+    kept = (*WIDENED, *LATER_SEEDED)
+    assert _without(at_head, (*new_tables, *kept)) == _without(filled, kept)
+    for table in LATER_SEEDED:
+        assert set(filled[table]) < set(at_head[table]), table
+    added = set(at_head["acls"]) - set(filled["acls"])
+    assert sorted(a.split(",")[1] for a in added) == sorted(LATER_ACLS)
     assert all(at_head[t] == [] for t in new_tables)
     assert len(at_head["user_tokens"]) == len(filled["user_tokens"])
     with engine.connect() as conn:
@@ -344,11 +347,7 @@ def test_rows_survive_up_to_head_down_to_the_seed_and_up_again(engine_at_seed: E
 
     db_upgrade(engine)
     assert schema_status(engine).current == head
-    again = snapshot(engine)
-    assert _without(again, (*new_tables, *WIDENED, *FLEET_SEEDED)) == _without(
-        filled, (*WIDENED, *FLEET_SEEDED)
-    )
-    assert all(set(filled[t]) < set(again[t]) for t in FLEET_SEEDED)
+    assert _without(snapshot(engine), (*new_tables, *kept)) == _without(filled, kept)
 
 
 def test_seed_rows_are_untouched_by_a_round_trip_of_a_filled_database(

@@ -23,6 +23,7 @@ import pytest
 
 from qvd.config import load_config
 from qvd.db import embedded_cluster, verify_password
+from qvd.db.seed_acls import ALL_ACLS
 from qvd.di.screenshot import take_screenshot
 from qvd.di.testbed import Xvfb
 from qvd.hkd.network import NodeNetwork
@@ -233,7 +234,7 @@ def test_up_creates_runs_and_stops_the_database(
     role_password = cluster.password_file.read_text().strip()
     with psycopg.connect(host="127.0.0.1", port=cluster.port, user="qvd", dbname="qvd",
                          password=role_password) as conn:  # fmt: skip
-        assert conn.execute("SELECT count(*) FROM acls").fetchone() == (244,)
+        assert conn.execute("SELECT count(*) FROM acls").fetchone() == (len(ALL_ACLS),)
         host = conn.execute(
             "SELECT h.address, r.state FROM hosts h JOIN host_runtimes r ON r.host_id = h.id "
             "WHERE h.name = 'test-node'"

@@ -34,7 +34,7 @@ __all__ = [
 ACTION_OBJECT = {
     "vm": "vm", "user": "user", "host": "host", "osf": "osf", "di": "di", "tenant": "tenant",
     "admin": "administrator", "role": "role", "acl": "acl", "log": "log", "property": "property",
-    "config": "config", "policy": "policy",
+    "config": "config", "policy": "policy", "session": "session",
 }
 DEFAULT_COLUMNS: dict[str, list[str]] = {
     "vm": ["id", "name", "blocked", "user_name", "host_name", "di_name", "ip", "ip_in_use",
@@ -54,6 +54,8 @@ DEFAULT_COLUMNS: dict[str, list[str]] = {
     "property": ["id", "key", "description"],
     "policy": ["id", "name", "kind", "enabled", "osf_name", "minutes", "at_minute", "weekdays",
                "timezone", "size", "last_run_at"],
+    "session": ["started_at", "kind", "result", "login", "vm_name", "host_name",
+                "client_address", "transport", "duration", "end_reason"],
 }
 _NAMES = {
     "vm": ("VM", "VMs"), "user": ("user", "users"), "host": ("host", "hosts"),
@@ -63,6 +65,7 @@ _NAMES = {
     "property": ("property", "properties"),
     "config": ("configuration token", "configuration tokens"),
     "policy": ("policy", "policies"),
+    "session": ("session history row", "session history rows"),
 }
 _QUESTIONS = {
     "del": "Delete {n}?", "set": "Change {n}?", "block": "Block {n}?", "unblock": "Unblock {n}?",
@@ -167,6 +170,8 @@ def list_page(client: ApiClient, command: Command, block: int, page: int) -> Api
     action = "config_get" if obj == "config" else f"{obj}_get_list"
     filters = _flat(command.filters) if obj == "config" else command.filters
     order = {"field": command.order, "order": "-desc" if command.descending else "-asc"}
+    if obj == "session" and not command.order:  # the history: newest first
+        order = {"field": ["started_at", "id"], "order": "-desc"}
     return client.action(
         action,
         filters=filters or {},

@@ -18,7 +18,7 @@ __all__ = ["OBJECTS", "VERBS", "VERBS_OF", "Command", "GrammarError", "parse", "
 
 OBJECTS = (
     "vm", "user", "host", "osf", "di", "tenant", "config", "admin", "role", "acl", "log",
-    "property", "policy",
+    "property", "policy", "session",
 )  # fmt: skip
 VERBS = (
     "get", "new", "set", "del", "block", "unblock", "start", "stop", "disconnect", "tag",
@@ -38,6 +38,7 @@ VERBS_OF: dict[str, tuple[str, ...]] = {
     "log": ("get",),
     "property": ("get", "new", "set", "del", "assign", "unassign"),
     "policy": ("get", "new", "set", "del"),
+    "session": ("get",),
 }
 _WITH_ASSIGNMENTS = ("new", "set", "ssl")
 _OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
@@ -55,8 +56,13 @@ _ALIASES: dict[str, dict[str, str]] = {
             "object": "qvd_object"},
     "property": {"name": "key"},
     "policy": {"tenant": "tenant_name", "osf": "osf_name"},
+    "session": {"user": "login", "vm": "vm_name", "host": "host_name",
+                "tenant": "tenant_name", "address": "client_address", "from": "client_address"},
 }  # fmt: skip
-_DEFAULT_NAME = {"config": "key", "property": "key", "di": "disk_image", "log": "object_name"}
+_DEFAULT_NAME = {
+    "config": "key", "property": "key", "di": "disk_image", "log": "object_name",
+    "session": "login",
+}  # fmt: skip
 _TOKEN = re.compile(r'"([^"]*)"|\'([^\']*)\'|(!=|<=|>=|[=<>~,;!()\[\]:])|([^\s=<>~,;!()\[\]:"\']+)')
 
 

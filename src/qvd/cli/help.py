@@ -12,7 +12,7 @@ USAGE = """usage: qa [options] <object> [<filters>] <verb> [<arguments>] [order 
        qa [options] [shell]        interactive: one command per line, one API session
        qa [options] password|usage [<command>]|version
 
-Objects: vm user host osf di tenant config admin role acl log property policy
+Objects: vm user host osf di tenant config admin role acl log property policy session
 Verbs:   get new set del block unblock start stop disconnect tag untag assign unassign
          can default ssl
 Filters: k=v  k!=v  k<v  k>v  k<=v  k>=v  k~%pat%  k=[a,b]  k=[a:b]
@@ -64,6 +64,8 @@ OBJECT_HELP = {
     "role": "roles: new name=…, acls=[…], roles=[…]; assign acl|role <names>; can [pattern]",
     "acl": "ACL names (read only)",
     "log": "the audit log (read only)",
+    "session": "the session history: logins, connects, disconnects (read only; user=,"
+    " vm=, host=, kind=, result=, started_at>=…; --csv)",
     "property": "custom property keys: new key=…, objects=[vm,user]; assign vm, user",
     "policy": "policies the leader node applies: new name=…, kind=idle_stop|idle_suspend|"
     'max_session|scheduled_start|scheduled_stop|warm_pool[, minutes=…, at="HH:MM"|at_minute=…,'

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--password")
     p.add_argument("-t", "--tenant")
     p.add_argument("-f", "--format", type=str.lower, choices=FORMATS)
+    p.add_argument("--csv", dest="format", action="store_const", const="csv")
     p.add_argument("--ca")
     p.add_argument("--insecure", action="store_const", const="1")
     p.add_argument("--force", action="store_const", const="1")
@@ -69,6 +70,9 @@ def run(
     except SystemExit:
         return 2
     words: list[str] = list(opts.command)
+    if words and words[-1] == "--csv":  # ``qa session get … --csv``
+        words.pop()
+        opts.format = "csv"
     if opts.help and not words:
         out.write(help_text())
         return 0

@@ -14,6 +14,21 @@ __all__ = ["FORMATS", "render", "render_error"]
 FORMATS = ("table", "csv", "json")
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(text: str) -> str:
+    """A CSV cell a spreadsheet never reads as a formula (a ``'`` in front); numbers,
+    negative ones included, are left as they are."""
+    if not text.startswith(_FORMULA):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -71,7 +86,7 @@ def render(
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
-        writer.writerows(rows)
+        writer.writerows([[_defuse(v) for v in r] for r in rows])
         out.write(buf.getvalue())
         return
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]

@@ -760,6 +760,15 @@ TOKENS: tuple[Token, ...] = (
         "Days (of those weeks, on this weekday) a user must have connected in the window "
         "for the warm pool to count them as usual.",
     ),
+    # --- session history (issue #17, engineer "history") -----------------------------
+    _t(
+        "session.history.retention.days",
+        "180",
+        INT,
+        "Days a row of the session history (logins, connects, disconnects) is kept; the "
+        "HKD's collector deletes older ones in bounded batches at each pass (0: kept "
+        "forever).",
+    ),
 )
 
 FAMILIES: tuple[Family, ...] = (

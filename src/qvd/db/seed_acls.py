@@ -14,10 +14,12 @@ __all__ = [
     "ALL_ACLS",
     "ALL_BUILTIN_ROLES",
     "BUILTIN_ROLES",
+    "LATER_ACLS",
     "OBJECT_ROLE_PREFIXES",
     "POLICY_ACLS",
     "POLICY_ROLES",
     "POLICY_ROLE_PARENTS",
+    "SESSION_ACLS",
     "RoleSpec",
     "acls_matching",
 ]
@@ -199,6 +201,10 @@ POLICY_ROLE_PARENTS: dict[str, str] = {
     "QVD Eraser": "Policies Eraser",
     "QVD Manager": "Policies Manager",
 }
-ALL_ACLS: tuple[str, ...] = ACLS + POLICY_ACLS
+SESSION_ACLS: tuple[str, ...] = ("session.see",)
+"""0009: the session history (granted to "Logs Manager")."""
+LATER_ACLS: tuple[str, ...] = (*POLICY_ACLS, *SESSION_ACLS)
+"""The ACLs later revisions added, each inserted by its migration."""
+ALL_ACLS: tuple[str, ...] = (*ACLS, *LATER_ACLS)
 """Every ACL at the head revision."""
 ALL_BUILTIN_ROLES: tuple[RoleSpec, ...] = BUILTIN_ROLES + POLICY_ROLES

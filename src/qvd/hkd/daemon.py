@@ -274,7 +274,10 @@ class Hkd:
         if self.dhcp is not None:
             dhcp, poll = self.dhcp, self.settings.poll_delay
             self._spawn("leases", lambda: dhcp.keep(self._stop, poll, _TRANSIENT))
-        self._spawn("gc", lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop))
+        self._spawn(
+            "gc",
+            lambda: gc_loop(self.config, self.engine, backend, host.id, self._stop, self.live.get),
+        )
         self.config_watch = ConfigWatch(
             self.live, self.config, target=self._listen_target, engine=self.engine,
             host_id=host.id, poll_delay=self.config.get_float("internal.hkd.config.poll.delay"),

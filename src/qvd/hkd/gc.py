@@ -49,6 +49,7 @@ from sqlalchemy import Connection, Engine, select
 
 from qvd.config import Config
 from qvd.db.models import Di, User, Vm, VmRuntime
+from qvd.db.session_history import PRUNE_BATCH, prune_history
 from qvd.hkd.backends import Backend
 from qvd.hkd.backends.homefs import HomeError, home_image, release_home
 from qvd.hkd.pidlock import pid_alive
@@ -371,14 +372,53 @@ def run_once(
     return collect(settings, facts, backend.is_alive, dry_run=dry_run)
 
 
+HISTORY_BATCHES = 20  # session history batches (of PRUNE_BATCH rows) one pass deletes
+
+
 def gc_loop(
-    config: Config, engine: Engine, backend: Backend, host_id: int, stop: threading.Event
+    config: Config,
+    engine: Engine,
+    backend: Backend,
+    host_id: int,
+    stop: threading.Event,
+    live: Callable[[], Config] | None = None,
 ) -> None:
     """The HKD's collector thread: a pass every ``internal.hkd.gc.delay`` seconds until
-    ``stop``; a failed pass is logged and tried again at the next."""
+    ``stop``; a failed pass is logged and tried again at the next. The session
+    history's retention is read from ``live()`` (the database's rows) at each pass."""
     delay = GcSettings.from_config(config).delay
     while delay > 0 and not stop.wait(delay):
         try:
             run_once(config, engine, backend, host_id, dry_run=False)
         except Exception:
             log.exception("gc: the pass failed; next in %.0f s", delay)
+        try:
+            prune_session_history(live() if live is not None else config, engine, stop)
+        except Exception:
+            log.exception("gc: pruning the session history failed; next in %.0f s", delay)
+
+
+def prune_session_history(
+    config: Config,
+    engine: Engine,
+    stop: threading.Event,
+    *,
+    max_batches: int = HISTORY_BATCHES,
+    batch: int = PRUNE_BATCH,
+) -> int:
+    """Delete the session history older than ``session.history.retention.days`` (0:
+    keep it), one bounded batch per transaction, at most ``max_batches`` a pass (the
+    next pass goes on); how many rows went."""
+    days = config.get_int("session.history.retention.days")
+    removed = 0
+    for _ in range(max_batches):
+        if stop.is_set():
+            break
+        with engine.begin() as conn:
+            count = prune_history(conn, days, batch)
+        removed += count
+        if count < batch:
+            break
+    if removed:
+        log.info("gc: %d session history rows older than %d days removed", removed, days)
+    return removed

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from qvd.db.session_history import close_open_rows
+
 __all__ = [
     "DiRow",
     "EgressFacts",
@@ -475,4 +477,5 @@ def mark_lost_peers(conn: Connection, host_id: int, timeout_s: float) -> list[in
                 """
             )
         )
+        close_open_rows(conn, lost)  # the session history of their L7Rs: node_lost
     return lost

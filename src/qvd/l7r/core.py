@@ -27,6 +27,7 @@ from qvd.config import Config
 from qvd.db import LiveConfig
 from qvd.l7r.endpoints import Node
 from qvd.l7r.flow import ConnectFlow
+from qvd.l7r.history import HistoryRecorder
 from qvd.l7r.limits import ConnectGate, FairPool
 from qvd.l7r.notify import Notifier
 
@@ -90,6 +91,7 @@ class L7rCore:
     host_address: str
     ssl_context: ssl.SSLContext | None  # the L7R's server context (None: TLS off)
     cert_files: tuple[Path, Path] | None  # (cert, key) behind it, when made from files
+    history: HistoryRecorder  # session history: logins, connects, disconnects
 
     async def quickly(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the quick pool, awaited from the event loop (short database

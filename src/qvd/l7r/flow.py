@@ -71,6 +71,7 @@ class Target:
     cookie: str = field(repr=False)
     slave_key: str = field(repr=False)
     vma: VmaEndpoint
+    took_over: bool = False  # the session was taken from another connection (history)
 
 
 class ConnectFlow:
@@ -211,6 +212,14 @@ class ConnectFlow:
         with self._engine.begin() as conn:
             store.release_session(conn, vm_id, self._host_id)
 
+    def release_seen(self, vm_id: int) -> store.Runtime:
+        """``release``, answering the VM's row as it was just before (why the session
+        ended, for the history: taken over, VM stopping)."""
+        with self._engine.begin() as conn:
+            seen = store.runtime(conn, vm_id)
+            store.release_session(conn, vm_id, self._host_id)
+        return seen
+
     # ---- start, stop, restart (the rules of qvd.db.vmrules) ------------------------------
     def stop_vm(self, principal: Principal, vm_id: int, progress: Progress) -> str:
         """Stop the user's VM and wait until it has stopped."""
@@ -312,6 +321,7 @@ class _Run:
         self._slave_key = ""
         self._secret = b""
         self.taking = False  # counted in the flow's sessions being taken on this node
+        self.took_over = False  # another connection held the session and was asked to go
 
     def carry_out(self, action: m.Action) -> m.Event:
         if self._cancelled.is_set():
@@ -325,7 +335,9 @@ class _Run:
                 return m.StaleReleased()
             case m.AskToAbort():
                 with self._engine.begin() as conn:
-                    return m.AbortAsked(holder=store.ask_to_abort(conn, self._vm_id))
+                    holder = store.ask_to_abort(conn, self._vm_id)
+                self.took_over = self.took_over or holder is not None
+                return m.AbortAsked(holder=holder)
             case m.Wait(until=until, on_change=on_change):
                 return self._wait(until, on_change=on_change)
             case m.ReadRuntime():
@@ -421,4 +433,5 @@ class _Run:
             vm_id=ready.vm_id, address=ready.address, port=ready.x_port or DEFAULT_X_PORT,
             cookie=ready.cookie, slave_key=self._slave_key,
             vma=VmaEndpoint(address=ready.address, port=port, secret=self._secret),
+            took_over=self.took_over,
         )  # fmt: skip

@@ -56,6 +56,14 @@ from qvd.l7r.errors import (
     database_outage,
 )
 from qvd.l7r.flow import ConnectFlow, Target
+from qvd.l7r.history import (
+    HistoryEntry,
+    HistoryRecorder,
+    RelayEnd,
+    client_info,
+    end_reason,
+    record_login,
+)
 from qvd.l7r.limits import ConnectGate, ConnectLimits, FairPool, Ticket
 from qvd.l7r.metrics import L7rMetrics
 from qvd.l7r.notify import Notifier
@@ -118,6 +126,8 @@ class L7rServer:
         self._attach = list(attach)
         self.attached: list[Attached] = []
         self.core: L7rCore | None = None  # set by start()
+        self.history: HistoryRecorder | None = None
+        self._stopping = False
         self.port = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -138,6 +148,8 @@ class L7rServer:
             self._ssl = server_context(*cert_files)
         self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
         self._notifier.start()
+        self.history = HistoryRecorder(self._engine, self.host_id)
+        self.history.start()
         live = LiveConfig(self._config, self._engine)
         live.subscribe(self._gate.follow)  # per-user/per-address caps: live
         self._node = Node(
@@ -167,7 +179,7 @@ class L7rServer:
             flow=self._flow, sessions=self._sessions, notifier=self._notifier,
             gate=self._gate, logins=self._logins, quick=self._quick,
             connects=self._connects, host_id=self.host_id, host_address=self.host_address,
-            ssl_context=self._ssl, cert_files=cert_files,
+            ssl_context=self._ssl, cert_files=cert_files, history=self.history,
         )  # fmt: skip
         try:
             for factory in self._attach:
@@ -186,11 +198,14 @@ class L7rServer:
             except Exception:
                 log.exception("L7R: stopping an attached service failed")
         loop = self._loop
+        self._stopping = True
         if loop is not None and self._thread is not None and self._thread.is_alive():
             loop.call_soon_threadsafe(self._shutdown)
             self._thread.join(15)
         if self._notifier is not None:
             self._notifier.stop()
+        if self.history is not None:
+            self.history.stop()
         if self._logins is not None:
             self._logins.shutdown()
         for pool in (self._quick, self._connects):
@@ -373,8 +388,13 @@ class L7rServer:
         else:
             assert self._logins is not None
             turn = _login_turn(request.headers, address)
-            found = await asyncio.wrap_future(
+            login = asyncio.wrap_future(
                 self._logins.submit(turn, self._node.login, request.headers, address)
+            )
+            assert self.history is not None
+            info = client_info(request.headers.get("user-agent"), _client_query(request))
+            found = await record_login(
+                self.history, self._node.config, login, request.headers, address, info, "nx"
             )
             if key:
                 cached.clear()
@@ -464,6 +484,36 @@ class L7rServer:
             )
         vm_id = vm_id_of(request.query)
         params = client_params(request.query)
+        info = client_info(request.headers.get("user-agent"), params)
+        started: list[HistoryEntry] = []  # the history row, once the relay was handed over
+        try:
+            return await self._connect_vm(
+                principal, vm_id, params, info, conn, address, reader, writer, ticket, started
+            )
+        except Exception as exc:
+            assert self.history is not None
+            if started:  # the row of the relay ends with its reason (``_switch``)
+                raise
+            self.history.connect_failed(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, login=principal.login,
+                vm_id=vm_id, address=address, info=info, transport="nx", error=exc,
+                detail=exc.message if isinstance(exc, L7rError) else None,
+            )  # fmt: skip
+            raise
+
+    async def _connect_vm(
+        self,
+        principal: Principal,
+        vm_id: int,
+        params: dict[str, str],
+        info: str | None,
+        conn: ServerConnection,
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ticket: Ticket,
+        started: list[HistoryEntry],
+    ) -> bool:
         await self._quickly(self._flow.check_vm, principal, vm_id)
         loop = asyncio.get_running_loop()
         session = asyncio.current_task()
@@ -491,7 +541,14 @@ class L7rServer:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-            return await self._switch(target, conn, reader, writer, relaying)
+            assert self.history is not None
+            entry = self.history.connect_started(
+                tenant_id=principal.tenant_id, user_id=principal.user_id, login=principal.login,
+                vm_id=vm_id, address=address, info=info, transport="nx",
+                takeover=target.took_over,
+            )  # fmt: skip
+            started.append(entry)
+            return await self._switch(target, conn, reader, writer, relaying, entry, cancelled)
         finally:
             cancelled.set()
             self._sessions.remove(vm_id, abort)
@@ -503,9 +560,12 @@ class L7rServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         relaying: threading.Event,
+        entry: HistoryEntry,
+        cancelled: threading.Event,
     ) -> bool:
         vm_id = target.vm_id
         agent: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        failed = False
         try:
             await self._quickly(check_route, target.address)
             await self._quickly(self._flow.finish, vm_id)
@@ -529,20 +589,49 @@ class L7rServer:
             except Unavailable as exc:
                 log.warning("VM %s: %s", vm_id, exc.message)
                 return True
+            traffic = entry.traffic
+
+            def count_in(n: int) -> None:
+                self.metrics.relayed_in.inc(n)
+                traffic.up += n
+
+            def count_out(n: int) -> None:
+                self.metrics.relayed_out.inc(n)
+                traffic.down += n
+
             await relay(
                 (reader, writer), agent, cookie=target.cookie, trailing=first,
-                count_in=self.metrics.relayed_in.inc, count_out=self.metrics.relayed_out.inc,
+                count_in=count_in, count_out=count_out,
             )  # fmt: skip
             return True
         except L7rError as exc:
+            failed = True
             self.metrics.connected(exc)
             writer.write(conn.respond(exc.status, (exc.message + "\n").encode()))
             await writer.drain()
             return False
+        except Exception:
+            failed = True
+            raise
         finally:
             if agent is not None:
                 agent[1].close()
-            await asyncio.shield(self._quickly(self._flow.release, vm_id))
+            end = RelayEnd(aborted=cancelled.is_set(), shutting_down=self._stopping, failed=failed)
+            await asyncio.shield(self._release_recorded(vm_id, entry, end))
+
+    async def _release_recorded(self, vm_id: int, entry: HistoryEntry, end: RelayEnd) -> None:
+        """Release the session; the history row ends with the reason its row tells."""
+        assert self.history is not None
+        try:
+            seen = await self._quickly(self._flow.release_seen, vm_id)
+        except Exception:
+            self.history.connect_ended(
+                entry, end_reason(end, None, self.host_id), entry.traffic.up, entry.traffic.down
+            )
+            raise
+        self.history.connect_ended(
+            entry, end_reason(end, seen, self.host_id), entry.traffic.up, entry.traffic.down
+        )
 
 
 def _outcome_read(future: asyncio.Future[Any]) -> None:
@@ -569,6 +658,11 @@ async def _watch_departure(
     except (ConnectionError, ssl.SSLError):
         pass
     cancelled.set()
+
+
+def _client_query(request: Request) -> dict[str, str]:
+    """The ``qvd.client.*`` parameters of a request (for the history's client info)."""
+    return {k: v for k, v in request.query if k.startswith("qvd.client.")}
 
 
 def _login_turn(headers: Mapping[str, str], address: str) -> Hashable:

@@ -133,8 +133,9 @@ def make_app(core: L7rCore) -> Starlette:
         login, tenant = form.get("login", ""), form.get("tenant", "")
         try:
             token = await authority.log_in(
-                login, form.get("password", ""), tenant, address_of(request)
-            )
+                login, form.get("password", ""), tenant, address_of(request),
+                request.headers.get("user-agent"),
+            )  # fmt: skip
         except Exception as exc:
             if isinstance(exc, L7rError):
                 status, reason = exc.status, exc.message

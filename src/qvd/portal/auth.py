@@ -28,6 +28,7 @@ from qvd.l7r.auth import Principal, issue_token, store_auth_params
 from qvd.l7r.auth.tokens import token_digest
 from qvd.l7r.core import L7rCore
 from qvd.l7r.errors import Unauthorized
+from qvd.l7r.history import client_info, record_login
 from qvd.l7r.wire import basic_login
 
 __all__ = [
@@ -86,7 +87,9 @@ class Authority:
         raw = f"{login}:{password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
-    async def log_in(self, login: str, password: str, tenant: str, address: str) -> str:
+    async def log_in(
+        self, login: str, password: str, tenant: str, address: str, user_agent: str | None = None
+    ) -> str:
         """A new session token for these credentials (``Unauthorized`` with the chain's
         reason otherwise). Each login makes a new token: a cookie planted before it is
         never promoted to a session (no fixation)."""
@@ -97,9 +100,11 @@ class Authority:
             raise Unauthorized("the login, password or tenant is too long")
         headers = {"authorization": self._basic(login, password, tenant)}
         turn = (address, basic_login(headers["authorization"]))
-        principal = await asyncio.wrap_future(
-            self.core.logins.submit(turn, self.core.node.login, headers, address)
-        )
+        login_done = self.core.logins.submit(turn, self.core.node.login, headers, address)
+        principal = await record_login(
+            self.core.history, self.core.live.get(), asyncio.wrap_future(login_done),
+            headers, address, client_info(user_agent, {}), "portal",
+        )  # fmt: skip
         return await self._in(self.core.quick, self._issue, principal)
 
     def _issue(self, principal: Principal) -> str:

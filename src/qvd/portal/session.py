@@ -35,6 +35,8 @@ from qvd.l7r.errors import (
     database_outage,
 )
 from qvd.l7r.flow import Aborted, Target
+from qvd.l7r.history import HistoryEntry, RelayEnd, Traffic, client_info, end_reason
+from qvd.l7r.store import Runtime
 from qvd.l7r.vnc import VncStream
 from qvd.l7r.vnc import bridge as vnc_bridge
 from qvd.portal import flowport
@@ -105,8 +107,9 @@ def attach_timeout(config: Config) -> float:
 class WebSocketChannel:
     """A Starlette WebSocket as the bridge's ``ByteChannel`` (binary frames only)."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, traffic: Traffic | None = None) -> None:
         self._ws = ws
+        self._traffic = traffic if traffic is not None else Traffic()
 
     async def receive(self) -> bytes | None:
         while True:
@@ -118,12 +121,14 @@ class WebSocketChannel:
                 return None
             data = message.get("bytes")
             if data is not None:
+                self._traffic.up += len(data)
                 return bytes(data)
 
     async def send(self, data: bytes) -> None:
         """Raises ``ConnectionError`` once the browser has gone (the relay's normal end)."""
         try:
             await self._ws.send_bytes(data)
+            self._traffic.down += len(data)
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ConnectionError(f"the browser's socket is closed: {exc}") from None
 
@@ -187,7 +192,11 @@ class BrowserSession:
         self.loop = asyncio.get_running_loop()
         self.aborted = asyncio.Event()
         self.acquired = False
+        self.handed_over = False  # the flow gave its session over (a failed flow released it)
         self.abort: Callable[[], None] = self._abort  # one object: the registry's key
+        self.entry: HistoryEntry | None = None  # the history row of this relay
+        self.failure: Exception | None = None  # what ended the relay, if not its end
+        self.info = client_info(ws.headers.get("user-agent"), {})
 
     def _abort(self) -> None:
         """A takeover (from any thread): stop the flow, or end the relay with 4409."""
@@ -208,16 +217,19 @@ class BrowserSession:
             ticket.bind_user(self.principal.user_id, self.principal.login)
             await self.core.quickly(self.core.flow.check_vm, self.principal, self.vm_id)
             target = await self._connect(ticket)
+            self.handed_over = True  # from here on, the session is this one's to release
             ticket = None  # given back by the flow's thread
             if self.cancelled.is_set():  # taken over (see below) or the browser left
                 raise Unavailable("the browser left before its session was ready")
             stream = await flowport.open_vnc(target, timeout=attach_timeout(self.core.config))
             await self.core.quickly(self.core.flow.finish, self.vm_id)
             await self.ws.send_json({"ready": True})
+            self.entry = self._started(target)
             await self._relay(stream)
         except Exception as exc:
             if self.taken_over.is_set() and not isinstance(exc, Aborted):
                 exc = Aborted(f"the session of VM {self.vm_id} was taken over by another client")
+            self._failed(exc)
             await fail_socket(self.ws, close_code(exc), reason_of(exc, self.vm_id))
         finally:
             if ticket is not None and not ticket.handed_over:
@@ -229,13 +241,51 @@ class BrowserSession:
             # the row first, the registry after: a client taking over waits for this
             # release, and would take a row the registry no longer holds as a crash's
             # leftover (and then lose it to this late release)
-            if self.acquired:
+            # a flow that failed has released the session itself: releasing it again (by
+            # host) could free the session another client of this node has just taken
+            if self.acquired and self.handed_over:
+                seen: Runtime | None = None
                 try:
-                    await asyncio.shield(self.core.quickly(self.core.flow.release, self.vm_id))
+                    seen = await asyncio.shield(
+                        self.core.quickly(self.core.flow.release_seen, self.vm_id)
+                    )
                 except Exception as exc:  # the database is gone (the error frame said so):
                     # the next connect on this node frees the row as a session left by a crash
                     log.info("VM %s: the session could not be released: %s", self.vm_id, exc)
+                self._ended(seen)
             self.core.sessions.remove(self.vm_id, self.abort)
+
+    # ---- the session history ------------------------------------------------------------
+    def _started(self, target: Target) -> HistoryEntry:
+        p = self.principal
+        return self.core.history.connect_started(
+            tenant_id=p.tenant_id, user_id=p.user_id, login=p.login, vm_id=self.vm_id,
+            address=address_of(self.ws), info=self.info, transport="vnc",
+            takeover=target.took_over,
+        )  # fmt: skip
+
+    def _failed(self, exc: Exception) -> None:
+        """A connect that never relayed is a failed row; a relay's error ends its row."""
+        if self.entry is not None:
+            self.failure = exc
+            return
+        p = self.principal
+        self.core.history.connect_failed(
+            tenant_id=p.tenant_id, user_id=p.user_id, login=p.login, vm_id=self.vm_id,
+            address=address_of(self.ws), info=self.info, transport="vnc", error=exc,
+            detail=reason_of(exc, self.vm_id),
+        )  # fmt: skip
+
+    def _ended(self, seen: Runtime | None) -> None:
+        entry = self.entry
+        if entry is None:
+            return
+        failed = self.failure is not None and not isinstance(
+            self.failure, Aborted | Unauthorized | ConnectionError
+        )
+        end = RelayEnd(aborted=self.taken_over.is_set(), failed=failed)
+        reason = end_reason(end, seen, self.core.host_id)
+        self.core.history.connect_ended(entry, reason, entry.traffic.up, entry.traffic.down)
 
     async def _connect(self, ticket: Any) -> Target:
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -276,7 +326,8 @@ class BrowserSession:
                 task.add_done_callback(_outcome_read)
 
     async def _relay(self, stream: VncStream) -> None:
-        bridge = asyncio.ensure_future(vnc_bridge(WebSocketChannel(self.ws), stream))
+        traffic = self.entry.traffic if self.entry is not None else None
+        bridge = asyncio.ensure_future(vnc_bridge(WebSocketChannel(self.ws, traffic), stream))
         taken = asyncio.ensure_future(self.aborted.wait())
         still_allowed = asyncio.ensure_future(self._recheck())
         tasks = (bridge, taken, still_allowed)

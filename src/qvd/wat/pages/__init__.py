@@ -18,6 +18,7 @@ from qvd.wat.pages import (
     osfs,
     properties,
     roles,
+    sessions,
     tenants,
     users,
     vms,
@@ -39,4 +40,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     properties.router,
     configs.router,
     logs.router,
+    sessions.router,
 )

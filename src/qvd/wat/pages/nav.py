@@ -33,6 +33,7 @@ MENU: tuple[MenuItem, ...] = (
     MenuItem("/properties", "Properties", "property.see-main."),
     MenuItem("/configs", "Configuration", "config.qvd."),
     MenuItem("/logs", "Audit log", "log.see-main."),
+    MenuItem("/sessions", "Session history", "session.see"),
 )
 
 

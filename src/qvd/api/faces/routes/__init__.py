@@ -14,6 +14,7 @@ from qvd.api.faces.routes import (
     osfs,
     properties,
     roles,
+    session_history,
     sessions,
     settings,
     statistics,
@@ -43,5 +44,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     views.mine_router,
     properties.router,
     logs.router,
+    session_history.router,
     statistics.router,
 )

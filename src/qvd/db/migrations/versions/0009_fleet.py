@@ -64,6 +64,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_session_history_user_id"), "session_history", ["user_id"])
     op.create_index(op.f("ix_session_history_vm_id"), "session_history", ["vm_id"])
     op.create_index(op.f("ix_session_history_started_at"), "session_history", ["started_at"])
+    _seed_session_acls()
 
     op.create_table(
         "policies",
@@ -173,11 +174,35 @@ def _seed_policy_acls() -> None:
         conn.execute(inherit, {"heir": heir_id, "parent": role_ids[parent]})
 
 
+# The session history's ACL and the built-in roles that hold it (those that read the
+# log). Data of this revision, as 0003's seed: a later change is a new migration.
+SESSION_ACLS = {"session.see": ("Logs Manager",)}
+
+
+def _seed_session_acls() -> None:
+    for acl, roles in SESSION_ACLS.items():
+        op.execute(sa.text("INSERT INTO acls (name) VALUES (:a)").bindparams(a=acl))
+        op.execute(
+            sa.text(
+                "INSERT INTO acl_role_relations (acl_id, role_id, positive) "
+                "SELECT a.id, r.id, true FROM acls a JOIN roles r ON r.name = ANY(:roles) "
+                " AND r.tenant_id = -1 AND r.fixed WHERE a.name = :a"
+            ).bindparams(a=acl, roles=list(roles))
+        )
+
+
 def downgrade() -> None:
     op.execute(
         "DELETE FROM roles WHERE tenant_id = -1 AND name LIKE 'Policies %';"
         " DELETE FROM acls WHERE name LIKE 'policy.%'"
     )
+    op.execute(
+        sa.text(
+            "DELETE FROM acl_role_relations WHERE acl_id IN "
+            "(SELECT id FROM acls WHERE name = ANY(:n))"
+        ).bindparams(n=list(SESSION_ACLS))
+    )
+    op.execute(sa.text("DELETE FROM acls WHERE name = ANY(:n)").bindparams(n=list(SESSION_ACLS)))
     op.drop_table("node_join_tokens")
     op.drop_table("policies")
     op.drop_table("session_history")
