@@ -33,7 +33,7 @@ def test_external_from_tokens_keeps_the_password_out_of_descriptions() -> None:
     assert not target.embedded
     assert target.params["password"] == "p@ss:w/rd"
     assert "p@ss" not in target.describe()
-    assert target.describe() == "database 'qvd' as 'vdi' on db.example:6432"
+    assert target.describe() == "database 'qvd' as 'vdi' on db.example:6432 (read-write)"
 
 
 def test_environment_url_wins_and_takes_unix_sockets() -> None:
@@ -97,3 +97,54 @@ def test_the_embedded_cluster_refuses_passwordless_tcp(pg_cluster: EmbeddedClust
     with psycopg.connect(host="127.0.0.1", port=pg_cluster.port, user="qvd", dbname="qvd",
                          password=password, connect_timeout=5) as conn:  # fmt: skip
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_several_hosts_from_tokens_with_their_own_ports() -> None:
+    config = config_from_text(
+        "database.host = pg1.example,pg2.example:5433,[fd00::3]\ndatabase.port = 6432\n"
+        "database.password = s3cret\n"
+    )
+    target = database_target(config, environ={})
+    assert target.params["host"] == "pg1.example,pg2.example,fd00::3"
+    assert target.params["port"] == "6432,5433,6432"
+    assert target.params["target_session_attrs"] == "read-write"
+    assert target.describe() == (
+        "database 'qvd' as 'qvd' on pg1.example:6432, pg2.example:5433, fd00::3:6432 (read-write)"
+    )
+
+
+def test_a_multi_host_url_is_described_host_by_host() -> None:
+    url = "postgresql://qvd:pw@pg1:5432,pg2:5433/qvd?target_session_attrs=read-write"
+    target = database_target(Config(), environ={DATABASE_URL_ENV: url})
+    assert target.params["host"] == "pg1,pg2"
+    assert target.params["port"] == "5432,5433"
+    assert target.describe() == "database 'qvd' as 'qvd' on pg1:5432, pg2:5433 (read-write)"
+    assert "pw" not in target.describe()
+
+
+def test_session_attrs_may_be_any_for_a_single_server() -> None:
+    config = config_from_text("database.host = db\ndatabase.target_session_attrs = any\n")
+    target = database_target(config, environ={})
+    assert target.params["target_session_attrs"] == "any"
+    assert target.describe() == "database 'qvd' as 'qvd' on db:5432"
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("pg1,,pg2", "'' is not a host name"),
+        ("pg1:99999", "'pg1:99999' is not a host name"),
+        ("pg1 pg2", "'pg1 pg2' is not a host name"),
+        ("/run/pg,/run/pg2", "a socket directory is one absolute path"),
+    ],
+)
+def test_bad_host_lists_say_which_entry(host: str, why: str) -> None:
+    config = config_from_text(f"database.host = {host}\n")
+    with pytest.raises(ConfigValueError, match=why):
+        database_target(config, environ={})
+
+
+def test_bad_session_attrs_are_refused() -> None:
+    config = config_from_text("database.host = db\ndatabase.target_session_attrs = standby\n")
+    with pytest.raises(ConfigValueError, match="use one of any, primary, read-write"):
+        database_target(config, environ={})

@@ -705,6 +705,25 @@ TOKENS: tuple[Token, ...] = (
     _t("client.host.port", "8443", INT, "Default L7R port for clients."),
     _t("client.link", "adsl", TXT, "Default NX link speed."),
     _t("client.geometry", "1024x768", TXT, "Default session geometry."),
+    # --- HA PostgreSQL (issue #17, ha: docs/ha-postgresql.md) ---------------------------
+    _t(
+        "database.target_session_attrs",
+        "read-write",
+        TXT,
+        "Which server of `database.host` a daemon connects to (libpq "
+        "target_session_attrs: read-write, primary, any). With several hosts "
+        "(`database.host = pg1,pg2:5433,pg3`, a host without a port takes "
+        "`database.port`) libpq tries them in order and keeps the one that takes "
+        "writes, so a failover needs no proxy. Not used for the embedded cluster.",
+    ),
+    _t(
+        "database.failover_wait",
+        "15",
+        NUM,
+        "Seconds an API request that lost its database connection before its commit "
+        "waits for a primary (a failover) while it retries; a connection lost during "
+        "a commit is never retried (the change may have been made).",
+    ),
     # --- policies (issue #17, engineer "policy": qvd.policy) -------------------------
     _t(
         "policy.enable",

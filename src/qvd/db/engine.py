@@ -4,17 +4,29 @@ that keep a call from hanging on a dead peer (:class:`ConnectionLimits`)."""
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from qvd.db.errors import DatabaseUnreachable
+from qvd.db.failover import FAILOVER_SQLSTATES
 from qvd.db.target import DatabaseTarget
 
-__all__ = ["ConnectionLimits", "limited_target", "make_engine", "make_sessionmaker"]
+__all__ = [
+    "ConnectionLimits",
+    "engine_target",
+    "limited_target",
+    "make_engine",
+    "make_sessionmaker",
+]
+
+# the target each engine of make_engine connects to (for a LISTEN connection of its own)
+_TARGETS: weakref.WeakKeyDictionary[Engine, DatabaseTarget] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,11 +37,12 @@ class ConnectionLimits:
     ``user_timeout``: seconds sent data may stay unacknowledged before the kernel
     drops the connection (TCP_USER_TIMEOUT), and the keepalive probing of an idle
     connection gives up after about as long; ``statement_timeout``: seconds one
-    statement may run on the server. Unix-socket connections ignore the TCP ones."""
+    statement may run on the server (None: the server's own setting). Unix-socket
+    connections ignore the TCP ones."""
 
     connect_timeout: int
     user_timeout: float
-    statement_timeout: float
+    statement_timeout: float | None
 
     def libpq_params(self) -> dict[str, str]:
         idle = max(1, math.floor(self.user_timeout / 2))
@@ -45,7 +58,21 @@ class ConnectionLimits:
         }
 
     def server_options(self) -> str:
+        if self.statement_timeout is None:
+            return ""
         return f"-c statement_timeout={max(1, round(self.statement_timeout * 1000))}"
+
+    @classmethod
+    def for_failover(cls, target: DatabaseTarget) -> ConnectionLimits:
+        """For a daemon's pool that must notice a primary that vanished from the
+        network (a power loss, not a crash that resets connections): keepalives and a
+        TCP user timeout of 10 s, the target's connect timeout, no statement timeout
+        (the L7R and the API: their long statements are their own business)."""
+        return cls(
+            connect_timeout=int(target.params.get("connect_timeout", "20")),
+            user_timeout=10.0,
+            statement_timeout=None,
+        )
 
 
 def limited_target(target: DatabaseTarget, limits: ConnectionLimits) -> DatabaseTarget:
@@ -53,7 +80,8 @@ def limited_target(target: DatabaseTarget, limits: ConnectionLimits) -> Database
     it already has are kept)."""
     params = {**target.params, **limits.libpq_params()}
     options = " ".join(o for o in (target.params.get("options", ""), limits.server_options()) if o)
-    params["options"] = options
+    if options:
+        params["options"] = options
     return DatabaseTarget(params, target.embedded)
 
 
@@ -80,8 +108,27 @@ def make_engine(
                 f"cannot connect to {target.describe()}{hint}: {reason}"
             ) from None
 
+    # a pooled connection is checked before use (a dead one, and every older one, is
+    # replaced: after a failover the pool reconnects to the new primary by itself)
     engine_kwargs.setdefault("pool_pre_ping", True)
-    return create_engine("postgresql+psycopg://", creator=connect, **engine_kwargs)
+    engine = create_engine("postgresql+psycopg://", creator=connect, **engine_kwargs)
+    event.listen(engine, "handle_error", _failover_is_a_disconnect)
+    _TARGETS[engine] = target
+    return engine
+
+
+def engine_target(engine: Engine) -> DatabaseTarget | None:
+    """The target ``engine`` connects to (with its limits), if ``make_engine`` made it."""
+    return _TARGETS.get(engine)
+
+
+def _failover_is_a_disconnect(context: ExceptionContext) -> None:
+    """A server that shuts down, or that answers as a standby (a demoted primary,
+    still up), is as good as gone: drop the pool's connections so that the next
+    checkout connects anew and finds the primary."""
+    orig = context.original_exception
+    if isinstance(orig, psycopg.Error) and orig.sqlstate in FAILOVER_SQLSTATES:
+        context.is_disconnect = True
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

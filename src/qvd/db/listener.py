@@ -2,6 +2,13 @@
 
 Daemons wake on these; a notification is a hint to re-read rows, never the only
 source of truth (every waiter also polls slowly, DESIGN §1).
+
+A LISTEN does not survive its connection: after a failover (or any loss) the owner
+makes a new ``Listener`` — which connects to whichever host is the primary now — and
+re-reads everything it cares about, because what was notified meanwhile is gone.
+The connection sends TCP keepalives (unless the target sets its own), so a listener
+on a primary that vanished from the network fails within seconds instead of waiting
+forever on a silent socket.
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ from psycopg import sql
 from qvd.db.channels import parse_payload
 from qvd.db.target import DatabaseTarget
 
-__all__ = ["Listener", "Notification"]
+__all__ = ["LISTEN_KEEPALIVES", "Listener", "Notification"]
+
+# an idle LISTEN connection learns of a dead peer only by probing: after 5 s of
+# silence, 3 probes 2 s apart (ignored on unix sockets)
+LISTEN_KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,7 +47,8 @@ class Listener:
     """A connection that listens on channels; ``wait`` returns what arrived."""
 
     def __init__(self, target: DatabaseTarget, channels: Iterable[str] = ()) -> None:
-        self._conn = target.connect(autocommit=True)
+        keepalives = {k: v for k, v in LISTEN_KEEPALIVES.items() if k not in target.params}
+        self._conn = target.connect(autocommit=True, **keepalives)
         self._channels: set[str] = set()
         self.listen(*channels)
 

@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from qvd.config import Config, ConfigError, ConfigValueError
 from qvd.db import (
+    CommitOutcomeUnknown,
     ConnectionLimits,
     DatabaseError,
     DatabaseTarget,
@@ -31,6 +32,7 @@ from qvd.db import (
     limited_target,
     make_engine,
     require_current_schema,
+    run_transaction,
 )
 from qvd.db.channels import host_cmd_channel, vm_cmd_channel
 from qvd.db.dbconfig import LiveConfig
@@ -438,7 +440,9 @@ class Hkd:
         while not self._stop.is_set():
             try:
                 with Listener(self._listen_target, channels) as listener:
-                    self._resync_once()  # whatever was sent while we were not listening
+                    # whatever was sent while we were not listening (a failover loses it)
+                    self._resync_once()
+                    self._host_command()
                     while not self._stop.is_set():
                         for note in listener.wait(0.5):
                             if note.channel == channels[1]:
@@ -453,8 +457,19 @@ class Hkd:
 
     def _host_command(self) -> None:
         assert self.host is not None
-        with self.engine.begin() as conn:
-            cmd = store.claim_host_cmd(conn, self.host.id)
+        host_id = self.host.id
+        claimed: list[str | None] = []
+
+        def claim(conn: Connection) -> str | None:
+            claimed.append(store.claim_host_cmd(conn, host_id))
+            return claimed[-1]
+
+        try:
+            cmd = run_transaction(self.engine, claim, wait=0, what="host command")
+        except CommitOutcomeUnknown:
+            # the claim may be made and the command gone: a stop run twice is
+            # harmless, a stop lost is not (qvd.db.failover)
+            cmd = claimed[-1] if claimed else None
         self.metrics.host_claimed(cmd)
         if cmd == "stop":
             log.info("host command 'stop' received")

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from qvd.config import Config
-from qvd.db import DatabaseTarget, LiveConfig, config_with_db, make_engine
+from qvd.db import ConnectionLimits, DatabaseTarget, LiveConfig, config_with_db, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import Attached, AttachFactory, L7rCore, Sessions
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
@@ -132,7 +132,8 @@ class L7rServer:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._engine = make_engine(self._target, pool_size=10, max_overflow=40)
+        limits = ConnectionLimits.for_failover(self._target)  # a vanished primary is noticed
+        self._engine = make_engine(self._target, limits=limits, pool_size=10, max_overflow=40)
         # restart-only tokens (listen address, TLS, pools) from the rows as they are now
         self._config = config_with_db(self._config, self._engine)
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from qvd.db.listener import LISTEN_KEEPALIVES
 from qvd.db.target import DatabaseTarget
 
 __all__ = ["LOCK_KEY", "Leadership", "holds_lock_sql"]
@@ -53,7 +54,8 @@ class Leadership:
         try:
             if self._conn is None or self._conn.closed:
                 self._drop()
-                self._conn = self._target.connect(autocommit=True)
+                # keepalives: a primary that vanished (failover) is noticed in seconds
+                self._conn = self._target.connect(autocommit=True, **LISTEN_KEEPALIVES)
             if self.backend_pid is not None:
                 row = self._conn.execute(
                     holds_lock_sql,

@@ -8,6 +8,8 @@ objects failed.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +42,8 @@ from qvd.api.services import (
     vms,
 )
 from qvd.config import Config
-from qvd.db import LiveConfig
+from qvd.db import DatabaseUnreachable, LiveConfig, lost_connection
+from qvd.db.failover import retry_delays
 
 __all__ = ["CATALOGUE", "Runner", "lookup_action", "run_action"]
 
@@ -98,23 +101,69 @@ def lookup_action(name: Any) -> Action:
     return action
 
 
+class _LostBeforeCommit(Exception):
+    """The database connection went before COMMIT: nothing was made, run it again."""
+
+
+def _run_retrying(
+    runner: Runner, principal: Principal, action: Action, req: ActionRequest
+) -> ActionResult:
+    """The action in one transaction, re-run while the database connection is lost
+    before COMMIT (a failover: up to ``database.failover_wait`` s), never after it
+    (the retry rule of ``qvd.db.failover``)."""
+    # database.* tokens are node-local: the file's value, without asking the database
+    delays = retry_delays(runner.live_config.file_config.get_float("database.failover_wait"))
+    for delay in [*delays, None]:
+        try:
+            return _run_once(runner, principal, action, req)
+        except _LostBeforeCommit as lost:
+            if delay is None:
+                raise ApiError(
+                    f"{action.name}: the database is unavailable ({lost}); nothing was "
+                    "changed, try again",
+                    Status.INTERNAL,
+                ) from None
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_once(
+    runner: Runner, principal: Principal, action: Action, req: ActionRequest
+) -> ActionResult:
+    with Session(runner.engine) as session:
+        session.begin()
+        try:
+            # the configuration's rows are read again now and then: inside the retry too
+            config = runner.config
+            ctx = Ctx(session=session, principal=principal, config=config, engine=runner.engine)
+            result = action.handler(ctx, req)
+        except (DBAPIError, DatabaseUnreachable) as exc:
+            with contextlib.suppress(DBAPIError, DatabaseUnreachable):
+                session.rollback()
+            if lost_connection(exc) or not isinstance(exc, DBAPIError):
+                raise _LostBeforeCommit(str(exc).splitlines()[0]) from None
+            raise db_error(exc, action.name) from None
+        try:
+            session.commit()
+        except DBAPIError as exc:
+            if lost_connection(exc):
+                raise ApiError(
+                    f"{action.name}: the database connection was lost during the commit "
+                    "(a failover?): the change may or may not have been made; look "
+                    "before trying again",
+                    Status.INTERNAL,
+                ) from None
+            raise db_error(exc, action.name) from None
+        return result
+
+
 def run_action(runner: Runner, principal: Principal, req: ActionRequest) -> ActionResult:
     action = lookup_action(req.action)
     result: ActionResult | None = None
     try:
         if action.acls:
             principal.require(*action.acls, what=f"the action {action.name!r}")
-        with Session(runner.engine) as session, session.begin():
-            ctx = Ctx(
-                session=session,
-                principal=principal,
-                config=runner.config,
-                engine=runner.engine,
-            )
-            try:
-                result = action.handler(ctx, req)
-            except DBAPIError as exc:
-                raise db_error(exc, action.name) from None
+        result = _run_retrying(runner, principal, action, req)
     except ApiError as exc:
         if action.mutating:
             _audit(runner, principal, action, req, [AuditEntry(None, None, exc.code)])

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from qvd.api.actions.core import Action
+from qvd.db import engine_target
 from qvd.db.channels import (
     CONFIG_CHANGED,
     DI_RUNTIMES_CHANGED,
@@ -32,6 +33,7 @@ from qvd.db.channels import (
     VM_BLOCKED,
     parse_payload,
 )
+from qvd.db.listener import LISTEN_KEEPALIVES
 
 __all__ = [
     "ALL_CHANNELS",
@@ -163,7 +165,18 @@ class NotifyHub:
 
     @classmethod
     def for_engine(cls, engine: Engine) -> NotifyHub:
-        """A hub that connects where ``engine`` does (same parameters, own connection)."""
+        """A hub that connects where ``engine`` does (same parameters, own connection:
+        every host of a multi-host target, so it follows a failover)."""
+        target = engine_target(engine)
+        if target is not None:
+            params: dict[str, Any] = {**LISTEN_KEEPALIVES, **target.params}
+
+            async def connect_to_target() -> psycopg.AsyncConnection[Any]:
+                return await psycopg.AsyncConnection.connect(
+                    **{**params, "application_name": "qvd-api-listen"}, autocommit=True
+                )
+
+            return cls(connect_to_target)
 
         def conninfo() -> tuple[str, str]:
             with engine.connect() as conn:

@@ -22,7 +22,7 @@ from qvd.api.errors import ServeError
 from qvd.api.shell.app import create_app
 from qvd.api.shell.tls import ensure_certificate
 from qvd.config import Config
-from qvd.db import config_with_db, database_target, make_engine
+from qvd.db import ConnectionLimits, config_with_db, database_target, make_engine
 from qvd.uvserve import ClosingAwareWSProtocol, listen_tcp
 
 __all__ = ["ApiEndpoint", "api_endpoint", "login_instructions", "serve"]
@@ -87,7 +87,10 @@ def serve(
     the configuration names (``database_target``). With ``access_log``, uvicorn logs
     each request at INFO (credentials in query strings blanked: ``qvd.api.faces.ws``)."""
     own_engine = engine is None
-    engine = engine or make_engine(database_target(config), pool_size=10, max_overflow=10)
+    if engine is None:
+        target = database_target(config)
+        limits = ConnectionLimits.for_failover(target)  # a vanished primary is noticed
+        engine = make_engine(target, limits=limits, pool_size=10, max_overflow=10)
     config = _with_rows(config, engine)
     endpoint = api_endpoint(config)
     uv_config = uvicorn.Config(
