@@ -341,7 +341,8 @@ class AudioDevice:
         if not self._modules(ctx, want):
             if self._pactl(ctx, "load-module", want, *arguments) is None:
                 raise AudioError(f"cannot load {want}")
-            self._pactl(ctx, "set-default-sink", SINK_NAME)
+            if want == NULL_MODULE:  # (a tunnel's sink appears only once it connects)
+                self._pactl(ctx, "set-default-sink", SINK_NAME)
 
     # --- the Opus encoder (qvd.vma.opus) -----------------------------------------------
 
