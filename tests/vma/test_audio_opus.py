@@ -164,3 +164,26 @@ def test_opus_plays_with_far_fewer_bytes_and_follows_suspend_and_resume() -> Non
 
         bench.device.stopped(bench.ctx)
         assert bench.device.pid is None
+
+
+def test_the_opus_configuration_and_the_encoders_command_line() -> None:
+    from qvd.vma.audio import PulsePaths, pulse_config
+    from qvd.vma.opus import OpusOptions, OpusSettingError, encoder_argv, opus_options
+
+    text = pulse_config(PulsePaths(Path("/run/user"), 1001), 100, opus=True)
+    assert "load-module module-null-sink sink_name=QVD_Audio" in text
+    assert "module-tunnel-sink-new" not in text
+    assert "module-tunnel-sink-new" in pulse_config(PulsePaths(Path("/run/user"), 1001), 100)
+
+    settings = {"vma.audio.opus.bitrate": "32000", "vma.audio.opus.frame_ms": "10"}
+    options = opus_options(lambda key: settings.get(key, ""))
+    assert options == OpusOptions(bitrate=32000, frame_ms=10)
+    assert opus_options(lambda key: "") == OpusOptions()
+    argv = encoder_argv("/usr/bin/gst-launch-1.0", "QVD_Audio", 7100, options)
+    assert "device=QVD_Audio.monitor" in argv
+    assert argv[argv.index("opusenc") :][:3] == ["opusenc", "bitrate=32000", "frame-size=10"]
+    assert argv[-3:] == ["host=127.0.0.1", "port=7100", "sync=false"]
+    for bad in ({"vma.audio.opus.bitrate": "999999999"}, {"vma.audio.opus.frame_ms": "25"},
+                {"vma.audio.opus.bitrate": "\uff16\uff14000"}):  # fmt: skip
+        with pytest.raises(OpusSettingError):
+            opus_options(lambda key, bad=bad: bad.get(key, ""))  # type: ignore[misc]
