@@ -23,10 +23,15 @@ from tests.pulse import PrivatePulse
 
 pytestmark = pytest.mark.timeout(120)
 
-_SEND = (
-    "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
-    "s.sendall(b'\\x00\\x10' + b'x' * 16); s.recv(1)"
-)
+_SEND = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+try:
+    s.sendall(b"\\x00\\x10" + b"x" * 16)
+    print("closed" if s.recv(1) == b"" else "answered")
+except ConnectionResetError:
+    print("closed")
+"""
 
 
 def test_another_local_user_cannot_use_the_opus_port() -> None:
@@ -44,7 +49,8 @@ def test_another_local_user_cannot_use_the_opus_port() -> None:
             [sys.executable, "-c", _SEND, str(port)], user=other, group=other,
             extra_groups=[], capture_output=True, text=True, timeout=30, check=False, cwd="/",
         )  # fmt: skip
-        assert attacker.returncode == 0, attacker.stderr  # connected, then closed on
+        assert attacker.returncode == 0, attacker.stderr
+        assert attacker.stdout.strip() == "closed"  # connected, then closed on
         assert receiver.refused == 1
         assert receiver.pids == []
         assert receiver.finished == []  # no decoder ran for it
