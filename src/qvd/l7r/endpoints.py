@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from qvd.config import Config
 from qvd.db import LiveConfig
+from qvd.db.failover import lost_connection
 from qvd.l7r import store
 from qvd.l7r.auth import Authenticator, Principal, issue_token, store_auth_params
 from qvd.l7r.auth.chain import FailureSink
@@ -53,7 +54,14 @@ class Node:
 
     @property
     def config(self) -> Config:
-        return self._live_config.get()
+        """The live configuration; while a failover keeps its rows from being read, the
+        last one read (asked on the event loop, which must not wait for a primary)."""
+        try:
+            return self._live_config.get()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            return self._live_config.last_known()
 
     # ---- node checks ----------------------------------------------------------------------
     def ping(self) -> Reply:
