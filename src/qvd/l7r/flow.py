@@ -184,8 +184,9 @@ class ConnectFlow:
                     on_acquired()
         except BaseException:
             if machine.acquired and not released:
-                try:
-                    self.release(vm_id)
+                try:  # at once: a failed connect's answer does not wait for a primary
+                    with self._engine.begin() as conn:
+                        store.release_session(conn, vm_id, self._host_id)
                 except Exception as exc:  # the database is gone (or the L7R stopping and
                     # its engine disposed): the first error says so; the next connect on
                     # this node frees the row as a session left by a crash
