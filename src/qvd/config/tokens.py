@@ -765,7 +765,7 @@ TOKENS: tuple[Token, ...] = (
         "session.history.retention.days",
         "180",
         INT,
-        "Days a row of the session history (logins, connects, disconnects) is kept; the "
+        "Days a row of the session history (logins, connects, takeovers) is kept; the "
         "HKD's collector deletes older ones in bounded batches at each pass (0: kept "
         "forever).",
     ),
