@@ -18,7 +18,7 @@ from tests.hkd.conftest import run_dir as run_dir
 from tests.hkd.conftest import started as started
 from tests.policy.conftest import add_policy, runtime, set_runtime
 
-_TICK = {"policy.tick.seconds": "0.3"}
+_TICK = {"policy.tick.delay": "0.3"}
 
 
 def _leading(hkds: list[Hkd]) -> list[Hkd]:

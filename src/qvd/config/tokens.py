@@ -733,7 +733,7 @@ TOKENS: tuple[Token, ...] = (
         "tries; one at a time holds the PostgreSQL advisory lock and applies the policies).",
     ),
     _t(
-        "policy.tick.seconds",
+        "policy.tick.delay",
         "30",
         NUM,
         "Seconds between two policy passes of the leader (and between two tries of a node "
