@@ -734,7 +734,7 @@ TOKENS: tuple[Token, ...] = (
         "tries; one at a time holds the PostgreSQL advisory lock and applies the policies).",
     ),
     _t(
-        "policy.tick.seconds",
+        "policy.tick.delay",
         "30",
         NUM,
         "Seconds between two policy passes of the leader (and between two tries of a node "
@@ -766,7 +766,7 @@ TOKENS: tuple[Token, ...] = (
         "session.history.retention.days",
         "180",
         INT,
-        "Days a row of the session history (logins, connects, disconnects) is kept; the "
+        "Days a row of the session history (logins, connects, takeovers) is kept; the "
         "HKD's collector deletes older ones in bounded batches at each pass (0: kept "
         "forever).",
     ),
