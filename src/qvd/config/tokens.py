@@ -720,9 +720,10 @@ TOKENS: tuple[Token, ...] = (
         "database.failover_wait",
         "15",
         NUM,
-        "Seconds an API request that lost its database connection before its commit "
-        "waits for a primary (a failover) while it retries; a connection lost during "
-        "a commit is never retried (the change may have been made).",
+        "Seconds an API request, or a step of an L7R connect, that lost its database "
+        "connection before its commit waits for a primary (a failover) while it "
+        "retries; a connection lost during a commit is never retried (the change may "
+        "have been made: the state is read again).",
     ),
     # --- policies (issue #17, engineer "policy": qvd.policy) -------------------------
     _t(
