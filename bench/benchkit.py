@@ -253,6 +253,15 @@ def api_server(root: Path, db: BenchDatabase) -> Iterator[int]:
 
 
 # ---- rows -------------------------------------------------------------------------------------
+def add_host(conn: Connection, name: str, address: str) -> int:
+    """A node's ``hosts`` row; its id."""
+    host = conn.execute(
+        text("INSERT INTO hosts (name, address) VALUES (:n, :a) RETURNING id"),
+        {"n": name, "a": address},
+    ).scalar_one()
+    return int(host)
+
+
 def add_osf(conn: Connection, image: Path, images: Path, name: str, memory: int, n: int) -> int:
     """An OSF (tenant 1) whose published ``default`` DI is ``image``, copied in as
     ``images/<n>-<image name>``."""
@@ -347,10 +356,7 @@ class BenchNode:
         """The node's hosts row, an OSF of ``image`` (``memory`` MB) and ``count`` VMs
         (``vm<n>`` of the users ``u<n>``, from .100). Returns the host id and the VM ids."""
         with self.db.engine.begin() as conn:
-            host = conn.execute(
-                text("INSERT INTO hosts (name, address) VALUES ('bench', :a) RETURNING id"),
-                {"a": self.host_address},
-            ).scalar_one()
+            host = add_host(conn, "bench", self.host_address)
             osf = add_osf(conn, image, self.images, "bench", memory, 10000)
             vms = [
                 add_vm(conn, osf, f"u{n}", f"vm{n}", str(self.subnet.network_address + 100 + n))

@@ -186,7 +186,7 @@ def logins(quick: bool, runs: int) -> tuple[float, float]:
         engine, target = node.db.engine, node.db.target
         host, _ = node.seed(image, 1)
         vm, _pump = add_users(engine, "u0")
-        port = node.start_l7r(**{"policy.tick.seconds": "0.2"})
+        port = node.start_l7r(**{"policy.tick.delay": "0.2"})
         cold = cold_runs(target, engine, port, host, vm, runs)
         pool = pool_runs(engine, target, port, host, vm, runs)
         with engine.begin() as conn:

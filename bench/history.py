@@ -21,7 +21,7 @@ import time
 
 from sqlalchemy import text
 
-from benchkit import exit_on_sigterm, run_main, scratch_dir, throwaway_database
+from benchkit import add_host, exit_on_sigterm, run_main, scratch_dir, throwaway_database
 from qvd.l7r.history import HistoryRecorder
 
 
@@ -38,9 +38,7 @@ def main() -> int:
         throwaway_database(tmp, spread_vm_ids=False) as db,
     ):
         with db.engine.begin() as conn:
-            host_id = conn.execute(
-                text("INSERT INTO hosts (name, address) VALUES ('b1', '10.9.9.2') RETURNING id")
-            ).scalar_one()
+            host_id = add_host(conn, "b1", "10.9.9.2")
         recorder = HistoryRecorder(db.engine, host_id, capacity=rows + 10)
         t0 = time.perf_counter()
         for i in range(rows):  # queued before the writer starts: the pure enqueue cost

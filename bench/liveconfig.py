@@ -20,7 +20,14 @@ import time
 
 from sqlalchemy import text
 
-from benchkit import exit_on_sigterm, percentile, run_main, scratch_dir, throwaway_database
+from benchkit import (
+    add_host,
+    exit_on_sigterm,
+    percentile,
+    run_main,
+    scratch_dir,
+    throwaway_database,
+)
 from qvd.config import Config
 from qvd.db import LiveConfig
 from qvd.hkd.liveconfig import ConfigWatch
@@ -41,9 +48,7 @@ def main() -> int:
         throwaway_database(tmp, spread_vm_ids=False) as db,
     ):
         with db.engine.begin() as conn:
-            host_id = conn.execute(
-                text("INSERT INTO hosts (name, address) VALUES ('b1', '10.9.9.2') RETURNING id")
-            ).scalar_one()
+            host_id = add_host(conn, "b1", "10.9.9.2")
         config = Config().with_overrides({"nodename": "b1"}, source="bench")
         live = LiveConfig(config, db.engine, max_age=3600)
         watch = ConfigWatch(

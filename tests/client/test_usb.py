@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,11 @@ def test_a_device_through_the_real_slave_program_and_attach_service(
         assert f"USB: {BUSID} ({VENDOR_ID:04x}:{PRODUCT_ID:04x}) shared with the desktop" in (
             capsys.readouterr().err
         )
+        # the client says "shared" once its side of the import is sent; the attach service
+        # writes vhci-hcd's attach file just after
+        deadline = time.monotonic() + 10
+        while not vhci.attached and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert [(port, speed) for port, _dev, speed, _ino in vhci.attached] == [(0, 3)]
         held = vhci.held[0]  # what vhci-hcd reads: the client's device, through the slave
         setup = bytes([0x80, 6, 0, 2, 0, 0, 9, 0])  # GET_DESCRIPTOR(configuration), 9 bytes

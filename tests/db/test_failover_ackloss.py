@@ -10,7 +10,6 @@ re-reads the rows:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,12 @@ from tests.hkd.conftest import (
     command,
     hkd_config,
     run_dir,
+    started,
     state_of,
     wait_for,
 )
 
-__all__ = ["run_dir"]  # the HKD tests' fixture
+__all__ = ["run_dir", "started"]  # the HKD tests' fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +54,6 @@ def through(proxy: AckLossProxy, db: DatabaseTarget, cluster: EmbeddedCluster) -
             "application_name": "qvd-test-ackloss",
         }
     )
-
-
-@pytest.fixture
-def started() -> Iterator[list[Hkd]]:
-    daemons: list[Hkd] = []
-    yield daemons
-    for d in daemons:
-        if not d.wait(0):
-            d.halt()
 
 
 def run_attempts(engine: Engine, vm_id: int) -> int:

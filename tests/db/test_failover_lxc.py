@@ -16,12 +16,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import make_engine
-from qvd.hkd import store
 from qvd.hkd.daemon import Hkd
-from qvd.hkd.health import Liveness
 from qvd.hkd.lease import boot_clock
 from tests.hkd.conftest import (
-    add_host,
     command,
     lxc_node,
     lxc_storage,
@@ -33,6 +30,7 @@ from tests.hkd.conftest import (
 )
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.pgcluster import ReplicatedPair, replicated_pair
+from tests.security.desktops import node_hkd, vma_answers
 
 __all__ = ["lxc_node", "lxc_storage", "run_dir", "test_image"]
 
@@ -55,25 +53,11 @@ def pair() -> Iterator[ReplicatedPair]:
 @pytest.fixture
 def lxc_hkd(pair: ReplicatedPair, lxc_node: LxcNode) -> Iterator[tuple[Hkd, Engine]]:
     engine = make_engine(pair.target())
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    hkd = Hkd(lxc_node.config(**TIMINGS), target=pair.target())
-    hkd.start()
     try:
-        yield hkd, engine
+        with node_hkd(pair.target(), engine, lxc_node, **TIMINGS) as hkd:
+            yield hkd, engine
     finally:
-        if not hkd.wait(0):
-            hkd.stop()
         engine.dispose()
-
-
-def _vma_answers(hkd: Hkd, engine: Engine, vm_id: int) -> bool:
-    assert hkd.reconciler is not None
-    with engine.begin() as conn:
-        view = store.load_vm(conn, vm_id)
-    assert view is not None
-    assert view.ip is not None
-    secret = hkd.reconciler.vma_secret(view)
-    return hkd.reconciler.vma.ping(view.ip, hkd.settings.vma_port, secret) is Liveness.ANSWERED
 
 
 def _run_attempts(engine: Engine, vm_id: int) -> int:
@@ -111,7 +95,7 @@ def test_a_running_desktop_survives_a_failover(
     assert Path(f"/proc/{pid}").exists()
     assert runtime(engine, desk)["vm_pid"] == pid
     assert state_of(engine, desk) == "running"
-    wait_for(lambda: _vma_answers(hkd, engine, desk), 30, "the desktop's VMA")
+    wait_for(lambda: vma_answers(hkd, engine, desk), 30, "the desktop's VMA")
 
     # commands after the failover: found through the new LISTEN, each run once
     command(engine, later, "start", hkd.host.id)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, text
@@ -23,6 +24,9 @@ from qvd.hkd.health import Liveness
 from qvd.hkd.store import HostRow
 from tests.conftest import scratch_dir
 from tests.hkd.lxcnode import LxcNode
+
+if TYPE_CHECKING:
+    from qvd.hkd.daemon import Hkd
 
 _ips = itertools.count(100)
 
@@ -60,6 +64,16 @@ def run_dir() -> Iterator[Path]:
     path = scratch_dir(f"qvd-test-hkd-{os.getpid()}-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def started() -> Iterator[list[Hkd]]:
+    """HKDs a test started; stopped at the end whatever happens."""
+    daemons: list[Hkd] = []
+    yield daemons
+    for d in daemons:
+        if not d.wait(0):
+            d.halt()
 
 
 def hkd_config(run_dir: Path, nodename: str = "node1", **extra: str) -> Config:

@@ -31,16 +31,6 @@ from tests.hkd.conftest import (
 )
 
 
-@pytest.fixture
-def started() -> Iterator[list[Hkd]]:
-    """HKDs a test started; stopped at the end whatever happens."""
-    daemons: list[Hkd] = []
-    yield daemons
-    for d in daemons:
-        if not d.wait(0):
-            d.halt()
-
-
 def test_refuses_without_its_host_row(db: DatabaseTarget, run_dir: Path) -> None:
     hkd = Hkd(hkd_config(run_dir, "ghost"), backend=FakeBackend(), vma=FakeVma(), target=db)
     with pytest.raises(HkdStartError, match="no host named 'ghost' in the database"):

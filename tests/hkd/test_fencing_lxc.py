@@ -15,13 +15,12 @@ import pytest
 from sqlalchemy import Engine
 
 from qvd.db import EmbeddedCluster, make_engine, upgrade
-from qvd.hkd import store
 from qvd.hkd.daemon import Hkd
-from qvd.hkd.health import Liveness
 from qvd.hkd.lease import boot_clock
 from tests.conftest import throwaway_cluster
 from tests.hkd.conftest import add_host, command, frozen, host_state, runtime, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm, leaks
+from tests.security.desktops import vma_answers
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -56,16 +55,6 @@ def _running_vm(engine: Engine, hkd: Hkd, node: LxcNode, image: Path, n: int) ->
     assert isinstance(pid, int)
     assert Path(f"/proc/{pid}").exists()
     return vm_id, pid
-
-
-def _vma_answers(hkd: Hkd, engine: Engine, vm_id: int) -> bool:
-    assert hkd.reconciler is not None
-    with engine.begin() as conn:
-        view = store.load_vm(conn, vm_id)
-    assert view is not None
-    assert view.ip is not None
-    secret = hkd.reconciler.vma_secret(view)
-    return hkd.reconciler.vma.ping(view.ip, hkd.settings.vma_port, secret) is Liveness.ANSWERED
 
 
 def test_fencing_stops_a_running_desktop(
@@ -116,6 +105,6 @@ def test_a_60_s_database_stop_keeps_every_desktop_running_and_answering(
         assert Path(f"/proc/{pid}").exists()
         assert runtime(engine, vm_id)["vm_pid"] == pid
         assert state_of(engine, vm_id) == "running"
-        wait_for(lambda v=vm_id: _vma_answers(hkd, engine, v), 30, f"VMA of VM {vm_id}")  # type: ignore[misc]
+        wait_for(lambda v=vm_id: vma_answers(hkd, engine, v), 30, f"VMA of VM {vm_id}")  # type: ignore[misc]
     assert hkd.fencer.fence_count == 0
     assert not hkd.fenced

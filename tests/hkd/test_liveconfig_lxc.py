@@ -18,20 +18,15 @@ from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
 from tests.api.asgi import asgi_client
 from tests.api.conftest import Api, add_admin, api_config
-from tests.hkd.conftest import add_host, command, state_of, wait_for
+from tests.hkd.conftest import command, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
+from tests.security.desktops import node_hkd
 
 
 @pytest.fixture
 def lxc_hkd(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[Hkd]:
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    hkd = Hkd(lxc_node.config(), target=db)
-    hkd.start()
-    try:
+    with node_hkd(db, engine, lxc_node) as hkd:
         yield hkd
-    finally:
-        if not hkd.wait(0):
-            hkd.stop()
 
 
 def _shares(hkd: Hkd, vm_id: int) -> str | None:

@@ -67,15 +67,6 @@ def unlabelled(metrics: HkdMetrics) -> dict[str, float]:
     }
 
 
-@pytest.fixture
-def started() -> Iterator[list[Hkd]]:
-    daemons: list[Hkd] = []
-    yield daemons
-    for d in daemons:
-        if not d.wait(0):
-            d.halt()
-
-
 def test_a_started_and_stopped_vm_shows_in_the_nodes_metrics(
     db: DatabaseTarget, engine: Engine, run_dir: Path, started: list[Hkd]
 ) -> None:

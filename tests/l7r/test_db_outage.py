@@ -37,7 +37,8 @@ def outage(tmp_path: Path) -> Iterator[Outage]:
         try:
             upgrade(engine)
             seeded = seed(engine)
-            config = l7r_config(tmp_path / "run")
+            # a connect's steps wait this long for a primary before the 503 (a failover)
+            config = l7r_config(tmp_path / "run", **{"database.failover_wait": "1"})
             server = L7rServer(config, target, seeded.host_id, "127.0.0.1")
             server.start()
             agent = FakeAgent(port=nx.port)

@@ -1,6 +1,7 @@
 """A fleet in miniature for the join tests: one throwaway PostgreSQL cluster reachable
 over TCP on a bridge, and nodes in network namespaces plugged into that bridge, each
-joined with the real ``qvd node join`` (a child process inside its namespace)."""
+joined with the real ``qvd node join`` (a child process inside its namespace); and
+``join_admin``, the fixture of the database tests that make join tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+from psycopg import sql
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, EmbeddedCluster, make_engine, upgrade
@@ -22,6 +25,19 @@ from tests.conftest import end_process, free_port, scratch_dir
 from tests.hkd.conftest import wait_for
 from tests.hkd.lxcnode import free_subnet
 from tests.hkd.test_daemon_process import node_in_netns
+
+
+@pytest.fixture
+def join_admin(pg_cluster: EmbeddedCluster, db: DatabaseTarget) -> Iterator[DatabaseTarget]:
+    """The test database as the cluster's superuser (who makes join tokens); the token
+    roles made meanwhile are dropped afterwards."""
+    target = pg_cluster.target(db.dbname, as_superuser=True)
+    yield target
+    with target.connect(autocommit=True) as conn:
+        for (sha,) in conn.execute("SELECT token_sha256 FROM node_join_tokens").fetchall():
+            role = sql.Identifier("qvd_node_" + sha[:16])
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(role))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
 
 
 def _run(*argv: str) -> None:

@@ -4,30 +4,19 @@ each, one running host) and helpers to shape the VMs' runtime."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from qvd.db import DatabaseTarget, make_engine
 from qvd.db.models import Policy, VmRuntime
 from tests.api.conftest import World, build_world
 
 
 @pytest.fixture
-def policy_engine(db: DatabaseTarget) -> Iterator[Engine]:
-    engine = make_engine(db)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def fleet(policy_engine: Engine) -> World:
-    return build_world(policy_engine)
+def fleet(engine: Engine) -> World:  # the tests' database (tests/conftest.engine)
+    return build_world(engine)
 
 
 def set_runtime(engine: Engine, vm_id: int, **values: Any) -> None:

@@ -19,7 +19,7 @@ from qvd.policy.runner import PolicyRunner
 def main() -> None:
     spec: dict[str, Any] = json.loads(sys.stdin.readline())
     target = DatabaseTarget(spec["params"])
-    config = Config().with_overrides({"policy.tick.seconds": str(spec["tick"])}, source="test")
+    config = Config().with_overrides({"policy.tick.delay": str(spec["tick"])}, source="test")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine = make_engine(target)

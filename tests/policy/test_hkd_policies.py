@@ -6,10 +6,8 @@ not run the same occurrence again."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget
@@ -17,18 +15,10 @@ from qvd.hkd.backends.fake import FakeBackend
 from qvd.hkd.daemon import Hkd
 from tests.hkd.conftest import FakeVma, add_host, add_vm, hkd_config, state_of, wait_for
 from tests.hkd.conftest import run_dir as run_dir
+from tests.hkd.conftest import started as started
 from tests.policy.conftest import add_policy, runtime, set_runtime
 
-_TICK = {"policy.tick.seconds": "0.3"}
-
-
-@pytest.fixture
-def started() -> Iterator[list[Hkd]]:
-    daemons: list[Hkd] = []
-    yield daemons
-    for d in daemons:
-        if not d.wait(0):
-            d.halt()
+_TICK = {"policy.tick.delay": "0.3"}
 
 
 def _leading(hkds: list[Hkd]) -> list[Hkd]:

@@ -82,7 +82,7 @@ def _wait(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def test_one_leads_and_the_other_takes_over_when_it_dies(
     db: DatabaseTarget,
-    policy_engine: Engine,
+    engine: Engine,
     fleet: World,
     runners: dict[str, subprocess.Popen[str]],
 ) -> None:
@@ -90,39 +90,39 @@ def test_one_leads_and_the_other_takes_over_when_it_dies(
     # a scheduled start whose occurrence (a minute ago, every day) is due now
     now = dt.datetime.now(dt.UTC)
     occurrence = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=1)
-    pid = add_policy(policy_engine, fleet.tenants["A"], kind="scheduled_start",
+    pid = add_policy(engine, fleet.tenants["A"], kind="scheduled_start",
                      at_minute=occurrence.hour * 60 + occurrence.minute,
                      creation_date=occurrence - dt.timedelta(days=1))  # fmt: skip
 
-    leaders = _wait(lambda: _leaders(policy_engine))
+    leaders = _wait(lambda: _leaders(engine))
     assert len(leaders) == 1, leaders
     first = leaders[0]
     # the leader ran the occurrence: the start asked, the occurrence claimed
-    assert _wait(lambda: runtime(policy_engine, vm_a).vm_cmd == "start")
-    with policy_engine.connect() as conn:
+    assert _wait(lambda: runtime(engine, vm_a).vm_cmd == "start")
+    with engine.connect() as conn:
         ran = conn.execute(text("SELECT last_run_at FROM policies WHERE id = :i"), {"i": pid})
         assert ran.scalar_one() == occurrence
     # exactly one leads, tick after tick
     for _ in range(5):
-        assert _leaders(policy_engine) == [first]
+        assert _leaders(engine) == [first]
         time.sleep(TICK)
 
     # the VM's start is taken back (as if it had been stopped); now the leader dies
-    set_runtime(policy_engine, vm_a, vm_cmd=None, host_id=None)
+    set_runtime(engine, vm_a, vm_cmd=None, host_id=None)
     # an idle desktop of tenant B: proof that the new leader acts
     idle_since = now - dt.timedelta(hours=3)
-    set_runtime(policy_engine, fleet.vms["B"], vm_state="running", host_id=fleet.host,
+    set_runtime(engine, fleet.vms["B"], vm_state="running", host_id=fleet.host,
                 vm_state_ts=idle_since, user_state_ts=idle_since)  # fmt: skip
     killed = runners[first]
     killed.send_signal(signal.SIGKILL)
     killed.wait(10)
     died = time.monotonic()
     other = next(n for n in runners if n != first)
-    assert _wait(lambda: _leaders(policy_engine) == [other], timeout=15)
+    assert _wait(lambda: _leaders(engine) == [other], timeout=15)
     took_over = time.monotonic() - died
     assert took_over < 10, took_over
-    add_policy(policy_engine, fleet.tenants["B"], kind="idle_stop", minutes=60)
-    assert _wait(lambda: runtime(policy_engine, fleet.vms["B"]).vm_cmd == "stop")
+    add_policy(engine, fleet.tenants["B"], kind="idle_stop", minutes=60)
+    assert _wait(lambda: runtime(engine, fleet.vms["B"]).vm_cmd == "stop")
     # the scheduled occurrence the dead leader ran is not run again
     time.sleep(5 * TICK)
-    assert runtime(policy_engine, vm_a).vm_cmd is None
+    assert runtime(engine, vm_a).vm_cmd is None

@@ -21,25 +21,20 @@ from qvd.config import Config
 from qvd.db import DatabaseTarget
 from qvd.hkd.daemon import Hkd
 from qvd.policy.runner import PolicyRunner
-from tests.hkd.conftest import add_host, state_of, wait_for
 from tests.hkd.conftest import lxc_node as lxc_node
 from tests.hkd.conftest import lxc_storage as lxc_storage
 from tests.hkd.conftest import run_dir as run_dir
+from tests.hkd.conftest import state_of, wait_for
 from tests.hkd.conftest import test_image as test_image
 from tests.hkd.lxcnode import LxcNode, add_lxc_vm
 from tests.policy.conftest import add_policy, runtime, set_runtime
+from tests.security.desktops import node_hkd
 
 
 @pytest.fixture
 def lxc_hkd(db: DatabaseTarget, engine: Engine, lxc_node: LxcNode) -> Iterator[Hkd]:
-    add_host(engine, lxc_node.name, lxc_node.host_address)
-    hkd = Hkd(lxc_node.config(**{"policy.enable": "0"}), target=db)
-    hkd.start()
-    try:
+    with node_hkd(db, engine, lxc_node, **{"policy.enable": "0"}) as hkd:
         yield hkd
-    finally:
-        if not hkd.wait(0):
-            hkd.stop()
 
 
 class ShiftedClock:
@@ -64,7 +59,7 @@ def test_scheduled_start_then_idle_stop_on_a_real_node(
     add_policy(engine, tenant, kind="scheduled_start", at_minute=at.hour * 60 + at.minute,
                creation_date=now)  # fmt: skip
     add_policy(engine, tenant, kind="idle_stop", minutes=1)
-    config = Config().with_overrides({"policy.tick.seconds": "0.2"}, source="test")
+    config = Config().with_overrides({"policy.tick.delay": "0.2"}, source="test")
     stop = threading.Event()
     leader = PolicyRunner(engine, db, lambda: config, stop=stop, clock=clock)
     thread = threading.Thread(target=leader.run, daemon=True)

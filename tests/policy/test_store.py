@@ -50,21 +50,21 @@ def _running_idle(engine: Engine, vm_id: int, host: int) -> None:
 
 
 def test_idle_stop_asks_the_node_with_its_notify(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     vm_a, vm_b = fleet.vms["A"], fleet.vms["B"]
     for vm in (vm_a, vm_b):
-        _running_idle(policy_engine, vm, fleet.host)
-    add_policy(policy_engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
-    runner = _runner(policy_engine, db)
+        _running_idle(engine, vm, fleet.host)
+    add_policy(engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
+    runner = _runner(engine, db)
     with Listener(db) as listener:
         listener.listen(vm_cmd_channel(fleet.host))
         report = runner.step()
         assert report is not None
         assert report.done == 1
         notes = listener.wait(10)
-    assert runtime(policy_engine, vm_a).vm_cmd == "stop"
-    assert runtime(policy_engine, vm_b).vm_cmd is None  # tenant B has no policy
+    assert runtime(engine, vm_a).vm_cmd == "stop"
+    assert runtime(engine, vm_b).vm_cmd is None  # tenant B has no policy
     assert notes
     # level-triggered: the next pass finds nothing left to do
     again = runner.step()
@@ -74,93 +74,93 @@ def test_idle_stop_asks_the_node_with_its_notify(
 
 
 def test_idle_stop_spares_connected_blocked_and_fresh_desktops(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     vm = fleet.vms["A"]
-    add_policy(policy_engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
-    runner = _runner(policy_engine, db)
+    add_policy(engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
+    runner = _runner(engine, db)
     for change in ({"user_state": "connected"}, {"blocked": True},
                    {"vm_state_ts": dt.datetime.now(dt.UTC)}):  # fmt: skip
-        _running_idle(policy_engine, vm, fleet.host)
-        set_runtime(policy_engine, vm, **change)
+        _running_idle(engine, vm, fleet.host)
+        set_runtime(engine, vm, **change)
         runner.step()
-        assert runtime(policy_engine, vm).vm_cmd is None, change
-        set_runtime(policy_engine, vm, blocked=False)
+        assert runtime(engine, vm).vm_cmd is None, change
+        set_runtime(engine, vm, blocked=False)
     runner.leadership.release()
 
 
 def test_max_session_and_idle_suspend_abort_the_holding_l7r(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     vm = fleet.vms["A"]
-    set_runtime(policy_engine, vm, vm_state="running", host_id=fleet.host, vm_state_ts=LONG_AGO,
+    set_runtime(engine, vm, vm_state="running", host_id=fleet.host, vm_state_ts=LONG_AGO,
                 user_state="connected", user_state_ts=LONG_AGO, l7r_host_id=fleet.host)  # fmt: skip
-    add_policy(policy_engine, fleet.tenants["A"], kind="max_session", minutes=60)
-    runner = _runner(policy_engine, db)
+    add_policy(engine, fleet.tenants["A"], kind="max_session", minutes=60)
+    runner = _runner(engine, db)
     with Listener(db) as listener:
         listener.listen(user_cmd_channel(fleet.host))
         runner.step()
         assert listener.wait(10)
-    assert runtime(policy_engine, vm).user_cmd == "abort"
+    assert runtime(engine, vm).user_cmd == "abort"
     # idle_suspend: a disconnected desktop an L7R still holds
-    set_runtime(policy_engine, vm, user_cmd=None, user_state="disconnected")
-    with Session(policy_engine) as s, s.begin():
+    set_runtime(engine, vm, user_cmd=None, user_state="disconnected")
+    with Session(engine) as s, s.begin():
         s.execute(text("DELETE FROM policies"))
-    add_policy(policy_engine, fleet.tenants["A"], kind="idle_suspend", minutes=60)
+    add_policy(engine, fleet.tenants["A"], kind="idle_suspend", minutes=60)
     runner.step()
-    rt = runtime(policy_engine, vm)
+    rt = runtime(engine, vm)
     assert (rt.user_cmd, rt.vm_cmd, rt.vm_state) == ("abort", None, "running")
     runner.leadership.release()
 
 
 def test_a_scheduled_start_runs_once_per_occurrence(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     vm = fleet.vms["A"]
     now = dt.datetime(2026, 12, 7, 8, 5, tzinfo=dt.UTC)  # a Monday
-    pid = add_policy(policy_engine, fleet.tenants["A"], kind="scheduled_start", at_minute=8 * 60,
+    pid = add_policy(engine, fleet.tenants["A"], kind="scheduled_start", at_minute=8 * 60,
                      weekdays=1, creation_date=now - dt.timedelta(days=3))  # fmt: skip
-    first = _runner(policy_engine, db, now)
+    first = _runner(engine, db, now)
     report = first.step()
     assert report is not None
     assert report.done == 1
-    rt = runtime(policy_engine, vm)
+    rt = runtime(engine, vm)
     assert (rt.vm_cmd, rt.host_id) == ("start", fleet.host)
-    with Session(policy_engine) as s:
+    with Session(engine) as s:
         occurrence = s.get_one(Policy, pid).last_run_at
     assert occurrence == dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
     # the VM is stopped again (its start taken back): the same occurrence is not run again,
     # not by this leader, and not by the same actions given again (another leader's late copy)
-    set_runtime(policy_engine, vm, vm_cmd=None, host_id=None)
+    set_runtime(engine, vm, vm_cmd=None, host_id=None)
     first.step()
-    assert runtime(policy_engine, vm).vm_cmd is None
+    assert runtime(engine, vm).vm_cmd is None
     late = [Action(verb=Verb.MARK_RUN, policy_id=pid, policy_name="p", occurrence=occurrence),
             Action(verb=Verb.START, policy_id=pid, policy_name="p", vm_id=vm,
                    occurrence=occurrence)]  # fmt: skip
     pid_of_leader = first.leadership.backend_pid
     assert pid_of_leader is not None
-    again = store.apply(policy_engine, late, Weights.from_config(CONFIG), pid_of_leader)
+    again = store.apply(engine, late, Weights.from_config(CONFIG), pid_of_leader)
     assert (again.done, again.skipped) == (0, 2)
-    assert runtime(policy_engine, vm).vm_cmd is None
+    assert runtime(engine, vm).vm_cmd is None
     first.leadership.release()
 
 
 def test_a_leader_whose_session_is_gone_acts_no_more(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     vm = fleet.vms["A"]
-    _running_idle(policy_engine, vm, fleet.host)
-    add_policy(policy_engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
+    _running_idle(engine, vm, fleet.host)
+    add_policy(engine, fleet.tenants["A"], kind="idle_stop", minutes=60)
     leader = Leadership(db)
     assert leader.try_lead()
     backend = leader.backend_pid
     assert backend is not None
-    with policy_engine.begin() as conn:  # the leader's session dies (network, restart)
+    with engine.begin() as conn:  # the leader's session dies (network, restart)
         conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
     stop = [Action(verb=Verb.STOP, policy_id=1, policy_name="p", vm_id=vm)]
     with pytest.raises(store.LeadershipLost):
-        store.apply(policy_engine, stop, Weights.from_config(CONFIG), backend)
-    assert runtime(policy_engine, vm).vm_cmd is None
+        store.apply(engine, stop, Weights.from_config(CONFIG), backend)
+    assert runtime(engine, vm).vm_cmd is None
     # its next try sees the connection failed: it no longer leads, and another can
     assert not leader.try_lead() or leader.backend_pid != backend
     other = Leadership(db)
@@ -193,18 +193,18 @@ def _history(engine: Engine, vm_id: int, user_id: int, when: list[dt.datetime]) 
 
 
 def test_warm_pool_starts_the_desktops_of_usual_users(
-    db: DatabaseTarget, policy_engine: Engine, fleet: World
+    db: DatabaseTarget, engine: Engine, fleet: World
 ) -> None:
     now = dt.datetime(2026, 12, 7, 8, 40, tzinfo=dt.UTC)  # Monday 09:40 in Madrid
     vm_a = fleet.vms["A"]
     weeks = [now - dt.timedelta(weeks=w) + dt.timedelta(minutes=10) for w in (1, 2, 3)]
-    _history(policy_engine, vm_a, fleet.users["A"], weeks)
+    _history(engine, vm_a, fleet.users["A"], weeks)
     # tenant B's desktop is as usual, but the policy is tenant A's
-    _history(policy_engine, fleet.vms["B"], fleet.users["B"], weeks)
-    pid = add_policy(policy_engine, fleet.tenants["A"], kind="warm_pool", size=2, minutes=30,
+    _history(engine, fleet.vms["B"], fleet.users["B"], weeks)
+    pid = add_policy(engine, fleet.tenants["A"], kind="warm_pool", size=2, minutes=30,
                      timezone="Europe/Madrid")  # fmt: skip
-    with policy_engine.connect() as conn:
-        with Session(policy_engine) as s:
+    with engine.connect() as conn:
+        with Session(engine) as s:
             policy = next(p for p in store.read_policies(conn) if p.id == pid)
             assert s.get_one(Policy, pid).size == 2
         found = store.read_warm(conn, policy, now, weeks=4, min_days=2)
@@ -212,8 +212,8 @@ def test_warm_pool_starts_the_desktops_of_usual_users(
         assert store.read_warm(conn, policy, now, weeks=4, min_days=4) == []
         later = now + dt.timedelta(hours=2)  # nobody usually connects then
         assert store.read_warm(conn, policy, later, weeks=4, min_days=1) == []
-    runner = _runner(policy_engine, db, now)
+    runner = _runner(engine, db, now)
     runner.step()
-    assert runtime(policy_engine, vm_a).vm_cmd == "start"
-    assert runtime(policy_engine, fleet.vms["B"]).vm_cmd is None
+    assert runtime(engine, vm_a).vm_cmd == "start"
+    assert runtime(engine, fleet.vms["B"]).vm_cmd is None
     runner.leadership.release()

@@ -31,7 +31,12 @@ def outage(tmp_path: Path) -> Iterator[tuple[PortalLab, EmbeddedCluster]]:
             upgrade(engine)
             seeded = seed(engine)
             config = l7r_config(
-                tmp_path / "run", **{"l7r.portal.address": "127.0.0.1", "l7r.portal.port": "0"}
+                tmp_path / "run",
+                **{
+                    "l7r.portal.address": "127.0.0.1",
+                    "l7r.portal.port": "0",
+                    "database.failover_wait": "1",  # the 503 after this wait for a primary
+                },
             )
             server = L7rServer(config, target, seeded.host_id, "127.0.0.1", attach=[PortalServer])
             server.start()

@@ -10,16 +10,19 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from qvd.db import DatabaseTarget
+from qvd.hkd import store
 from qvd.hkd.backends.lxc import LxcBackend
 from qvd.hkd.daemon import Hkd
+from qvd.hkd.health import Liveness
 from tests.hkd.conftest import add_host, command, state_of, wait_for
 from tests.hkd.lxcnode import LxcNode
 
-__all__ = ["Shell", "node_hkd", "run_in", "start_vm"]
+__all__ = ["Shell", "node_hkd", "run_in", "start_vm", "vma_answers"]
 
 
 @contextlib.contextmanager
 def node_hkd(db: DatabaseTarget, engine: Engine, node: LxcNode, **extra: str) -> Iterator[Hkd]:
+    """The node's real HKD (its host row added first), stopped at the end."""
     add_host(engine, node.name, node.host_address)
     hkd = Hkd(node.config(**extra), target=db)
     hkd.start()
@@ -28,6 +31,17 @@ def node_hkd(db: DatabaseTarget, engine: Engine, node: LxcNode, **extra: str) ->
     finally:
         if not hkd.wait(0):
             hkd.stop()
+
+
+def vma_answers(hkd: Hkd, engine: Engine, vm_id: int) -> bool:
+    """Whether the desktop's VMA answers the node's ping (with the VM's own secret)."""
+    assert hkd.reconciler is not None
+    with engine.begin() as conn:
+        view = store.load_vm(conn, vm_id)
+    assert view is not None
+    assert view.ip is not None
+    secret = hkd.reconciler.vma_secret(view)
+    return hkd.reconciler.vma.ping(view.ip, hkd.settings.vma_port, secret) is Liveness.ANSWERED
 
 
 def start_vm(engine: Engine, hkd: Hkd, vm_id: int) -> None:

@@ -8,7 +8,6 @@ the database keeps only the secret's SHA-256."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -18,18 +17,7 @@ from sqlalchemy import Engine, text
 from qvd.db import DatabaseTarget, EmbeddedCluster
 from qvd.node.joindb import JoinRefused, accept_token, make_token
 from qvd.node.jointoken import JoinToken, new_secret
-
-
-@pytest.fixture
-def admin(pg_cluster: EmbeddedCluster, db: DatabaseTarget) -> Iterator[DatabaseTarget]:
-    """The test database as the cluster's superuser; the token roles go afterwards."""
-    target = pg_cluster.target(db.dbname, as_superuser=True)
-    yield target
-    with target.connect(autocommit=True) as conn:
-        for (sha,) in conn.execute("SELECT token_sha256 FROM node_join_tokens").fetchall():
-            role = "qvd_node_" + sha[:16]
-            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+from tests.node.joinnet import join_admin as join_admin
 
 
 def _token(admin: DatabaseTarget, cluster: EmbeddedCluster, ttl: float = 3600) -> JoinToken:
@@ -45,9 +33,9 @@ def _hosts(engine: Engine) -> list[str]:
 
 
 def test_a_used_token_no_longer_logs_in_nor_joins(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
-    token = _token(admin, pg_cluster)
+    token = _token(join_admin, pg_cluster)
     with psycopg.connect(**token.connection_params()) as conn:  # before: it logs in
         conn.execute("SELECT 1")
     accept_token(token, "node-a", "10.9.0.2", "the-node-s-own-password-0123456789")
@@ -63,10 +51,10 @@ def test_a_used_token_no_longer_logs_in_nor_joins(
 
 
 def test_an_expired_token_does_not_log_in(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
-    token = _token(admin, pg_cluster, ttl=3600)
-    with admin.connect(autocommit=True) as conn:  # its expiry passes
+    token = _token(join_admin, pg_cluster, ttl=3600)
+    with join_admin.connect(autocommit=True) as conn:  # its expiry passes
         conn.execute(
             sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
                 sql.Identifier(token.role), sql.Literal("2000-01-01")
@@ -84,11 +72,11 @@ def test_an_expired_token_does_not_log_in(
 
 
 def test_an_expired_row_is_refused_even_if_the_role_could_log_in(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
     """Two guards: the row's expiry is checked in the database, not only the role's."""
-    token = _token(admin, pg_cluster)
-    with admin.connect(autocommit=True) as conn:
+    token = _token(join_admin, pg_cluster)
+    with join_admin.connect(autocommit=True) as conn:
         conn.execute(
             "UPDATE node_join_tokens SET expiration = now() - interval '1 s' "
             "WHERE token_sha256 = %s",
@@ -100,9 +88,9 @@ def test_an_expired_row_is_refused_even_if_the_role_could_log_in(
 
 
 def test_a_forged_token_cannot_register_a_host(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
-    real = _token(admin, pg_cluster)
+    real = _token(join_admin, pg_cluster)
     forged = JoinToken(
         secret=new_secret(), db_host=real.db_host, db_port=real.db_port, db_name=real.db_name,
         expiration=real.expiration + dt.timedelta(days=300),
@@ -113,9 +101,9 @@ def test_a_forged_token_cannot_register_a_host(
 
 
 def test_a_token_role_cannot_take_another_token(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
-    mine, other = _token(admin, pg_cluster), _token(admin, pg_cluster)
+    mine, other = _token(join_admin, pg_cluster), _token(join_admin, pg_cluster)
     refused = pytest.raises(psycopg.errors.InvalidAuthorizationSpecification, match="belong")
     with psycopg.connect(**mine.connection_params()) as conn, refused:
         conn.execute(

@@ -6,26 +6,14 @@ stays unused."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
-from psycopg import sql
 from sqlalchemy import Engine, text
 
 from qvd.db import DatabaseTarget, EmbeddedCluster
 from qvd.node.joindb import JoinRefused, accept_token, make_token
 from qvd.selfsigned import self_signed
-
-
-@pytest.fixture
-def admin(pg_cluster: EmbeddedCluster, db: DatabaseTarget) -> Iterator[DatabaseTarget]:
-    target = pg_cluster.target(db.dbname, as_superuser=True)
-    yield target
-    with target.connect(autocommit=True) as conn:
-        for (sha,) in conn.execute("SELECT token_sha256 FROM node_join_tokens").fetchall():
-            role = sql.Identifier("qvd_node_" + sha[:16])
-            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(role))
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+from tests.node.joinnet import join_admin as join_admin
 
 
 def _store_cert(engine: Engine) -> None:
@@ -40,11 +28,11 @@ def _store_cert(engine: Engine) -> None:
 
 
 def test_a_swapped_fleet_certificate_stops_the_join(
-    admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
+    join_admin: DatabaseTarget, pg_cluster: EmbeddedCluster, engine: Engine
 ) -> None:
     _store_cert(engine)
     token = make_token(
-        admin, app_role=pg_cluster.role, ttl=dt.timedelta(hours=1), host_name=None,
+        join_admin, app_role=pg_cluster.role, ttl=dt.timedelta(hours=1), host_name=None,
         db_host="127.0.0.1", db_port=str(pg_cluster.port),
     )  # fmt: skip
     assert token.l7r_cert_sha256 is not None

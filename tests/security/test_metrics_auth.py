@@ -49,19 +49,6 @@ except urllib.error.HTTPError as refused:
 
 
 @pytest.fixture
-def network(root_only: None) -> Iterator[tuple[Bridge, NetnsPeer]]:
-    bridge = Bridge()
-    try:
-        peer = NetnsPeer(bridge, 200)
-        try:
-            yield bridge, peer
-        finally:
-            peer.close()
-    finally:
-        bridge.close()
-
-
-@pytest.fixture
 def engine(db: Any) -> Iterator[Engine]:
     made = make_engine(db)
     yield made

@@ -76,19 +76,6 @@ def listener(config: Config, host_address: str) -> Iterator[int]:
         server.stop()
 
 
-@pytest.fixture
-def network(root_only: None) -> Iterator[tuple[Bridge, NetnsPeer]]:
-    bridge = Bridge()
-    try:
-        peer = NetnsPeer(bridge, 200)
-        try:
-            yield bridge, peer
-        finally:
-            peer.close()
-    finally:
-        bridge.close()
-
-
 def scrape_from(peer: NetnsPeer, url: str, auth: str = "") -> tuple[int, str]:
     done = subprocess.run(
         ["ip", "netns", "exec", peer.name, sys.executable, "-c", SCRAPER, url, auth],

@@ -8,7 +8,6 @@ and the client refuses it in its settings."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,10 @@ from qvd.client import settings
 from qvd.client.settings import SettingsError
 from qvd.vma.usb import UsbAttachService
 from tests.vma.test_slave import KEY, body, run_slave, status
+from tests.vma.test_slave import key_file as key_file
 from tests.vma.test_usb_service import read_line
 from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import vhci as vhci
 
 HOSTILE = [
     "../../../../devices/platform/vhci_hcd.0",
@@ -29,14 +30,6 @@ HOSTILE = [
     "0-0",
     "1" * 200,
 ]
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "slave-key"
-    path.write_text(KEY)
-    path.chmod(0o600)
-    return path
 
 
 def usbip(busid: str) -> bytes:
@@ -52,13 +45,6 @@ def test_the_slave_program_refuses_a_hostile_busid(
     assert status(answer) == 400, answer
     assert body(answer).startswith("X-QVD-USB-Busid: not a USB bus id"), answer
     assert code == 1
-
-
-@pytest.fixture
-def vhci(tmp_path: Path) -> Iterator[FakeVhci]:
-    fake = FakeVhci(tmp_path / "sys")
-    yield fake
-    fake.close()
 
 
 @pytest.mark.parametrize("busid", [*HOSTILE[:1], "1-1\n3", "1-1 3"])

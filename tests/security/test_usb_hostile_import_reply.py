@@ -22,6 +22,7 @@ from qvd.vma.usbip import UsbDeviceInfo, import_reply
 from tests.usbipdev import BUSID, EmulatedDevice
 from tests.vma.test_usb_service import client_side, hand_over
 from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import vhci as vhci
 
 USER_UID = 65534
 GOOD = EmulatedDevice().info(BUSID)
@@ -32,13 +33,6 @@ def other(**changes: object) -> bytes:
               "id_vendor": 1, "id_product": 2}  # fmt: skip
     fields.update(changes)
     return b"\x01\x11\x00\x03\0\0\0\0" + UsbDeviceInfo(**fields).pack()  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def vhci(tmp_path: Path) -> Iterator[FakeVhci]:
-    fake = FakeVhci(tmp_path)
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

@@ -13,15 +13,8 @@ import pytest
 
 from qvd.vma.usb import UsbAttachService
 from tests.vma.test_slave import KEY, run_slave, status
+from tests.vma.test_slave import key_file as key_file
 from tests.vma.usbfakes import FakeVhci
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "slave-key"
-    path.write_text(KEY)
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture

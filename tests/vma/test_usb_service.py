@@ -23,15 +23,9 @@ from qvd.vma.usbip import UsbipError, import_reply, parse_import_request
 from qvd.vma.usbslave import channel_socket
 from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedDevice
 from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import vhci as vhci
 
 USER_UID = 65534  # the session's user (nobody); the tests run as root
-
-
-@pytest.fixture
-def vhci(tmp_path: Path) -> Iterator[FakeVhci]:
-    fake = FakeVhci(tmp_path)
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

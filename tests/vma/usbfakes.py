@@ -1,17 +1,20 @@
 """A vhci-hcd sysfs directory in a temporary folder, for the VMA's USB code on a machine
 without the module: ``status`` as the kernel writes it, and an ``attach`` that records
 what was written and marks the port used (with the guest's name of the device), as the
-kernel does once it accepted the socket."""
+kernel does once it accepted the socket; ``vhci``, the fixture of one."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from qvd.vma.usbip import UsbDeviceInfo, VhciHost, devid
 
-__all__ = ["HS_PORTS", "FakeVhci"]
+__all__ = ["HS_PORTS", "FakeVhci", "vhci"]
 
 HS_PORTS = 8
 _HEADER = "hub port sta spd dev      sockfd local_busid\n"
@@ -76,3 +79,11 @@ class FakeVhci(VhciHost):
         """The kernel let the port go (the stream ended)."""
         self.used.pop(port, None)
         self._write_status()
+
+
+@pytest.fixture
+def vhci(tmp_path: Path) -> Iterator[FakeVhci]:
+    """A fake vhci-hcd under ``tmp_path/sys``, closed at the end."""
+    fake = FakeVhci(tmp_path / "sys")
+    yield fake
+    fake.close()

@@ -64,7 +64,7 @@ OBJECT_HELP = {
     "role": "roles: new name=…, acls=[…], roles=[…]; assign acl|role <names>; can [pattern]",
     "acl": "ACL names (read only)",
     "log": "the audit log (read only)",
-    "session": "the session history: logins, connects, disconnects (read only; user=,"
+    "session": "the session history: logins, connects, takeovers (read only; user=,"
     " vm=, host=, kind=, result=, started_at>=…; --csv)",
     "property": "custom property keys: new key=…, objects=[vm,user]; assign vm, user",
     "policy": "policies the leader node applies: new name=…, kind=idle_stop|idle_suspend|"

@@ -720,9 +720,10 @@ TOKENS: tuple[Token, ...] = (
         "database.failover_wait",
         "15",
         NUM,
-        "Seconds an API request that lost its database connection before its commit "
-        "waits for a primary (a failover) while it retries; a connection lost during "
-        "a commit is never retried (the change may have been made).",
+        "Seconds an API request, or a step of an L7R connect, that lost its database "
+        "connection before its commit waits for a primary (a failover) while it "
+        "retries; a connection lost during a commit is never retried (the change may "
+        "have been made: the state is read again).",
     ),
     # --- policies (issue #17, engineer "policy": qvd.policy) -------------------------
     _t(
@@ -733,7 +734,7 @@ TOKENS: tuple[Token, ...] = (
         "tries; one at a time holds the PostgreSQL advisory lock and applies the policies).",
     ),
     _t(
-        "policy.tick.seconds",
+        "policy.tick.delay",
         "30",
         NUM,
         "Seconds between two policy passes of the leader (and between two tries of a node "
@@ -765,7 +766,7 @@ TOKENS: tuple[Token, ...] = (
         "session.history.retention.days",
         "180",
         INT,
-        "Days a row of the session history (logins, connects, disconnects) is kept; the "
+        "Days a row of the session history (logins, connects, takeovers) is kept; the "
         "HKD's collector deletes older ones in bounded batches at each pass (0: kept "
         "forever).",
     ),

@@ -97,6 +97,12 @@ class LiveConfig:
         self._subscribers: list[Callable[[Config], None]] = []
         LiveConfig._instances.add(self)
 
+    def last_known(self) -> Config:
+        """The configuration as last built, without reading the rows (for a caller
+        that cannot wait while the database fails over)."""
+        with self._lock:
+            return self._config
+
     def get(self) -> Config:
         changed: Config | None = None
         with self._lock:

@@ -91,7 +91,7 @@ class L7rCore:
     host_address: str
     ssl_context: ssl.SSLContext | None  # the L7R's server context (None: TLS off)
     cert_files: tuple[Path, Path] | None  # (cert, key) behind it, when made from files
-    history: HistoryRecorder  # session history: logins, connects, disconnects
+    history: HistoryRecorder  # session history: logins, connects, takeovers
 
     async def quickly(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the quick pool, awaited from the event loop (short database

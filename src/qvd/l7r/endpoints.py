@@ -4,17 +4,22 @@ in worker threads). Every function returns a ``Reply`` or raises an ``L7rError``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
 from qvd.config import Config
 from qvd.db import LiveConfig
+from qvd.db.failover import lost_connection
 from qvd.l7r import store
 from qvd.l7r.auth import Authenticator, Principal, issue_token, store_auth_params
 from qvd.l7r.auth.chain import FailureSink
+from qvd.l7r.dbsteps import failover_wait, retry_lost
 from qvd.l7r.errors import Unauthorized, Unavailable
+
+T = TypeVar("T")
 
 __all__ = ["Node", "Reply", "json_body"]
 
@@ -49,7 +54,14 @@ class Node:
 
     @property
     def config(self) -> Config:
-        return self._live_config.get()
+        """The live configuration; while a failover keeps its rows from being read, the
+        last one read (asked on the event loop, which must not wait for a primary)."""
+        try:
+            return self._live_config.get()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            return self._live_config.last_known()
 
     # ---- node checks ----------------------------------------------------------------------
     def ping(self) -> Reply:
@@ -64,10 +76,20 @@ class Node:
             raise Unavailable(f"Server is {state}")
         return Reply(body=b"I am alive!")
 
+    def _retrying(self, call: Callable[[], T], what: str) -> T:
+        """``call`` again while a failover cuts its connection (``dbsteps.retry_lost``):
+        for the steps before a connect, whose writes are counters and token use."""
+        wait = failover_wait(self._live_config.file_config)
+        return retry_lost(call, wait=wait, what=what)
+
     def check_node(self, *, need_running: bool) -> None:
-        with self.engine.begin() as conn:
-            status = store.host_status(conn, self.host_id)
-            store.bump_counter(conn, self.host_id, "http_requests")
+        def read() -> tuple[str, bool] | None:
+            with self.engine.begin() as conn:
+                status = store.host_status(conn, self.host_id)
+                store.bump_counter(conn, self.host_id, "http_requests")
+            return status
+
+        status = self._retrying(read, "checking the node")
         if status is None:
             raise Unavailable("Host is not registered in the database")
         if status[1]:
@@ -77,6 +99,9 @@ class Node:
 
     # ---- authentication --------------------------------------------------------------------
     def login(self, headers: Mapping[str, str], address: str) -> Principal:
+        return self._retrying(lambda: self._login(headers, address), "authenticating")
+
+    def _login(self, headers: Mapping[str, str], address: str) -> Principal:
         config = self.config
         with self.engine.connect() as conn:
             store.bump_counter(conn, self.host_id, "auth_attempts")
@@ -90,8 +115,12 @@ class Node:
         """Refuse (401) a principal a keep-alive connection kept, once its user is
         blocked, deleted or has a new password, its tenant is blocked or its token
         expired: each request of the connection is answered for the user as it is now."""
-        with self.engine.connect() as conn:
-            self.authenticator.recheck(conn, principal)
+
+        def recheck() -> None:
+            with self.engine.connect() as conn:
+                self.authenticator.recheck(conn, principal)
+
+        self._retrying(recheck, "checking the user again")
 
     # ---- endpoints ------------------------------------------------------------------------
     def list_of_vm(self, principal: Principal, *, applications: bool = False) -> Reply:

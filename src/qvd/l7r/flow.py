@@ -24,8 +24,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from qvd.config import Config
@@ -36,6 +37,7 @@ from qvd.l7r import connect as m
 from qvd.l7r import store
 from qvd.l7r.auth import Principal, issue_token, store_auth_params
 from qvd.l7r.connect import Aborted, Transport
+from qvd.l7r.dbsteps import db_step, failover_wait, retry_lost
 from qvd.l7r.errors import Forbidden, NotFound, Unavailable
 from qvd.l7r.notify import Notifier
 from qvd.vma.client import DEFAULT_PORT, VmaAuthError, VmaClient, VmaError, VmaHttpError
@@ -44,6 +46,7 @@ __all__ = ["POLL", "Aborted", "ConnectFlow", "Progress", "Target", "VmaEndpoint"
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Progress = Callable[[str], None]
 POLL = 1.0  # seconds a wait lasts without a notification (the lost-NOTIFY fallback)
 X_LEAVE = ("provisioning", "starting")  # the X states x_wait waits out
@@ -110,15 +113,29 @@ class ConnectFlow:
 
     @property
     def _config(self) -> Config:
-        """The file configuration with the database's rows over it."""
-        return self._live_config.get()
+        """The file configuration with the database's rows over it (re-read on the new
+        primary when a failover cut the read)."""
+        return retry_lost(self._live_config.get, wait=self._wait, what="reading the config")
+
+    @property
+    def _wait(self) -> float:
+        """Seconds a connect's database step waits for a primary (a failover)."""
+        return failover_wait(self._live_config.file_config)
+
+    def step(
+        self,
+        work: Callable[[Connection], T],
+        what: str,
+        after_unknown: Callable[[Connection], T] | None = None,
+    ) -> T:
+        """One database step of a connect under the retry rule (``dbsteps.db_step``)."""
+        return db_step(self._engine, work, wait=self._wait, what=what, after_unknown=after_unknown)
 
     # ---- checks before anything is written -------------------------------------------
     def check_vm(self, principal: Principal, vm_id: int) -> store.VmRow:
         if principal.token_vm_id is not None and principal.token_vm_id != vm_id:
             raise Forbidden("vm_id does not match with provided token")
-        with self._engine.connect() as conn:
-            vm = store.vm_row(conn, vm_id)
+        vm = self.step(lambda conn: store.vm_row(conn, vm_id), f"VM {vm_id}: reading it")
         if vm is None or vm.user_id != principal.user_id:
             raise NotFound(f"VM {vm_id} does not exist or does not belong to {principal.login}")
         if vm.blocked:
@@ -167,8 +184,9 @@ class ConnectFlow:
                     on_acquired()
         except BaseException:
             if machine.acquired and not released:
-                try:
-                    self.release(vm_id)
+                try:  # at once: a failed connect's answer does not wait for a primary
+                    with self._engine.begin() as conn:
+                        store.release_session(conn, vm_id, self._host_id)
                 except Exception as exc:  # the database is gone (or the L7R stopping and
                     # its engine disposed): the first error says so; the next connect on
                     # this node frees the row as a session left by a crash
@@ -203,22 +221,39 @@ class ConnectFlow:
     # ---- after the flow ------------------------------------------------------------------
     def finish(self, vm_id: int) -> None:
         """``connecting`` → ``connected``; refused if the session was taken over."""
-        with self._engine.begin() as conn:
+
+        def mark(conn: Connection) -> bool:
             if not store.mark_connected(conn, vm_id, self._host_id):
-                raise Aborted(f"the session of VM {vm_id} was taken over by another client")
+                return False
             store.bump_counter(conn, self._host_id, "nx_ok")
+            return True
+
+        def connected_here(conn: Connection) -> bool:  # the mark's COMMIT went unanswered
+            rt = store.runtime(conn, vm_id)
+            return (
+                rt.user_state == "connected" and rt.l7r_host_id == self._host_id
+                and rt.user_cmd is None
+            )  # fmt: skip
+
+        if not self.step(mark, f"VM {vm_id}: marking the session connected", connected_here):
+            raise Aborted(f"the session of VM {vm_id} was taken over by another client")
 
     def release(self, vm_id: int) -> None:
-        with self._engine.begin() as conn:
-            store.release_session(conn, vm_id, self._host_id)
+        self.step(
+            lambda conn: store.release_session(conn, vm_id, self._host_id),
+            f"VM {vm_id}: releasing the session",
+        )
 
     def release_seen(self, vm_id: int) -> store.Runtime:
         """``release``, answering the VM's row as it was just before (why the session
         ended, for the history: taken over, VM stopping)."""
-        with self._engine.begin() as conn:
+
+        def release(conn: Connection) -> store.Runtime:
             seen = store.runtime(conn, vm_id)
             store.release_session(conn, vm_id, self._host_id)
-        return seen
+            return seen
+
+        return self.step(release, f"VM {vm_id}: releasing the session")
 
     # ---- start, stop, restart (the rules of qvd.db.vmrules) ------------------------------
     def stop_vm(self, principal: Principal, vm_id: int, progress: Progress) -> str:
@@ -330,12 +365,17 @@ class _Run:
             case m.AcquireSession():
                 return self._acquire()
             case m.ReleaseStaleSession():
-                with self._engine.begin() as conn:
-                    store.release_session(conn, self._vm_id, self._flow._host_id)
+                self._flow.step(
+                    lambda conn: store.release_session(conn, self._vm_id, self._flow._host_id),
+                    f"VM {self._vm_id}: releasing a stale session",
+                )
                 return m.StaleReleased()
             case m.AskToAbort():
-                with self._engine.begin() as conn:
-                    holder = store.ask_to_abort(conn, self._vm_id)
+                # twice is harmless: the abort asked again, or the stale row found cleared
+                holder = self._flow.step(
+                    lambda conn: store.ask_to_abort(conn, self._vm_id),
+                    f"VM {self._vm_id}: asking the holder to let go",
+                )
                 self.took_over = self.took_over or holder is not None
                 return m.AbortAsked(holder=holder)
             case m.Wait(until=until, on_change=on_change):
@@ -362,23 +402,51 @@ class _Run:
 
     def _runtime(self) -> store.Runtime:
         self._seen = self._notifier.version(self._vm_id)
-        with self._engine.begin() as conn:
-            return store.runtime(conn, self._vm_id)
+        return self._flow.step(
+            lambda conn: store.runtime(conn, self._vm_id), f"VM {self._vm_id}: reading its state"
+        )
 
     def _acquire(self) -> m.Event:
         self._seen = self._notifier.version(self._vm_id)
-        with self._engine.begin() as conn:
-            if store.acquire_session(
-                conn, self._vm_id, self._flow._host_id, os.getpid(), self._principal.user_id,
-                self._user_ip,
-            ):  # fmt: skip
+        host_id, pid, user_id = self._flow._host_id, os.getpid(), self._principal.user_id
+
+        def claim(conn: Connection) -> store.Runtime | None:
+            """None when the session is ours (once committed), else the row as found."""
+            if not self.taking:
                 # counted before the commit makes the row ours: no neighbour on this node
-                # can see it ours and not counted
+                # can see it ours and not counted (once, however often this runs again)
                 self._flow._mark_taking(self._vm_id, +1)
                 self.taking = True
-                return m.SessionAcquired()
+            if store.acquire_session(conn, self._vm_id, host_id, pid, user_id, self._user_ip):
+                return None
+            self._untake()
+            return store.runtime(conn, self._vm_id)
+
+        def ours(conn: Connection) -> store.Runtime | None:
+            """After a claim whose COMMIT went unanswered: the row names this process
+            and this user's address as the connecting holder, or it was not taken."""
             rt = store.runtime(conn, self._vm_id)
-        return m.SessionRefused(runtime=rt, held_here=self._flow._held_here(self._vm_id))
+            row = conn.execute(
+                text("SELECT l7r_pid, real_user_id, user_ip FROM vm_runtimes WHERE vm_id = :v"),
+                {"v": self._vm_id},
+            ).one()
+            if (
+                rt.user_state == "connecting" and rt.l7r_host_id == host_id and rt.user_cmd is None
+                and tuple(row) == (pid, user_id, self._user_ip)
+            ):  # fmt: skip
+                return None
+            self._untake()
+            return rt
+
+        seen = self._flow.step(claim, f"VM {self._vm_id}: taking the session", ours)
+        if seen is None:
+            return m.SessionAcquired()
+        return m.SessionRefused(runtime=seen, held_here=self._flow._held_here(self._vm_id))
+
+    def _untake(self) -> None:
+        if self.taking:
+            self._flow._mark_taking(self._vm_id, -1)
+            self.taking = False
 
     def _wait(self, until: float, *, on_change: bool) -> m.Event:
         timeout = max(0.0, min(POLL, until - time.monotonic()))
@@ -391,9 +459,15 @@ class _Run:
     def _request_start(self) -> m.Event:
         self._seen = self._notifier.version(self._vm_id)
         weights = Weights.from_config(self._config)
+
+        def request(conn: Connection) -> vmrules.StartOutcome:
+            # a claim from 'stopped' with no command pending: run again after an unknown
+            # COMMIT it finds the start asked (PENDING) or under way, never asks twice
+            with Session(bind=conn) as session:
+                return vmrules.start(session, self._vm_id, weights)
+
         try:
-            with Session(self._engine) as session, session.begin():
-                outcome = vmrules.start(session, self._vm_id, weights)
+            outcome = self._flow.step(request, f"VM {self._vm_id}: asking for its start")
         except NoHostAvailable as exc:
             return m.NoHost(reason=str(exc))
         if outcome.host_id is not None:
@@ -403,11 +477,19 @@ class _Run:
     def _x_start(self, action: m.StartX) -> m.Event:
         if self._vma is None:
             self._slave_key = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(64))
-            with self._engine.begin() as conn:
-                self._params = self._flow._vma_params(
+
+            def prepare(conn: Connection) -> tuple[dict[str, str], str]:
+                # run again after an unknown COMMIT: one more token, the first expires unused
+                params = self._flow._vma_params(
                     conn, self._principal, self._vm_id, action.client_params, self._slave_key
                 )
-                secret = derive_vma_secret(master_secret(conn), self._vm_id, action.run_attempts)
+                return params, derive_vma_secret(
+                    master_secret(conn), self._vm_id, action.run_attempts
+                )
+
+            self._params, secret = self._flow.step(
+                prepare, f"VM {self._vm_id}: preparing the X session's parameters"
+            )
             # the VMA lets the in-VM viewer (not the L7R) attach a browser's session
             self._params["qvd.client.transport"] = self._machine.transport
             self._secret = secret.encode()

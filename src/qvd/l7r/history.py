@@ -35,6 +35,7 @@ from typing import Final
 from sqlalchemy import Connection, Engine, text
 
 from qvd.config import Config
+from qvd.db.failover import run_transaction
 from qvd.db.session_history import close_open_rows
 from qvd.l7r.auth import Principal
 from qvd.l7r.auth.credentials import split_login
@@ -225,8 +226,12 @@ async def record_login(
 class HistoryRecorder:
     """The L7R's recorder for the node ``host_id`` (one writer thread)."""
 
-    def __init__(self, engine: Engine, host_id: int, *, capacity: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, engine: Engine, host_id: int, *, capacity: int = QUEUE_SIZE,
+        failover_wait: float = 15.0,
+    ) -> None:  # fmt: skip
         self._engine = engine
+        self._failover_wait = failover_wait  # a write lost before COMMIT: again, this long
         self.host_id = host_id
         self._queue: queue.Queue[_Write | None] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
@@ -388,9 +393,10 @@ class HistoryRecorder:
             write = self._queue.get()
             if write is None:
                 return
-            try:
-                with self._engine.begin() as conn:
-                    write(conn)
+            try:  # a failover: run again on the new primary (never after an unknown COMMIT)
+                run_transaction(
+                    self._engine, write, wait=self._failover_wait, what="session history"
+                )
             except Exception as exc:  # the database is away: the record is lost, not the login
                 self.dropped += 1
                 log.warning("session history: a record was dropped: %s", exc)

@@ -43,6 +43,7 @@ from qvd.config import Config
 from qvd.db import ConnectionLimits, DatabaseTarget, LiveConfig, config_with_db, make_engine
 from qvd.l7r.auth import Principal
 from qvd.l7r.core import Attached, AttachFactory, L7rCore, Sessions
+from qvd.l7r.dbsteps import failover_wait
 from qvd.l7r.endpoints import Node, Reply, unauthorized_headers
 from qvd.l7r.errors import (
     Internal,
@@ -148,7 +149,9 @@ class L7rServer:
             self._ssl = server_context(*cert_files)
         self._notifier = Notifier(self._target, self.host_id, self._sessions.abort)
         self._notifier.start()
-        self.history = HistoryRecorder(self._engine, self.host_id)
+        self.history = HistoryRecorder(
+            self._engine, self.host_id, failover_wait=failover_wait(self._config)
+        )
         self.history.start()
         live = LiveConfig(self._config, self._engine)
         live.subscribe(self._gate.follow)  # per-user/per-address caps: live

@@ -63,7 +63,7 @@ class PolicyRunner:
             while not self._stop.is_set():
                 try:
                     self.step()
-                    delay = max(0.2, self._config().get_float("policy.tick.seconds"))
+                    delay = max(0.2, self._config().get_float("policy.tick.delay"))
                 except Exception:  # the loop outlives any one pass (it tries again)
                     log.exception("policy: pass failed")
                 self._stop.wait(delay)

@@ -19,7 +19,7 @@ from qvd.wat.port import Answer
 if TYPE_CHECKING:
     from qvd.wat.web import Page
 
-__all__ = ["CHUNK", "MAX_ROWS", "cell_text", "csv_chunks", "defuse"]
+__all__ = ["CHUNK", "MAX_ROWS", "cell_text", "csv_chunks", "csv_lines", "defuse"]
 
 CHUNK = 2000
 MAX_ROWS = 1_000_000
@@ -46,7 +46,8 @@ def cell_text(value: Any) -> str:
     return defuse(str(value))
 
 
-def _lines(rows: Sequence[Sequence[str]]) -> str:
+def csv_lines(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` as CSV text (CRLF line ends)."""
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
@@ -76,10 +77,10 @@ def csv_chunks(
     """The CSV text, one piece per chunk: the header, ``first`` (the chunk already
     fetched, so a refusal shows before the download starts), then the following ones."""
     fields = sorted({"id", *(c.field for c in columns)})
-    yield _lines([[page.t(c.label) for c in columns]])
+    yield csv_lines([[page.t(c.label) for c in columns]])
     answer, offset = first, 0
     while True:
-        yield _lines([[cell_text(row.get(c.field)) for c in columns] for row in answer.rows])
+        yield csv_lines([[cell_text(row.get(c.field)) for c in columns] for row in answer.rows])
         offset += len(answer.rows)
         if len(answer.rows) < CHUNK or offset >= MAX_ROWS:
             return

@@ -11,9 +11,7 @@ its reason, not a broken download. A cell a spreadsheet would read as a formula
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,7 +25,7 @@ from qvd.api.actions.principal import Principal
 from qvd.api.faces.rest import ERRORS, SECURITY, Auth, Params, execute, page
 from qvd.api.faces.schemas import Page
 from qvd.api.services.sessions import SPEC
-from qvd.wat.lists.export import defuse
+from qvd.wat.lists.export import cell_text, csv_lines
 
 __all__ = ["CSV_CHUNK", "router"]
 
@@ -76,30 +74,11 @@ async def export_sessions(request: Request, caller: Auth, params: Params) -> Str
 def _csv(
     fields: Sequence[str], first: ActionResult, chunk: Any
 ) -> Iterator[str]:  # a sync iterator: Starlette runs it in its thread pool
-    yield _lines([list(fields)])
+    yield csv_lines([list(fields)])
     answer, offset = first, 0
     while True:
-        yield _lines([[cell_text(row.get(f)) for f in fields] for row in answer.rows])
+        yield csv_lines([[cell_text(row.get(f)) for f in fields] for row in answer.rows])
         offset += len(answer.rows)
         if len(answer.rows) < CSV_CHUNK or offset >= CSV_MAX_ROWS:
             return
         answer = chunk(offset)
-
-
-def cell_text(value: Any) -> str:
-    """One value as CSV text, never a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return defuse(str(value))
-
-
-def _lines(rows: Sequence[Sequence[str]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue()
