@@ -14,6 +14,12 @@ time taken in the desktop and one taken on the client are subtracted directly.
 - ``audio_start_ms``: ``paplay`` of a 440 Hz tone started in the desktop → the first
   ~10 ms chunk louder than 2 % RMS of full scale recorded at the client's null-sink
   monitor (tests/pulse.py's recorder; includes parec's 10 ms buffer);
+- ``audio_opus_start_ms``: the same with the project's client asking for Opus
+  (``client.audio.compression.enable=1``: the desktop's GStreamer encoder, the client's
+  decoder), in a second connection to the same (resumed) session;
+- ``audio_opus_ratio``: the bytes the media channel carried in that connection (the
+  client's count, ``qvd.client.opus``) ÷ what 48 kHz stereo 16-bit PCM takes for as
+  long (the plain tunnel sends 44.1 kHz stereo 16-bit PCM: 0.92 of that);
 - ``share_ratio``: throughput of writing N MiB (random) into ``~/Redirected/<share>``
   in the desktop (``cp`` until it returns: sshfs's close waits for every write's answer
   from the client's sftp-server, so the bytes are on the client; checked by hash)
@@ -33,7 +39,8 @@ failure or SIGTERM. Run as root from the repository:
 
     PYTHONPATH=$PWD/src:$PWD .venv/bin/python bench/devices.py [--quick]
 
-The last line is ``print_ms=… audio_start_ms=… share_ratio=…`` (medians; target:
+The last line is ``print_ms=… audio_start_ms=… share_ratio=… audio_opus_start_ms=…
+audio_opus_ratio=…`` (medians; target:
 share_ratio ≥ 0.8), after ``share_mb_s`` and ``raw_slave_mb_s`` on the line before it.
 """
 
@@ -43,6 +50,7 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -134,6 +142,54 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
         return (heard - start) * 1000
 
     return measured("audio_start_ms", runs, one)
+
+
+_OPUS_STATS = re.compile(r"Sound: the Opus channel carried (\d+) bytes in [\d.]+ s \(PCM: (\d+)")
+
+
+def audio_opus(root: Path, vm: int, port: int, lxcpath: Path, runs: int) -> tuple[float, float]:
+    """(audio_opus_start_ms, audio_opus_ratio): a second client, with Opus, resumes the
+    session; the ratio from what it reports when it ends."""
+    why = missing("sound") or (
+        "" if importlib.util.find_spec("qvd.client.opus") else "qvd.client.opus missing"
+    )
+    if why:
+        print(f"audio_opus_start_ms: nan: {why}")
+        return float("nan"), float("nan")
+    with device_rig(
+        root, lxcpath=lxcpath, l7r_port=port, vm_id=vm, login="u0", password=PASSWORD,
+        extra_settings={"client.audio.compression.enable": "1"},
+    ) as rig:  # fmt: skip
+        desk, recorder = rig.desktop, rig.recorder
+        wait_until(desk.session_running, 120, "the session's X programs")
+        tone = f"{desk.home}/qvd-bench-tone.wav"
+        desk.write_tone(tone, 0.5)
+
+        def heard_after(start: float, timeout: float) -> float:
+            heard = recorder.wait_for_sound(timeout, since=start)
+            if heard is None:
+                raise AssertionError(f"no Opus sound at the client within {timeout:.0f} s")
+            return (heard - start) * 1000
+
+        def warm() -> bool:  # the encoder connects once the client is attached
+            recorder.wait_for_quiet()
+            start, _end = desk.timed("paplay", tone, clock="monotonic")
+            return recorder.wait_for_sound(5, since=start) is not None
+
+        wait_until(warm, 60, "Opus sound at the client")
+
+        def one(_: int) -> float:
+            recorder.wait_for_quiet()
+            start, _end = desk.timed("paplay", tone, clock="monotonic")
+            return heard_after(start, 20)
+
+        start_ms = measured("audio_opus_start_ms", runs, one)
+        rig.client.stop()
+        found = _OPUS_STATS.findall(rig.client.output())
+        sent, pcm = sum(int(b) for b, _ in found), sum(int(p) for _, p in found)
+        ratio = sent / pcm if pcm else float("nan")
+        print(f"audio_opus channel: {sent} bytes, PCM {pcm} bytes")
+    return start_ms, ratio
 
 
 def share_and_raw(rig: DeviceRig, runs: int, size: int) -> tuple[float, float, float]:
@@ -252,11 +308,15 @@ def main() -> int:
                 printing = print_ms(rig, runs)
                 audio = audio_start_ms(rig, runs)
                 share, raw, ratio = share_and_raw(rig, runs, size)
+            opus_ms, opus_ratio = audio_opus(
+                node.root / "client-opus", vm, port, node.config().get_path("path.run.lxc"), runs
+            )
             print(f"{size >> 20} MiB per transfer: share_mb_s={fmt(share, 2)} "
                   f"raw_slave_mb_s={fmt(raw, 2)}")  # fmt: skip
             print(f"bench time (image build excluded): {time.monotonic() - began:.1f} s")
             node.figures = (
                 f"print_ms={fmt(printing)} audio_start_ms={fmt(audio)} share_ratio={fmt(ratio, 2)}"
+                f" audio_opus_start_ms={fmt(opus_ms)} audio_opus_ratio={fmt(opus_ratio, 3)}"
             )
         finally:
             cleanup_begins()

@@ -8,6 +8,10 @@
 #   pulseaudio, pulseaudio-utils
 #                              the client's sound server (a private one per test with
 #                              a null sink whose monitor the test records)
+#   gstreamer1.0-tools, gstreamer1.0-plugins-base, gstreamer1.0-plugins-good,
+#   gstreamer1.0-pulseaudio
+#                              the client's Opus decoder (client.audio.compression.enable:
+#                              gst-launch-1.0, opusdec, rtpstreamdepay, pulsesink)
 #   openssh-sftp-server        the client's end of a shared folder (sftp-server on the
 #                              slave channel; the desktop mounts it with sshfs)
 #   sshfs                      mounts a desktop folder opened on the client
@@ -22,6 +26,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib-deps.sh
 
 install_missing deps-devices cups-daemon cups-client pulseaudio pulseaudio-utils \
+    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+    gstreamer1.0-pulseaudio \
     openssh-sftp-server bubblewrap openssh-client usbip sshfs
 if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
     chmod 0666 /dev/fuse

@@ -29,8 +29,16 @@ ON = {"vma.audio.enable": "1", "vma.printing.enable": "1", "vma.slave.enable": "
         (ON, {"vma.audio.enable": "0", "vma.slave.enable": "false"}, ChannelPlan()),
         # USB rides on the slave channel
         (OFF, {"qvd.client.usb.enabled": "1"}, ChannelPlan()),
+        # an original client asks for compression alone: it keeps the PulseAudio tunnel
         (ON, {"qvd.client.audio.compression.enable": "1"},
+         ChannelPlan(audio=True, slave=True, opus=False)),
+        # the project's client names the codec too: Opus on the media channel
+        (ON, {"qvd.client.audio.compression.enable": "1", "qvd.client.audio.codec": "opus"},
          ChannelPlan(audio=True, slave=True, opus=True)),
+        (ON, {"qvd.client.audio.compression.enable": "0", "qvd.client.audio.codec": "opus"},
+         ChannelPlan(audio=True, slave=True, opus=False)),
+        (ON, {"qvd.client.audio.compression.enable": "1", "qvd.client.audio.codec": "OPUS "},
+         ChannelPlan(audio=True, slave=True, opus=False)),
         # a browser session: the in-VM viewer is the NX client, no channel is opened
         (ON, {"qvd.client.transport": "vnc", "qvd.client.printing.enabled": "1"},
          ChannelPlan()),

@@ -15,6 +15,12 @@ the user's PulseAudio through it: record the microphone, or load modules that wr
 files as the user. The relay accepts a connection only from a socket of the user's own
 uid (the kernel's socket table, ``/proc/net/tcp``) and refuses the others.
 
+With ``client.audio.compression.enable`` (default 0) and GStreamer here, the client
+also sends ``qvd.client.audio.codec=opus`` (a parameter only this client sends; the
+original's clients, which send the compression flag alone, keep the plain tunnel): the
+desktop then sends Opus, and ``media=`` is ``qvd.client.opus``'s decoder port instead of
+the relay, playing to the same PulseAudio.
+
 Without a PulseAudio to play to, the device says why and the session goes on without
 sound. Parameters sent: ``qvd.client.audio.enabled=1`` (the VMA opens the channel on
 ``vma.audio.enable``; the original's clients send no such flag, and give nxproxy a
@@ -25,18 +31,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qvd.client import settings
 from qvd.client.devices import ClientSession
 
+if TYPE_CHECKING:
+    from qvd.client.opus import OpusReceiver
+
 __all__ = ["AudioRelay", "ClientAudio", "owner_uid", "pulse_socket"]
 
 _PROC_NET_TCP = Path("/proc/net/tcp")
+OPUS_SETTING = "client.audio.compression.enable"
 
 
 def pulse_socket(info: str) -> str | None:
@@ -148,15 +160,33 @@ class ClientAudio:
 
     name = "audio"
 
-    def __init__(self, conf: settings.ClientSettings, pactl: str = "pactl") -> None:
+    def __init__(
+        self, conf: settings.ClientSettings, pactl: str = "pactl",
+        gst_launch: str = "gst-launch-1.0",
+    ) -> None:  # fmt: skip
         self._port = conf.get("client.audio.port") or ""
         self._pactl = pactl
+        self._gst_launch = shutil.which(gst_launch) if conf.flag(OPUS_SETTING) else None
+        if conf.flag(OPUS_SETTING) and self._gst_launch is None:
+            print(f"Sound: no {gst_launch} here; the sound is not compressed",
+                  file=sys.stderr, flush=True)  # fmt: skip
         self.relay: AudioRelay | None = None
+        self.receiver: OpusReceiver | None = None
+
+    @property
+    def opus(self) -> bool:
+        return self._gst_launch is not None
 
     def params(self) -> dict[str, str]:
-        return {"qvd.client.audio.enabled": "1"}
+        params = {"qvd.client.audio.enabled": "1"}
+        if self.opus:
+            params.update({"qvd.client.audio.compression.enable": "1",
+                           "qvd.client.audio.codec": "opus"})  # fmt: skip
+        return params
 
     def open(self, session: ClientSession) -> list[str]:
+        if self._port and self.opus:
+            return self._open_opus(session, f"tcp:127.0.0.1:{int(self._port)}")
         if self._port:
             return [f"media={int(self._port)}"]
         try:
@@ -174,8 +204,19 @@ class ClientAudio:
         if target is None:
             self._say("it is not on a local socket; set client.audio.port")
             return []
+        if self.opus:
+            return self._open_opus(session, f"unix:{target}")
         self.relay = AudioRelay(target)
         return [f"media={self.relay.port}"]
+
+    def _open_opus(self, session: ClientSession, server: str) -> list[str]:
+        from qvd.client.opus import OpusReceiver
+
+        assert self._gst_launch is not None
+        env = {k: v for k, v in session.env.items() if k != "DISPLAY"}
+        env["PULSE_SERVER"] = server
+        self.receiver = OpusReceiver(self._gst_launch, env)
+        return [f"media={self.receiver.port}"]
 
     def attached(self, session: ClientSession) -> None:
         return None
@@ -184,6 +225,9 @@ class ClientAudio:
         relay, self.relay = self.relay, None
         if relay is not None:
             relay.close()
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.close()
 
     @staticmethod
     def _say(reason: str) -> None:

@@ -51,6 +51,7 @@ KNOWN_KEYS = frozenset(
         "client.printing.port",  # the local CUPS (default 631)
         "client.audio.enable",
         "client.audio.port",  # a local PulseAudio TCP port (default: loaded into yours)
+        "client.audio.compression.enable",  # Opus on the media channel (default 0)
         "client.slave.enable",  # default 1: shared folders and USB need it
         "client.file_sharing.enable",
         "client.usb.enable",
@@ -78,6 +79,7 @@ _FLAGS = frozenset(
         "client.ssl.allow_untrusted",
         "client.printing.enable",
         "client.audio.enable",
+        "client.audio.compression.enable",
         "client.slave.enable",
         "client.file_sharing.enable",
         "client.usb.enable",

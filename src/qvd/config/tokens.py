@@ -645,6 +645,14 @@ TOKENS: tuple[Token, ...] = (
     _t("vma.audio.enable", "0", BOOL, "PulseAudio forwarding."),
     _t("vma.printing.enable", "0", BOOL, "Printing channel."),
     _t("vma.slave.enable", "0", BOOL, "Slave channel."),
+    # --- VMA: Opus sound for the project's client (opus engineer, issue #16) ----------
+    _t(
+        "vma.audio.opus.bitrate",
+        "64000",
+        INT,
+        "Opus bitrate (bit/s, 6000..510000) when the project's client asks for compressed sound.",
+    ),
+    _t("vma.audio.opus.frame_ms", "20", INT, "Opus frame size in ms (5, 10, 20, 40 or 60)."),
     # --- API / WAT --------------------------------------------------------------------
     _t("api.address", "127.0.0.1", TXT, "Listen address of the admin API (TLS)."),
     _t("api.port", "8444", INT, "Listen port of the admin API (TLS)."),

@@ -27,9 +27,13 @@ a closed channel every second); on ``connected`` after a resume it is loaded aga
 ``stopped`` the PulseAudio ends, by its PID (TERM, then KILL).
 
 Compression: the original loaded the tunnel with ``compression=opus`` (its own
-PulseAudio build). Debian's PulseAudio 16 ``module-tunnel-sink-new`` has no such
-argument (``pulseaudio --dump-modules -v``), so ``qvd.client.audio.compression.enable``
-(``ChannelPlan.opus``) is accepted and has no effect here.
+PulseAudio build); Debian's PulseAudio 16 ``module-tunnel-sink-new`` has no such
+argument. An original client's ``qvd.client.audio.compression.enable`` alone therefore
+keeps the plain tunnel (its side speaks the PulseAudio protocol). The project's client
+adds ``qvd.client.audio.codec=opus`` (``ChannelPlan.opus``): then ``QVD_Audio`` is a
+null sink (``module-null-sink``) and ``qvd.vma.opus`` encodes its monitor to Opus on the
+media channel while the session is connected (stopped on suspend, started again on
+resume). A resume may switch between the two: ``connected`` swaps the modules.
 
 Standard library only (the VMA runs on the image's own ``python3``).
 """
@@ -49,9 +53,18 @@ from pathlib import Path
 from qvd.vma.channels import media_port
 from qvd.vma.devices import DeviceContext
 from qvd.vma.homefiles import HomeError, ensure_private_dir, open_home, write_private_file
+from qvd.vma.opus import (
+    EncoderLaunch,
+    OpusEncoder,
+    OpusSettingError,
+    encoder_argv,
+    encoder_env,
+    opus_options,
+)
 from qvd.vma.procs import end_group
 
 __all__ = [
+    "NULL_MODULE",
     "SINK_NAME",
     "TUNNEL_MODULE",
     "AudioDevice",
@@ -66,6 +79,7 @@ log = logging.getLogger(__name__)
 
 SINK_NAME = "QVD_Audio"
 TUNNEL_MODULE = "module-tunnel-sink-new"
+NULL_MODULE = "module-null-sink"  # QVD_Audio when the channel carries Opus
 RECONNECT_MS = 1000
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]{1,200}$")  # a path PulseAudio's parser keeps whole
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -107,13 +121,27 @@ def tunnel_arguments(display: int) -> list[str]:
     ]
 
 
-def pulse_config(paths: PulsePaths, display: int) -> str:
+def null_sink_arguments() -> list[str]:
+    """The null sink the Opus encoder reads (``QVD_Audio.monitor``)."""
+    return [f"sink_name={SINK_NAME}", f"sink_properties=device.description={SINK_NAME}"]
+
+
+def output_module(display: int, opus: bool) -> tuple[str, list[str]]:
+    """The module (and its arguments) that makes ``QVD_Audio``: the tunnel, or the null
+    sink the Opus encoder reads."""
+    if opus:
+        return NULL_MODULE, null_sink_arguments()
+    return TUNNEL_MODULE, tunnel_arguments(display)
+
+
+def pulse_config(paths: PulsePaths, display: int, opus: bool = False) -> str:
     """The ``-F`` script of the session's PulseAudio (every value is the VMA's own)."""
+    module, arguments = output_module(display, opus)
     return "\n".join(
         [
             "# written by the QVD VMA for this session; changes are lost at the next one",
             f"load-module module-native-protocol-unix socket={paths.socket} auth-cookie-enabled=0",
-            f"load-module {TUNNEL_MODULE} {' '.join(tunnel_arguments(display))}",
+            f"load-module {module} {' '.join(arguments)}",
             "load-module module-always-sink",
             "",
         ]
@@ -158,6 +186,7 @@ class AudioDevice:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._encoder: OpusEncoder | None = None
         self._lock = threading.Lock()
 
     # --- Device --------------------------------------------------------------------
@@ -182,12 +211,17 @@ class AudioDevice:
             if not self._running():
                 self._spawn(ctx, pulse_paths(ctx))
             self._wait_answering(ctx)
-            self._ensure_tunnel(ctx)  # after a resume: the tunnel was unloaded on suspend
+            # after a resume: the tunnel was unloaded on suspend; and the new client may
+            # want the other kind of channel than the last one
+            self._ensure_output(ctx)
+            if ctx.plan.opus:
+                self._start_encoder(ctx)
 
     def suspended(self, ctx: DeviceContext) -> None:
         with self._lock:
+            self._stop_encoder()
             if self._running():
-                for index in self._tunnel_modules(ctx):
+                for index in self._modules(ctx, TUNNEL_MODULE):
                     self._pactl(ctx, "unload-module", str(index))
 
     def stopped(self, ctx: DeviceContext) -> None:
@@ -214,7 +248,7 @@ class AudioDevice:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.socket)  # a dead daemon's socket
             with open_home(str(paths.pulse)) as pulse_fd:
-                config = pulse_config(paths, ctx.display).encode()
+                config = pulse_config(paths, ctx.display, ctx.plan.opus).encode()
                 write_private_file(pulse_fd, paths.config.name, config, user.pw_uid, user.pw_gid)
         except HomeError as exc:
             raise AudioError(f"the PulseAudio runtime directory: {exc}") from None
@@ -252,6 +286,7 @@ class AudioDevice:
             time.sleep(0.05)
 
     def _stop(self) -> None:
+        self._stop_encoder()
         proc, self._proc = self._proc, None
         if proc is not None:
             end_group(proc, grace=5.0)
@@ -282,17 +317,62 @@ class AudioDevice:
             return None
         return done.stdout
 
-    def _tunnel_modules(self, ctx: DeviceContext) -> list[int]:
+    def _modules(self, ctx: DeviceContext, name: str) -> list[int]:
+        """Indexes of the loaded ``name`` modules that make ``QVD_Audio`` (the always-sink's
+        own null sink is not one of them)."""
         listing = self._pactl(ctx, "list", "short", "modules") or ""
         found = []
         for line in listing.splitlines():
             fields = line.split("\t")
-            if len(fields) >= 2 and fields[1] == TUNNEL_MODULE and fields[0].isdigit():
-                found.append(int(fields[0]))
+            if len(fields) < 2 or fields[1] != name or not fields[0].isdigit():
+                continue
+            ours = any(f"sink_name={SINK_NAME}" in field.split() for field in fields[2:])
+            if name == NULL_MODULE and not ours:
+                continue
+            found.append(int(fields[0]))
         return found
 
-    def _ensure_tunnel(self, ctx: DeviceContext) -> None:
-        if self._tunnel_modules(ctx):
+    def _ensure_output(self, ctx: DeviceContext) -> None:
+        """``QVD_Audio`` made by the module this plan wants (the other one unloaded)."""
+        want, arguments = output_module(ctx.display, ctx.plan.opus)
+        other = TUNNEL_MODULE if want == NULL_MODULE else NULL_MODULE
+        for index in self._modules(ctx, other):
+            self._pactl(ctx, "unload-module", str(index))
+        if not self._modules(ctx, want):
+            if self._pactl(ctx, "load-module", want, *arguments) is None:
+                raise AudioError(f"cannot load {want}")
+            if want == NULL_MODULE:  # (a tunnel's sink appears only once it connects)
+                self._pactl(ctx, "set-default-sink", SINK_NAME)
+
+    # --- the Opus encoder (qvd.vma.opus) -----------------------------------------------
+
+    def _start_encoder(self, ctx: DeviceContext) -> None:
+        if self._encoder is not None:
             return
-        if self._pactl(ctx, "load-module", TUNNEL_MODULE, *tunnel_arguments(ctx.display)) is None:
-            raise AudioError(f"cannot load {TUNNEL_MODULE}")
+        try:
+            options = opus_options(ctx.setting)
+            argv = encoder_argv(
+                ctx.setting("command.gst_launch") or "/usr/bin/gst-launch-1.0",
+                SINK_NAME, media_port(ctx.display), options,
+            )  # fmt: skip
+        except OpusSettingError as exc:
+            raise AudioError(f"Opus sound: {exc}") from None
+        user = ctx.user
+        self._encoder = OpusEncoder(
+            EncoderLaunch(
+                argv=argv, env=encoder_env(ctx.env, pulse_paths(ctx).server, user.pw_dir),
+                uid=user.pw_uid, gid=user.pw_gid,
+                groups=os.getgrouplist(user.pw_name, user.pw_gid), cwd=user.pw_dir,
+                log_file=ctx.log_dir / "opus-encoder.log",
+            )
+        )  # fmt: skip
+
+    def _stop_encoder(self) -> None:
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.stop()
+
+    @property
+    def encoder_pid(self) -> int | None:
+        encoder = self._encoder
+        return None if encoder is None else encoder.pid

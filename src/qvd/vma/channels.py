@@ -5,7 +5,11 @@ A channel is on when the desktop allows it and, where the original asked the cli
 when the client asks for it (reference §3.5, §4.3):
 
 - **sound** (``media=1``): ``vma.audio.enable`` (a property may override the VMA's file);
-  the client decides by giving nxproxy a ``media=`` port or not;
+  the client decides by giving nxproxy a ``media=`` port or not; the channel carries Opus
+  (``ChannelPlan.opus``) only when the client sends ``qvd.client.audio.codec=opus`` with
+  ``qvd.client.audio.compression.enable`` — a parameter only the project's client sends:
+  the original's clients (which send the flag alone) keep the PulseAudio tunnel their
+  side speaks;
 - **printing** (``cups=2000+display``): ``vma.printing.enable`` *and* the client's
   ``qvd.client.printing.enabled``;
 - **slave channel** (``slave=1``): ``vma.slave.enable``; needed for shared folders and USB.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHANNEL_OPTIONS",
+    "OPUS_CODEC",
     "ChannelPlan",
     "media_port",
     "plan_channels",
@@ -29,6 +34,7 @@ __all__ = [
     "slave_port",
 ]
 
+OPUS_CODEC = "opus"  # qvd.client.audio.codec: the only value that turns Opus on
 CHANNEL_OPTIONS = frozenset({"media", "slave", "cups", "smb", "http", "font"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -59,7 +65,7 @@ class ChannelPlan:
     audio: bool = False
     printing: bool = False
     slave: bool = False
-    opus: bool = False  # the client asked for compressed sound
+    opus: bool = False  # the project's client asked for Opus on the media channel
     usb: bool = False  # the client asked for USB (needs the slave channel)
 
     def agent_options(self, display: int) -> list[str]:
@@ -89,6 +95,7 @@ def plan_channels(params: Mapping[str, str], setting: Callable[[str], str]) -> C
         audio=allowed("vma.audio.enable"),
         printing=allowed("vma.printing.enable") and _on(params.get("qvd.client.printing.enabled")),
         slave=slave,
-        opus=_on(params.get("qvd.client.audio.compression.enable")),
+        opus=_on(params.get("qvd.client.audio.compression.enable"))
+        and params.get("qvd.client.audio.codec") == OPUS_CODEC,
         usb=slave and _on(params.get("qvd.client.usb.enabled")),
     )

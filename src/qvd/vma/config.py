@@ -44,6 +44,11 @@ DEFAULTS: dict[str, str] = {
     "command.pulseaudio": "/usr/bin/pulseaudio",
     "command.pactl": "/usr/bin/pactl",
     "path.user.runtime": "/run/user",
+    # Opus sound for the project's client (qvd.vma.opus): GStreamer's encoder, its
+    # bitrate (bit/s, 6000..510000) and frame size (ms: 5, 10, 20, 40, 60)
+    "command.gst_launch": "/usr/bin/gst-launch-1.0",
+    "vma.audio.opus.bitrate": "64000",
+    "vma.audio.opus.frame_ms": "20",
     # browser sessions and spy (vnc_connect): x11vnc on the session's display, and the
     # in-VM viewer (nxproxy into a private Xvfb) that attaches a session no NX client holds
     "command.x11vnc": "/usr/bin/x11vnc",
