@@ -1,5 +1,5 @@
-"""bench/devices.py runs whole on a real LXC node with the real client: its three figures
-on the last line (a number for every device in the tree, ``nan`` only for one that is
+"""bench/devices.py runs whole on a real LXC node with the real client: its figures on
+the last line (a number for every device in the tree, ``nan`` only for one that is
 not), and nothing left behind (node files, the client's cupsd and PulseAudio)."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ FIGURES = {  # figure: the modules of its device
     "print_ms": ("qvd.vma.printing", "qvd.client.printing"),
     "audio_start_ms": ("qvd.vma.audio", "qvd.client.audio"),
     "share_ratio": ("qvd.vma.shares", "qvd.client.shares"),
+    "audio_opus_start_ms": ("qvd.vma.opus", "qvd.client.opus"),
+    "audio_opus_ratio": ("qvd.vma.opus", "qvd.client.opus"),
 }
 LEFTOVERS = ("qvd-bench-devices-*", "qvd-cupsd-*", "qvdpa-*")
 

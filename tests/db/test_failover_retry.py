@@ -15,6 +15,7 @@ from qvd.db import (
     DatabaseTarget,
     engine_target,
     limited_target,
+    lost_connection,
     make_engine,
     run_transaction,
 )
@@ -84,6 +85,22 @@ def test_a_refused_statement_is_not_retried(engine: Engine) -> None:
     with pytest.raises(IntegrityError):
         run_transaction(engine, work, wait=5, what="test", sleep=lambda s: None)
     assert len(attempts) == 1
+
+
+def test_a_server_that_refuses_the_connection_for_good_is_not_waited_for(
+    db: DatabaseTarget,
+) -> None:
+    """No failover makes a missing database appear: the error comes at once (a
+    connect step once waited ``database.failover_wait`` for it, retrying)."""
+    pauses: list[float] = []
+    gone = make_engine(db.with_dbname("qvd_no_such_database"))
+    try:
+        with pytest.raises(Exception, match="does not exist") as refused:
+            run_transaction(gone, lambda conn: None, wait=5, what="test", sleep=pauses.append)
+    finally:
+        gone.dispose()
+    assert pauses == []
+    assert not lost_connection(refused.value)
 
 
 def test_retries_stop_after_the_wait() -> None:

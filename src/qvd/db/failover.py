@@ -57,6 +57,24 @@ FAILOVER_SQLSTATES = frozenset(
 )
 
 
+# a server that answered and refused the connection for good: no failover makes a
+# database, a role or a password appear, so waiting for another primary only delays the
+# error (libpq gives no SQLSTATE for a refused connection: the server's message it is;
+# a server speaking another language is merely waited for, as before)
+REFUSALS = (
+    "FATAL:  database ",  # "… does not exist"
+    "FATAL:  role ",  # "… does not exist", "… is not permitted to log in"
+    "FATAL:  password authentication failed",
+    "FATAL:  no pg_hba.conf entry",
+    "FATAL:  permission denied for database",
+)
+
+
+def _refused(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(refusal in text for refusal in REFUSALS)
+
+
 class CommitOutcomeUnknown(DatabaseError):
     """The connection was lost while COMMIT was in flight: the change may or may not
     have been made. Re-read before deciding again; never re-send."""
@@ -65,7 +83,10 @@ class CommitOutcomeUnknown(DatabaseError):
 def lost_connection(exc: BaseException) -> bool:
     """Whether ``exc`` means the database connection is gone (or never came): a
     failover, a restart, a network cut. False for refusals of the statement itself
-    (constraints, bad input), which a retry would only repeat."""
+    (constraints, bad input), which a retry would only repeat, and for a server that
+    refused the connection for good (no such database or role, a wrong password)."""
+    if _refused(exc):
+        return False
     if isinstance(exc, DatabaseUnreachable):
         return True
     if isinstance(exc, DBAPIError):
