@@ -10,7 +10,10 @@ GET_STATUS and a vendor IN request (``VENDOR_HELLO``); anything else stalls (-EP
 and usbcore are the real kernel's.
 
 ``EmulatedExporter`` plugs it into the client (``qvd.client.usb.use_exporter``): it
-"has" the device at ``BUSID`` (or ``VENDOR:PRODUCT``). Pure protocol code and threads.
+"has" the device at ``BUSID`` (or ``VENDOR:PRODUCT``). ``OriginalClientExport`` plays an
+original QVD client instead (exporter-initiated, ``usbip connect``): ``POST /usbip``
+without a busid, then ``OP_REQ_EXPORT`` after the 101 and ``OP_REP_EXPORT`` back, then the
+device's URBs. Pure protocol code and threads.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ import threading
 from dataclasses import dataclass, field
 
 from qvd.client.usb import UsbUnavailable
-from qvd.vma.usbip import CMD_SUBMIT, CMD_UNLINK, RET_SUBMIT, RET_UNLINK, UsbDeviceInfo
+from qvd.vma.usbip import (
+    CMD_SUBMIT,
+    CMD_UNLINK,
+    EXPORT_REPLY_SIZE,
+    OP_REP_EXPORT,
+    RET_SUBMIT,
+    RET_UNLINK,
+    USBIP_VERSION,
+    UsbDeviceInfo,
+    export_request,
+)
 
 __all__ = [
     "BUSID",
@@ -33,6 +46,8 @@ __all__ = [
     "VENDOR_ID",
     "EmulatedDevice",
     "EmulatedExporter",
+    "OriginalClientExport",
+    "original_usb_request",
 ]
 
 BUSID = "7-1"
@@ -173,3 +188,62 @@ class EmulatedExporter:
                 sock.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             thread.join(5)
+
+
+def original_usb_request(key: str) -> bytes:
+    """What an original QVD client sends on its slave connection to share a device: no
+    ``X-QVD-USB-Busid`` (its device travels in the handshake)."""
+    return (
+        f"POST /usbip HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {key}\r\n"
+        "Connection: Upgrade\r\nUpgrade: qvd:usbip/1.0\r\n\r\n"
+    ).encode("ascii")
+
+
+class OriginalClientExport:
+    """An original QVD client sharing the emulated device over a slave connection to
+    ``port`` (loopback): the request, the 101, ``OP_REQ_EXPORT`` with the device's
+    description, ``OP_REP_EXPORT``; on status 0 the device serves the URBs in a thread
+    (as the client's usbip-host would)."""
+
+    def __init__(self, port: int, key: str, busid: str = BUSID) -> None:
+        self.device = EmulatedDevice()
+        self.busid = busid
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.response_head = b""
+        self.status: int | None = None  # OP_REP_EXPORT's status; None: the stream closed
+        self._thread: threading.Thread | None = None
+        self.sock.sendall(original_usb_request(key))
+
+    def read_response(self) -> int:
+        """The HTTP status of the slave program's answer (101 to go on)."""
+        while b"\r\n\r\n" not in self.response_head:
+            chunk = self.sock.recv(1)  # byte by byte: nothing after the head is eaten
+            if not chunk:
+                break
+            self.response_head += chunk
+        words = self.response_head.split(b" ", 2)
+        return int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+
+    def export(self, request: bytes | None = None) -> int | None:
+        """``usbip connect``'s handshake (``request``: another OP_REQ_EXPORT than the
+        device's own); the reply's status, and the device served when it is 0."""
+        self.sock.sendall(request or export_request(self.device.info(self.busid)))
+        reply = _recv_exactly(self.sock, EXPORT_REPLY_SIZE)
+        if reply is None:
+            return None
+        version, code, status = struct.unpack(">HHI", reply)
+        assert (version, code) == (USBIP_VERSION, OP_REP_EXPORT), reply
+        self.status = status
+        if status == 0:
+            self.sock.settimeout(None)
+            self._thread = threading.Thread(target=self.device.serve, args=(self.sock,),
+                                            daemon=True)  # fmt: skip
+            self._thread.start()
+        return status
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sock.close()

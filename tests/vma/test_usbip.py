@@ -1,5 +1,6 @@
-"""The USB/IP wire format (``qvd.vma.usbip``): the import handshake both ways, the busid
-rule, vhci-hcd's status file and its port choice."""
+"""The USB/IP wire format (``qvd.vma.usbip``): the import handshake both ways, the
+exporter-initiated one (``OP_REQ_EXPORT``/``OP_REP_EXPORT``, the original clients'), the
+busid rule, vhci-hcd's status file and its port choice."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ import pytest
 
 from qvd.vma.usbip import (
     DEVICE_SIZE,
+    EXPORT_REFUSED,
+    EXPORT_REQUEST_SIZE,
     REQUEST_SIZE,
     UsbDeviceInfo,
     UsbipError,
     devid,
+    export_reply,
+    export_request,
     free_port,
     import_reply,
     import_request,
+    parse_description,
     parse_device,
+    parse_export_reply,
+    parse_export_request,
     parse_import_reply_head,
     parse_import_request,
     parse_vhci_status,
@@ -127,3 +135,67 @@ def test_vhci_status_and_the_free_port_of_a_speed() -> None:
     assert free_port(ports, 1) == 1
     assert free_port(ports, 5) == 2  # super speed: the ss hub
     assert free_port(ports[:1], 2) is None
+
+
+def test_the_export_request_as_usbip_connect_sends_it() -> None:
+    data = export_request(DEVICE)
+    assert len(data) == EXPORT_REQUEST_SIZE == 8 + 312
+    assert data[:8] == b"\x01\x11\x80\x06\x00\x00\x00\x00"  # 0x0111, OP_REQ_EXPORT, 0
+    assert data[8:] == DEVICE.pack()
+    # busid at 256, then busnum, devnum, speed (u32 BE), the ids (u16 BE), six u8
+    assert data[8 + 256 : 8 + 260] == b"1-2\0"
+    fields = struct.unpack(">IIIHHHBBBBBB", data[8 + 288 :])
+    assert fields == (1, 5, 3, 0x046D, 0xC52B, 0x1201, 0, 0, 0, 1, 1, 3)
+    assert parse_export_request(data) == DEVICE
+
+
+def test_the_export_reply_both_ways() -> None:
+    assert export_reply() == b"\x01\x11\x00\x06\x00\x00\x00\x00"
+    parse_export_reply(export_reply())
+    assert export_reply(EXPORT_REFUSED) == b"\x01\x11\x00\x06\x00\x00\x00\x01"
+    with pytest.raises(UsbipError, match="refused the device"):
+        parse_export_reply(export_reply(EXPORT_REFUSED))
+    with pytest.raises(UsbipError, match="not an OP_REP_EXPORT"):
+        parse_export_reply(import_reply(None))
+    with pytest.raises(UsbipError, match="8 bytes"):
+        parse_export_reply(export_reply() + b"\0")
+
+
+def _export(**changes: object) -> bytes:
+    return b"\x01\x11\x80\x06\0\0\0\0" + _device(**changes)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (_export()[:-1], "320 bytes"),
+        (_export() + b"\0", "320 bytes"),
+        (b"\x01\x11\x80\x03" + _export()[4:], "not an OP_REQ_EXPORT"),  # an import code
+        (b"\x01\x06\x80\x06" + _export()[4:], "not an OP_REQ_EXPORT"),  # another version
+        (b"GET / HTTP/1.1\r\n" + _export()[16:], "not an OP_REQ_EXPORT"),
+        (_export(busid="1-1/../x"), "not a USB bus id"),
+        (_export(busid="1-1\n"), "not a USB bus id"),
+        (_export(busnum=0), "bus/device numbers"),
+        (_export(devnum=1 << 16), "bus/device numbers"),
+        (_export(speed=0), "speed"),
+        (_export(speed=0x7FFFFFFF), "speed"),
+        (_export()[:8] + b"p" * 256 + _export()[264:], "path is not NUL-terminated"),
+        (_export()[: 8 + 256] + b"\xff" * 32 + _export()[296:], "busid is not NUL-terminated"),
+        (_export()[: 8 + 256] + "1-é".encode().ljust(32, b"\0") + _export()[296:], "not ASCII"),
+    ],
+)
+def test_bad_export_requests(data: bytes, reason: str) -> None:
+    with pytest.raises(UsbipError, match=reason):
+        parse_export_request(data)
+
+
+def test_one_description_parser_for_both_handshakes() -> None:
+    """The import reply's description and the export request's are the same struct,
+    checked by the same rules (the import adds: the busid that was asked for)."""
+    assert parse_description(DEVICE.pack()) == parse_device(DEVICE.pack(), "1-2") == DEVICE
+    for bad in (_device(speed=7), _device(busnum=0), _device(busid="x")):
+        with pytest.raises(UsbipError) as as_export:
+            parse_export_request(b"\x01\x11\x80\x06\0\0\0\0" + bad)
+        with pytest.raises(UsbipError) as as_import:
+            parse_device(bad, "1-2")
+        assert str(as_export.value) == str(as_import.value)

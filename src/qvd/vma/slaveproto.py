@@ -9,7 +9,8 @@ session's slave key as ``Authorization: Basic <key>`` (the raw key, as the origi
   ``X-QVD-Share-Ticket``, then SFTP over the stream (the desktop mounts the client's
   folder on ``~/Redirected/<name>``);
 - ``POST /usbip`` with ``Upgrade: qvd:usbip/1.0`` and ``X-QVD-USB-Busid: <busid>`` (one
-  device per connection) → 101 then USB/IP (``qvd.vma.usbslave``), or a refusal;
+  device per connection; without it the client exports, ``usbip connect``-style) → 101
+  then USB/IP (``qvd.vma.usbslave``), or a refusal;
 - ``POST /throughput`` with ``Upgrade: qvd:throughput/1.0`` (ours, for bench/): 101, then
   the desktop sends ``X-QVD-Send`` bytes and closes, or reads ``X-QVD-Receive`` bytes and
   answers their count on a line (at most 1 GiB; NX closes a channel as soon as one side
@@ -130,7 +131,8 @@ class ShareRequest:
 @dataclass(frozen=True, slots=True)
 class UsbRequest:
     """Attach the client's USB device ``busid`` (``X-QVD-USB-Busid``, validated) over
-    USB/IP; None when the client did not say (refused by the slave program)."""
+    USB/IP; None when the client did not say: an original QVD client, which then offers
+    its device itself (the exporter-initiated ``OP_REQ_EXPORT`` after the 101)."""
 
     busid: str | None = None
 

@@ -11,7 +11,12 @@ it), answers the client 101, and sends ``ATTACH <busid>`` with the channel's soc
 busid, reads the fixed-size ``OP_REP_IMPORT`` (bounded: 8 + 312 bytes within
 ``HANDSHAKE_TIMEOUT``), takes a free vhci port of the device's speed and writes
 ``<port> <sockfd> <devid> <speed>`` to vhci-hcd's ``attach``; the kernel then owns the
-stream (the URBs never pass through user space here). It answers ``OK <port>`` and keeps
+stream (the URBs never pass through user space here). An original QVD client names no
+device: the slave program then sends ``EXPORT`` (no busid) and this service waits for the
+client's exporter-initiated ``OP_REQ_EXPORT`` (bounded: 8 + 312 bytes within
+``HANDSHAKE_TIMEOUT``), answers ``OP_REP_EXPORT`` status 0 once a port is free and just
+before the attach (a refusal status, then the close, when the description is bad or no
+port fits), and goes on as above. It answers ``OK <port>`` and keeps
 the slave program's connection open while the port is in use; the device node
 (``/dev/bus/usb/BBB/DDD``) is given to the session's user (owner, 0600: the original's
 ``createdevice.acl`` default is the user's read-write).
@@ -40,13 +45,18 @@ from pathlib import Path
 from qvd.vma.devices import DeviceContext
 from qvd.vma.usbip import (
     DEVICE_SIZE,
+    EXPORT_REFUSED,
+    OP_HEAD_SIZE,
     REPLY_HEAD_SIZE,
     UsbDeviceInfo,
     UsbipError,
     VhciHost,
+    export_reply,
     free_port,
     import_request,
+    parse_description,
     parse_device,
+    parse_export_request_head,
     parse_import_reply_head,
     valid_busid,
 )
@@ -57,6 +67,7 @@ __all__ = [
     "VHCI_DIR",
     "UsbAttachService",
     "UsbDevice",
+    "accept_export",
     "import_over",
     "load_vhci",
     "service_path",
@@ -69,6 +80,7 @@ USB_DEVICES = Path("/sys/bus/usb/devices")
 DEV_USB = Path("/dev/bus/usb")
 SOCKET_NAME = "usbip.sock"
 HANDSHAKE_TIMEOUT = 20.0  # seconds for OP_REP_IMPORT once OP_REQ_IMPORT is sent
+# (or, exporter-initiated, for the client's OP_REQ_EXPORT once the channel is handed over)
 REQUEST_TIMEOUT = 10.0  # seconds for the slave program's ATTACH line and its socket
 MAX_LINE = 128
 WATCH_INTERVAL = 1.0
@@ -78,19 +90,24 @@ def service_path(run_dir: Path) -> Path:
     return run_dir / SOCKET_NAME
 
 
-def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+def _recv_exactly(sock: socket.socket, size: int, deadline: float, what: str = "import") -> bytes:
+    late = (
+        "the client did not answer the import request in time"
+        if what == "import"
+        else "the client did not send its export request in time"
+    )
     data = b""
     while len(data) < size:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise UsbipError("the client did not answer the import request in time")
+            raise UsbipError(late)
         sock.settimeout(left)
         try:
             chunk = sock.recv(size - len(data))
         except TimeoutError:
-            raise UsbipError("the client did not answer the import request in time") from None
+            raise UsbipError(late) from None
         if not chunk:
-            raise UsbipError("the client closed the stream during the import handshake")
+            raise UsbipError(f"the client closed the stream during the {what} handshake")
         data += chunk
     return data
 
@@ -107,6 +124,33 @@ def import_over(
     device = parse_device(_recv_exactly(sock, DEVICE_SIZE, deadline), busid)
     sock.settimeout(None)
     return device
+
+
+def accept_export(sock: socket.socket, timeout: float = HANDSHAKE_TIMEOUT) -> UsbDeviceInfo:
+    """The importer's half of the exporter-initiated handshake on ``sock``: the client's
+    ``OP_REQ_EXPORT`` in (the head, then the description: at most OP_HEAD_SIZE +
+    DEVICE_SIZE bytes, within ``timeout``). A bad head or description is answered with a
+    refusing ``OP_REP_EXPORT`` before the UsbipError; the acceptance (status 0) is the
+    caller's, once a port is free. ``sock`` keeps its timeout for that reply."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    head = _recv_exactly(sock, OP_HEAD_SIZE, deadline, "export")
+    try:
+        parse_export_request_head(head)
+    except UsbipError:
+        _refuse_export(sock)  # not USB/IP: refused without reading on
+        raise
+    description = _recv_exactly(sock, DEVICE_SIZE, deadline, "export")
+    try:
+        return parse_description(description)
+    except UsbipError:
+        _refuse_export(sock)
+        raise
+
+
+def _refuse_export(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(export_reply(EXPORT_REFUSED))
 
 
 @dataclass
@@ -227,22 +271,29 @@ class UsbAttachService:
         with contextlib.ExitStack() as stack:
             channels = [stack.enter_context(socket.socket(fileno=fd)) for fd in fds]
             words = message.decode("ascii", "replace").split()
-            if len(words) != 2 or words[0] != "ATTACH" or len(channels) != 1:
-                _answer(conn, "ERR expected ATTACH <busid> with the channel's socket")
+            exporting = words == ["EXPORT"]  # an original client: it offers, we accept
+            if not (exporting or (len(words) == 2 and words[0] == "ATTACH")) or (
+                len(channels) != 1
+            ):
+                _answer(conn, "ERR expected ATTACH <busid> or EXPORT with the channel's socket")
                 return False
+            asked = "the exported device" if exporting else words[1][:40]
             try:
-                busid = valid_busid(words[1])
                 channel = channels[0]
                 if channel.type != socket.SOCK_STREAM:
                     raise UsbipError("the channel is not a stream socket")
-                device = import_over(channel, busid, self.handshake_timeout)
-                attachment = self._attach(channel, device, conn)
+                if exporting:
+                    device = accept_export(channel, self.handshake_timeout)
+                else:
+                    device = import_over(channel, valid_busid(words[1]), self.handshake_timeout)
+                attachment = self._attach(channel, device, conn, exporting)
             except (UsbipError, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                log.info("USB: %s not attached: %s", words[1][:40], reason)
+                log.info("USB: %s not attached: %s", asked, reason)
                 _answer(conn, f"ERR {reason}")
                 return False
         # our copy of the channel is closed: vhci-hcd holds its own
+        busid = device.busid
         port = attachment.port
         log.info("USB: %s (%04x:%04x) attached on vhci port %d", busid, device.id_vendor,
                  device.id_product, port)  # fmt: skip
@@ -252,13 +303,24 @@ class UsbAttachService:
         return True
 
     def _attach(
-        self, channel: socket.socket, device: UsbDeviceInfo, control: socket.socket
+        self,
+        channel: socket.socket,
+        device: UsbDeviceInfo,
+        control: socket.socket,
+        exporting: bool = False,
     ) -> _Attachment:
-        """Attach and register in one step (a suspend never misses a port)."""
+        """Attach and register in one step (a suspend never misses a port). Exporter-
+        initiated, the client hears OP_REP_EXPORT first: status 0 just before the attach
+        (the kernel owns the socket after it), a refusal when no port fits."""
         with self._lock:
             port = free_port(self.vhci.ports(), device.speed)
             if port is None:
+                if exporting:
+                    _refuse_export(channel)
                 raise UsbipError("no free vhci-hcd port for the device's speed")
+            if exporting:
+                channel.sendall(export_reply(0))  # within the handshake's timeout
+                channel.settimeout(None)
             self.vhci.attach(port, channel.fileno(), device)
             attachment = _Attachment(port, device.busid, control)
             self._attached[port] = attachment

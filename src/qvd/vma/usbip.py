@@ -8,6 +8,11 @@ same stream carries ``USBIP_CMD_SUBMIT``/``USBIP_RET_SUBMIT`` (and the unlinks) 
 the kernel's vhci-hcd and the device: the desktop's user-space code parses only the
 fixed-size handshake, never the URBs.
 
+The original QVD clients run the other flavour, the exporter-initiated one (``usbip
+connect``): the exporter (the client) sends ``OP_REQ_EXPORT`` with the same device
+description, the importer answers ``OP_REP_EXPORT`` (a bare head: status 0 accepted,
+anything else refused), and the URBs follow. Both flavours share one description parser.
+
 Pure functions and frozen values (no I/O) except ``VhciHost``, which reads and writes
 the vhci-hcd sysfs directory given to it. Standard library only (the VMA runs it).
 """
@@ -24,7 +29,13 @@ __all__ = [
     "CMD_SUBMIT",
     "CMD_UNLINK",
     "DEVICE_SIZE",
+    "EXPORT_REFUSED",
+    "EXPORT_REPLY_SIZE",
+    "EXPORT_REQUEST_SIZE",
+    "OP_HEAD_SIZE",
+    "OP_REP_EXPORT",
     "OP_REP_IMPORT",
+    "OP_REQ_EXPORT",
     "OP_REQ_IMPORT",
     "REPLY_HEAD_SIZE",
     "REQUEST_SIZE",
@@ -38,10 +49,16 @@ __all__ = [
     "VhciHost",
     "VhciPort",
     "devid",
+    "export_reply",
+    "export_request",
     "free_port",
     "import_reply",
     "import_request",
+    "parse_description",
     "parse_device",
+    "parse_export_reply",
+    "parse_export_request",
+    "parse_export_request_head",
     "parse_import_reply_head",
     "parse_import_request",
     "parse_vhci_status",
@@ -51,6 +68,9 @@ __all__ = [
 USBIP_VERSION = 0x0111
 OP_REQ_IMPORT = 0x8003
 OP_REP_IMPORT = 0x0003
+OP_REQ_EXPORT = 0x8006  # exporter-initiated (``usbip connect``): the exporter speaks first
+OP_REP_EXPORT = 0x0006
+EXPORT_REFUSED = 1  # an OP_REP_EXPORT status other than 0 (as usbipd's ST_NA)
 CMD_SUBMIT = 1
 CMD_UNLINK = 2
 RET_SUBMIT = 3
@@ -62,6 +82,9 @@ _DEVICE = struct.Struct(">256s32sIIIHHHBBBBBB")
 DEVICE_SIZE = _DEVICE.size  # 312
 REQUEST_SIZE = _OP_HEAD.size + BUSID_SIZE  # 40
 REPLY_HEAD_SIZE = _OP_HEAD.size  # 8, then DEVICE_SIZE when the status is 0
+OP_HEAD_SIZE = _OP_HEAD.size  # 8
+EXPORT_REQUEST_SIZE = _OP_HEAD.size + DEVICE_SIZE  # 320: head, then the description
+EXPORT_REPLY_SIZE = _OP_HEAD.size  # 8: the head alone
 URB_HEAD_SIZE = 48
 SPEED_SUPER = 5  # enum usb_device_speed: 1 low, 2 full, 3 high, 4 wireless, 5 super
 _MAX_SPEED = 6  # super-plus
@@ -161,22 +184,68 @@ def parse_import_reply_head(data: bytes) -> None:
         raise UsbipError(f"the client refused to export the device (status {status})")
 
 
-def parse_device(data: bytes, busid: str) -> UsbDeviceInfo:
-    """The description that follows a successful ``OP_REP_IMPORT`` head; it must name
-    the busid that was asked for and a speed and numbers vhci-hcd accepts."""
+def parse_description(data: bytes) -> UsbDeviceInfo:
+    """A ``usbip_usb_device`` (exactly DEVICE_SIZE bytes), in either handshake: NUL-ended
+    ASCII path and busid, a kernel bus id, and a speed and numbers vhci-hcd accepts."""
     if len(data) != DEVICE_SIZE:
         raise UsbipError(f"the device description is {DEVICE_SIZE} bytes, not {len(data)}")
     fields = _DEVICE.unpack(data)
     path = _c_string(fields[0], "device path")
-    answered = _c_string(fields[1], "busid")
-    if answered != busid:
-        raise UsbipError(f"the client answered for busid {answered[:40]!r}, not {busid!r}")
+    busid = valid_busid(_c_string(fields[1], "busid"))
     busnum, devnum, speed = fields[2], fields[3], fields[4]
     if not 0 < busnum < 1 << 16 or not 0 < devnum < 1 << 16:
         raise UsbipError(f"bad bus/device numbers {busnum}/{devnum}")
     if not 0 < speed <= _MAX_SPEED:
         raise UsbipError(f"bad device speed {speed}")
-    return UsbDeviceInfo(path, answered, busnum, devnum, speed, *fields[5:])
+    return UsbDeviceInfo(path, busid, busnum, devnum, speed, *fields[5:])
+
+
+def parse_device(data: bytes, busid: str) -> UsbDeviceInfo:
+    """The description that follows a successful ``OP_REP_IMPORT`` head; it must name
+    the busid that was asked for (and pass ``parse_description``)."""
+    device = parse_description(data)
+    if device.busid != busid:
+        raise UsbipError(f"the client answered for busid {device.busid[:40]!r}, not {busid!r}")
+    return device
+
+
+def export_request(device: UsbDeviceInfo) -> bytes:
+    """``OP_REQ_EXPORT``: what an exporter-initiated client (``usbip connect``) sends."""
+    return _OP_HEAD.pack(USBIP_VERSION, OP_REQ_EXPORT, 0) + device.pack()
+
+
+def parse_export_request_head(data: bytes) -> None:
+    """Check the 8-byte head of ``OP_REQ_EXPORT`` (read before the description, so a
+    stream that is not USB/IP is refused at once). Its status field is not looked at."""
+    if len(data) != OP_HEAD_SIZE:
+        raise UsbipError(f"the OP_REQ_EXPORT head is {OP_HEAD_SIZE} bytes, not {len(data)}")
+    version, code, _status = _OP_HEAD.unpack(data)
+    if version != USBIP_VERSION or code != OP_REQ_EXPORT:
+        raise UsbipError(f"not an OP_REQ_EXPORT (version {version:#06x}, code {code:#06x})")
+
+
+def parse_export_request(data: bytes) -> UsbDeviceInfo:
+    """The device an ``OP_REQ_EXPORT`` (exactly EXPORT_REQUEST_SIZE bytes) offers."""
+    if len(data) != EXPORT_REQUEST_SIZE:
+        raise UsbipError(f"OP_REQ_EXPORT is {EXPORT_REQUEST_SIZE} bytes, not {len(data)}")
+    parse_export_request_head(data[:OP_HEAD_SIZE])
+    return parse_description(data[OP_HEAD_SIZE:])
+
+
+def export_reply(status: int = 0) -> bytes:
+    """``OP_REP_EXPORT``: status 0 (accepted: the URBs follow) or a refusal."""
+    return _OP_HEAD.pack(USBIP_VERSION, OP_REP_EXPORT, status)
+
+
+def parse_export_reply(data: bytes) -> None:
+    """Check an ``OP_REP_EXPORT``: UsbipError unless it accepts the device."""
+    if len(data) != EXPORT_REPLY_SIZE:
+        raise UsbipError(f"OP_REP_EXPORT is {EXPORT_REPLY_SIZE} bytes, not {len(data)}")
+    version, code, status = _OP_HEAD.unpack(data)
+    if version != USBIP_VERSION or code != OP_REP_EXPORT:
+        raise UsbipError(f"not an OP_REP_EXPORT (version {version:#06x}, code {code:#06x})")
+    if status != 0:
+        raise UsbipError(f"the desktop refused the device (status {status})")
 
 
 @dataclass(frozen=True, slots=True)

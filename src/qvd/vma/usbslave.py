@@ -6,7 +6,9 @@ importer and gives the stream to vhci-hcd.
    for a few seconds: the VMA starts it when the client connects) must answer ``READY``;
    its ``ERR <reason>`` becomes a 503 with the reason (no vhci-hcd in this desktop...);
    no service and no vhci-hcd is a 503 too.
-2. 101 to the client, then ``ATTACH <busid>`` with a socket carrying the channel. vhci-hcd
+2. 101 to the client, then ``ATTACH <busid>`` with a socket carrying the channel; without
+   ``X-QVD-USB-Busid`` (the original QVD clients) ``EXPORT``: the client then offers its
+   device itself (the exporter-initiated ``OP_REQ_EXPORT``, ``qvd.vma.usb``). vhci-hcd
    needs a SOCKET: when nxagent gave a socket on stdin and stdout (the same one) it is
    passed as it is; otherwise (pipes) a socketpair is made and a relay thread per
    direction copies between stdin/stdout and its other end for as long as the device
@@ -131,24 +133,26 @@ def serve_usb(request: UsbRequest, trailing: bytes, key_file: str | None,
         if ready != "READY":
             reason = ready.removeprefix("ERR ").strip() or "its USB service did not answer"
             raise SlaveRefusal(503, reason)
-        if request.busid is None:
-            raise SlaveRefusal(400, "say which device: X-QVD-USB-Busid: <busid>")
+        # with a busid the desktop imports it; without (an original QVD client) the
+        # client exports: it sends OP_REQ_EXPORT after the 101
+        line = "EXPORT" if request.busid is None else f"ATTACH {request.busid}"
+        name = request.busid or "(offered by the client)"
         os.write(1, switching_response(USBIP_PROTOCOL))
         channel, ended = channel_socket()
         with channel:
-            socket.send_fds(service, [f"ATTACH {request.busid}\n".encode()], [channel.fileno()])
+            socket.send_fds(service, [f"{line}\n".encode()], [channel.fileno()])
         answer = _read_line(service, 60.0)
         if not answer.startswith("OK "):
-            _say(f"USB device {request.busid} not attached: {answer.removeprefix('ERR ')}")
+            _say(f"USB device {name} not attached: {answer.removeprefix('ERR ')}")
             return 1
-        _say(f"USB device {request.busid} attached (vhci port, device: {answer[3:]})")
+        _say(f"USB device {name} attached (vhci port, device: {answer[3:]})")
         # until the service lets go (detached) or, with a relay, the channel ends
         waiter = threading.Thread(target=_wait_closed, args=(service, ended), daemon=True)
         waiter.start()
         ended.wait()
         with contextlib.suppress(OSError):
             service.shutdown(socket.SHUT_RDWR)
-        _say(f"USB device {request.busid} detached")
+        _say(f"USB device {name} detached")
     return 0
 
 
