@@ -104,7 +104,7 @@ def test_a_device_is_imported_attached_given_to_the_user_and_detached_on_suspend
     assert service.attached_ports() == [0]
     node = vhci.dev_usb / "003" / "002"
     wait_until(lambda: node.stat().st_uid == USER_UID, "the node given to the user")
-    assert node.stat().st_mode & 0o777 == 0o600
+    assert node.stat().st_mode & 0o777 == 0o600  # made the user's only once it was 0600
     # the socket vhci-hcd holds is the client's stream: URBs reach the emulated device
     held = vhci.held[0]
     setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])  # GET_DESCRIPTOR(device), 18 bytes

@@ -345,8 +345,8 @@ class UsbAttachService:
                 continue
             _settle_udev()  # udev's own rule runs first, ours stays
             try:  # /dev is root's and udev's: no one else plants a link there
+                os.chmod(node, 0o600)  # first: never the user's while others may read
                 os.chown(node, self.uid, self.gid, follow_symlinks=False)
-                os.chmod(node, 0o600)
                 log.info("USB: %s given to uid %d", node, self.uid)
             except OSError as exc:
                 log.warning("USB: cannot give %s to uid %d: %s", node, self.uid, exc.strerror)
