@@ -31,7 +31,7 @@ __all__ = [
 UNIT_NAMES = ("qvd-postgresql.service", "qvd-hkd.service", "qvd-api.service")
 _PLACEHOLDER = re.compile(r"@([A-Z]+)@")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
-_SAFE_WORD = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # never an option (-x)
 _PORT = re.compile(r"[0-9]{1,5}")
 _KIND = {"PGUSER": _SAFE_WORD, "PGPORT": _PORT}
 
