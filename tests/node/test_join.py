@@ -132,32 +132,31 @@ def test_a_used_token_is_refused_with_no_host_row(net: JoinNet) -> None:
         engine.dispose()
 
 
-def test_an_expired_token_is_refused_with_no_host_row(net: JoinNet) -> None:
+def refused_join(net: JoinNet, name: str, token: str) -> str:
+    """``qvd node join`` as ``name`` from a fresh namespace: it fails (exit 1) and leaves
+    no host row; its log."""
     engine = net.engine()
     try:
         ns, _ = net.add_namespace(0)
-        token = make_token(net, "--ttl", "1s")
-        while decode_token(token).expiration.timestamp() > time.time() - 0.5:
-            time.sleep(0.2)
-        proc, _, log = join(net, ns, "node-a", token, start=False)
+        proc, _, log = join(net, ns, name, token, start=False)
         assert proc.wait(120) == 1
-        assert "expired" in log.read_text(), log.read_text()
         assert host_rows(engine) == {}
+        return log.read_text()
     finally:
         engine.dispose()
+
+
+def test_an_expired_token_is_refused_with_no_host_row(net: JoinNet) -> None:
+    token = make_token(net, "--ttl", "1s")
+    while decode_token(token).expiration.timestamp() > time.time() - 0.5:
+        time.sleep(0.2)
+    said = refused_join(net, "node-a", token)
+    assert "expired" in said, said
 
 
 def test_a_token_for_another_name_is_refused(net: JoinNet) -> None:
-    engine = net.engine()
-    try:
-        ns, _ = net.add_namespace(0)
-        token = make_token(net, "--host", "node-a")
-        proc, _, log = join(net, ns, "node-z", token, start=False)
-        assert proc.wait(120) == 1
-        assert "for a node named 'node-a'" in log.read_text(), log.read_text()
-        assert host_rows(engine) == {}
-    finally:
-        engine.dispose()
+    said = refused_join(net, "node-z", make_token(net, "--host", "node-a"))
+    assert "for a node named 'node-a'" in said, said
 
 
 @pytest.mark.lxc
@@ -200,12 +199,16 @@ def test_join_with_a_database_url_registers_and_writes_the_conf(
     conf = tmp_path / "node.conf"
     conf.write_text("vm.hypervisor = lxc\n")
     env = {k: v for k, v in os.environ.items() if k not in ("QVD_CONFIG", "QVD_DATABASE_URL")}
-    done = subprocess.run(
-        [sys.executable, "-m", "qvd", "node", "join", "--database", "-", "--name", "node-u",
-         "--address", "10.0.0.7", "--config", str(conf), "--no-start"],
-        input=url_of(db) + "\n", capture_output=True, text=True, env=env, timeout=120,
-        check=False,
-    )  # fmt: skip
+
+    def join_as_node_u(address: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qvd", "node", "join", "--database", "-", "--name",
+             "node-u", "--address", address, "--config", str(conf), "--no-start"],
+            input=url_of(db) + "\n", capture_output=True, text=True, env=env, timeout=120,
+            check=False,
+        )  # fmt: skip
+
+    done = join_as_node_u("10.0.0.7")
     assert done.returncode == 0, done.stderr
     assert host_rows(engine)["node-u"][0] == "10.0.0.7"
     cfg = load_config(conf)
@@ -213,12 +216,7 @@ def test_join_with_a_database_url_registers_and_writes_the_conf(
     assert cfg.get("vm.hypervisor") == "lxc"  # kept
     assert "not started (--no-start)" in done.stderr
     # again, while that node is not running: re-registered, not a second row
-    again = subprocess.run(
-        [sys.executable, "-m", "qvd", "node", "join", "--database", "-", "--name", "node-u",
-         "--address", "10.0.0.8", "--config", str(conf), "--no-start"],
-        input=url_of(db) + "\n", capture_output=True, text=True, env=env, timeout=120,
-        check=False,
-    )  # fmt: skip
+    again = join_as_node_u("10.0.0.8")
     assert again.returncode == 0, again.stderr
     assert "re-registered" in again.stderr
     assert host_rows(engine)["node-u"][0] == "10.0.0.8"

@@ -108,70 +108,55 @@ class Facts:
 
 
 # ---- checks (pure) ------------------------------------------------------------------------
+def _either(check: str, ok: bool, good: str, level: Level, bad: str, fix: str) -> Finding:
+    """``check``'s OK finding (``good``) when ``ok``, else its ``level`` one (``bad``)."""
+    return Finding(check, Level.OK, good) if ok else Finding(check, level, bad, fix)
+
+
 def check_kernel(f: Facts) -> list[Finding]:
     out: list[Finding] = []
     if f.hypervisor == "lxc":
-        if "overlay" in f.filesystems:
-            out.append(Finding("kernel.overlayfs", Level.OK, "overlayfs available"))
-        else:
-            out.append(
-                Finding(
-                    "kernel.overlayfs",
-                    Level.FAIL,
-                    "overlayfs is not available",
-                    "modprobe overlay (and add it to /etc/modules-load.d)",
-                )
-            )
-        if f.userns_max is not None and f.userns_max > 0:
-            out.append(Finding("kernel.userns", Level.OK, "user namespaces enabled"))
-        else:
-            out.append(
-                Finding(
-                    "kernel.userns",
-                    Level.FAIL,
-                    "user namespaces are off (desktops run in them)",
-                    "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d)",
-                )
-            )
         missing = sorted(LXC_CONTROLLERS - f.cgroup_controllers)
-        if missing:
-            out.append(
-                Finding(
-                    "kernel.cgroups",
-                    Level.FAIL,
-                    f"cgroup v{f.cgroup_version} lacks the controllers {', '.join(missing)}",
-                    "enable them on the kernel command line (cgroup_enable=…) and reboot",
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    "kernel.cgroups", Level.OK, f"cgroup v{f.cgroup_version}: cpu, memory, pids"
-                )
-            )
+        out += [
+            _either(
+                "kernel.overlayfs", "overlay" in f.filesystems, "overlayfs available",
+                Level.FAIL, "overlayfs is not available",
+                "modprobe overlay (and add it to /etc/modules-load.d)",
+            ),
+            _either(
+                "kernel.userns", f.userns_max is not None and f.userns_max > 0,
+                "user namespaces enabled",
+                Level.FAIL, "user namespaces are off (desktops run in them)",
+                "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d)",
+            ),
+            _either(
+                "kernel.cgroups", not missing, f"cgroup v{f.cgroup_version}: cpu, memory, pids",
+                Level.FAIL,
+                f"cgroup v{f.cgroup_version} lacks the controllers {', '.join(missing)}",
+                "enable them on the kernel command line (cgroup_enable=…) and reboot",
+            ),
+        ]  # fmt: skip
     if f.hypervisor == "kvm":
-        if f.kvm_device:
-            out.append(Finding("kernel.kvm", Level.OK, "/dev/kvm is usable"))
-        else:
-            out.append(
-                Finding(
-                    "kernel.kvm",
-                    Level.WARN,
-                    "no usable /dev/kvm: VMs run under TCG (slow)",
-                    "enable virtualisation in the firmware and load kvm_intel/kvm_amd",
-                )
-            )
-    if f.nft:
-        out.append(Finding("kernel.nftables", Level.OK, "nft present"))
-    else:
         out.append(
-            Finding(
-                "kernel.nftables",
-                Level.FAIL if f.manage_bridge else Level.WARN,
-                "nft is missing: the node cannot filter its desktops' ports",
-                "apt-get install nftables",
+            _either(
+                "kernel.kvm",
+                f.kvm_device,
+                "/dev/kvm is usable",
+                Level.WARN,
+                "no usable /dev/kvm: VMs run under TCG (slow)",
+                "enable virtualisation in the firmware and load kvm_intel/kvm_amd",
             )
         )
+    out.append(
+        _either(
+            "kernel.nftables",
+            f.nft,
+            "nft present",
+            Level.FAIL if f.manage_bridge else Level.WARN,
+            "nft is missing: the node cannot filter its desktops' ports",
+            "apt-get install nftables",
+        )
+    )
     return out
 
 
@@ -324,30 +309,26 @@ def check_storage(f: Facts) -> list[Finding]:
         low = (
             f.storage_free < MIN_FREE_BYTES or f.storage_free < MIN_FREE_FRACTION * f.storage_total
         )
-        if low:
-            out.append(
-                Finding(
-                    "storage.free",
-                    Level.FAIL,
-                    f"{f.storage_root}: only {free_gib:.2f} GiB free",
-                    "free space (old DIs: `qvd gc`), or grow the file system",
-                )
-            )
-        else:
-            out.append(
-                Finding("storage.free", Level.OK, f"{f.storage_root}: {free_gib:.1f} GiB free")
-            )
-    if f.image_cache_writable:
-        out.append(Finding("storage.image_cache", Level.OK, f"{f.image_cache} writable"))
-    else:
         out.append(
-            Finding(
-                "storage.image_cache",
-                Level.WARN,
-                f"{f.image_cache} is missing or not writable",
-                f"mkdir -p {f.image_cache} (as root)",
+            _either(
+                "storage.free",
+                not low,
+                f"{f.storage_root}: {free_gib:.1f} GiB free",
+                Level.FAIL,
+                f"{f.storage_root}: only {free_gib:.2f} GiB free",
+                "free space (old DIs: `qvd gc`), or grow the file system",
             )
         )
+    out.append(
+        _either(
+            "storage.image_cache",
+            f.image_cache_writable,
+            f"{f.image_cache} writable",
+            Level.WARN,
+            f"{f.image_cache} is missing or not writable",
+            f"mkdir -p {f.image_cache} (as root)",
+        )
+    )
     return out
 
 

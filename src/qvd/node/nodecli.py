@@ -27,10 +27,8 @@ from qvd.node.units import (
     UNIT_NAMES,
     UnitError,
     install_units,
-    render_unit,
+    render_units,
     systemd_is_running,
-    template_dir,
-    unit_values,
 )
 
 __all__ = ["node_app"]
@@ -221,12 +219,10 @@ def units_cmd(
             return
         if output is None:
             raise JoinError("say where: --output DIR, or --install")
+        rendered = render_units(cfg, path, names)
         output.mkdir(parents=True, exist_ok=True)
-        values = unit_values(cfg, path)
-        for name in names:
-            if name not in UNIT_NAMES:
-                raise UnitError(f"{name}: not a QVD unit ({', '.join(UNIT_NAMES)})")
-            (output / name).write_text(render_unit((template_dir() / name).read_text(), values))
+        for name, text in rendered.items():
+            (output / name).write_text(text)
             _say(f"wrote {output / name}")
     except UnitError as exc:
         raise JoinError(str(exc)) from None

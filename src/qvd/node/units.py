@@ -22,6 +22,7 @@ __all__ = [
     "UnitError",
     "install_units",
     "render_unit",
+    "render_units",
     "systemd_is_running",
     "template_dir",
     "unit_values",
@@ -30,7 +31,7 @@ __all__ = [
 UNIT_NAMES = ("qvd-postgresql.service", "qvd-hkd.service", "qvd-api.service")
 _PLACEHOLDER = re.compile(r"@([A-Z]+)@")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
-_SAFE_WORD = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # never an option (-x)
 _PORT = re.compile(r"[0-9]{1,5}")
 _KIND = {"PGUSER": _SAFE_WORD, "PGPORT": _PORT}
 
@@ -98,6 +99,17 @@ def render_unit(template: str, values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_units(config: Config, config_path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """The units ``names`` rendered for this node (name -> text)."""
+    values = unit_values(config, config_path)
+    rendered = {}
+    for name in names:
+        if name not in UNIT_NAMES:
+            raise UnitError(f"{name}: not a QVD unit ({', '.join(UNIT_NAMES)})")
+        rendered[name] = render_unit((template_dir() / name).read_text(), values)
+    return rendered
+
+
 def install_units(
     config: Config,
     config_path: Path,
@@ -109,12 +121,8 @@ def install_units(
 ) -> list[Path]:
     """Write the units ``names`` into ``unit_dir`` (0644), reload systemd, and enable
     and start them (``start``)."""
-    values = unit_values(config, config_path)
     written = []
-    for name in names:
-        if name not in UNIT_NAMES:
-            raise UnitError(f"{name}: not a QVD unit")
-        text = render_unit((template_dir() / name).read_text(), values)
+    for name, text in render_units(config, config_path, names).items():
         path = unit_dir / name
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(text)
