@@ -21,10 +21,12 @@ flight beyond the promotion itself. The worst of 1 (--quick) or 3 rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,70 +57,71 @@ def _stopped_again(d: Any) -> None:
         )
 
 
+@contextlib.contextmanager
+def _staged(run: Path) -> Iterator[tuple[Any, ThreadPoolExecutor, Any]]:
+    """A fresh replicated pair, a pool for the client and the stage on the pair."""
+    from tests.db import inflight_stage as s
+    from tests.pgcluster import replicated_pair
+
+    with (
+        replicated_pair("qvd-bench-pg-inflight-") as pair,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        engine = make_engine(pair.target())
+        try:
+            with s.desk(pair.target(), engine, run, **{"database.failover_wait": "60"}) as d:
+                yield pair, pool, d
+        finally:
+            engine.dispose()
+
+
 def _one_round() -> dict[str, float]:
     _root_on_path()
     from tests.conftest import scratch_dir
     from tests.db import inflight_stage as s
-    from tests.pgcluster import replicated_pair
 
     figures: dict[str, float] = {}
     run = scratch_dir("qvd-bench-inflight-")
     try:
-        with (
-            replicated_pair("qvd-bench-pg-inflight-") as pair,
-            ThreadPoolExecutor(2) as pool,
-        ):
-            engine = make_engine(pair.target())
-            try:
-                with s.desk(pair.target(), engine, run, **{"database.failover_wait": "60"}) as d:
-                    # no failover
-                    with s.connecting(d.lab, pool) as connect:
-                        s.wait_for(lambda: d.vm_cmd() == "start", "the start request")
-                        allowed = time.monotonic()
-                        d.node.allowed.set()
-                        connect.answer.result(s.WAIT)
-                        figures["baseline_s"] = time.monotonic() - allowed
-                    s.wait_for(lambda: d.session() == ("disconnected", None), "released")
-                    d.node.allowed.clear()
-                    _stopped_again(d)
-                    # the primary dies while the connect waits for its VM
-                    with s.watching_retries() as retries, s.connecting(d.lab, pool) as connect:
-                        s.wait_for(lambda: d.vm_cmd() == "start", "the start request")
-                        retries.expect("reading its state")
-                        pair.stop_primary("immediate")
-                        if not retries.seen.wait(s.WAIT):
-                            raise RuntimeError("the connect never met the dead primary")
-                        pair.promote()
-                        promoted = time.monotonic()
-                        d.node.allowed.set()
-                        head, _, _ = connect.answer.result(s.WAIT)
-                        figures["waiting_s"] = time.monotonic() - promoted
-                        if not head.startswith(b"HTTP/1.1 101"):
-                            raise RuntimeError(f"the connect failed: {head!r}")
-            finally:
-                engine.dispose()
-        with (
-            replicated_pair("qvd-bench-pg-inflight-") as pair,
-            ThreadPoolExecutor(2) as pool,
-        ):
-            engine = make_engine(pair.target())
-            try:
-                with s.desk(pair.target(), engine, run, **{"database.failover_wait": "60"}) as d:
-                    d.node.allowed.set()
-                    with s.watching_retries() as retries:
-                        retries.expect("authenticating")
-                        pair.stop_primary("immediate")
-                        with s.connecting(d.lab, pool) as connect:
-                            if not retries.seen.wait(s.WAIT):
-                                raise RuntimeError("the login never met the dead primary")
-                            pair.promote()
-                            promoted = time.monotonic()
-                            head, _, _ = connect.answer.result(s.WAIT)
-                            figures["login_s"] = time.monotonic() - promoted
-                            if not head.startswith(b"HTTP/1.1 101"):
-                                raise RuntimeError(f"the connect failed: {head!r}")
-            finally:
-                engine.dispose()
+        with _staged(run) as (pair, pool, d):
+            # no failover
+            with s.connecting(d.lab, pool) as connect:
+                s.wait_for(lambda: d.vm_cmd() == "start", "the start request")
+                allowed = time.monotonic()
+                d.node.allowed.set()
+                connect.answer.result(s.WAIT)
+                figures["baseline_s"] = time.monotonic() - allowed
+            s.wait_for(lambda: d.session() == ("disconnected", None), "released")
+            d.node.allowed.clear()
+            _stopped_again(d)
+            # the primary dies while the connect waits for its VM
+            with s.watching_retries() as retries, s.connecting(d.lab, pool) as connect:
+                s.wait_for(lambda: d.vm_cmd() == "start", "the start request")
+                retries.expect("reading its state")
+                pair.stop_primary("immediate")
+                if not retries.seen.wait(s.WAIT):
+                    raise RuntimeError("the connect never met the dead primary")
+                pair.promote()
+                promoted = time.monotonic()
+                d.node.allowed.set()
+                head, _, _ = connect.answer.result(s.WAIT)
+                figures["waiting_s"] = time.monotonic() - promoted
+                if not head.startswith(b"HTTP/1.1 101"):
+                    raise RuntimeError(f"the connect failed: {head!r}")
+        with _staged(run) as (pair, pool, d):
+            d.node.allowed.set()
+            with s.watching_retries() as retries:
+                retries.expect("authenticating")
+                pair.stop_primary("immediate")
+                with s.connecting(d.lab, pool) as connect:
+                    if not retries.seen.wait(s.WAIT):
+                        raise RuntimeError("the login never met the dead primary")
+                    pair.promote()
+                    promoted = time.monotonic()
+                    head, _, _ = connect.answer.result(s.WAIT)
+                    figures["login_s"] = time.monotonic() - promoted
+                    if not head.startswith(b"HTTP/1.1 101"):
+                        raise RuntimeError(f"the connect failed: {head!r}")
     finally:
         shutil.rmtree(run, ignore_errors=True)
     figures["extra_s"] = figures["waiting_s"] - figures["baseline_s"]

@@ -34,7 +34,13 @@ from sqlalchemy.exc import DBAPIError
 
 from qvd.db.errors import DatabaseError, DatabaseUnreachable
 
-__all__ = ["CommitOutcomeUnknown", "lost_connection", "retry_delays", "run_transaction"]
+__all__ = [
+    "CommitOutcomeUnknown",
+    "lost_connection",
+    "retry_delays",
+    "retry_while_lost",
+    "run_transaction",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,32 +130,50 @@ def run_transaction(
     connection is lost before COMMIT (for up to about ``wait`` seconds). A connection
     lost during COMMIT raises :class:`CommitOutcomeUnknown`; any other error is
     raised as it is."""
-    delays = retry_delays(wait)
-    attempt = 0
-    while True:
-        try:
-            with engine.connect() as conn:
-                trans = conn.begin()
-                try:
-                    result = work(conn)
-                except BaseException:
-                    trans.rollback()
-                    raise
-                try:
-                    trans.commit()
-                except DBAPIError as exc:
-                    if lost_connection(exc):
-                        raise CommitOutcomeUnknown(
-                            f"{what}: the database connection was lost during COMMIT; "
-                            "the change may or may not have been made"
-                        ) from exc
-                    raise
-                return result
-        except CommitOutcomeUnknown:
-            raise
-        except (DBAPIError, DatabaseUnreachable) as exc:
-            if not lost_connection(exc) or attempt >= len(delays):
+
+    def attempt() -> T:
+        with engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                result = work(conn)
+            except BaseException:
+                trans.rollback()
                 raise
-            log.warning("%s: database connection lost before commit, retrying: %s", what, exc)
-            sleep(delays[attempt])
-            attempt += 1
+            try:
+                trans.commit()
+            except DBAPIError as exc:
+                if lost_connection(exc):
+                    raise CommitOutcomeUnknown(
+                        f"{what}: the database connection was lost during COMMIT; "
+                        "the change may or may not have been made"
+                    ) from exc
+                raise
+            return result
+
+    return retry_while_lost(
+        attempt, wait=wait, what=what, sleep=sleep,
+        note="database connection lost before commit, retrying",
+    )  # fmt: skip
+
+
+def retry_while_lost(
+    call: Callable[[], T],
+    *,
+    wait: float,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    note: str = "database connection lost, retrying",
+) -> T:
+    """``call()`` again while it fails because the database connection was lost
+    (:func:`lost_connection`, for about ``wait`` seconds); other errors as they are
+    (a :class:`CommitOutcomeUnknown` among them: it is not a lost connection)."""
+    delays = retry_delays(wait)
+    for delay in delays:
+        try:
+            return call()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            log.warning("%s: %s: %s", what, note, exc)
+            sleep(delay)
+    return call()

@@ -27,7 +27,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 
 from qvd.config import Config
-from qvd.db.failover import CommitOutcomeUnknown, lost_connection, retry_delays, run_transaction
+from qvd.db.failover import CommitOutcomeUnknown, retry_while_lost, run_transaction
 
 __all__ = ["db_step", "failover_wait", "retry_lost"]
 
@@ -71,15 +71,5 @@ def retry_lost(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``call()`` again while it fails because the database connection was lost (for
-    about ``wait`` seconds); other errors as they are."""
-    delays = retry_delays(wait)
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            if not lost_connection(exc) or attempt >= len(delays):
-                raise
-            log.warning("%s: database connection lost, retrying: %s", what, exc)
-            sleep(delays[attempt])
-            attempt += 1
+    about ``wait`` seconds); other errors as they are (``qvd.db.failover``)."""
+    return retry_while_lost(call, wait=wait, what=what, sleep=sleep)

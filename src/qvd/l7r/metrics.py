@@ -53,29 +53,28 @@ CONNECT_RESULTS = (
 )
 
 
+# (error class, result label), most specific first: a subclass before its base
+_RESULT_OF: tuple[tuple[type[BaseException], str], ...] = (
+    (TooManyAttempts, "rate_limited"),  # an Unauthorized
+    (Unauthorized, "auth_failed"),
+    (NotFound, "no_vm"),
+    (Forbidden, "forbidden"),
+    (Busy, "busy"),  # Busy, DatabaseUnavailable, Aborted: each an Unavailable
+    (DatabaseUnavailable, "db_unavailable"),
+    (Aborted, "aborted"),  # taken over by another client meanwhile
+    (Unavailable, "unavailable"),
+    (ProtocolError, "bad_request"),
+)
+
+
 def connect_result(exc: BaseException | None) -> str:
     """The ``result`` label of a connect that ended with ``exc`` (None: switched)."""
     if exc is None:
         return "ok"
-    if isinstance(exc, TooManyAttempts):
-        return "rate_limited"
-    if isinstance(exc, Unauthorized):
-        return "auth_failed"
-    if isinstance(exc, NotFound):
-        return "no_vm"
-    if isinstance(exc, Forbidden):
-        return "forbidden"
-    if isinstance(exc, Busy):
-        return "busy"
-    if isinstance(exc, DatabaseUnavailable):
-        return "db_unavailable"
-    if isinstance(exc, Aborted):  # taken over by another client meanwhile
-        return "aborted"
-    if isinstance(exc, Unavailable):
-        return "unavailable"
-    if isinstance(exc, ProtocolError) or (isinstance(exc, L7rError) and exc.status < 500):
-        return "bad_request"
-    return "error"
+    for error, result in _RESULT_OF:
+        if isinstance(exc, error):
+            return result
+    return "bad_request" if isinstance(exc, L7rError) and exc.status < 500 else "error"
 
 
 class L7rMetrics:

@@ -50,13 +50,17 @@ class Notifier:
 
     def version(self, vm_id: int) -> int:
         with self._cond:
-            return self._epoch + self._versions.get(vm_id, 0)
+            return self._counter(vm_id)
 
     def wait_change(self, vm_id: int, seen: int, timeout: float) -> int:
         """Block until the VM's counter passes ``seen`` or ``timeout``; the new counter."""
         with self._cond:
-            self._cond.wait_for(lambda: self._epoch + self._versions.get(vm_id, 0) != seen, timeout)
-            return self._epoch + self._versions.get(vm_id, 0)
+            self._cond.wait_for(lambda: self._counter(vm_id) != seen, timeout)
+            return self._counter(vm_id)
+
+    def _counter(self, vm_id: int) -> int:
+        """The VM's counter (under ``_cond``): its notifications plus every resync."""
+        return self._epoch + self._versions.get(vm_id, 0)
 
     def _bump(self, vm_id: int) -> None:
         with self._cond:
