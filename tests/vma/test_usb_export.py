@@ -32,22 +32,15 @@ from tests.usbipdev import (
     original_usb_request,
 )
 from tests.vma.test_usb_service import read_line, wait_until
-from tests.vma.usbfakes import HS_PORTS, FakeVhci
+from tests.vma.usbfakes import HS_PORTS, USER_UID, FakeVhci, attach_service
 from tests.vma.usbfakes import vhci as vhci
 
-USER_UID = 65534  # the session's user (nobody); the tests run as root
 KEY = "Qw3" * 21 + "z"
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb,
-                           handshake_timeout=5.0)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci, handshake_timeout=5.0)
 
 
 def hand_over_export(path: Path, channel: socket.socket) -> tuple[socket.socket, str]:

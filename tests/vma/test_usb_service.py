@@ -22,20 +22,13 @@ from qvd.vma.usb import UsbAttachService, import_over
 from qvd.vma.usbip import UsbipError, import_reply, parse_import_request
 from qvd.vma.usbslave import channel_socket
 from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedDevice
-from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import USER_UID, FakeVhci, attach_service
 from tests.vma.usbfakes import vhci as vhci
-
-USER_UID = 65534  # the session's user (nobody); the tests run as root
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci)
 
 
 def client_side(channel: socket.socket, device: EmulatedDevice) -> threading.Thread:
