@@ -13,9 +13,10 @@ own GStreamer decoder on stdin:
 The decoder plays to the user's PulseAudio through ``PULSE_SERVER`` in its environment
 (``tcp:127.0.0.1:<client.audio.port>`` or the ``unix:`` socket ``pactl info`` named):
 no path or value of anyone's goes into its command line, which ``gst-launch-1.0`` parses
-as a pipeline description. Decoders end, by PID, when their connection does or at
-``close``. When a connection ends the client says how many bytes the channel carried and
-what 48 kHz stereo 16-bit PCM would have taken for as long (``OpusStats``).
+as a pipeline description. Decoders end (their process group: ``qvd.vma.procs.end_group``)
+when their connection does or at ``close``. When a connection ends the client says how
+many bytes the channel carried and what 48 kHz stereo 16-bit PCM would have taken for as
+long (``OpusStats``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from qvd.client.audio import OwnUidListener
+from qvd.vma.procs import end_group
 
 __all__ = ["PCM_BYTES_PER_SECOND", "OpusReceiver", "OpusStats", "decoder_argv"]
 
@@ -101,7 +103,7 @@ class OpusReceiver:
             return
         with self._lock:
             if self._closed:
-                _end(decoder)
+                end_group(decoder)
                 conn.close()
                 return
             self._live[conn] = decoder
@@ -119,7 +121,7 @@ class OpusReceiver:
         conn.close()
         with contextlib.suppress(OSError):
             sink.close()
-        _end(decoder)
+        end_group(decoder)
         print(stats.line(), file=sys.stderr, flush=True)
         with self._lock:
             self._live.pop(conn, None)
@@ -140,16 +142,3 @@ class OpusReceiver:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # its _serve ends the decoder, reports
         self._listener.join_servers(10)
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """TERM, then KILL after 3 s; always reaped."""
-    for kill in (proc.terminate, proc.kill):
-        with contextlib.suppress(ProcessLookupError):
-            kill()
-        try:
-            proc.wait(3)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
