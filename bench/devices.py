@@ -128,20 +128,23 @@ def audio_start_ms(rig: DeviceRig, runs: int) -> float:
     if why:
         print(f"audio_start_ms: nan: {why}")
         return float("nan")
-    desk, recorder = rig.desktop, rig.recorder
+    desk = rig.desktop
     wait_until(desk.tunnel_sinks, 60, "the desktop's sound tunnel to the client")
     tone = f"{desk.home}/qvd-bench-tone.wav"
     desk.write_tone(tone, 0.5)
 
-    def one(_: int) -> float:
-        recorder.wait_for_quiet()  # the tail of the run before is no start
-        start, _end = desk.timed("paplay", tone, clock="monotonic")
-        heard = recorder.wait_for_sound(20, since=start)
-        if heard is None:
-            raise AssertionError("no sound at the client's null sink within 20 s")
-        return (heard - start) * 1000
+    return measured("audio_start_ms", runs, lambda _: tone_ms(rig, tone, "sound"))
 
-    return measured("audio_start_ms", runs, one)
+
+def tone_ms(rig: DeviceRig, tone: str, what: str) -> float:
+    """ms from ``paplay tone`` started in the desktop to the first sound at the client's
+    null sink (``what`` names the sound in the error when none comes within 20 s)."""
+    rig.recorder.wait_for_quiet()  # the tail of the run before is no start
+    start, _end = rig.desktop.timed("paplay", tone, clock="monotonic")
+    heard = rig.recorder.wait_for_sound(20, since=start)
+    if heard is None:
+        raise AssertionError(f"no {what} at the client's null sink within 20 s")
+    return (heard - start) * 1000
 
 
 _OPUS_STATS = re.compile(r"Sound: the Opus channel carried (\d+) bytes in [\d.]+ s \(PCM: (\d+)")
@@ -165,12 +168,6 @@ def audio_opus(root: Path, vm: int, port: int, lxcpath: Path, runs: int) -> tupl
         tone = f"{desk.home}/qvd-bench-tone.wav"
         desk.write_tone(tone, 0.5)
 
-        def heard_after(start: float, timeout: float) -> float:
-            heard = recorder.wait_for_sound(timeout, since=start)
-            if heard is None:
-                raise AssertionError(f"no Opus sound at the client within {timeout:.0f} s")
-            return (heard - start) * 1000
-
         def warm() -> bool:  # the encoder connects once the client is attached
             recorder.wait_for_quiet()
             start, _end = desk.timed("paplay", tone, clock="monotonic")
@@ -178,12 +175,7 @@ def audio_opus(root: Path, vm: int, port: int, lxcpath: Path, runs: int) -> tupl
 
         wait_until(warm, 60, "Opus sound at the client")
 
-        def one(_: int) -> float:
-            recorder.wait_for_quiet()
-            start, _end = desk.timed("paplay", tone, clock="monotonic")
-            return heard_after(start, 20)
-
-        start_ms = measured("audio_opus_start_ms", runs, one)
+        start_ms = measured("audio_opus_start_ms", runs, lambda _: tone_ms(rig, tone, "Opus sound"))
         rig.client.stop()
         found = _OPUS_STATS.findall(rig.client.output())
         sent, pcm = sum(int(b) for b, _ in found), sum(int(p) for _, p in found)

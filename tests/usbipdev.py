@@ -47,6 +47,7 @@ __all__ = [
     "EmulatedDevice",
     "EmulatedExporter",
     "OriginalClientExport",
+    "get_descriptor",
     "original_usb_request",
 ]
 
@@ -73,6 +74,25 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def get_descriptor(
+    held: socket.socket, seqnum: int, kind: int, length: int, devid: int = 0x70002
+) -> bytes:
+    """A GET_DESCRIPTOR control URB as vhci-hcd would send it on the socket it holds
+    (``CMD_SUBMIT``, direction IN, endpoint 0); the descriptor of the ``RET_SUBMIT``
+    answering it (same seqnum)."""
+    setup = bytes([0x80, 6, 0, kind, 0, 0, length, 0])
+    urb = _HEAD.pack(CMD_SUBMIT, seqnum, devid, 1, 0) + _SUBMIT.pack(0, length, 0, 0, 0, setup)
+    held.sendall(urb)
+    held.settimeout(10)
+    reply = b""
+    while len(reply) < 48 + length:
+        chunk = held.recv(4096)
+        assert chunk, "the stream ended before the URB's answer"
+        reply += chunk
+    assert struct.unpack(">II", reply[:8]) == (RET_SUBMIT, seqnum)
+    return reply[48:]
 
 
 def _string(text: str) -> bytes:

@@ -26,7 +26,7 @@ from qvd.client.usb import (
 from qvd.vma.slaveproto import UsbRequest, decide, parse_head
 from qvd.vma.usb import import_over
 from qvd.vma.usbip import UsbipError, import_request
-from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedExporter
+from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedExporter, get_descriptor
 
 KEY = "Qw3" * 21 + "z"
 
@@ -154,15 +154,8 @@ def test_a_device_through_the_real_slave_program_and_attach_service(
             time.sleep(0.02)
         assert [(port, speed) for port, _dev, speed, _ino in vhci.attached] == [(0, 3)]
         held = vhci.held[0]  # what vhci-hcd reads: the client's device, through the slave
-        setup = bytes([0x80, 6, 0, 2, 0, 0, 9, 0])  # GET_DESCRIPTOR(configuration), 9 bytes
-        held.sendall((1).to_bytes(4, "big") + (5).to_bytes(4, "big") + bytes(4)
-                     + (1).to_bytes(4, "big") + bytes(4) + bytes(4) + (9).to_bytes(4, "big")
-                     + bytes(12) + setup)  # fmt: skip
-        held.settimeout(10)
-        reply = b""
-        while len(reply) < 48 + 9:
-            reply += held.recv(4096)
-        assert reply[48:50] == b"\x09\x02"  # a configuration descriptor
+        configuration = get_descriptor(held, 5, 2, 9, devid=0)
+        assert configuration[:2] == b"\x09\x02"  # a configuration descriptor
         slave = listener.procs[0]
         assert slave.poll() is None  # it waits while the device is attached
         service.detach_all()  # the session is suspended

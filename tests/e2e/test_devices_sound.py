@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -92,29 +95,55 @@ def hear(recorder: Recorder, lxc: LxcNode, vm_id: int, uid: str, server: str) ->
     raise AssertionError(f"the client never heard the desktop: {errors}\n{vm_logs(lxc, vm_id)}")
 
 
+@dataclass
+class SoundDesktop:
+    """A VM with ``vma.audio.enable=1`` on ``node``, its login and password file, a
+    private PulseAudio on a free TCP port and an Xvfb; ``connect`` starts a client."""
+
+    node: L7rNode
+    tmp_path: Path
+    vm_id: int
+    login: str
+    pulse: PrivatePulse = field(default_factory=lambda: PrivatePulse(tcp_port=free_port()))
+    xvfb: Xvfb = field(default_factory=Xvfb)
+    clients: list[Client] = field(default_factory=list)
+
+    def connect(self, home: str, settings: dict[str, str], extra_env: dict[str, str]) -> Client:
+        client = start_client(
+            self.tmp_path / home, display=self.xvfb.display, port=self.node.port,
+            login=self.login, password_file=self.tmp_path / "password", vm_id=self.vm_id,
+            settings=settings, extra_env=extra_env,
+        )  # fmt: skip
+        self.clients.append(client)
+        return client
+
+
+@contextmanager
+def sound_desktop(
+    engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
+) -> Iterator[SoundDesktop]:
+    """A SoundDesktop; its clients, Xvfb and PulseAudio closed at the end."""
+    vm_id, _ = add_lxc_vm(engine, node.lxc, test_image, 1)
+    set_vm_property(engine, vm_id, "vma.audio.enable", "1")
+    login = set_password(engine, vm_id, "s3cret!")
+    (tmp_path / "password").write_text("s3cret!\n")
+    desktop = SoundDesktop(node, tmp_path, vm_id, login)
+    try:
+        yield desktop
+    finally:
+        for client in desktop.clients:
+            client.close()
+        desktop.xvfb.close()
+        desktop.pulse.close()
+
+
 def test_a_tone_in_the_desktop_plays_at_the_client_also_after_resume(
     engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
-    lxc, port = node.lxc, node.port
-    vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
-    set_vm_property(engine, vm_id, "vma.audio.enable", "1")
-    login = set_password(engine, vm_id, "s3cret!")
-    password_file = tmp_path / "password"
-    password_file.write_text("s3cret!\n")
-    pulse = PrivatePulse(tcp_port=free_port())
-    xvfb = Xvfb()
-    clients: list[Client] = []
-
-    def connect(home: str, settings: dict[str, str], extra_env: dict[str, str]) -> Client:
-        client = start_client(
-            tmp_path / home, display=xvfb.display, port=port, login=login,
-            password_file=password_file, vm_id=vm_id, settings=settings, extra_env=extra_env,
-        )  # fmt: skip
-        clients.append(client)
-        return client
-
-    with_sound = {"client.audio.enable": "1", "client.audio.port": str(pulse.tcp_port)}
-    try:
+    with sound_desktop(engine, node, test_image, tmp_path) as desktop:
+        lxc, vm_id, pulse, xvfb = node.lxc, desktop.vm_id, desktop.pulse, desktop.xvfb
+        connect = desktop.connect
+        with_sound = {"client.audio.enable": "1", "client.audio.port": str(pulse.tcp_port)}
         first = connect("one", with_sound, {})
         assert xterm_visible(wait_for_xterm(xvfb.display, 90)), first.output() + vm_logs(lxc, vm_id)
         wait_for(lambda: user_state(engine, vm_id) == "connected", 30, "user_state connected")
@@ -149,8 +178,3 @@ def test_a_tone_in_the_desktop_plays_at_the_client_also_after_resume(
         _, played = play_in_desktop(lxc, vm_id, uid, server)
         assert played.returncode == 0, played.stderr  # the desktop's programs still play
         assert third.proc.poll() is None
-    finally:
-        for client in clients:
-            client.close()
-        xvfb.close()
-        pulse.close()

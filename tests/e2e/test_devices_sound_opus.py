@@ -16,14 +16,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from qvd.client.devices import free_port
-from qvd.di.testbed import Xvfb
-from tests.e2e.devices import set_vm_property, start_client
-from tests.e2e.node import Client, L7rNode, in_vm, set_password
-from tests.e2e.test_devices_sound import _MAKE_TONE, hear, session_user, user_state, vm_logs
+from tests.e2e.node import Client, L7rNode, in_vm
+from tests.e2e.test_devices_sound import (
+    _MAKE_TONE,
+    hear,
+    session_user,
+    sound_desktop,
+    user_state,
+    vm_logs,
+)
 from tests.hkd.conftest import wait_for
-from tests.hkd.lxcnode import LxcNode, add_lxc_vm
-from tests.pulse import PrivatePulse
+from tests.hkd.lxcnode import LxcNode
 from tests.vma.helpers import wait_for_xterm, xterm_visible
 
 pytestmark = pytest.mark.timeout(900)
@@ -44,26 +47,10 @@ def encoders(lxc: LxcNode, vm_id: int) -> list[str]:
 def test_opus_sound_plays_compressed_also_after_resume(
     engine: Engine, node: L7rNode, test_image: Path, tmp_path: Path
 ) -> None:
-    lxc, port = node.lxc, node.port
-    vm_id, _ = add_lxc_vm(engine, lxc, test_image, 1)
-    set_vm_property(engine, vm_id, "vma.audio.enable", "1")
-    login = set_password(engine, vm_id, "s3cret!")
-    password_file = tmp_path / "password"
-    password_file.write_text("s3cret!\n")
-    pulse = PrivatePulse(tcp_port=free_port())
-    xvfb = Xvfb()
-    clients: list[Client] = []
-    opus = {"client.audio.enable": "1", "client.audio.compression.enable": "1"}
-
-    def connect(home: str, settings: dict[str, str], extra_env: dict[str, str]) -> Client:
-        client = start_client(
-            tmp_path / home, display=xvfb.display, port=port, login=login,
-            password_file=password_file, vm_id=vm_id, settings=settings, extra_env=extra_env,
-        )  # fmt: skip
-        clients.append(client)
-        return client
-
-    try:
+    with sound_desktop(engine, node, test_image, tmp_path) as desktop:
+        lxc, vm_id, pulse, xvfb = node.lxc, desktop.vm_id, desktop.pulse, desktop.xvfb
+        connect = desktop.connect
+        opus = {"client.audio.enable": "1", "client.audio.compression.enable": "1"}
         first = connect("one", {**opus, "client.audio.port": str(pulse.tcp_port)}, {})
         assert xterm_visible(wait_for_xterm(xvfb.display, 90)), first.output() + vm_logs(lxc, vm_id)
         wait_for(lambda: user_state(engine, vm_id) == "connected", 30, "user_state connected")
@@ -104,8 +91,3 @@ def test_opus_sound_plays_compressed_also_after_resume(
         assert encoders(lxc, vm_id)
         second.close()
         assert channel_stats(second), second.output()
-    finally:
-        for client in clients:
-            client.close()
-        xvfb.close()
-        pulse.close()

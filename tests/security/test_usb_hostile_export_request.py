@@ -19,33 +19,23 @@ from pathlib import Path
 import pytest
 
 from qvd.vma.usb import UsbAttachService
-from qvd.vma.usbip import EXPORT_REFUSED, UsbDeviceInfo, export_reply, export_request
+from qvd.vma.usbip import EXPORT_REFUSED, export_reply, export_request
 from tests.usbipdev import BUSID, EmulatedDevice
 from tests.vma.test_usb_export import hand_over_export
-from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import FakeVhci, attach_service, description
 from tests.vma.usbfakes import vhci as vhci
 
-USER_UID = 65534
 HEAD = b"\x01\x11\x80\x06\0\0\0\0"  # version 0x0111, OP_REQ_EXPORT, status 0
 FLOOD = 8 << 20
 
 
 def offer(**changes: object) -> bytes:
-    fields = {"path": "/p", "busid": BUSID, "busnum": 7, "devnum": 2, "speed": 3,
-              "id_vendor": 1, "id_product": 2}  # fmt: skip
-    fields.update(changes)
-    return HEAD + UsbDeviceInfo(**fields).pack()  # type: ignore[arg-type]
+    return HEAD + description(**changes).pack()
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb,
-                           handshake_timeout=2.0)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci, handshake_timeout=2.0)
 
 
 REFUSED = export_reply(EXPORT_REFUSED)

@@ -18,32 +18,22 @@ from pathlib import Path
 import pytest
 
 from qvd.vma.usb import UsbAttachService
-from qvd.vma.usbip import UsbDeviceInfo, import_reply
+from qvd.vma.usbip import import_reply
 from tests.usbipdev import BUSID, EmulatedDevice
 from tests.vma.test_usb_service import client_side, hand_over
-from tests.vma.usbfakes import FakeVhci
+from tests.vma.usbfakes import FakeVhci, attach_service, description
 from tests.vma.usbfakes import vhci as vhci
 
-USER_UID = 65534
 GOOD = EmulatedDevice().info(BUSID)
 
 
 def other(**changes: object) -> bytes:
-    fields = {"path": "/p", "busid": BUSID, "busnum": 7, "devnum": 2, "speed": 3,
-              "id_vendor": 1, "id_product": 2}  # fmt: skip
-    fields.update(changes)
-    return b"\x01\x11\x00\x03\0\0\0\0" + UsbDeviceInfo(**fields).pack()  # type: ignore[arg-type]
+    return b"\x01\x11\x00\x03\0\0\0\0" + description(**changes).pack()
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb,
-                           handshake_timeout=2.0)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci, handshake_timeout=2.0)
 
 
 FLOOD = 8 << 20

@@ -29,25 +29,19 @@ from tests.usbipdev import (
     VENDOR_ID,
     EmulatedDevice,
     OriginalClientExport,
+    get_descriptor,
     original_usb_request,
 )
 from tests.vma.test_usb_service import read_line, wait_until
-from tests.vma.usbfakes import HS_PORTS, FakeVhci
+from tests.vma.usbfakes import HS_PORTS, USER_UID, FakeVhci, attach_service
 from tests.vma.usbfakes import vhci as vhci
 
-USER_UID = 65534  # the session's user (nobody); the tests run as root
 KEY = "Qw3" * 21 + "z"
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb,
-                           handshake_timeout=5.0)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci, handshake_timeout=5.0)
 
 
 def hand_over_export(path: Path, channel: socket.socket) -> tuple[socket.socket, str]:
@@ -58,21 +52,6 @@ def hand_over_export(path: Path, channel: socket.socket) -> tuple[socket.socket,
     assert read_line(control) == "READY"
     socket.send_fds(control, [b"EXPORT\n"], [channel.fileno()])
     return control, read_line(control)
-
-
-def get_descriptor(held: socket.socket, seqnum: int, kind: int, length: int) -> bytes:
-    """A control URB as vhci-hcd would send it on the socket it holds; the answer."""
-    setup = bytes([0x80, 6, 0, kind, 0, 0, length, 0])
-    held.sendall(struct.pack(">IIIII", 1, seqnum, 0x70002, 1, 0) + bytes(4)
-                 + struct.pack(">i", length) + bytes(12) + setup)  # fmt: skip
-    held.settimeout(10)
-    reply = b""
-    while len(reply) < 48 + length:
-        chunk = held.recv(4096)
-        assert chunk, "the stream ended before the URB's answer"
-        reply += chunk
-    assert struct.unpack(">II", reply[:8]) == (3, seqnum)  # RET_SUBMIT, the same seqnum
-    return reply[48:]
 
 
 def test_a_request_without_a_busid_is_an_export() -> None:

@@ -21,21 +21,14 @@ import pytest
 from qvd.vma.usb import UsbAttachService, import_over
 from qvd.vma.usbip import UsbipError, import_reply, parse_import_request
 from qvd.vma.usbslave import channel_socket
-from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedDevice
-from tests.vma.usbfakes import FakeVhci
+from tests.usbipdev import BUSID, PRODUCT_ID, VENDOR_ID, EmulatedDevice, get_descriptor
+from tests.vma.usbfakes import USER_UID, FakeVhci, attach_service
 from tests.vma.usbfakes import vhci as vhci
-
-USER_UID = 65534  # the session's user (nobody); the tests run as root
 
 
 @pytest.fixture
 def service(tmp_path: Path, vhci: FakeVhci) -> Iterator[UsbAttachService]:
-    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
-                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb)  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+    yield from attach_service(tmp_path, vhci)
 
 
 def client_side(channel: socket.socket, device: EmulatedDevice) -> threading.Thread:
@@ -107,17 +100,8 @@ def test_a_device_is_imported_attached_given_to_the_user_and_detached_on_suspend
     assert node.stat().st_mode & 0o777 == 0o600  # made the user's only once it was 0600
     # the socket vhci-hcd holds is the client's stream: URBs reach the emulated device
     held = vhci.held[0]
-    setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])  # GET_DESCRIPTOR(device), 18 bytes
-    held.sendall((1).to_bytes(4, "big") + (9).to_bytes(4, "big") + (0x70002).to_bytes(4, "big")
-                 + (1).to_bytes(4, "big") + bytes(4) + bytes(4) + (18).to_bytes(4, "big")
-                 + bytes(12) + setup)  # fmt: skip
-    held.settimeout(10)
-    reply = b""
-    while len(reply) < 48 + 18:
-        reply += held.recv(4096)
-    assert int.from_bytes(reply[0:4], "big") == 3  # RET_SUBMIT
-    assert int.from_bytes(reply[4:8], "big") == 9  # the same seqnum
-    assert reply[48 + 8 : 48 + 12] == VENDOR_ID.to_bytes(2, "little") + PRODUCT_ID.to_bytes(
+    device_descriptor = get_descriptor(held, 9, 1, 18)  # RET_SUBMIT, the same seqnum
+    assert device_descriptor[8:12] == VENDOR_ID.to_bytes(2, "little") + PRODUCT_ID.to_bytes(
         2, "little"
     )
     # suspend: every port detached, the slave program's wait ends

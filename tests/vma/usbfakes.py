@@ -1,7 +1,9 @@
 """A vhci-hcd sysfs directory in a temporary folder, for the VMA's USB code on a machine
 without the module: ``status`` as the kernel writes it, and an ``attach`` that records
 what was written and marks the port used (with the guest's name of the device), as the
-kernel does once it accepted the socket; ``vhci``, the fixture of one."""
+kernel does once it accepted the socket; ``vhci``, the fixture of one; ``attach_service``,
+the VMA's attach service over it for the session's user; ``description``, a device
+description with fields to change."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from qvd.vma.usb import HANDSHAKE_TIMEOUT, UsbAttachService
 from qvd.vma.usbip import UsbDeviceInfo, VhciHost, devid
+from tests.usbipdev import BUSID
 
-__all__ = ["HS_PORTS", "FakeVhci", "vhci"]
+__all__ = ["HS_PORTS", "USER_UID", "FakeVhci", "attach_service", "description", "vhci"]
 
 HS_PORTS = 8
+USER_UID = 65534  # the session's user (nobody); the tests run as root
 _HEADER = "hub port sta spd dev      sockfd local_busid\n"
 
 
@@ -87,3 +92,25 @@ def vhci(tmp_path: Path) -> Iterator[FakeVhci]:
     fake = FakeVhci(tmp_path / "sys")
     yield fake
     fake.close()
+
+
+def attach_service(
+    tmp_path: Path, vhci: FakeVhci, handshake_timeout: float = HANDSHAKE_TIMEOUT
+) -> Iterator[UsbAttachService]:
+    """The attach service for USER_UID over ``vhci``, closed at the end: ``yield from``
+    it in a fixture."""
+    svc = UsbAttachService(tmp_path / "usbip.sock", USER_UID, USER_UID, vhci,
+                           usb_devices=vhci.usb_devices, dev_usb=vhci.dev_usb,
+                           handshake_timeout=handshake_timeout)  # fmt: skip
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def description(**changes: object) -> UsbDeviceInfo:
+    """A valid device description (tests/usbipdev.py's BUSID) with ``changes``."""
+    fields: dict[str, object] = {"path": "/p", "busid": BUSID, "busnum": 7, "devnum": 2,
+                                 "speed": 3, "id_vendor": 1, "id_product": 2}  # fmt: skip
+    fields.update(changes)
+    return UsbDeviceInfo(**fields)  # type: ignore[arg-type]

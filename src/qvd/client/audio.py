@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ from qvd.client.devices import ClientSession
 if TYPE_CHECKING:
     from qvd.client.opus import OpusReceiver
 
-__all__ = ["AudioRelay", "ClientAudio", "owner_uid", "pulse_socket"]
+__all__ = ["AudioRelay", "ClientAudio", "OwnUidListener", "owner_uid", "pulse_socket"]
 
 _PROC_NET_TCP = Path("/proc/net/tcp")
 OPUS_SETTING = "client.audio.compression.enable"
@@ -90,33 +91,68 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
-class AudioRelay:
-    """A loopback TCP port relayed to a PulseAudio unix socket, for this uid only."""
+class OwnUidListener:
+    """A loopback TCP port whose connections from a socket of this process's uid (the
+    kernel's table: ``owner_uid``) go each to ``serve`` on a thread of their own; the
+    others are counted in ``refused`` and closed at once."""
 
-    def __init__(self, target: str) -> None:
-        self._target = target
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self.port = int(self._listener.getsockname()[1])
-        self.refused = 0  # connections from other users
-        self._open: set[socket.socket] = set()
+    def __init__(self, serve: Callable[[socket.socket], None], name: str, backlog: int) -> None:
+        self._serve = serve
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(backlog)
+        self.port = int(self._socket.getsockname()[1])
+        self.refused = 0
+        self._servers: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="qvd-audio", daemon=True)
+        self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
         while True:
             try:
-                conn, peer = self._listener.accept()
+                conn, peer = self._socket.accept()
             except OSError:
                 return  # closed
             if owner_uid(peer, ("127.0.0.1", self.port)) != os.getuid():
                 self.refused += 1
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            server = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self._lock:
+                self._servers.append(server)
+            server.start()
+
+    def close(self) -> None:
+        """Stop accepting (the connections already handed over go on)."""
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+        self._thread.join(5)
+
+    def join_servers(self, timeout: float) -> None:
+        """Wait for every ``serve`` started (``timeout`` seconds each)."""
+        with self._lock:
+            servers = list(self._servers)
+        for server in servers:
+            server.join(timeout)
+
+
+class AudioRelay:
+    """A loopback TCP port relayed to a PulseAudio unix socket, for this uid only."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listener = OwnUidListener(self._serve, "qvd-audio", backlog=8)
+        self.port = self._listener.port
+
+    @property
+    def refused(self) -> int:
+        """Connections from other users."""
+        return self._listener.refused
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # sound in small writes
@@ -146,13 +182,10 @@ class AudioRelay:
         with self._lock:
             self._closed = True
             sockets = list(self._open)
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(5)
 
 
 class ClientAudio:

@@ -3,7 +3,7 @@ the desktop's).
 
 nxproxy connects the media channel to a loopback port of ours (``media=<port>``). Each
 connection (one per encoder run in the desktop) is accepted only from a socket of this
-user's uid (the kernel's table, as ``qvd.client.audio``'s relay), counted, and fed to its
+user's uid (``qvd.client.audio.OwnUidListener``, as the relay's), counted, and fed to its
 own GStreamer decoder on stdin:
 
     fdsrc fd=0 ! application/x-rtp-stream,…,encoding-name=OPUS,payload=96
@@ -13,15 +13,15 @@ own GStreamer decoder on stdin:
 The decoder plays to the user's PulseAudio through ``PULSE_SERVER`` in its environment
 (``tcp:127.0.0.1:<client.audio.port>`` or the ``unix:`` socket ``pactl info`` named):
 no path or value of anyone's goes into its command line, which ``gst-launch-1.0`` parses
-as a pipeline description. Decoders end, by PID, when their connection does or at
-``close``. When a connection ends the client says how many bytes the channel carried and
-what 48 kHz stereo 16-bit PCM would have taken for as long (``OpusStats``).
+as a pipeline description. Decoders end (their process group: ``qvd.vma.procs.end_group``)
+when their connection does or at ``close``. When a connection ends the client says how
+many bytes the channel carried and what 48 kHz stereo 16-bit PCM would have taken for as
+long (``OpusStats``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -30,7 +30,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qvd.client.audio import owner_uid
+from qvd.client.audio import OwnUidListener
+from qvd.vma.procs import end_group
 
 __all__ = ["PCM_BYTES_PER_SECOND", "OpusReceiver", "OpusStats", "decoder_argv"]
 
@@ -78,33 +79,17 @@ class OpusReceiver:
     def __init__(self, gst_launch: str, env: Mapping[str, str]) -> None:
         self._argv = decoder_argv(gst_launch)
         self._env = dict(env)
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(4)
-        self.port = int(self._listener.getsockname()[1])
-        self.refused = 0  # connections from other users
         self.finished: list[OpusStats] = []
         self._live: dict[socket.socket, subprocess.Popen[bytes]] = {}
-        self._servers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="qvd-opus", daemon=True)
-        self._thread.start()
+        self._listener = OwnUidListener(self._serve, "qvd-opus", backlog=4)
+        self.port = self._listener.port
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, peer = self._listener.accept()
-            except OSError:
-                return  # closed
-            if owner_uid(peer, ("127.0.0.1", self.port)) != os.getuid():
-                self.refused += 1
-                conn.close()
-                continue
-            server = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            with self._lock:
-                self._servers.append(server)
-            server.start()
+    @property
+    def refused(self) -> int:
+        """Connections from other users."""
+        return self._listener.refused
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -118,7 +103,7 @@ class OpusReceiver:
             return
         with self._lock:
             if self._closed:
-                _end(decoder)
+                end_group(decoder)
                 conn.close()
                 return
             self._live[conn] = decoder
@@ -136,7 +121,7 @@ class OpusReceiver:
         conn.close()
         with contextlib.suppress(OSError):
             sink.close()
-        _end(decoder)
+        end_group(decoder)
         print(stats.line(), file=sys.stderr, flush=True)
         with self._lock:
             self._live.pop(conn, None)
@@ -152,27 +137,8 @@ class OpusReceiver:
         with self._lock:
             self._closed = True
             live = list(self._live)
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for conn in live:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # its _serve ends the decoder, reports
-        self._thread.join(5)
-        with self._lock:
-            servers = list(self._servers)
-        for server in servers:
-            server.join(10)
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """TERM, then KILL after 3 s; always reaped."""
-    for kill in (proc.terminate, proc.kill):
-        with contextlib.suppress(ProcessLookupError):
-            kill()
-        try:
-            proc.wait(3)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
+        self._listener.join_servers(10)

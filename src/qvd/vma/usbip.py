@@ -144,6 +144,15 @@ def _c_string(raw: bytes, what: str) -> str:
         raise UsbipError(f"the {what} is not ASCII") from None
 
 
+def _op_status(data: bytes, code: int, name: str) -> int:
+    """The status of the USB/IP operation head at the start of ``data``; UsbipError
+    unless it is this version's ``code`` (``name`` says which, in the error)."""
+    version, got, status = _OP_HEAD.unpack_from(data)
+    if version != USBIP_VERSION or got != code:
+        raise UsbipError(f"not an {name} (version {version:#06x}, code {got:#06x})")
+    return int(status)
+
+
 def devid(busnum: int, devnum: int) -> int:
     """The device id vhci-hcd is told at attach (``busnum << 16 | devnum``)."""
     return (busnum << 16) | devnum
@@ -159,9 +168,7 @@ def parse_import_request(data: bytes) -> str:
     """The busid of an ``OP_REQ_IMPORT`` (exactly REQUEST_SIZE bytes)."""
     if len(data) != REQUEST_SIZE:
         raise UsbipError(f"OP_REQ_IMPORT is {REQUEST_SIZE} bytes, not {len(data)}")
-    version, code, _status = _OP_HEAD.unpack_from(data)
-    if version != USBIP_VERSION or code != OP_REQ_IMPORT:
-        raise UsbipError(f"not an OP_REQ_IMPORT (version {version:#06x}, code {code:#06x})")
+    _op_status(data, OP_REQ_IMPORT, "OP_REQ_IMPORT")
     return valid_busid(_c_string(data[_OP_HEAD.size :], "busid"))
 
 
@@ -177,9 +184,7 @@ def parse_import_reply_head(data: bytes) -> None:
     (the exporter's refusal included)."""
     if len(data) != REPLY_HEAD_SIZE:
         raise UsbipError(f"the OP_REP_IMPORT head is {REPLY_HEAD_SIZE} bytes, not {len(data)}")
-    version, code, status = _OP_HEAD.unpack(data)
-    if version != USBIP_VERSION or code != OP_REP_IMPORT:
-        raise UsbipError(f"not an OP_REP_IMPORT (version {version:#06x}, code {code:#06x})")
+    status = _op_status(data, OP_REP_IMPORT, "OP_REP_IMPORT")
     if status != 0:
         raise UsbipError(f"the client refused to export the device (status {status})")
 
@@ -219,9 +224,7 @@ def parse_export_request_head(data: bytes) -> None:
     stream that is not USB/IP is refused at once). Its status field is not looked at."""
     if len(data) != OP_HEAD_SIZE:
         raise UsbipError(f"the OP_REQ_EXPORT head is {OP_HEAD_SIZE} bytes, not {len(data)}")
-    version, code, _status = _OP_HEAD.unpack(data)
-    if version != USBIP_VERSION or code != OP_REQ_EXPORT:
-        raise UsbipError(f"not an OP_REQ_EXPORT (version {version:#06x}, code {code:#06x})")
+    _op_status(data, OP_REQ_EXPORT, "OP_REQ_EXPORT")
 
 
 def parse_export_request(data: bytes) -> UsbDeviceInfo:
@@ -241,9 +244,7 @@ def parse_export_reply(data: bytes) -> None:
     """Check an ``OP_REP_EXPORT``: UsbipError unless it accepts the device."""
     if len(data) != EXPORT_REPLY_SIZE:
         raise UsbipError(f"OP_REP_EXPORT is {EXPORT_REPLY_SIZE} bytes, not {len(data)}")
-    version, code, status = _OP_HEAD.unpack(data)
-    if version != USBIP_VERSION or code != OP_REP_EXPORT:
-        raise UsbipError(f"not an OP_REP_EXPORT (version {version:#06x}, code {code:#06x})")
+    status = _op_status(data, OP_REP_EXPORT, "OP_REP_EXPORT")
     if status != 0:
         raise UsbipError(f"the desktop refused the device (status {status})")
 
